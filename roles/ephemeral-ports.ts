@@ -1,0 +1,117 @@
+import { defineRole, type ParamProblem } from "../src/role.js";
+import { planSysctlDropin, sysctlDropinPath } from "../src/sysctl/dropin.js";
+import { formatPortList, normalizePortRanges, parsePortList, parsePortRange, portsToRanges, type PortRange } from "../src/sysctl/portList.js";
+
+export interface EphemeralPortsParams {
+  port_range_start: number;
+  port_range_end: number;
+  reserve_listening_ports: boolean;
+  reserved_ports: Array<number | string>;
+}
+
+const RANGE_KEY = "net.ipv4.ip_local_port_range";
+const RESERVED_KEY = "net.ipv4.ip_local_reserved_ports";
+const KERNEL_DEFAULT_PORTS = 60999 - 32768 + 1;
+
+export default defineRole<EphemeralPortsParams>({
+  name: "ephemeral-ports",
+  summary: "Widen the local port range so outbound connections to one upstream don't stop at 28k",
+  schema: {
+    type: "object",
+    additionalProperties: false,
+    properties: {
+      port_range_start: {
+        type: "integer", minimum: 1024, maximum: 65534, default: 1024,
+        description:
+          "First port the kernel may pick for an outgoing connection (net.ipv4.ip_local_port_range, default 32768). " +
+          "Each destination ip:port can take one connection per local port, so the default 32768-60999 stops at 28,232 " +
+          "connections to one upstream: connect() fails with EADDRNOTAVAIL, Nginx answers 502, the app can't reach Redis. " +
+          "Starting at 1024 gives 64,512 ports. Ports below 1024 stay privileged and are never used.",
+        fix: "use a port between 1024 and 65534, below port_range_end",
+      },
+      port_range_end: {
+        type: "integer", minimum: 1025, maximum: 65535, default: 65535,
+        description:
+          "Last port the kernel may pick for an outgoing connection (default 60999). 65535 is the top of the port space. " +
+          "Prefer an end whose parity differs from the start: the kernel splits the range by parity between connect() and bind() and warns otherwise.",
+        fix: "use a port between 1025 and 65535, above port_range_start",
+      },
+      reserve_listening_ports: {
+        type: "boolean", default: true,
+        description:
+          "Reserve (net.ipv4.ip_local_reserved_ports) every port this host listens on inside the new range, merged with the host's existing reserved list. " +
+          "Without it, a service that restarts can find its port taken by an outgoing connection and fail to bind() with EADDRINUSE.",
+      },
+      reserved_ports: {
+        type: "array", default: [], uniqueItems: true,
+        items: { type: ["integer", "string"], pattern: "^[0-9]{1,5}(-[0-9]{1,5})?$", minimum: 1, maximum: 65535 },
+        description:
+          "Extra ports or ranges (\"9000-9100\") to keep out of the ephemeral range, for services that start after provision runs " +
+          "and so are not listening yet. Merged with the existing reserved list; never replaces it.",
+        fix: "write ports as integers (8080) or ranges as strings (\"9000-9100\") between 1 and 65535",
+      },
+    },
+  },
+
+  validate(p) {
+    const problems: ParamProblem[] = [];
+    if (p.port_range_start >= p.port_range_end) {
+      problems.push({
+        param: "port_range_start", severity: "error",
+        problem: `port_range_start ${p.port_range_start} is not below port_range_end ${p.port_range_end}`,
+        fix: "make port_range_start lower than port_range_end, e.g. 1024 and 65535",
+      });
+    } else if (p.port_range_start % 2 === p.port_range_end % 2) {
+      problems.push({
+        param: "port_range_end", severity: "warning",
+        problem: `port_range_start ${p.port_range_start} and port_range_end ${p.port_range_end} have the same parity; the kernel logs "ip_local_port_range: prefer different parity for start/end values"`,
+        fix: `use ${p.port_range_end % 2 === 0 ? p.port_range_end + 1 > 65535 ? p.port_range_end - 1 : p.port_range_end + 1 : p.port_range_end - 1} as port_range_end`,
+      });
+    }
+    p.reserved_ports.forEach((item) => {
+      if (typeof item === "string" && !parsePortRange(item)) {
+        problems.push({
+          param: "reserved_ports", severity: "error",
+          problem: `"${item}" is not a port range from 1 to 65535 with start <= end`,
+          fix: "write ranges as \"low-high\", e.g. \"9000-9100\"",
+        });
+      }
+    });
+    return problems;
+  },
+
+  facts: () => [
+    { kind: "sysctl", key: RANGE_KEY },
+    { kind: "sysctl", key: RESERVED_KEY },
+    { kind: "listening-ports" },
+    { kind: "file", path: sysctlDropinPath("ephemeral-ports") },
+  ],
+
+  plan(p, facts, ctx) {
+    const existing = parsePortList(facts.sysctl[RESERVED_KEY] ?? "") ?? [];
+    const inRange = (port: number) => port >= p.port_range_start && port <= p.port_range_end;
+    const listening = p.reserve_listening_ports ? (facts.listeningPorts ?? []).filter(inRange) : [];
+    const extra: PortRange[] = p.reserved_ports.map((item) => parsePortRange(String(item))).filter((r): r is PortRange => r !== null);
+    const reserved = normalizePortRanges([...existing, ...portsToRanges(listening), ...extra]);
+    const reservedList = formatPortList(reserved);
+    const portCount = p.port_range_end - p.port_range_start + 1;
+
+    const desired: Array<[string, string]> = [[RANGE_KEY, `${p.port_range_start} ${p.port_range_end}`]];
+    if (reservedList !== "") desired.push([RESERVED_KEY, reservedList]);
+
+    const content = ctx.render("sysctl.conf.hbs", {
+      why: ctx.why,
+      start: p.port_range_start,
+      end: p.port_range_end,
+      portCount,
+      defaultCount: KERNEL_DEFAULT_PORTS,
+      reservedList,
+    });
+    const plan = planSysctlDropin({ role: "ephemeral-ports", content, desired, facts });
+    plan.notes.push(
+      `outbound capacity per destination ip:port: ${portCount.toLocaleString("en-US")} ports (default ${KERNEL_DEFAULT_PORTS.toLocaleString("en-US")})`,
+    );
+    if (listening.length > 0) plan.notes.push(`reserving listening ports inside the range: ${formatPortList(portsToRanges(listening))}`);
+    return plan;
+  },
+});

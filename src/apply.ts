@@ -1,0 +1,98 @@
+import { createHash } from "node:crypto";
+import { dirname } from "node:path";
+import type { PlannedChange } from "./plan.js";
+import { newNonce, parseRecords, recordPrelude } from "./remote/records.js";
+import { sysctlEqual, sysctlProcPath } from "./sysctl/value.js";
+import { shQuote } from "./transport/shell.js";
+import { HostError, type Transport } from "./transport/types.js";
+
+export interface ChangeOutcome {
+  change: PlannedChange;
+  ok: boolean;
+  error?: string;
+}
+
+/**
+ * One script that makes every change of a host: files first (each atomic: temp file in the same
+ * directory, chmod/chown, fsync, rename; refused if the file changed since the plan), then live
+ * values, each read back in the same script. One round trip.
+ */
+export function buildApplyScript(changes: PlannedChange[], nonce: string): string {
+  const lines = [recordPrelude(nonce)];
+  const ordered = orderForApply(changes);
+  ordered.forEach(({ change, index }) => {
+    const id = `c${index}`;
+    if (change.kind === "file") lines.push(fileStep(id, change));
+    else lines.push(sysctlStep(id, change.key, change.after));
+  });
+  return `${lines.join("\n")}\n`;
+}
+
+function orderForApply(changes: PlannedChange[]): Array<{ change: PlannedChange; index: number }> {
+  const indexed = changes.map((change, index) => ({ change, index }));
+  return [...indexed.filter((c) => c.change.kind === "file"), ...indexed.filter((c) => c.change.kind !== "file")];
+}
+
+export function contentHash(content: string | null): string {
+  return content === null ? "absent" : createHash("sha256").update(content, "utf8").digest("hex");
+}
+
+function fileStep(id: string, c: Extract<PlannedChange, { kind: "file" }>): string {
+  const path = shQuote(c.path);
+  const dir = shQuote(dirname(c.path));
+  const b64 = Buffer.from(c.after, "utf8").toString("base64");
+  // The temp name has no .conf suffix, so systemd-sysctl never loads a half-written file.
+  const body = [
+    "set -e",
+    `cur=absent; if [ -e ${path} ]; then cur=$(sha256sum < ${path} | cut -d' ' -f1); fi`,
+    `if [ "$cur" != ${contentHash(c.before)} ]; then echo "${c.path} changed since the plan was made; run plan again" >&2; exit 3; fi`,
+    `mkdir -p ${dir}`,
+    `tmp=$(mktemp ${shQuote(`${dirname(c.path)}/.provision-tmp-XXXXXX`)})`,
+    `trap 'rm -f "$tmp"' EXIT`,
+    `printf '%s' ${shQuote(b64)} | base64 -d > "$tmp"`,
+    `chmod ${shQuote(c.mode)} "$tmp"`,
+    `chown ${shQuote(`${c.owner}:${c.group}`)} "$tmp"`,
+    `sync "$tmp" 2>/dev/null || true`,
+    `mv -f "$tmp" ${path}`,
+    "trap - EXIT",
+  ].join("\n");
+  return `out=$( (\n${body}\n) 2>&1 ); rc=$?\nif [ $rc -eq 0 ]; then rec ${id} ok; echo; else rec ${id} fail; printf '%s' "$out" | b64; fi`;
+}
+
+function sysctlStep(id: string, key: string, value: string): string {
+  const proc = shQuote(sysctlProcPath(key));
+  const v = shQuote(value);
+  // sysctl can exit 0 and still have failed, so its stderr counts as failure and the value is read back.
+  return [
+    `if command -v sysctl >/dev/null 2>&1; then out=$(sysctl -q -w ${shQuote(`${key}=${value}`)} 2>&1 >/dev/null); rc=$?; else out=$( { printf '%s\\n' ${v} > ${proc}; } 2>&1 ); rc=$?; fi`,
+    `if [ $rc -eq 0 ] && [ -z "$out" ]; then rec ${id} ok; b64 < ${proc}; else rec ${id} fail; printf 'rc=%s %s' "$rc" "$out" | b64; fi`,
+  ].join("\n");
+}
+
+/** Pure: the outcome of each change from the apply script's output. */
+export function parseApplyOutput(stdout: string, nonce: string, changes: PlannedChange[]): ChangeOutcome[] {
+  const records = parseRecords(stdout, nonce);
+  return changes.map((change, index) => {
+    const rec = records.get(`c${index}`);
+    if (!rec) return { change, ok: false, error: "not reached: the apply script stopped before this step" };
+    if (rec.status !== "ok") return { change, ok: false, error: rec.payload.trim() || "failed without a message" };
+    if (change.kind === "sysctl") {
+      const live = rec.payload.replace(/\n$/, "");
+      if (!sysctlEqual(live, change.after)) {
+        return { change, ok: false, error: `the kernel kept ${JSON.stringify(live)} after writing ${JSON.stringify(change.after)}` };
+      }
+    }
+    return { change, ok: true };
+  });
+}
+
+export async function applyChanges(transport: Transport, changes: PlannedChange[], become: boolean): Promise<ChangeOutcome[]> {
+  if (changes.length === 0) return [];
+  const nonce = newNonce();
+  const result = await transport.exec(buildApplyScript(changes, nonce), { sudo: become });
+  const outcomes = parseApplyOutput(result.stdout, nonce, changes);
+  if (result.code !== 0 && outcomes.every((o) => o.ok)) {
+    throw new HostError(`apply script exited ${result.code}: ${result.stderr.trim()}`, "command");
+  }
+  return outcomes;
+}

@@ -1,0 +1,218 @@
+import { createInterface } from "node:readline";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { formatProblem } from "./config/errors.js";
+import { Session, type HostReport } from "./engine.js";
+import { hasErrors, loadConfig } from "./load.js";
+import { plainStyle, renderPlan, renderRunResult, renderVerify, ttyStyle, type Format, type Style } from "./output/format.js";
+import { DEFAULT_PLAYBOOK } from "./paths.js";
+import type { ResolvedHost } from "./resolve.js";
+import { connectSsh, defaultKnownHostsFile, type SshOptions } from "./transport/ssh.js";
+import { toJson } from "./output/json.js";
+
+/** The only place that parses argv, prints, and exits. */
+
+interface CommonOptions {
+  playbook: string;
+  limit?: string;
+  forks: number;
+  knownHosts: string[];
+  acceptNewHostKeys: boolean;
+  connectTimeout: number;
+  commandTimeout: number;
+  askBecomePass: boolean;
+  json: boolean;
+  format: Format;
+  yes?: boolean;
+}
+
+const EXIT_OK = 0;
+const EXIT_ERROR = 1;
+const EXIT_CHANGES = 2;
+
+function positiveInt(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a whole number of at least 1`);
+    return n;
+  };
+}
+
+function withCommonOptions(cmd: Command): Command {
+  return cmd
+    .argument("<inventory>", "Ansible YAML inventory file")
+    .option("-p, --playbook <file>", "playbook: which roles apply to which groups", DEFAULT_PLAYBOOK)
+    .option("-l, --limit <pattern>", "only these hosts (Ansible patterns: host, group, !exclude, &intersect, a,b)")
+    .option("-f, --forks <n>", "hosts handled at once", positiveInt("--forks"), 50)
+    .option("--known-hosts <file>", "known_hosts file to trust (repeatable; new keys are recorded in the first)", (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option("--accept-new-host-keys", "record keys of hosts not yet in known_hosts (a changed key is still refused)", false)
+    .option("--connect-timeout <seconds>", "SSH connect and handshake timeout", positiveInt("--connect-timeout"), 10)
+    .option("--command-timeout <seconds>", "timeout of each remote step", positiveInt("--command-timeout"), 120)
+    .option("-K, --ask-become-pass", "prompt for the sudo password (or set PROVISION_BECOME_PASSWORD)", false)
+    .option("--json", "print machine-readable JSON instead of text", false)
+    .addOption(new Option("--format <format>", "text output style").choices(["text", "markdown"]).default("text"));
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = new Command()
+    .name("provision")
+    .description("Tune Linux hosts for 10k-100k+ concurrent TCP connections, over SSH: plan, run, verify.")
+    .showHelpAfterError()
+    .exitOverride();
+  let exitCode = EXIT_OK;
+
+  withCommonOptions(program.command("plan"))
+    .description("show what run would change on each host (exit 0: nothing, 2: changes, 1: errors)")
+    .action(async (inventory: string, opts: CommonOptions) => {
+      exitCode = await planCommand(inventory, opts);
+    });
+  withCommonOptions(program.command("run"))
+    .description("apply the plan to every host, then verify it by reading every value back")
+    .option("-y, --yes", "apply without asking for confirmation", false)
+    .action(async (inventory: string, opts: CommonOptions) => {
+      exitCode = await runCommand(inventory, opts);
+    });
+  withCommonOptions(program.command("verify"))
+    .description("read every managed value back and report drift (exit 1 on any mismatch)")
+    .action(async (inventory: string, opts: CommonOptions) => {
+      exitCode = await verifyCommand(inventory, opts);
+    });
+
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    const e = err as { code?: string; exitCode?: number };
+    if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return EXIT_OK;
+    if (typeof e.exitCode === "number") return EXIT_ERROR;
+    throw err;
+  }
+  return exitCode;
+}
+
+function style(): Style {
+  return process.stdout.isTTY && !process.env.NO_COLOR ? ttyStyle : plainStyle;
+}
+
+async function prepare(inventory: string, opts: CommonOptions): Promise<{ hosts: ResolvedHost[]; session: Session } | null> {
+  const { hosts, problems } = loadConfig(inventory, opts.playbook, opts.limit);
+  for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
+  if (hasErrors(problems)) {
+    const n = problems.filter((p) => p.severity === "error").length;
+    process.stderr.write(`${n} error${n === 1 ? "" : "s"} in the configuration; nothing was sent to any host.\n`);
+    return null;
+  }
+  if (hosts.length === 0) {
+    process.stderr.write("no hosts matched the playbook (and --limit); nothing to do.\n");
+    return null;
+  }
+  const sshOptions: SshOptions = {
+    knownHostsFiles: [...opts.knownHosts, defaultKnownHostsFile(), "/etc/ssh/ssh_known_hosts"],
+    acceptNewHostKeys: opts.acceptNewHostKeys,
+    connectTimeoutMs: opts.connectTimeout * 1000,
+    commandTimeoutMs: opts.commandTimeout * 1000,
+    becomePassword: await becomePassword(opts, hosts),
+    keyPassphrase: process.env.PROVISION_KEY_PASSPHRASE,
+  };
+  const session = new Session((host) => connectSsh(host.name, host.connection, sshOptions), opts.forks);
+  return { hosts, session };
+}
+
+async function becomePassword(opts: CommonOptions, hosts: ResolvedHost[]): Promise<string | undefined> {
+  if (!hosts.some((h) => h.become)) return undefined;
+  if (opts.askBecomePass) return askHidden("BECOME password: ");
+  const fromEnv = process.env.PROVISION_BECOME_PASSWORD;
+  return fromEnv === undefined || fromEnv === "" ? undefined : fromEnv;
+}
+
+async function planCommand(inventory: string, opts: CommonOptions): Promise<number> {
+  const prepared = await prepare(inventory, opts);
+  if (!prepared) return EXIT_ERROR;
+  try {
+    const reports = await prepared.session.plan(prepared.hosts);
+    if (opts.json) process.stdout.write(`${toJson("plan", reports)}\n`);
+    else process.stdout.write(renderPlan(reports, opts.format, opts.format === "text" ? style() : plainStyle));
+    if (reports.some((r) => r.error)) return EXIT_ERROR;
+    return reports.some((r) => r.status === "changed") ? EXIT_CHANGES : EXIT_OK;
+  } finally {
+    await prepared.session.close();
+  }
+}
+
+async function runCommand(inventory: string, opts: CommonOptions): Promise<number> {
+  const prepared = await prepare(inventory, opts);
+  if (!prepared) return EXIT_ERROR;
+  const { hosts, session } = prepared;
+  try {
+    const planned = await session.plan(hosts);
+    const reachable = planned.filter((r) => r.plan);
+    if (!opts.json) process.stdout.write(renderPlan(planned, opts.format, style()));
+    const pending = reachable.filter((r) => r.status === "changed").length;
+    if (pending > 0 && !opts.yes) {
+      if (!process.stdin.isTTY) {
+        process.stderr.write("refusing to apply without confirmation: stdin is not a terminal. Pass --yes to apply.\n");
+        return EXIT_ERROR;
+      }
+      if (!(await confirm(`Apply these changes to ${pending} host${pending === 1 ? "" : "s"}? [y/N] `))) {
+        process.stderr.write("not applied.\n");
+        return EXIT_ERROR;
+      }
+    }
+    const applied = await session.apply(hosts, reachable);
+    const byHost = new Map(applied.map((r) => [r.host, r]));
+    const reports: HostReport[] = planned.map((r) => byHost.get(r.host) ?? r);
+    if (opts.json) process.stdout.write(`${toJson("run", reports)}\n`);
+    else process.stdout.write(`\n${renderRunResult(reports, style())}`);
+    return reports.some((r) => r.error) ? EXIT_ERROR : EXIT_OK;
+  } finally {
+    await session.close();
+  }
+}
+
+async function verifyCommand(inventory: string, opts: CommonOptions): Promise<number> {
+  const prepared = await prepare(inventory, opts);
+  if (!prepared) return EXIT_ERROR;
+  try {
+    const reports = await prepared.session.verify(prepared.hosts);
+    if (opts.json) process.stdout.write(`${toJson("verify", reports)}\n`);
+    else process.stdout.write(renderVerify(reports, opts.format, opts.format === "text" ? style() : plainStyle));
+    return reports.every((r) => r.status === "unchanged") ? EXIT_OK : EXIT_ERROR;
+  } finally {
+    await prepared.session.close();
+  }
+}
+
+function confirm(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  return new Promise((resolve) =>
+    rl.question(question, (answer) => {
+      rl.close();
+      resolve(/^y(es)?$/i.test(answer.trim()));
+    }),
+  );
+}
+
+/** Reads a line from the terminal without echoing it. */
+function askHidden(question: string): Promise<string> {
+  if (!process.stdin.isTTY) throw new Error("--ask-become-pass needs a terminal; set PROVISION_BECOME_PASSWORD instead");
+  return new Promise((resolve) => {
+    const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+    const out = rl as unknown as { _writeToOutput: (s: string) => void };
+    process.stderr.write(question);
+    out._writeToOutput = () => undefined;
+    rl.question("", (answer) => {
+      rl.close();
+      process.stderr.write("\n");
+      resolve(answer);
+    });
+  });
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`provision: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = EXIT_ERROR;
+  },
+);
+

@@ -1,0 +1,71 @@
+import { ROLES, roleVarName } from "../roles.js";
+
+/** Connection and privilege variables we read, with Ansible's names so existing inventories work unchanged. */
+export const CONNECTION_VARS = {
+  ansible_host: { type: "string", minLength: 1, pattern: "^[A-Za-z0-9.:_-]+$", description: "Address to connect to (default: the inventory name)", fix: "write a host name or IP address" },
+  ansible_port: { type: "integer", minimum: 1, maximum: 65535, description: "SSH port (default 22)", fix: "use a port from 1 to 65535" },
+  ansible_user: { type: "string", pattern: "^[a-z_][a-z0-9_.-]{0,31}$", description: "Login user (default: root)", fix: "write a Unix user name such as deploy" },
+  ansible_ssh_private_key_file: { type: "string", minLength: 1, description: "Private key file (default: ssh-agent via SSH_AUTH_SOCK, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa)", fix: "write the path of a private key file" },
+  ansible_become: { type: "boolean", description: "Run privileged steps with sudo (overrides the play's become)", fix: "write true or false" },
+} as const;
+
+function varsSchema(): object {
+  const properties: Record<string, object> = { ...CONNECTION_VARS };
+  for (const role of ROLES) properties[roleVarName(role.name)] = role.schema;
+  return { type: ["object", "null"], additionalProperties: false, properties };
+}
+
+/** A vars mapping: inline `vars:`, a host's mapping, or a group_vars/ or host_vars/ file. */
+export const VARS_SCHEMA = varsSchema();
+
+/** Ansible's YAML inventory: groups with hosts, vars and children, nested to any depth. */
+export const INVENTORY_SCHEMA = {
+  $id: "inventory",
+  type: "object",
+  minProperties: 1,
+  additionalProperties: { $ref: "#/$defs/group" },
+  fix: "start the inventory with `all:` and list hosts under `hosts:` or groups under `children:`",
+  $defs: {
+    vars: VARS_SCHEMA,
+    group: {
+      type: ["object", "null"],
+      additionalProperties: false,
+      properties: {
+        hosts: { type: ["object", "null"], additionalProperties: { $ref: "#/$defs/vars" } },
+        vars: { $ref: "#/$defs/vars" },
+        children: { type: ["object", "null"], additionalProperties: { $ref: "#/$defs/group" } },
+      },
+    },
+  },
+} as const;
+
+export const PLAYBOOK_SCHEMA = {
+  $id: "playbook",
+  type: "array",
+  minItems: 1,
+  fix: "write a list of plays, each with `hosts:` and `roles:`",
+  items: {
+    type: "object",
+    additionalProperties: false,
+    required: ["hosts", "roles"],
+    properties: {
+      name: { type: "string" },
+      hosts: { type: "string", minLength: 1, fix: "write a host pattern such as all, web, or web:&prod" },
+      become: { type: "boolean", fix: "write true or false" },
+      roles: {
+        type: "array",
+        minItems: 1,
+        items: {
+          type: ["string", "object"],
+          fix: "write a role name, or a mapping with `role:` and `params:`",
+          additionalProperties: false,
+          required: ["role"],
+          properties: {
+            role: { type: "string" },
+            params: { type: ["object", "null"] },
+          },
+        },
+      },
+    },
+  },
+} as const;

@@ -1,0 +1,97 @@
+import { readFileSync } from "node:fs";
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from "yaml";
+import type { ConfigProblem } from "./errors.js";
+
+export type KeyPath = ReadonlyArray<string | number>;
+
+/** A parsed YAML file that remembers where every key and value came from. */
+export interface YamlFile {
+  file: string;
+  data: unknown;
+  /** Line/column of the value at `path` (or of its key, when `at` is "key"); falls back to the nearest parent. */
+  locate(path: KeyPath, at?: "key" | "value"): { line: number; col: number };
+}
+
+export function loadYamlFile(file: string, problems: ConfigProblem[]): YamlFile | null {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    problems.push({
+      file, line: 1, col: 1, keyPath: "", severity: "error",
+      problem: `cannot read the file (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      fix: "check the path and its permissions",
+    });
+    return null;
+  }
+  return parseYamlText(text, file, problems);
+}
+
+export function parseYamlText(text: string, file: string, problems: ConfigProblem[]): YamlFile | null {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    for (const e of doc.errors) {
+      const pos = lineCounter.linePos(e.pos[0]);
+      problems.push({
+        file, line: pos.line, col: pos.col, keyPath: "", severity: "error",
+        problem: `YAML syntax error: ${firstLine(e.message)}`,
+        fix: "fix the YAML syntax at this position (indentation, quotes, a missing colon)",
+      });
+    }
+    return null;
+  }
+  const locate = (path: KeyPath, at: "key" | "value" = "value") => {
+    const offset = findOffset(doc, path, at);
+    const pos = lineCounter.linePos(offset);
+    return { line: pos.line, col: pos.col };
+  };
+  return { file, data: doc.toJS({ maxAliasCount: 100 }), locate };
+}
+
+function firstLine(message: string): string {
+  return (message.split("\n")[0] ?? message).replace(/ at line \d+, column \d+:?$/, "");
+}
+
+function findOffset(doc: Document, path: KeyPath, at: "key" | "value"): number {
+  let node: unknown = doc.contents;
+  let best = rangeStart(node) ?? 0;
+  for (let i = 0; i < path.length; i++) {
+    const segment = path[i];
+    const isLast = i === path.length - 1;
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isPair(p) && keyText(p.key) === String(segment));
+      if (!pair) return best;
+      const keyStart = rangeStart(pair.key);
+      if (isLast && at === "key" && keyStart !== undefined) return keyStart;
+      node = pair.value;
+      best = rangeStart(node) ?? keyStart ?? best;
+    } else if (isSeq(node) && typeof segment === "number") {
+      node = node.items[segment];
+      best = rangeStart(node) ?? best;
+    } else {
+      return best;
+    }
+  }
+  return best;
+}
+
+function keyText(key: unknown): string | undefined {
+  if (isScalar(key)) return String(key.value);
+  return undefined;
+}
+
+function rangeStart(node: unknown): number | undefined {
+  const range = (node as Node | null | undefined)?.range;
+  return range ? range[0] : undefined;
+}
+
+/** `a.b[0].c` — how key paths are printed in errors. */
+export function formatKeyPath(path: KeyPath): string {
+  let out = "";
+  for (const seg of path) {
+    if (typeof seg === "number") out += `[${seg}]`;
+    else out += out === "" ? seg : `.${seg}`;
+  }
+  return out;
+}

@@ -1,0 +1,141 @@
+import type { HostReport } from "../engine.js";
+import type { PlannedChange } from "../plan.js";
+import { fileDiff } from "../diff.js";
+
+export type Format = "text" | "markdown";
+
+export interface Style {
+  bold(s: string): string;
+  red(s: string): string;
+  green(s: string): string;
+  dim(s: string): string;
+}
+
+export const plainStyle: Style = { bold: (s) => s, red: (s) => s, green: (s) => s, dim: (s) => s };
+export const ttyStyle: Style = {
+  bold: (s) => `\x1b[1m${s}\x1b[0m`,
+  red: (s) => `\x1b[31m${s}\x1b[0m`,
+  green: (s) => `\x1b[32m${s}\x1b[0m`,
+  dim: (s) => `\x1b[2m${s}\x1b[0m`,
+};
+
+/** Hosts whose changes are identical are shown once, so a 200-host plan reads like a 1-host plan. */
+export function groupIdenticalPlans(reports: HostReport[]): Array<{ hosts: string[]; report: HostReport }> {
+  const groups = new Map<string, { hosts: string[]; report: HostReport }>();
+  for (const r of reports) {
+    if (!r.plan || r.error) continue;
+    const key = JSON.stringify(r.plan.changes.map(({ role, ...c }) => [role, c]));
+    const g = groups.get(key);
+    if (g) g.hosts.push(r.host);
+    else groups.set(key, { hosts: [r.host], report: r });
+  }
+  return [...groups.values()];
+}
+
+export function renderPlan(reports: HostReport[], format: Format, style: Style = plainStyle): string {
+  const md = format === "markdown";
+  const out: string[] = [];
+  if (md) out.push("### provision plan", "");
+  for (const { hosts, report } of groupIdenticalPlans(reports)) {
+    const changes = report.plan!.changes;
+    const title = `${hosts.join(", ")} (${hosts.length} host${hosts.length === 1 ? "" : "s"})`;
+    if (changes.length === 0) {
+      out.push(md ? `**${title}**: no changes` : `${style.bold(title)}: no changes`);
+      continue;
+    }
+    out.push(md ? `#### ${title}: ${changes.length} change${changes.length === 1 ? "" : "s"}` : style.bold(`${title}: ${changes.length} change${changes.length === 1 ? "" : "s"}`));
+    for (const role of [...new Set(changes.map((c) => c.role))]) {
+      const roleChanges = changes.filter((c) => c.role === role);
+      out.push(md ? `\n**${role}**\n` : `  ${role}:`);
+      const live = roleChanges.filter((c) => c.kind === "sysctl");
+      if (live.length > 0) {
+        if (md) out.push("| key | live | new |", "|---|---|---|");
+        for (const c of live) out.push(md ? `| \`${c.key}\` | \`${c.before ?? "(absent)"}\` | \`${c.after}\` |` : `    ${liveLine(c, style)}`);
+      }
+      for (const c of roleChanges.filter((c) => c.kind === "file")) {
+        const diff = fileDiff(c.path, c.before, c.after);
+        if (md) out.push("", "```diff", diff.trimEnd(), "```");
+        else out.push(...diff.trimEnd().split("\n").map((l) => `    ${colorDiffLine(l, style)}`));
+      }
+    }
+    const notes = report.plan!.notes;
+    if (notes.length > 0 && !md) out.push(...notes.map((n) => style.dim(`  note (${n.role}): ${n.text}`)));
+    out.push("");
+  }
+  out.push(...renderErrors(reports, format, style));
+  out.push(planSummary(reports));
+  return `${out.join("\n")}\n`;
+}
+
+function liveLine(c: Extract<PlannedChange, { kind: "sysctl" }>, style: Style): string {
+  return `${c.key}: ${style.red(c.before ?? "(absent)")} → ${style.green(c.after)}`;
+}
+
+function colorDiffLine(line: string, style: Style): string {
+  if (line.startsWith("+++") || line.startsWith("---")) return style.bold(line);
+  if (line.startsWith("+")) return style.green(line);
+  if (line.startsWith("-")) return style.red(line);
+  if (line.startsWith("@@")) return style.dim(line);
+  return line;
+}
+
+export function renderErrors(reports: HostReport[], format: Format, style: Style = plainStyle): string[] {
+  const failed = reports.filter((r) => r.error);
+  if (failed.length === 0) return [];
+  const md = format === "markdown";
+  const out = [md ? "#### errors" : style.bold(style.red("errors:"))];
+  for (const r of failed) out.push(md ? `- **${r.host}** (${r.status}): ${r.error!.message}` : `  ${r.host}: ${style.red(r.status.toUpperCase())}: ${r.error!.message}`);
+  out.push("");
+  return out;
+}
+
+export function planSummary(reports: HostReport[]): string {
+  const changed = reports.filter((r) => !r.error && r.status === "changed");
+  const changes = changed.reduce((n, r) => n + (r.plan?.changes.length ?? 0), 0);
+  const unchanged = reports.filter((r) => !r.error && r.status === "unchanged").length;
+  const failed = reports.filter((r) => r.error).length;
+  return `Plan: ${changes} change${changes === 1 ? "" : "s"} on ${changed.length} host${changed.length === 1 ? "" : "s"}, ${unchanged} unchanged, ${failed} failed.`;
+}
+
+export function renderRunResult(reports: HostReport[], style: Style = plainStyle): string {
+  const out: string[] = [];
+  for (const r of reports) {
+    if (r.error) {
+      out.push(`${r.host}: ${style.red(r.status.toUpperCase())}: ${r.error.message}`);
+      continue;
+    }
+    const applied = r.outcomes?.filter((o) => o.ok).length ?? 0;
+    const verified = r.checks?.filter((c) => c.ok).length ?? 0;
+    const total = r.checks?.length ?? 0;
+    out.push(`${r.host}: ${r.status === "changed" ? style.green(`changed (${applied} applied)`) : "unchanged"}, verified ${verified}/${total}`);
+  }
+  const count = (s: string) => reports.filter((r) => r.status === s).length;
+  out.push(`Run: ${count("changed")} changed, ${count("unchanged")} unchanged, ${count("failed")} failed, ${count("unreachable")} unreachable.`);
+  if (count("changed") === 0 && count("failed") === 0 && count("unreachable") === 0) out.push("Nothing to do: every host already matches.");
+  return `${out.join("\n")}\n`;
+}
+
+export function renderVerify(reports: HostReport[], format: Format, style: Style = plainStyle): string {
+  const md = format === "markdown";
+  const out: string[] = md ? ["### provision verify", "", "| host | check | expected | actual | |", "|---|---|---|---|---|"] : [];
+  for (const r of reports) {
+    if (r.error && !r.checks) {
+      out.push(md ? `| ${r.host} | — | — | — | ${r.status}: ${r.error.message} |` : `${r.host}: ${style.red(r.status.toUpperCase())}: ${r.error.message}`);
+      continue;
+    }
+    if (!md) out.push(style.bold(r.host));
+    for (const c of r.checks ?? []) {
+      const what = c.check.kind === "sysctl" ? c.check.key : c.check.path;
+      const expected = c.check.kind === "sysctl" ? c.check.expected : "(rendered content)";
+      const actual = c.check.kind === "sysctl" ? (c.actual ?? "(absent)") : c.actual === null ? "(absent)" : c.ok ? "(same)" : "(differs)";
+      if (md) out.push(`| ${r.host} | \`${what}\` | \`${expected}\` | \`${actual.replace(/\s+/g, " ")}\` | ${c.ok ? "ok" : "**MISMATCH**"} |`);
+      else if (c.ok) out.push(`  ${style.green("ok")}       ${what} = ${c.check.kind === "sysctl" ? expected : "as rendered"}`);
+      else out.push(`  ${style.red("MISMATCH")} ${what}: expected ${expected}, found ${actual.replace(/\s+/g, " ")} — ${c.check.message}`);
+    }
+  }
+  const bad = reports.filter((r) => r.status !== "unchanged");
+  const checks = reports.reduce((n, r) => n + (r.checks?.length ?? 0), 0);
+  const mismatches = reports.reduce((n, r) => n + (r.checks?.filter((c) => !c.ok).length ?? 0), 0);
+  out.push("", `Verify: ${checks - mismatches}/${checks} checks ok on ${reports.length - bad.length}/${reports.length} hosts; ${mismatches} mismatch${mismatches === 1 ? "" : "es"}, ${reports.filter((r) => r.error && !r.checks).length} host errors.`);
+  return `${out.join("\n")}\n`;
+}

@@ -1,0 +1,29 @@
+import type { HostReport } from "../engine.js";
+
+/** `--json`: the same reports as the text output, as data. A plan's changes are exactly what run executes. */
+export function toJson(command: "plan" | "run" | "verify", reports: HostReport[]): string {
+  const count = (s: string) => reports.filter((r) => r.status === s).length;
+  return JSON.stringify(
+    {
+      command,
+      summary: {
+        hosts: reports.length,
+        changed: count("changed"),
+        unchanged: count("unchanged"),
+        failed: count("failed"),
+        unreachable: count("unreachable"),
+        changes: reports.reduce((n, r) => n + (r.plan?.changes.length ?? 0), 0),
+      },
+      hosts: reports.map((r) => ({
+        host: r.host,
+        status: r.status,
+        ...(r.error ? { error: r.error } : {}),
+        ...(r.plan ? { changes: r.plan.changes, notes: r.plan.notes } : {}),
+        ...(r.outcomes ? { applied: r.outcomes.map((o) => ({ role: o.change.role, kind: o.change.kind, target: o.change.kind === "file" ? o.change.path : o.change.key, ok: o.ok, ...(o.error ? { error: o.error } : {}) })) } : {}),
+        ...(r.checks ? { checks: r.checks.map((c) => ({ role: c.check.role, kind: c.check.kind, target: c.check.kind === "file" ? c.check.path : c.check.key, ok: c.ok, expected: c.check.kind === "sysctl" ? c.check.expected : undefined, actual: c.check.kind === "sysctl" ? c.actual : undefined, ...(c.ok ? {} : { message: c.check.message }) })) } : {}),
+      })),
+    },
+    null,
+    2,
+  );
+}

@@ -1,0 +1,39 @@
+import type { Change, Check, FactRequest, Facts, PlanContext } from "./role.js";
+import { renderTemplate } from "./render.js";
+import type { ResolvedHost, ResolvedRole } from "./resolve.js";
+
+export type PlannedChange = Change & { role: string };
+export type PlannedCheck = Check & { role: string };
+
+/** Everything `run` would do to one host, as plain data: `plan --json` prints exactly this. */
+export interface HostPlan {
+  host: string;
+  changes: PlannedChange[];
+  checks: PlannedCheck[];
+  notes: Array<{ role: string; text: string }>;
+}
+
+export function factRequestsFor(host: ResolvedHost): FactRequest[] {
+  return host.roles.flatMap((r) => r.role.facts(r.params));
+}
+
+export function whyOf(r: ResolvedRole): Record<string, string> {
+  return Object.fromEntries(Object.entries(r.role.schema.properties).map(([k, s]) => [k, s.description]));
+}
+
+/** Pure: the same host, params and facts always give the same plan. */
+export function planHost(host: ResolvedHost, facts: Facts): HostPlan {
+  const plan: HostPlan = { host: host.name, changes: [], checks: [], notes: [] };
+  for (const r of host.roles) {
+    const ctx: PlanContext = {
+      hostName: host.name,
+      why: whyOf(r),
+      render: (template, data) => renderTemplate(r.role.name, template, data),
+    };
+    const rolePlan = r.role.plan(r.params, facts, ctx);
+    plan.changes.push(...rolePlan.changes.map((c) => ({ ...c, role: r.role.name })));
+    plan.checks.push(...rolePlan.checks.map((c) => ({ ...c, role: r.role.name })));
+    plan.notes.push(...rolePlan.notes.map((text) => ({ role: r.role.name, text })));
+  }
+  return plan;
+}

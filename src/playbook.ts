@@ -1,0 +1,60 @@
+import type { ConfigProblem } from "./config/errors.js";
+import { PLAYBOOK_SCHEMA } from "./config/schemas.js";
+import { closest } from "./config/suggest.js";
+import { validateAgainstSchema } from "./config/validate.js";
+import { formatKeyPath, loadYamlFile, type KeyPath, type YamlFile } from "./config/yamlFile.js";
+import type { AnyRole } from "./role.js";
+import { findRole, ROLES } from "./roles.js";
+
+export interface PlayRole {
+  role: AnyRole;
+  params: Record<string, unknown>;
+  /** Where this role entry is, for locating params and defaults in errors. */
+  path: KeyPath;
+}
+
+export interface Play {
+  name: string;
+  hosts: string;
+  become: boolean | undefined;
+  roles: PlayRole[];
+  index: number;
+  source: YamlFile;
+}
+
+interface RawPlay {
+  name?: string;
+  hosts: string;
+  become?: boolean;
+  roles: Array<string | { role: string; params?: Record<string, unknown> | null }>;
+}
+
+export function loadPlaybook(file: string, problems: ConfigProblem[]): Play[] | null {
+  const yaml = loadYamlFile(file, problems);
+  if (!yaml) return null;
+  if (!validateAgainstSchema(PLAYBOOK_SCHEMA, yaml.data, yaml, [], problems)) return null;
+  const plays: Play[] = [];
+  (yaml.data as RawPlay[]).forEach((raw, index) => {
+    const roles: PlayRole[] = [];
+    raw.roles.forEach((entry, j) => {
+      const name = typeof entry === "string" ? entry : entry.role;
+      const path: KeyPath = typeof entry === "string" ? [index, "roles", j] : [index, "roles", j, "role"];
+      const role = findRole(name);
+      if (!role) {
+        const guess = closest(name, ROLES.map((r) => r.name));
+        problems.push({
+          file, ...yaml.locate(path), keyPath: formatKeyPath(path), severity: "error",
+          problem: `unknown role "${name}"`,
+          fix: guess ? `did you mean "${guess}"?` : `use one of: ${ROLES.map((r) => r.name).join(", ")}`,
+        });
+        return;
+      }
+      const params = typeof entry === "string" ? {} : (entry.params ?? {});
+      const paramsPath: KeyPath = [index, "roles", j, "params"];
+      if (!validateAgainstSchema(role.schema, params, yaml, paramsPath, problems)) return;
+      roles.push({ role, params, path: typeof entry === "string" ? path : [index, "roles", j] });
+    });
+    plays.push({ name: raw.name ?? `play ${index + 1}`, hosts: raw.hosts, become: raw.become, roles, index, source: yaml });
+  });
+  return plays;
+}

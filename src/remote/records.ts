@@ -1,0 +1,44 @@
+import { randomBytes } from "node:crypto";
+
+/**
+ * Remote scripts answer in records: a line `@@<nonce> <id> <status>` followed by one line of
+ * base64 payload. The nonce makes a record line impossible to forge from file contents or
+ * command output, and base64 keeps every byte (tabs, missing final newlines) exact.
+ */
+export interface RemoteRecord {
+  id: string;
+  status: string;
+  payload: string;
+}
+
+export function newNonce(): string {
+  return randomBytes(8).toString("hex");
+}
+
+/** Shell functions every remote script starts with. */
+export function recordPrelude(nonce: string): string {
+  return [
+    "set -u",
+    "umask 022",
+    `rec() { printf '@@${nonce} %s %s\\n' "$1" "$2"; }`,
+    // base64 of stdin on one line; `base64 -w0` is GNU, the tr keeps busybox working too.
+    "b64() { base64 | tr -d '\\n'; echo; }",
+  ].join("\n");
+}
+
+export function parseRecords(stdout: string, nonce: string): Map<string, RemoteRecord> {
+  const out = new Map<string, RemoteRecord>();
+  const lines = stdout.split("\n");
+  const head = `@@${nonce} `;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (!line.startsWith(head)) continue;
+    const [id, status] = line.slice(head.length).split(" ");
+    if (id === undefined || status === undefined) continue;
+    const next = lines[i + 1] ?? "";
+    const payload = next.startsWith("@@") ? "" : Buffer.from(next, "base64").toString("utf8");
+    if (!next.startsWith("@@")) i++;
+    out.set(id, { id, status, payload });
+  }
+  return out;
+}

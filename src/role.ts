@@ -1,0 +1,98 @@
+/** What a role asks to read from a host before planning. Gathered for all roles in one exec. */
+export type FactRequest =
+  | { kind: "sysctl"; key: string }
+  | { kind: "file"; path: string }
+  | { kind: "listening-ports" };
+
+/** What was read. `null` means the key or file does not exist on the host. */
+export interface Facts {
+  sysctl: Record<string, string | null>;
+  files: Record<string, string | null>;
+  /** TCP listening and UDP bound local ports, deduplicated and sorted. */
+  listeningPorts: number[] | null;
+}
+
+/**
+ * The closed set of things `run` can do to a host. Plain data: `plan --json` prints exactly these,
+ * and apply executes exactly these.
+ */
+export type Change =
+  | {
+      kind: "file";
+      path: string;
+      /** Current content, or null when the file does not exist. */
+      before: string | null;
+      after: string;
+      mode: string;
+      owner: string;
+      group: string;
+      description: string;
+    }
+  | {
+      kind: "sysctl";
+      key: string;
+      before: string | null;
+      after: string;
+      description: string;
+    };
+
+/** What verify reads back, with the expected value and what a mismatch means. */
+export type Check =
+  | { kind: "sysctl"; key: string; expected: string; message: string }
+  | { kind: "file"; path: string; expected: string; message: string };
+
+export interface RolePlan {
+  changes: Change[];
+  checks: Check[];
+  notes: string[];
+}
+
+export interface PlanContext {
+  hostName: string;
+  /** Renders `templates/<role>/<name>` with the given data (pure, cached). */
+  render(template: string, data: Record<string, unknown>): string;
+  /** The schema description of each param: the single home of each value's "why". */
+  why: Record<string, string>;
+}
+
+/** A problem with a role's merged params that the schema alone cannot express. */
+export interface ParamProblem {
+  /** The param the problem is about; errors are located where that param's value was set. */
+  param: string;
+  problem: string;
+  fix: string;
+  severity: "error" | "warning";
+}
+
+/** One param's JSON Schema. `default` and `description` (the why) are mandatory: this is their only home. */
+export interface ParamSchema {
+  description: string;
+  default: unknown;
+  /** How to correct an invalid value; shown after the problem. */
+  fix?: string;
+  [keyword: string]: unknown;
+}
+
+export interface RoleSchema {
+  type: "object";
+  additionalProperties: false;
+  properties: Record<string, ParamSchema>;
+}
+
+export interface RoleDefinition<P> {
+  name: string;
+  summary: string;
+  /** JSON Schema of the params (ajv): the only home of defaults and of the "why" (description) text. */
+  schema: RoleSchema;
+  /** Rules across params (e.g. start < end), run on the merged params. Pure. */
+  validate?: (params: P) => ParamProblem[];
+  facts: (params: P) => FactRequest[];
+  plan: (params: P, facts: Facts, ctx: PlanContext) => RolePlan;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyRole = RoleDefinition<any>;
+
+export function defineRole<P>(role: RoleDefinition<P>): RoleDefinition<P> {
+  return role;
+}

@@ -1,0 +1,15 @@
+import type { AnyRole } from "./role.js";
+import ephemeralPorts from "../roles/ephemeral-ports.js";
+import twReuse from "../roles/tw-reuse.js";
+
+/** Every role, in the order a playbook that lists them all should apply them. A new role is one line here. */
+export const ROLES: readonly AnyRole[] = [ephemeralPorts, twReuse];
+
+export function findRole(name: string): AnyRole | undefined {
+  return ROLES.find((r) => r.name === name);
+}
+
+/** Roles' params live in inventory vars under the role's name in snake_case (`ephemeral_ports:`), like Ansible vars. */
+export function roleVarName(roleName: string): string {
+  return roleName.replace(/-/g, "_");
+}

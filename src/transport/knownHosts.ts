@@ -1,0 +1,247 @@
+import { createHash, createHmac } from "node:crypto";
+
+/**
+ * OpenSSH known_hosts semantics (sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT"), as pure functions.
+ * Callers read the files; this module only parses, matches and formats.
+ */
+
+export interface KnownHostEntry {
+  marker: "cert-authority" | "revoked" | null;
+  /** host patterns as written (comma-separated list split), or a single hashed token `|1|salt|hash` */
+  patterns: string[];
+  keyType: string; // e.g. "ssh-ed25519"
+  keyBase64: string; // the key blob, base64 as written
+  file: string; // file the entry came from (passed in)
+  line: number; // 1-based line number
+}
+
+export type HostKeyVerdict =
+  | { status: "known"; entry: KnownHostEntry }
+  | { status: "unknown" }
+  | { status: "changed"; expected: KnownHostEntry[] } // host has entries, none with this key
+  | { status: "revoked"; entry: KnownHostEntry };
+
+const DEFAULT_SSH_PORT = 22;
+const HASHED_TOKEN_PREFIX = "|1|";
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+const MARKERS: Record<string, KnownHostEntry["marker"]> = {
+  "@cert-authority": "cert-authority",
+  "@revoked": "revoked",
+};
+
+// ---------------------------------------------------------------------------
+// Parsing
+
+export function parseKnownHosts(text: string, file: string): KnownHostEntry[] {
+  const entries: KnownHostEntry[] = [];
+  text.split("\n").forEach((raw, index) => {
+    const entry = parseLine(raw, file, index + 1);
+    if (entry) entries.push(entry);
+  });
+  return entries;
+}
+
+function parseLine(raw: string, file: string, line: number): KnownHostEntry | null {
+  const fields = raw.trim().split(/[ \t]+/);
+  const first = fields[0];
+  if (first === undefined || first === "" || first.startsWith("#")) return null;
+
+  let marker: KnownHostEntry["marker"] = null;
+  if (first.startsWith("@")) {
+    const known = MARKERS[first];
+    // OpenSSH rejects the whole line for a marker it does not know.
+    if (known === undefined) return null;
+    marker = known;
+    fields.shift();
+  }
+
+  // Anything after the key is a free-form comment.
+  const [hostField, keyType, keyBase64] = fields;
+  if (hostField === undefined || keyType === undefined || keyBase64 === undefined) return null;
+  const patterns = splitHostField(hostField);
+  if (patterns === null || !isKeyConsistent(keyType, keyBase64)) return null;
+  return { marker, patterns, keyType, keyBase64, file, line };
+}
+
+function splitHostField(hostField: string): string[] | null {
+  if (hostField.startsWith("|")) {
+    return parseHashedToken(hostField) === null ? null : [hostField];
+  }
+  const patterns = hostField.split(",").filter((p) => p !== "" && p !== "!");
+  return patterns.length === 0 ? null : patterns;
+}
+
+/** Like OpenSSH, a key whose blob does not carry the type written before it is malformed. */
+function isKeyConsistent(keyType: string, keyBase64: string): boolean {
+  if (!BASE64.test(keyBase64)) return false;
+  return tryKeyTypeOfBlob(Buffer.from(keyBase64, "base64")) === keyType;
+}
+
+interface HashedToken {
+  salt: Buffer;
+  hash: Buffer;
+}
+
+function parseHashedToken(token: string): HashedToken | null {
+  if (!token.startsWith(HASHED_TOKEN_PREFIX)) return null;
+  const parts = token.slice(HASHED_TOKEN_PREFIX.length).split("|");
+  if (parts.length !== 2) return null;
+  const [salt, hash] = parts as [string, string];
+  if (!BASE64.test(salt) || !BASE64.test(hash)) return null;
+  return { salt: Buffer.from(salt, "base64"), hash: Buffer.from(hash, "base64") };
+}
+
+// ---------------------------------------------------------------------------
+// Host matching
+
+/** OpenSSH lower-cases the host name before looking it up or hashing it. */
+export function hostToken(host: string, port: number): string {
+  const name = host.toLowerCase();
+  return port === DEFAULT_SSH_PORT ? name : `[${name}]:${port}`;
+}
+
+export function entryMatchesHost(entry: KnownHostEntry, host: string, port: number): boolean {
+  const [first] = entry.patterns;
+  if (first !== undefined && first.startsWith("|")) {
+    return hashedTokenMatches(first, lookupTokens(host, port));
+  }
+  return patternListMatches(entry.patterns, hostToken(host, port));
+}
+
+/** `[host]:22` is the same destination as `host`, so a hashed entry may have been made from either. */
+function lookupTokens(host: string, port: number): string[] {
+  const token = hostToken(host, port);
+  return port === DEFAULT_SSH_PORT ? [token, `[${token}]:${DEFAULT_SSH_PORT}`] : [token];
+}
+
+function hashedTokenMatches(hashedToken: string, tokens: string[]): boolean {
+  const parsed = parseHashedToken(hashedToken);
+  if (parsed === null) return false;
+  return tokens.some((token) => hmacSha1(parsed.salt, token).equals(parsed.hash));
+}
+
+function hmacSha1(salt: Buffer, token: string): Buffer {
+  return createHmac("sha1", salt).update(token).digest();
+}
+
+/** A negated pattern that matches vetoes the entry, whatever the other patterns say. */
+function patternListMatches(patterns: string[], token: string): boolean {
+  let matched = false;
+  for (const pattern of patterns) {
+    const negated = pattern.startsWith("!");
+    const glob = normaliseDefaultPort(negated ? pattern.slice(1) : pattern);
+    if (!globMatches(glob.toLowerCase(), token)) continue;
+    if (negated) return false;
+    matched = true;
+  }
+  return matched;
+}
+
+function normaliseDefaultPort(pattern: string): string {
+  const bracketed = /^\[(.*)\]:22$/.exec(pattern);
+  return bracketed?.[1] ?? pattern;
+}
+
+/** `*` matches any run of characters, `?` exactly one; everything else is literal. */
+export function globMatches(glob: string, text: string): boolean {
+  let g = 0;
+  let t = 0;
+  let starAt = -1;
+  let textAtStar = 0;
+  while (t < text.length) {
+    if (g < glob.length && (glob[g] === "?" || glob[g] === text[t])) {
+      g++;
+      t++;
+    } else if (g < glob.length && glob[g] === "*") {
+      starAt = g++;
+      textAtStar = t;
+    } else if (starAt >= 0) {
+      g = starAt + 1;
+      t = ++textAtStar;
+    } else {
+      return false;
+    }
+  }
+  while (glob[g] === "*") g++;
+  return g === glob.length;
+}
+
+// ---------------------------------------------------------------------------
+// Verdicts
+
+export function checkHostKey(
+  entries: KnownHostEntry[],
+  host: string,
+  port: number,
+  keyBlob: Buffer,
+): HostKeyVerdict {
+  const matching = entries.filter((entry) => entryMatchesHost(entry, host, port));
+  const revoked = matching.find((entry) => entry.marker === "revoked" && hasKey(entry, keyBlob));
+  if (revoked) return { status: "revoked", entry: revoked };
+
+  const plain = matching.filter((entry) => entry.marker === null);
+  const known = plain.find((entry) => hasKey(entry, keyBlob));
+  if (known) return { status: "known", entry: known };
+  if (plain.length > 0) return { status: "changed", expected: plain };
+  return { status: "unknown" };
+}
+
+function hasKey(entry: KnownHostEntry, keyBlob: Buffer): boolean {
+  return Buffer.from(entry.keyBase64, "base64").equals(keyBlob);
+}
+
+// ---------------------------------------------------------------------------
+// Key blobs
+
+/** The first SSH `string` (uint32 length + bytes) of a wire-format public key blob. */
+export function keyTypeOfBlob(blob: Buffer): string {
+  const keyType = tryKeyTypeOfBlob(blob);
+  if (keyType === null) throw new Error("malformed SSH public key blob: no key type string");
+  return keyType;
+}
+
+function tryKeyTypeOfBlob(blob: Buffer): string | null {
+  if (blob.length < 4) return null;
+  const length = blob.readUInt32BE(0);
+  if (length === 0 || 4 + length > blob.length) return null;
+  return blob.subarray(4, 4 + length).toString("latin1");
+}
+
+export function fingerprintSha256(blob: Buffer): string {
+  const digest = createHash("sha256").update(blob).digest("base64");
+  return `SHA256:${digest.replace(/=+$/, "")}`;
+}
+
+export function knownHostsLine(host: string, port: number, blob: Buffer): string {
+  return `${hostToken(host, port)} ${keyTypeOfBlob(blob)} ${blob.toString("base64")}`;
+}
+
+// ---------------------------------------------------------------------------
+// Algorithm negotiation
+
+/** Offered in ssh2's own preference order, not file order, as OpenSSH does. */
+const HOST_KEY_ALGORITHMS_BY_KEY_TYPE: ReadonlyArray<[keyType: string, algorithms: string[]]> = [
+  ["ssh-ed25519", ["ssh-ed25519"]],
+  ["ecdsa-sha2-nistp256", ["ecdsa-sha2-nistp256"]],
+  ["ecdsa-sha2-nistp384", ["ecdsa-sha2-nistp384"]],
+  ["ecdsa-sha2-nistp521", ["ecdsa-sha2-nistp521"]],
+  ["ssh-rsa", ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]],
+  ["ssh-dss", ["ssh-dss"]],
+];
+
+export function hostKeyAlgorithmsFor(
+  entries: KnownHostEntry[],
+  host: string,
+  port: number,
+): string[] | null {
+  const knownTypes = new Set(
+    entries
+      .filter((entry) => entry.marker === null && entryMatchesHost(entry, host, port))
+      .map((entry) => entry.keyType),
+  );
+  const algorithms = HOST_KEY_ALGORITHMS_BY_KEY_TYPE.filter(([keyType]) =>
+    knownTypes.has(keyType),
+  ).flatMap(([, algorithms]) => algorithms);
+  // With only key types ssh2 cannot verify, restricting the offer would just break the handshake.
+  return algorithms.length === 0 ? null : algorithms;
+}

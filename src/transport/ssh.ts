@@ -1,0 +1,262 @@
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { NodeSSH } from "node-ssh";
+import type { ClientChannel } from "ssh2";
+import type { ConnectionSettings } from "../resolve.js";
+import {
+  checkHostKey, fingerprintSha256, hostKeyAlgorithmsFor, keyTypeOfBlob, knownHostsLine, parseKnownHosts,
+  type HostKeyVerdict, type KnownHostEntry,
+} from "./knownHosts.js";
+import { HostError, type ExecOptions, type ExecResult, type Transport } from "./types.js";
+
+/** The only file that knows node-ssh / ssh2. */
+
+export interface SshOptions {
+  /** known_hosts files to trust; the first one receives keys accepted with acceptNewHostKeys. */
+  knownHostsFiles: string[];
+  acceptNewHostKeys: boolean;
+  connectTimeoutMs: number;
+  commandTimeoutMs: number;
+  /** sudo password, when `become` needs one; only ever written to sudo's stdin after its prompt. */
+  becomePassword?: string | undefined;
+  keyPassphrase?: string | undefined;
+}
+
+const ALL_HOST_KEY_ALGORITHMS = [
+  "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa",
+];
+
+export function defaultKnownHostsFile(): string {
+  return join(homedir(), ".ssh", "known_hosts");
+}
+
+export async function connectSsh(hostName: string, conn: ConnectionSettings, opts: SshOptions): Promise<Transport> {
+  const entries = readKnownHosts(opts.knownHostsFiles);
+  let verdict: HostKeyVerdict | undefined;
+  let presented: Buffer | undefined;
+  let recorded = false;
+
+  // Must return a boolean synchronously: ssh2 treats any other truthy value (e.g. a Promise) as "accept".
+  const hostVerifier = (key: Buffer): boolean => {
+    presented = key;
+    verdict = checkHostKey(entries, conn.host, conn.port, key);
+    if (verdict.status === "known") return true;
+    if (verdict.status === "unknown" && opts.acceptNewHostKeys) {
+      recordHostKey(opts.knownHostsFiles[0] ?? defaultKnownHostsFile(), conn.host, conn.port, key);
+      recorded = true;
+      return true;
+    }
+    return false;
+  };
+
+  const known = hostKeyAlgorithmsFor(entries, conn.host, conn.port);
+  const serverHostKey = known ? [...known, ...ALL_HOST_KEY_ALGORITHMS.filter((a) => !known.includes(a))] : ALL_HOST_KEY_ALGORITHMS;
+  const ssh = new NodeSSH();
+  const where = `${conn.user}@${conn.host}:${conn.port}`;
+  try {
+    await ssh.connect({
+      host: conn.host,
+      port: conn.port,
+      username: conn.user,
+      ...authConfig(conn, opts),
+      readyTimeout: opts.connectTimeoutMs,
+      keepaliveInterval: 5000,
+      keepaliveCountMax: 3,
+      hostVerifier,
+      algorithms: { serverHostKey: serverHostKey as never },
+    });
+  } catch (err) {
+    ssh.dispose();
+    if (verdict && verdict.status !== "known" && !recorded) throw hostKeyError(conn, verdict, presented!, opts);
+    throw connectError(err, where, conn, opts);
+  }
+  return new SshTransport(hostName, ssh, opts, where, recorded ? `recorded new host key ${fingerprintSha256(presented!)}` : undefined);
+}
+
+function readKnownHosts(files: string[]): KnownHostEntry[] {
+  return files.flatMap((f) => (existsSync(f) ? parseKnownHosts(readFileSync(f, "utf8"), f) : []));
+}
+
+function recordHostKey(file: string, host: string, port: number, key: Buffer): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  appendFileSync(file, `${knownHostsLine(host, port, key)}\n`, { mode: 0o600 });
+}
+
+function authConfig(conn: ConnectionSettings, opts: SshOptions): Record<string, unknown> {
+  const agent = process.env.SSH_AUTH_SOCK;
+  const keyFile = conn.privateKeyFile ?? defaultKeyFile();
+  const out: Record<string, unknown> = {};
+  if (agent) out.agent = agent;
+  if (keyFile) {
+    try {
+      out.privateKey = readFileSync(keyFile, "utf8");
+    } catch (err) {
+      throw new HostError(`cannot read private key ${keyFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}. Check ansible_ssh_private_key_file.`, "auth");
+    }
+    if (opts.keyPassphrase) out.passphrase = opts.keyPassphrase;
+  }
+  if (!agent && !keyFile) {
+    throw new HostError("no SSH credentials: set ansible_ssh_private_key_file, start ssh-agent (SSH_AUTH_SOCK), or create ~/.ssh/id_ed25519.", "auth");
+  }
+  return out;
+}
+
+function defaultKeyFile(): string | undefined {
+  return ["id_ed25519", "id_ecdsa", "id_rsa"].map((k) => join(homedir(), ".ssh", k)).find((f) => existsSync(f));
+}
+
+function hostKeyError(conn: ConnectionSettings, verdict: HostKeyVerdict, key: Buffer, opts: SshOptions): HostError {
+  const fp = `${keyTypeOfBlob(key)} ${fingerprintSha256(key)}`;
+  const files = opts.knownHostsFiles.join(", ");
+  switch (verdict.status) {
+    case "unknown":
+      return new HostError(
+        `host key of ${conn.host}:${conn.port} is unknown (${fp}); refused before authenticating. ` +
+          `Check the fingerprint out of band, then add it to ${files} or rerun with --accept-new-host-keys.`,
+        "hostkey",
+      );
+    case "changed": {
+      const expected = verdict.expected.map((e) => `${e.keyType} ${fingerprintSha256(Buffer.from(e.keyBase64, "base64"))} (${e.file}:${e.line})`).join("; ");
+      return new HostError(
+        `HOST KEY CHANGED for ${conn.host}:${conn.port}: it presented ${fp} but known_hosts has ${expected}; refused before authenticating. ` +
+          "This can be a man-in-the-middle attack or a reinstalled host. If the change is expected, remove the old line (ssh-keygen -R) and connect again.",
+        "hostkey",
+      );
+    }
+    case "revoked":
+      return new HostError(
+        `host key of ${conn.host}:${conn.port} (${fp}) is marked @revoked in ${verdict.entry.file}:${verdict.entry.line}; refused. Re-key the host.`,
+        "hostkey",
+      );
+    case "known":
+      return new HostError(`host key of ${conn.host}:${conn.port} matched but the connection failed`, "hostkey");
+  }
+}
+
+function connectError(err: unknown, where: string, conn: ConnectionSettings, opts: SshOptions): HostError {
+  if (err instanceof HostError) return err;
+  const e = err as NodeJS.ErrnoException & { level?: string };
+  const msg = e.message ?? String(err);
+  if (e.code === "ECONNREFUSED") return new HostError(`connection refused by ${conn.host}:${conn.port}: is sshd running and listening there?`, "unreachable");
+  if (e.code === "EHOSTUNREACH" || e.code === "ENETUNREACH") return new HostError(`no route to ${conn.host}:${conn.port} (${e.code})`, "unreachable");
+  if (e.code === "ENOTFOUND" || e.code === "EAI_AGAIN") return new HostError(`cannot resolve ${conn.host} (${e.code}); set ansible_host to its address`, "unreachable");
+  if (/Timed out while waiting for handshake/i.test(msg) || e.code === "ETIMEDOUT") {
+    return new HostError(`no SSH handshake from ${conn.host}:${conn.port} within ${opts.connectTimeoutMs / 1000} s (host down, packets dropped, or a firewall)`, "unreachable");
+  }
+  if (e.level === "client-authentication" || /authentication methods failed/i.test(msg)) {
+    return new HostError(`authentication failed for ${where}: the server refused our key${conn.privateKeyFile ? ` ${conn.privateKeyFile}` : "s"}. Check ansible_user and that the public key is in its authorized_keys.`, "auth");
+  }
+  if (/passphrase/i.test(msg)) return new HostError(`the private key is encrypted: set PROVISION_KEY_PASSPHRASE or load it into ssh-agent`, "auth");
+  return new HostError(`cannot connect to ${where}: ${msg}`, "unreachable");
+}
+
+class SshTransport implements Transport {
+  constructor(
+    readonly hostName: string,
+    private readonly ssh: NodeSSH,
+    private readonly opts: SshOptions,
+    private readonly where: string,
+    readonly hostKeyNote: string | undefined,
+  ) {}
+
+  async exec(script: string, execOpts: ExecOptions = {}): Promise<ExecResult> {
+    const timeoutMs = execOpts.timeoutMs ?? this.opts.commandTimeoutMs;
+    if (!this.ssh.isConnected()) throw new HostError(`connection to ${this.where} is closed`, "unreachable");
+    const body = `export LC_ALL=C\n${script}`;
+    if (execOpts.sudo && this.opts.becomePassword !== undefined) return this.execWithSudoPassword(body, this.opts.becomePassword, timeoutMs);
+    const command = execOpts.sudo ? "sudo -n -- sh -s" : "sh -s";
+    let channel: ClientChannel | undefined;
+    const result = await this.withTimeout(
+      this.ssh.execCommand(command, { stdin: body, noTrim: true, onChannel: (c) => (channel = c) }),
+      timeoutMs,
+      () => channel?.close(),
+    );
+    if (execOpts.sudo) checkSudo(result, this.where);
+    return result;
+  }
+
+  /**
+   * sudo reads the password from stdin only after printing our random prompt; the script is sent
+   * only after sudo has authenticated and our marker shows the shell runs as root. So the password
+   * can never reach the shell, even when sudo needs no password at all.
+   */
+  private async execWithSudoPassword(body: string, password: string, timeoutMs: number): Promise<ExecResult> {
+    const nonce = randomBytes(12).toString("hex");
+    const prompt = `[provision-sudo-${nonce}]`;
+    const ready = `provision-root-${nonce}`;
+    const command = `sudo -S -p '${prompt}' -- sh -c 'echo ${ready} >&2; exec sh -s'`;
+    let channel: ClientChannel | undefined;
+    let stderrSeen = "";
+    let prompts = 0;
+    let sentScript = false;
+    const onStderr = (chunk: Buffer) => {
+      stderrSeen += chunk.toString("utf8");
+      const count = stderrSeen.split(prompt).length - 1;
+      if (count > prompts) {
+        prompts = count;
+        if (prompts > 1) {
+          channel?.close();
+          return;
+        }
+        channel?.write(`${password}\n`);
+      }
+      if (!sentScript && stderrSeen.includes(ready)) {
+        sentScript = true;
+        channel?.write(body);
+        channel?.end();
+      }
+    };
+    const result = await this.withTimeout(
+      this.ssh.execCommand(command, { stdin: undefined, noTrim: true, onChannel: (c) => (channel = c), onStderr }),
+      timeoutMs,
+      () => channel?.close(),
+    );
+    if (prompts > 1 || (!sentScript && /incorrect password|Sorry, try again/i.test(stderrSeen))) {
+      throw new HostError(`sudo on ${this.where} rejected the become password`, "sudo");
+    }
+    if (!sentScript) checkSudo(result, this.where);
+    const stderr = result.stderr.split(prompt).join("").replace(`${ready}\n`, "");
+    return { ...result, stderr };
+  }
+
+  private async withTimeout(p: Promise<ExecResult>, timeoutMs: number, abort: () => void): Promise<ExecResult> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        abort();
+        this.ssh.dispose();
+        reject(new HostError(`command on ${this.where} did not finish within ${timeoutMs / 1000} s; connection closed`, "timeout"));
+      }, timeoutMs);
+    });
+    try {
+      const r = await Promise.race([p, timeout]);
+      if (r.code === null && r.signal === null) {
+        throw new HostError(`connection to ${this.where} dropped before the command reported its exit status`, "unreachable");
+      }
+      return r;
+    } catch (err) {
+      if (err instanceof HostError) throw err;
+      throw new HostError(`command on ${this.where} failed: ${(err as Error).message}`, "unreachable");
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.ssh.dispose();
+  }
+}
+
+function checkSudo(result: ExecResult, where: string): void {
+  if (result.code === 1 && /sudo: (a password is required|a terminal is required)/.test(result.stderr)) {
+    throw new HostError(
+      `sudo on ${where} needs a password: set PROVISION_BECOME_PASSWORD, pass --ask-become-pass, or allow NOPASSWD for this user`,
+      "sudo",
+    );
+  }
+  if (result.code === 1 && /is not in the sudoers file|not allowed to execute/.test(result.stderr)) {
+    throw new HostError(`the login user on ${where} may not use sudo: ${result.stderr.trim()}`, "sudo");
+  }
+}

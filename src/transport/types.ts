@@ -1,0 +1,34 @@
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  /** null when the connection dropped before the command reported an exit status. */
+  code: number | null;
+  signal: string | null;
+}
+
+export interface ExecOptions {
+  /** Run the script as root through sudo (the host's `become`). */
+  sudo?: boolean;
+  timeoutMs?: number;
+}
+
+/**
+ * The only way the core touches a host. A script is sent on stdin to `sh -s` (so nothing of it
+ * shows in the remote process list), with LC_ALL=C. One call = one round trip.
+ */
+export interface Transport {
+  readonly hostName: string;
+  exec(script: string, opts?: ExecOptions): Promise<ExecResult>;
+  close(): Promise<void>;
+}
+
+/** A failure on one host that the run reports and survives. */
+export class HostError extends Error {
+  constructor(
+    message: string,
+    readonly kind: "unreachable" | "auth" | "hostkey" | "sudo" | "timeout" | "command" | "plan" = "command",
+  ) {
+    super(message);
+    this.name = "HostError";
+  }
+}

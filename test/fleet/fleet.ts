@@ -1,0 +1,419 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { isAbsolute, join, resolve } from 'node:path';
+import { buildTemplate, prepareHostFs, publicKeyWithoutComment } from './hostfs.js';
+import { listRecordedPrefixes, prefixesOwningSubnets, readFleetRecord, reserveSubnet, writeFleetRecord } from './registry.js';
+import { isProcessRunning, mapWithConcurrency, runChecked, runCommand, sleep, SYSTEM_ENV, type CommandResult } from './shell.js';
+import {
+  DEFAULT_FLEET_DIR_PREFIX,
+  DEFAULT_FLEET_PARENT_DIR,
+  fleetDirOf,
+  fleetInterfaceNames,
+  fleetNetnsNames,
+  isProcessInNetns,
+  names,
+  pidsInNetns,
+  teardownFleetSync,
+} from './teardown.js';
+
+export interface FleetHost {
+  name: string;
+  address: string;
+  netns: string;
+  etcDir: string;
+  sshdPid: number;
+}
+
+export interface ExecOptions {
+  input?: string;
+  timeoutMs?: number;
+}
+
+export interface Fleet {
+  prefix: string;
+  dir: string;
+  subnet: string;
+  hosts: FleetHost[];
+  /** ed25519 private key (no passphrase) authorized for root, deploy and deployw on every host. */
+  clientKeyFile: string;
+  /** One line per host: "<address> ssh-ed25519 <key>". */
+  knownHostsFile: string;
+  /** Ansible YAML inventory: all.children.fleet.hosts.<name>.ansible_host. */
+  inventoryFile: string;
+  /** Password of user `deployw`, whose sudo asks for it. */
+  sudoPassword: string;
+  /**
+   * Runs a shell command as root inside a host (its net, mount and uts namespaces).
+   * Never throws on a non-zero exit; a command still running after timeoutMs (default 60 s) is killed and reports 124.
+   */
+  exec(host: string, script: string, options?: ExecOptions): Promise<CommandResult>;
+  /** Idempotent; kills every process of every host and removes netns, interfaces, subnet claim and dir. */
+  stop(): Promise<void>;
+}
+
+export interface StartFleetOptions {
+  hosts: number;
+  prefix?: string;
+  dir?: string;
+  /** Leave the fleet running when this process exits (used by the CLI); remove it with `cli.js down PREFIX`. */
+  keepAfterExit?: boolean;
+}
+
+export const MAX_HOSTS = 250;
+const MAX_INTERFACE_NAME_LENGTH = 15;
+const STARTUP_CONCURRENCY = 16;
+const SSHD_READY_TIMEOUT_MS = 10_000;
+const DEFAULT_EXEC_TIMEOUT_MS = 60_000;
+const SSHD_BINARY = '/usr/sbin/sshd';
+const REQUIRED_COMMANDS = ['ip', 'sudo', 'unshare', 'nsenter', 'ssh-keygen', 'useradd', 'chpasswd', 'visudo', 'cp', 'hostname', 'mount'];
+/** Fixed width (pid base36 padded to 5, since pid_max <= 2^22) so names can be parsed back without a separator. */
+const STANDARD_PREFIX = /^pv[0-9a-z]{8}$/;
+const PID_DIGITS = 5;
+
+export function checkFleetPrerequisites(): string[] {
+  const problems: string[] = [];
+  if (process.getuid?.() !== 0) problems.push('must run as root (creates network namespaces, bridges and mounts)');
+  if (process.platform !== 'linux') problems.push('needs Linux (network and mount namespaces)');
+  if (!isExecutable(SSHD_BINARY)) problems.push(`${SSHD_BINARY} not found: install openssh-server`);
+  for (const command of REQUIRED_COMMANDS) {
+    if (!findInPath(command)) problems.push(`command '${command}' not found in ${SYSTEM_ENV.PATH}`);
+  }
+  return problems;
+}
+
+export async function startFleet(opts: StartFleetOptions): Promise<Fleet> {
+  const prefix = opts.prefix ?? newFleetPrefix();
+  const dir = resolve(opts.dir ?? names.defaultDir(prefix));
+  assertCanStart(opts.hosts, prefix, dir);
+  cleanUpOnExit(prefix, dir);
+  try {
+    const fleet = await createFleet(opts.hosts, prefix, dir, opts.keepAfterExit ?? false);
+    if (opts.keepAfterExit) stopCleaningUpOnExit(prefix);
+    return fleet;
+  } catch (error) {
+    teardownFleetSync(prefix, dir);
+    stopCleaningUpOnExit(prefix);
+    throw error;
+  }
+}
+
+/** Tears down fleets whose creator is gone; a CLI-kept fleet counts as alive while any of its processes runs. */
+export async function cleanupStaleFleets(): Promise<string[]> {
+  const stale = discoverFleetPrefixes().filter(isStale);
+  for (const prefix of stale) teardownFleetSync(prefix);
+  return stale;
+}
+
+/** Stops a fleet known only by its prefix (e.g. one kept running by the CLI); returns what could not be removed. */
+export function stopFleetByPrefix(prefix: string): string[] {
+  return teardownFleetSync(prefix, fleetDirOf(prefix));
+}
+
+export function fleetExists(prefix: string): boolean {
+  return (
+    readFleetRecord(prefix) !== undefined ||
+    fleetNetnsNames(prefix).length > 0 ||
+    fleetInterfaceNames(prefix).length > 0 ||
+    existsSync(fleetDirOf(prefix))
+  );
+}
+
+function newFleetPrefix(): string {
+  return `pv${process.pid.toString(36).padStart(PID_DIGITS, '0')}${randomBase36(3)}`;
+}
+
+function randomBase36(length: number): string {
+  return Array.from(randomBytes(length), (byte) => (byte % 36).toString(36)).join('');
+}
+
+function ownerPidOfStandardPrefix(prefix: string): number | undefined {
+  return STANDARD_PREFIX.test(prefix) ? parseInt(prefix.slice(2, 2 + PID_DIGITS), 36) : undefined;
+}
+
+function assertCanStart(hostCount: number, prefix: string, dir: string): void {
+  const problems = checkFleetPrerequisites();
+  if (problems.length > 0) throw new Error(`cannot start a fleet:\n- ${problems.join('\n- ')}`);
+  if (!Number.isInteger(hostCount) || hostCount < 1 || hostCount > MAX_HOSTS) {
+    throw new Error(`hosts must be an integer in 1..${MAX_HOSTS}, got ${hostCount}`);
+  }
+  if (!/^[a-z][0-9a-z]*$/.test(prefix) || names.veth(prefix, hostCount).length > MAX_INTERFACE_NAME_LENGTH) {
+    throw new Error(`prefix '${prefix}' must be lowercase alphanumeric and short enough for '${names.veth(prefix, hostCount)}' to fit ${MAX_INTERFACE_NAME_LENGTH} chars`);
+  }
+  if (fleetExists(prefix)) throw new Error(`a fleet with prefix ${prefix} already exists`);
+  // The whole dir is deleted on stop, so it must be ours alone.
+  if (!isAbsolute(dir) || dir === '/' || (existsSync(dir) && readdirSync(dir).length > 0)) {
+    throw new Error(`fleet dir ${dir} must be an absolute path to a missing or empty directory`);
+  }
+}
+
+interface HostSpec {
+  index: number;
+  name: string;
+  address: string;
+  netns: string;
+  hostDir: string;
+}
+
+async function createFleet(hostCount: number, prefix: string, dir: string, keepAfterExit: boolean): Promise<Fleet> {
+  const subnet = reserveSubnet(prefix);
+  writeFleetRecord({ prefix, dir, ownerPid: process.pid, keepAfterExit });
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+
+  const files = { clientKeyFile: join(dir, 'client_ed25519'), knownHostsFile: join(dir, 'known_hosts'), inventoryFile: join(dir, 'inventory.yml') };
+  const sudoPassword = randomBytes(18).toString('base64url');
+  await runChecked('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `provision-fleet-${prefix}`, '-f', files.clientKeyFile]);
+  const templateDir = join(dir, 'template');
+  await buildTemplate(templateDir, readFileSync(`${files.clientKeyFile}.pub`, 'utf8'), sudoPassword);
+
+  const specs = hostSpecs(hostCount, prefix, dir, subnet);
+  await createNetwork(prefix, subnet, specs);
+  const started = await mapWithConcurrency(specs, STARTUP_CONCURRENCY, (spec) => startHost(spec, templateDir));
+  rmSync(templateDir, { recursive: true, force: true });
+
+  writeFileSync(files.knownHostsFile, started.map(({ host, publicKey }) => `${host.address} ${publicKey}\n`).join(''));
+  const hosts = started.map(({ host }) => host);
+  writeFileSync(files.inventoryFile, inventoryYaml(hosts, files.clientKeyFile));
+  return fleetHandle({ prefix, dir, subnet, hosts, sudoPassword, ...files });
+}
+
+function hostSpecs(hostCount: number, prefix: string, dir: string, subnet: string): HostSpec[] {
+  const base = subnet.split('.').slice(0, 3).join('.');
+  return Array.from({ length: hostCount }, (_, i) => {
+    const index = i + 1;
+    return { index, name: `h${index}`, address: `${base}.${index + 1}`, netns: names.netns(prefix, index), hostDir: join(dir, `h${index}`) };
+  });
+}
+
+async function createNetwork(prefix: string, subnet: string, specs: HostSpec[]): Promise<void> {
+  const bridge = names.bridge(prefix);
+  const gateway = subnet.replace(/\.0\/24$/, '.1/24');
+  const commands = [
+    `link add ${bridge} type bridge`,
+    `addr add ${gateway} dev ${bridge}`,
+    `link set ${bridge} up`,
+    ...specs.flatMap((spec) => [
+      `netns add ${spec.netns}`,
+      `link add ${names.veth(prefix, spec.index)} type veth peer name eth0 netns ${spec.netns}`,
+      `link set ${names.veth(prefix, spec.index)} master ${bridge} up`,
+    ]),
+  ];
+  // One `ip` process for all hosts: a few hundred separate invocations would dominate startup time.
+  await runChecked('ip', ['-batch', '-'], { input: commands.join('\n') + '\n' });
+}
+
+async function startHost(spec: HostSpec, templateDir: string): Promise<{ host: FleetHost; publicKey: string }> {
+  const publicKey = await prepareHostFs(templateDir, spec.hostDir, spec.name, spec.address);
+  const logFile = join(spec.hostDir, 'sshd.log');
+  const sshdPid = launchSshd(spec, logFile);
+  await waitForSshd(spec, sshdPid, logFile);
+  return { host: { name: spec.name, address: spec.address, netns: spec.netns, etcDir: join(spec.hostDir, 'etc'), sshdPid }, publicKey };
+}
+
+// Runs in the host's netns and a fresh mount+uts namespace; every step execs, so the spawned pid ends up being sshd's.
+const HOST_BOOT_SCRIPT = `
+set -e
+ip addr add "$1/24" dev eth0
+ip link set eth0 up
+ip link set lo up
+for dir in etc home root; do mount --bind "$2/$dir" "/$dir"; done
+hostname "$3"
+exec ${SSHD_BINARY} -D -e
+`;
+
+function launchSshd(spec: HostSpec, logFile: string): number {
+  const log = openSync(logFile, 'a');
+  try {
+    // detached = setsid: sshd must not die with our terminal or process group (the CLI exits and leaves it running).
+    const child = spawn(
+      'ip',
+      ['netns', 'exec', spec.netns, 'unshare', '--mount', '--uts', '--propagation', 'private', 'sh', '-c', HOST_BOOT_SCRIPT, 'sh', spec.address, spec.hostDir, spec.name],
+      { detached: true, stdio: ['ignore', log, log], env: SYSTEM_ENV, cwd: '/' },
+    );
+    child.on('error', () => {});
+    child.unref();
+    if (child.pid === undefined) throw new Error(`could not spawn sshd for ${spec.name}`);
+    return child.pid;
+  } finally {
+    closeSync(log);
+  }
+}
+
+async function waitForSshd(spec: HostSpec, pid: number, logFile: string): Promise<void> {
+  const deadline = Date.now() + SSHD_READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (!isProcessRunning(pid)) throw sshdFailure(spec, 'sshd exited during startup', logFile);
+    if (await acceptsTcp(spec.address, 22, 500)) return assertIsSshd(spec, pid, logFile);
+    await sleep(25);
+  }
+  throw sshdFailure(spec, `sshd did not accept connections within ${SSHD_READY_TIMEOUT_MS} ms`, logFile);
+}
+
+function assertIsSshd(spec: HostSpec, pid: number, logFile: string): void {
+  const command = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  if (command !== 'sshd') throw sshdFailure(spec, `expected pid ${pid} to be sshd, found ${command}`, logFile);
+}
+
+function sshdFailure(spec: HostSpec, reason: string, logFile: string): Error {
+  const log = existsSync(logFile) ? readFileSync(logFile, 'utf8').trim() : '(no log)';
+  return new Error(`fleet host ${spec.name} (${spec.address}, netns ${spec.netns}): ${reason}\n--- sshd log ---\n${log}`);
+}
+
+function acceptsTcp(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolvePromise) => {
+    const socket = connect({ host, port });
+    const finish = (accepted: boolean) => {
+      socket.destroy();
+      resolvePromise(accepted);
+    };
+    socket.setTimeout(timeoutMs, () => finish(false));
+    socket.once('connect', () => finish(true));
+    socket.once('error', () => finish(false));
+  });
+}
+
+function inventoryYaml(hosts: FleetHost[], clientKeyFile: string): string {
+  const lines = [
+    'all:',
+    '  vars:',
+    '    ansible_user: root',
+    `    ansible_ssh_private_key_file: ${yamlScalar(clientKeyFile)}`,
+    '  children:',
+    '    fleet:',
+    '      hosts:',
+    ...hosts.flatMap((host) => [`        ${host.name}:`, `          ansible_host: ${host.address}`]),
+  ];
+  return lines.join('\n') + '\n';
+}
+
+function yamlScalar(value: string): string {
+  return /^[\w./-]+$/.test(value) ? value : JSON.stringify(value);
+}
+
+type FleetState = Omit<Fleet, 'exec' | 'stop'>;
+
+function fleetHandle(state: FleetState): Fleet {
+  let stopped = false;
+  return {
+    ...state,
+    exec: (host, script, options) => execInHost(findHost(state.hosts, host), script, options),
+    async stop() {
+      if (stopped) return;
+      const leftovers = teardownFleetSync(state.prefix, state.dir);
+      stopCleaningUpOnExit(state.prefix);
+      if (leftovers.length > 0) throw new Error(`fleet ${state.prefix} not fully stopped: ${leftovers.join(', ')}`);
+      stopped = true;
+    },
+  };
+}
+
+function findHost(hosts: FleetHost[], nameOrAddress: string): FleetHost {
+  const host = hosts.find((candidate) => candidate.name === nameOrAddress || candidate.address === nameOrAddress);
+  if (!host) throw new Error(`no fleet host '${nameOrAddress}' (have ${hosts.map((h) => h.name).join(', ')})`);
+  return host;
+}
+
+async function execInHost(host: FleetHost, script: string, options: ExecOptions = {}): Promise<CommandResult> {
+  // Guards against pid reuse: entering a recycled pid's namespaces would run the script on the machine itself.
+  if (!isProcessInNetns(host.sshdPid, host.netns)) {
+    return { stdout: '', stderr: `fleet host ${host.name} is not running (sshd pid ${host.sshdPid} gone)`, code: 255 };
+  }
+  return runCommand('nsenter', ['-t', String(host.sshdPid), '-n', '-m', '-u', '--', '/bin/sh', '-c', script], {
+    input: options.input ?? '',
+    env: { HOME: '/root', USER: 'root', LOGNAME: 'root' },
+    timeoutMs: options.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS,
+  });
+}
+
+function discoverFleetPrefixes(): string[] {
+  const fromNames = [
+    ...fleetNetnsNamesOnMachine().map((name) => name.replace(/-h\d+$/, '')),
+    ...interfaceNamesOnMachine().map((name) => name.slice(0, 10)),
+    ...listDirSafe(DEFAULT_FLEET_PARENT_DIR)
+      .filter((name) => name.startsWith(DEFAULT_FLEET_DIR_PREFIX))
+      .map((name) => name.slice(DEFAULT_FLEET_DIR_PREFIX.length)),
+  ].filter((prefix) => STANDARD_PREFIX.test(prefix));
+  return [...new Set([...listRecordedPrefixes(), ...prefixesOwningSubnets(), ...fromNames])];
+}
+
+function fleetNetnsNamesOnMachine(): string[] {
+  return listDirSafe('/run/netns').filter((name) => /^pv[0-9a-z]{8}-h\d+$/.test(name));
+}
+
+function interfaceNamesOnMachine(): string[] {
+  return listDirSafe('/sys/class/net').filter((name) => /^pv[0-9a-z]{8}(b|v\d+)$/.test(name));
+}
+
+function isStale(prefix: string): boolean {
+  const record = readFleetRecord(prefix);
+  const owner = record?.ownerPid ?? ownerPidOfStandardPrefix(prefix);
+  if (owner !== undefined && isProcessRunning(owner)) return false;
+  if (record?.keepAfterExit && pidsInNetns(fleetNetnsNames(prefix)).length > 0) return false;
+  return true;
+}
+
+// Exit cleanup: fleets of this process are removed even when a run is interrupted or forgets stop().
+
+const fleetsToRemoveOnExit = new Map<string, string>();
+const CLEANUP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+function cleanUpOnExit(prefix: string, dir: string): void {
+  if (fleetsToRemoveOnExit.size === 0) installExitHooks();
+  fleetsToRemoveOnExit.set(prefix, dir);
+}
+
+function stopCleaningUpOnExit(prefix: string): void {
+  fleetsToRemoveOnExit.delete(prefix);
+  if (fleetsToRemoveOnExit.size === 0) uninstallExitHooks();
+}
+
+function installExitHooks(): void {
+  process.on('exit', removeFleetsOfThisProcess);
+  for (const signal of CLEANUP_SIGNALS) process.on(signal, removeFleetsThenDie);
+}
+
+function uninstallExitHooks(): void {
+  process.off('exit', removeFleetsOfThisProcess);
+  for (const signal of CLEANUP_SIGNALS) process.off(signal, removeFleetsThenDie);
+}
+
+function removeFleetsOfThisProcess(): void {
+  for (const [prefix, dir] of fleetsToRemoveOnExit) {
+    try {
+      teardownFleetSync(prefix, dir);
+    } catch {
+      // Best effort: keep going with the other fleets.
+    }
+  }
+  fleetsToRemoveOnExit.clear();
+}
+
+function removeFleetsThenDie(signal: NodeJS.Signals): void {
+  removeFleetsOfThisProcess();
+  uninstallExitHooks();
+  // Our listener suppressed the default action; re-raise unless someone else handles the signal.
+  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function findInPath(command: string): string | undefined {
+  return (SYSTEM_ENV.PATH ?? '').split(':').map((dir) => join(dir, command)).find(isExecutable);
+}
+
+function listDirSafe(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch {
+    return [];
+  }
+}

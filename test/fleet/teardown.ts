@@ -1,0 +1,119 @@
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { readFleetRecord, releaseSubnetsOf, removeFleetRecord } from './registry.js';
+import { isProcessRunning, SYSTEM_ENV, sleepSync } from './shell.js';
+
+// Synchronous on purpose: the same teardown must also run inside a process 'exit' handler.
+
+const NETNS_DIR = '/run/netns';
+const KILL_WAIT_MS = 5_000;
+export const DEFAULT_FLEET_PARENT_DIR = '/tmp';
+export const DEFAULT_FLEET_DIR_PREFIX = 'provision-fleet-';
+
+export const names = {
+  bridge: (prefix: string) => `${prefix}b`,
+  veth: (prefix: string, index: number) => `${prefix}v${index}`,
+  netns: (prefix: string, index: number) => `${prefix}-h${index}`,
+  defaultDir: (prefix: string) => `${DEFAULT_FLEET_PARENT_DIR}/${DEFAULT_FLEET_DIR_PREFIX}${prefix}`,
+};
+
+export function fleetNetnsNames(prefix: string): string[] {
+  return listDir(NETNS_DIR).filter((name) => name.startsWith(prefix) && /^-h\d+$/.test(name.slice(prefix.length)));
+}
+
+export function fleetInterfaceNames(prefix: string): string[] {
+  return listDir('/sys/class/net').filter((name) => name.startsWith(prefix) && /^(b|v\d+)$/.test(name.slice(prefix.length)));
+}
+
+export function pidsInNetns(netnsNames: readonly string[]): number[] {
+  const inodes = new Set(netnsNames.map(netnsInode).filter((inode): inode is number => inode !== undefined));
+  if (inodes.size === 0) return [];
+  return listDir('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number)
+    .filter((pid) => pid !== process.pid && inodes.has(netInodeOfProcess(pid) ?? -1));
+}
+
+export function isProcessInNetns(pid: number, netnsName: string): boolean {
+  const inode = netnsInode(netnsName);
+  return inode !== undefined && netInodeOfProcess(pid) === inode;
+}
+
+/** Removes everything a fleet may have left behind; returns descriptions of what could not be removed. */
+export function teardownFleetSync(prefix: string, dir = fleetDirOf(prefix)): string[] {
+  const netnsNames = fleetNetnsNames(prefix);
+  const survivors = killAndAwait(pidsInNetns(netnsNames));
+  deleteNetworkObjects(prefix, netnsNames);
+  rmSync(dir, { recursive: true, force: true });
+  releaseSubnetsOf(prefix);
+  removeFleetRecord(prefix);
+  return leftoversOf(prefix, survivors);
+}
+
+export function fleetDirOf(prefix: string): string {
+  return readFleetRecord(prefix)?.dir ?? names.defaultDir(prefix);
+}
+
+function leftoversOf(prefix: string, survivingPids: number[]): string[] {
+  return [
+    ...survivingPids.map((pid) => `process ${pid}`),
+    ...fleetNetnsNames(prefix).map((name) => `netns ${name}`),
+    ...fleetInterfaceNames(prefix).map((name) => `interface ${name}`),
+  ];
+}
+
+function killAndAwait(pids: number[]): number[] {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  const deadline = Date.now() + KILL_WAIT_MS;
+  let running = pids.filter(isProcessRunning);
+  while (running.length > 0 && Date.now() < deadline) {
+    sleepSync(20);
+    running = running.filter(isProcessRunning);
+  }
+  return running;
+}
+
+function deleteNetworkObjects(prefix: string, netnsNames: string[]): void {
+  // Veths before the bridge they are enslaved to; one `ip` process for all of them.
+  const bridge = names.bridge(prefix);
+  const interfaces = fleetInterfaceNames(prefix);
+  const ordered = [...interfaces.filter((name) => name !== bridge), ...interfaces.filter((name) => name === bridge)];
+  const commands = [...ordered.map((name) => `link del ${name}`), ...netnsNames.map((name) => `netns del ${name}`)];
+  if (commands.length === 0) return;
+  try {
+    execFileSync('ip', ['-force', '-batch', '-'], { input: commands.join('\n') + '\n', env: SYSTEM_ENV, stdio: ['pipe', 'ignore', 'ignore'] });
+  } catch {
+    // Partial failures are reported by leftoversOf.
+  }
+}
+
+function netnsInode(name: string): number | undefined {
+  try {
+    return statSync(`${NETNS_DIR}/${name}`).ino;
+  } catch {
+    return undefined;
+  }
+}
+
+function netInodeOfProcess(pid: number): number | undefined {
+  try {
+    const match = /^net:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/ns/net`));
+    return match ? Number(match[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function listDir(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch {
+    return [];
+  }
+}
