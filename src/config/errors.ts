@@ -17,7 +17,11 @@ export function formatProblem(p: ConfigProblem): string {
   const where = `${p.file}:${p.line}:${p.col}`;
   const key = p.keyPath === "" ? "" : ` ${p.keyPath}`;
   const tag = p.severity === "warning" ? " warning:" : "";
-  return `${where}${key}:${tag} ${sentence(p.problem)} ${sentence(p.fix)}`;
+  return `${where}${key}:${tag} ${sentence(p.problem)} ${capitalize(sentence(p.fix))}`;
+}
+
+function capitalize(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
 }
 
 function sentence(s: string): string {

@@ -163,16 +163,13 @@ class SshTransport implements Transport {
 
   async exec(script: string, execOpts: ExecOptions = {}): Promise<ExecResult> {
     const timeoutMs = execOpts.timeoutMs ?? this.opts.commandTimeoutMs;
-    if (!this.ssh.isConnected()) throw new HostError(`connection to ${this.where} is closed`, "unreachable");
     const body = `export LC_ALL=C\n${script}`;
     if (execOpts.sudo && this.opts.becomePassword !== undefined) return this.execWithSudoPassword(body, this.opts.becomePassword, timeoutMs);
     const command = execOpts.sudo ? "sudo -n -- sh -s" : "sh -s";
-    let channel: ClientChannel | undefined;
-    const result = await this.withTimeout(
-      this.ssh.execCommand(command, { stdin: body, noTrim: true, onChannel: (c) => (channel = c) }),
-      timeoutMs,
-      () => channel?.close(),
-    );
+    const result = await this.withTimeout((onChannel) => this.rawExec(command, (ch) => {
+      onChannel(ch);
+      ch.end(body);
+    }), timeoutMs);
     if (execOpts.sudo) checkSudo(result, this.where);
     return result;
   }
@@ -187,33 +184,29 @@ class SshTransport implements Transport {
     const prompt = `[provision-sudo-${nonce}]`;
     const ready = `provision-root-${nonce}`;
     const command = `sudo -S -p '${prompt}' -- sh -c 'echo ${ready} >&2; exec sh -s'`;
-    let channel: ClientChannel | undefined;
     let stderrSeen = "";
     let prompts = 0;
     let sentScript = false;
-    const onStderr = (chunk: Buffer) => {
-      stderrSeen += chunk.toString("utf8");
-      const count = stderrSeen.split(prompt).length - 1;
-      if (count > prompts) {
-        prompts = count;
-        if (prompts > 1) {
-          channel?.close();
-          return;
+    const result = await this.withTimeout((onChannel) => this.rawExec(command, (ch) => {
+      onChannel(ch);
+      ch.stderr.on("data", (chunk: Buffer) => {
+        stderrSeen += chunk.toString("latin1");
+        const count = stderrSeen.split(prompt).length - 1;
+        if (count > prompts) {
+          prompts = count;
+          if (prompts > 1) {
+            ch.close();
+            return;
+          }
+          ch.write(`${password}\n`);
         }
-        channel?.write(`${password}\n`);
-      }
-      if (!sentScript && stderrSeen.includes(ready)) {
-        sentScript = true;
-        channel?.write(body);
-        channel?.end();
-      }
-    };
-    const result = await this.withTimeout(
-      this.ssh.execCommand(command, { stdin: undefined, noTrim: true, onChannel: (c) => (channel = c), onStderr }),
-      timeoutMs,
-      () => channel?.close(),
-    );
-    if (prompts > 1 || (!sentScript && /incorrect password|Sorry, try again/i.test(stderrSeen))) {
+        if (!sentScript && stderrSeen.includes(ready)) {
+          sentScript = true;
+          ch.end(body);
+        }
+      });
+    }), timeoutMs);
+    if (!sentScript && (prompts > 1 || /incorrect password|Sorry, try again/i.test(stderrSeen))) {
       throw new HostError(`sudo on ${this.where} rejected the become password`, "sudo");
     }
     if (!sentScript) checkSudo(result, this.where);
@@ -221,11 +214,41 @@ class SshTransport implements Transport {
     return { ...result, stderr };
   }
 
-  private async withTimeout(p: Promise<ExecResult>, timeoutMs: number, abort: () => void): Promise<ExecResult> {
+  /** ssh2's exec, decoding output only once complete (a UTF-8 character can straddle two chunks). */
+  private rawExec(command: string, onChannel: (ch: ClientChannel) => void): Promise<ExecResult> {
+    const client = this.ssh.connection;
+    if (!client || !this.ssh.isConnected()) return Promise.reject(new HostError(`connection to ${this.where} is closed`, "unreachable"));
+    return new Promise((resolve, reject) => {
+      client.exec(command, (err, ch) => {
+        if (err) {
+          reject(err);
+          return;
+        }
+        const stdout: Buffer[] = [];
+        const stderr: Buffer[] = [];
+        let code: number | null = null;
+        let signal: string | null = null;
+        ch.on("data", (d: Buffer) => stdout.push(d));
+        ch.stderr.on("data", (d: Buffer) => stderr.push(d));
+        ch.on("exit", (c: number | null, s?: string) => {
+          code = c ?? null;
+          signal = s ?? null;
+        });
+        ch.on("close", () =>
+          resolve({ stdout: Buffer.concat(stdout).toString("utf8"), stderr: Buffer.concat(stderr).toString("utf8"), code, signal }),
+        );
+        onChannel(ch);
+      });
+    });
+  }
+
+  private async withTimeout(start: (onChannel: (ch: ClientChannel) => void) => Promise<ExecResult>, timeoutMs: number): Promise<ExecResult> {
     let timer: NodeJS.Timeout | undefined;
+    let channel: ClientChannel | undefined;
+    const p = start((ch) => (channel = ch));
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        abort();
+        channel?.close();
         this.ssh.dispose();
         reject(new HostError(`command on ${this.where} did not finish within ${timeoutMs / 1000} s; connection closed`, "timeout"));
       }, timeoutMs);

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { readFleetRecord, releaseSubnetsOf, removeFleetRecord } from './registry.js';
 import { isProcessRunning, SYSTEM_ENV, sleepSync } from './shell.js';
 
@@ -44,22 +44,46 @@ export function teardownFleetSync(prefix: string, dir = fleetDirOf(prefix)): str
   const netnsNames = fleetNetnsNames(prefix);
   const survivors = killAndAwait(pidsInNetns(netnsNames));
   deleteNetworkObjects(prefix, netnsNames);
+  unmountAllUnder(dir);
   rmSync(dir, { recursive: true, force: true });
   releaseSubnetsOf(prefix);
   removeFleetRecord(prefix);
-  return leftoversOf(prefix, survivors);
+  return leftoversOf(prefix, dir, survivors);
 }
 
 export function fleetDirOf(prefix: string): string {
   return readFleetRecord(prefix)?.dir ?? names.defaultDir(prefix);
 }
 
-function leftoversOf(prefix: string, survivingPids: number[]): string[] {
+function leftoversOf(prefix: string, dir: string, survivingPids: number[]): string[] {
   return [
+    ...mountPointsUnder(dir).map((mountPoint) => `mount ${mountPoint}`),
     ...survivingPids.map((pid) => `process ${pid}`),
     ...fleetNetnsNames(prefix).map((name) => `netns ${name}`),
     ...fleetInterfaceNames(prefix).map((name) => `interface ${name}`),
   ];
+}
+
+function unmountAllUnder(dir: string): void {
+  // Deepest first; lazy, so a process we could not kill does not keep the fleet's memory-backed dir around.
+  for (const mountPoint of mountPointsUnder(dir).sort((a, b) => b.length - a.length)) {
+    try {
+      execFileSync('umount', ['--lazy', mountPoint], { env: SYSTEM_ENV, stdio: 'ignore' });
+    } catch {
+      // Reported by leftoversOf.
+    }
+  }
+}
+
+export function mountPointsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((line) => unescapeMountPath(line.split(' ')[4] ?? ''))
+    .filter((mountPoint) => mountPoint === dir || mountPoint.startsWith(`${dir}/`));
+}
+
+function unescapeMountPath(path: string): string {
+  return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
 }
 
 function killAndAwait(pids: number[]): number[] {

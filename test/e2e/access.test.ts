@@ -1,0 +1,150 @@
+import { createServer, type Server } from "node:net";
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startFleet, type Fleet } from "../fleet/fleet.js";
+import { provision, tempDir, writeFile } from "./helpers.js";
+
+/** Logins, sudo, bad input and unreachable hosts: each a clear per-host result, never a hang or a leak. */
+describe("access: become, config errors, unreachable hosts", () => {
+  let fleet: Fleet;
+  let dir: string;
+  let keyFile: string;
+  const addr = (i: number) => fleet.hosts[i]!.address;
+
+  beforeAll(async () => {
+    fleet = await startFleet({ hosts: 3 });
+    dir = tempDir("access");
+    keyFile = fleet.clientKeyFile;
+  });
+  afterAll(async () => {
+    await fleet?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const inventory = (name: string, hosts: string) =>
+    writeFile(dir, name, `all:\n  vars:\n    ansible_ssh_private_key_file: ${keyFile}\n  hosts:\n${hosts}`);
+
+  it("become with passwordless sudo applies as root through a non-root login", async () => {
+    const inv = inventory("become.yaml", `    h1:\n      ansible_host: ${addr(0)}\n      ansible_user: deploy\n      ansible_become: true\n`);
+    const run = await provision(["run", inv, "--known-hosts", fleet.knownHostsFile, "--yes"]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toContain("h1: changed");
+    const owner = await fleet.exec("h1", "stat -c %U /etc/sysctl.d/60-provision-tw-reuse.conf; cat /proc/sys/net/ipv4/tcp_tw_reuse");
+    expect(owner.stdout).toBe("root\n1\n");
+  });
+
+  it("without become a non-root login cannot write, and says which file failed", async () => {
+    await fleet.exec("h2", "sysctl -w net.ipv4.tcp_tw_reuse=0 >/dev/null");
+    const inv = inventory("nobecome.yaml", `    h2:\n      ansible_host: ${addr(1)}\n      ansible_user: deploy\n`);
+    const run = await provision(["run", inv, "--known-hosts", fleet.knownHostsFile, "--yes"]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(/h2: FAILED: \/etc\/sysctl\.d\/60-provision-ephemeral-ports\.conf: .*(Permission denied|Operation not permitted)/);
+    expect((await fleet.exec("h2", "ls -a /etc/sysctl.d")).stdout).not.toContain("provision");
+  });
+
+  it("sudo that needs a password fails fast without one, works with it, and the password never shows", async () => {
+    const inv = inventory("sudopw.yaml", `    h2:\n      ansible_host: ${addr(1)}\n      ansible_user: deployw\n      ansible_become: true\n`);
+    const started = Date.now();
+    const noPassword = await provision(["plan", inv, "--known-hosts", fleet.knownHostsFile]);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(noPassword.code).toBe(1);
+    expect(noPassword.stdout).toContain("needs a password: set PROVISION_BECOME_PASSWORD");
+
+    const wrong = await provision(["plan", inv, "--known-hosts", fleet.knownHostsFile], { env: { PROVISION_BECOME_PASSWORD: "canary-wrong-Zq81" } });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stdout).toContain("rejected the become password");
+    expect(wrong.stdout + wrong.stderr).not.toContain("canary-wrong-Zq81");
+
+    for (const args of [["run", "--yes"], ["verify"], ["plan", "--json"]]) {
+      const r = await provision([args[0]!, inv, "--known-hosts", fleet.knownHostsFile, ...args.slice(1)], { env: { PROVISION_BECOME_PASSWORD: fleet.sudoPassword } });
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(r.stdout + r.stderr).not.toContain(fleet.sudoPassword);
+    }
+    expect((await fleet.exec("h2", "cat /proc/sys/net/ipv4/tcp_tw_reuse")).stdout.trim()).toBe("1");
+  });
+
+  it("a password given for a host whose sudo needs none never reaches the shell", async () => {
+    const inv = inventory("nopwneeded.yaml", `    h3:\n      ansible_host: ${addr(2)}\n      ansible_user: deploy\n      ansible_become: true\n`);
+    const canary = "canary-echo-$(touch /tmp/pwned)-Hx3";
+    const r = await provision(["run", inv, "--known-hosts", fleet.knownHostsFile, "--yes"], { env: { PROVISION_BECOME_PASSWORD: canary } });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout + r.stderr).not.toContain("canary-echo");
+    expect((await fleet.exec("h3", "ls /tmp/pwned 2>&1 || true")).stdout).toContain("No such file");
+  });
+
+  it("bad inventory: every error at once as file:line:col key.path, and no connection is made", async () => {
+    const connections: number[] = [];
+    const server: Server = createServer((s) => {
+      connections.push(Date.now());
+      s.destroy();
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const inv = writeFile(dir, "bad.yaml", [
+        "all:",
+        "  vars:",
+        `    ansible_port: ${port}`,
+        "    ephemeral_ports:",
+        "      port_range_start: 80",
+        "      port_rnage_end: 65535",
+        "  hosts:",
+        "    a:",
+        "      ansible_host: 127.0.0.1",
+        "      tw_reuse:",
+        "        tcp_tw_recycle: 1",
+        "    web[3:1]:",
+        "  childrn:",
+        "",
+      ].join("\n"));
+      const r = await provision(["plan", inv]);
+      expect(r.code).toBe(1);
+      const lines = r.stderr.trim().split("\n");
+      expect(lines).toContain(`${inv}:5:25 all.vars.ephemeral_ports.port_range_start: 80 is out of range (must be >= 1024). Use a port between 1024 and 65534, below port_range_end.`);
+      expect(lines).toContain(`${inv}:6:7 all.vars.ephemeral_ports.port_rnage_end: unknown key "port_rnage_end". Did you mean "port_range_end"?`);
+      expect(lines.some((l) => l.startsWith(`${inv}:11:9 all.hosts.a.tw_reuse.tcp_tw_recycle: tcp_tw_recycle is refused`))).toBe(true);
+      expect(lines.some((l) => l.startsWith(`${inv}:13:3 all.childrn: unknown key "childrn". Did you mean "children"?`))).toBe(true);
+      expect(lines.at(-1)).toBe("4 errors in the configuration; nothing was sent to any host.");
+      expect(connections).toHaveLength(0);
+
+      // once valid, the same inventory does connect (so the zero above means something)
+      const good = writeFile(dir, "good.yaml", `all:\n  hosts:\n    a:\n      ansible_host: 127.0.0.1\n      ansible_port: ${port}\n      ansible_ssh_private_key_file: ${keyFile}\n`);
+      const g = await provision(["plan", good, "--connect-timeout", "3"]);
+      expect(g.code).toBe(1);
+      expect(connections.length).toBeGreaterThan(0);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("unreachable hosts are per-host errors within the timeout; the other hosts still plan", async () => {
+    const inv = inventory("mixed.yaml", [
+      `    up:\n      ansible_host: ${addr(0)}\n`,
+      `    refused:\n      ansible_host: ${addr(1)}\n      ansible_port: 2222\n`,
+      // an address in the fleet's subnet that nobody answers: ARP fails, packets go nowhere
+      `    silent:\n      ansible_host: ${fleet.subnet.replace(/0\/24$/, "250")}\n`,
+    ].join(""));
+    const started = Date.now();
+    const r = await provision(["plan", inv, "--known-hosts", fleet.knownHostsFile, "--connect-timeout", "3"], { timeoutMs: 30_000 });
+    const elapsed = Date.now() - started;
+    expect(r.code).toBe(1);
+    expect(elapsed).toBeLessThan(10_000);
+    expect(r.stdout).toMatch(/up \(1 host\)/);
+    expect(r.stdout).toMatch(/refused: UNREACHABLE: connection refused by [\d.]+:2222/);
+    expect(r.stdout).toMatch(/silent: UNREACHABLE: (no SSH handshake from [\d.]+:22 within 3 s|no route to)/);
+    expect(r.stdout).toMatch(/Plan: \d+ changes? on [01] hosts?, [01] unchanged, 2 failed\./);
+  });
+
+  it("an unknown host key is refused before any authentication reaches sshd", async () => {
+    const log = join(fleet.dir, "h1", "sshd.log");
+    const before = readFileSync(log, "utf8").length;
+    const inv = inventory("unknownkey.yaml", `    h1:\n      ansible_host: ${addr(0)}\n`);
+    const r = await provision(["plan", inv, "--known-hosts", writeFile(dir, "empty_known_hosts", "")], { env: { HOME: dir } });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain("is unknown");
+    await new Promise((res) => setTimeout(res, 300));
+    const added = readFileSync(log, "utf8").slice(before);
+    expect(added).not.toMatch(/Accepted|Failed publickey|Postponed/);
+  });
+});
