@@ -123,14 +123,21 @@ export function renderVerify(reports: HostReport[], format: Format, style: Style
       out.push(md ? `| ${r.host} | — | — | — | ${r.status}: ${r.error.message} |` : `${r.host}: ${style.red(r.status.toUpperCase())}: ${r.error.message}`);
       continue;
     }
-    if (!md) out.push(style.bold(r.host));
-    for (const c of r.checks ?? []) {
+    const results = r.checks ?? [];
+    const okCount = results.filter((c) => c.ok).length;
+    if (!md) out.push(`${style.bold(r.host)}: ${okCount === results.length ? style.green(`${okCount}/${results.length} ok`) : style.red(`${results.length - okCount} of ${results.length} MISMATCH`)}`);
+    for (const c of results) {
       const what = c.check.kind === "sysctl" ? c.check.key : c.check.path;
       const expected = c.check.kind === "sysctl" ? c.check.expected : "(rendered content)";
       const actual = c.check.kind === "sysctl" ? (c.actual ?? "(absent)") : c.actual === null ? "(absent)" : c.ok ? "(same)" : "(differs)";
       if (md) out.push(`| ${r.host} | \`${what}\` | \`${expected}\` | \`${actual.replace(/\s+/g, " ")}\` | ${c.ok ? "ok" : "**MISMATCH**"} |`);
-      else if (c.ok) out.push(`  ${style.green("ok")}       ${what} = ${c.check.kind === "sysctl" ? expected : "as rendered"}`);
-      else out.push(`  ${style.red("MISMATCH")} ${what}: expected ${expected}, found ${actual.replace(/\s+/g, " ")} — ${c.check.message}`);
+      else if (!c.ok) {
+        out.push(`  ${style.red("MISMATCH")} ${what}: expected ${expected}, found ${actual.replace(/\s+/g, " ")} — ${c.check.message}`);
+        if (c.check.kind === "file") {
+          const drift = fileDiff(c.check.path, c.actual, c.check.expected).trimEnd().split("\n");
+          out.push(...drift.map((l) => `      ${colorDiffLine(l, style)}`));
+        }
+      }
     }
   }
   const bad = reports.filter((r) => r.status !== "unchanged");

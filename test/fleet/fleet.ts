@@ -69,8 +69,10 @@ const DEFAULT_EXEC_TIMEOUT_MS = 60_000;
 const SSHD_BINARY = '/usr/sbin/sshd';
 const REQUIRED_COMMANDS = ['ip', 'sudo', 'unshare', 'nsenter', 'ssh-keygen', 'useradd', 'chpasswd', 'visudo', 'cp', 'hostname', 'mount'];
 /** Fixed width (pid base36 padded to 5, since pid_max <= 2^22) so names can be parsed back without a separator. */
-const STANDARD_PREFIX = /^pv[0-9a-z]{8}$/;
 const PID_DIGITS = 5;
+const RANDOM_DIGITS = 3;
+const STANDARD_PREFIX_LENGTH = 'pv'.length + PID_DIGITS + RANDOM_DIGITS;
+const STANDARD_PREFIX = /^pv[0-9a-z]{8}$/;
 
 export function checkFleetPrerequisites(): string[] {
   const problems: string[] = [];
@@ -121,7 +123,7 @@ export function fleetExists(prefix: string): boolean {
 }
 
 function newFleetPrefix(): string {
-  return `pv${process.pid.toString(36).padStart(PID_DIGITS, '0')}${randomBase36(3)}`;
+  return `pv${process.pid.toString(36).padStart(PID_DIGITS, '0')}${randomBase36(RANDOM_DIGITS)}`;
 }
 
 function randomBase36(length: number): string {
@@ -344,7 +346,7 @@ async function execInHost(host: FleetHost, script: string, options: ExecOptions 
 function discoverFleetPrefixes(): string[] {
   const fromNames = [
     ...fleetNetnsNamesOnMachine().map((name) => name.replace(/-h\d+$/, '')),
-    ...interfaceNamesOnMachine().map((name) => name.slice(0, 10)),
+    ...interfaceNamesOnMachine().map((name) => name.slice(0, STANDARD_PREFIX_LENGTH)),
     ...listDirSafe(DEFAULT_FLEET_PARENT_DIR)
       .filter((name) => name.startsWith(DEFAULT_FLEET_DIR_PREFIX))
       .map((name) => name.slice(DEFAULT_FLEET_DIR_PREFIX.length)),

@@ -246,7 +246,7 @@ describe("loadInventory: validation errors", () => {
       "use an integer from 5 to 300, or null to leave it alone", "value",
     ],
     ["bad-range", "web[03:01]:", "web[03:01]", "all.hosts.web[03:01]", '"[03:01]" in "web[03:01]" starts after it ends', "Put the smaller bound first, e.g. [01:03]", "key"],
-  ])("%s: %s is reported at its %6$s… ", (caseName, needle, token, keyPath, problem, fix) => {
+  ])("%s: `%s` is reported where it is written", (caseName, needle, token, keyPath, problem, fix) => {
     const { problems } = load(caseName);
     const found = problems.find((p) => p.keyPath === keyPath);
     expect(found, JSON.stringify(problems, null, 1)).toEqual({
