@@ -88,7 +88,12 @@ export default defineRole<EphemeralPortsParams>({
   ],
 
   plan(p, facts, ctx) {
-    const existing = parsePortList(facts.sysctl[RESERVED_KEY] ?? "") ?? [];
+    const existingText = facts.sysctl[RESERVED_KEY] ?? "";
+    const existing = parsePortList(existingText);
+    if (existing === null) {
+      // Replacing a list we can't read would drop reservations someone relies on.
+      throw new Error(`cannot parse the host's ${RESERVED_KEY} ${JSON.stringify(existingText)}; refusing to replace it`);
+    }
     const inRange = (port: number) => port >= p.port_range_start && port <= p.port_range_end;
     const listening = p.reserve_listening_ports ? (facts.listeningPorts ?? []).filter(inRange) : [];
     const extra: PortRange[] = p.reserved_ports.map((item) => parsePortRange(String(item))).filter((r): r is PortRange => r !== null);

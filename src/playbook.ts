@@ -32,12 +32,15 @@ interface RawPlay {
 export function loadPlaybook(file: string, problems: ConfigProblem[]): Play[] | null {
   const yaml = loadYamlFile(file, problems);
   if (!yaml) return null;
-  if (!validateAgainstSchema(PLAYBOOK_SCHEMA, yaml.data, yaml, [], problems)) return null;
+  const valid = validateAgainstSchema(PLAYBOOK_SCHEMA, yaml.data, yaml, [], problems);
   const plays: Play[] = [];
-  (yaml.data as RawPlay[]).forEach((raw, index) => {
+  // Role params are checked even when the play's shape has errors, so one run reports everything.
+  (Array.isArray(yaml.data) ? (yaml.data as RawPlay[]) : []).forEach((raw, index) => {
     const roles: PlayRole[] = [];
-    raw.roles.forEach((entry, j) => {
-      const name = typeof entry === "string" ? entry : entry.role;
+    const entries = raw && typeof raw === "object" && Array.isArray(raw.roles) ? raw.roles : [];
+    entries.forEach((entry, j) => {
+      const name = typeof entry === "string" ? entry : entry && typeof entry === "object" ? entry.role : undefined;
+      if (typeof name !== "string") return;
       const path: KeyPath = typeof entry === "string" ? [index, "roles", j] : [index, "roles", j, "role"];
       const role = findRole(name);
       if (!role) {
@@ -50,11 +53,12 @@ export function loadPlaybook(file: string, problems: ConfigProblem[]): Play[] | 
         return;
       }
       const params = typeof entry === "string" ? {} : (entry.params ?? {});
+      if (typeof params !== "object" || Array.isArray(params)) return;
       const paramsPath: KeyPath = [index, "roles", j, "params"];
       if (!validateAgainstSchema(role.schema, params, yaml, paramsPath, problems)) return;
       roles.push({ role, params, path: typeof entry === "string" ? path : [index, "roles", j] });
     });
     plays.push({ name: raw.name ?? `play ${index + 1}`, hosts: raw.hosts, become: raw.become, roles, index, source: yaml });
   });
-  return plays;
+  return valid ? plays : null;
 }

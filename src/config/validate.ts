@@ -40,6 +40,10 @@ const REFUSED_KEYS: Record<string, { problem: string; fix: string }> = {
   },
 };
 
+export function refusedKey(key: string): { problem: string; fix: string } | undefined {
+  return REFUSED_KEYS[key] ?? REFUSED_KEYS[key.split(".").pop() ?? ""];
+}
+
 /**
  * Validates `data` (found at `basePath` inside `source`) against `schema` and appends every
  * problem, located at the offending key or value.
@@ -73,7 +77,7 @@ function describe(err: ErrorObject, source: YamlFile, basePath: KeyPath): Config
     case "additionalProperties": {
       const key = String(err.params.additionalProperty);
       const keyPath = [...path, key];
-      const refused = REFUSED_KEYS[key] ?? REFUSED_KEYS[key.split(".").pop() ?? ""];
+      const refused = refusedKey(key);
       if (refused) {
         return { ...at(keyPath, "key"), keyPath: formatKeyPath(keyPath), severity: "error", ...refused };
       }
@@ -110,7 +114,7 @@ function valueProblem(err: ErrorObject): string {
   const shown = JSON.stringify(err.data);
   switch (err.keyword) {
     case "type":
-      return `expected ${article(String(err.params.type))}, got ${typeName(err.data)} ${shown}`;
+      return `expected ${article(String(err.params.type))}, got ${err.data === null ? "an empty value" : `${typeName(err.data)} ${shown}`}`;
     case "minimum":
     case "exclusiveMinimum":
     case "maximum":

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from "yaml";
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from "yaml";
 import type { ConfigProblem } from "./errors.js";
 
 export type KeyPath = ReadonlyArray<string | number>;
@@ -46,7 +46,29 @@ export function parseYamlText(text: string, file: string, problems: ConfigProble
     const pos = lineCounter.linePos(offset);
     return { line: pos.line, col: pos.col };
   };
-  return { file, data: doc.toJS({ maxAliasCount: 100 }), locate };
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    const at = lineCounter.linePos(firstBadAliasOffset(doc) ?? 0);
+    problems.push({
+      file, line: at.line, col: at.col, keyPath: "", severity: "error",
+      problem: `YAML cannot be expanded: ${firstLine((err as Error).message)}`,
+      fix: "define every *alias with an &anchor before it, and don't nest aliases to expand into huge documents",
+    });
+    return null;
+  }
+  return { file, data, locate };
+}
+
+function firstBadAliasOffset(doc: Document): number | undefined {
+  let offset: number | undefined;
+  visit(doc, {
+    Alias(_, node) {
+      if (offset === undefined && node.resolve(doc) === undefined) offset = node.range?.[0];
+    },
+  });
+  return offset;
 }
 
 function firstLine(message: string): string {

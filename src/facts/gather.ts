@@ -36,7 +36,7 @@ export function buildGatherScript(requests: FactRequest[], nonce: string): strin
       case "file": {
         const p = shQuote(r.path);
         lines.push(
-          `if [ -f ${p} ]; then rec ${id} ok; b64 < ${p}; elif [ -e ${p} ]; then rec ${id} notfile; echo; else rec ${id} absent; echo; fi`,
+          `if [ -f ${p} ] && [ -r ${p} ]; then rec ${id} ok; b64 < ${p}; elif [ -f ${p} ]; then rec ${id} unreadable; echo; elif [ -e ${p} ]; then rec ${id} notfile; echo; else rec ${id} absent; echo; fi`,
         );
         break;
       }
@@ -63,6 +63,7 @@ export function parseGatherOutput(stdout: string, nonce: string, requests: FactR
         facts.sysctl[r.key] = rec.status === "ok" ? rec.payload.replace(/\n$/, "") : null;
         break;
       case "file":
+        if (rec.status === "unreadable") throw new FactError(`cannot read ${r.path} (permission denied); set ansible_become: true or log in as root`);
         if (rec.status === "notfile") throw new FactError(`${r.path} exists but is not a regular file; move it away first`);
         facts.files[r.path] = rec.status === "ok" ? rec.payload : null;
         break;

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { ConfigProblem } from "../config/errors.js";
 import { INVENTORY_SCHEMA, VARS_SCHEMA } from "../config/schemas.js";
-import { validateAgainstSchema } from "../config/validate.js";
+import { refusedKey, validateAgainstSchema } from "../config/validate.js";
 import { formatKeyPath, loadYamlFile, type KeyPath, type YamlFile } from "../config/yamlFile.js";
 import { expandHostPattern, hasHostRange, HostPatternError } from "./hostRange.js";
 import type { HostUniverse } from "./limit.js";
@@ -41,7 +41,14 @@ interface GroupInfo {
 export function loadInventory(file: string, problems: ConfigProblem[]): Inventory | null {
   const yaml = loadYamlFile(file, problems);
   if (!yaml) return null;
-  if (!validateAgainstSchema(INVENTORY_SCHEMA, yaml.data, yaml, [], problems)) return null;
+  const refused = refusedTopLevelKeys(yaml, problems);
+  const groupsOnly = refused.length === 0 ? yaml.data : Object.fromEntries(Object.entries(yaml.data as object).filter(([k]) => !refused.includes(k)));
+  if (!validateAgainstSchema(INVENTORY_SCHEMA, groupsOnly, yaml, [], problems) || refused.length > 0) {
+    // Still validate group_vars/ and host_vars/ so every file's problems are reported in one go.
+    loadVarsDir(join(dirname(file), "group_vars"), "group", null, problems, () => undefined);
+    loadVarsDir(join(dirname(file), "host_vars"), "host", null, problems, () => undefined);
+    return null;
+  }
 
   const groups = new Map<string, GroupInfo>();
   const hostLayers = new Map<string, VarLayer[]>();
@@ -72,6 +79,14 @@ export function loadInventory(file: string, problems: ConfigProblem[]): Inventor
       }
     }
     for (const [child, childBody] of Object.entries(b.children ?? {})) {
+      if (child === name) {
+        const at = [...path, "children", child];
+        problems.push({
+          file, ...yaml.locate(at, "key"), keyPath: formatKeyPath(at), severity: "error",
+          problem: `group "${name}" is its own child`, fix: "remove it from its own children",
+        });
+        continue;
+      }
       g.children.add(child);
       walkGroup(child, childBody, [...path, "children", child]);
     }
@@ -79,15 +94,6 @@ export function loadInventory(file: string, problems: ConfigProblem[]): Inventor
   for (const [name, body] of Object.entries(yaml.data as Record<string, unknown>)) {
     walkGroup(name, body, [name]);
     if (name !== "all") group("all").children.add(name);
-  }
-  for (const [name, g] of groups) {
-    if (g.children.has(name)) {
-      problems.push({
-        file, ...yaml.locate([name]), keyPath: name, severity: "error",
-        problem: `group "${name}" is its own child`, fix: "remove it from its own children",
-      });
-      g.children.delete(name);
-    }
   }
   const cycle = findCycle(groups);
   if (cycle) {
@@ -118,6 +124,19 @@ export function loadInventory(file: string, problems: ConfigProblem[]): Inventor
   return { file, hosts, universe };
 }
 
+/** A top-level key is a group name to the schema, so refused settings written there need their own check. */
+function refusedTopLevelKeys(yaml: YamlFile, problems: ConfigProblem[]): string[] {
+  if (!yaml.data || typeof yaml.data !== "object" || Array.isArray(yaml.data)) return [];
+  const found: string[] = [];
+  for (const key of Object.keys(yaml.data)) {
+    const refused = refusedKey(key);
+    if (!refused) continue;
+    found.push(key);
+    problems.push({ file: yaml.file, ...yaml.locate([key], "key"), keyPath: key, severity: "error", ...refused });
+  }
+  return found;
+}
+
 function expandHosts(pattern: string, yaml: YamlFile, path: KeyPath, problems: ConfigProblem[]): string[] {
   if (!hasHostRange(pattern) && !pattern.includes("[")) return [pattern];
   try {
@@ -136,7 +155,7 @@ function expandHosts(pattern: string, yaml: YamlFile, path: KeyPath, problems: C
 function loadVarsDir(
   dir: string,
   kind: "group" | "host",
-  known: Set<string>,
+  known: Set<string> | null,
   problems: ConfigProblem[],
   add: (name: string, layer: VarLayer) => void,
 ): void {
@@ -145,15 +164,17 @@ function loadVarsDir(
     if (entry.startsWith(".")) continue;
     const full = join(dir, entry);
     const isDir = statSync(full).isDirectory();
-    const name = isDir ? entry : entry.replace(/\.(ya?ml|json)$/, "");
-    if (!isDir && name === entry && /\.[a-z]+$/.test(entry)) continue; // e.g. README.md
+    // Ansible reads `name`, `name.yml`, `name.yaml`, `name.json`; host names often contain dots.
+    const hasVarsExtension = /\.(ya?ml|json)$/.test(entry);
+    const name = isDir || (known?.has(entry) ?? false) || !hasVarsExtension ? entry : entry.replace(/\.(ya?ml|json)$/, "");
+    if (!isDir && !hasVarsExtension && !(known?.has(entry) ?? false)) continue; // README.md, notes.txt, …
     const files = isDir
       ? readdirSync(full).filter((f) => /\.(ya?ml|json)$/.test(f)).sort().map((f) => join(full, f))
       : [full];
     for (const f of files) {
       const yaml = loadYamlFile(f, problems);
       if (!yaml) continue;
-      if (!known.has(name)) {
+      if (known && !known.has(name)) {
         problems.push({
           file: f, line: 1, col: 1, keyPath: "", severity: "warning",
           problem: `${basename(dir)}/${entry} names no ${kind} in the inventory, so it applies to nothing`,

@@ -59,7 +59,8 @@ export function renderPlan(reports: HostReport[], format: Format, style: Style =
       }
     }
     const notes = report.plan!.notes;
-    if (notes.length > 0 && !md) out.push(...notes.map((n) => style.dim(`  note (${n.role}): ${n.text}`)));
+    if (md) out.push(...(notes.length > 0 ? [""] : []), ...notes.map((n) => `- _${n.role}_: ${n.text}`));
+    else out.push(...notes.map((n) => style.dim(`  note (${n.role}): ${n.text}`)));
     out.push("");
   }
   out.push(...renderErrors(reports, format, style));

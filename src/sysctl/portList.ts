@@ -13,19 +13,21 @@ export function parsePortList(text: string): PortRange[] | null {
   if (trimmed === "") return [];
   const ranges: PortRange[] = [];
   for (const part of trimmed.split(",")) {
-    const range = parsePortRange(part.trim());
+    const range = parsePortRange(part.trim(), 0);
     if (!range) return null;
     ranges.push(range);
   }
   return normalizePortRanges(ranges);
 }
 
-export function parsePortRange(text: string): PortRange | null {
+/** `lowest` is 1 for ports a user asks for; the kernel's own list may contain 0. */
+export function parsePortRange(text: string, lowest = 1): PortRange | null {
   const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(text);
   if (!m) return null;
   const from = Number(m[1]);
   const to = m[2] === undefined ? from : Number(m[2]);
-  if (from < 1 || to > 65535 || from > to) return null;
+  // The kernel's reserved-ports bitmap covers 0-65535, so a live list may contain 0.
+  if (from < lowest || to > 65535 || from > to) return null;
   return { from, to };
 }
 

@@ -373,3 +373,30 @@ describe("loadInventory: group cycles", () => {
     expect(problems[0]).toMatchObject({ file, line: 7, col: 9, keyPath: "all.children.web.children.web" });
   });
 });
+
+describe("loadInventory: top-level groups and dotted names", () => {
+  it("makes top-level groups children of all", () => {
+    const { inventory, problems } = load("top-level-groups");
+    expect(problems).toEqual([]);
+    expect(inventory!.universe).toEqual({ hosts: ["web01", "db01"], groups: { all: ["web01", "db01"], web: ["web01"], db: ["db01"] } });
+    expect(host(inventory, "db01").groups).toEqual(["all", "db"]);
+    expect(effective(host(inventory, "db01"), "ansible_port")).toBe(2222);
+  });
+
+  it.each<[string, number]>([
+    ["api.example.com", 2202], // host_vars/api.example.com.yaml
+    ["10.0.0.5", 2203], // host_vars/10.0.0.5 (no extension)
+  ])("reads the host_vars file of %s", (name, port) => {
+    const { inventory, problems } = load("dotted-names");
+    expect(effective(host(inventory, name), "ansible_port")).toBe(port);
+    expect(problems.filter((p) => p.severity === "error")).toEqual([]);
+  });
+
+  // BUG: src/inventory/load.ts line 149 skips any extensionless entry ending in `.letters` as if it
+  // were README.md, so host_vars/lb.example.com is ignored without a word.
+  it("reads an extensionless host_vars file named after a dotted host name", () => {
+    const { inventory, problems } = load("dotted-names");
+    expect(problems).toEqual([]);
+    expect(effective(host(inventory, "lb.example.com"), "ansible_port")).toBe(2201);
+  });
+});

@@ -1,0 +1,37 @@
+import type { AnyRole, Facts } from "../../src/role.js";
+import type { ResolvedHost } from "../../src/resolve.js";
+
+/** A role's params: its schema defaults with `over` on top, as resolve would merge them. */
+export function paramsOf(role: AnyRole, over: Record<string, unknown> = {}): Record<string, unknown> {
+  const defaults = Object.fromEntries(Object.entries(role.schema.properties).map(([k, s]) => [k, structuredClone(s.default)]));
+  return { ...defaults, ...over };
+}
+
+export function hostWith(name: string, roles: Array<[AnyRole, Record<string, unknown>?]>): ResolvedHost {
+  return {
+    name,
+    connection: { host: name, port: 22, user: "root", privateKeyFile: undefined },
+    become: true,
+    roles: roles.map(([role, over]) => ({ role, params: paramsOf(role, over), sources: {} })),
+  };
+}
+
+export function facts(over: Partial<Facts> = {}): Facts {
+  return { sysctl: {}, files: {}, listeningPorts: [], ...over };
+}
+
+/** Every `key = value` line of a rendered sysctl file must follow a comment line. */
+export function settingsWithoutComment(content: string): string[] {
+  const lines = content.split("\n");
+  return lines.filter((line, i) => /^[a-z0-9_.-]+ = /.test(line) && !(lines[i - 1] ?? "").startsWith("#"));
+}
+
+export function settings(content: string): Array<[string, string]> {
+  return content
+    .split("\n")
+    .filter((l) => /^[a-z0-9_.-]+ = /.test(l))
+    .map((l) => {
+      const [k, v] = l.split(" = ");
+      return [k!, v!];
+    });
+}

@@ -1,0 +1,173 @@
+import { describe, expect, it } from "vitest";
+import type { HostReport } from "../../src/engine.js";
+import { groupIdenticalPlans, planSummary, plainStyle, renderErrors, renderPlan, ttyStyle } from "../../src/output/format.js";
+import { changed, failed, FILE, RANGE, REUSE } from "./_reports.js";
+
+const reports: HostReport[] = [
+  changed("web01", [FILE, REUSE], [{ role: "tw-reuse", text: "hello" }]),
+  changed("web02", [FILE, REUSE]),
+  changed("web03", [RANGE]),
+  changed("db01", []),
+  failed("db02", "unreachable", "connect ECONNREFUSED"),
+];
+
+describe("groupIdenticalPlans", () => {
+  it("groups hosts whose changes are identical, in first-seen order, leaving out failed hosts", () => {
+    expect(groupIdenticalPlans(reports).map((g) => [g.hosts, g.report.host])).toEqual([
+      [["web01", "web02"], "web01"],
+      [["web03"], "web03"],
+      [["db01"], "db01"],
+    ]);
+  });
+
+  it("keeps hosts apart when only a before value differs", () => {
+    const other = { ...REUSE, before: "0" } as typeof REUSE;
+    expect(groupIdenticalPlans([changed("a", [REUSE]), changed("b", [other])]).map((g) => g.hosts)).toEqual([["a"], ["b"]]);
+  });
+
+  it("keeps hosts apart when the same change belongs to another role", () => {
+    const other = { ...REUSE, role: "other-role" } as typeof REUSE;
+    expect(groupIdenticalPlans([changed("a", [REUSE]), changed("b", [other])]).map((g) => g.hosts)).toEqual([["a"], ["b"]]);
+  });
+
+  it("keeps hosts apart when the order of changes differs", () => {
+    expect(groupIdenticalPlans([changed("a", [FILE, REUSE]), changed("b", [REUSE, FILE])]).map((g) => g.hosts)).toEqual([["a"], ["b"]]);
+  });
+
+  it("groups every host with no changes together", () => {
+    expect(groupIdenticalPlans([changed("a", []), changed("b", []), changed("c", [])]).map((g) => g.hosts)).toEqual([["a", "b", "c"]]);
+  });
+});
+
+describe("renderPlan (text)", () => {
+  it("prints each group once with its changes, diffs, notes, errors and the summary", () => {
+    expect(renderPlan(reports, "text")).toBe(
+      [
+        "web01, web02 (2 hosts): 2 changes",
+        "  tw-reuse:",
+        "    net.ipv4.tcp_tw_reuse: 2 → 1",
+        "    --- /dev/null",
+        "    +++ /etc/sysctl.d/60-provision-tw-reuse.conf",
+        "    @@ -0,0 +1,2 @@",
+        "    +# why",
+        "    +net.ipv4.tcp_tw_reuse = 1",
+        "  note (tw-reuse): hello",
+        "",
+        "web03 (1 host): 1 change",
+        "  ephemeral-ports:",
+        "    net.ipv4.ip_local_port_range: (absent) → 1024 65535",
+        "",
+        "db01 (1 host): no changes",
+        "errors:",
+        "  db02: UNREACHABLE: connect ECONNREFUSED",
+        "",
+        "Plan: 5 changes on 3 hosts, 1 unchanged, 1 failed.",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("ends with the summary line", () => {
+    const lines = renderPlan(reports, "text").trimEnd().split("\n");
+    expect(lines.at(-1)).toBe(planSummary(reports));
+  });
+
+  it("colors with the tty style: bold titles, red before, green after", () => {
+    const out = renderPlan([changed("web01", [REUSE])], "text", ttyStyle);
+    expect(out).toContain("\x1b[1mweb01 (1 host): 1 change\x1b[0m");
+    expect(out).toContain("net.ipv4.tcp_tw_reuse: \x1b[31m2\x1b[0m → \x1b[32m1\x1b[0m");
+  });
+
+  it("colors diff lines", () => {
+    const out = renderPlan([changed("web01", [{ ...FILE, before: "# why\nnet.ipv4.tcp_tw_reuse = 2\n" } as typeof FILE])], "text", ttyStyle);
+    expect(out).toContain("\x1b[1m--- /etc/sysctl.d/60-provision-tw-reuse.conf\x1b[0m");
+    expect(out).toContain("\x1b[31m-net.ipv4.tcp_tw_reuse = 2\x1b[0m");
+    expect(out).toContain("\x1b[32m+net.ipv4.tcp_tw_reuse = 1\x1b[0m");
+    expect(out).toContain("\x1b[2m@@ -1,2 +1,2 @@\x1b[0m");
+  });
+
+  it("uses no escape codes with the plain style", () => {
+    expect(renderPlan(reports, "text", plainStyle)).not.toContain("\x1b[");
+  });
+
+  it("prints only the summary for no hosts", () => {
+    expect(renderPlan([], "text")).toBe("Plan: 0 changes on 0 hosts, 0 unchanged, 0 failed.\n");
+  });
+});
+
+describe("renderPlan (markdown)", () => {
+  const md = renderPlan(reports, "markdown");
+
+  it("renders headings, a table of live values and fenced diffs", () => {
+    expect(md).toBe(
+      [
+        "### provision plan",
+        "",
+        "#### web01, web02 (2 hosts): 2 changes",
+        "",
+        "**tw-reuse**",
+        "",
+        "| key | live | new |",
+        "|---|---|---|",
+        "| `net.ipv4.tcp_tw_reuse` | `2` | `1` |",
+        "",
+        "```diff",
+        "--- /dev/null",
+        "+++ /etc/sysctl.d/60-provision-tw-reuse.conf",
+        "@@ -0,0 +1,2 @@",
+        "+# why",
+        "+net.ipv4.tcp_tw_reuse = 1",
+        "```",
+        "",
+        "#### web03 (1 host): 1 change",
+        "",
+        "**ephemeral-ports**",
+        "",
+        "| key | live | new |",
+        "|---|---|---|",
+        "| `net.ipv4.ip_local_port_range` | `(absent)` | `1024 65535` |",
+        "",
+        "**db01 (1 host)**: no changes",
+        "#### errors",
+        "- **db02** (unreachable): connect ECONNREFUSED",
+        "",
+        "Plan: 5 changes on 3 hosts, 1 unchanged, 1 failed.",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("never uses terminal colors, even with the tty style", () => {
+    expect(renderPlan(reports, "markdown", ttyStyle)).not.toContain("\x1b[");
+  });
+
+  it("balances its code fences", () => {
+    expect((md.match(/^```/gm) ?? []).length % 2).toBe(0);
+  });
+});
+
+describe("planSummary", () => {
+  it.each<[string, HostReport[], string]>([
+    ["nothing", [], "Plan: 0 changes on 0 hosts, 0 unchanged, 0 failed."],
+    ["one change on one host", [changed("a", [REUSE])], "Plan: 1 change on 1 host, 0 unchanged, 0 failed."],
+    ["several", [changed("a", [REUSE, FILE]), changed("b", [RANGE]), changed("c", [])], "Plan: 3 changes on 2 hosts, 1 unchanged, 0 failed."],
+    ["failed and unreachable both count as failed", [failed("a", "failed", "x"), failed("b", "unreachable", "y"), changed("c", [])], "Plan: 0 changes on 0 hosts, 1 unchanged, 2 failed."],
+  ])("%s", (_what, rs, expected) => {
+    expect(planSummary(rs)).toBe(expected);
+  });
+});
+
+describe("renderErrors", () => {
+  const rs = [changed("a", []), failed("b", "failed", "sudo: a password is required"), failed("c", "unreachable", "timeout")];
+
+  it.each<["text" | "markdown", string[]]>([
+    ["text", ["errors:", "  b: FAILED: sudo: a password is required", "  c: UNREACHABLE: timeout", ""]],
+    ["markdown", ["#### errors", "- **b** (failed): sudo: a password is required", "- **c** (unreachable): timeout", ""]],
+  ])("%s", (format, expected) => {
+    expect(renderErrors(rs, format)).toEqual(expected);
+  });
+
+  it("prints nothing without errors", () => {
+    expect(renderErrors([changed("a", [])], "text")).toEqual([]);
+  });
+});
