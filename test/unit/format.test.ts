@@ -119,6 +119,8 @@ describe("renderPlan (markdown)", () => {
         "+net.ipv4.tcp_tw_reuse = 1",
         "```",
         "",
+        "- _tw-reuse_: hello",
+        "",
         "#### web03 (1 host): 1 change",
         "",
         "**ephemeral-ports**",
