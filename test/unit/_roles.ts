@@ -1,3 +1,4 @@
+import type { HostPlan } from "../../src/plan.js";
 import type { AnyRole, Facts } from "../../src/role.js";
 import type { ResolvedHost } from "../../src/resolve.js";
 
@@ -34,4 +35,21 @@ export function settings(content: string): Array<[string, string]> {
       const [k, v] = l.split(" = ");
       return [k!, v!];
     });
+}
+
+export function fileOf(p: HostPlan): string {
+  const c = p.changes.find((x) => x.kind === "file");
+  if (!c || c.kind !== "file") throw new Error("no file change");
+  return c.after;
+}
+
+/** What the host looks like after the plan was applied: the file written and every live value set. */
+export function factsAfter(p: HostPlan, before: Facts): Facts {
+  const after: Facts = structuredClone(before);
+  for (const c of p.changes) {
+    if (c.kind === "file") after.files[c.path] = c.after;
+    // the kernel reads multi-value sysctls back with tabs
+    else after.sysctl[c.key] = c.after.replace(/ /g, "\t");
+  }
+  return after;
 }

@@ -3,7 +3,7 @@ import ephemeralPorts, { type EphemeralPortsParams } from "../../roles/ephemeral
 import { planHost, type HostPlan } from "../../src/plan.js";
 import type { Facts } from "../../src/role.js";
 import { evaluateChecks } from "../../src/verify.js";
-import { facts, hostWith, paramsOf, settings, settingsWithoutComment } from "./_roles.js";
+import { facts, factsAfter, fileOf, hostWith, paramsOf, settings, settingsWithoutComment } from "./_roles.js";
 
 const RANGE = "net.ipv4.ip_local_port_range";
 const RESERVED = "net.ipv4.ip_local_reserved_ports";
@@ -13,22 +13,7 @@ function plan(over: Record<string, unknown>, f: Facts): HostPlan {
   return planHost(hostWith("web01", [[ephemeralPorts, over]]), f);
 }
 
-function fileOf(p: HostPlan): string {
-  const c = p.changes.find((x) => x.kind === "file");
-  if (!c || c.kind !== "file") throw new Error("no file change");
-  return c.after;
-}
 
-/** What the host looks like after the plan was applied: the file written and every live value set. */
-function factsAfter(p: HostPlan, before: Facts): Facts {
-  const after: Facts = structuredClone(before);
-  for (const c of p.changes) {
-    if (c.kind === "file") after.files[c.path] = c.after;
-    // the kernel reads ranges back with a tab
-    else after.sysctl[c.key] = c.after.replace(" ", "\t");
-  }
-  return after;
-}
 
 const fresh = facts({
   sysctl: { [RANGE]: "32768\t60999", [RESERVED]: "" },

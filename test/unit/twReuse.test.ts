@@ -3,7 +3,7 @@ import twReuse, { type TwReuseParams } from "../../roles/tw-reuse.js";
 import { planHost, type HostPlan } from "../../src/plan.js";
 import type { Facts } from "../../src/role.js";
 import { evaluateChecks } from "../../src/verify.js";
-import { facts, hostWith, paramsOf, settings, settingsWithoutComment } from "./_roles.js";
+import { facts, factsAfter, fileOf, hostWith, paramsOf, settings, settingsWithoutComment } from "./_roles.js";
 
 const REUSE = "net.ipv4.tcp_tw_reuse";
 const TS = "net.ipv4.tcp_timestamps";
@@ -15,20 +15,7 @@ function plan(over: Record<string, unknown>, f: Facts): HostPlan {
   return planHost(hostWith("web01", [[twReuse, over]]), f);
 }
 
-function fileOf(p: HostPlan): string {
-  const c = p.changes.find((x) => x.kind === "file");
-  if (!c || c.kind !== "file") throw new Error("no file change");
-  return c.after;
-}
 
-function factsAfter(p: HostPlan, before: Facts): Facts {
-  const after: Facts = structuredClone(before);
-  for (const c of p.changes) {
-    if (c.kind === "file") after.files[c.path] = c.after;
-    else after.sysctl[c.key] = c.after;
-  }
-  return after;
-}
 
 const kernelDefaults = facts({ sysctl: { [REUSE]: "2", [TS]: "1", [FIN]: "60", [BUCKETS]: "262144" } });
 
