@@ -104,12 +104,19 @@ async function prepare(inventory: string, opts: CommonOptions): Promise<{ hosts:
     process.stderr.write("no hosts matched the playbook (and --limit); nothing to do.\n");
     return null;
   }
+  let password: string | undefined;
+  try {
+    password = await becomePassword(opts, hosts);
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    return null;
+  }
   const sshOptions: SshOptions = {
     knownHostsFiles: [...opts.knownHosts, defaultKnownHostsFile(), "/etc/ssh/ssh_known_hosts"],
     acceptNewHostKeys: opts.acceptNewHostKeys,
     connectTimeoutMs: opts.connectTimeout * 1000,
     commandTimeoutMs: opts.commandTimeout * 1000,
-    becomePassword: await becomePassword(opts, hosts),
+    becomePassword: password,
     keyPassphrase: process.env.PROVISION_KEY_PASSPHRASE,
   };
   const session = new Session((host) => connectSsh(host.name, host.connection, sshOptions), opts.forks);
