@@ -1,4 +1,4 @@
-import { defineRole, type ParamProblem } from "../src/role.js";
+import { defineRole, type Facts, type ParamProblem } from "../src/role.js";
 import { planSysctlDropin, sysctlDropinPath } from "../src/sysctl/dropin.js";
 import { formatPortList, normalizePortRanges, parsePortList, parsePortRange, portsToRanges, type PortRange } from "../src/sysctl/portList.js";
 
@@ -12,6 +12,30 @@ export interface EphemeralPortsParams {
 const RANGE_KEY = "net.ipv4.ip_local_port_range";
 const RESERVED_KEY = "net.ipv4.ip_local_reserved_ports";
 const KERNEL_DEFAULT_PORTS = 60999 - 32768 + 1;
+
+function extraRanges(p: EphemeralPortsParams): PortRange[] {
+  return p.reserved_ports.map((item) => parsePortRange(String(item))).filter((r): r is PortRange => r !== null);
+}
+
+function reservedInFile(content: string | null): PortRange[] {
+  const m = content === null ? null : /^net\.ipv4\.ip_local_reserved_ports = (.*)$/m.exec(content);
+  return (m && parsePortList(m[1]!)) ?? [];
+}
+
+/**
+ * Ports to reserve inside the new range: every TCP listener, and UDP ports outside the host's
+ * current ephemeral range. A UDP socket inside that range is most likely a client that called
+ * sendto() without bind() (DNS, NTP, statsd) — reserving it would shrink the range on every run.
+ */
+function listeningCandidates(facts: Facts, p: EphemeralPortsParams): number[] {
+  const bound = facts.listeningPorts;
+  if (!bound) return [];
+  const current = /^(\d+)\s+(\d+)$/.exec((facts.sysctl[RANGE_KEY] ?? "").trim());
+  const inCurrent = (port: number) => current !== null && port >= Number(current[1]) && port <= Number(current[2]);
+  const udp = current === null ? [] : bound.udp.filter((port) => !inCurrent(port));
+  const inNewRange = (port: number) => port >= p.port_range_start && port <= p.port_range_end;
+  return [...new Set([...bound.tcp, ...udp])].filter(inNewRange).sort((a, b) => a - b);
+}
 
 export default defineRole<EphemeralPortsParams>({
   name: "ephemeral-ports",
@@ -88,17 +112,21 @@ export default defineRole<EphemeralPortsParams>({
   ],
 
   plan(p, facts, ctx) {
+    const path = sysctlDropinPath("ephemeral-ports");
     const existingText = facts.sysctl[RESERVED_KEY] ?? "";
-    const existing = parsePortList(existingText);
-    if (existing === null) {
+    const live = parsePortList(existingText);
+    if (live === null) {
       // Replacing a list we can't read would drop reservations someone relies on.
       throw new Error(`cannot parse the host's ${RESERVED_KEY} ${JSON.stringify(existingText)}; refusing to replace it`);
     }
-    const inRange = (port: number) => port >= p.port_range_start && port <= p.port_range_end;
-    const listening = p.reserve_listening_ports ? (facts.listeningPorts ?? []).filter(inRange) : [];
-    const extra: PortRange[] = p.reserved_ports.map((item) => parsePortRange(String(item))).filter((r): r is PortRange => r !== null);
-    const reserved = normalizePortRanges([...existing, ...portsToRanges(listening), ...extra]);
-    const reservedList = formatPortList(reserved);
+    // Reservations are only ever added: the live list, plus what our own file already reserved
+    // (so a reservation lost live is restored), plus the params.
+    const base = normalizePortRanges([...live, ...reservedInFile(facts.files[path] ?? null), ...extraRanges(p)]);
+    const candidates = p.reserve_listening_ports ? listeningCandidates(facts, p) : [];
+    const unreserved = candidates.filter((port) => !base.some((r) => port >= r.from && port <= r.to));
+    // verify checks what was applied; a listener that appeared since is a pending change, not drift.
+    const added = ctx.purpose === "plan" ? unreserved : [];
+    const reservedList = formatPortList([...base, ...portsToRanges(added)]);
     const portCount = p.port_range_end - p.port_range_start + 1;
 
     const desired: Array<[string, string]> = [[RANGE_KEY, `${p.port_range_start} ${p.port_range_end}`]];
@@ -116,7 +144,10 @@ export default defineRole<EphemeralPortsParams>({
     plan.notes.push(
       `outbound capacity per destination ip:port: ${portCount.toLocaleString("en-US")} ports (default ${KERNEL_DEFAULT_PORTS.toLocaleString("en-US")})`,
     );
-    if (listening.length > 0) plan.notes.push(`reserving listening ports inside the range: ${formatPortList(portsToRanges(listening))}`);
+    const list = formatPortList(portsToRanges(unreserved));
+    if (unreserved.length > 0) {
+      plan.notes.push(ctx.purpose === "plan" ? `reserving listening ports inside the range: ${list}` : `listening inside the range but not reserved yet: ${list} (run will reserve them)`);
+    }
     return plan;
   },
 });

@@ -35,7 +35,7 @@ export class Session {
     private readonly forks: number,
   ) {}
 
-  async plan(hosts: ResolvedHost[]): Promise<HostReport[]> {
+  async plan(hosts: ResolvedHost[], purpose: "plan" | "verify" = "plan"): Promise<HostReport[]> {
     return mapLimit(hosts, this.forks, (host) =>
       this.guard(host.name, async () => {
         const transport = await this.transport(host);
@@ -43,7 +43,7 @@ export class Session {
         this.lastFacts.set(host.name, facts);
         let plan: HostPlan;
         try {
-          plan = planHost(host, facts);
+          plan = planHost(host, facts, purpose);
         } catch (err) {
           throw new HostError(`planning failed: ${(err as Error).message}`, "plan");
         }
@@ -75,7 +75,7 @@ export class Session {
 
   /** Reads back every managed value; a host whose values all match is "unchanged". */
   async verify(hosts: ResolvedHost[]): Promise<HostReport[]> {
-    const planned = await this.plan(hosts);
+    const planned = await this.plan(hosts, "verify");
     // Every check reads a key or file the roles already gathered, so the plan's facts are the read-back.
     return planned.map((report) => {
       const facts = this.lastFacts.get(report.host);

@@ -22,11 +22,12 @@ export function whyOf(r: ResolvedRole): Record<string, string> {
 }
 
 /** Pure: the same host, params and facts always give the same plan. */
-export function planHost(host: ResolvedHost, facts: Facts): HostPlan {
+export function planHost(host: ResolvedHost, facts: Facts, purpose: PlanContext["purpose"] = "plan"): HostPlan {
   const plan: HostPlan = { host: host.name, changes: [], checks: [], notes: [] };
   for (const r of host.roles) {
     const ctx: PlanContext = {
       hostName: host.name,
+      purpose,
       why: whyOf(r),
       render: (template, data) => renderTemplate(r.role.name, template, data),
     };

@@ -4,12 +4,18 @@ export type FactRequest =
   | { kind: "file"; path: string }
   | { kind: "listening-ports" };
 
+export interface BoundPorts {
+  tcp: number[];
+  /** UDP clients that sendto() without connect() also show here, on an ephemeral port. */
+  udp: number[];
+}
+
 /** What was read. `null` means the key or file does not exist on the host. */
 export interface Facts {
   sysctl: Record<string, string | null>;
   files: Record<string, string | null>;
-  /** TCP listening and UDP bound local ports, deduplicated and sorted. */
-  listeningPorts: number[] | null;
+  /** Local ports of TCP listeners and of bound, unconnected UDP sockets; each sorted and unique. */
+  listeningPorts: BoundPorts | null;
 }
 
 /**
@@ -49,6 +55,8 @@ export interface RolePlan {
 
 export interface PlanContext {
   hostName: string;
+  /** "plan" for plan/run; "verify" when only checking what was applied (no new discoveries). */
+  purpose: "plan" | "verify";
   /** Renders `templates/<role>/<name>` with the given data (pure, cached). */
   render(template: string, data: Record<string, unknown>): string;
   /** The schema description of each param: the single home of each value's "why". */

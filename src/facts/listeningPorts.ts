@@ -1,15 +1,19 @@
+import type { BoundPorts } from "../role.js";
+
 /** Reads /proc/net/{tcp,tcp6,udp,udp6} in one go; no dependency on ss or netstat being installed. */
 export const LISTENING_PORTS_COMMAND = "cat /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6 2>/dev/null";
 
 const TCP_LISTEN = "0A";
 const UDP_UNCONNECTED = "07";
 
+
 /**
  * Local ports of TCP sockets in LISTEN and of bound, unconnected UDP sockets — the ports a
- * service would lose if an outgoing connection took them. Sorted and unique.
+ * service would lose if an outgoing connection took them. Each list sorted and unique.
  */
-export function parseListeningPorts(procNet: string): number[] {
-  const ports = new Set<number>();
+export function parseListeningPorts(procNet: string): BoundPorts {
+  const tcp = new Set<number>();
+  const udp = new Set<number>();
   let isUdp = false;
   for (const raw of procNet.split("\n")) {
     const line = raw.trim();
@@ -26,8 +30,9 @@ export function parseListeningPorts(procNet: string): number[] {
     if (!local || !remote || !state) continue;
     const port = parseInt(local.split(":").pop() ?? "", 16);
     if (!Number.isInteger(port) || port <= 0) continue;
-    if (!isUdp && state === TCP_LISTEN) ports.add(port);
-    if (isUdp && state === UDP_UNCONNECTED && /^0+:0000$/.test(remote)) ports.add(port);
+    if (!isUdp && state === TCP_LISTEN) tcp.add(port);
+    if (isUdp && state === UDP_UNCONNECTED && /^0+:0000$/.test(remote)) udp.add(port);
   }
-  return [...ports].sort((a, b) => a - b);
+  const sorted = (set: Set<number>) => [...set].sort((a, b) => a - b);
+  return { tcp: sorted(tcp), udp: sorted(udp) };
 }

@@ -18,7 +18,7 @@ export function hostWith(name: string, roles: Array<[AnyRole, Record<string, unk
 }
 
 export function facts(over: Partial<Facts> = {}): Facts {
-  return { sysctl: {}, files: {}, listeningPorts: [], ...over };
+  return { sysctl: {}, files: {}, listeningPorts: { tcp: [], udp: [] }, ...over };
 }
 
 /** Every `key = value` line of a rendered sysctl file must follow a comment line. */

@@ -17,7 +17,7 @@ function plan(over: Record<string, unknown>, f: Facts): HostPlan {
 
 const fresh = facts({
   sysctl: { [RANGE]: "32768\t60999", [RESERVED]: "" },
-  listeningPorts: [22, 80, 443, 5432, 8080],
+  listeningPorts: { tcp: [22, 80, 443, 5432, 8080], udp: [] },
 });
 
 describe("ephemeral-ports on a fresh host", () => {
@@ -76,7 +76,7 @@ describe("ephemeral-ports idempotence", () => {
   it.each<[string, Record<string, unknown>, Facts]>([
     ["defaults", {}, fresh],
     ["a custom range, no listeners", { port_range_start: 10000, port_range_end: 65001 }, facts({ sysctl: { [RANGE]: "32768\t60999", [RESERVED]: "" } })],
-    ["extra reserved ports and an existing list", { reserved_ports: [9000, "9100-9102"] }, facts({ sysctl: { [RANGE]: "32768\t60999", [RESERVED]: "30000-30010" }, listeningPorts: [8080] })],
+    ["extra reserved ports and an existing list", { reserved_ports: [9000, "9100-9102"] }, facts({ sysctl: { [RANGE]: "32768\t60999", [RESERVED]: "30000-30010" }, listeningPorts: { tcp: [8080], udp: [] } })],
     ["listening ports not reserved", { reserve_listening_ports: false }, fresh],
     ["no facts for listeners", {}, facts({ sysctl: { [RANGE]: "32768\t60999", [RESERVED]: null }, listeningPorts: null })],
   ])("a host already matching the plan (%s) gets zero changes", (_what, over, before) => {
@@ -124,7 +124,7 @@ describe("ephemeral-ports reserved ports", () => {
     ["no listening-ports fact", {}, "8080", null, "8080"],
     ["an existing list with tabs or spaces", {}, " 8080,9000-9010\n", [], "8080,9000-9010"],
   ])("%s", (_what, over, existing, listening, expected) => {
-    const f = facts({ sysctl: { [RANGE]: "32768\t60999", [RESERVED]: existing }, listeningPorts: listening });
+    const f = facts({ sysctl: { [RANGE]: "32768\t60999", [RESERVED]: existing }, listeningPorts: listening === null ? null : { tcp: listening, udp: [] } });
     const p = plan(over, f);
     const reservedSetting = settings(fileOf(p)).find(([k]) => k === RESERVED);
     const reservedCheck = p.checks.find((c) => c.kind === "sysctl" && c.key === RESERVED);
@@ -140,7 +140,7 @@ describe("ephemeral-ports reserved ports", () => {
 
   it("never drops an existing reservation", () => {
     const existing = "1-1023,8080,30000-30010,65000-65535";
-    const p = plan({ port_range_start: 2048, port_range_end: 60001 }, facts({ sysctl: { [RANGE]: "32768\t60999", [RESERVED]: existing }, listeningPorts: [3000] }));
+    const p = plan({ port_range_start: 2048, port_range_end: 60001 }, facts({ sysctl: { [RANGE]: "32768\t60999", [RESERVED]: existing }, listeningPorts: { tcp: [3000], udp: [] } }));
     const change = p.changes.find((c) => c.kind === "sysctl" && c.key === RESERVED);
     expect(change).toMatchObject({ before: existing, after: "1-1023,3000,8080,30000-30010,65000-65535" });
   });
@@ -148,7 +148,7 @@ describe("ephemeral-ports reserved ports", () => {
   // BUG: roles/ephemeral-ports.ts line 91 treats a kernel list it cannot parse as empty and replaces it.
   // The kernel accepts port 0 in ip_local_reserved_ports (bitmap of 65536 bits), which parsePortRange rejects.
   it("does not drop existing reservations when the kernel list contains a port it cannot parse", () => {
-    const p = plan({}, facts({ sysctl: { [RANGE]: "32768\t60999", [RESERVED]: "0,8080,9000-9010" }, listeningPorts: [5432] }));
+    const p = plan({}, facts({ sysctl: { [RANGE]: "32768\t60999", [RESERVED]: "0,8080,9000-9010" }, listeningPorts: { tcp: [5432], udp: [] } }));
     const planned = settings(fileOf(p)).find(([k]) => k === RESERVED)?.[1] ?? "";
     expect(planned.split(",")).toEqual(expect.arrayContaining(["8080", "9000-9010"]));
   });
@@ -196,5 +196,36 @@ describe("ephemeral-ports validate()", () => {
       else if (e.problem) expect(p.problem).toMatch(e.problem);
       if (e.fix) expect(p.fix).toBe(e.fix);
     });
+  });
+});
+
+describe("ephemeral-ports: which bound ports get reserved", () => {
+  const base = { [RANGE]: "32768\t60999", [RESERVED]: "" };
+  const reservedOf = (p: HostPlan) => p.changes.find((c) => c.kind === "sysctl" && c.key === RESERVED)?.after ?? null;
+
+  it.each([
+    ["a UDP client port inside the current ephemeral range is not reserved", { tcp: [], udp: [45000] }, null],
+    ["a UDP service outside the current range is reserved", { tcp: [], udp: [5353] }, "5353"],
+    ["a TCP listener inside the current range is reserved", { tcp: [45000], udp: [] }, "45000"],
+    ["ports below the new range are left alone", { tcp: [22, 80], udp: [53] }, null],
+  ])("%s", (_what, listeningPorts, expected) => {
+    expect(reservedOf(plan({}, facts({ sysctl: base, listeningPorts })))).toBe(expected);
+  });
+
+  it("verify does not expect a listener that appeared after run, and says so in a note", () => {
+    const applied = plan({}, facts({ sysctl: base, listeningPorts: { tcp: [], udp: [] } }));
+    const after = factsAfter(applied, facts({ sysctl: base, listeningPorts: { tcp: [8080], udp: [] } }));
+    const verifyPlan = planHost(hostWith("web01", [[ephemeralPorts, {}]]), after, "verify");
+    expect(evaluateChecks(verifyPlan.checks, after).every((c) => c.ok)).toBe(true);
+    expect(verifyPlan.notes.map((n) => n.text)).toContain("listening inside the range but not reserved yet: 8080 (run will reserve them)");
+    expect(reservedOf(plan({}, after))).toBe("8080");
+  });
+
+  it("a reservation lost from the live list is restored from the role's own file", () => {
+    const applied = plan({ reserved_ports: [9000] }, facts({ sysctl: base }));
+    const after = factsAfter(applied, facts({ sysctl: base }));
+    after.sysctl[RESERVED] = "";
+    const repair = plan({ reserved_ports: [] }, after);
+    expect(reservedOf(repair)).toBe("9000");
   });
 });

@@ -41,7 +41,7 @@ describe("buildGatherScript + parseGatherOutput (run locally with sh -s)", () =>
     { kind: "listening-ports" },
   ];
   const nonce = newNonce();
-  const beforePorts = new Set(parseListeningPorts(execFileSync("sh", ["-c", LISTENING_PORTS_COMMAND], { encoding: "utf8" })));
+  const beforePorts = new Set(allPorts(execFileSync("sh", ["-c", LISTENING_PORTS_COMMAND], { encoding: "utf8" })));
   const script = buildGatherScript(requests, nonce);
   const stdout = runSh(script);
   const facts = parseGatherOutput(stdout, nonce, requests);
@@ -67,8 +67,8 @@ describe("buildGatherScript + parseGatherOutput (run locally with sh -s)", () =>
 
   it("reads the listening ports from /proc/net", () => {
     // sockets may open or close between two reads: compare with a read before and one after
-    const direct = () => new Set(parseListeningPorts(execFileSync("sh", ["-c", LISTENING_PORTS_COMMAND], { encoding: "utf8" })));
-    const ports = facts.listeningPorts!;
+    const direct = () => new Set(allPorts(execFileSync("sh", ["-c", LISTENING_PORTS_COMMAND], { encoding: "utf8" })));
+    const ports = [...new Set([...facts.listeningPorts!.tcp, ...facts.listeningPorts!.udp])].sort((a, b) => a - b);
     expect(ports).toEqual([...new Set(ports)].sort((a, b) => a - b));
     const seenBefore = beforePorts;
     const seenAfter = direct();
@@ -179,3 +179,8 @@ describe("dedupeRequests / requestId", () => {
     expect(buildGatherScript([...a, ...a], "n")).toBe(buildGatherScript(a, "n"));
   });
 });
+
+function allPorts(procNet: string): number[] {
+  const { tcp, udp } = parseListeningPorts(procNet);
+  return [...new Set([...tcp, ...udp])];
+}

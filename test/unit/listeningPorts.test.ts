@@ -1,7 +1,13 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { LISTENING_PORTS_COMMAND, parseListeningPorts } from "../../src/facts/listeningPorts.js";
+import { LISTENING_PORTS_COMMAND, parseListeningPorts as parseBound } from "../../src/facts/listeningPorts.js";
+
+/** Both protocols' ports together; the split is tested on its own below. */
+function parseListeningPorts(text: string): number[] {
+  const { tcp, udp } = parseBound(text);
+  return [...new Set([...tcp, ...udp])].sort((a, b) => a - b);
+}
 import { fixture } from "./_helpers.js";
 
 const read = (name: string) => readFileSync(fixture("proc", name), "utf8");
@@ -67,5 +73,20 @@ describe("parseListeningPorts", () => {
 
   it("reads all four tables and hides errors for missing ones", () => {
     expect(LISTENING_PORTS_COMMAND).toBe("cat /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6 2>/dev/null");
+  });
+});
+
+describe("parseListeningPorts keeps TCP and UDP apart", () => {
+  it("reports a TCP listener and an unconnected UDP socket in their own lists", () => {
+    const tcpHead = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
+    const udpHead = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops";
+    const text = [
+      tcpHead,
+      "   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0",
+      udpHead,
+      "  1: 00000000:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 2 2 0 0",
+      "  2: 00000000:B2A4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 3 2 0 0",
+    ].join("\n");
+    expect(parseBound(text)).toEqual({ tcp: [8080], udp: [53, 45732] });
   });
 });

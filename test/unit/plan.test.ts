@@ -7,7 +7,7 @@ import { facts, hostWith } from "./_roles.js";
 
 describe("planHost", () => {
   const host = hostWith("web01", [[ephemeralPorts], [twReuse]]);
-  const f = facts({ sysctl: { "net.ipv4.ip_local_port_range": "32768\t60999", "net.ipv4.tcp_tw_reuse": "2", "net.ipv4.tcp_timestamps": "1" }, listeningPorts: [8080] });
+  const f = facts({ sysctl: { "net.ipv4.ip_local_port_range": "32768\t60999", "net.ipv4.tcp_tw_reuse": "2", "net.ipv4.tcp_timestamps": "1" }, listeningPorts: { tcp: [8080], udp: [] } });
 
   it("tags every change, check and note with its role, in role order", () => {
     const p = planHost(host, f);
