@@ -18,12 +18,13 @@ export interface ChangeOutcome {
  * values, each read back in the same script. One round trip.
  */
 export function buildApplyScript(changes: PlannedChange[], nonce: string): string {
-  const lines = [recordPrelude(nonce)];
+  // After the first failure nothing more is changed, so boot config and live values don't part ways.
+  const lines = [recordPrelude(nonce), "failed=0"];
   const ordered = orderForApply(changes);
   ordered.forEach(({ change, index }) => {
     const id = `c${index}`;
-    if (change.kind === "file") lines.push(fileStep(id, change));
-    else lines.push(sysctlStep(id, change.key, change.after));
+    const step = change.kind === "file" ? fileStep(id, change) : sysctlStep(id, change.key, change.after);
+    lines.push(`if [ $failed -eq 0 ]; then\n${step}\nelse rec ${id} skipped; echo; fi`);
   });
   return `${lines.join("\n")}\n`;
 }
@@ -45,7 +46,7 @@ function fileStep(id: string, c: Extract<PlannedChange, { kind: "file" }>): stri
   const body = [
     "set -e",
     `cur=absent; if [ -e ${path} ]; then cur=$(sha256sum < ${path} | cut -d' ' -f1); fi`,
-    `if [ "$cur" != ${contentHash(c.before)} ]; then echo "${c.path} changed since the plan was made; run plan again" >&2; exit 3; fi`,
+    `if [ "$cur" != ${c.beforeSha256 ?? contentHash(c.before)} ]; then echo ${shQuote(`${c.path} changed since the plan was made; run plan again`)} >&2; exit 3; fi`,
     `mkdir -p ${dir}`,
     `tmp=$(mktemp ${shQuote(`${dirname(c.path)}/.provision-tmp-XXXXXX`)})`,
     `trap 'rm -f "$tmp"' EXIT`,
@@ -56,7 +57,7 @@ function fileStep(id: string, c: Extract<PlannedChange, { kind: "file" }>): stri
     `mv -f "$tmp" ${path}`,
     "trap - EXIT",
   ].join("\n");
-  return `out=$( (\n${body}\n) 2>&1 ); rc=$?\nif [ $rc -eq 0 ]; then rec ${id} ok; echo; else rec ${id} fail; printf '%s' "$out" | b64; fi`;
+  return `out=$( (\n${body}\n) 2>&1 ); rc=$?\nif [ $rc -eq 0 ]; then rec ${id} ok; echo; else failed=1; rec ${id} fail; printf '%s' "$out" | b64; fi`;
 }
 
 function sysctlStep(id: string, key: string, value: string): string {
@@ -65,7 +66,7 @@ function sysctlStep(id: string, key: string, value: string): string {
   // sysctl can exit 0 and still have failed, so its stderr counts as failure and the value is read back.
   return [
     `if command -v sysctl >/dev/null 2>&1; then out=$(sysctl -q -w ${shQuote(`${key}=${value}`)} 2>&1 >/dev/null); rc=$?; else out=$( { printf '%s\\n' ${v} > ${proc}; } 2>&1 ); rc=$?; fi`,
-    `if [ $rc -eq 0 ] && [ -z "$out" ]; then rec ${id} ok; b64 < ${proc}; else rec ${id} fail; printf 'rc=%s %s' "$rc" "$out" | b64; fi`,
+    `if [ $rc -eq 0 ] && [ -z "$out" ]; then rec ${id} ok; b64 < ${proc}; else failed=1; rec ${id} fail; printf 'rc=%s %s' "$rc" "$out" | b64; fi`,
   ].join("\n");
 }
 
@@ -75,6 +76,7 @@ export function parseApplyOutput(stdout: string, nonce: string, changes: Planned
   return changes.map((change, index) => {
     const rec = records.get(`c${index}`);
     if (!rec) return { change, ok: false, error: "not reached: the apply script stopped before this step" };
+    if (rec.status === "skipped") return { change, ok: false, error: "skipped: an earlier step failed" };
     if (rec.status !== "ok") return { change, ok: false, error: rec.payload.trim() || "failed without a message" };
     if (change.kind === "sysctl") {
       const live = rec.payload.replace(/\n$/, "");

@@ -187,25 +187,46 @@ async function verifyCommand(inventory: string, opts: CommonOptions): Promise<nu
   }
 }
 
+/** Ctrl-C and Ctrl-D answer "no" (readline swallows SIGINT, and the open SSH sockets would keep us alive). */
 function confirm(question: string): Promise<boolean> {
   const rl = createInterface({ input: process.stdin, output: process.stderr });
-  return new Promise((resolve) =>
-    rl.question(question, (answer) => {
+  return new Promise((resolve) => {
+    let answered = false;
+    const finish = (yes: boolean) => {
+      if (answered) return;
+      answered = true;
       rl.close();
-      resolve(/^y(es)?$/i.test(answer.trim()));
-    }),
-  );
+      resolve(yes);
+    };
+    rl.on("SIGINT", () => {
+      process.stderr.write("\n");
+      finish(false);
+    });
+    rl.on("close", () => finish(false));
+    rl.question(question, (answer) => finish(/^y(es)?$/i.test(answer.trim())));
+  });
 }
 
 /** Reads a line from the terminal without echoing it. */
 function askHidden(question: string): Promise<string> {
   if (!process.stdin.isTTY) throw new Error("--ask-become-pass needs a terminal; set PROVISION_BECOME_PASSWORD instead");
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
     const out = rl as unknown as { _writeToOutput: (s: string) => void };
+    let answered = false;
     process.stderr.write(question);
     out._writeToOutput = () => undefined;
+    const cancel = () => {
+      if (answered) return;
+      answered = true;
+      rl.close();
+      process.stderr.write("\n");
+      reject(new Error("no become password given; nothing was sent to any host"));
+    };
+    rl.on("SIGINT", cancel);
+    rl.on("close", cancel);
     rl.question("", (answer) => {
+      answered = true;
       rl.close();
       process.stderr.write("\n");
       resolve(answer);

@@ -14,6 +14,8 @@ export interface BoundPorts {
 export interface Facts {
   sysctl: Record<string, string | null>;
   files: Record<string, string | null>;
+  /** sha256 of each file's raw bytes; "absent" when it does not exist. */
+  fileSha256?: Record<string, string>;
   /** Local ports of TCP listeners and of bound, unconnected UDP sockets; each sorted and unique. */
   listeningPorts: BoundPorts | null;
 }
@@ -28,6 +30,8 @@ export type Change =
       path: string;
       /** Current content, or null when the file does not exist. */
       before: string | null;
+      /** sha256 of the current raw bytes (exact even when they are not UTF-8); apply refuses if it changed. */
+      beforeSha256?: string;
       after: string;
       mode: string;
       owner: string;

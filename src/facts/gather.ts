@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { FactRequest, Facts } from "../role.js";
 import { parseRecords, recordPrelude } from "../remote/records.js";
 import { shQuote } from "../transport/shell.js";
@@ -53,7 +54,7 @@ export class FactError extends Error {}
 /** Pure: turns the gather script's output into Facts; throws FactError when a record is missing. */
 export function parseGatherOutput(stdout: string, nonce: string, requests: FactRequest[]): Facts {
   const records = parseRecords(stdout, nonce);
-  const facts: Facts = { sysctl: {}, files: {}, listeningPorts: null };
+  const facts: Facts = { sysctl: {}, files: {}, fileSha256: {}, listeningPorts: null };
   dedupeRequests(requests).forEach((r, i) => {
     const rec = records.get(`f${i}`);
     if (!rec) throw new FactError(`no answer for ${requestId(r)} (output cut short?)`);
@@ -66,6 +67,7 @@ export function parseGatherOutput(stdout: string, nonce: string, requests: FactR
         if (rec.status === "unreadable") throw new FactError(`cannot read ${r.path} (permission denied); set ansible_become: true or log in as root`);
         if (rec.status === "notfile") throw new FactError(`${r.path} exists but is not a regular file; move it away first`);
         facts.files[r.path] = rec.status === "ok" ? rec.payload : null;
+        facts.fileSha256![r.path] = rec.status === "ok" ? createHash("sha256").update(rec.raw).digest("hex") : "absent";
         break;
       case "listening-ports":
         facts.listeningPorts = parseListeningPorts(rec.payload);

@@ -9,6 +9,7 @@ export interface RemoteRecord {
   id: string;
   status: string;
   payload: string;
+  raw: Buffer;
 }
 
 export function newNonce(): string {
@@ -36,9 +37,9 @@ export function parseRecords(stdout: string, nonce: string): Map<string, RemoteR
     const [id, status] = line.slice(head.length).split(" ");
     if (id === undefined || status === undefined) continue;
     const next = lines[i + 1] ?? "";
-    const payload = next.startsWith("@@") ? "" : Buffer.from(next, "base64").toString("utf8");
+    const raw = next.startsWith("@@") ? Buffer.alloc(0) : Buffer.from(next, "base64");
     if (!next.startsWith("@@")) i++;
-    out.set(id, { id, status, payload });
+    out.set(id, { id, status, payload: raw.toString("utf8"), raw });
   }
   return out;
 }

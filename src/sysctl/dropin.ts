@@ -29,6 +29,7 @@ export function planSysctlDropin(p: SysctlDropinPlan): RolePlan {
   if (before !== p.content) {
     changes.push({
       kind: "file", path, before, after: p.content, mode: "0644", owner: "root", group: "root",
+      ...(p.facts.fileSha256?.[path] ? { beforeSha256: p.facts.fileSha256[path] } : {}),
       description: before === null ? `create ${path}` : `update ${path}`,
     });
   }

@@ -68,10 +68,28 @@ describe("buildApplyScript: file changes run locally", () => {
     expect(statSync(stalePath).mode & 0o777).toBe(0o600);
   });
 
-  it("goes on with the next file after a refused one, replacing content and mode", () => {
-    expect(outcomes[2]).toEqual({ change: changes[2], ok: true });
+  it("changes nothing more after a refused file: later steps are reported as skipped", () => {
+    expect(outcomes[2]).toEqual({ change: changes[2], ok: false, error: "skipped: an earlier step failed" });
+    expect(readFileSync(updatePath, "utf8")).toBe("old\n");
+    expect(statSync(updatePath).mode & 0o777).toBe(0o600);
+  });
+
+  it("replaces content and mode of an existing file", () => {
+    const change = fileChange(updatePath, "old\n", "new\n", "0644");
+    const run = runApply([change]);
+    expect(parseApplyOutput(run.stdout, run.nonce, [change])).toEqual([{ change, ok: true }]);
     expect(readFileSync(updatePath, "utf8")).toBe("new\n");
     expect(statSync(updatePath).mode & 0o777).toBe(0o644);
+  });
+
+  it("repairs a file holding bytes that are not UTF-8, by the hash of its raw bytes", () => {
+    const path = join(root, "latin1.conf");
+    const raw = Buffer.from([0x61, 0xe9, 0x0a]);
+    writeFileSync(path, raw);
+    const change = { ...fileChange(path, raw.toString("utf8"), "fixed\n"), beforeSha256: createHash("sha256").update(raw).digest("hex") };
+    const run = runApply([change]);
+    expect(parseApplyOutput(run.stdout, run.nonce, [change])).toEqual([{ change, ok: true }]);
+    expect(readFileSync(path, "utf8")).toBe("fixed\n");
   });
 
   it("leaves no .provision-tmp-* file behind", () => {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -150,7 +151,12 @@ describe("parseGatherOutput with hand-made output", () => {
       { kind: "file", path: "/f" },
     ];
     const out = `@@${N} f0 ok\n${b64("1\t2\n")}\n@@${N} f1 ok\n${b64("x\n\n")}\n`;
-    expect(parseGatherOutput(out, N, requests)).toEqual({ sysctl: { "a.b": "1\t2" }, files: { "/f": "x\n\n" }, listeningPorts: null });
+    expect(parseGatherOutput(out, N, requests)).toEqual({
+      sysctl: { "a.b": "1\t2" },
+      files: { "/f": "x\n\n" },
+      fileSha256: { "/f": createHash("sha256").update("x\n\n").digest("hex") },
+      listeningPorts: null,
+    });
   });
 });
 
