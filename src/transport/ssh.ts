@@ -3,7 +3,7 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { NodeSSH } from "node-ssh";
-import type { ClientChannel } from "ssh2";
+import ssh2, { type ClientChannel } from "ssh2";
 import type { ConnectionSettings } from "../resolve.js";
 import {
   checkHostKey, fingerprintSha256, hostKeyAlgorithmsFor, keyTypeOfBlob, knownHostsLine, parseKnownHosts,
@@ -90,17 +90,35 @@ function authConfig(conn: ConnectionSettings, opts: SshOptions): Record<string, 
   const out: Record<string, unknown> = {};
   if (agent) out.agent = agent;
   if (keyFile) {
+    let text: string;
     try {
-      out.privateKey = readFileSync(keyFile, "utf8");
+      text = readFileSync(keyFile, "utf8");
     } catch (err) {
       throw new HostError(`cannot read private key ${keyFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}. Check ansible_ssh_private_key_file.`, "auth");
     }
-    if (opts.keyPassphrase) out.passphrase = opts.keyPassphrase;
+    const parsed = ssh2.utils.parseKey(text, opts.keyPassphrase);
+    if (!(parsed instanceof Error)) {
+      out.privateKey = text;
+      if (opts.keyPassphrase) out.passphrase = opts.keyPassphrase;
+    } else if (!agent) {
+      // With an agent, a key we can't decrypt is most likely loaded there: use the agent alone.
+      throw new HostError(keyProblem(keyFile, parsed, opts.keyPassphrase !== undefined), "auth");
+    }
   }
   if (!agent && !keyFile) {
     throw new HostError("no SSH credentials: set ansible_ssh_private_key_file, start ssh-agent (SSH_AUTH_SOCK), or create ~/.ssh/id_ed25519.", "auth");
   }
   return out;
+}
+
+function keyProblem(keyFile: string, err: Error, hadPassphrase: boolean): string {
+  if (/encrypted/i.test(err.message) && !hadPassphrase) {
+    return `private key ${keyFile} is encrypted: set PROVISION_KEY_PASSPHRASE or load the key into ssh-agent (SSH_AUTH_SOCK)`;
+  }
+  if (hadPassphrase && /decrypt|bad|passphrase|integrity/i.test(err.message)) {
+    return `cannot decrypt private key ${keyFile} with PROVISION_KEY_PASSPHRASE (wrong passphrase?)`;
+  }
+  return `cannot use private key ${keyFile}: ${err.message}`;
 }
 
 function defaultKeyFile(): string | undefined {

@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:net";
-import { readFileSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { chmodSync, copyFileSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFleet, type Fleet } from "../fleet/fleet.js";
@@ -136,6 +137,37 @@ describe("access: become, config errors, unreachable hosts", () => {
     expect(r.stdout).toMatch(/Plan: \d+ changes? on [01] hosts?, [01] unchanged, 2 failed\./);
   });
 
+  it("an encrypted key: clear error without a passphrase, works with PROVISION_KEY_PASSPHRASE or through ssh-agent", async () => {
+    const encrypted = join(dir, "encrypted_key");
+    copyFileSync(keyFile, encrypted);
+    chmodSync(encrypted, 0o600);
+    const passphrase = "canary-pass-Vb71";
+    execFileSync("ssh-keygen", ["-q", "-p", "-N", passphrase, "-f", encrypted]);
+    const inv = writeFile(dir, "enc.yaml", `all:\n  hosts:\n    h1:\n      ansible_host: ${addr(0)}\n      ansible_ssh_private_key_file: ${encrypted}\n`);
+    const args = ["plan", inv, "--known-hosts", fleet.knownHostsFile];
+
+    const none = await provision(args);
+    expect(none.code).toBe(1);
+    expect(none.stdout).toContain(`private key ${encrypted} is encrypted: set PROVISION_KEY_PASSPHRASE or load the key into ssh-agent`);
+    const wrong = await provision(args, { env: { PROVISION_KEY_PASSPHRASE: "canary-wrong-Qm2" } });
+    expect(wrong.stdout).toContain("wrong passphrase?");
+    expect(wrong.stdout + wrong.stderr).not.toContain("canary-wrong-Qm2");
+    const right = await provision([...args, "--json"], { env: { PROVISION_KEY_PASSPHRASE: passphrase } });
+    expect([0, 2]).toContain(right.code);
+    expect(right.stdout + right.stderr).not.toContain(passphrase);
+
+    const agentOut = execFileSync("ssh-agent", ["-s"], { encoding: "utf8" });
+    const sock = /SSH_AUTH_SOCK=([^;]+);/.exec(agentOut)![1]!;
+    const pid = Number(/SSH_AGENT_PID=(\d+);/.exec(agentOut)![1]);
+    try {
+      execFileSync("ssh-add", [encrypted], { env: { ...process.env, SSH_AUTH_SOCK: sock, SSH_ASKPASS: writeAskpass(dir, passphrase), SSH_ASKPASS_REQUIRE: "force", DISPLAY: ":0" }, stdio: "ignore" });
+      const viaAgent = await provision(args, { env: { SSH_AUTH_SOCK: sock } });
+      expect([0, 2], viaAgent.stdout + viaAgent.stderr).toContain(viaAgent.code);
+    } finally {
+      process.kill(pid, "SIGTERM");
+    }
+  });
+
   it("an unknown host key is refused before any authentication reaches sshd", async () => {
     const log = join(fleet.dir, "h1", "sshd.log");
     const before = readFileSync(log, "utf8").length;
@@ -148,3 +180,10 @@ describe("access: become, config errors, unreachable hosts", () => {
     expect(added).not.toMatch(/Accepted|Failed publickey|Postponed/);
   });
 });
+
+function writeAskpass(dir: string, passphrase: string): string {
+  const path = join(dir, "askpass.sh");
+  writeFile(dir, "askpass.sh", `#!/bin/sh\necho '${passphrase}'\n`);
+  chmodSync(path, 0o700);
+  return path;
+}
