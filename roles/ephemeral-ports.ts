@@ -68,7 +68,10 @@ export default defineRole<EphemeralPortsParams>({
       },
       reserved_ports: {
         type: "array", default: [], uniqueItems: true,
-        items: { type: ["integer", "string"], pattern: "^[0-9]{1,5}(-[0-9]{1,5})?$", minimum: 1, maximum: 65535 },
+        items: {
+          type: ["integer", "string"], pattern: "^[0-9]{1,5}(-[0-9]{1,5})?$", minimum: 1, maximum: 65535,
+          fix: "write a port as an integer (8080) or a range as a string (\"9000-9100\"), between 1 and 65535",
+        },
         description:
           "Extra ports or ranges (\"9000-9100\") to keep out of the ephemeral range, for services that start after provision runs " +
           "and so are not listening yet. Merged with the existing reserved list; never replaces it.",

@@ -4,7 +4,7 @@ import { formatProblem } from "./config/errors.js";
 import { Session, type HostReport } from "./engine.js";
 import { hasErrors, loadConfig } from "./load.js";
 import { plainStyle, renderPlan, renderRunResult, renderVerify, ttyStyle, type Format, type Style } from "./output/format.js";
-import { DEFAULT_PLAYBOOK } from "./paths.js";
+import { defaultPlaybook } from "./paths.js";
 import type { ResolvedHost } from "./resolve.js";
 import { connectSsh, defaultKnownHostsFile, type SshOptions } from "./transport/ssh.js";
 import { toJson } from "./output/json.js";
@@ -12,7 +12,7 @@ import { toJson } from "./output/json.js";
 /** The only place that parses argv, prints, and exits. */
 
 interface CommonOptions {
-  playbook: string;
+  playbook?: string;
   limit?: string;
   forks: number;
   knownHosts: string[];
@@ -40,7 +40,7 @@ function positiveInt(name: string) {
 function withCommonOptions(cmd: Command): Command {
   return cmd
     .argument("<inventory>", "Ansible YAML inventory file")
-    .option("-p, --playbook <file>", "playbook: which roles apply to which groups", DEFAULT_PLAYBOOK)
+    .option("-p, --playbook <file>", "playbook: which roles apply to which groups (default: ./playbooks/site.yaml, else the bundled one)")
     .option("-l, --limit <pattern>", "only these hosts (Ansible patterns: host, group, !exclude, &intersect, a,b)")
     .option("-f, --forks <n>", "hosts handled at once", positiveInt("--forks"), 50)
     .option("--known-hosts <file>", "known_hosts file to trust (repeatable; new keys are recorded in the first)", (v: string, prev: string[]) => [...prev, v], [] as string[])
@@ -77,6 +77,10 @@ async function main(argv: string[]): Promise<number> {
       exitCode = await verifyCommand(inventory, opts);
     });
 
+  if (argv.length <= 2) {
+    process.stderr.write(program.helpInformation());
+    return EXIT_ERROR;
+  }
   try {
     await program.parseAsync(argv);
   } catch (err) {
@@ -93,7 +97,7 @@ function style(): Style {
 }
 
 async function prepare(inventory: string, opts: CommonOptions): Promise<{ hosts: ResolvedHost[]; session: Session } | null> {
-  const { hosts, problems } = loadConfig(inventory, opts.playbook, opts.limit);
+  const { hosts, problems } = loadConfig(inventory, opts.playbook ?? defaultPlaybook(), opts.limit);
   for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
   if (hasErrors(problems)) {
     const n = problems.filter((p) => p.severity === "error").length;

@@ -16,3 +16,9 @@ function findRoot(start: string): string {
 
 export const TEMPLATES_DIR = join(PROJECT_ROOT, "templates");
 export const DEFAULT_PLAYBOOK = join(PROJECT_ROOT, "playbooks", "site.yaml");
+
+/** Like Ansible, a project's own `playbooks/site.yaml` (relative to where you run) wins over the bundled one. */
+export function defaultPlaybook(cwd: string = process.cwd()): string {
+  const local = join(cwd, "playbooks", "site.yaml");
+  return existsSync(local) ? local : DEFAULT_PLAYBOOK;
+}

@@ -55,8 +55,8 @@ export function resolveTargets(
       limited = new Set(selectHosts(limit, inventory.universe));
     } catch (err) {
       if (!(err instanceof LimitError)) throw err;
+      // Keep resolving every host, so the role checks below are reported in the same run.
       problems.push({ file: "--limit", line: 1, col: 1, keyPath: "", severity: "error", problem: err.problem, fix: err.fix });
-      return [];
     }
   }
   const rolesByHost = new Map<string, Array<{ play: Play; index: number }>>();

@@ -58,7 +58,25 @@ export function parseYamlText(text: string, file: string, problems: ConfigProble
     });
     return null;
   }
+  if (isCyclic(data)) {
+    problems.push({
+      file, line: 1, col: 1, keyPath: "", severity: "error",
+      problem: "an alias refers to a mapping that contains it, so the document never ends",
+      fix: "replace the self-referencing *alias with the values it should hold",
+    });
+    return null;
+  }
   return { file, data, locate };
+}
+
+function isCyclic(value: unknown, ancestors = new Set<unknown>()): boolean {
+  if (value === null || typeof value !== "object") return false;
+  if (ancestors.has(value)) return true;
+  ancestors.add(value);
+  const children = Array.isArray(value) ? value : Object.values(value as object);
+  const found = children.some((child) => isCyclic(child, ancestors));
+  ancestors.delete(value);
+  return found;
 }
 
 function firstBadAliasOffset(doc: Document): number | undefined {

@@ -163,7 +163,17 @@ function loadVarsDir(
   for (const entry of readdirSync(dir).sort()) {
     if (entry.startsWith(".")) continue;
     const full = join(dir, entry);
-    const isDir = statSync(full).isDirectory();
+    let isDir: boolean;
+    try {
+      isDir = statSync(full).isDirectory();
+    } catch (err) {
+      problems.push({
+        file: full, line: 1, col: 1, keyPath: "", severity: "error",
+        problem: `cannot read ${basename(dir)}/${entry} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+        fix: "fix or remove the broken link or file",
+      });
+      continue;
+    }
     // Ansible reads `name`, `name.yml`, `name.yaml`, `name.json`; host names often contain dots.
     const hasVarsExtension = /\.(ya?ml|json)$/.test(entry);
     const name = isDir || (known?.has(entry) ?? false) || !hasVarsExtension ? entry : entry.replace(/\.(ya?ml|json)$/, "");
