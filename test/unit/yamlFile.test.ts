@@ -229,3 +229,17 @@ describe("formatKeyPath", () => {
     expect(formatKeyPath(path)).toBe(expected);
   });
 });
+
+describe("parseYamlText: self-referencing aliases", () => {
+  it("reports a mapping that contains an alias to itself instead of recursing forever", () => {
+    const { file, problems } = parse("a: &x {children: {b: *x}}\n");
+    expect(file).toBeNull();
+    expect(problems.map((p) => p.problem)).toEqual(["an alias refers to a mapping that contains it, so the document never ends"]);
+  });
+
+  it("accepts an alias used twice side by side (shared, not cyclic)", () => {
+    const { file, problems } = parse("base: &b {x: 1}\none: *b\ntwo: *b\n");
+    expect(problems).toEqual([]);
+    expect(file!.data).toEqual({ base: { x: 1 }, one: { x: 1 }, two: { x: 1 } });
+  });
+});
