@@ -72,7 +72,7 @@ export async function connectSsh(hostName: string, conn: ConnectionSettings, opt
     if (verdict && verdict.status !== "known" && !recorded) throw hostKeyError(conn, verdict, presented!, opts);
     throw connectError(err, where, conn, opts);
   }
-  return new SshTransport(hostName, ssh, opts, where, recorded ? `recorded new host key ${fingerprintSha256(presented!)}` : undefined);
+  return new SshTransport(hostName, ssh, opts, where);
 }
 
 function readKnownHosts(files: string[]): KnownHostEntry[] {
@@ -176,7 +176,6 @@ class SshTransport implements Transport {
     private readonly ssh: NodeSSH,
     private readonly opts: SshOptions,
     private readonly where: string,
-    readonly hostKeyNote: string | undefined,
   ) {}
 
   async exec(script: string, execOpts: ExecOptions = {}): Promise<ExecResult> {
