@@ -3,7 +3,7 @@ import { dirname } from "node:path";
 import type { PlannedChange } from "./plan.js";
 import { newNonce, parseRecords, recordPrelude } from "./remote/records.js";
 import { sysctlEqual, sysctlProcPath } from "./sysctl/value.js";
-import { shQuote } from "./transport/shell.js";
+import { shJoin, shQuote } from "./transport/shell.js";
 import { HostError, type Transport } from "./transport/types.js";
 
 export interface ChangeOutcome {
@@ -13,25 +13,28 @@ export interface ChangeOutcome {
 }
 
 /**
- * One script that makes every change of a host: files first (each atomic: temp file in the same
- * directory, chmod/chown, fsync, rename; refused if the file changed since the plan), then live
- * values, each read back in the same script. One round trip.
+ * One script that makes every change of a host, in plan order: files atomically (temp file in the
+ * same directory, chmod/chown, fsync, rename; refused if the file changed since the plan), live
+ * values each read back in the same script, commands with their exit code checked. One round trip.
  */
 export function buildApplyScript(changes: PlannedChange[], nonce: string): string {
   // After the first failure nothing more is changed, so boot config and live values don't part ways.
   const lines = [recordPrelude(nonce), "failed=0"];
-  const ordered = orderForApply(changes);
-  ordered.forEach(({ change, index }) => {
+  // Plan order is apply order: a role lists its steps in the order they must happen
+  // (e.g. conntrack: module options file, modprobe, then the sysctl that exists only after it).
+  changes.forEach((change, index) => {
     const id = `c${index}`;
-    const step = change.kind === "file" ? fileStep(id, change) : sysctlStep(id, change.key, change.after);
+    const step = change.kind === "file" ? fileStep(id, change) : change.kind === "sysctl" ? sysctlStep(id, change.key, change.after) : commandStep(id, change.argv);
     lines.push(`if [ $failed -eq 0 ]; then\n${step}\nelse rec ${id} skipped; echo; fi`);
   });
   return `${lines.join("\n")}\n`;
 }
 
-function orderForApply(changes: PlannedChange[]): Array<{ change: PlannedChange; index: number }> {
-  const indexed = changes.map((change, index) => ({ change, index }));
-  return [...indexed.filter((c) => c.change.kind === "file"), ...indexed.filter((c) => c.change.kind !== "file")];
+function commandStep(id: string, argv: string[]): string {
+  return [
+    `out=$( ${shJoin(argv)} 2>&1 ); rc=$?`,
+    `if [ $rc -eq 0 ]; then rec ${id} ok; echo; else failed=1; rec ${id} fail; printf 'rc=%s %s' "$rc" "$out" | b64; fi`,
+  ].join("\n");
 }
 
 export function contentHash(content: string | null): string {

@@ -1,7 +1,7 @@
 import { applyChanges, type ChangeOutcome } from "./apply.js";
 import { buildGatherScript, FactError, parseGatherOutput } from "./facts/gather.js";
 import { mapLimit } from "./pool.js";
-import { factRequestsFor, planHost, type HostPlan } from "./plan.js";
+import { changeTarget, factRequestsFor, planHost, type HostPlan, type PlannedCheck } from "./plan.js";
 import type { FactRequest, Facts } from "./role.js";
 import type { ResolvedHost } from "./resolve.js";
 import { newNonce } from "./remote/records.js";
@@ -43,7 +43,7 @@ export class Session {
         this.lastFacts.set(host.name, facts);
         let plan: HostPlan;
         try {
-          plan = planHost(host, facts, purpose);
+          plan = planHost(host, facts, purpose, transport.remoteAddress);
         } catch (err) {
           throw new HostError(`planning failed: ${(err as Error).message}`, "plan");
         }
@@ -62,7 +62,7 @@ export class Session {
         const host = byName.get(report.host)!;
         const transport = await this.transport(host);
         const outcomes = await applyChanges(transport, plan.changes, host.become);
-        const checks = await readBack(transport, plan, host.become);
+        const checks = await this.readChecks(host, transport, plan.checks);
         const failed = outcomes.some((o) => !o.ok) || checks.some((c) => !c.ok);
         return {
           host: report.host, plan, outcomes, checks,
@@ -76,13 +76,46 @@ export class Session {
   /** Reads back every managed value; a host whose values all match is "unchanged". */
   async verify(hosts: ResolvedHost[]): Promise<HostReport[]> {
     const planned = await this.plan(hosts, "verify");
-    // Every check reads a key or file the roles already gathered, so the plan's facts are the read-back.
-    return planned.map((report) => {
+    const byName = new Map(hosts.map((h) => [h.name, h]));
+    return mapLimit(planned, this.forks, async (report) => {
       const facts = this.lastFacts.get(report.host);
       if (!report.plan || !facts) return report;
-      const checks = evaluateChecks(report.plan.checks, facts);
-      return { host: report.host, plan: report.plan, checks, status: checks.every((c) => c.ok) ? "unchanged" : "failed" };
+      const plan = report.plan;
+      return this.guard(report.host, async () => {
+        const host = byName.get(report.host)!;
+        // Checks read what the roles already gathered, so the plan's facts are the read-back;
+        // only fresh-login checks cost a new connection.
+        const checks = await this.readChecks(host, await this.transport(host), plan.checks, facts);
+        return { host: report.host, plan, checks, status: checks.every((c) => c.ok) ? "unchanged" : "failed" };
+      });
     });
+  }
+
+  /**
+   * Reads every check back. Fresh-login checks go through a brand-new SSH connection (a new login
+   * through PAM), opened and closed while the original connection stays up.
+   */
+  private async readChecks(host: ResolvedHost, transport: Transport, checks: PlannedCheck[], known?: Facts): Promise<CheckResult[]> {
+    const isFresh = (c: PlannedCheck) => c.kind === "probe" && c.freshLogin === true;
+    const current = checks.filter((c) => !isFresh(c));
+    const fresh = checks.filter(isFresh);
+    const currentFacts = known ?? (await gather(transport, factRequestsForChecks(current), host.become));
+    let freshResults: CheckResult[] = [];
+    if (fresh.length > 0) {
+      let login: Transport | undefined;
+      try {
+        login = await this.connect(host);
+        freshResults = evaluateChecks(fresh, await gather(login, factRequestsForChecks(fresh), host.become));
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        freshResults = fresh.map((check) => ({ check, actual: `(a fresh login failed: ${why})`, ok: false }));
+      } finally {
+        await login?.close().catch(() => undefined);
+      }
+    }
+    const results = new Map<PlannedCheck, CheckResult>();
+    for (const r of [...evaluateChecks(current, currentFacts), ...freshResults]) results.set(r.check, r);
+    return checks.map((c) => results.get(c)!);
   }
 
   async close(): Promise<void> {
@@ -122,14 +155,9 @@ async function gather(transport: Transport, requests: FactRequest[], become: boo
   return parseGatherOutput(result.stdout, nonce, requests);
 }
 
-async function readBack(transport: Transport, plan: HostPlan, become: boolean): Promise<CheckResult[]> {
-  const facts = await gather(transport, factRequestsForChecks(plan.checks), become);
-  return evaluateChecks(plan.checks, facts);
-}
-
 function describeFailures(outcomes: ChangeOutcome[], checks: CheckResult[]): string {
   const lines = [
-    ...outcomes.filter((o) => !o.ok).map((o) => `${o.change.kind === "file" ? o.change.path : o.change.key}: ${o.error}`),
+    ...outcomes.filter((o) => !o.ok).map((o) => `${changeTarget(o.change)}: ${o.error}`),
     ...checks.filter((c) => !c.ok).map((c) => c.check.message),
   ];
   return lines.join("; ");

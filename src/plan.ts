@@ -1,5 +1,6 @@
 import type { Change, Check, FactRequest, Facts, PlanContext } from "./role.js";
 import { renderTemplate } from "./render.js";
+import { shJoin } from "./transport/shell.js";
 import type { ResolvedHost, ResolvedRole } from "./resolve.js";
 
 export type PlannedChange = Change & { role: string };
@@ -22,11 +23,12 @@ export function whyOf(r: ResolvedRole): Record<string, string> {
 }
 
 /** Pure: the same host, params and facts always give the same plan. */
-export function planHost(host: ResolvedHost, facts: Facts, purpose: PlanContext["purpose"] = "plan"): HostPlan {
+export function planHost(host: ResolvedHost, facts: Facts, purpose: PlanContext["purpose"] = "plan", sshAddress: string = host.connection.host): HostPlan {
   const plan: HostPlan = { host: host.name, changes: [], checks: [], notes: [] };
   for (const r of host.roles) {
     const ctx: PlanContext = {
       hostName: host.name,
+      sshAddress,
       purpose,
       why: whyOf(r),
       render: (template, data) => renderTemplate(r.role.name, template, data),
@@ -37,4 +39,27 @@ export function planHost(host: ResolvedHost, facts: Facts, purpose: PlanContext[
     plan.notes.push(...rolePlan.notes.map((text) => ({ role: r.role.name, text })));
   }
   return plan;
+}
+
+/** How a change or check is named in reports: a path, a sysctl key, a command line, or a probe label. */
+export function changeTarget(c: Change): string {
+  switch (c.kind) {
+    case "file":
+      return c.path;
+    case "sysctl":
+      return c.key;
+    case "command":
+      return shJoin(c.argv);
+  }
+}
+
+export function checkTarget(c: Check): string {
+  switch (c.kind) {
+    case "file":
+      return c.path;
+    case "sysctl":
+      return c.key;
+    case "probe":
+      return c.label;
+  }
 }

@@ -2,7 +2,12 @@
 export type FactRequest =
   | { kind: "sysctl"; key: string }
   | { kind: "file"; path: string }
-  | { kind: "listening-ports" };
+  | { kind: "listening-ports" }
+  /** A named probe from src/facts/probes.ts; `arg` must already be validated by the role's schema. */
+  | { kind: "probe"; probe: string; arg?: string };
+
+/** A probe's answer: flat named fields, or why it could not be read. */
+export type ProbeResult = { ok: true; fields: Record<string, string> } | { ok: false; error: string };
 
 export interface BoundPorts {
   tcp: number[];
@@ -18,6 +23,12 @@ export interface Facts {
   fileSha256?: Record<string, string>;
   /** Local ports of TCP listeners and of bound, unconnected UDP sockets; each sorted and unique. */
   listeningPorts: BoundPorts | null;
+  /** Keyed by `probeKey(name, arg)`. */
+  probes?: Record<string, ProbeResult>;
+}
+
+export function probeKey(probe: string, arg?: string): string {
+  return arg === undefined ? probe : `${probe}:${arg}`;
 }
 
 /**
@@ -44,12 +55,32 @@ export type Change =
       before: string | null;
       after: string;
       description: string;
+    }
+  | {
+      /** A command run as given (each argv word POSIX-quoted); a role plans it only when needed. */
+      kind: "command";
+      argv: string[];
+      description: string;
     };
 
 /** What verify reads back, with the expected value and what a mismatch means. */
 export type Check =
   | { kind: "sysctl"; key: string; expected: string; message: string }
-  | { kind: "file"; path: string; expected: string; message: string };
+  | { kind: "file"; path: string; expected: string; message: string }
+  | {
+      kind: "probe";
+      probe: string;
+      arg?: string;
+      field: string;
+      expected: string;
+      /** equal: by words; at-least/at-most: as integers ("unlimited" is infinite); includes: comma-list membership. */
+      compare: "equal" | "at-least" | "at-most" | "includes" | "excludes";
+      /** Read through a brand-new SSH login (through PAM), not the connection that applied the change. */
+      freshLogin?: boolean;
+      /** How the check is named in reports, e.g. "fresh login: soft nofile". */
+      label: string;
+      message: string;
+    };
 
 export interface RolePlan {
   changes: Change[];
@@ -59,6 +90,8 @@ export interface RolePlan {
 
 export interface PlanContext {
   hostName: string;
+  /** The address the SSH session is connected to; roles must never remove or change it. */
+  sshAddress: string;
   /** "plan" for plan/run; "verify" when only checking what was applied (no new discoveries). */
   purpose: "plan" | "verify";
   /** Renders `templates/<role>/<name>` with the given data (pure, cached). */

@@ -1,5 +1,7 @@
 import { createHash } from "node:crypto";
-import type { FactRequest, Facts } from "../role.js";
+import { probeKey, type FactRequest, type Facts, type ProbeResult } from "../role.js";
+import { ProbeParseError } from "./probe.js";
+import { findProbe } from "./probes.js";
 import { parseRecords, recordPrelude } from "../remote/records.js";
 import { shQuote } from "../transport/shell.js";
 import { sysctlProcPath } from "../sysctl/value.js";
@@ -20,6 +22,8 @@ export function requestId(r: FactRequest): string {
       return `file:${r.path}`;
     case "listening-ports":
       return "listening-ports";
+    case "probe":
+      return `probe:${probeKey(r.probe, r.arg)}`;
   }
 }
 
@@ -44,6 +48,12 @@ export function buildGatherScript(requests: FactRequest[], nonce: string): strin
       case "listening-ports":
         lines.push(`rec ${id} ok; ${LISTENING_PORTS_COMMAND} | b64`);
         break;
+      case "probe": {
+        // A subshell keeps one probe's `exit` or `set` from touching the others.
+        const cmd = findProbe(r.probe).command(r.arg);
+        lines.push(`out=$( (\n${cmd}\n) 2>&1 ); rc=$?`, `if [ $rc -eq 0 ]; then rec ${id} ok; else rec ${id} fail; fi; printf '%s' "$out" | b64`);
+        break;
+      }
     }
   });
   return `${lines.join("\n")}\n`;
@@ -54,7 +64,7 @@ export class FactError extends Error {}
 /** Pure: turns the gather script's output into Facts; throws FactError when a record is missing. */
 export function parseGatherOutput(stdout: string, nonce: string, requests: FactRequest[]): Facts {
   const records = parseRecords(stdout, nonce);
-  const facts: Facts = { sysctl: {}, files: {}, fileSha256: {}, listeningPorts: null };
+  const facts: Facts = { sysctl: {}, files: {}, fileSha256: {}, listeningPorts: null, probes: {} };
   dedupeRequests(requests).forEach((r, i) => {
     const rec = records.get(`f${i}`);
     if (!rec) throw new FactError(`no answer for ${requestId(r)} (output cut short?)`);
@@ -72,7 +82,20 @@ export function parseGatherOutput(stdout: string, nonce: string, requests: FactR
       case "listening-ports":
         facts.listeningPorts = parseListeningPorts(rec.payload);
         break;
+      case "probe":
+        facts.probes![probeKey(r.probe, r.arg)] = probeResult(r.probe, r.arg, rec.status, rec.payload);
+        break;
     }
   });
   return facts;
+}
+
+function probeResult(name: string, arg: string | undefined, status: string, output: string): ProbeResult {
+  if (status !== "ok") return { ok: false, error: output.trim() || "failed without a message" };
+  try {
+    return { ok: true, fields: findProbe(name).parse(output, arg) };
+  } catch (err) {
+    if (err instanceof ProbeParseError) return { ok: false, error: err.message };
+    throw err;
+  }
 }

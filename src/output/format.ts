@@ -1,5 +1,5 @@
 import type { HostReport } from "../engine.js";
-import type { PlannedChange } from "../plan.js";
+import { changeTarget, checkTarget, type PlannedChange } from "../plan.js";
 import { fileDiff } from "../diff.js";
 
 export type Format = "text" | "markdown";
@@ -52,6 +52,9 @@ export function renderPlan(reports: HostReport[], format: Format, style: Style =
         if (md) out.push("| key | live | new |", "|---|---|---|");
         for (const c of live) out.push(md ? `| \`${c.key}\` | \`${c.before ?? "(absent)"}\` | \`${c.after}\` |` : `    ${liveLine(c, style)}`);
       }
+      for (const c of roleChanges.filter((c) => c.kind === "command")) {
+        out.push(md ? `- run \`${changeTarget(c)}\` — ${c.description}` : `    run: ${style.green(changeTarget(c))}  ${style.dim(`(${c.description})`)}`);
+      }
       for (const c of roleChanges.filter((c) => c.kind === "file")) {
         const diff = fileDiff(c.path, c.before, c.after);
         if (md) out.push("", "```diff", diff.trimEnd(), "```");
@@ -66,6 +69,10 @@ export function renderPlan(reports: HostReport[], format: Format, style: Style =
   out.push(...renderErrors(reports, format, style));
   out.push(planSummary(reports));
   return `${out.join("\n")}\n`;
+}
+
+function compareWord(compare: "equal" | "at-least" | "at-most" | "includes" | "excludes"): string {
+  return { equal: "", "at-least": ">= ", "at-most": "<= ", includes: "including ", excludes: "without " }[compare];
 }
 
 function liveLine(c: Extract<PlannedChange, { kind: "sysctl" }>, style: Style): string {
@@ -128,9 +135,9 @@ export function renderVerify(reports: HostReport[], format: Format, style: Style
     const okCount = results.filter((c) => c.ok).length;
     if (!md) out.push(`${style.bold(r.host)}: ${okCount === results.length ? style.green(`${okCount}/${results.length} ok`) : style.red(`${results.length - okCount} of ${results.length} MISMATCH`)}`);
     for (const c of results) {
-      const what = c.check.kind === "sysctl" ? c.check.key : c.check.path;
-      const expected = c.check.kind === "sysctl" ? c.check.expected : "(rendered content)";
-      const actual = c.check.kind === "sysctl" ? (c.actual ?? "(absent)") : c.actual === null ? "(absent)" : c.ok ? "(same)" : "(differs)";
+      const what = checkTarget(c.check);
+      const expected = c.check.kind === "file" ? "(rendered content)" : c.check.kind === "probe" ? `${compareWord(c.check.compare)}${c.check.expected}` : c.check.expected;
+      const actual = c.check.kind !== "file" ? (c.actual ?? "(absent)") : c.actual === null ? "(absent)" : c.ok ? "(same)" : "(differs)";
       if (md) out.push(`| ${r.host} | \`${what}\` | \`${expected}\` | \`${actual.replace(/\s+/g, " ")}\` | ${c.ok ? "ok" : "**MISMATCH**"} |`);
       else if (!c.ok) {
         out.push(`  ${style.red("MISMATCH")} ${what}: expected ${expected}, found ${actual.replace(/\s+/g, " ")} — ${c.check.message}`);

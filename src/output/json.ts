@@ -1,4 +1,5 @@
 import type { HostReport } from "../engine.js";
+import { changeTarget, checkTarget } from "../plan.js";
 
 /** `--json`: the same reports as the text output, as data. A plan's changes are exactly what run executes. */
 export function toJson(command: "plan" | "run" | "verify", reports: HostReport[]): string {
@@ -19,8 +20,8 @@ export function toJson(command: "plan" | "run" | "verify", reports: HostReport[]
         status: r.status,
         ...(r.error ? { error: r.error } : {}),
         ...(r.plan ? { changes: r.plan.changes, notes: r.plan.notes } : {}),
-        ...(r.outcomes ? { applied: r.outcomes.map((o) => ({ role: o.change.role, kind: o.change.kind, target: o.change.kind === "file" ? o.change.path : o.change.key, ok: o.ok, ...(o.error ? { error: o.error } : {}) })) } : {}),
-        ...(r.checks ? { checks: r.checks.map((c) => ({ role: c.check.role, kind: c.check.kind, target: c.check.kind === "file" ? c.check.path : c.check.key, ok: c.ok, expected: c.check.kind === "sysctl" ? c.check.expected : undefined, actual: c.check.kind === "sysctl" ? c.actual : undefined, ...(c.ok ? {} : { message: c.check.message }) })) } : {}),
+        ...(r.outcomes ? { applied: r.outcomes.map((o) => ({ role: o.change.role, kind: o.change.kind, target: changeTarget(o.change), ok: o.ok, ...(o.error ? { error: o.error } : {}) })) } : {}),
+        ...(r.checks ? { checks: r.checks.map((c) => ({ role: c.check.role, kind: c.check.kind, target: checkTarget(c.check), ok: c.ok, expected: c.check.kind === "file" ? undefined : c.check.expected, actual: c.check.kind === "file" ? undefined : c.actual, ...(c.ok ? {} : { message: c.check.message }) })) } : {}),
       })),
     },
     null,

@@ -72,7 +72,8 @@ export async function connectSsh(hostName: string, conn: ConnectionSettings, opt
     if (verdict && verdict.status !== "known" && !recorded) throw hostKeyError(conn, verdict, presented!, opts);
     throw connectError(err, where, conn, opts);
   }
-  return new SshTransport(hostName, ssh, opts, where);
+  const socket = (ssh.connection as unknown as { _sock?: { remoteAddress?: string } } | null)?._sock;
+  return new SshTransport(hostName, ssh, opts, where, socket?.remoteAddress ?? conn.host);
 }
 
 function readKnownHosts(files: string[]): KnownHostEntry[] {
@@ -176,6 +177,7 @@ class SshTransport implements Transport {
     private readonly ssh: NodeSSH,
     private readonly opts: SshOptions,
     private readonly where: string,
+    readonly remoteAddress: string,
   ) {}
 
   async exec(script: string, execOpts: ExecOptions = {}): Promise<ExecResult> {

@@ -18,6 +18,8 @@ export interface ExecOptions {
  */
 export interface Transport {
   readonly hostName: string;
+  /** The host's address this session is connected to (never to be removed from the host). */
+  readonly remoteAddress: string;
   exec(script: string, opts?: ExecOptions): Promise<ExecResult>;
   close(): Promise<void>;
 }

@@ -49,7 +49,7 @@ export function factsAfter(p: HostPlan, before: Facts): Facts {
   for (const c of p.changes) {
     if (c.kind === "file") after.files[c.path] = c.after;
     // the kernel reads multi-value sysctls back with tabs
-    else after.sysctl[c.key] = c.after.replace(/ /g, "\t");
+    else if (c.kind === "sysctl") after.sysctl[c.key] = c.after.replace(/ /g, "\t");
   }
   return after;
 }

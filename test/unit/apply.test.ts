@@ -150,12 +150,19 @@ describe("buildApplyScript: script text", () => {
     expect(script.endsWith("\n")).toBe(true);
   });
 
-  it("applies files before live values but keeps each change's id", () => {
-    const script = buildApplyScript([range, file, reuse], "n");
-    const fileAt = script.indexOf("rec c1 ok");
-    expect(fileAt).toBeGreaterThan(-1);
-    expect(fileAt).toBeLessThan(script.indexOf("rec c0 ok"));
-    expect(script.indexOf("rec c0 ok")).toBeLessThan(script.indexOf("rec c2 ok"));
+  it("applies in plan order (roles order their own steps), keeping each change's id", () => {
+    const script = buildApplyScript([file, range, reuse], "n");
+    expect(script.indexOf("rec c0 ok")).toBeGreaterThan(-1);
+    expect(script.indexOf("rec c0 ok")).toBeLessThan(script.indexOf("rec c1 ok"));
+    expect(script.indexOf("rec c1 ok")).toBeLessThan(script.indexOf("rec c2 ok"));
+  });
+
+  it("runs a command step with its argv quoted and its exit code checked", () => {
+    const cmd = { kind: "command" as const, argv: ["modprobe", "nf_conntrack", "it's"], description: "load", role: "r" };
+    const script = buildApplyScript([cmd], "n");
+    expect(script).toContain(`out=$( modprobe nf_conntrack 'it'\\''s' 2>&1 ); rc=$?`);
+    const out = parseApplyOutput(`@@n c0 fail\n${Buffer.from("rc=1 FATAL: Module nf_conntrack not found").toString("base64")}\n`, "n", [cmd]);
+    expect(out).toEqual([{ change: cmd, ok: false, error: "rc=1 FATAL: Module nf_conntrack not found" }]);
   });
 
   it("checks the current content's sha256 against the plan's before", () => {

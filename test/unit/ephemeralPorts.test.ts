@@ -24,7 +24,7 @@ describe("ephemeral-ports on a fresh host", () => {
   const p = plan({}, fresh);
 
   it("creates the drop-in and sets the live values", () => {
-    expect(p.changes.map((c) => [c.kind, c.kind === "file" ? c.path : c.key, c.before, c.kind === "file" ? "(content)" : c.after])).toEqual([
+    expect(p.changes.map((c) => (c.kind === "command" ? [c.kind, c.argv] : [c.kind, c.kind === "file" ? c.path : c.key, c.before, c.kind === "file" ? "(content)" : c.after]))).toEqual([
       ["file", PATH, null, "(content)"],
       ["sysctl", RANGE, "32768 60999", "1024 65535"],
       ["sysctl", RESERVED, "", "5432,8080"],
@@ -37,7 +37,7 @@ describe("ephemeral-ports on a fresh host", () => {
   });
 
   it("checks the live values and the file back", () => {
-    expect(p.checks.map((c) => [c.kind, c.kind === "file" ? c.path : c.key, c.kind === "file" ? c.expected === fileOf(p) : c.expected])).toEqual([
+    expect(p.checks.map((c) => [c.kind, c.kind === "file" ? c.path : c.kind === "sysctl" ? c.key : c.label, c.kind === "file" ? c.expected === fileOf(p) : c.expected])).toEqual([
       ["sysctl", RANGE, "1024 65535"],
       ["sysctl", RESERVED, "5432,8080"],
       ["file", PATH, true],
@@ -201,7 +201,7 @@ describe("ephemeral-ports validate()", () => {
 
 describe("ephemeral-ports: which bound ports get reserved", () => {
   const base = { [RANGE]: "32768\t60999", [RESERVED]: "" };
-  const reservedOf = (p: HostPlan) => p.changes.find((c) => c.kind === "sysctl" && c.key === RESERVED)?.after ?? null;
+  const reservedOf = (p: HostPlan) => (p.changes.find((c) => c.kind === "sysctl" && c.key === RESERVED) as { after: string } | undefined)?.after ?? null;
 
   it.each([
     ["a UDP client port inside the current ephemeral range is not reserved", { tcp: [], udp: [45000] }, null],

@@ -156,6 +156,7 @@ describe("parseGatherOutput with hand-made output", () => {
       files: { "/f": "x\n\n" },
       fileSha256: { "/f": createHash("sha256").update("x\n\n").digest("hex") },
       listeningPorts: null,
+      probes: {},
     });
   });
 });

@@ -22,11 +22,11 @@ const kernelDefaults = facts({ sysctl: { [REUSE]: "2", [TS]: "1", [FIN]: "60", [
 describe("tw-reuse on a fresh host", () => {
   it("creates the drop-in and sets only the live values that differ", () => {
     const p = plan({}, kernelDefaults);
-    expect(p.changes.map((c) => [c.kind, c.kind === "file" ? c.path : c.key, c.before, c.kind === "file" ? "(content)" : c.after])).toEqual([
+    expect(p.changes.map((c) => (c.kind === "command" ? [c.kind, c.argv] : [c.kind, c.kind === "file" ? c.path : c.key, c.before, c.kind === "file" ? "(content)" : c.after]))).toEqual([
       ["file", PATH, null, "(content)"],
       ["sysctl", REUSE, "2", "1"],
     ]);
-    expect(p.checks.map((c) => (c.kind === "sysctl" ? `${c.key}=${c.expected}` : c.path))).toEqual([`${REUSE}=1`, `${TS}=1`, PATH]);
+    expect(p.checks.map((c) => (c.kind === "sysctl" ? `${c.key}=${c.expected}` : c.kind === "file" ? c.path : c.label))).toEqual([`${REUSE}=1`, `${TS}=1`, PATH]);
     expect(p.notes).toEqual([]);
   });
 
