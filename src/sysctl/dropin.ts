@@ -1,5 +1,6 @@
 import type { Change, Check, Facts, RolePlan } from "../role.js";
 import { normalizeSysctlValue, sysctlEqual } from "./value.js";
+import { planManagedFile } from "../managedFile.js";
 
 export const SYSCTL_DROPIN_DIR = "/etc/sysctl.d";
 
@@ -23,16 +24,9 @@ export interface SysctlDropinPlan {
  */
 export function planSysctlDropin(p: SysctlDropinPlan): RolePlan {
   const path = sysctlDropinPath(p.role);
-  const changes: Change[] = [];
+  const file = planManagedFile({ path, content: p.content, role: p.role }, p.facts);
+  const changes: Change[] = [...file.changes];
   const checks: Check[] = [];
-  const before = p.facts.files[path] ?? null;
-  if (before !== p.content) {
-    changes.push({
-      kind: "file", path, before, after: p.content, mode: "0644", owner: "root", group: "root",
-      ...(p.facts.fileSha256?.[path] ? { beforeSha256: p.facts.fileSha256[path] } : {}),
-      description: before === null ? `create ${path}` : `update ${path}`,
-    });
-  }
   for (const [key, value] of p.desired) {
     const live = p.facts.sysctl[key] ?? null;
     if (!sysctlEqual(live, value)) {
@@ -46,9 +40,6 @@ export function planSysctlDropin(p: SysctlDropinPlan): RolePlan {
       message: `${key} is not ${value} on the running kernel: something changed it after provision, or another sysctl file won at boot`,
     });
   }
-  checks.push({
-    kind: "file", path, expected: p.content,
-    message: `${path} differs from what ${p.role} renders: edited by hand or by another tool`,
-  });
+  checks.push(...file.checks);
   return { changes, checks, notes: [] };
 }
