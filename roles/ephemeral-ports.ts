@@ -107,6 +107,29 @@ export default defineRole<EphemeralPortsParams>({
     return problems;
   },
 
+  lint(p, hints) {
+    const reserved = extraRanges(p);
+    const swallowed = hints.listenPorts.filter(
+      (port) => port >= p.port_range_start && port <= p.port_range_end && !reserved.some((r) => port >= r.from && port <= r.to),
+    );
+    if (swallowed.length === 0) return [];
+    const list = swallowed.join(", ");
+    const range = `${p.port_range_start}-${p.port_range_end}`;
+    return [
+      p.reserve_listening_ports
+        ? {
+            param: "reserved_ports", severity: "warning",
+            problem: `port${swallowed.length === 1 ? "" : "s"} ${list} (listen_ports/ansible_port) inside the ephemeral range ${range} ${swallowed.length === 1 ? "is" : "are"} reserved only if listening when run happens`,
+            fix: `add ${list} to reserved_ports so a service that starts later can still bind()`,
+          }
+        : {
+            param: "reserve_listening_ports", severity: "error",
+            problem: `the ephemeral range ${range} swallows port${swallowed.length === 1 ? "" : "s"} ${list} that the host listens on, and nothing reserves ${swallowed.length === 1 ? "it" : "them"}: an outgoing connection can take ${swallowed.length === 1 ? "it" : "one"} and the service fails to bind() with EADDRINUSE`,
+            fix: `add ${list} to reserved_ports, set reserve_listening_ports: true, or start the range above ${Math.max(...swallowed)}`,
+          },
+    ];
+  },
+
   facts: () => [
     { kind: "sysctl", key: RANGE_KEY },
     { kind: "sysctl", key: RESERVED_KEY },

@@ -1,6 +1,10 @@
 import { createInterface } from "node:readline";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { formatProblem } from "./config/errors.js";
+import { formatProblem, sortProblems } from "./config/errors.js";
+import { closest } from "./config/suggest.js";
+import { explainHosts, explainRoles } from "./explain.js";
+import { lintHosts } from "./lint.js";
+import { findRole, ROLES } from "./roles.js";
 import { Session, type HostReport } from "./engine.js";
 import { hasErrors, loadConfig } from "./load.js";
 import { plainStyle, renderPlan, renderRunResult, renderVerify, ttyStyle, type Format, type Style } from "./output/format.js";
@@ -75,6 +79,26 @@ async function main(argv: string[]): Promise<number> {
     .description("read every managed value back and report drift (exit 1 on any mismatch)")
     .action(async (inventory: string, opts: CommonOptions) => {
       exitCode = await verifyCommand(inventory, opts);
+    });
+
+  program
+    .command("explain")
+    .description("each role's params with their default and why; with --inventory, each host's values and where they came from")
+    .argument("[role]", "only this role")
+    .option("-i, --inventory <file>", "show the values resolved for the hosts of this inventory")
+    .option("-l, --limit <pattern>", "only these hosts (with --inventory)")
+    .option("-p, --playbook <file>", "playbook (default: ./playbooks/site.yaml, else the bundled one)")
+    .action((role: string | undefined, opts: { inventory?: string; limit?: string; playbook?: string }) => {
+      exitCode = explainCommand(role, opts);
+    });
+  program
+    .command("lint")
+    .description("validate inventory and playbook and check cross-role rules, without connecting (exit 1 on errors)")
+    .argument("<inventory>", "Ansible YAML inventory file")
+    .option("-l, --limit <pattern>", "only these hosts")
+    .option("-p, --playbook <file>", "playbook (default: ./playbooks/site.yaml, else the bundled one)")
+    .action((inventory: string, opts: { limit?: string; playbook?: string }) => {
+      exitCode = lintCommand(inventory, opts);
     });
 
   if (argv.length <= 2) {
@@ -192,6 +216,33 @@ async function verifyCommand(inventory: string, opts: CommonOptions): Promise<nu
 }
 
 /** Ctrl-C and Ctrl-D answer "no" (readline swallows SIGINT, and the open SSH sockets would keep us alive). */
+function explainCommand(role: string | undefined, opts: { inventory?: string; limit?: string; playbook?: string }): number {
+  if (role !== undefined && !findRole(role)) {
+    const guess = closest(role, ROLES.map((r) => r.name));
+    process.stderr.write(`unknown role "${role}". ${guess ? `Did you mean "${guess}"?` : `Roles: ${ROLES.map((r) => r.name).join(", ")}.`}\n`);
+    return EXIT_ERROR;
+  }
+  if (!opts.inventory) {
+    process.stdout.write(explainRoles(role ? [findRole(role)!] : ROLES));
+    return EXIT_OK;
+  }
+  const { hosts, problems } = loadConfig(opts.inventory, opts.playbook ?? defaultPlaybook(), opts.limit);
+  for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
+  if (hasErrors(problems)) return EXIT_ERROR;
+  process.stdout.write(explainHosts(hosts, role, process.cwd()));
+  return EXIT_OK;
+}
+
+function lintCommand(inventory: string, opts: { limit?: string; playbook?: string }): number {
+  const { hosts, problems } = loadConfig(inventory, opts.playbook ?? defaultPlaybook(), opts.limit);
+  const all = sortProblems([...problems, ...(hasErrors(problems) ? [] : lintHosts(hosts))]);
+  for (const p of all) process.stderr.write(`${formatProblem(p)}\n`);
+  const errors = all.filter((p) => p.severity === "error").length;
+  const warnings = all.length - errors;
+  process.stdout.write(`Lint: ${hosts.length} host${hosts.length === 1 ? "" : "s"}, ${errors} error${errors === 1 ? "" : "s"}, ${warnings} warning${warnings === 1 ? "" : "s"}; nothing was sent to any host.\n`);
+  return errors > 0 ? EXIT_ERROR : EXIT_OK;
+}
+
 function confirm(question: string): Promise<boolean> {
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   return new Promise((resolve) => {

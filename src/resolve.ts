@@ -5,7 +5,7 @@ import { formatKeyPath, type KeyPath, type YamlFile } from "./config/yamlFile.js
 import type { Inventory, VarLayer } from "./inventory/load.js";
 import { LimitError, selectHosts } from "./inventory/limit.js";
 import type { Play } from "./playbook.js";
-import type { AnyRole } from "./role.js";
+import type { AnyRole, InventoryHints } from "./role.js";
 import { roleVarName } from "./roles.js";
 
 /** Where a param's value came from: `provision explain` prints this, errors point at it. */
@@ -37,6 +37,7 @@ export interface ResolvedHost {
   connection: ConnectionSettings;
   become: boolean;
   roles: ResolvedRole[];
+  hints: InventoryHints;
 }
 
 /**
@@ -114,6 +115,7 @@ export function resolveTargets(
       become: becomeVar ?? become ?? false,
       roles,
       connection: connectionFor(host.name, vars, inventory.file),
+      hints: hintsFrom(vars),
     });
   }
   return dedupe(problems, resolved);
@@ -143,6 +145,16 @@ function mergeParams(role: AnyRole, layers: VarLayer[], playParams: Record<strin
     sources[key] = { kind: "playbook", file: playbook.file, ...playbook.locate(path), keyPath: formatKeyPath(path) };
   }
   return { role, params, sources };
+}
+
+function hintsFrom(vars: Record<string, unknown>): InventoryHints {
+  const port = vars.ansible_port as number | undefined;
+  const listen = (vars.listen_ports as number[] | undefined) ?? [];
+  const ports = port !== undefined && port !== 22 ? [...listen, port] : listen;
+  return {
+    listenPorts: [...new Set(ports)].sort((a, b) => a - b),
+    memTotalMb: (vars.ansible_memtotal_mb as number | undefined) ?? null,
+  };
 }
 
 function mergedVars(layers: VarLayer[]): Record<string, unknown> {

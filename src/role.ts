@@ -100,6 +100,14 @@ export interface PlanContext {
   why: Record<string, string>;
 }
 
+/** What the inventory tells about a host without connecting to it (for `provision lint`). */
+export interface InventoryHints {
+  /** `listen_ports` plus a non-22 `ansible_port`: ports a service on the host listens on. */
+  listenPorts: number[];
+  /** Ansible's `ansible_memtotal_mb`, when the inventory sets it. */
+  memTotalMb: number | null;
+}
+
 /** A problem with a role's merged params that the schema alone cannot express. */
 export interface ParamProblem {
   /** The param the problem is about; errors are located where that param's value was set. */
@@ -131,6 +139,8 @@ export interface RoleDefinition<P> {
   schema: RoleSchema;
   /** Rules across params (e.g. start < end), run on the merged params. Pure. */
   validate?: (params: P) => ParamProblem[];
+  /** `provision lint`: rules that need what the inventory says about the host (no connection). Pure. */
+  lint?: (params: P, hints: InventoryHints) => ParamProblem[];
   facts: (params: P) => FactRequest[];
   plan: (params: P, facts: Facts, ctx: PlanContext) => RolePlan;
 }

@@ -7,6 +7,12 @@ export const CONNECTION_VARS = {
   ansible_user: { type: "string", pattern: "^[a-z_][a-z0-9_.-]{0,31}$", description: "Login user (default: root)", fix: "write a Unix user name such as deploy" },
   ansible_ssh_private_key_file: { type: "string", minLength: 1, description: "Private key file (default: ssh-agent via SSH_AUTH_SOCK, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa)", fix: "write the path of a private key file" },
   ansible_become: { type: "boolean", description: "Run privileged steps with sudo (overrides the play's become)", fix: "write true or false" },
+  ansible_memtotal_mb: { type: "integer", minimum: 64, description: "The host's memory in MiB, as Ansible's fact of that name; lets `provision lint` check memory-bound settings without connecting", fix: "write the host's MemTotal in MiB, e.g. 16384" },
+  listen_ports: {
+    type: "array", uniqueItems: true, items: { type: "integer", minimum: 1, maximum: 65535 },
+    description: "Ports this host's services listen on (even when not running yet); `provision lint` checks them against the ephemeral port range",
+    fix: "write a list of port numbers, e.g. [8080, 9090]",
+  },
 } as const;
 
 function varsSchema(): object {

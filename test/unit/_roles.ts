@@ -14,6 +14,7 @@ export function hostWith(name: string, roles: Array<[AnyRole, Record<string, unk
     connection: { host: name, port: 22, user: "root", privateKeyFile: undefined },
     become: true,
     roles: roles.map(([role, over]) => ({ role, params: paramsOf(role, over), sources: {} })),
+    hints: { listenPorts: [], memTotalMb: null },
   };
 }
 
