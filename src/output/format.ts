@@ -24,7 +24,9 @@ export function groupIdenticalPlans(reports: HostReport[]): Array<{ hosts: strin
   const groups = new Map<string, { hosts: string[]; report: HostReport }>();
   for (const r of reports) {
     if (!r.plan || r.error) continue;
-    const key = JSON.stringify(r.plan.changes.map(({ role, ...c }) => [role, c]));
+    // Notes are part of the key: a per-host finding (a listener with a small backlog) must not be
+    // shown for hosts that don't have it.
+    const key = JSON.stringify([r.plan.changes.map(({ role, ...c }) => [role, c]), r.plan.notes]);
     const g = groups.get(key);
     if (g) g.hosts.push(r.host);
     else groups.set(key, { hosts: [r.host], report: r });
@@ -41,6 +43,7 @@ export function renderPlan(reports: HostReport[], format: Format, style: Style =
     const title = `${hosts.join(", ")} (${hosts.length} host${hosts.length === 1 ? "" : "s"})`;
     if (changes.length === 0) {
       out.push(md ? `**${title}**: no changes` : `${style.bold(title)}: no changes`);
+      out.push(...renderNotes(report, md, style));
       continue;
     }
     out.push(md ? `#### ${title}: ${changes.length} change${changes.length === 1 ? "" : "s"}` : style.bold(`${title}: ${changes.length} change${changes.length === 1 ? "" : "s"}`));
@@ -61,14 +64,18 @@ export function renderPlan(reports: HostReport[], format: Format, style: Style =
         else out.push(...diff.trimEnd().split("\n").map((l) => `    ${colorDiffLine(l, style)}`));
       }
     }
-    const notes = report.plan!.notes;
-    if (md) out.push(...(notes.length > 0 ? [""] : []), ...notes.map((n) => `- _${n.role}_: ${n.text}`));
-    else out.push(...notes.map((n) => style.dim(`  note (${n.role}): ${n.text}`)));
+    out.push(...renderNotes(report, md, style));
     out.push("");
   }
   out.push(...renderErrors(reports, format, style));
   out.push(planSummary(reports));
   return `${out.join("\n")}\n`;
+}
+
+function renderNotes(report: HostReport, md: boolean, style: Style): string[] {
+  const notes = report.plan!.notes;
+  if (md) return [...(notes.length > 0 ? [""] : []), ...notes.map((n) => `- _${n.role}_: ${n.text}`)];
+  return notes.map((n) => style.dim(`  note (${n.role}): ${n.text}`));
 }
 
 function compareWord(compare: "equal" | "at-least" | "at-most" | "includes" | "excludes"): string {

@@ -13,10 +13,15 @@ describe("access: become, config errors, unreachable hosts", () => {
   let keyFile: string;
   const addr = (i: number) => fleet.hosts[i]!.address;
 
+  let playbook: string;
+  // These tests are about access, not roles: the two sysctl roles keep them independent of the host's limits.
+  const prov = (args: string[], opts?: Parameters<typeof provision>[1]) => provision([...args, "--playbook", playbook], opts);
+
   beforeAll(async () => {
     fleet = await startFleet({ hosts: 3 });
     dir = tempDir("access");
     keyFile = fleet.clientKeyFile;
+    playbook = writeFile(dir, "access-playbook.yaml", "- hosts: all\n  roles: [ephemeral-ports, tw-reuse]\n");
   });
   afterAll(async () => {
     await fleet?.stop();
@@ -28,7 +33,7 @@ describe("access: become, config errors, unreachable hosts", () => {
 
   it("become with passwordless sudo applies as root through a non-root login", async () => {
     const inv = inventory("become.yaml", `    h1:\n      ansible_host: ${addr(0)}\n      ansible_user: deploy\n      ansible_become: true\n`);
-    const run = await provision(["run", inv, "--known-hosts", fleet.knownHostsFile, "--yes"]);
+    const run = await prov(["run", inv, "--known-hosts", fleet.knownHostsFile, "--yes"]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toContain("h1: changed");
     const owner = await fleet.exec("h1", "stat -c %U /etc/sysctl.d/60-provision-tw-reuse.conf; cat /proc/sys/net/ipv4/tcp_tw_reuse");
@@ -38,7 +43,7 @@ describe("access: become, config errors, unreachable hosts", () => {
   it("without become a non-root login cannot write, and says which file failed", async () => {
     await fleet.exec("h2", "sysctl -w net.ipv4.tcp_tw_reuse=0 >/dev/null");
     const inv = inventory("nobecome.yaml", `    h2:\n      ansible_host: ${addr(1)}\n      ansible_user: deploy\n`);
-    const run = await provision(["run", inv, "--known-hosts", fleet.knownHostsFile, "--yes"]);
+    const run = await prov(["run", inv, "--known-hosts", fleet.knownHostsFile, "--yes"]);
     expect(run.code).toBe(1);
     expect(run.stdout).toMatch(/h2: FAILED: \/etc\/sysctl\.d\/60-provision-ephemeral-ports\.conf: .*(Permission denied|Operation not permitted)/);
     expect((await fleet.exec("h2", "ls -a /etc/sysctl.d")).stdout).not.toContain("provision");
@@ -47,18 +52,18 @@ describe("access: become, config errors, unreachable hosts", () => {
   it("sudo that needs a password fails fast without one, works with it, and the password never shows", async () => {
     const inv = inventory("sudopw.yaml", `    h2:\n      ansible_host: ${addr(1)}\n      ansible_user: deployw\n      ansible_become: true\n`);
     const started = Date.now();
-    const noPassword = await provision(["plan", inv, "--known-hosts", fleet.knownHostsFile]);
+    const noPassword = await prov(["plan", inv, "--known-hosts", fleet.knownHostsFile]);
     expect(Date.now() - started).toBeLessThan(15_000);
     expect(noPassword.code).toBe(1);
     expect(noPassword.stdout).toContain("needs a password: set PROVISION_BECOME_PASSWORD");
 
-    const wrong = await provision(["plan", inv, "--known-hosts", fleet.knownHostsFile], { env: { PROVISION_BECOME_PASSWORD: "canary-wrong-Zq81" } });
+    const wrong = await prov(["plan", inv, "--known-hosts", fleet.knownHostsFile], { env: { PROVISION_BECOME_PASSWORD: "canary-wrong-Zq81" } });
     expect(wrong.code).toBe(1);
     expect(wrong.stdout).toContain("rejected the become password");
     expect(wrong.stdout + wrong.stderr).not.toContain("canary-wrong-Zq81");
 
     for (const args of [["run", "--yes"], ["verify"], ["plan", "--json"]]) {
-      const r = await provision([args[0]!, inv, "--known-hosts", fleet.knownHostsFile, ...args.slice(1)], { env: { PROVISION_BECOME_PASSWORD: fleet.sudoPassword } });
+      const r = await prov([args[0]!, inv, "--known-hosts", fleet.knownHostsFile, ...args.slice(1)], { env: { PROVISION_BECOME_PASSWORD: fleet.sudoPassword } });
       expect(r.code, r.stdout + r.stderr).toBe(0);
       expect(r.stdout + r.stderr).not.toContain(fleet.sudoPassword);
     }
@@ -68,7 +73,7 @@ describe("access: become, config errors, unreachable hosts", () => {
   it("a password given for a host whose sudo needs none never reaches the shell", async () => {
     const inv = inventory("nopwneeded.yaml", `    h3:\n      ansible_host: ${addr(2)}\n      ansible_user: deploy\n      ansible_become: true\n`);
     const canary = "canary-echo-$(touch /tmp/pwned)-Hx3";
-    const r = await provision(["run", inv, "--known-hosts", fleet.knownHostsFile, "--yes"], { env: { PROVISION_BECOME_PASSWORD: canary } });
+    const r = await prov(["run", inv, "--known-hosts", fleet.knownHostsFile, "--yes"], { env: { PROVISION_BECOME_PASSWORD: canary } });
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout + r.stderr).not.toContain("canary-echo");
     expect((await fleet.exec("h3", "ls /tmp/pwned 2>&1 || true")).stdout).toContain("No such file");
@@ -99,7 +104,7 @@ describe("access: become, config errors, unreachable hosts", () => {
         "  childrn:",
         "",
       ].join("\n"));
-      const r = await provision(["plan", inv]);
+      const r = await prov(["plan", inv]);
       expect(r.code).toBe(1);
       const lines = r.stderr.trim().split("\n");
       expect(lines).toContain(`${inv}:5:25 all.vars.ephemeral_ports.port_range_start: 80 is out of range (must be >= 1024). Use a port between 1024 and 65534, below port_range_end.`);
@@ -111,7 +116,7 @@ describe("access: become, config errors, unreachable hosts", () => {
 
       // once valid, the same inventory does connect (so the zero above means something)
       const good = writeFile(dir, "good.yaml", `all:\n  hosts:\n    a:\n      ansible_host: 127.0.0.1\n      ansible_port: ${port}\n      ansible_ssh_private_key_file: ${keyFile}\n`);
-      const g = await provision(["plan", good, "--connect-timeout", "3"]);
+      const g = await prov(["plan", good, "--connect-timeout", "3"]);
       expect(g.code).toBe(1);
       expect(connections.length).toBeGreaterThan(0);
     } finally {
@@ -127,7 +132,7 @@ describe("access: become, config errors, unreachable hosts", () => {
       `    silent:\n      ansible_host: ${fleet.subnet.replace(/0\/24$/, "250")}\n`,
     ].join(""));
     const started = Date.now();
-    const r = await provision(["plan", inv, "--known-hosts", fleet.knownHostsFile, "--connect-timeout", "3"], { timeoutMs: 30_000 });
+    const r = await prov(["plan", inv, "--known-hosts", fleet.knownHostsFile, "--connect-timeout", "3"], { timeoutMs: 30_000 });
     const elapsed = Date.now() - started;
     expect(r.code).toBe(1);
     expect(elapsed).toBeLessThan(10_000);
@@ -146,13 +151,13 @@ describe("access: become, config errors, unreachable hosts", () => {
     const inv = writeFile(dir, "enc.yaml", `all:\n  hosts:\n    h1:\n      ansible_host: ${addr(0)}\n      ansible_ssh_private_key_file: ${encrypted}\n`);
     const args = ["plan", inv, "--known-hosts", fleet.knownHostsFile];
 
-    const none = await provision(args);
+    const none = await prov(args);
     expect(none.code).toBe(1);
     expect(none.stdout).toContain(`private key ${encrypted} is encrypted: set PROVISION_KEY_PASSPHRASE or load the key into ssh-agent`);
-    const wrong = await provision(args, { env: { PROVISION_KEY_PASSPHRASE: "canary-wrong-Qm2" } });
+    const wrong = await prov(args, { env: { PROVISION_KEY_PASSPHRASE: "canary-wrong-Qm2" } });
     expect(wrong.stdout).toContain("wrong passphrase?");
     expect(wrong.stdout + wrong.stderr).not.toContain("canary-wrong-Qm2");
-    const right = await provision([...args, "--json"], { env: { PROVISION_KEY_PASSPHRASE: passphrase } });
+    const right = await prov([...args, "--json"], { env: { PROVISION_KEY_PASSPHRASE: passphrase } });
     expect([0, 2]).toContain(right.code);
     expect(right.stdout + right.stderr).not.toContain(passphrase);
 
@@ -161,7 +166,7 @@ describe("access: become, config errors, unreachable hosts", () => {
     const pid = Number(/SSH_AGENT_PID=(\d+);/.exec(agentOut)![1]);
     try {
       execFileSync("ssh-add", [encrypted], { env: { ...process.env, SSH_AUTH_SOCK: sock, SSH_ASKPASS: writeAskpass(dir, passphrase), SSH_ASKPASS_REQUIRE: "force", DISPLAY: ":0" }, stdio: "ignore" });
-      const viaAgent = await provision(args, { env: { SSH_AUTH_SOCK: sock } });
+      const viaAgent = await prov(args, { env: { SSH_AUTH_SOCK: sock } });
       expect([0, 2], viaAgent.stdout + viaAgent.stderr).toContain(viaAgent.code);
     } finally {
       process.kill(pid, "SIGTERM");
@@ -172,7 +177,7 @@ describe("access: become, config errors, unreachable hosts", () => {
     const log = join(fleet.dir, "h1", "sshd.log");
     const before = readFileSync(log, "utf8").length;
     const inv = inventory("unknownkey.yaml", `    h1:\n      ansible_host: ${addr(0)}\n`);
-    const r = await provision(["plan", inv, "--known-hosts", writeFile(dir, "empty_known_hosts", "")], { env: { HOME: dir } });
+    const r = await prov(["plan", inv, "--known-hosts", writeFile(dir, "empty_known_hosts", "")], { env: { HOME: dir } });
     expect(r.code).toBe(1);
     expect(r.stdout).toContain("is unknown");
     await new Promise((res) => setTimeout(res, 300));

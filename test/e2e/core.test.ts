@@ -39,10 +39,15 @@ describe("plan | run | verify on a fleet of real hosts", () => {
     expect(data.summary.changed).toBe(3);
     const h1 = data.hosts.find((h) => h.host === "h1")!;
     expect(h1.changes.find((c) => c.key === "net.ipv4.ip_local_port_range")?.after).toBe("1024 65535");
-    expect(h1.changes.filter((c) => c.kind === "file").map((c) => c.path)).toEqual([
+    expect(h1.changes.filter((c) => c.kind === "file").map((c) => c.path)).toEqual(expect.arrayContaining([
+      "/etc/sysctl.d/60-provision-fd-limits.conf",
+      "/etc/security/limits.d/60-provision-fd-limits.conf",
       "/etc/sysctl.d/60-provision-ephemeral-ports.conf",
       "/etc/sysctl.d/60-provision-tw-reuse.conf",
-    ]);
+      "/etc/sysctl.d/60-provision-syn-backlog.conf",
+      "/etc/sysctl.d/60-provision-keepalive.conf",
+      "/etc/sysctl.d/60-provision-conntrack.conf",
+    ]));
     const md = await provision(["plan", fleet.inventoryFile, ...common, "--format", "markdown"]);
     expect(md.stdout).toContain("```diff");
     expect(md.stdout).toContain("| `net.ipv4.tcp_tw_reuse` | `2` | `1` |");

@@ -178,6 +178,8 @@ async function createFleet(hostCount: number, prefix: string, dir: string, keepA
   writeFileSync(files.knownHostsFile, started.map(({ host, publicKey }) => `${host.address} ${publicKey}\n`).join(''));
   const hosts = started.map(({ host }) => host);
   writeFileSync(files.inventoryFile, inventoryYaml(hosts, files.clientKeyFile));
+  mkdirSync(join(dir, 'group_vars'), { recursive: true });
+  writeFileSync(join(dir, 'group_vars', 'fleet.yaml'), FLEET_GROUP_VARS);
   return fleetHandle({ prefix, dir, subnet, hosts, sudoPassword, ...files });
 }
 
@@ -289,6 +291,25 @@ function acceptsTcp(host: string, port: number, timeoutMs: number): Promise<bool
     socket.once('error', () => finish(false));
   });
 }
+
+/**
+ * What this sandbox can't take, said the way a user would say it for their own containers: the
+ * site playbook's 100k defaults, minus what a network namespace without CAP_SYS_RESOURCE refuses.
+ */
+const FLEET_GROUP_VARS = `# Fleet hosts are network namespaces on one machine, like containers:
+# - every process's hard nofile is capped at 20000 and nothing has CAP_SYS_RESOURCE,
+#   so a higher nofile could never take effect for a login (fd-limits refuses it);
+fd_limits:
+  soft_nofile: 16384
+  hard_nofile: 20000
+# - nf_conntrack_max and the hash size belong to the machine (read-only in a namespace);
+conntrack:
+  nf_conntrack_max: null
+  hashsize: null
+# - net.core.netdev_max_backlog exists only in the machine's own namespace.
+syn_backlog:
+  netdev_max_backlog: null
+`;
 
 function inventoryYaml(hosts: FleetHost[], clientKeyFile: string): string {
   const lines = [

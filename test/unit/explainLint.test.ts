@@ -42,7 +42,7 @@ describe("lintHosts", () => {
   const problems = lintHosts(hosts);
 
   it("refuses a range that swallows a listening port nothing reserves, once per location, naming the hosts", () => {
-    const errors = problems.filter((p) => p.severity === "error");
+    const errors = problems.filter((p) => p.severity === "error" && p.keyPath.includes("ephemeral_ports"));
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatchObject({ file: inv, ...posIn(inv, "reserve_listening_ports: false", "false") });
     expect(errors[0]!.problem).toBe(
@@ -51,9 +51,21 @@ describe("lintHosts", () => {
   });
 
   it("warns when a listening port would be reserved only if it listens during run; a reserved port or one below the range is fine", () => {
-    const warnings = problems.filter((p) => p.severity === "warning");
+    const warnings = problems.filter((p) => p.severity === "warning" && p.problem.includes("ephemeral range"));
     expect(warnings.map((w) => w.problem)).toEqual([
       "port 2222 (listen_ports/ansible_port) inside the ephemeral range 1024-65535 is reserved only if listening when run happens (host a1)",
     ]);
+  });
+});
+
+describe("lintHosts: conntrack against ansible_memtotal_mb", () => {
+  const { hosts } = loadConfig(inv, DEFAULT_PLAYBOOK, undefined);
+  const problems = lintHosts(hosts).filter((p) => p.keyPath.endsWith("nf_conntrack_max"));
+
+  it("refuses a table that would take more than max_memory_percent of a small host, and says the largest that fits", () => {
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatchObject({ severity: "error", file: inv, ...posIn(inv, "nf_conntrack_max: 1048576", "1048576") });
+    expect(problems[0]!.problem).toMatch(/^a full conntrack table of 1,048,576 entries takes .* of ansible_memtotal_mb 1,024 MiB, above max_memory_percent 5% \(host s1\)$/);
+    expect(problems[0]!.fix).toMatch(/^set nf_conntrack_max to at most [\d,]+ for this host/);
   });
 });

@@ -5,7 +5,7 @@ import { changed, failed, FILE, RANGE, REUSE } from "./_reports.js";
 
 const reports: HostReport[] = [
   changed("web01", [FILE, REUSE], [{ role: "tw-reuse", text: "hello" }]),
-  changed("web02", [FILE, REUSE]),
+  changed("web02", [FILE, REUSE], [{ role: "tw-reuse", text: "hello" }]),
   changed("web03", [RANGE]),
   changed("db01", []),
   failed("db02", "unreachable", "connect ECONNREFUSED"),
@@ -32,6 +32,11 @@ describe("groupIdenticalPlans", () => {
 
   it("keeps hosts apart when the order of changes differs", () => {
     expect(groupIdenticalPlans([changed("a", [FILE, REUSE]), changed("b", [REUSE, FILE])]).map((g) => g.hosts)).toEqual([["a"], ["b"]]);
+  });
+
+  it("keeps hosts apart when their notes differ (a per-host finding stays with its host)", () => {
+    const note = [{ role: "syn-backlog", text: "port 8080 listens with backlog 16" }];
+    expect(groupIdenticalPlans([changed("a", [REUSE], note), changed("b", [REUSE])]).map((g) => g.hosts)).toEqual([["a"], ["b"]]);
   });
 
   it("groups every host with no changes together", () => {

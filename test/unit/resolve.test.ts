@@ -1,5 +1,6 @@
 import { homedir, userInfo } from "node:os";
 import { join } from "node:path";
+import { ROLES } from "../../src/roles.js";
 import { describe, expect, it } from "vitest";
 import type { ConfigProblem } from "../../src/config/errors.js";
 import { loadInventory } from "../../src/inventory/load.js";
@@ -46,7 +47,7 @@ describe("loadPlaybook", () => {
   it.each<[string, string, string, string]>([
     ["ephemeral-port", "[0].roles[0]", "    - ephemeral-port", 'did you mean "ephemeral-ports"?'],
     ["tw_reuse", "[0].roles[1].role", "role: tw_reuse", 'did you mean "tw-reuse"?'],
-    ["sysctl-magic", "[0].roles[2]", "    - sysctl-magic", "use one of: ephemeral-ports, tw-reuse"],
+    ["sysctl-magic", "[0].roles[2]", "    - sysctl-magic", `use one of: ${ROLES.map((r) => r.name).join(", ")}`],
   ])("reports unknown role %j where it is written, with a suggestion", (name, keyPath, needle, fix) => {
     const problems: ConfigProblem[] = [];
     const plays = loadPlaybook(pb("unknown-role"), problems)!;

@@ -1,0 +1,522 @@
+import { defineRole, probeKey, type Change, type Check, type Facts, type FactRequest, type ParamProblem, type PlanContext, type RolePlan } from "../src/role.js";
+import { planManagedFile } from "../src/managedFile.js";
+import { sysctlDropinPath } from "../src/sysctl/dropin.js";
+import { registerProbes } from "../src/facts/probes.js";
+import { FD_LIMITS_PROBES, unitName } from "../src/facts/fdLimits.js";
+
+registerProbes(...FD_LIMITS_PROBES);
+
+export interface FdLimitsParams {
+  soft_nofile: number;
+  hard_nofile: number;
+  nr_open: number | null;
+  file_max: number | null;
+  users: string[];
+  systemd_default_limit: boolean;
+  systemd_default_soft_nofile: number;
+  services: string[];
+}
+
+const ROLE = "fd-limits";
+export const SYSCTL_PATH = sysctlDropinPath(ROLE);
+export const LIMITS_PATH = "/etc/security/limits.d/60-provision-fd-limits.conf";
+export const SYSTEMD_DEFAULT_PATH = "/etc/systemd/system.conf.d/60-provision-fd-limits.conf";
+export function serviceDropinPath(service: string): string {
+  return `/etc/systemd/system/${unitName(service)}.d/60-provision-fd-limits.conf`;
+}
+
+/** The kernel's own ceiling for fs.nr_open on 64-bit: min(INT_MAX, SIZE_MAX/sizeof(void *)) rounded down to 64. */
+const NR_OPEN_MAX = 2147483584;
+const KERNEL_NR_OPEN_DEFAULT = 1048576;
+
+const PROBE = {
+  kernel: "fd-limits-kernel",
+  login: "fd-limits-login",
+  init: "fd-limits-init",
+  service: "fd-limits-service",
+  user: "fd-limits-user",
+} as const;
+
+/** The two raise-only kernel values: param, sysctl key, probe field. */
+const KERNEL_KEYS = [
+  { param: "nr_open", key: "fs.nr_open", field: "nr_open" },
+  { param: "file_max", key: "fs.file-max", field: "file_max" },
+] as const;
+
+type Fields = Record<string, string>;
+
+/** `name@.service`: one drop-in for every instance, and no process of its own to check. */
+function isTemplate(service: string): boolean {
+  return unitName(service).endsWith("@.service");
+}
+
+function probeFields(facts: Facts, probe: string, arg?: string): Fields {
+  const result = facts.probes?.[probeKey(probe, arg)];
+  if (!result) throw new Error(`${probe}${arg === undefined ? "" : ` ${arg}`} was not gathered`);
+  if (!result.ok) throw new Error(`could not read ${probe}${arg === undefined ? "" : ` for ${arg}`}: ${result.error}`);
+  return result.fields;
+}
+
+function big(value: string | undefined | null): bigint | null {
+  return value !== undefined && value !== null && /^\d+$/.test(value.trim()) ? BigInt(value.trim()) : null;
+}
+
+function maxOf(values: Array<bigint | null>): bigint {
+  return values.reduce<bigint>((m, v) => (v !== null && v > m ? v : m), 0n);
+}
+
+function thousands(n: number | bigint): string {
+  return n.toLocaleString("en-US");
+}
+
+function recordedValue(file: string | null, key: string): bigint | null {
+  const m = file === null ? null : new RegExp(`^${key.replace(/\./g, "\\.")} = (\\d+)$`, "m").exec(file);
+  return m ? BigInt(m[1]!) : null;
+}
+
+interface KernelTarget {
+  key: string;
+  field: string;
+  wanted: number;
+  live: bigint | null;
+  target: bigint;
+}
+
+/**
+ * Raise only: the value written is the largest of the param, what the role's own file recorded,
+ * and (when planning a run) the host's live value. Verify leaves the live value out, so a value
+ * raised by someone else since is a change the next run records, not drift.
+ */
+function kernelTargets(p: FdLimitsParams, kernel: Fields, ownFile: string | null, purpose: PlanContext["purpose"]): KernelTarget[] {
+  return KERNEL_KEYS.flatMap(({ param, key, field }) => {
+    const wanted = p[param];
+    if (wanted === null) return [];
+    const live = big(kernel[field]);
+    const target = maxOf([BigInt(wanted), recordedValue(ownFile, key), purpose === "plan" ? live : null]);
+    return [{ key, field, wanted, live, target }];
+  });
+}
+
+/** What fs.nr_open will be once this plan ran. */
+function effectiveNrOpen(targets: KernelTarget[], kernel: Fields): bigint | null {
+  return targets.find((t) => t.key === "fs.nr_open")?.target ?? big(kernel.nr_open);
+}
+
+function planKernel(targets: KernelTarget[], facts: Facts, ctx: PlanContext): RolePlan {
+  if (targets.length === 0) return { changes: [], checks: [], notes: [] };
+  const value = (key: string) => targets.find((t) => t.key === key)?.target;
+  const content = ctx.render("sysctl.conf.hbs", {
+    why: ctx.why,
+    nrOpen: value("fs.nr_open")?.toString() ?? null,
+    fileMax: value("fs.file-max")?.toString() ?? null,
+    kernelNrOpenDefault: KERNEL_NR_OPEN_DEFAULT,
+  });
+  const file = planManagedFile({ path: SYSCTL_PATH, content, role: ROLE }, facts);
+  const changes: Change[] = [...file.changes];
+  const checks: Check[] = [];
+  const notes: string[] = [];
+  for (const t of targets) {
+    if (t.live === null || t.live < t.target) {
+      changes.push({ kind: "sysctl", key: t.key, before: t.live?.toString() ?? null, after: t.target.toString(), description: `raise ${t.key} live` });
+    }
+    if (ctx.purpose === "verify" && t.live !== null && t.live > t.target) {
+      notes.push(`${t.key} is ${thousands(t.live)} live, above the ${thousands(t.target)} in ${SYSCTL_PATH}: the next run records it (raise only)`);
+    }
+    checks.push({
+      kind: "probe", probe: PROBE.kernel, field: t.field, expected: t.target.toString(), compare: "at-least",
+      label: t.key,
+      message: `${t.key} on the running kernel is below the ${thousands(t.target)} that ${SYSCTL_PATH} sets: something lowered it after provision ran, or another sysctl file won at boot`,
+    });
+  }
+  checks.push(...file.checks);
+  return { changes, checks, notes };
+}
+
+interface Login {
+  session: boolean;
+  user: string;
+  uid: string;
+  groups: string[];
+  sshdPid?: string;
+  sshdHard?: string;
+  sshdCanRaise?: boolean;
+}
+
+function loginOf(facts: Facts): Login {
+  const f = probeFields(facts, PROBE.login);
+  return {
+    session: f.session !== "none",
+    user: f.user!, uid: f.uid!,
+    groups: (f.groups ?? "").split(",").filter(Boolean),
+    ...(f.sshd ? { sshdPid: f.sshd, sshdHard: f.sshd_hard!, sshdCanRaise: f.sshd_cap_sys_resource === "yes" } : {}),
+  };
+}
+
+/** pam_limits never applies `*` or `@group` lines to root: root must be named. */
+function covers(domain: string, user: string, uid: string, groups: string[]): boolean {
+  if (domain === user) return true;
+  if (uid === "0") return false;
+  return domain === "*" || (domain.startsWith("@") && groups.includes(domain.slice(1)));
+}
+
+/** The hard nofile a login cannot exceed: the sshd that runs pam_limits, when it lacks CAP_SYS_RESOURCE. */
+function loginCeiling(login: Login): bigint | null {
+  if (!login.session || login.sshdCanRaise !== false || login.sshdHard === "unlimited") return null;
+  return big(login.sshdHard);
+}
+
+function ceilingReason(login: Login, ceiling: bigint): string {
+  return (
+    `sshd (pid ${login.sshdPid}) holds hard nofile ${thousands(ceiling)} and lacks CAP_SYS_RESOURCE (a container or a capped parent), ` +
+    `so pam_limits' setrlimit() fails for any login asking more, and the login keeps its old soft and hard limits (measured on Debian 12: the session still opens)`
+  );
+}
+
+/** Refusals: values this host cannot take. In verify they shape the checks' messages instead. */
+function refusals(p: FdLimitsParams, nrOpen: bigint | null, login: Login, ceiling: bigint | null): string[] {
+  const out: string[] = [];
+  if (nrOpen !== null && BigInt(p.hard_nofile) > nrOpen) {
+    out.push(
+      `hard_nofile ${thousands(p.hard_nofile)} is above this host's fs.nr_open ${thousands(nrOpen)}: pam_limits' setrlimit() fails with EPERM, ` +
+        `logins get none of the file's limits and some PAM stacks refuse the session. Set nr_open to at least ${thousands(p.hard_nofile)} ` +
+        `(the role then raises fs.nr_open first), or lower hard_nofile to ${thousands(nrOpen)}`,
+    );
+  }
+  if (p.users.length > 0 && ceiling !== null && BigInt(p.hard_nofile) > ceiling) {
+    out.push(
+      `hard_nofile ${thousands(p.hard_nofile)} is above what a login can get on this host: ${ceilingReason(login, ceiling)}. ` +
+        `Lower hard_nofile to ${thousands(ceiling)} or less, or raise the limit sshd starts with (LimitNOFILE of ssh.service, or the container's nofile ulimit)`,
+    );
+  }
+  return out;
+}
+
+function describeDomain(domain: string): string {
+  if (domain === "*") return "every user except root (pam_limits never applies * to root)";
+  if (domain.startsWith("@")) return `members of group ${domain.slice(1)} (never root)`;
+  return `user ${domain}`;
+}
+
+function loginMismatchMessage(who: string, which: "soft" | "hard", p: FdLimitsParams, login: Login, ceiling: bigint | null): string {
+  const base = `${who} does not get the ${which} nofile ${thousands(which === "soft" ? p.soft_nofile : p.hard_nofile)} that ${LIMITS_PATH} sets`;
+  if (ceiling !== null && BigInt(p.hard_nofile) > ceiling) return `${base}: ${ceilingReason(login, ceiling)}`;
+  return (
+    `${base}: its parent could not raise it (no CAP_SYS_RESOURCE, e.g. a container), a more specific or later line in /etc/security/limits.conf ` +
+    `or limits.d wins (grep -r nofile /etc/security), or pam_limits is missing from the PAM stack (/etc/pam.d/sshd, /etc/pam.d/su)`
+  );
+}
+
+function planLogins(p: FdLimitsParams, facts: Facts, ctx: PlanContext, login: Login, ceiling: bigint | null): RolePlan {
+  const notes: string[] = [];
+  if (p.users.length === 0) {
+    if (facts.files[LIMITS_PATH] != null) notes.push(`users is empty: ${LIMITS_PATH} is no longer managed; delete it by hand to undo it`);
+    return { changes: [], checks: [], notes };
+  }
+  const content = ctx.render("limits.conf.hbs", {
+    why: ctx.why,
+    soft: p.soft_nofile,
+    hard: p.hard_nofile,
+    entries: p.users.map((domain) => ({ domain, who: describeDomain(domain) })),
+  });
+  const file = planManagedFile({ path: LIMITS_PATH, content, role: ROLE }, facts);
+  const checks: Check[] = [...file.checks];
+  if (file.changes.length > 0) notes.push(`${LIMITS_PATH} applies to PAM sessions opened from now on (ssh, login, su, sudo); sessions already open keep their limits`);
+
+  if (!login.session) {
+    notes.push(`not an SSH session (no sshd above it): a fresh login's limits are not checked`);
+  } else if (p.users.some((d) => covers(d, login.user, login.uid, login.groups))) {
+    for (const which of ["soft", "hard"] as const) {
+      checks.push({
+        kind: "probe", probe: PROBE.login, field: which, expected: String(which === "soft" ? p.soft_nofile : p.hard_nofile), compare: "equal",
+        freshLogin: true, label: `fresh login (${login.user}): ${which} nofile`,
+        message: loginMismatchMessage(`a fresh SSH login as ${login.user}`, which, p, login, ceiling),
+      });
+    }
+  } else {
+    notes.push(`the login user ${login.user} is not matched by users${login.uid === "0" ? " (* and @group lines never apply to root)" : ""}: its fresh login is not checked`);
+  }
+
+  for (const user of namedUsers(p).filter((u) => u !== login.user)) {
+    const f = probeFields(facts, PROBE.user, user);
+    if (f.exists !== "yes") {
+      notes.push(`user ${user} does not exist on this host: its lines apply once it does; not checked`);
+    } else if (f.checked !== "yes") {
+      notes.push(`checking what user ${user} gets needs root (su -l): log in as root or set ansible_become; not checked`);
+    } else {
+      for (const which of ["soft", "hard"] as const) {
+        checks.push({
+          kind: "probe", probe: PROBE.user, arg: user, field: which, expected: String(which === "soft" ? p.soft_nofile : p.hard_nofile), compare: "equal",
+          freshLogin: true, label: `su -l ${user}: ${which} nofile`,
+          message: loginMismatchMessage(`a new PAM session of ${user} (su -l)`, which, p, login, ceiling),
+        });
+      }
+    }
+  }
+  return { changes: file.changes, checks, notes };
+}
+
+function namedUsers(p: FdLimitsParams): string[] {
+  return p.users.filter((d) => d !== "*" && !d.startsWith("@"));
+}
+
+interface Init {
+  systemd: boolean;
+  pid1: string;
+  pid1Hard: string | undefined;
+  pid1CanRaise: boolean;
+}
+
+function initOf(facts: Facts): Init {
+  const f = probeFields(facts, PROBE.init);
+  return {
+    systemd: f.systemd === "yes", pid1: f.pid1 ?? "(unknown)", pid1Hard: f.pid1_hard, pid1CanRaise: f.pid1_cap_sys_resource !== "no",
+  };
+}
+
+function planSystemd(p: FdLimitsParams, facts: Facts, ctx: PlanContext, init: Init): RolePlan {
+  const changes: Change[] = [];
+  const checks: Check[] = [];
+  const notes: string[] = [];
+  const files: Array<{ path: string; content: string }> = [];
+  if (p.systemd_default_limit) {
+    files.push({ path: SYSTEMD_DEFAULT_PATH, content: ctx.render("system.conf.hbs", { why: ctx.why, soft: p.systemd_default_soft_nofile, hard: p.hard_nofile }) });
+  }
+  for (const service of p.services) {
+    files.push({ path: serviceDropinPath(service), content: ctx.render("service.conf.hbs", { why: ctx.why, unit: unitName(service), soft: p.soft_nofile, hard: p.hard_nofile }) });
+  }
+  for (const f of files) {
+    const planned = planManagedFile({ path: f.path, content: f.content, role: ROLE }, facts);
+    changes.push(...planned.changes);
+    checks.push(...planned.checks);
+  }
+  if (files.length === 0) return { changes, checks, notes };
+
+  if (!init.systemd) {
+    notes.push(`systemd is not running here (PID 1 is ${init.pid1}): the systemd drop-ins wait for the next boot with systemd; no daemon-reload`);
+  } else {
+    if (p.systemd_default_limit) checks.push(...defaultLimitChecks(p));
+    const pidCap = big(init.pid1Hard);
+    if (!init.pid1CanRaise && pidCap !== null && BigInt(p.hard_nofile) > pidCap) {
+      notes.push(`systemd (PID 1) holds hard nofile ${thousands(pidCap)} without CAP_SYS_RESOURCE: it caps every service at ${thousands(pidCap)}, below hard_nofile ${thousands(p.hard_nofile)}; verify reports running services that got less`);
+    }
+  }
+  const serviceNeedsReload = init.systemd && p.services.some((s) => !isTemplate(s) && probeFields(facts, PROBE.service, s).need_reload === "yes");
+  if (init.systemd && (changes.length > 0 || serviceNeedsReload)) {
+    changes.push({ kind: "command", argv: ["systemctl", "daemon-reload"], description: "reload systemd so it reads the LimitNOFILE drop-ins (running services keep their limit until restarted)" });
+  }
+  for (const service of p.services) {
+    const plan = planService(p, facts, service, init, changes.some((c) => c.kind === "file" && c.path === serviceDropinPath(service)));
+    checks.push(...plan.checks);
+    notes.push(...plan.notes);
+  }
+  return { changes, checks, notes };
+}
+
+function defaultLimitChecks(p: FdLimitsParams): Check[] {
+  const message = `systemd's DefaultLimitNOFILE is not what ${SYSTEMD_DEFAULT_PATH} sets: a later file in /etc/systemd/system.conf.d wins, or systemd has not re-read its configuration (systemctl daemon-reload; daemon-reexec on systemd older than 224)`;
+  return [
+    { kind: "probe", probe: PROBE.init, field: "default_soft", expected: String(p.systemd_default_soft_nofile), compare: "equal", label: "systemd DefaultLimitNOFILE (soft)", message },
+    { kind: "probe", probe: PROBE.init, field: "default_hard", expected: String(p.hard_nofile), compare: "equal", label: "systemd DefaultLimitNOFILE (hard)", message },
+  ];
+}
+
+function planService(p: FdLimitsParams, facts: Facts, service: string, init: Init, dropinChanges: boolean): { checks: Check[]; notes: string[] } {
+  const unit = unitName(service);
+  const checks: Check[] = [];
+  const notes: string[] = [];
+  if (isTemplate(service)) {
+    notes.push(`${unit} is a template: its drop-in applies to every instance; instances are not checked`);
+    return { checks, notes };
+  }
+  const f = probeFields(facts, PROBE.service, service);
+  const wanted = { soft: p.soft_nofile, hard: p.hard_nofile };
+  if (init.systemd && f.load_state === "not-found") {
+    notes.push(`${unit} is not installed: its drop-in applies once it is`);
+  } else if (init.systemd) {
+    for (const which of ["soft", "hard"] as const) {
+      checks.push({
+        kind: "probe", probe: PROBE.service, arg: service, field: `unit_${which}`, expected: String(wanted[which]), compare: "equal",
+        label: `${unit} LimitNOFILE (${which})`,
+        message: `systemd's LimitNOFILE for ${unit} is not what ${serviceDropinPath(service)} sets: a later drop-in or the unit itself wins (systemctl cat ${unit}), or systemd has not reloaded (systemctl daemon-reload)`,
+      });
+    }
+  }
+  if (f.running !== "yes") {
+    notes.push(`${service} is not running: no /proc/<pid>/limits check; its limit applies when it starts`);
+    return { checks, notes };
+  }
+  if (dropinChanges) notes.push(`${service} (pid ${f.pid}) is running and keeps its current limit until restarted (systemctl restart ${unit}); provision never restarts services`);
+  const cause = init.systemd
+    ? `it started before the drop-in (restart it: systemctl restart ${unit}), or systemd could not raise the limit (PID 1 without CAP_SYS_RESOURCE, e.g. a container)`
+    : `systemd does not run here, so the drop-in does not apply: whatever starts ${service} must raise its limit, and a parent without CAP_SYS_RESOURCE (e.g. a container) caps it`;
+  for (const which of ["soft", "hard"] as const) {
+    checks.push({
+      kind: "probe", probe: PROBE.service, arg: service, field: which, expected: String(wanted[which]), compare: "at-least",
+      label: `${service} running: ${which} nofile`,
+      message: `${service} (pid ${f.pid}) runs with ${which} nofile ${f[which]}, below the ${thousands(wanted[which])} set for it: ${cause}`,
+    });
+  }
+  return { checks, notes };
+}
+
+const NAME_CHARS = "letters, digits, and . _ - only";
+
+export default defineRole<FdLimitsParams>({
+  name: ROLE,
+  summary: "Raise open-file limits (kernel, logins, systemd services) so a process can hold 100k+ connections, and check what a fresh login and running services really get",
+  schema: {
+    type: "object",
+    additionalProperties: false,
+    properties: {
+      soft_nofile: {
+        type: "integer", minimum: 1024, maximum: NR_OPEN_MAX, default: 1048576,
+        description:
+          "Open files a new login (and each service in services) starts with: the soft nofile limit (RLIMIT_NOFILE), default 1024. " +
+          "Every connection is a file descriptor, so at 1024 a server fails accept() with EMFILE \"Too many open files\" at about 1,000 clients; " +
+          "1048576 lets one process hold 100k+ connections with room for files and pipes. " +
+          "Above 1024, programs that still use select() can break: FD_SETSIZE is 1024, and select() on descriptor 1024 or higher overflows its fd_set " +
+          "(memory corruption or a crash); run such a program with a soft limit of 1024 (ulimit -Sn 1024 in its wrapper, or LimitNOFILE=1024:… in its unit). " +
+          "Programs that close every possible descriptor at start-up also loop up to this number.",
+        fix: "use an integer from 1024 up to hard_nofile",
+      },
+      hard_nofile: {
+        type: "integer", minimum: 1024, maximum: NR_OPEN_MAX, default: 1048576,
+        description:
+          "How far a process may raise its own soft limit without privileges: the hard nofile limit (usually 4096, or 524288 under systemd 240+). " +
+          "Runtimes that raise their soft limit themselves (Go, Node.js, the JVM, nginx's worker_rlimit_nofile) stop here. " +
+          "It must not exceed fs.nr_open: above it pam_limits' setrlimit() fails with EPERM and the login keeps its old limits. " +
+          "Nor can a login get more than the sshd running pam_limits holds when sshd lacks CAP_SYS_RESOURCE (containers): provision refuses such a value.",
+        fix: "use an integer from soft_nofile up to nr_open (at most the sshd's own hard limit on hosts where sshd lacks CAP_SYS_RESOURCE)",
+      },
+      nr_open: {
+        type: ["integer", "null"], minimum: 1024, maximum: NR_OPEN_MAX, default: 1048576,
+        description:
+          "Kernel ceiling for any process's nofile (fs.nr_open), default 1048576. It must be at least hard_nofile: a hard nofile above it makes " +
+          "pam_limits' setrlimit() fail with EPERM, so logins get none of the limits and some PAM stacks refuse the session. " +
+          "Raise only: provision writes the larger of this value and the host's, and never lowers it. null leaves fs.nr_open alone (hard_nofile must then fit the host's).",
+        fix: `use an integer from 1024 to ${NR_OPEN_MAX} that is at least hard_nofile, or null to leave the host's value`,
+      },
+      file_max: {
+        type: ["integer", "null"], minimum: 8192, maximum: Number.MAX_SAFE_INTEGER, default: 2097152,
+        description:
+          "Open files across all processes (fs.file-max), default about 10% of RAM in KiB (roughly 200,000 on 2 GiB). At the limit every open(), " +
+          "accept() and socket() fails with ENFILE \"Too many open files in system\" and the kernel logs \"VFS: file-max limit reached\". " +
+          "2097152 leaves room for a million connections; unused slots cost no memory. Raise only: provision writes the larger of this value and the host's. " +
+          "null leaves fs.file-max alone.",
+        fix: "use an integer of at least 8192, or null to leave the host's value",
+      },
+      users: {
+        type: "array", default: ["*", "root"], uniqueItems: true,
+        items: {
+          type: "string", pattern: "^(\\*|@?[A-Za-z_][A-Za-z0-9_.-]{0,31})$",
+          fix: `write a user name, @group or *; ${NAME_CHARS}, not starting with - or .`,
+        },
+        description:
+          "Who gets soft_nofile and hard_nofile at login, in /etc/security/limits.d/60-provision-fd-limits.conf: user names, @group, or * " +
+          "(every user except root: pam_limits never applies * or @group lines to root, so root is named). " +
+          "It applies to PAM sessions only (ssh, login, su, sudo), and only to sessions opened after the change; services started by systemd " +
+          "ignore it and take LimitNOFILE instead (see services and systemd_default_limit). An empty list writes no limits file.",
+        fix: `list user names, @group or *; ${NAME_CHARS}`,
+      },
+      systemd_default_limit: {
+        type: "boolean", default: true,
+        description:
+          "Set DefaultLimitNOFILE=<systemd_default_soft_nofile>:<hard_nofile> for every systemd service, in /etc/systemd/system.conf.d/60-provision-fd-limits.conf " +
+          "(systemd's default is 1024:524288 since v240, 1024:4096 before). Services whose unit sets LimitNOFILE keep their own. " +
+          "systemd reads it at daemon-reload (v224+); running services keep their limit until restarted.",
+        fix: "use true to write the default for every service, or false to leave systemd's default alone",
+      },
+      systemd_default_soft_nofile: {
+        type: "integer", minimum: 1024, maximum: NR_OPEN_MAX, default: 1024,
+        description:
+          "Soft part of DefaultLimitNOFILE for services not named in services, default 1024 like systemd's own: any service might still use select(), " +
+          "which cannot handle descriptors of 1024 and above. Services that need more raise their soft limit themselves up to the hard limit " +
+          "(Go, Node.js, the JVM and nginx do), or are named in services.",
+        fix: "use an integer from 1024 up to hard_nofile; keep 1024 unless every service on the host is select()-free",
+      },
+      services: {
+        type: "array", default: [], uniqueItems: true,
+        items: {
+          type: "string", maxLength: 200, pattern: "^(?!.*\\.\\.)[A-Za-z0-9][A-Za-z0-9@._-]*$",
+          fix: "write a systemd service name such as nginx or nginx.service: letters, digits and @ . _ - only, no .. and no /",
+        },
+        description:
+          "systemd services that get LimitNOFILE=<soft_nofile>:<hard_nofile> in /etc/systemd/system/<name>.service.d/60-provision-fd-limits.conf, e.g. nginx or haproxy. " +
+          "Without it a service gets DefaultLimitNOFILE (soft 1024: EMFILE at about 1,000 connections) whatever limits.d says. " +
+          "A running service keeps its limit until restarted: provision never restarts it, and verify reports a running process that has less.",
+        fix: "list service names such as nginx or my-gateway.service",
+      },
+    },
+  },
+
+  validate(p) {
+    const problems: ParamProblem[] = [];
+    if (p.soft_nofile > p.hard_nofile) {
+      problems.push({
+        param: "soft_nofile", severity: "error",
+        problem: `soft_nofile ${p.soft_nofile} is above hard_nofile ${p.hard_nofile}; pam_limits would silently cut it to the hard limit`,
+        fix: `lower soft_nofile to ${p.hard_nofile} or less, or raise hard_nofile`,
+      });
+    }
+    if (p.nr_open !== null && p.hard_nofile > p.nr_open) {
+      problems.push({
+        param: "hard_nofile", severity: "error",
+        problem: `hard_nofile ${p.hard_nofile} is above nr_open ${p.nr_open}: setrlimit() fails with EPERM above fs.nr_open, so logins would get none of the limits`,
+        fix: `raise nr_open to at least ${p.hard_nofile}, or lower hard_nofile to ${p.nr_open}`,
+      });
+    }
+    if (p.systemd_default_limit && p.systemd_default_soft_nofile > p.hard_nofile) {
+      problems.push({
+        param: "systemd_default_soft_nofile", severity: "error",
+        problem: `systemd_default_soft_nofile ${p.systemd_default_soft_nofile} is above hard_nofile ${p.hard_nofile}`,
+        fix: `use 1024, or at most ${p.hard_nofile}`,
+      });
+    }
+    const seen = new Map<string, string>();
+    for (const service of p.services) {
+      const unit = unitName(service);
+      const first = seen.get(unit);
+      if (first !== undefined) {
+        problems.push({ param: "services", severity: "error", problem: `"${first}" and "${service}" are the same unit ${unit}`, fix: `list ${unit} once` });
+      }
+      seen.set(unit, service);
+    }
+    return problems;
+  },
+
+  facts(p) {
+    const requests: FactRequest[] = [
+      { kind: "probe", probe: PROBE.kernel },
+      { kind: "probe", probe: PROBE.login },
+      { kind: "probe", probe: PROBE.init },
+      { kind: "file", path: SYSCTL_PATH },
+      { kind: "file", path: LIMITS_PATH },
+    ];
+    if (p.systemd_default_limit) requests.push({ kind: "file", path: SYSTEMD_DEFAULT_PATH });
+    for (const service of p.services) {
+      requests.push({ kind: "file", path: serviceDropinPath(service) });
+      if (!isTemplate(service)) requests.push({ kind: "probe", probe: PROBE.service, arg: service });
+    }
+    if (p.users.length > 0) for (const user of namedUsers(p)) requests.push({ kind: "probe", probe: PROBE.user, arg: user });
+    return requests;
+  },
+
+  plan(p, facts, ctx) {
+    const kernel = probeFields(facts, PROBE.kernel);
+    const login = loginOf(facts);
+    const init = initOf(facts);
+    const targets = kernelTargets(p, kernel, facts.files[SYSCTL_PATH] ?? null, ctx.purpose);
+    const ceiling = loginCeiling(login);
+    const refused = refusals(p, effectiveNrOpen(targets, kernel), login, ceiling);
+    // Planning a run refuses what would lock logins out or never apply; verify lets the checks say it.
+    if (ctx.purpose === "plan" && refused.length > 0) throw new Error(refused.join("; "));
+
+    // Plan order is apply order: fs.nr_open is raised before any limit that needs it is written.
+    const parts = [planKernel(targets, facts, ctx), planLogins(p, facts, ctx, login, ceiling), planSystemd(p, facts, ctx, init)];
+    return {
+      changes: parts.flatMap((x) => x.changes),
+      checks: parts.flatMap((x) => x.checks),
+      notes: [...refused.map((r) => `cannot apply: ${r}`), ...parts.flatMap((x) => x.notes)],
+    };
+  },
+});

@@ -1,0 +1,239 @@
+import { createHash } from "node:crypto";
+import { posix } from "node:path";
+import { defineProbe, ProbeParseError } from "./probe.js";
+
+/**
+ * Which network stack's configuration exists on a host, read from configuration files only (a
+ * daemon may not run while provision looks: containers, rescue boots, this project's fleet).
+ */
+export const NETWORK_STACK_PROBE = "network-stack";
+
+/** The name every file of the secondary-source-ips role carries, so the probe can find them all. */
+export const MANAGED_NAME = "60-provision-secondary-ips";
+export const NETWORKD_DROPIN_NAME = `${MANAGED_NAME}.conf`;
+export const IFUPDOWN_DROPIN = `/etc/network/interfaces.d/${MANAGED_NAME}`;
+export const IFUPDOWN_MAIN = "/etc/network/interfaces";
+
+/** networkd's search path, highest priority first: a file in /etc shadows one of the same name below. */
+export const NETWORKD_DIRS = ["/etc/systemd/network", "/run/systemd/network", "/usr/local/lib/systemd/network", "/usr/lib/systemd/network", "/lib/systemd/network"];
+const NETPLAN_GLOBS = ["/etc/netplan/*.yaml", "/etc/netplan/*.yml", "/run/netplan/*.yaml", "/lib/netplan/*.yaml", "/usr/lib/netplan/*.yaml"];
+
+// Each record is one line: KIND <base64 path> <base64 content, or - when not a readable regular file>.
+const COMMAND = `
+enc() { base64 | tr -d '\\n'; }
+emit() {
+  printf '%s %s ' "$1" "$(printf '%s' "$2" | enc)"
+  if [ -f "$2" ] && [ -r "$2" ]; then enc < "$2"; else printf -- '-'; fi
+  echo
+}
+emit_text() { printf '%s %s ' "$1" "$(printf '%s' "$2" | enc)"; printf '%s' "$3" | enc; echo; }
+for d in ${NETWORKD_DIRS.join(" ")}; do
+  for f in "$d"/*.network; do { [ -e "$f" ] || [ -L "$f" ]; } && emit networkd "$f"; done
+done
+for f in /etc/systemd/network/*.network.d/${NETWORKD_DROPIN_NAME} ${IFUPDOWN_DROPIN}; do [ -e "$f" ] && emit managed "$f"; done
+[ -e ${IFUPDOWN_MAIN} ] && emit ifupdown-main ${IFUPDOWN_MAIN}
+for f in /etc/network/interfaces.d/*; do [ -f "$f" ] && emit ifupdown-file "$f"; done
+command -v ifup >/dev/null 2>&1 && emit_text flag ifup yes
+for f in ${NETPLAN_GLOBS.join(" ")}; do [ -f "$f" ] && emit netplan "$f"; done
+for f in /usr/lib/systemd/systemd-networkd /lib/systemd/systemd-networkd; do [ -x "$f" ] && { emit_text flag networkd-daemon yes; break; }; done
+if [ -d /etc/NetworkManager ] && command -v nmcli >/dev/null 2>&1; then
+  emit_text flag networkmanager yes
+  if command -v timeout >/dev/null 2>&1; then devices=$(timeout 5 nmcli -t -f DEVICE,STATE device status 2>/dev/null); else devices=$(nmcli -t -f DEVICE,STATE device status 2>/dev/null); fi
+  emit_text nm-devices - "$devices"
+  # Only the interface-name lines: keyfiles also hold secrets (Wi-Fi keys, VPN passwords).
+  emit_text nm-profiles - "$(grep -h '^interface-name=' /etc/NetworkManager/system-connections/* /run/NetworkManager/system-connections/* 2>/dev/null)"
+fi
+exit 0
+`;
+
+interface Entry {
+  kind: string;
+  path: string;
+  /** null when the path is not a readable regular file (e.g. a symlink to /dev/null). */
+  content: string | null;
+  raw: Buffer | null;
+}
+
+function parseEntries(raw: string): Entry[] {
+  return raw
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => {
+      const parts = line.split(" ");
+      if (parts.length !== 3 || !/^[a-z-]+$/.test(parts[0]!)) throw new ProbeParseError(`unexpected line from the network-stack probe: ${line.slice(0, 120)}`);
+      const [kind, path64, content64] = parts as [string, string, string];
+      const bytes = content64 === "-" ? null : Buffer.from(content64, "base64");
+      return { kind, path: Buffer.from(path64, "base64").toString("utf8"), content: bytes?.toString("utf8") ?? null, raw: bytes };
+    });
+}
+
+/**
+ * Fields (lists joined by newlines unless said otherwise):
+ * - `networkd.files`: the .network files networkd uses, in its order (by file name across
+ *   directories; a name in a higher directory shadows the same name below; empty or /dev/null = masked);
+ *   `networkd.names:<path>` its [Match] Name= globs (space-separated, `!` kept), `networkd.other:<path>`
+ *   its other [Match] keys (comma list); `networkd.daemon` yes/no.
+ * - `managed.files` (comma list) this role's files; `managed.content:<path>`, `managed.sha256:<path>`.
+ * - `ifupdown.main` present/absent; `ifupdown.sources-dropin` yes/no (does /etc/network/interfaces
+ *   read IFUPDOWN_DROPIN); `ifupdown.ifaces` (space list) interfaces named by iface/auto/allow-
+ *   stanzas outside this role's file; `ifupdown.ifup` yes/no.
+ * - `netplan.files`; `netplan.text:<path>`.
+ * - `networkmanager` yes/no; `networkmanager.ifaces` (space list) devices NM manages or profiles name.
+ */
+export const networkStackProbe = defineProbe({
+  name: NETWORK_STACK_PROBE,
+  command: () => COMMAND.trim(),
+  parse(raw) {
+    const entries = parseEntries(raw);
+    const flags = new Set(entries.filter((e) => e.kind === "flag").map((e) => e.path));
+    return {
+      ...networkdFields(entries.filter((e) => e.kind === "networkd")),
+      "networkd.daemon": flags.has("networkd-daemon") ? "yes" : "no",
+      ...managedFields(entries.filter((e) => e.kind === "managed")),
+      ...ifupdownFields(entries, flags.has("ifup")),
+      ...netplanFields(entries.filter((e) => e.kind === "netplan" && e.content !== null)),
+      ...networkManagerFields(entries, flags.has("networkmanager")),
+    };
+  },
+});
+
+function networkdFields(entries: Entry[]): Record<string, string> {
+  const byName = new Map<string, Entry>();
+  // The probe lists directories highest priority first; the first file of a name wins.
+  for (const e of entries) if (!byName.has(posix.basename(e.path))) byName.set(posix.basename(e.path), e);
+  const used = [...byName.entries()]
+    .filter(([, e]) => e.content !== null && e.content.trim() !== "")
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([, e]) => e);
+  const fields: Record<string, string> = { "networkd.files": used.map((e) => e.path).join("\n") };
+  for (const e of used) {
+    const match = parseMatchSection(e.content!);
+    fields[`networkd.names:${e.path}`] = match.names.join(" ");
+    fields[`networkd.other:${e.path}`] = match.other.join(",");
+  }
+  return fields;
+}
+
+/** The [Match] section of a .network file: Name= globs (an empty Name= resets the list) and the other keys present. */
+export function parseMatchSection(content: string): { names: string[]; other: string[] } {
+  let section = "";
+  let names: string[] = [];
+  const other = new Set<string>();
+  for (const rawLine of content.split("\n")) {
+    const line = rawLine.trim();
+    if (line === "" || line.startsWith("#") || line.startsWith(";")) continue;
+    const header = /^\[(.+)\]$/.exec(line);
+    if (header) {
+      section = header[1]!.trim();
+      continue;
+    }
+    if (section !== "Match") continue;
+    const kv = /^([A-Za-z]+)\s*=\s*(.*)$/.exec(line);
+    if (!kv) continue;
+    if (kv[1] === "Name") {
+      const globs = kv[2]!.split(/\s+/).filter(Boolean);
+      names = globs.length === 0 ? [] : [...names, ...globs];
+    } else {
+      other.add(kv[1]!);
+    }
+  }
+  return { names, other: [...other].sort() };
+}
+
+/** systemd's Name= test: any glob matches; a list starting with `!` is inverted. */
+export function matchesNameList(names: string[], iface: string): boolean {
+  if (names.length === 0) return true;
+  const inverted = names[0]!.startsWith("!");
+  const globs = inverted ? [names[0]!.slice(1), ...names.slice(1)].filter(Boolean) : names;
+  const hit = globs.some((g) => fnmatch(g, iface));
+  return inverted ? !hit : hit;
+}
+
+/** Shell-style glob (`*`, `?`, `[...]`, `[!...]`); `*` does not cross `/`. */
+export function fnmatch(glob: string, text: string): boolean {
+  let re = "^";
+  for (let i = 0; i < glob.length; i++) {
+    const ch = glob[i]!;
+    if (ch === "*") re += "[^/]*";
+    else if (ch === "?") re += "[^/]";
+    else if (ch === "[") {
+      const end = glob.indexOf("]", i + 2);
+      if (end === -1) {
+        re += "\\[";
+        continue;
+      }
+      let body = glob.slice(i + 1, end);
+      const negate = body.startsWith("!") || body.startsWith("^");
+      if (negate) body = body.slice(1);
+      re += `[${negate ? "^" : ""}${body.replace(/[\\\]]/g, "\\$&")}]`;
+      i = end;
+    } else re += ch.replace(/[.+^${}()|\\]/g, "\\$&");
+  }
+  return new RegExp(`${re}$`).test(text);
+}
+
+function managedFields(entries: Entry[]): Record<string, string> {
+  const fields: Record<string, string> = { "managed.files": entries.map((e) => e.path).join(",") };
+  for (const e of entries) {
+    fields[`managed.content:${e.path}`] = e.content ?? "";
+    fields[`managed.sha256:${e.path}`] = e.raw ? createHash("sha256").update(e.raw).digest("hex") : "unreadable";
+  }
+  return fields;
+}
+
+function ifupdownFields(entries: Entry[], ifup: boolean): Record<string, string> {
+  const main = entries.find((e) => e.kind === "ifupdown-main");
+  const others = entries.filter((e) => e.kind === "ifupdown-file" && e.path !== IFUPDOWN_DROPIN && e.content !== null);
+  const parsedMain = main?.content ? parseInterfaces(main.content) : { ifaces: [], sources: [], sourceDirs: [] };
+  const ifaces = new Set([...parsedMain.ifaces, ...others.flatMap((e) => parseInterfaces(e.content!).ifaces)]);
+  return {
+    "ifupdown.main": main ? "present" : "absent",
+    "ifupdown.sources-dropin": sourcesDropin(parsedMain) ? "yes" : "no",
+    "ifupdown.ifaces": [...ifaces].join(" "),
+    "ifupdown.ifup": ifup ? "yes" : "no",
+  };
+}
+
+/** The stanzas of an interfaces(5) file that matter here: interface names and `source` lines. */
+export function parseInterfaces(content: string): { ifaces: string[]; sources: string[]; sourceDirs: string[] } {
+  const ifaces: string[] = [];
+  const sources: string[] = [];
+  const sourceDirs: string[] = [];
+  const resolve = (p: string) => (p.startsWith("/") ? p : posix.join("/etc/network", p));
+  for (const line of content.replace(/\\\n/g, " ").split("\n")) {
+    const words = line.trim().split(/\s+/);
+    const [keyword, ...rest] = words;
+    if (!keyword || keyword.startsWith("#")) continue;
+    if (keyword === "iface" && rest[0]) ifaces.push(rest[0]);
+    else if (keyword === "auto" || keyword.startsWith("allow-")) ifaces.push(...rest);
+    else if (keyword === "source") sources.push(...rest.map(resolve));
+    else if (keyword === "source-directory" || keyword === "source-dir") sourceDirs.push(...rest.map(resolve));
+  }
+  return { ifaces, sources, sourceDirs };
+}
+
+function sourcesDropin(main: { sources: string[]; sourceDirs: string[] }): boolean {
+  const dir = posix.dirname(IFUPDOWN_DROPIN);
+  return main.sources.some((glob) => fnmatch(glob, IFUPDOWN_DROPIN)) || main.sourceDirs.some((d) => posix.normalize(d).replace(/\/$/, "") === dir);
+}
+
+function netplanFields(entries: Entry[]): Record<string, string> {
+  const fields: Record<string, string> = { "netplan.files": entries.map((e) => e.path).join("\n") };
+  for (const e of entries) fields[`netplan.text:${e.path}`] = e.content!;
+  return fields;
+}
+
+function networkManagerFields(entries: Entry[], present: boolean): Record<string, string> {
+  const text = (kind: string) => entries.find((e) => e.kind === kind)?.content ?? "";
+  // `nmcli -t` escapes ':' in values as '\:'; device names never contain one.
+  const managed = text("nm-devices")
+    .split("\n")
+    .map((l) => l.split(":"))
+    .filter(([dev, state]) => dev && state && !state.startsWith("unmanaged"))
+    .map(([dev]) => dev!);
+  const profiles = text("nm-profiles")
+    .split("\n")
+    .map((l) => /^interface-name=(.+)$/.exec(l.trim())?.[1])
+    .filter((x): x is string => Boolean(x));
+  return { networkmanager: present ? "yes" : "no", "networkmanager.ifaces": [...new Set([...managed, ...profiles])].join(" ") };
+}

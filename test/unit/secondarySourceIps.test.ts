@@ -1,0 +1,441 @@
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import secondarySourceIps, { ownedAddresses, type SecondarySourceIpsParams } from "../../roles/secondary-source-ips.js";
+import type { ConfigProblem } from "../../src/config/errors.js";
+import { validateAgainstSchema } from "../../src/config/validate.js";
+import { parseYamlText } from "../../src/config/yamlFile.js";
+import { ipAddressesProbe } from "../../src/facts/ipAddresses.js";
+import { networkStackProbe } from "../../src/facts/networkStack.js";
+import { planHost, type HostPlan, type PlannedChange } from "../../src/plan.js";
+import type { Facts } from "../../src/role.js";
+import { evaluateChecks } from "../../src/verify.js";
+import { hostWith, paramsOf } from "./_roles.js";
+
+const FIXTURES = join(import.meta.dirname, "..", "fixtures", "secondary-source-ips");
+const fixture = (name: string) => readFileSync(join(FIXTURES, name), "utf8").replace(/\n$/, "");
+
+const SSH = "198.18.1.2";
+const RANGE = "net.ipv4.ip_local_port_range";
+const NETWORKD_DROPIN = "/etc/systemd/network/10-eth0.network.d/60-provision-secondary-ips.conf";
+const IFUPDOWN_DROPIN = "/etc/network/interfaces.d/60-provision-secondary-ips";
+const ETH0_NETWORK = "[Match]\nName=eth0\n\n[Network]\nAddress=198.18.1.2/24\n";
+const DEBIAN_INTERFACES = "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet static\n  address 198.18.1.2/24\n";
+
+/** One network-stack probe record, as the probe prints it. */
+function line(kind: string, path: string, content: string | null): string {
+  return `${kind} ${Buffer.from(path).toString("base64")} ${content === null ? "-" : Buffer.from(content).toString("base64")}`;
+}
+
+/** `ip -j addr show` output for lo and the given interfaces. */
+function ipJson(ifaces: Record<string, string[]>): string {
+  const link = (ifname: string, addrs: string[]) => ({
+    ifname,
+    addr_info: addrs.map((a) => ({ family: a.includes(":") ? "inet6" : "inet", local: a.split("/")[0], prefixlen: Number(a.split("/")[1]) })),
+  });
+  return JSON.stringify([link("lo", ["127.0.0.1/8", "::1/128"]), ...Object.entries(ifaces).map(([n, a]) => link(n, a))]);
+}
+
+interface HostShape {
+  eth0?: string[];
+  more?: Record<string, string[]>;
+  stack?: string[];
+  range?: string | null;
+}
+
+function hostFacts(shape: HostShape): Facts {
+  const ip = ipJson({ eth0: shape.eth0 ?? [`${SSH}/24`, "fe80::dca4:b9ff:fe07:55ef/64"], ...shape.more });
+  return {
+    sysctl: { [RANGE]: shape.range === undefined ? "32768\t60999" : shape.range },
+    files: {},
+    listeningPorts: null,
+    probes: {
+      "ip-addresses": { ok: true, fields: ipAddressesProbe.parse(ip, undefined) },
+      "network-stack": { ok: true, fields: networkStackProbe.parse((shape.stack ?? []).join("\n"), undefined) },
+    },
+  };
+}
+
+const networkdHost = (extra: string[] = [], eth0?: string[]) => hostFacts({ eth0, stack: [line("networkd", "/etc/systemd/network/10-eth0.network", ETH0_NETWORK), ...extra] });
+const ifupdownHost = (extra: string[] = [], eth0?: string[]) => hostFacts({ eth0, stack: [line("ifupdown-main", "/etc/network/interfaces", DEBIAN_INTERFACES), ...extra] });
+
+function plan(over: Record<string, unknown>, f: Facts, opts: { purpose?: "plan" | "verify"; ssh?: string } = {}): HostPlan {
+  return planHost(hostWith("web01", [[secondarySourceIps, over]]), f, opts.purpose ?? "plan", opts.ssh ?? SSH);
+}
+
+function fileChange(p: HostPlan): Extract<PlannedChange, { kind: "file" }> {
+  const c = p.changes.find((x) => x.kind === "file");
+  if (!c || c.kind !== "file") throw new Error("no file change");
+  return c;
+}
+
+const commands = (p: HostPlan) => p.changes.filter((c) => c.kind === "command").map((c) => (c.kind === "command" ? c.argv.join(" ") : ""));
+
+/** What the host looks like after `run`: the file written, files removed, addresses added and deleted. */
+function factsAfter(p: HostPlan, before: Facts): Facts {
+  const after = structuredClone(before);
+  const ip = after.probes!["ip-addresses"]!;
+  const net = after.probes!["network-stack"]!;
+  if (!ip.ok || !net.ok) throw new Error("probe failed");
+  const list = (s: string | undefined) => (s ?? "").split(",").filter(Boolean);
+  for (const c of p.changes) {
+    if (c.kind === "file") {
+      net.fields["managed.files"] = [...new Set([...list(net.fields["managed.files"]), c.path])].join(",");
+      net.fields[`managed.content:${c.path}`] = c.after;
+      net.fields[`managed.sha256:${c.path}`] = createHash("sha256").update(c.after).digest("hex");
+    } else if (c.kind === "command" && c.argv[0] === "rm") {
+      net.fields["managed.files"] = list(net.fields["managed.files"]).filter((x) => x !== c.argv[3]).join(",");
+    } else if (c.kind === "command" && c.argv[0] === "ip") {
+      const [, , verb, cidr, , dev] = c.argv as [string, string, string, string, string, string];
+      const key = `addrs:${dev}`;
+      ip.fields[key] = verb === "add" ? [...list(ip.fields[key]), cidr].join(",") : list(ip.fields[key]).filter((x) => x !== cidr).join(",");
+      ip.fields.locals = [...ip.fields.interfaces!.split(",")].flatMap((n) => list(ip.fields[`addrs:${n}`]).map((x) => x.split("/")[0]!)).join(",");
+    }
+  }
+  return after;
+}
+
+describe("secondary-source-ips on a systemd-networkd host", () => {
+  const p = plan({ addresses: ["198.18.1.200/24", "198.18.1.201/24"] }, networkdHost());
+
+  it("writes a drop-in for the .network file that matches, then adds each address live", () => {
+    expect(p.changes.map((c) => (c.kind === "file" ? `file ${c.path} ${c.description}` : c.kind === "command" ? c.argv.join(" ") : c.kind))).toEqual([
+      `file ${NETWORKD_DROPIN} create ${NETWORKD_DROPIN}`,
+      "ip addr add 198.18.1.200/24 dev eth0",
+      "ip addr add 198.18.1.201/24 dev eth0",
+    ]);
+    expect(fileChange(p)).toMatchObject({ before: null, mode: "0644", owner: "root", group: "root", beforeSha256: "absent" });
+    expect(p.changes.every((c) => c.role === "secondary-source-ips")).toBe(true);
+  });
+
+  it("renders one [Address] section per address, each value after a comment", () => {
+    const content = fileChange(p).after;
+    expect(content.split("\n")[0]).toMatch(/^# Managed by provision, role secondary-source-ips\. Do not edit/);
+    expect(content).toContain("a systemd-networkd drop-in for /etc/systemd/network/10-eth0.network");
+    expect(content).toContain("#   ip addr del 198.18.1.200/24 dev eth0");
+    expect(content.match(/^\[Address\]$/gm)).toHaveLength(2);
+    expect(content.match(/^Address=.*$/gm)).toEqual(["Address=198.18.1.200/24", "Address=198.18.1.201/24"]);
+    expect(valueLinesWithoutComment(content, /^[A-Za-z]+=/)).toEqual([]);
+    expect(content.replace(/\n# /g, " ")).toContain("IP_BIND_ADDRESS_NO_PORT");
+    expect(content.endsWith("\n")).toBe(true);
+    for (const l of content.split("\n")) expect(l.length).toBeLessThanOrEqual(110);
+  });
+
+  it("checks the file, each address and, through a fresh login, the SSH address", () => {
+    expect(p.checks.map((c) => (c.kind === "probe" ? [c.probe, c.field, c.compare, c.expected, c.freshLogin ?? false] : c.kind))).toEqual([
+      ["network-stack", `managed.sha256:${NETWORKD_DROPIN}`, "equal", createHash("sha256").update(fileChange(p).after).digest("hex"), false],
+      ["ip-addresses", "addrs:eth0", "includes", "198.18.1.200/24", false],
+      ["ip-addresses", "addrs:eth0", "includes", "198.18.1.201/24", false],
+      ["ip-addresses", "locals", "includes", SSH, true],
+    ]);
+  });
+
+  it("notes the outbound capacity per destination and where the addresses persist", () => {
+    expect(p.notes.map((n) => n.text)).toEqual([
+      `outbound capacity per destination ip:port over IPv4 from eth0: 3 source IPs × 28,232 ports = 84,696 connections (${RANGE} 32768 60999; only for applications that bind() to the extra IPs)`,
+      "persisted for systemd-networkd: a drop-in for /etc/systemd/network/10-eth0.network, read at networkd's next reload (`networkctl reload`) or boot; the addresses are added live now",
+      "systemd-networkd is not installed here: nothing reads the drop-in until it is",
+    ]);
+  });
+
+  it("counts with the widened port range: 3 × 64,512 = 193,536", () => {
+    const wide = plan({ addresses: ["198.18.1.200/24", "198.18.1.201/24"] }, hostFacts({ range: "1024\t65535", stack: [line("networkd", "/etc/systemd/network/10-eth0.network", ETH0_NETWORK)] }));
+    expect(wide.notes[0]!.text).toContain("3 source IPs × 64,512 ports = 193,536 connections");
+  });
+
+  it("uses the first matching .network file by name, across directories", () => {
+    const f = hostFacts({
+      stack: [
+        line("networkd", "/etc/systemd/network/50-wired.network", "[Match]\nName=e*\n"),
+        line("networkd", "/run/systemd/network/20-eth0.network", ETH0_NETWORK),
+        line("networkd", "/etc/systemd/network/05-other.network", "[Match]\nName=eth1\n"),
+        line("networkd", "/usr/lib/systemd/network/80-wifi-adhoc.network", "[Match]\nType=wlan\n"),
+      ],
+    });
+    expect(fileChange(plan({ addresses: ["198.18.1.200/24"] }, f)).path).toBe("/etc/systemd/network/20-eth0.network.d/60-provision-secondary-ips.conf");
+  });
+
+  it("adds IPv6 addresses deprecated, live and in the file", () => {
+    const v6 = plan({ addresses: ["2001:db8:5::10/64"] }, networkdHost([], [`${SSH}/24`, "2001:db8:5::1/64", "fe80::1/64"]));
+    expect(commands(v6)).toEqual(["ip addr add 2001:db8:5::10/64 dev eth0 preferred_lft 0"]);
+    const content = fileChange(v6).after;
+    expect(content).toMatch(/\nAddress=2001:db8:5::10\/64\n# Deprecated at once[^\n]*\nPreferredLifetime=0\n/);
+    expect(valueLinesWithoutComment(content, /^[A-Za-z]+=/)).toEqual([]);
+    // link-local addresses are no source towards other networks
+    expect(v6.notes[0]!.text).toContain("over IPv6 from eth0: 2 source IPs × 28,232 ports = 56,464 connections");
+  });
+
+  it("normalises addresses before comparing with the host's", () => {
+    const p2 = plan({ addresses: ["2001:DB8:5:0:0:0:0:10/64"] }, networkdHost([], [`${SSH}/24`, "2001:db8:5::10/64"]));
+    expect(commands(p2)).toEqual([]);
+    expect(fileChange(p2).after).toContain("Address=2001:db8:5::10/64");
+  });
+});
+
+describe("secondary-source-ips on an ifupdown host", () => {
+  const p = plan({ addresses: ["198.18.1.200/24", "2001:db8:5::10/64"] }, ifupdownHost());
+
+  it("writes an iface stanza into interfaces.d and adds the addresses live", () => {
+    expect(fileChange(p).path).toBe(IFUPDOWN_DROPIN);
+    expect(commands(p)).toEqual(["ip addr add 198.18.1.200/24 dev eth0", "ip addr add 2001:db8:5::10/64 dev eth0 preferred_lft 0"]);
+  });
+
+  it("renders up/down commands, each after a comment", () => {
+    const content = fileChange(p).after;
+    expect(content.split("\n")[0]).toMatch(/^# Managed by provision, role secondary-source-ips\./);
+    expect(content).toMatch(/^iface eth0 inet manual$/m);
+    expect(content.match(/^\t(up|down) .*$/gm)).toEqual([
+      "\tup ip addr replace 198.18.1.200/24 dev eth0",
+      "\tdown ip addr del 198.18.1.200/24 dev eth0 || true",
+      "\tup ip addr replace 2001:db8:5::10/64 dev eth0 preferred_lft 0",
+      "\tdown ip addr del 2001:db8:5::10/64 dev eth0 || true",
+    ]);
+    expect(valueLinesWithoutComment(content, /^(iface |\t(up|down) )/)).toEqual([]);
+  });
+
+  it("says that nothing reads the file at boot when ifup is missing", () => {
+    expect(p.notes.map((n) => n.text)).toContain(
+      "ifup is not installed here: nothing reads /etc/network/interfaces at boot, so the addresses won't come back after a reboot until ifupdown is installed",
+    );
+    const withIfup = plan({ addresses: ["198.18.1.200/24"] }, ifupdownHost([line("flag", "ifup", "yes")]));
+    expect(withIfup.notes.map((n) => n.text).join("\n")).not.toContain("ifup is not installed");
+  });
+
+  it("reads back what it wrote as the addresses it owns", () => {
+    expect(ownedAddresses(IFUPDOWN_DROPIN, fileChange(p).after, "ignored").map((o) => `${o.cidr.text}@${o.iface}`)).toEqual(["198.18.1.200/24@eth0", "2001:db8:5::10/64@eth0"]);
+  });
+});
+
+describe("secondary-source-ips idempotence and drift", () => {
+  it.each<[string, Record<string, unknown>, Facts, string?]>([
+    ["networkd, two IPv4", { addresses: ["198.18.1.200/24", "198.18.1.201/24"] }, networkdHost()],
+    ["networkd, IPv4 and IPv6", { addresses: ["198.18.1.200/24", "2001:db8:5::10/64"] }, networkdHost()],
+    ["ifupdown", { addresses: ["198.18.1.210/24"] }, ifupdownHost()],
+    ["explicit interface", { interface: "eth0", addresses: ["198.18.1.210/32"] }, ifupdownHost()],
+    ["live only", { addresses: ["198.18.1.210/24"], persist: false }, hostFacts({})],
+    ["an address dropped from the list", { addresses: ["198.18.1.201/24"] }, networkdHost([line("managed", NETWORKD_DROPIN, "Address=198.18.1.201/24\nAddress=198.18.1.202/24\n")], [`${SSH}/24`, "198.18.1.201/24", "198.18.1.202/24"])],
+    ["all addresses dropped", { addresses: [] }, ifupdownHost([line("managed", IFUPDOWN_DROPIN, "iface eth0 inet manual\n\tup ip addr replace 198.18.1.201/24 dev eth0\n")], [`${SSH}/24`, "198.18.1.201/24"])],
+    ["captured networkd host (h1)", { addresses: ["198.18.1.201/24", "198.18.1.202/24"] }, captured("h1")],
+    ["captured ifupdown host (h2)", { addresses: ["198.18.1.210/24"] }, captured("h2"), "198.18.1.3"],
+  ])("%s: a second plan after run has zero changes and verify passes", (_what, over, before, ssh) => {
+    const first = plan(over, before, { ssh });
+    expect(first.changes.length).toBeGreaterThan(0);
+    const after = factsAfter(first, before);
+    const second = plan(over, after, { ssh });
+    expect(second.changes).toEqual([]);
+    expect(evaluateChecks(first.checks, after).filter((r) => !r.ok)).toEqual([]);
+    expect(evaluateChecks(plan(over, after, { purpose: "verify", ssh }).checks, after).every((r) => r.ok)).toBe(true);
+  });
+
+  it("an address removed by hand is a mismatch, and the next plan only adds it back", () => {
+    const over = { addresses: ["198.18.1.200/24", "198.18.1.201/24"] };
+    const applied = factsAfter(plan(over, networkdHost()), networkdHost());
+    const drifted = factsAfter({ host: "web01", changes: [{ kind: "command", argv: ["ip", "addr", "del", "198.18.1.201/24", "dev", "eth0"], description: "", role: "x" }], checks: [], notes: [] }, applied);
+    const verify = plan(over, drifted, { purpose: "verify" });
+    const failed = evaluateChecks(verify.checks, drifted).filter((r) => !r.ok);
+    expect(failed.map((r) => (r.check.kind === "probe" ? r.check.label : ""))).toEqual(["198.18.1.201/24 on eth0"]);
+    expect(failed[0]!.check.message).toMatch(/not on eth0: removed by hand/);
+    expect(commands(plan(over, drifted))).toEqual(["ip addr add 198.18.1.201/24 dev eth0"]);
+  });
+
+  it("a hand-edited drop-in is a mismatch and gets rewritten with the edit as before", () => {
+    const over = { addresses: ["198.18.1.200/24"] };
+    const first = plan(over, networkdHost());
+    const applied = factsAfter(first, networkdHost());
+    const net = applied.probes!["network-stack"]!;
+    if (!net.ok) throw new Error("probe failed");
+    net.fields[`managed.content:${NETWORKD_DROPIN}`] += "Address=10.0.0.1/8\n";
+    net.fields[`managed.sha256:${NETWORKD_DROPIN}`] = "0".repeat(64);
+    expect(evaluateChecks(plan(over, applied, { purpose: "verify" }).checks, applied).filter((r) => !r.ok).map((r) => r.check.kind === "probe" && r.check.label)).toEqual([`${NETWORKD_DROPIN} (sha256)`]);
+    const repair = plan(over, applied);
+    expect(fileChange(repair)).toMatchObject({ before: `${fileChange(first).after}Address=10.0.0.1/8\n`, after: fileChange(first).after, beforeSha256: "0".repeat(64) });
+  });
+});
+
+describe("secondary-source-ips: addresses it added earlier", () => {
+  it("removes an address that left the list, live and from the file", () => {
+    const f = networkdHost([line("managed", NETWORKD_DROPIN, "[Address]\nAddress=198.18.1.201/24\n[Address]\nAddress=198.18.1.202/24\n")], [`${SSH}/24`, "198.18.1.201/24", "198.18.1.202/24"]);
+    const p = plan({ addresses: ["198.18.1.201/24"] }, f);
+    expect(commands(p)).toEqual(["ip addr del 198.18.1.202/24 dev eth0"]);
+    expect(fileChange(p).after).not.toContain("198.18.1.202");
+    expect(p.checks.some((c) => c.kind === "probe" && c.compare === "excludes" && c.expected === "198.18.1.202/24")).toBe(true);
+    expect(p.notes[0]!.text).toContain("2 source IPs");
+  });
+
+  it("changing an address's prefix replaces it", () => {
+    const f = networkdHost([line("managed", NETWORKD_DROPIN, "Address=198.18.1.201/24\n")], [`${SSH}/24`, "198.18.1.201/24"]);
+    expect(commands(plan({ addresses: ["198.18.1.201/32"] }, f))).toEqual(["ip addr del 198.18.1.201/24 dev eth0", "ip addr add 198.18.1.201/32 dev eth0"]);
+  });
+
+  it("[] removes every address and file it added", () => {
+    const f = ifupdownHost([line("managed", IFUPDOWN_DROPIN, "iface eth0 inet manual\n\tup ip addr replace 198.18.1.201/24 dev eth0\n\tup ip addr replace 198.18.1.202/24 dev eth0\n")], [`${SSH}/24`, "198.18.1.201/24"]);
+    const p = plan({ addresses: [] }, f);
+    // 198.18.1.202 is already gone live: only the file and the one still there
+    expect(commands(p)).toEqual([`rm -f -- ${IFUPDOWN_DROPIN}`, "ip addr del 198.18.1.201/24 dev eth0"]);
+    expect(p.changes.some((c) => c.kind === "file")).toBe(false);
+  });
+
+  it("removes a drop-in left for another .network file", () => {
+    const stale = "/etc/systemd/network/20-old.network.d/60-provision-secondary-ips.conf";
+    const f = networkdHost([line("managed", stale, "Address=198.18.1.201/24\n")], [`${SSH}/24`, "198.18.1.201/24"]);
+    const p = plan({ addresses: ["198.18.1.201/24"] }, f);
+    expect(commands(p)).toEqual([`rm -f -- ${stale}`]);
+    expect(fileChange(p).path).toBe(NETWORKD_DROPIN);
+  });
+
+  it("persist: false leaves earlier files alone and says so", () => {
+    const f = networkdHost([line("managed", NETWORKD_DROPIN, "Address=198.18.1.201/24\n")], [`${SSH}/24`, "198.18.1.201/24"]);
+    const p = plan({ addresses: [], persist: false }, f);
+    expect(p.changes).toEqual([]);
+    expect(p.notes.map((n) => n.text)).toContain(`${NETWORKD_DROPIN} from an earlier run still add addresses at boot: delete it if they should not come back`);
+  });
+
+  it("never removes the SSH address, even when a hand-edited file lists it", () => {
+    const f = networkdHost([line("managed", NETWORKD_DROPIN, `Address=${SSH}/24\n`)]);
+    expect(() => plan({ addresses: [] }, f)).toThrow(/198\.18\.1\.2\/24 on eth0 is the address this SSH session uses/);
+  });
+});
+
+describe("secondary-source-ips: live only and no addresses", () => {
+  it("persist: false adds live and writes nothing, on a host with no stack at all", () => {
+    const p = plan({ addresses: ["198.18.1.210/24"], persist: false }, hostFacts({}));
+    expect(p.changes.map((c) => c.kind)).toEqual(["command"]);
+    expect(p.notes.map((n) => n.text)).toContain("not persisted (persist: false): the addresses vanish at the next reboot or ifdown of eth0");
+  });
+
+  it("no addresses and nothing from earlier: nothing to do, whatever the stack", () => {
+    const p = plan({}, hostFacts({}));
+    expect(p).toMatchObject({ changes: [], checks: [] });
+    expect(p.notes.map((n) => n.text)).toEqual(["no addresses for this host: set secondary_source_ips.addresses in its host vars to add source IPs"]);
+  });
+
+  it("no addresses is no error even where adding some would be refused (the default playbook runs it everywhere)", () => {
+    const f = hostFacts({ stack: [line("netplan", "/etc/netplan/50-cloud-init.yaml", "network:\n  ethernets:\n    eth0: {}\n")] });
+    f.probes!["ip-addresses"] = { ok: false, error: "ip (iproute2) is not installed; install iproute2" };
+    expect(plan({ interface: "eth9" }, f, { ssh: "web01" })).toMatchObject({ changes: [], checks: [] });
+  });
+
+  it("picks the interface holding the SSH address when none is named", () => {
+    const f = hostFacts({ eth0: ["10.0.0.5/24"], more: { ens5: [`${SSH}/24`] } });
+    expect(commands(plan({ addresses: ["198.18.1.210/24"], persist: false }, f))).toEqual(["ip addr add 198.18.1.210/24 dev ens5"]);
+  });
+
+  it("checks that a fresh login still sees the interface when the SSH address is not on the host (NAT)", () => {
+    const p = plan({ interface: "eth0", addresses: ["198.18.1.210/24"], persist: false }, hostFacts({}), { ssh: "203.0.113.9" });
+    expect(p.checks.at(-1)).toMatchObject({ field: "interfaces", expected: "eth0", compare: "includes", freshLogin: true });
+  });
+});
+
+describe("secondary-source-ips refusals (per-host plan errors)", () => {
+  const v4 = { addresses: ["198.18.1.200/24"] };
+  it.each<[string, Record<string, unknown>, Facts, RegExp, string?]>([
+    ["the SSH address itself", { addresses: [`${SSH}/24`] }, networkdHost(), /198\.18\.1\.2\/24 on eth0 is the address this SSH session uses \(198\.18\.1\.2\); secondary-source-ips never adds, changes or removes it\. Remove it from secondary_source_ips\.addresses/],
+    ["the SSH address with another prefix", { addresses: [`${SSH}/32`] }, networkdHost(), /is the address this SSH session uses/],
+    ["the SSH address seen as IPv4-mapped IPv6", { addresses: [`${SSH}/24`] }, networkdHost(), /is the address this SSH session uses/, `::ffff:${SSH}`],
+    ["an interface that does not exist", { interface: "eth1", ...v4 }, networkdHost(), /interface "eth1" does not exist on this host \(it has: lo, eth0\)\. Set secondary_source_ips\.interface to one of them/],
+    ["an SSH address that is not an IP", v4, networkdHost(), /cannot tell which address the SSH session uses \(got "web01"\); refusing to change addresses/, "web01"],
+    ["an SSH address on no interface, no interface named", v4, networkdHost(), /the SSH session's address 203\.0\.113\.9 is on none of this host's interfaces \(lo, eth0\): NAT or a jump host/, "203.0.113.9"],
+    ["an address already on another interface", v4, hostFacts({ more: { eth1: ["198.18.1.200/32"] }, stack: [line("networkd", "/etc/systemd/network/10-eth0.network", ETH0_NETWORK)] }), /198\.18\.1\.200 is already on eth1 \(198\.18\.1\.200\/32\); an address belongs to one interface/],
+    ["an address on the interface with another prefix", v4, networkdHost([], [`${SSH}/24`, "198.18.1.200/32"]), /198\.18\.1\.200 is already on eth0 as 198\.18\.1\.200\/32, not 198\.18\.1\.200\/24\. Remove it by hand \(ip addr del 198\.18\.1\.200\/32 dev eth0\)/],
+    ["no stack configures the interface", v4, hostFacts({}), /no network stack configures eth0 here: no \.network file matches it by Name=.*Set persist: false to add them live only/],
+    ["netplan", v4, hostFacts({ stack: [line("netplan", "/etc/netplan/50-cloud-init.yaml", "network:\n  ethernets:\n    eth0:\n      dhcp4: true\n")] }), /netplan manages eth0 \(\/etc\/netplan\/50-cloud-init\.yaml\); secondary-source-ips does not write netplan configuration\. Add the addresses under network\.ethernets\.eth0\.addresses/],
+    ["netplan-generated networkd config", v4, hostFacts({ stack: [line("networkd", "/run/systemd/network/10-netplan-eth0.network", ETH0_NETWORK)] }), /netplan manages eth0 \(\/run\/systemd\/network\/10-netplan-eth0\.network\)/],
+    ["NetworkManager", v4, hostFacts({ stack: [line("flag", "networkmanager", "yes"), line("nm-devices", "-", "eth0:connected\n")] }), /NetworkManager manages eth0; .*nmcli connection modify <profile> \+ipv4\.addresses/],
+    ["networkd and ifupdown both", v4, networkdHost([line("ifupdown-main", "/etc/network/interfaces", DEBIAN_INTERFACES)]), /systemd-networkd and ifupdown all configure eth0; can't tell which one runs\. Set secondary_source_ips\.stack to networkd or ifupdown/],
+    ["ifupdown without source interfaces.d", v4, hostFacts({ stack: [line("ifupdown-main", "/etc/network/interfaces", "auto eth0\niface eth0 inet dhcp\n")] }), /\/etc\/network\/interfaces does not read \/etc\/network\/interfaces\.d\/.*Add the line `source \/etc\/network\/interfaces\.d\/\*`/],
+    ["stack: networkd without a .network file", { ...v4, stack: "networkd" }, ifupdownHost(), /stack is networkd but no \.network file matches eth0 by \[Match\] Name=/],
+    ["stack: ifupdown without /etc/network/interfaces", { ...v4, stack: "ifupdown" }, networkdHost(), /stack is ifupdown but \/etc\/network\/interfaces does not exist/],
+  ])("%s", (_what, over, f, message, ssh) => {
+    expect(() => plan(over, f, { ssh })).toThrow(message);
+  });
+
+  it("an explicit stack settles networkd-and-ifupdown", () => {
+    const f = networkdHost([line("ifupdown-main", "/etc/network/interfaces", DEBIAN_INTERFACES)]);
+    expect(fileChange(plan({ ...v4, stack: "ifupdown" }, f)).path).toBe(IFUPDOWN_DROPIN);
+    expect(fileChange(plan({ ...v4, stack: "networkd" }, f)).path).toBe(NETWORKD_DROPIN);
+  });
+
+  it("a probe that failed is an error naming what could not be read", () => {
+    const f = networkdHost();
+    f.probes!["ip-addresses"] = { ok: false, error: "ip (iproute2) is not installed; install iproute2" };
+    expect(() => plan(v4, f)).toThrow("could not read the host's addresses (`ip -j addr show`): ip (iproute2) is not installed; install iproute2");
+  });
+});
+
+describe("secondary-source-ips validate()", () => {
+  const validate = secondarySourceIps.validate!;
+  it.each<[string, Record<string, unknown>, Array<{ param: string; problem: RegExp }>]>([
+    ["the defaults", {}, []],
+    ["IPv4 and IPv6", { addresses: ["198.18.5.10/24", "2001:db8::10/64"] }, []],
+    ["no prefix", { addresses: ["198.18.5.10"] }, [{ param: "addresses", problem: /"198\.18\.5\.10" is not ADDRESS\/PREFIX/ }]],
+    ["a leading zero", { addresses: ["198.18.05.10/24"] }, [{ param: "addresses", problem: /not an IPv4 address/ }]],
+    ["the network address", { addresses: ["198.18.5.0/24"] }, [{ param: "addresses", problem: /network address of 198\.18\.5\.0\/24/ }]],
+    ["loopback", { addresses: ["127.0.0.5/8"] }, [{ param: "addresses", problem: /loopback/ }]],
+    ["the same address twice, two spellings", { addresses: ["2001:db8::10/64", "2001:DB8:0::10/64"] }, [{ param: "addresses", problem: /repeats 2001:db8::10 \(already listed as "2001:db8::10\/64"\)/ }]],
+    ["the same address with two prefixes", { addresses: ["198.18.5.10/24", "198.18.5.10/32"] }, [{ param: "addresses", problem: /repeats 198\.18\.5\.10/ }]],
+    ["interface ..", { interface: ".." }, [{ param: "interface", problem: /"\.\." is not an interface name/ }]],
+    ["several problems at once", { interface: ".", addresses: ["1.2.3/24", "224.0.0.1/4"] }, [{ param: "interface", problem: /./ }, { param: "addresses", problem: /not an IPv4/ }, { param: "addresses", problem: /multicast/ }]],
+  ])("%s", (_what, over, expected) => {
+    const problems = validate(paramsOf(secondarySourceIps, over) as unknown as SecondarySourceIpsParams);
+    expect(problems.map((p) => ({ param: p.param, problem: p.problem, severity: p.severity }))).toEqual(
+      expected.map((e) => ({ param: e.param, problem: expect.stringMatching(e.problem) as unknown as string, severity: "error" })),
+    );
+    for (const p of problems) expect(p.fix.length).toBeGreaterThan(10);
+  });
+});
+
+describe("secondary-source-ips schema", () => {
+  function check(yaml: string): ConfigProblem[] {
+    const problems: ConfigProblem[] = [];
+    const file = parseYamlText(yaml, "host_vars.yaml", problems)!;
+    validateAgainstSchema(secondarySourceIps.schema, file.data, file, [], problems);
+    return problems;
+  }
+
+  it("gives every param a default, a why and a fix; the defaults are valid", () => {
+    for (const [key, s] of Object.entries(secondarySourceIps.schema.properties)) {
+      expect(s.description.length, key).toBeGreaterThan(150);
+      expect("default" in s, key).toBe(true);
+    }
+    expect(paramsOf(secondarySourceIps)).toEqual({ interface: null, addresses: [], persist: true, stack: "auto" });
+    expect(check("{}")).toEqual([]);
+    expect(secondarySourceIps.schema.properties.addresses!.description).toMatch(/28,232.*64,512.*EADDRNOTAVAIL.*bind\(src_ip, 0\).*IP_BIND_ADDRESS_NO_PORT/);
+  });
+
+  it.each<[string, RegExp | null]>([
+    ["interface: eth0\naddresses: [198.18.5.10/24, '2001:db8::10/64']\nstack: networkd\n", null],
+    ["interface: vlan.100@eth0\n", null],
+    ["interface: 'eth0; reboot'\n", /interface: "eth0; reboot" has an invalid form.*letters, digits/],
+    ["interface: ../../etc\n", /has an invalid form/],
+    ["interface: averyveryverylongname\n", /has an invalid form/],
+    ["addresses: ['198.18.5.10/24; rm -rf /']\n", /addresses\[0\].*has an invalid form.*ADDRESS\/PREFIX/],
+    ["addresses: [\"198.18.5.10/24\\n\"]\n", /has an invalid form/],
+    ["addresses: 198.18.5.10/24\n", /addresses: expected a list, got a string/],
+    ["stack: netplan\n", /stack: "netplan" is not one of.*netplan and NetworkManager are not supported/],
+    ["persist: yes please\n", /expected a boolean/],
+  ])("%j", (yaml, expected) => {
+    const problems = check(yaml).map((p) => `${p.keyPath}: ${p.problem}. ${p.fix}`);
+    if (expected === null) expect(problems).toEqual([]);
+    else expect(problems.join("\n")).toMatch(expected);
+  });
+});
+
+/** Value lines (matching `isValue`) whose previous line is not a comment. */
+function valueLinesWithoutComment(content: string, isValue: RegExp): string[] {
+  const lines = content.split("\n");
+  return lines.filter((l, i) => isValue.test(l) && !(lines[i - 1] ?? "").startsWith("#"));
+}
+
+/** Facts of a fleet host as gathered on this machine (probe output captured with test/fleet). */
+function captured(host: "h1" | "h2"): Facts {
+  return {
+    sysctl: { [RANGE]: "32768\t60999" },
+    files: {},
+    listeningPorts: null,
+    probes: {
+      "ip-addresses": { ok: true, fields: ipAddressesProbe.parse(fixture(`${host}-ip-addr.json`), undefined) },
+      "network-stack": { ok: true, fields: networkStackProbe.parse(fixture(`${host}-network-stack.txt`), undefined) },
+    },
+  };
+}

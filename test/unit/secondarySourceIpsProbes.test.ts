@@ -1,0 +1,274 @@
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { canonicalIp, ipAddressesProbe, liveAddresses, parseCidr, unusableReason, type Cidr } from "../../src/facts/ipAddresses.js";
+import { fnmatch, matchesNameList, networkStackProbe, parseInterfaces, parseMatchSection } from "../../src/facts/networkStack.js";
+import { ProbeParseError } from "../../src/facts/probe.js";
+
+const FIXTURES = join(import.meta.dirname, "..", "fixtures", "secondary-source-ips");
+const fixture = (name: string) => readFileSync(join(FIXTURES, name), "utf8").replace(/\n$/, "");
+const cidr = (text: string) => parseCidr(text) as Cidr;
+
+/** A network-stack probe line, as the probe prints it. */
+function line(kind: string, path: string, content: string | null): string {
+  return `${kind} ${Buffer.from(path).toString("base64")} ${content === null ? "-" : Buffer.from(content).toString("base64")}`;
+}
+
+describe("parseCidr", () => {
+  it.each<[string, string]>([
+    ["198.18.5.10/24", "198.18.5.10/24"],
+    [" 198.18.5.10/32 ", "198.18.5.10/32"],
+    ["2001:db8::10/64", "2001:db8::10/64"],
+    ["2001:DB8:0:0:0:0:0:0010/64", "2001:db8::10/64"],
+    ["2001:db8:0:0:1:0:0:1/64", "2001:db8::1:0:0:1/64"],
+    ["2001:db8:0:1:1:1:1:1/64", "2001:db8:0:1:1:1:1:1/64"],
+    ["2001:0:0:1:0:0:0:1/64", "2001:0:0:1::1/64"],
+    ["fd00::1:2/128", "fd00::1:2/128"],
+    ["::ffff:1.2.3.4/128", "::ffff:102:304/128"],
+  ])("%s → %s", (input, expected) => {
+    expect(cidr(input).text).toBe(expected);
+  });
+
+  it.each<[string, RegExp]>([
+    ["198.18.5.10", /is not ADDRESS\/PREFIX/],
+    ["198.18.5.10/33", /prefix \/33; an IPv4 prefix is 1 to 32/],
+    ["198.18.5.10/0", /prefix \/0/],
+    ["198.18.5.10/024", /prefix \/024/],
+    ["2001:db8::1/129", /IPv6 prefix is 1 to 128/],
+    ["198.018.5.10/24", /not an IPv4 address/],
+    ["198.18.5.256/24", /not an IPv4 address/],
+    ["198.18.5/24", /not an IPv4 address/],
+    ["2001:db8::1::2/64", /not an IPv6 address/],
+    ["2001:db8:1:2:3:4:5:6:7/64", /not an IPv6 address/],
+    ["2001:db8:1:2:3:4:5/64", /not an IPv6 address/],
+    ["2001:db8::12345/64", /not an IPv6 address/],
+    ["2001:db8::g/64", /not an IPv6 address/],
+  ])("%s is refused", (input, problem) => {
+    const r = parseCidr(input);
+    expect("error" in r && r.error).toMatch(problem);
+  });
+});
+
+describe("unusableReason", () => {
+  it.each<[string, RegExp | null]>([
+    ["198.18.5.10/24", null],
+    ["198.18.5.1/31", null],
+    ["198.18.5.0/31", null],
+    ["10.0.0.5/32", null],
+    ["2001:db8::10/64", null],
+    ["2001:db8::/127", null],
+    ["198.18.5.0/24", /network address/],
+    ["198.18.5.255/24", /broadcast address/],
+    ["127.0.0.2/8", /loopback/],
+    ["0.1.2.3/8", /this network/],
+    ["169.254.1.1/16", /link-local/],
+    ["224.0.0.1/24", /multicast/],
+    ["255.255.255.255/32", /multicast or reserved/],
+    ["::1/128", /unspecified, loopback/],
+    ["::/128", /unspecified/],
+    ["::ffff:1.2.3.4/128", /IPv4-mapped/],
+    ["fe80::1/64", /link-local/],
+    ["febf::1/64", /link-local/],
+    ["ff02::1/64", /multicast/],
+    ["2001:db8::/64", /subnet-router anycast/],
+  ])("%s", (input, expected) => {
+    const reason = unusableReason(cidr(input));
+    if (expected === null) expect(reason).toBeNull();
+    else expect(reason).toMatch(expected);
+  });
+});
+
+describe("canonicalIp (the SSH session's address)", () => {
+  it.each<[string, string | null]>([
+    ["198.18.5.2", "198.18.5.2"],
+    ["::ffff:198.18.5.2", "198.18.5.2"],
+    ["2001:DB8::0002", "2001:db8::2"],
+    ["fe80::1%eth0", "fe80::1"],
+    ["web01.example.com", null],
+    ["", null],
+  ])("%s → %s", (input, expected) => {
+    expect(canonicalIp(input)).toBe(expected);
+  });
+});
+
+describe("ip-addresses probe", () => {
+  it.each<[string, Record<string, string>]>([
+    [
+      "h1-ip-addr.json",
+      {
+        interfaces: "lo,eth0",
+        "addrs:lo": "127.0.0.1/8,::1/128",
+        "addrs:eth0": "198.18.1.2/24,198.18.1.201/24,2001:db8:5::10/64,fe80::dca4:b9ff:fe07:55ef/64",
+        locals: "127.0.0.1,::1,198.18.1.2,198.18.1.201,2001:db8:5::10,fe80::dca4:b9ff:fe07:55ef",
+      },
+    ],
+    [
+      "h2-ip-addr.json",
+      { interfaces: "lo,eth0", "addrs:lo": "127.0.0.1/8,::1/128", "addrs:eth0": "198.18.1.3/24,fe80::484d:2aff:fe85:7884/64", locals: "127.0.0.1,::1,198.18.1.3,fe80::484d:2aff:fe85:7884" },
+    ],
+    [
+      "netns-ip-addr.json",
+      {
+        interfaces: "lo,peer0,eth0",
+        "addrs:lo": "127.0.0.1/8,::1/128",
+        "addrs:peer0": expect.stringMatching(/^fe80::[0-9a-f:]+\/64$/) as unknown as string,
+        "addrs:eth0": expect.stringMatching(/^198\.18\.7\.2\/24,10\.9\.0\.5\/32,198\.18\.7\.200\/24,2001:db8::5\/64,fe80::[0-9a-f:]+\/64$/) as unknown as string,
+        locals: expect.stringContaining("198.18.7.200,2001:db8::5,") as unknown as string,
+      },
+    ],
+  ])("parses %s (captured on this machine)", (name, expected) => {
+    expect(ipAddressesProbe.parse(fixture(name), undefined)).toEqual(expected);
+  });
+
+  it("turns fields back into addresses per interface", () => {
+    const live = liveAddresses(ipAddressesProbe.parse(fixture("h1-ip-addr.json"), undefined));
+    expect([...live.keys()]).toEqual(["lo", "eth0"]);
+    expect(live.get("eth0")!.map((c) => [c.family, c.address, c.prefix])).toEqual([
+      [4, "198.18.1.2", 24],
+      [4, "198.18.1.201", 24],
+      [6, "2001:db8:5::10", 64],
+      [6, "fe80::dca4:b9ff:fe07:55ef", 64],
+    ]);
+  });
+
+  it.each<[string, string, RegExp]>([
+    ["not JSON (an old iproute2 without -j)", 'Option "-j" is unknown, try "ip -help".', /did not print JSON/],
+    ["not an array", '{"ifname":"eth0"}', /not print a JSON array/],
+  ])("refuses output that is %s", (_what, raw, message) => {
+    expect(() => ipAddressesProbe.parse(raw, undefined)).toThrow(ProbeParseError);
+    expect(() => ipAddressesProbe.parse(raw, undefined)).toThrow(message);
+  });
+
+  it("skips the empty objects iproute2 prints for filtered links", () => {
+    expect(ipAddressesProbe.parse('[{},{"ifname":"eth0","addr_info":[{"local":"198.18.1.2","prefixlen":24},{}]}]', undefined)).toEqual({
+      interfaces: "eth0",
+      "addrs:eth0": "198.18.1.2/24",
+      locals: "198.18.1.2",
+    });
+  });
+
+  it("runs locally and finds the loopback address", () => {
+    const raw = execFileSync("sh", ["-c", `set -u\n${ipAddressesProbe.command(undefined)}`], { encoding: "utf8" });
+    const fields = ipAddressesProbe.parse(raw, undefined);
+    expect(fields["addrs:lo"]).toContain("127.0.0.1/8");
+  });
+});
+
+describe("network-stack probe", () => {
+  it("parses a networkd host (captured: 10-eth0.network, a masked vendor file, this role's drop-in)", () => {
+    const f = networkStackProbe.parse(fixture("h1-network-stack.txt"), undefined);
+    const files = f["networkd.files"]!.split("\n");
+    expect(files[0]).toBe("/etc/systemd/network/10-eth0.network");
+    // masked in /etc by a /dev/null symlink: shadows the vendor file of the same name
+    expect(files.some((p) => p.endsWith("80-wifi-adhoc.network"))).toBe(false);
+    // /lib is a symlink to /usr/lib here: each name counted once, the higher directory first
+    expect(files.filter((p) => p.endsWith("80-6rd-tunnel.network"))).toEqual(["/usr/lib/systemd/network/80-6rd-tunnel.network"]);
+    expect(f["networkd.names:/etc/systemd/network/10-eth0.network"]).toBe("eth0");
+    expect(f["networkd.other:/etc/systemd/network/10-eth0.network"]).toBe("");
+    expect(f["networkd.names:/usr/lib/systemd/network/80-6rd-tunnel.network"]).toBe("6rd-*");
+    expect(f["networkd.other:/usr/lib/systemd/network/80-6rd-tunnel.network"]).toBe("Type");
+    const dropin = "/etc/systemd/network/10-eth0.network.d/60-provision-secondary-ips.conf";
+    expect(f["managed.files"]).toBe(dropin);
+    expect(f[`managed.content:${dropin}`]).toBe("# managed\n[Address]\nAddress=198.18.1.201/24\n");
+    expect(f[`managed.sha256:${dropin}`]).toMatch(/^[0-9a-f]{64}$/);
+    expect(f).toMatchObject({ "networkd.daemon": "yes", "ifupdown.main": "absent", "ifupdown.ifup": "no", networkmanager: "no", "netplan.files": "" });
+  });
+
+  it("parses an ifupdown host (captured: interfaces sourcing interfaces.d, eth1 in interfaces.d)", () => {
+    const f = networkStackProbe.parse(fixture("h2-network-stack.txt"), undefined);
+    expect(f).toMatchObject({ "ifupdown.main": "present", "ifupdown.sources-dropin": "yes", "ifupdown.ifaces": "lo eth0 eth1", "managed.files": "" });
+  });
+
+  it("reads netplan and NetworkManager records", () => {
+    const raw = [
+      line("netplan", "/etc/netplan/50-cloud-init.yaml", "network:\n  ethernets:\n    eth0:\n      dhcp4: true\n"),
+      line("flag", "networkmanager", "yes"),
+      line("nm-devices", "-", "eth0:connected\nlo:unmanaged\nwlan0:disconnected\n"),
+      line("nm-profiles", "-", "interface-name=eth2\n"),
+    ].join("\n");
+    const f = networkStackProbe.parse(raw, undefined);
+    expect(f["netplan.files"]).toBe("/etc/netplan/50-cloud-init.yaml");
+    expect(f["netplan.text:/etc/netplan/50-cloud-init.yaml"]).toContain("eth0:");
+    expect(f).toMatchObject({ networkmanager: "yes", "networkmanager.ifaces": "eth0 wlan0 eth2" });
+  });
+
+  it("keeps bytes exact for the sha256 of this role's files (no final newline, non-UTF-8)", () => {
+    const path = "/etc/network/interfaces.d/60-provision-secondary-ips";
+    const bytes = Buffer.from([0x23, 0x20, 0xff, 0x0a, 0x78]);
+    const raw = `managed ${Buffer.from(path).toString("base64")} ${bytes.toString("base64")}`;
+    const f = networkStackProbe.parse(raw, undefined);
+    expect(f[`managed.sha256:${path}`]).toBe(createHash("sha256").update(bytes).digest("hex"));
+  });
+
+  it("refuses a line it does not know", () => {
+    expect(() => networkStackProbe.parse("garbage", undefined)).toThrow(ProbeParseError);
+  });
+
+  it("runs locally (this machine: vendor .network files only, no ifupdown)", () => {
+    const raw = execFileSync("sh", ["-c", `set -u\n${networkStackProbe.command(undefined)}`], { encoding: "utf8" });
+    const f = networkStackProbe.parse(raw.replace(/\n+$/, ""), undefined);
+    expect(f["networkd.files"]).toContain("/usr/lib/systemd/network/80-container-host0.network");
+    expect(f["ifupdown.main"]).toBe("absent");
+  });
+});
+
+describe("[Match] sections and Name= globs", () => {
+  it.each<[string, string, { names: string[]; other: string[] }]>([
+    ["a name", "[Match]\nName=eth0\n", { names: ["eth0"], other: [] }],
+    ["globs on two lines", "[Match]\nName=en* eth0\nName=wl?\n", { names: ["en*", "eth0", "wl?"], other: [] }],
+    ["an empty Name= resets", "[Match]\nName=eth0\nName=\nName=eth1\n", { names: ["eth1"], other: [] }],
+    ["other keys", "[Match]\nMACAddress=aa:bb:cc:dd:ee:ff\nType=ether\n", { names: [], other: ["MACAddress", "Type"] }],
+    ["no [Match] at all", "[Network]\nDHCP=yes\n", { names: [], other: [] }],
+    ["keys outside [Match] and comments ignored", "# Name=x\n[Network]\nName=y\n[Match]\n; Name=z\n Name = eth0 \n", { names: ["eth0"], other: [] }],
+  ])("%s", (_what, content, expected) => {
+    expect(parseMatchSection(content)).toEqual(expected);
+  });
+
+  it.each<[string[], string, boolean]>([
+    [["eth0"], "eth0", true],
+    [["eth0"], "eth1", false],
+    [["en*"], "ens5", true],
+    [["eth?"], "eth0", true],
+    [["eth[0-3]"], "eth2", true],
+    [["eth[!0-3]"], "eth2", false],
+    [["!eth0"], "eth1", true],
+    [["!eth0", "lo"], "lo", false],
+    [[], "anything", true],
+    [["eth0.100"], "eth0x100", false],
+  ])("Name=%j against %s → %s", (names, iface, expected) => {
+    expect(matchesNameList(names, iface)).toBe(expected);
+  });
+
+  it.each<[string, string, boolean]>([
+    ["/etc/network/interfaces.d/*", "/etc/network/interfaces.d/60-provision-secondary-ips", true],
+    ["/etc/network/*", "/etc/network/interfaces.d/60-provision-secondary-ips", false],
+    ["/etc/network/interfaces.d/[0-9]*", "/etc/network/interfaces.d/60-x", true],
+    ["/etc/network/interfaces.d/*.cfg", "/etc/network/interfaces.d/60-x", false],
+  ])("fnmatch(%s, %s) → %s", (glob, path, expected) => {
+    expect(fnmatch(glob, path)).toBe(expected);
+  });
+});
+
+describe("interfaces(5) parsing", () => {
+  it.each<[string, string, { ifaces: string[]; sources: string[]; sourceDirs: string[] }]>([
+    ["Debian's default", "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n", { ifaces: ["lo", "lo"], sources: ["/etc/network/interfaces.d/*"], sourceDirs: [] }],
+    ["relative source and source-directory", "source interfaces.d/*\nsource-directory interfaces.d\n", { ifaces: [], sources: ["/etc/network/interfaces.d/*"], sourceDirs: ["/etc/network/interfaces.d"] }],
+    ["allow-hotplug and continued lines", "allow-hotplug eth0 \\\n  eth1\niface eth0 inet dhcp\n# iface eth9 inet dhcp\n", { ifaces: ["eth0", "eth1", "eth0"], sources: [], sourceDirs: [] }],
+  ])("%s", (_what, content, expected) => {
+    expect(parseInterfaces(content)).toEqual(expected);
+  });
+
+  it.each<[string, string]>([
+    ["source /etc/network/interfaces.d/*\n", "yes"],
+    ["source-directory /etc/network/interfaces.d\n", "yes"],
+    ["source-directory interfaces.d/\n", "yes"],
+    ["source interfaces.d/*\n", "yes"],
+    ["source /etc/network/interfaces.d/*.cfg\n", "no"],
+    ["auto eth0\niface eth0 inet dhcp\n", "no"],
+  ])("does %j read this role's file? %s", (content, expected) => {
+    const f = networkStackProbe.parse(line("ifupdown-main", "/etc/network/interfaces", content), undefined);
+    expect(f["ifupdown.sources-dropin"]).toBe(expected);
+  });
+});
