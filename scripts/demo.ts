@@ -1,5 +1,6 @@
 import { spawnSync } from "node:child_process";
-import { join, resolve } from "node:path";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { checkFleetPrerequisites, startFleet, type Fleet } from "../test/fleet/fleet.js";
 
 /**
@@ -14,8 +15,8 @@ function banner(text: string): void {
   process.stdout.write(`\n\x1b[1m━━ ${text}\x1b[0m\n`);
 }
 
-function provision(fleet: Fleet, args: string[]): number {
-  const full = [args[0]!, fleet.inventoryFile, "--known-hosts", fleet.knownHostsFile, ...args.slice(1)];
+function provision(fleet: Fleet, args: string[], connects = true): number {
+  const full = [args[0]!, fleet.inventoryFile, ...(connects ? ["--known-hosts", fleet.knownHostsFile] : []), ...args.slice(1)];
   process.stdout.write(`\x1b[2m$ provision ${full.join(" ")}\x1b[0m\n`);
   const r = spawnSync(process.execPath, [BIN, ...full], { stdio: "inherit", cwd: ROOT, timeout: 120_000 });
   process.stdout.write(`\x1b[2m(exit ${r.status})\x1b[0m\n`);
@@ -32,8 +33,11 @@ async function main(): Promise<number> {
   const fleet = await startFleet({ hosts: HOSTS });
   try {
     for (const h of fleet.hosts) process.stdout.write(`  ${h.name}  ${h.address}  (netns ${h.netns})\n`);
-    process.stdout.write(`  inventory: ${fleet.inventoryFile}\n`);
+    await giveFirstHostSourceIps(fleet);
+    process.stdout.write(`  inventory: ${fleet.inventoryFile} (+ group_vars/fleet.yaml: this sandbox's limits; host_vars/h1.yaml: two extra source IPs)\n`);
 
+    banner("0. lint: validate everything without connecting");
+    provision(fleet, ["lint"], false);
     banner("1. plan: what would change (exit 2 = changes pending)");
     provision(fleet, ["plan"]);
     banner("2. run: apply in one round trip per host, then read every value back");
@@ -50,18 +54,38 @@ async function main(): Promise<number> {
     banner(`6. run repairs only ${drifted}`);
     if (provision(fleet, ["run", "--yes"]) !== 0) return 1;
 
-    banner("What changed on each host");
+    banner("What the hosts have now (read inside each host)");
     for (const h of fleet.hosts) {
-      const r = await fleet.exec(h.name, "cat /proc/sys/net/ipv4/ip_local_port_range /proc/sys/net/ipv4/tcp_tw_reuse | tr '\\t\\n' '  '; ls /etc/sysctl.d | grep provision | tr '\\n' ' '");
-      process.stdout.write(`  ${h.name}: ip_local_port_range+tcp_tw_reuse = ${r.stdout.trim()}\n`);
+      const r = await fleet.exec(h.name, SHOW_VALUES);
+      process.stdout.write(`  ${h.name}: ${r.stdout.trim().split("\n").join("\n      ")}\n`);
     }
-    process.stdout.write("\n  Outbound connections per destination ip:port went from 28,232 to 64,512 on every host.\n");
+    process.stdout.write("\n  Outbound connections per destination ip:port: 28,232 before, 64,512 now; h1 has 3 source IPs (193,536).\n");
     return 0;
   } finally {
     banner("Tearing the fleet down");
     await fleet.stop();
     process.stdout.write("  done: no namespace, interface, process or file of the fleet is left.\n");
   }
+}
+
+const SHOW_VALUES = [
+  "k() { printf '%s=%s  ' \"$1\" \"$(tr '\\t' ' ' < /proc/sys/$(echo $1 | tr . /))\"; }",
+  "k net.ipv4.ip_local_port_range; k net.ipv4.tcp_tw_reuse; echo",
+  "k net.core.somaxconn; k net.ipv4.tcp_keepalive_time; k net.netfilter.nf_conntrack_tcp_timeout_established; echo",
+  "printf 'nofile for a new login: '; su -s /bin/sh -l root -c 'echo $(ulimit -Sn)/$(ulimit -Hn)'",
+  "printf 'eth0: '; ip -o -4 addr show dev eth0 | awk '{print $4}' | tr '\\n' ' '",
+].join("\n");
+
+/** h1 gets two extra source IPs from the fleet's own /24 and a systemd-networkd config to persist them in. */
+async function giveFirstHostSourceIps(fleet: Fleet): Promise<void> {
+  const h1 = fleet.hosts[0]!;
+  const net = fleet.subnet.split(".").slice(0, 3).join(".");
+  mkdirSync(join(dirname(fleet.inventoryFile), "host_vars"), { recursive: true });
+  writeFileSync(
+    join(dirname(fleet.inventoryFile), "host_vars", `${h1.name}.yaml`),
+    `secondary_source_ips:\n  addresses: [${net}.200/24, ${net}.201/24]\n`,
+  );
+  await fleet.exec(h1.name, `mkdir -p /etc/systemd/network && printf '[Match]\\nName=eth0\\n\\n[Network]\\nAddress=${h1.address}/24\\n' > /etc/systemd/network/10-eth0.network`);
 }
 
 main().then(

@@ -24,9 +24,10 @@ export function groupIdenticalPlans(reports: HostReport[]): Array<{ hosts: strin
   const groups = new Map<string, { hosts: string[]; report: HostReport }>();
   for (const r of reports) {
     if (!r.plan || r.error) continue;
-    // Notes are part of the key: a per-host finding (a listener with a small backlog) must not be
-    // shown for hosts that don't have it.
-    const key = JSON.stringify([r.plan.changes.map(({ role, ...c }) => [role, c]), r.plan.notes]);
+    // Notes explain a change, so they are shown (and keyed) only for hosts with changes: a per-host
+    // finding must not be shown for hosts that don't have it, and unchanged hosts stay one line.
+    const changes = r.plan.changes.map(({ role, ...c }) => [role, c]);
+    const key = JSON.stringify(changes.length > 0 ? [changes, r.plan.notes] : []);
     const g = groups.get(key);
     if (g) g.hosts.push(r.host);
     else groups.set(key, { hosts: [r.host], report: r });
@@ -43,7 +44,6 @@ export function renderPlan(reports: HostReport[], format: Format, style: Style =
     const title = `${hosts.join(", ")} (${hosts.length} host${hosts.length === 1 ? "" : "s"})`;
     if (changes.length === 0) {
       out.push(md ? `**${title}**: no changes` : `${style.bold(title)}: no changes`);
-      out.push(...renderNotes(report, md, style));
       continue;
     }
     out.push(md ? `#### ${title}: ${changes.length} change${changes.length === 1 ? "" : "s"}` : style.bold(`${title}: ${changes.length} change${changes.length === 1 ? "" : "s"}`));
