@@ -95,14 +95,15 @@ export default defineRole<ConntrackParams>({
         fix: "use an integer from 1024 to 67108864, or null to leave the host's value (required inside a container)",
       },
       hashsize: {
-        type: ["integer", "null"], minimum: 1024, maximum: 16777216, default: 262144,
+        type: ["integer", "null"], minimum: 8192, maximum: 16777216, multipleOf: 8192, default: 262144,
         description:
           "Buckets of the conntrack hash table (module option nf_conntrack hashsize, live in /sys/module/nf_conntrack/parameters/hashsize; " +
           "the kernel picks RAM/16 KiB/8, between 1,024 and 262,144). Every packet looks its connection up in one bucket's chain, and each connection is hashed twice " +
           "(original and reply direction), so a full table averages 2 × nf_conntrack_max / hashsize entries per chain. 262,144 is the kernel's own choice on 64-bit hosts " +
           "over 4 GB (nothing is resized there): chains average 8 when 1,048,576 entries are full and under 2 at the 100k-connection design point, for 2 MiB of buckets. " +
-          "A smaller table on a small host makes every packet walk long chains under load. The value is one for the whole machine: null leaves it (required on containers).",
-        fix: "use an integer from 1024 to 16777216 (about nf_conntrack_max / 4), or null to leave the host's value",
+          "A smaller table on a small host makes every packet walk long chains under load. The value is one for the whole machine: null leaves it (required on containers). " +
+          "It must be a multiple of 8,192: the kernel rounds the size up to whole pages of buckets (512 per 4 KiB page, 8,192 per 64 KiB page), and any other value would read back different and be re-applied on every run.",
+        fix: "use a multiple of 8192 from 8192 to 16777216 (about nf_conntrack_max / 4), e.g. 262144, or null to leave the host's value",
       },
       tcp_timeout_time_wait: {
         type: ["integer", "null"], minimum: 10, maximum: 600, default: 60,

@@ -73,7 +73,11 @@ export async function connectSsh(hostName: string, conn: ConnectionSettings, opt
     throw connectError(err, where, conn, opts);
   }
   const socket = (ssh.connection as unknown as { _sock?: { remoteAddress?: string } } | null)?._sock;
-  return new SshTransport(hostName, ssh, opts, where, socket?.remoteAddress ?? conn.host);
+  const transport = new SshTransport(hostName, ssh, opts, where, socket?.remoteAddress ?? conn.host);
+  // ssh2 emits 'error' after connect too (keepalive timeout, reset); unhandled it would end the
+  // whole run. The host's pending or next exec fails instead.
+  ssh.connection?.on("error", (err: Error) => transport.markBroken(err));
+  return transport;
 }
 
 function readKnownHosts(files: string[]): KnownHostEntry[] {
@@ -180,6 +184,13 @@ class SshTransport implements Transport {
     readonly remoteAddress: string,
   ) {}
 
+  private broken: Error | undefined;
+
+  markBroken(err: Error): void {
+    this.broken = err;
+    this.ssh.dispose();
+  }
+
   async exec(script: string, execOpts: ExecOptions = {}): Promise<ExecResult> {
     const timeoutMs = execOpts.timeoutMs ?? this.opts.commandTimeoutMs;
     const body = `export LC_ALL=C\n${script}`;
@@ -236,6 +247,7 @@ class SshTransport implements Transport {
   /** ssh2's exec, decoding output only once complete (a UTF-8 character can straddle two chunks). */
   private rawExec(command: string, onChannel: (ch: ClientChannel) => void): Promise<ExecResult> {
     const client = this.ssh.connection;
+    if (this.broken) return Promise.reject(new HostError(`connection to ${this.where} was lost: ${this.broken.message}`, "unreachable"));
     if (!client || !this.ssh.isConnected()) return Promise.reject(new HostError(`connection to ${this.where} is closed`, "unreachable"));
     return new Promise((resolve, reject) => {
       client.exec(command, (err, ch) => {

@@ -493,11 +493,25 @@ describe("conntrack schema", () => {
   it.each([
     ["nulls", "nf_conntrack_max: null\nhashsize: ~\ntcp_timeout_time_wait: null\ntcp_timeout_established: null\n", []],
     ["a max too small", "nf_conntrack_max: 100\n", ["use an integer from 1024 to 67108864, or null to leave the host's value (required inside a container)"]],
-    ["a shell word for hashsize", "hashsize: '1; reboot'\n", ["use an integer from 1024 to 16777216 (about nf_conntrack_max / 4), or null to leave the host's value"]],
-    ["a fractional hashsize", "hashsize: 1024.5\n", ["use an integer from 1024 to 16777216 (about nf_conntrack_max / 4), or null to leave the host's value"]],
+    ["a shell word for hashsize", "hashsize: '1; reboot'\n", ["use a multiple of 8192 from 8192 to 16777216 (about nf_conntrack_max / 4), e.g. 262144, or null to leave the host's value"]],
+    ["a fractional hashsize", "hashsize: 8192.5\n", ["use a multiple of 8192 from 8192 to 16777216 (about nf_conntrack_max / 4), e.g. 262144, or null to leave the host's value", "use a multiple of 8192 from 8192 to 16777216 (about nf_conntrack_max / 4), e.g. 262144, or null to leave the host's value"]],
     ["a zero memory share", "max_memory_percent: 0\n", ["use a percentage above 0 and at most 50, e.g. 5"]],
     ["an established timeout above the jiffies limit", "tcp_timeout_established: 3000000\n", ["use seconds from 300 to 1296000, well above your keepalive interval (86400 = 1 day), or null"]],
   ])("%s", (_what, yaml, fixes) => {
     expect(check(yaml as string).map((p) => p.fix)).toEqual(fixes);
+  });
+});
+
+describe("conntrack hashsize schema", () => {
+  it.each([
+    [262144, true],
+    [8192, true],
+    [300000, false],
+    [4096, false],
+  ])("hashsize %i valid: %s (the kernel rounds to whole pages of buckets, so other values never settle)", (hashsize, valid) => {
+    const problems: ConfigProblem[] = [];
+    const source = parseYamlText(`hashsize: ${hashsize}\n`, "vars.yaml", problems)!;
+    expect(validateAgainstSchema(conntrack.schema, source.data, source, [], problems)).toBe(valid);
+    if (!valid) expect(problems[0]!.fix).toMatch(/multiple of 8192/);
   });
 });
