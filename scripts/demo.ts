@@ -16,7 +16,8 @@ function banner(text: string): void {
 }
 
 function provision(fleet: Fleet, args: string[], connects = true): number {
-  const full = [args[0]!, fleet.inventoryFile, ...(connects ? ["--known-hosts", fleet.knownHostsFile] : []), ...args.slice(1)];
+  const stateDir = args[0] === "run" ? ["--state-dir", join(fleet.dir, ".provision")] : [];
+  const full = [args[0]!, fleet.inventoryFile, ...(connects ? ["--known-hosts", fleet.knownHostsFile] : []), ...stateDir, ...args.slice(1)];
   process.stdout.write(`\x1b[2m$ provision ${full.join(" ")}\x1b[0m\n`);
   const r = spawnSync(process.execPath, [BIN, ...full], { stdio: "inherit", cwd: ROOT, timeout: 120_000 });
   process.stdout.write(`\x1b[2m(exit ${r.status})\x1b[0m\n`);

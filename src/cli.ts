@@ -12,8 +12,22 @@ import { defaultPlaybook } from "./paths.js";
 import type { ResolvedHost } from "./resolve.js";
 import { connectSsh, defaultKnownHostsFile, type SshOptions } from "./transport/ssh.js";
 import { toJson } from "./output/json.js";
+import { Progress } from "./output/progress.js";
+import type { RolloutPolicy } from "./rollout/policy.js";
+import { hostsToResume, readRecord, RecordError, recordFor, STATE_DIR, writeRecord } from "./rollout/record.js";
+import { rollout } from "./rollout/run.js";
 
 /** The only place that parses argv, prints, and exits. */
+
+interface RunOptions {
+  batches?: string;
+  maxFailPerBatch?: string;
+  maxFailTotal?: string;
+  pause?: string;
+  allowPlanDrift?: boolean;
+  resume?: string | true;
+  stateDir: string;
+}
 
 interface CommonOptions {
   playbook?: string;
@@ -72,7 +86,14 @@ async function main(argv: string[]): Promise<number> {
   withCommonOptions(program.command("run"))
     .description("apply the plan to every host, then verify it by reading every value back")
     .option("-y, --yes", "apply without asking for confirmation", false)
-    .action(async (inventory: string, opts: CommonOptions) => {
+    .option("--batches <list>", "batch sizes, e.g. 1,10%,50%,100% (the last repeats); overrides the playbook's rollout")
+    .option("--max-fail-per-batch <n|pct>", "failed hosts tolerated per batch; more stops the run (default 0)")
+    .option("--max-fail-total <n|pct>", "failed hosts tolerated in the whole run; more stops it (default 0)")
+    .option("--pause <seconds|prompt>", "wait between batches: seconds, or Enter on a terminal")
+    .option("--allow-plan-drift", "go on when a batch's fresh plan differs from the one shown", false)
+    .option("--resume [record]", "retry only the hosts that failed or were not reached in a run record (default: the latest)")
+    .option("--state-dir <dir>", "where run records are kept", STATE_DIR)
+    .action(async (inventory: string, opts: CommonOptions & RunOptions) => {
       exitCode = await runCommand(inventory, opts);
     });
   withCommonOptions(program.command("verify"))
@@ -120,8 +141,17 @@ function style(): Style {
   return process.stdout.isTTY && !process.env.NO_COLOR ? ttyStyle : plainStyle;
 }
 
-async function prepare(inventory: string, opts: CommonOptions): Promise<{ hosts: ResolvedHost[]; session: Session } | null> {
-  const { hosts, problems } = loadConfig(inventory, opts.playbook ?? defaultPlaybook(), opts.limit);
+interface Prepared {
+  hosts: ResolvedHost[];
+  session: Session;
+  policy: RolloutPolicy;
+  progress: Progress | undefined;
+}
+
+async function prepare(inventory: string, opts: CommonOptions & Partial<RunOptions>, restrictTo?: string[], withProgress = false): Promise<Prepared | null> {
+  const loaded = loadConfig(inventory, opts.playbook ?? defaultPlaybook(), opts.limit, opts);
+  const { problems, policy } = loaded;
+  const hosts = restrictTo ? loaded.hosts.filter((h) => restrictTo.includes(h.name)) : loaded.hosts;
   for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
   if (hasErrors(problems)) {
     const n = problems.filter((p) => p.severity === "error").length;
@@ -147,8 +177,9 @@ async function prepare(inventory: string, opts: CommonOptions): Promise<{ hosts:
     becomePassword: password,
     keyPassphrase: process.env.PROVISION_KEY_PASSPHRASE,
   };
-  const session = new Session((host) => connectSsh(host.name, host.connection, sshOptions), opts.forks);
-  return { hosts, session };
+  const progress = withProgress ? new Progress(hosts.length, (t) => process.stderr.write(t), process.stderr.isTTY === true) : undefined;
+  const session = new Session((host) => connectSsh(host.name, host.connection, sshOptions), opts.forks, progress ?? {});
+  return { hosts, session, policy, progress };
 }
 
 async function becomePassword(opts: CommonOptions, hosts: ResolvedHost[]): Promise<string | undefined> {
@@ -172,15 +203,34 @@ async function planCommand(inventory: string, opts: CommonOptions): Promise<numb
   }
 }
 
-async function runCommand(inventory: string, opts: CommonOptions): Promise<number> {
-  const prepared = await prepare(inventory, opts);
+async function runCommand(inventory: string, opts: CommonOptions & RunOptions): Promise<number> {
+  let restrictTo: string[] | undefined;
+  if (opts.resume !== undefined) {
+    try {
+      const { file, record } = readRecord(opts.stateDir, opts.resume === true ? undefined : opts.resume);
+      restrictTo = hostsToResume(record);
+      process.stderr.write(`resuming ${file}: ${restrictTo.length} host${restrictTo.length === 1 ? "" : "s"} failed or were not reached${restrictTo.length > 0 ? ` (${restrictTo.join(", ")})` : ""}\n`);
+      if (restrictTo.length === 0) return EXIT_OK;
+    } catch (err) {
+      if (!(err instanceof RecordError)) throw err;
+      process.stderr.write(`${err.message}\n`);
+      return EXIT_ERROR;
+    }
+  }
+  const prepared = await prepare(inventory, opts, restrictTo, true);
   if (!prepared) return EXIT_ERROR;
-  const { hosts, session } = prepared;
+  const { hosts, session, policy, progress } = prepared;
+  if (policy.pause === "prompt" && !process.stdin.isTTY) {
+    process.stderr.write("rollout pause: \"prompt\" needs a terminal to press Enter on; use seconds (--pause 30) in CI.\n");
+    await session.close();
+    return EXIT_ERROR;
+  }
+  const startedAt = new Date();
   try {
     const planned = await session.plan(hosts);
-    const reachable = planned.filter((r) => r.plan);
+    progress?.finish();
     if (!opts.json) process.stdout.write(renderPlan(planned, opts.format, style()));
-    const pending = reachable.filter((r) => r.status === "changed").length;
+    const pending = planned.filter((r) => r.status === "changed").length;
     if (pending > 0 && !opts.yes) {
       if (!process.stdin.isTTY) {
         process.stderr.write("refusing to apply without confirmation: stdin is not a terminal. Pass --yes to apply.\n");
@@ -191,15 +241,32 @@ async function runCommand(inventory: string, opts: CommonOptions): Promise<numbe
         return EXIT_ERROR;
       }
     }
-    const applied = await session.apply(hosts, reachable);
-    const byHost = new Map(applied.map((r) => [r.host, r]));
-    const reports: HostReport[] = planned.map((r) => byHost.get(r.host) ?? r);
-    if (opts.json) process.stdout.write(`${toJson("run", reports)}\n`);
-    else process.stdout.write(`\n${renderRunResult(reports, style())}`);
-    return reports.some((r) => r.error) ? EXIT_ERROR : EXIT_OK;
+    const result = await rollout(session, hosts, planned, policy, progress?.hooks(pauseBetweenBatches) ?? { pause: pauseBetweenBatches });
+    progress?.finish();
+    const recordFile = writeRecord(opts.stateDir, recordFor(result, {
+      startedAt, inventory, playbook: opts.playbook ?? defaultPlaybook(), limit: opts.limit, policy,
+    }));
+    if (opts.json) process.stdout.write(`${toJson("run", result.reports, { stopped: result.stopped ?? null, record: recordFile })}\n`);
+    else {
+      process.stdout.write(`\n${renderRunResult(result.reports, style())}`);
+      if (result.stopped) process.stdout.write(`STOPPED: ${result.stopped}\n`);
+      if (result.drift) process.stdout.write(`\nThe plan now:\n${renderPlan(result.drift, opts.format, style())}`);
+      process.stdout.write(`record: ${recordFile}${result.reports.some((r) => r.status !== "changed" && r.status !== "unchanged") ? " (provision run --resume retries what failed or was not reached)" : ""}\n`);
+    }
+    return result.stopped || result.reports.some((r) => r.status !== "changed" && r.status !== "unchanged") ? EXIT_ERROR : EXIT_OK;
   } finally {
     await session.close();
   }
+}
+
+/** Resolves false when the user stops the rollout at the pause. */
+async function pauseBetweenBatches(pause: RolloutPolicy["pause"]): Promise<boolean> {
+  if (pause === "prompt") return confirmEnter("Next batch: press Enter to go on (Ctrl-C stops) ");
+  if (pause > 0) {
+    process.stderr.write(`pausing ${pause} s before the next batch\n`);
+    await new Promise((r) => setTimeout(r, pause * 1000));
+  }
+  return true;
 }
 
 async function verifyCommand(inventory: string, opts: CommonOptions): Promise<number> {
@@ -213,6 +280,23 @@ async function verifyCommand(inventory: string, opts: CommonOptions): Promise<nu
   } finally {
     await prepared.session.close();
   }
+}
+
+/** Waits for Enter; Ctrl-C or Ctrl-D end the run without starting the next batch. */
+function confirmEnter(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  return new Promise<boolean>((resolve) => {
+    let answered = false;
+    const finish = (goOn: boolean) => {
+      if (answered) return;
+      answered = true;
+      rl.close();
+      resolve(goOn);
+    };
+    rl.on("SIGINT", () => finish(false));
+    rl.on("close", () => finish(false));
+    rl.question(question, () => finish(true));
+  });
 }
 
 /** Ctrl-C and Ctrl-D answer "no" (readline swallows SIGINT, and the open SSH sockets would keep us alive). */

@@ -8,7 +8,15 @@ import { newNonce } from "./remote/records.js";
 import { HostError, type Transport } from "./transport/types.js";
 import { evaluateChecks, factRequestsForChecks, type CheckResult } from "./verify.js";
 
-export type HostStatus = "unchanged" | "changed" | "failed" | "unreachable";
+/** "not-reached": a rollout stopped before this host's batch. */
+export type HostStatus = "unchanged" | "changed" | "failed" | "unreachable" | "not-reached";
+
+export type HostStage = "connecting" | "reading facts" | "applying" | "verifying";
+
+/** Progress hooks: the CLI draws a progress line on a terminal, or prints plain events in CI. */
+export interface SessionEvents {
+  stage?(host: string, stage: HostStage): void;
+}
 
 /** What happened on one host; the CLI prints it and `--json` emits it. */
 export interface HostReport {
@@ -33,12 +41,14 @@ export class Session {
   constructor(
     private readonly connect: Connector,
     private readonly forks: number,
+    private readonly events: SessionEvents = {},
   ) {}
 
   async plan(hosts: ResolvedHost[], purpose: "plan" | "verify" = "plan"): Promise<HostReport[]> {
     return mapLimit(hosts, this.forks, (host) =>
       this.guard(host.name, async () => {
         const transport = await this.transport(host);
+        this.events.stage?.(host.name, "reading facts");
         const facts = await gather(transport, factRequestsFor(host), host.become);
         this.lastFacts.set(host.name, facts);
         let plan: HostPlan;
@@ -61,7 +71,9 @@ export class Session {
       return this.guard(report.host, async () => {
         const host = byName.get(report.host)!;
         const transport = await this.transport(host);
+        this.events.stage?.(host.name, "applying");
         const outcomes = await applyChanges(transport, plan.changes, host.become);
+        this.events.stage?.(host.name, "verifying");
         const checks = await this.readChecks(host, transport, plan.checks);
         const failed = outcomes.some((o) => !o.ok) || checks.some((c) => !c.ok);
         return {
@@ -126,6 +138,7 @@ export class Session {
   private async transport(host: ResolvedHost): Promise<Transport> {
     let t = this.transports.get(host.name);
     if (!t) {
+      this.events.stage?.(host.name, "connecting");
       t = await this.connect(host);
       this.transports.set(host.name, t);
     }

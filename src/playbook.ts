@@ -13,10 +13,19 @@ export interface PlayRole {
   path: KeyPath;
 }
 
+export interface RawRollout {
+  batches?: Array<number | string>;
+  max_fail_per_batch?: number | string;
+  max_fail_total?: number | string;
+  pause?: number | "prompt";
+  allow_plan_drift?: boolean;
+}
+
 export interface Play {
   name: string;
   hosts: string;
   become: boolean | undefined;
+  rollout: RawRollout | undefined;
   roles: PlayRole[];
   index: number;
   source: YamlFile;
@@ -26,6 +35,7 @@ interface RawPlay {
   name?: string;
   hosts: string;
   become?: boolean;
+  rollout?: RawRollout;
   roles: Array<string | { role: string; params?: Record<string, unknown> | null }>;
 }
 
@@ -58,7 +68,7 @@ export function loadPlaybook(file: string, problems: ConfigProblem[]): Play[] | 
       if (!validateAgainstSchema(role.schema, params, yaml, paramsPath, problems)) return;
       roles.push({ role, params, path: typeof entry === "string" ? path : [index, "roles", j] });
     });
-    plays.push({ name: raw.name ?? `play ${index + 1}`, hosts: raw.hosts, become: raw.become, roles, index, source: yaml });
+    plays.push({ name: raw.name ?? `play ${index + 1}`, hosts: raw.hosts, become: raw.become, rollout: raw.rollout, roles, index, source: yaml });
   });
   return valid ? plays : null;
 }

@@ -45,6 +45,28 @@ export const INVENTORY_SCHEMA = {
   },
 } as const;
 
+const AMOUNT = {
+  type: ["integer", "string"], minimum: 0, pattern: "^(\\d+|\\d+(\\.\\d+)?%)$",
+  fix: "write a count of hosts (3) or a percentage (\"10%\")",
+};
+
+/** The play's `rollout:` — staged batches like Ansible's `serial`, with failure budgets. */
+export const ROLLOUT_SCHEMA = {
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    batches: {
+      type: "array", minItems: 1,
+      items: { ...AMOUNT, minimum: 1, pattern: "^([1-9]\\d*|\\d+(\\.\\d+)?%)$", fix: "write a batch size of at least 1 host (1) or a percentage (\"10%\")" },
+      fix: "write a list of batch sizes, e.g. [1, \"10%\", \"50%\", \"100%\"]; the last one repeats",
+    },
+    max_fail_per_batch: AMOUNT,
+    max_fail_total: AMOUNT,
+    pause: { type: ["integer", "string"], minimum: 0, maximum: 86400, pattern: "^prompt$", fix: "write seconds (30) or \"prompt\" to wait for Enter" },
+    allow_plan_drift: { type: "boolean", fix: "write true or false" },
+  },
+} as const;
+
 export const PLAYBOOK_SCHEMA = {
   $id: "playbook",
   type: "array",
@@ -58,6 +80,7 @@ export const PLAYBOOK_SCHEMA = {
       name: { type: "string" },
       hosts: { type: "string", minLength: 1, fix: "write a host pattern such as all, web, or web:&prod" },
       become: { type: "boolean", fix: "write true or false" },
+      rollout: ROLLOUT_SCHEMA,
       roles: {
         type: "array",
         minItems: 1,

@@ -119,13 +119,17 @@ export function renderRunResult(reports: HostReport[], style: Style = plainStyle
       out.push(`${r.host}: ${style.red(r.status.toUpperCase())}: ${r.error.message}`);
       continue;
     }
+    if (r.status === "not-reached") {
+      out.push(`${r.host}: ${style.dim("not reached")}`);
+      continue;
+    }
     const applied = r.outcomes?.filter((o) => o.ok).length ?? 0;
     const verified = r.checks?.filter((c) => c.ok).length ?? 0;
     const total = r.checks?.length ?? 0;
     out.push(`${r.host}: ${r.status === "changed" ? style.green(`changed (${applied} applied)`) : "unchanged"}, verified ${verified}/${total}`);
   }
   const count = (s: string) => reports.filter((r) => r.status === s).length;
-  out.push(`Run: ${count("changed")} changed, ${count("unchanged")} unchanged, ${count("failed")} failed, ${count("unreachable")} unreachable.`);
+  out.push(`Run: ${count("changed")} changed, ${count("unchanged")} unchanged, ${count("failed")} failed, ${count("unreachable")} unreachable${count("not-reached") > 0 ? `, ${count("not-reached")} not reached` : ""}.`);
   if (count("changed") === 0 && count("failed") === 0 && count("unreachable") === 0) out.push("Nothing to do: every host already matches.");
   return `${out.join("\n")}\n`;
 }

@@ -2,17 +2,19 @@ import type { HostReport } from "../engine.js";
 import { changeTarget, checkTarget } from "../plan.js";
 
 /** `--json`: the same reports as the text output, as data. A plan's changes are exactly what run executes. */
-export function toJson(command: "plan" | "run" | "verify", reports: HostReport[]): string {
+export function toJson(command: "plan" | "run" | "verify", reports: HostReport[], extra: Record<string, unknown> = {}): string {
   const count = (s: string) => reports.filter((r) => r.status === s).length;
   return JSON.stringify(
     {
       command,
+      ...extra,
       summary: {
         hosts: reports.length,
         changed: count("changed"),
         unchanged: count("unchanged"),
         failed: count("failed"),
         unreachable: count("unreachable"),
+        notReached: count("not-reached"),
         changes: reports.reduce((n, r) => n + (r.plan?.changes.length ?? 0), 0),
       },
       hosts: reports.map((r) => ({

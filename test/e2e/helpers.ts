@@ -1,10 +1,17 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
 export const PROJECT_ROOT = resolve(import.meta.dirname, "..", "..");
 const BIN = join(PROJECT_ROOT, "bin", "provision.js");
+
+/** The CLI runs from a scratch directory, so run records (.provision/) never land in the repo. */
+const WORK_DIR = mkdtempSync(join(tmpdir(), "provision-test-cwd-"));
+process.on("exit", () => rmSync(WORK_DIR, { recursive: true, force: true }));
+export function workDir(): string {
+  return WORK_DIR;
+}
 
 export interface CliResult {
   code: number | null;
@@ -13,10 +20,10 @@ export interface CliResult {
 }
 
 /** Runs the real `provision` binary (built dist/) as a user would; bounded by a timeout. */
-export function provision(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number; input?: string } = {}): Promise<CliResult> {
+export function provision(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number; input?: string; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: PROJECT_ROOT,
+      cwd: opts.cwd ?? WORK_DIR,
       env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root", NO_COLOR: "1", ...opts.env },
       stdio: ["pipe", "pipe", "pipe"],
     });

@@ -1,0 +1,100 @@
+import type { HostReport, Session } from "../engine.js";
+import type { ResolvedHost } from "../resolve.js";
+import { batchSizes, exceeds, partition, resolveAmount, type RolloutPolicy } from "./policy.js";
+
+export interface BatchSummary {
+  index: number;
+  hosts: string[];
+  failed: number;
+  tolerated: number;
+}
+
+export interface RolloutResult {
+  /** Every targeted host in inventory order, "not-reached" where the rollout stopped before it. */
+  reports: HostReport[];
+  batches: BatchSummary[];
+  /** Why no further batch started, if the rollout stopped early. */
+  stopped?: string;
+  /** When a batch's fresh plan differed from the one shown at the start: that fresh plan. */
+  drift?: HostReport[];
+}
+
+export interface RolloutHooks {
+  batchStart?(batch: number, count: number, hosts: string[]): void;
+  hostDone?(report: HostReport): void;
+  batchEnd?(summary: BatchSummary, count: number): void;
+  /** Waits between batches (seconds, or Enter on a terminal); false stops the rollout there. */
+  pause(pause: RolloutPolicy["pause"]): Promise<boolean>;
+}
+
+const isFailure = (r: HostReport) => r.status === "failed" || r.status === "unreachable";
+
+/**
+ * Rolls the shown plan out batch by batch. Before each batch its hosts' facts are read again and
+ * their plan re-made; if it differs from what was shown, the rollout stops (unless allowed). A
+ * batch counts as done only when its hosts verify; when its failures (or the run's) exceed what
+ * the policy tolerates, no further batch starts.
+ */
+export async function rollout(
+  session: Session,
+  hosts: ResolvedHost[],
+  shown: HostReport[],
+  policy: RolloutPolicy,
+  hooks: RolloutHooks,
+): Promise<RolloutResult> {
+  const shownByHost = new Map(shown.map((r) => [r.host, r]));
+  const batches = partition(hosts, batchSizes(hosts.length, policy.batches));
+  const totalTolerated = resolveAmount(policy.maxFailTotal, hosts.length);
+  const done = new Map<string, HostReport>();
+  const summaries: BatchSummary[] = [];
+  let stopped: string | undefined;
+  let drift: HostReport[] | undefined;
+
+  for (const [i, batch] of batches.entries()) {
+    if (i > 0 && !(await hooks.pause(policy.pause))) {
+      stopped = `stopped at the pause before batch ${i + 1}`;
+      break;
+    }
+    const names = batch.map((h) => h.name);
+    hooks.batchStart?.(i + 1, batches.length, names);
+    const fresh = await session.plan(batch);
+    const changed = fresh.filter((r) => planKey(r) !== planKey(shownByHost.get(r.host)));
+    if (changed.length > 0 && !policy.allowPlanDrift) {
+      drift = changed;
+      stopped = `batch ${i + 1}: the plan of ${changed.map((r) => r.host).join(", ")} changed since it was shown (the hosts changed meanwhile); nothing more was applied. Review the new plan below and run again, or pass --allow-plan-drift`;
+      break;
+    }
+    const reachable = fresh.filter((r) => r.plan);
+    const applied = new Map((await session.apply(batch, reachable)).map((r) => [r.host, r]));
+    const reports = fresh.map((r) => applied.get(r.host) ?? r);
+    for (const r of reports) {
+      done.set(r.host, r);
+      hooks.hostDone?.(r);
+    }
+    const summary: BatchSummary = {
+      index: i + 1,
+      hosts: names,
+      failed: reports.filter(isFailure).length,
+      tolerated: resolveAmount(policy.maxFailPerBatch, batch.length),
+    };
+    summaries.push(summary);
+    hooks.batchEnd?.(summary, batches.length);
+    const totalFailed = [...done.values()].filter(isFailure).length;
+    if (exceeds(summary.failed, summary.tolerated)) {
+      stopped = `batch ${i + 1}: ${summary.failed} of ${batch.length} hosts failed, more than the ${summary.tolerated} tolerated per batch (max_fail_per_batch ${String(policy.maxFailPerBatch)})`;
+    } else if (exceeds(totalFailed, totalTolerated)) {
+      stopped = `after batch ${i + 1}: ${totalFailed} of ${hosts.length} hosts failed in this run, more than the ${totalTolerated} tolerated (max_fail_total ${String(policy.maxFailTotal)})`;
+    }
+    if (stopped) break;
+  }
+
+  const reports = hosts.map((h) => done.get(h.name) ?? { host: h.name, status: "not-reached" as const });
+  return { reports, batches: summaries, ...(stopped ? { stopped } : {}), ...(drift ? { drift } : {}) };
+}
+
+/** What a plan would do to a host: its changes, or its error kind. */
+function planKey(r: HostReport | undefined): string {
+  if (!r) return "none";
+  if (!r.plan) return `error:${r.error?.kind ?? "unknown"}`;
+  return JSON.stringify(r.plan.changes);
+}
