@@ -1,0 +1,110 @@
+import { describe, expect, it } from "vitest";
+import type { HostReport, Session } from "../../src/engine.js";
+import type { ResolvedHost } from "../../src/resolve.js";
+import { DEFAULT_POLICY, type RolloutPolicy } from "../../src/rollout/policy.js";
+import { rollout } from "../../src/rollout/run.js";
+import { REUSE, changed } from "./_reports.js";
+
+const host = (name: string): ResolvedHost => ({
+  name, become: false, roles: [], hints: { listenPorts: [], memTotalMb: null },
+  connection: { host: name, port: 22, user: "root", privateKeyFile: undefined },
+});
+
+/** A session whose plan and apply outcomes are scripted per host; it records what it was asked. */
+function fakeSession(opts: { failing?: string[]; unreachable?: string[]; drifted?: string[] } = {}) {
+  const calls: string[] = [];
+  const session = {
+    async plan(hosts: ResolvedHost[]): Promise<HostReport[]> {
+      calls.push(`plan ${hosts.map((h) => h.name).join(",")}`);
+      return hosts.map((h) => {
+        if (opts.unreachable?.includes(h.name)) return { host: h.name, status: "unreachable", error: { kind: "unreachable", message: "connection refused" } };
+        return opts.drifted?.includes(h.name) ? changed(h.name, [{ ...REUSE, before: "0" }]) : changed(h.name, [REUSE]);
+      });
+    },
+    async apply(hosts: ResolvedHost[], planned: HostReport[]): Promise<HostReport[]> {
+      calls.push(`apply ${planned.map((r) => r.host).join(",")}`);
+      return planned.map((r) =>
+        opts.failing?.includes(r.host) ? { ...r, status: "failed", error: { kind: "apply", message: "boom" } } : { ...r, outcomes: [], checks: [] },
+      );
+    },
+  };
+  return { session: session as unknown as Session, calls };
+}
+
+const hosts = ["a", "b", "c", "d", "e"].map(host);
+const shown = hosts.map((h) => changed(h.name, [REUSE]));
+const policy = (over: Partial<RolloutPolicy>): RolloutPolicy => ({ ...DEFAULT_POLICY, ...over });
+const go = { pause: async () => true };
+const statuses = (r: { reports: HostReport[] }) => Object.fromEntries(r.reports.map((x) => [x.host, x.status]));
+
+describe("rollout", () => {
+  it("re-plans then applies batch by batch, in inventory order", async () => {
+    const { session, calls } = fakeSession();
+    const r = await rollout(session, hosts, shown, policy({ batches: [1, 2] }), go);
+    expect(calls).toEqual(["plan a", "apply a", "plan b,c", "apply b,c", "plan d,e", "apply d,e"]);
+    expect(r.batches.map((b) => b.hosts)).toEqual([["a"], ["b", "c"], ["d", "e"]]);
+    expect(r.stopped).toBeUndefined();
+    expect(Object.values(statuses(r))).toEqual(["changed", "changed", "changed", "changed", "changed"]);
+  });
+
+  it("stops when a batch's failures exceed max_fail_per_batch; later hosts are not reached", async () => {
+    const { session, calls } = fakeSession({ failing: ["b"] });
+    const r = await rollout(session, hosts, shown, policy({ batches: [1, 2], maxFailPerBatch: 0, maxFailTotal: 5 }), go);
+    expect(calls).toEqual(["plan a", "apply a", "plan b,c", "apply b,c"]);
+    expect(statuses(r)).toEqual({ a: "changed", b: "failed", c: "changed", d: "not-reached", e: "not-reached" });
+    expect(r.stopped).toBe("batch 2: 1 of 2 hosts failed, more than the 0 tolerated per batch (max_fail_per_batch 0)");
+  });
+
+  it("reaching the threshold is tolerated; exceeding the total budget stops", async () => {
+    const { session } = fakeSession({ failing: ["b", "d"] });
+    const r = await rollout(session, hosts, shown, policy({ batches: [1, 2], maxFailPerBatch: 1, maxFailTotal: 1 }), go);
+    expect(statuses(r)).toEqual({ a: "changed", b: "failed", c: "changed", d: "failed", e: "changed" });
+    expect(r.stopped).toBe("after batch 3: 2 of 5 hosts failed in this run, more than the 1 tolerated (max_fail_total 1)");
+  });
+
+  it("percentages: 50% of a 2-host batch tolerates 1", async () => {
+    const { session } = fakeSession({ failing: ["b"] });
+    const r = await rollout(session, hosts, shown, policy({ batches: [1, 2], maxFailPerBatch: "50%", maxFailTotal: "20%" }), go);
+    expect(r.stopped).toBeUndefined();
+    expect(r.batches.map((b) => b.tolerated)).toEqual([0, 1, 1]);
+  });
+
+  it("counts an unreachable host as failed", async () => {
+    const { session, calls } = fakeSession({ unreachable: ["a"] });
+    const unreachableShown = shown.map((s) => (s.host === "a" ? { host: "a", status: "unreachable" as const, error: { kind: "unreachable", message: "x" } } : s));
+    const r = await rollout(session, hosts, unreachableShown, policy({ batches: [1] }), go);
+    expect(calls).toEqual(["plan a", "apply "]);
+    expect(statuses(r).a).toBe("unreachable");
+    expect(r.stopped).toMatch(/^batch 1: 1 of 1 hosts failed/);
+  });
+
+  it("stops before applying a batch whose fresh plan differs from the one shown, and returns that plan", async () => {
+    const { session, calls } = fakeSession({ drifted: ["c"] });
+    const r = await rollout(session, hosts, shown, policy({ batches: [1, 2] }), go);
+    expect(calls).toEqual(["plan a", "apply a", "plan b,c"]);
+    expect(r.drift?.map((d) => d.host)).toEqual(["c"]);
+    expect(r.stopped).toMatch(/^batch 2: the plan of c changed since it was shown/);
+    expect(statuses(r)).toEqual({ a: "changed", b: "not-reached", c: "not-reached", d: "not-reached", e: "not-reached" });
+  });
+
+  it("goes on through drift when allowed", async () => {
+    const { session } = fakeSession({ drifted: ["c"] });
+    const r = await rollout(session, hosts, shown, policy({ batches: [1, 2], allowPlanDrift: true }), go);
+    expect(r.stopped).toBeUndefined();
+    expect(r.drift).toBeUndefined();
+  });
+
+  it("pauses between batches only, and stops when the pause says no", async () => {
+    const pauses: unknown[] = [];
+    const { session } = fakeSession();
+    const r = await rollout(session, hosts, shown, policy({ batches: [2], pause: 7 }), {
+      pause: async (p) => {
+        pauses.push(p);
+        return pauses.length < 2;
+      },
+    });
+    expect(pauses).toEqual([7, 7]);
+    expect(r.stopped).toBe("stopped at the pause before batch 3");
+    expect(statuses(r)).toEqual({ a: "changed", b: "changed", c: "changed", d: "changed", e: "not-reached" });
+  });
+});
