@@ -1,8 +1,21 @@
+/**
+ * fd-limits: open-file limits in the kernel (fs.nr_open, fs.file-max), for PAM logins (limits.d)
+ * and for systemd services (DefaultLimitNOFILE, LimitNOFILE drop-ins).
+ *
+ * Notes:
+ * - Every file the role writes is named 60-provision-fd-limits.conf. A probe lists the ones on the
+ *   host, including drop-ins of services no longer in `services`, and the plan removes each one
+ *   the params no longer want (`rm -f -- <that exact path>`, only for paths of that name in the
+ *   role's own directories), then runs `systemctl daemon-reload` where systemd runs. Running
+ *   services keep their limit until restarted; provision never restarts them.
+ * - The fleet machine has no systemd (PID 1 is not systemd): there the e2e tests check the drop-in
+ *   files (written, removed), and `daemon-reload`, NeedDaemonReload and the DefaultLimitNOFILE /
+ *   LimitNOFILE systemd loaded are covered by unit tests only (test/unit/fdLimits.test.ts).
+ */
 import { defineRole, probeKey, type Change, type Check, type Facts, type FactRequest, type ParamProblem, type PlanContext, type RolePlan } from "../src/role.js";
 import { planManagedFile } from "../src/managedFile.js";
-import { sysctlDropinPath } from "../src/sysctl/dropin.js";
 import { registerProbes } from "../src/facts/probes.js";
-import { FD_LIMITS_PROBES, unitName } from "../src/facts/fdLimits.js";
+import { FD_LIMITS_PATHS, FD_LIMITS_PROBES, isOwnFile, ownFilesOf, serviceDropinPath, serviceOfDropin, unitName } from "../src/facts/fdLimits.js";
 
 registerProbes(...FD_LIMITS_PROBES);
 
@@ -18,12 +31,10 @@ export interface FdLimitsParams {
 }
 
 const ROLE = "fd-limits";
-export const SYSCTL_PATH = sysctlDropinPath(ROLE);
-export const LIMITS_PATH = "/etc/security/limits.d/60-provision-fd-limits.conf";
-export const SYSTEMD_DEFAULT_PATH = "/etc/systemd/system.conf.d/60-provision-fd-limits.conf";
-export function serviceDropinPath(service: string): string {
-  return `/etc/systemd/system/${unitName(service)}.d/60-provision-fd-limits.conf`;
-}
+export const SYSCTL_PATH = FD_LIMITS_PATHS.sysctl;
+export const LIMITS_PATH = FD_LIMITS_PATHS.limits;
+export const SYSTEMD_DEFAULT_PATH = FD_LIMITS_PATHS.systemdDefault;
+export { serviceDropinPath };
 
 /** The kernel's own ceiling for fs.nr_open on 64-bit: min(INT_MAX, SIZE_MAX/sizeof(void *)) rounded down to 64. */
 const NR_OPEN_MAX = 2147483584;
@@ -35,6 +46,7 @@ const PROBE = {
   init: "fd-limits-init",
   service: "fd-limits-service",
   user: "fd-limits-user",
+  files: "fd-limits-files",
 } as const;
 
 /** The two raise-only kernel values: param, sysctl key, probe field. */
@@ -55,6 +67,35 @@ function probeFields(facts: Facts, probe: string, arg?: string): Fields {
   if (!result) throw new Error(`${probe}${arg === undefined ? "" : ` ${arg}`} was not gathered`);
   if (!result.ok) throw new Error(`could not read ${probe}${arg === undefined ? "" : ` for ${arg}`}: ${result.error}`);
   return result.fields;
+}
+
+/** The role's own files on the host (see FD_FILES_PROBE), wanted or not. */
+function ownFiles(facts: Facts): string[] {
+  return ownFilesOf(probeFields(facts, PROBE.files).files ?? "");
+}
+
+interface Removal {
+  path: string;
+  /** Why the file is no longer wanted, e.g. "users is empty". */
+  reason: string;
+  /** What a leftover still does, for the check's message. */
+  stillDoes: string;
+}
+
+/**
+ * One of the role's own files the params no longer want: `rm -f` of that exact path (refused for
+ * any path that is not the role's own file name in its own directories) and a check that it is gone.
+ */
+function planRemoval(r: Removal): { changes: Change[]; checks: Check[] } {
+  if (!isOwnFile(r.path)) throw new Error(`refusing to remove ${JSON.stringify(r.path)}: not a file fd-limits writes; remove it by hand if it must go`);
+  return {
+    changes: [{ kind: "command", argv: ["rm", "-f", "--", r.path], description: `remove ${r.path}: ${r.reason}` }],
+    checks: [{
+      kind: "probe", probe: PROBE.files, field: "files", expected: r.path, compare: "excludes",
+      label: `${r.path} removed`,
+      message: `${r.path} is still there though ${r.reason}: ${r.stillDoes}; provision run removes it`,
+    }],
+  };
 }
 
 function big(value: string | undefined | null): bigint | null {
@@ -103,7 +144,14 @@ function effectiveNrOpen(targets: KernelTarget[], kernel: Fields): bigint | null
 }
 
 function planKernel(targets: KernelTarget[], facts: Facts, ctx: PlanContext): RolePlan {
-  if (targets.length === 0) return { changes: [], checks: [], notes: [] };
+  if (targets.length === 0) {
+    if (!ownFiles(facts).includes(SYSCTL_PATH)) return { changes: [], checks: [], notes: [] };
+    const removal = planRemoval({ path: SYSCTL_PATH, reason: "nr_open and file_max are both null", stillDoes: "the values it records are set again at every boot" });
+    return {
+      ...removal,
+      notes: [`nr_open and file_max are both null: removing ${SYSCTL_PATH}; the live values stay (never lowered) until the next boot, which takes the kernel's defaults or other sysctl files`],
+    };
+  }
   const value = (key: string) => targets.find((t) => t.key === key)?.target;
   const content = ctx.render("sysctl.conf.hbs", {
     why: ctx.why,
@@ -173,8 +221,20 @@ function ceilingReason(login: Login, ceiling: bigint): string {
 }
 
 /** Refusals: values this host cannot take. In verify they shape the checks' messages instead. */
-function refusals(p: FdLimitsParams, nrOpen: bigint | null, login: Login, ceiling: bigint | null): string[] {
+/** Whether any file of the role hands out hard_nofile: then fs.nr_open must stay at least that at boot. */
+function writesHardLimit(p: FdLimitsParams): boolean {
+  return p.users.length > 0 || p.services.length > 0 || p.systemd_default_limit;
+}
+
+function refusals(p: FdLimitsParams, nrOpen: bigint | null, login: Login, ceiling: bigint | null, recordedNrOpen: bigint | null): string[] {
   const out: string[] = [];
+  if (p.nr_open === null && recordedNrOpen !== null && writesHardLimit(p) && BigInt(p.hard_nofile) > BigInt(KERNEL_NR_OPEN_DEFAULT)) {
+    out.push(
+      `nr_open is null, so ${SYSCTL_PATH} would stop setting the fs.nr_open ${thousands(recordedNrOpen)} it records: from the next boot fs.nr_open is the kernel's ` +
+        `${thousands(KERNEL_NR_OPEN_DEFAULT)}, below hard_nofile ${thousands(p.hard_nofile)}, and pam_limits' setrlimit() fails with EPERM (services with that LimitNOFILE fail to start). ` +
+        `Keep nr_open at least ${thousands(p.hard_nofile)}, or lower hard_nofile to ${thousands(KERNEL_NR_OPEN_DEFAULT)}`,
+    );
+  }
   if (nrOpen !== null && BigInt(p.hard_nofile) > nrOpen) {
     out.push(
       `hard_nofile ${thousands(p.hard_nofile)} is above this host's fs.nr_open ${thousands(nrOpen)}: pam_limits' setrlimit() fails with EPERM, ` +
@@ -209,8 +269,10 @@ function loginMismatchMessage(who: string, which: "soft" | "hard", p: FdLimitsPa
 function planLogins(p: FdLimitsParams, facts: Facts, ctx: PlanContext, login: Login, ceiling: bigint | null): RolePlan {
   const notes: string[] = [];
   if (p.users.length === 0) {
-    if (facts.files[LIMITS_PATH] != null) notes.push(`users is empty: ${LIMITS_PATH} is no longer managed; delete it by hand to undo it`);
-    return { changes: [], checks: [], notes };
+    if (!ownFiles(facts).includes(LIMITS_PATH)) return { changes: [], checks: [], notes };
+    const removal = planRemoval({ path: LIMITS_PATH, reason: "users is empty", stillDoes: "pam_limits applies it to every new session" });
+    notes.push(`users is empty: removing ${LIMITS_PATH}; PAM sessions opened from now on get the limits of limits.conf or of their parent, sessions already open keep theirs`);
+    return { ...removal, notes };
   }
   const content = ctx.render("limits.conf.hbs", {
     why: ctx.why,
@@ -289,10 +351,23 @@ function planSystemd(p: FdLimitsParams, facts: Facts, ctx: PlanContext, init: In
     changes.push(...planned.changes);
     checks.push(...planned.checks);
   }
-  if (files.length === 0) return { changes, checks, notes };
+  const leftovers = unwantedDropins(facts, new Set(files.map((f) => f.path)));
+  for (const { removal, note } of leftovers) {
+    const planned = planRemoval(removal);
+    changes.push(...planned.changes);
+    checks.push(...planned.checks);
+    notes.push(note);
+  }
+  const skipped = Number(probeFields(facts, PROBE.files).skipped ?? "0");
+  if (skipped > 0) notes.push(`${skipped} file(s) named 60-provision-fd-limits.conf in directories whose names no service can have were left alone`);
+  if (files.length === 0 && leftovers.length === 0) return { changes, checks, notes };
 
   if (!init.systemd) {
-    notes.push(`systemd is not running here (PID 1 is ${init.pid1}): the systemd drop-ins wait for the next boot with systemd; no daemon-reload`);
+    notes.push(
+      files.length > 0
+        ? `systemd is not running here (PID 1 is ${init.pid1}): the systemd drop-ins wait for the next boot with systemd; no daemon-reload`
+        : `systemd is not running here (PID 1 is ${init.pid1}): no daemon-reload after the removals`,
+    );
   } else {
     if (p.systemd_default_limit) checks.push(...defaultLimitChecks(p));
     const pidCap = big(init.pid1Hard);
@@ -302,7 +377,7 @@ function planSystemd(p: FdLimitsParams, facts: Facts, ctx: PlanContext, init: In
   }
   const serviceNeedsReload = init.systemd && p.services.some((s) => !isTemplate(s) && probeFields(facts, PROBE.service, s).need_reload === "yes");
   if (init.systemd && (changes.length > 0 || serviceNeedsReload)) {
-    changes.push({ kind: "command", argv: ["systemctl", "daemon-reload"], description: "reload systemd so it reads the LimitNOFILE drop-ins (running services keep their limit until restarted)" });
+    changes.push({ kind: "command", argv: ["systemctl", "daemon-reload"], description: "reload systemd so it reads the LimitNOFILE drop-ins as they now are (running services keep their limit until restarted)" });
   }
   for (const service of p.services) {
     const plan = planService(p, facts, service, init, changes.some((c) => c.kind === "file" && c.path === serviceDropinPath(service)));
@@ -310,6 +385,27 @@ function planSystemd(p: FdLimitsParams, facts: Facts, ctx: PlanContext, init: In
     notes.push(...plan.notes);
   }
   return { changes, checks, notes };
+}
+
+/** The role's systemd drop-ins on the host that the params no longer want, in path order. */
+function unwantedDropins(facts: Facts, wanted: Set<string>): Array<{ removal: Removal; note: string }> {
+  return ownFiles(facts).flatMap((path) => {
+    if (wanted.has(path)) return [];
+    if (path === SYSTEMD_DEFAULT_PATH) {
+      const reason = "systemd_default_limit is false";
+      return [{
+        removal: { path, reason, stillDoes: "systemd reads it again at the next daemon-reload or boot" },
+        note: `${reason}: removing ${path}; services started after the next daemon-reload get systemd's own DefaultLimitNOFILE, running ones keep their limit until restarted`,
+      }];
+    }
+    const unit = serviceOfDropin(path);
+    if (unit === null) return [];
+    const reason = `${unit} is no longer in services`;
+    return [{
+      removal: { path, reason, stillDoes: `systemd gives ${unit} its LimitNOFILE again at the next daemon-reload or boot` },
+      note: `${reason}: removing ${path}; it keeps its current limit until restarted (systemctl restart ${unit}), then gets DefaultLimitNOFILE; provision never restarts services`,
+    }];
+  });
 }
 
 function defaultLimitChecks(p: FdLimitsParams): Check[] {
@@ -393,7 +489,8 @@ export default defineRole<FdLimitsParams>({
         description:
           "Kernel ceiling for any process's nofile (fs.nr_open), default 1048576. It must be at least hard_nofile: a hard nofile above it makes " +
           "pam_limits' setrlimit() fail with EPERM, so logins get none of the limits and some PAM stacks refuse the session. " +
-          "Raise only: provision writes the larger of this value and the host's, and never lowers it. null leaves fs.nr_open alone (hard_nofile must then fit the host's).",
+          "Raise only: provision writes the larger of this value and the host's, and never lowers it. null leaves fs.nr_open alone (hard_nofile must then fit the host's): " +
+          "the role's file stops setting it and the live value stays until reboot; refused while hard_nofile is above the kernel's 1048576 and that file is what raised it.",
         fix: `use an integer from 1024 to ${NR_OPEN_MAX} that is at least hard_nofile, or null to leave the host's value`,
       },
       file_max: {
@@ -402,7 +499,7 @@ export default defineRole<FdLimitsParams>({
           "Open files across all processes (fs.file-max), default about 10% of RAM in KiB (roughly 200,000 on 2 GiB). At the limit every open(), " +
           "accept() and socket() fails with ENFILE \"Too many open files in system\" and the kernel logs \"VFS: file-max limit reached\". " +
           "2097152 leaves room for a million connections; unused slots cost no memory. Raise only: provision writes the larger of this value and the host's. " +
-          "null leaves fs.file-max alone.",
+          "null leaves fs.file-max alone; with nr_open null too, the role's sysctl file is removed (the live values stay until reboot).",
         fix: "use an integer of at least 8192, or null to leave the host's value",
       },
       users: {
@@ -415,7 +512,7 @@ export default defineRole<FdLimitsParams>({
           "Who gets soft_nofile and hard_nofile at login, in /etc/security/limits.d/60-provision-fd-limits.conf: user names, @group, or * " +
           "(every user except root: pam_limits never applies * or @group lines to root, so root is named). " +
           "It applies to PAM sessions only (ssh, login, su, sudo), and only to sessions opened after the change; services started by systemd " +
-          "ignore it and take LimitNOFILE instead (see services and systemd_default_limit). An empty list writes no limits file.",
+          "ignore it and take LimitNOFILE instead (see services and systemd_default_limit). An empty list writes no limits file and removes the one an earlier run wrote.",
         fix: `list user names, @group or *; ${NAME_CHARS}`,
       },
       systemd_default_limit: {
@@ -423,8 +520,8 @@ export default defineRole<FdLimitsParams>({
         description:
           "Set DefaultLimitNOFILE=<systemd_default_soft_nofile>:<hard_nofile> for every systemd service, in /etc/systemd/system.conf.d/60-provision-fd-limits.conf " +
           "(systemd's default is 1024:524288 since v240, 1024:4096 before). Services whose unit sets LimitNOFILE keep their own. " +
-          "systemd reads it at daemon-reload (v224+); running services keep their limit until restarted.",
-        fix: "use true to write the default for every service, or false to leave systemd's default alone",
+          "systemd reads it at daemon-reload (v224+); running services keep their limit until restarted. false removes the file an earlier run wrote.",
+        fix: "use true to write the default for every service, or false to leave systemd's default alone (an earlier run's file is removed)",
       },
       systemd_default_soft_nofile: {
         type: "integer", minimum: 1024, maximum: NR_OPEN_MAX, default: 1024,
@@ -443,7 +540,8 @@ export default defineRole<FdLimitsParams>({
         description:
           "systemd services that get LimitNOFILE=<soft_nofile>:<hard_nofile> in /etc/systemd/system/<name>.service.d/60-provision-fd-limits.conf, e.g. nginx or haproxy. " +
           "Without it a service gets DefaultLimitNOFILE (soft 1024: EMFILE at about 1,000 connections) whatever limits.d says. " +
-          "A running service keeps its limit until restarted: provision never restarts it, and verify reports a running process that has less.",
+          "A running service keeps its limit until restarted: provision never restarts it, and verify reports a running process that has less. " +
+          "A service dropped from the list has its drop-in removed (then daemon-reload where systemd runs).",
         fix: "list service names such as nginx or my-gateway.service",
       },
     },
@@ -489,6 +587,7 @@ export default defineRole<FdLimitsParams>({
       { kind: "probe", probe: PROBE.kernel },
       { kind: "probe", probe: PROBE.login },
       { kind: "probe", probe: PROBE.init },
+      { kind: "probe", probe: PROBE.files },
       { kind: "file", path: SYSCTL_PATH },
       { kind: "file", path: LIMITS_PATH },
     ];
@@ -507,7 +606,7 @@ export default defineRole<FdLimitsParams>({
     const init = initOf(facts);
     const targets = kernelTargets(p, kernel, facts.files[SYSCTL_PATH] ?? null, ctx.purpose);
     const ceiling = loginCeiling(login);
-    const refused = refusals(p, effectiveNrOpen(targets, kernel), login, ceiling);
+    const refused = refusals(p, effectiveNrOpen(targets, kernel), login, ceiling, recordedValue(facts.files[SYSCTL_PATH] ?? null, "fs.nr_open"));
     // Planning a run refuses what would lock logins out or never apply; verify lets the checks say it.
     if (ctx.purpose === "plan" && refused.length > 0) throw new Error(refused.join("; "));
 

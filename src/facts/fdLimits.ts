@@ -1,3 +1,4 @@
+import { sysctlDropinPath } from "../sysctl/dropin.js";
 import { shQuote } from "../transport/shell.js";
 import { defineProbe, ProbeParseError, type Probe } from "./probe.js";
 
@@ -208,5 +209,78 @@ export const FD_USER_PROBE: Probe = defineProbe({
   },
 });
 
+/** The one name every file of the role has: only a file with exactly this name is ever removed. */
+export const FD_LIMITS_FILE_NAME = "60-provision-fd-limits.conf";
+export const FD_LIMITS_PATHS = {
+  sysctl: sysctlDropinPath("fd-limits"),
+  limits: `/etc/security/limits.d/${FD_LIMITS_FILE_NAME}`,
+  systemdDefault: `/etc/systemd/system.conf.d/${FD_LIMITS_FILE_NAME}`,
+} as const;
+const SERVICE_UNITS_DIR = "/etc/systemd/system";
 
-export const FD_LIMITS_PROBES: Probe[] = [FD_KERNEL_PROBE, FD_LOGIN_PROBE, FD_INIT_PROBE, FD_SERVICE_PROBE, FD_USER_PROBE];
+export function serviceDropinPath(service: string): string {
+  return `${SERVICE_UNITS_DIR}/${unitName(service)}.d/${FD_LIMITS_FILE_NAME}`;
+}
+
+/**
+ * A drop-in directory the role can have written: one path component (so never `.` or `..`) of the
+ * characters a service name may have, ending in `.service.d`. Services are the only unit type the
+ * role writes drop-ins for.
+ */
+const SERVICE_DROPIN_PATH = new RegExp(`^${SERVICE_UNITS_DIR}/([A-Za-z0-9][A-Za-z0-9@._-]*\\.service)\\.d/${FD_LIMITS_FILE_NAME.replace(/\./g, "\\.")}$`);
+
+/** The unit a path is the role's drop-in for, or null when the path is not one. */
+export function serviceOfDropin(path: string): string | null {
+  return SERVICE_DROPIN_PATH.exec(path)?.[1] ?? null;
+}
+
+/** Exactly one of the role's own files: the only paths the role may ever remove. */
+export function isOwnFile(path: string): boolean {
+  return Object.values(FD_LIMITS_PATHS).includes(path as never) || serviceOfDropin(path) !== null;
+}
+
+const NONE = "(none)";
+
+/** The comma list of the files-probe's `files` field (which never holds a comma: see isOwnFile). */
+export function ownFilesOf(field: string): string[] {
+  return field === NONE ? [] : field.split(",");
+}
+
+/**
+ * Which of the role's own files exist: the fixed ones, and its drop-in in every service's `.d`
+ * directory, whether or not the service is still in `services`, so files no longer wanted are found.
+ * Directories with characters no service name has are counted, never listed.
+ */
+export function ownFilesCommand(root = ""): string {
+  const fixed = Object.values(FD_LIMITS_PATHS).map((p) => shQuote(root + p));
+  return [
+    `for f in ${fixed.join(" ")} ${shQuote(root + SERVICE_UNITS_DIR)}/*.service.d/${FD_LIMITS_FILE_NAME}; do`,
+    `  [ -e "$f" ] || [ -L "$f" ] || continue`,
+    `  d=\${f%/*}; d=\${d##*/}`,
+    `  case "$d" in *[!A-Za-z0-9@._-]*) echo skipped=1; continue;; esac`,
+    `  printf 'file=%s\\n' "$f"`,
+    `done`,
+    `echo done=yes`,
+  ].join("\n");
+}
+
+export const FD_FILES_PROBE: Probe = defineProbe({
+  name: "fd-limits-files",
+  command: () => ownFilesCommand(),
+  parse(raw) {
+    const lines = raw.split("\n");
+    if (!lines.includes("done=yes")) throw new ProbeParseError(`fd-limits-files: the listing did not finish: ${JSON.stringify(raw.trim().slice(0, 300))}`);
+    const files = new Set<string>();
+    let skipped = 0;
+    for (const line of lines) {
+      if (line === "skipped=1") skipped++;
+      if (!line.startsWith("file=")) continue;
+      const path = line.slice("file=".length);
+      if (isOwnFile(path)) files.add(path);
+      else skipped++;
+    }
+    return { files: [...files].sort().join(",") || NONE, skipped: String(skipped) };
+  },
+});
+
+export const FD_LIMITS_PROBES: Probe[] = [FD_KERNEL_PROBE, FD_LOGIN_PROBE, FD_INIT_PROBE, FD_SERVICE_PROBE, FD_USER_PROBE, FD_FILES_PROBE];

@@ -8,6 +8,7 @@ import { provision, tempDir, writeFile } from "./helpers.js";
 
 const LIMITS = "/etc/security/limits.d/60-provision-fd-limits.conf";
 const SYSCTL = "/etc/sysctl.d/60-provision-fd-limits.conf";
+const SYSTEMD_DEFAULT = "/etc/systemd/system.conf.d/60-provision-fd-limits.conf";
 const SERVICE_DROPIN = (name: string) => `/etc/systemd/system/${name}.service.d/60-provision-fd-limits.conf`;
 /** Every process on this machine has hard nofile 20000 and no CAP_SYS_RESOURCE: values a login can reach. */
 const SOFT = 16384;
@@ -192,6 +193,75 @@ describe("fd-limits on a fleet of real hosts", () => {
       await new Promise((r) => low.once("exit", r));
     }
     expect((await provision(["verify", inventory, ...common, "--playbook", good, "--limit", "h1"])).code).toBe(0);
+  });
+
+  it("a service dropped from services and systemd_default_limit false: plan shows the removals, run removes exactly those files", async () => {
+    // applied by the steps above: the default drop-in and one drop-in per service, on every host
+    for (const h of ["h1", "h2", "h3"]) {
+      for (const path of [SYSTEMD_DEFAULT, SERVICE_DROPIN(services.ok), SERVICE_DROPIN(services.low)]) expect(await cat(h, path), `${h} ${path}`).not.toBe("ABSENT\n");
+    }
+    // files that are not the role's, beside its own: never touched
+    const foreign = [`/etc/systemd/system/${services.ok}.service.d/override.conf`, `/etc/systemd/system/${services.ok}.service.d/60-provision-fd-limits.conf.bak`, "/etc/systemd/system.conf.d/50-local.conf"];
+    await fleet.exec("h1", foreign.map((f) => `printf '# not provision\\n' > ${f}`).join("\n"));
+
+    const without = playbook(goodParams().replace(/services: \[[^\]]*\]/, "services: [], systemd_default_limit: false"));
+    const plan = await provision(["plan", inventory, ...common, "--playbook", without]);
+    expect(plan.code, plan.stdout + plan.stderr).toBe(2);
+    for (const path of [SYSTEMD_DEFAULT, SERVICE_DROPIN(services.ok), SERVICE_DROPIN(services.low)]) expect(plan.stdout).toContain(`rm -f -- ${path}`);
+    expect(plan.stdout).toContain(`systemd_default_limit is false: removing ${SYSTEMD_DEFAULT}`);
+    expect(plan.stdout).toContain(`${services.low}.service is no longer in services: removing ${SERVICE_DROPIN(services.low)}`);
+    expect(plan.stdout).toContain("keeps its current limit until restarted");
+    expect(plan.stdout).toContain("systemd is not running here (PID 1 is");
+    expect(plan.stdout).not.toContain("run: systemctl daemon-reload");
+    const json = JSON.parse((await provision(["plan", inventory, ...common, "--playbook", without, "--json"])).stdout) as { hosts: Array<{ changes: Array<{ kind: string; argv?: string[] }> }> };
+    for (const host of json.hosts) {
+      expect(host.changes.map((c) => c.argv)).toEqual([SYSTEMD_DEFAULT, SERVICE_DROPIN(services.low), SERVICE_DROPIN(services.ok)].sort().map((p) => ["rm", "-f", "--", p]));
+    }
+
+    const run = await provision(["run", inventory, ...common, "--playbook", without, "--yes"]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/Run: 3 changed, 0 unchanged, 0 failed/);
+    for (const h of ["h1", "h2", "h3"]) {
+      for (const path of [SYSTEMD_DEFAULT, SERVICE_DROPIN(services.ok), SERVICE_DROPIN(services.low)]) expect(await cat(h, path), `${h} ${path}`).toBe("ABSENT\n");
+      for (const path of [LIMITS, SYSCTL]) expect(await cat(h, path), `${h} ${path}`).not.toBe("ABSENT\n");
+    }
+    for (const f of foreign) expect(await cat("h1", f)).toBe("# not provision\n");
+
+    const verify = await provision(["verify", inventory, ...common, "--playbook", without]);
+    expect(verify.code, verify.stdout).toBe(0);
+    const again = await provision(["plan", inventory, ...common, "--playbook", without]);
+    expect(again.code, again.stdout).toBe(0);
+    expect(again.stdout).toContain("h1, h2, h3 (3 hosts): no changes");
+
+    // a leftover put back by hand is drift: verify names it, run removes it again
+    await fleet.exec("h2", `mkdir -p /etc/systemd/system/${services.low}.service.d && printf 'x\\n' > ${SERVICE_DROPIN(services.low)}`);
+    const drift = await provision(["verify", inventory, ...common, "--playbook", without]);
+    expect(drift.code).toBe(1);
+    expect(drift.stdout).toContain(`${SERVICE_DROPIN(services.low)} is still there`);
+    await fleet.exec("h1", `rm -f ${foreign.join(" ")}`);
+  });
+
+  it("users: [] and both kernel values null: the limits file and the sysctl file are removed, live values stay", async () => {
+    const nothing = playbook(`soft_nofile: ${SOFT}, hard_nofile: ${HARD}, nr_open: null, file_max: null, users: [], services: [], systemd_default_limit: false`);
+    const plan = await provision(["plan", inventory, ...common, "--playbook", nothing]);
+    expect(plan.code, plan.stdout + plan.stderr).toBe(2);
+    expect(plan.stdout).toContain(`rm -f -- ${SYSCTL}`);
+    expect(plan.stdout).toContain(`rm -f -- ${LIMITS}`);
+    expect(plan.stdout).toContain(`rm -f -- ${SERVICE_DROPIN(services.low)}`); // put back by hand on h2 only
+    expect(plan.stdout).toContain(`users is empty: removing ${LIMITS}`);
+    const run = await provision(["run", inventory, ...common, "--playbook", nothing, "--yes"]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    for (const h of ["h1", "h2", "h3"]) for (const path of [LIMITS, SYSCTL]) expect(await cat(h, path)).toBe("ABSENT\n");
+    expect(await cat("h2", SERVICE_DROPIN(services.low))).toBe("ABSENT\n");
+    expect(readProc("fs/nr_open")).toBe(kernelBefore.nrOpen);
+    expect(readProc("fs/file-max")).toBe(kernelBefore.fileMax);
+    expect((await provision(["verify", inventory, ...common, "--playbook", nothing])).code).toBe(0);
+    expect((await provision(["plan", inventory, ...common, "--playbook", nothing])).code).toBe(0);
+
+    // and back: the next steps start from the applied role
+    const restore = await provision(["run", inventory, ...common, "--playbook", good, "--yes"]);
+    expect(restore.code, restore.stdout + restore.stderr).toBe(0);
+    expect((await provision(["plan", inventory, ...common, "--playbook", good])).code).toBe(0);
   });
 
   it("an sshd capped below the file (a parent without CAP_SYS_RESOURCE): verify says so, plan refuses, logins still work", async () => {

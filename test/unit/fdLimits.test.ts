@@ -5,6 +5,7 @@ import fdLimits, { LIMITS_PATH, serviceDropinPath, SYSCTL_PATH, SYSTEMD_DEFAULT_
 import type { ConfigProblem } from "../../src/config/errors.js";
 import { validateAgainstSchema } from "../../src/config/validate.js";
 import { parseYamlText } from "../../src/config/yamlFile.js";
+import { isOwnFile, ownFilesOf } from "../../src/facts/fdLimits.js";
 import { findProbe } from "../../src/facts/probes.js";
 import { planHost, type HostPlan, type PlannedCheck } from "../../src/plan.js";
 import { probeKey, type Facts, type ProbeResult } from "../../src/role.js";
@@ -24,11 +25,16 @@ interface HostShape {
   services?: Record<string, string>;
   users?: Record<string, string>;
   files?: Record<string, string>;
+  /** More of the role's own files on the host than `files` holds (e.g. drop-ins of services no longer listed). */
+  present?: string[];
 }
 
 function parsed(probe: string, raw: string, arg?: string): ProbeResult {
   return { ok: true, fields: findProbe(probe).parse(raw, arg) };
 }
+
+/** The files probe's output for these paths, in the format its command prints. */
+const filesListing = (paths: Iterable<string>) => [...[...paths].map((p) => `file=${p}`), "done=yes", ""].join("\n");
 
 /** Facts built by the real parsers from probe output (captured on this machine unless said otherwise). */
 function hostFacts(shape: HostShape = {}): Facts {
@@ -36,6 +42,7 @@ function hostFacts(shape: HostShape = {}): Facts {
     [probeKey("fd-limits-kernel")]: parsed("fd-limits-kernel", shape.kernel ?? captured("kernel")),
     [probeKey("fd-limits-login")]: parsed("fd-limits-login", shape.login ?? captured("login-root")),
     [probeKey("fd-limits-init")]: parsed("fd-limits-init", shape.init ?? captured("init")),
+    [probeKey("fd-limits-files")]: parsed("fd-limits-files", filesListing([...Object.keys(shape.files ?? {}).filter(isOwnFile), ...(shape.present ?? [])])),
   };
   for (const [name, raw] of Object.entries(shape.services ?? {})) probes[probeKey("fd-limits-service", name)] = parsed("fd-limits-service", raw, name);
   for (const [name, raw] of Object.entries(shape.users ?? {})) probes[probeKey("fd-limits-user", name)] = parsed("fd-limits-user", raw, name);
@@ -67,10 +74,17 @@ const checkName = (c: PlannedCheck) => (c.kind === "probe" ? `${c.label} ${c.com
 function afterRun(p: HostPlan, before: Facts, fresh: { login?: string; users?: Record<string, string>; services?: Record<string, string> } = {}): Facts {
   const after = structuredClone(before);
   const kernel = after.probes![probeKey("fd-limits-kernel")]! as { ok: true; fields: Record<string, string> };
+  const own = new Set(ownFilesOf((after.probes![probeKey("fd-limits-files")]! as { ok: true; fields: Record<string, string> }).fields.files!));
   for (const c of p.changes) {
     if (c.kind === "file") after.files[c.path] = c.after;
+    if (c.kind === "file") own.add(c.path);
     if (c.kind === "sysctl") kernel.fields[c.key === "fs.nr_open" ? "nr_open" : "file_max"] = c.after;
+    if (c.kind === "command" && c.argv[0] === "rm") {
+      after.files[c.argv[3]!] = null;
+      own.delete(c.argv[3]!);
+    }
   }
+  after.probes![probeKey("fd-limits-files")] = parsed("fd-limits-files", filesListing(own));
   if (fresh.login) after.probes![probeKey("fd-limits-login")] = parsed("fd-limits-login", fresh.login);
   for (const [name, raw] of Object.entries(fresh.users ?? {})) after.probes![probeKey("fd-limits-user", name)] = parsed("fd-limits-user", raw, name);
   for (const [name, raw] of Object.entries(fresh.services ?? {})) after.probes![probeKey("fd-limits-service", name)] = parsed("fd-limits-service", raw, name);
@@ -296,11 +310,11 @@ describe("fd-limits: whose fresh login is checked", () => {
     expect(failed[0]!.check.message).toMatch(/does not get the soft nofile 16,384 .*: its parent could not raise it \(no CAP_SYS_RESOURCE/);
   });
 
-  it("users: [] writes no limits file and says an old one is no longer managed", () => {
-    const p = plan({ ...HERE, users: [] }, hostFacts({ files: { [LIMITS_PATH]: "old" } }));
+  it("users: [] writes no limits file and checks no login", () => {
+    const p = plan({ ...HERE, users: [] }, hostFacts());
     expect(p.changes.map(targetOf)).not.toContain(LIMITS_PATH);
+    expect(p.changes.map(targetOf)).not.toContain(`rm -f -- ${LIMITS_PATH}`);
     expect(p.checks.some((c) => c.kind === "probe" && c.probe === "fd-limits-login")).toBe(false);
-    expect(p.notes.map((n) => n.text)).toContain(`users is empty: ${LIMITS_PATH} is no longer managed; delete it by hand to undo it`);
   });
 });
 
@@ -369,6 +383,115 @@ describe("fd-limits services", () => {
   });
 });
 
+describe("fd-limits removes its own files that the params no longer want", () => {
+  const rm = (path: string) => `rm -f -- ${path}`;
+  const gateway = serviceDropinPath("gateway");
+  const api = serviceDropinPath("api");
+  const stopped = captured("service-stopped");
+  const systemdStopped = systemdService("running=no\n");
+
+  /** The host after a run with `first`: its files written, as the next plan reads them. */
+  function appliedWith(first: Record<string, unknown>, shape: HostShape): Facts {
+    const before = hostFacts(shape);
+    return afterRun(plan(first, before), before);
+  }
+
+  it.each<[string, Record<string, unknown>, Record<string, unknown>, HostShape, string[], string[]]>([
+    [
+      "systemd_default_limit false and a service dropped, no systemd: rm each, no daemon-reload",
+      { ...HERE, services: ["gateway"] }, { ...HERE, services: [], systemd_default_limit: false },
+      { services: { gateway: stopped } },
+      [rm(SYSTEMD_DEFAULT_PATH), rm(gateway)],
+      [
+        `systemd_default_limit is false: removing ${SYSTEMD_DEFAULT_PATH}; services started after the next daemon-reload get systemd's own DefaultLimitNOFILE, running ones keep their limit until restarted`,
+        `gateway.service is no longer in services: removing ${gateway}; it keeps its current limit until restarted (systemctl restart gateway.service), then gets DefaultLimitNOFILE; provision never restarts services`,
+        "systemd is not running here (PID 1 is process_api): no daemon-reload after the removals",
+      ],
+    ],
+    [
+      "the same where systemd runs: rm each, then daemon-reload",
+      { services: ["gateway"] }, { services: [], systemd_default_limit: false },
+      { init: SYSTEMD_INIT, login: loginWith({}), services: { gateway: systemdStopped } },
+      [rm(SYSTEMD_DEFAULT_PATH), rm(gateway), "systemctl daemon-reload"],
+      [`gateway.service is no longer in services: removing ${gateway}; it keeps its current limit until restarted (systemctl restart gateway.service), then gets DefaultLimitNOFILE; provision never restarts services`],
+    ],
+    [
+      "one of two services dropped: only its drop-in goes",
+      { ...HERE, services: ["gateway", "api"] }, { ...HERE, services: ["api"] },
+      { services: { gateway: stopped, api: stopped } },
+      [rm(gateway)],
+      [`gateway.service is no longer in services: removing ${gateway}; it keeps its current limit until restarted (systemctl restart gateway.service), then gets DefaultLimitNOFILE; provision never restarts services`],
+    ],
+    [
+      "users emptied: the limits file goes",
+      HERE, { ...HERE, users: [] },
+      {},
+      [rm(LIMITS_PATH)],
+      [`users is empty: removing ${LIMITS_PATH}; PAM sessions opened from now on get the limits of limits.conf or of their parent, sessions already open keep theirs`],
+    ],
+    [
+      "both kernel values null: the sysctl file goes, nothing live is written",
+      HERE, { ...HERE, nr_open: null, file_max: null },
+      {},
+      [rm(SYSCTL_PATH)],
+      [`nr_open and file_max are both null: removing ${SYSCTL_PATH}; the live values stay (never lowered) until the next boot, which takes the kernel's defaults or other sysctl files`],
+    ],
+    [
+      "the same service spelled as its unit name: nothing to remove",
+      { ...HERE, services: ["gateway"] }, { ...HERE, services: ["gateway.service"] },
+      { services: { gateway: stopped, "gateway.service": stopped } },
+      [],
+      [],
+    ],
+  ])("%s", (_what, first, then, shape, changes, notes) => {
+    const applied = appliedWith(first, shape);
+    const p = plan(then, applied);
+    expect(p.changes.map(targetOf)).toEqual(changes);
+    expect(p.notes.map((n) => n.text)).toEqual(expect.arrayContaining(notes));
+
+    // verify before the run: each leftover fails, named; after the run: gone, and nothing more to do
+    const leftovers = changes.filter((c) => c.startsWith("rm ")).map((c) => c.slice("rm -f -- ".length));
+    const verifyBefore = plan(then, applied, "verify");
+    const failed = evaluateChecks(verifyBefore.checks, applied).filter((r) => !r.ok && r.check.kind === "probe" && r.check.probe === "fd-limits-files");
+    expect(failed.map((r) => r.check.kind === "probe" && r.check.expected)).toEqual(leftovers);
+    for (const r of failed) expect(r.check.message).toMatch(/ is still there though .*; provision run removes it$/);
+    const after = afterRun(p, applied);
+    expect(evaluateChecks(p.checks.filter((c) => c.kind === "probe" && c.probe === "fd-limits-files"), after).every((r) => r.ok)).toBe(true);
+    expect(plan(then, after).changes).toEqual([]);
+  });
+
+  it("the removal check names the leftover and what it still does", () => {
+    const applied = appliedWith({ ...HERE, services: ["gateway"] }, { services: { gateway: stopped } });
+    const [result] = evaluateChecks(plan({ ...HERE, services: [] }, applied, "verify").checks.filter((c) => c.kind === "probe" && c.probe === "fd-limits-files"), applied);
+    expect(result).toMatchObject({ ok: false, actual: expect.stringContaining(gateway) });
+    expect(result!.check.message).toBe(`${gateway} is still there though gateway.service is no longer in services: systemd gives gateway.service its LimitNOFILE again at the next daemon-reload or boot; provision run removes it`);
+  });
+
+  it("never removes a path that is not the role's own, whatever the probe says", () => {
+    const f = hostFacts({ files: { [SYSCTL_PATH]: "x", [LIMITS_PATH]: "x" } });
+    const foreign = ["/etc/passwd", `${gateway}.bak`, "/etc/systemd/system/nginx.service.d/override.conf", "/etc/systemd/system/ssh.socket.d/60-provision-fd-limits.conf", "/etc/systemd/system/../x.service.d/60-provision-fd-limits.conf"];
+    f.probes![probeKey("fd-limits-files")] = { ok: true, fields: { files: foreign.join(","), skipped: "0" } };
+    const p = plan({ ...HERE, users: [], nr_open: null, file_max: null, systemd_default_limit: false }, f);
+    expect(p.changes).toEqual([]);
+  });
+
+  it("says when drop-ins in directories no service name has were left alone", () => {
+    const f = hostFacts();
+    f.probes![probeKey("fd-limits-files")] = parsed("fd-limits-files", captured("files"));
+    expect(plan(HERE, f).notes.map((n) => n.text)).toContain("1 file(s) named 60-provision-fd-limits.conf in directories whose names no service can have were left alone");
+  });
+
+  it.each<[string, Record<string, unknown>, RegExp | null]>([
+    ["hard nofile above the kernel's default", { nr_open: null, soft_nofile: 1024, hard_nofile: 2000000 }, /^nr_open is null, so \/etc\/sysctl\.d\/60-provision-fd-limits\.conf would stop setting the fs\.nr_open 2,097,152 it records: from the next boot fs\.nr_open is the kernel's 1,048,576, below hard_nofile 2,000,000.*Keep nr_open at least 2,000,000, or lower hard_nofile to 1,048,576$/],
+    ["hard nofile within the kernel's default", { nr_open: null, hard_nofile: 1048576 }, null],
+    ["no file hands out the hard limit any more", { nr_open: null, soft_nofile: 1024, hard_nofile: 2000000, users: [], systemd_default_limit: false }, null],
+  ])("nr_open null after the role raised it: %s", (_what, then, refused) => {
+    const applied = appliedWith({ nr_open: 2097152, soft_nofile: 1024, hard_nofile: 2000000 }, { login: loginWith({}), kernel: kernelWith("1048576", "2466193") });
+    if (refused) expect(() => plan(then, applied)).toThrow(refused);
+    else expect(() => plan(then, applied)).not.toThrow();
+  });
+});
+
 describe("fd-limits facts", () => {
   it("reads the probes, every managed file, each service and each named user", () => {
     const p = paramsOf(fdLimits, { users: ["*", "root", "@ops", "app"], services: ["nginx", "worker@"] }) as unknown as FdLimitsParams;
@@ -376,6 +499,7 @@ describe("fd-limits facts", () => {
       { kind: "probe", probe: "fd-limits-kernel" },
       { kind: "probe", probe: "fd-limits-login" },
       { kind: "probe", probe: "fd-limits-init" },
+      { kind: "probe", probe: "fd-limits-files" },
       { kind: "file", path: SYSCTL_PATH },
       { kind: "file", path: LIMITS_PATH },
       { kind: "file", path: SYSTEMD_DEFAULT_PATH },

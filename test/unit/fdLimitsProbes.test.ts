@@ -1,15 +1,21 @@
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
+  FD_FILES_PROBE,
   FD_INIT_PROBE,
   FD_KERNEL_PROBE,
   FD_LOGIN_PROBE,
   FD_SERVICE_PROBE,
   FD_USER_PROBE,
   hasCapSysResource,
+  isOwnFile,
+  ownFilesCommand,
+  ownFilesOf,
   parseKeyValues,
+  serviceOfDropin,
   processName,
   unitName,
 } from "../../src/facts/fdLimits.js";
@@ -28,6 +34,7 @@ const CAPTURED = {
   userAsRoot: captured("user-as-root"),
   userNotRoot: captured("user-not-root"),
   userAbsent: captured("user-absent"),
+  files: captured("files"),
 };
 
 /** Not capturable here (PID 1 is not systemd): the lines `systemctl show -p …` prints, through the probe's sed. */
@@ -171,5 +178,112 @@ describe("fd-limits probe commands in a real shell", () => {
 
   it("service: a name no process has is not running", () => {
     expect(FD_SERVICE_PROBE.parse(run(FD_SERVICE_PROBE, "no-such-fd-limits-test-svc"), "no-such-fd-limits-test-svc")).toMatchObject({ running: "no" });
+  });
+});
+
+describe("fd-limits-files: the role's own files on the host", () => {
+  const NAME = "60-provision-fd-limits.conf";
+
+  it.each<[string, string, Record<string, string>]>([
+    [
+      "captured on a fleet host (one in a directory no service name has)",
+      CAPTURED.files,
+      {
+        files: [
+          `/etc/security/limits.d/${NAME}`,
+          `/etc/systemd/system.conf.d/${NAME}`,
+          `/etc/systemd/system/nginx.service.d/${NAME}`,
+          `/etc/systemd/system/worker@.service.d/${NAME}`,
+        ].join(","),
+        skipped: "1",
+      },
+    ],
+    ["none on the host", "done=yes\n", { files: "(none)", skipped: "0" }],
+    ["a listed path that is not the role's own is counted, never listed", `file=/etc/passwd\nfile=/etc/systemd/system/a.service.d/${NAME}.bak\nfile=/etc/sysctl.d/${NAME}\ndone=yes\n`, { files: `/etc/sysctl.d/${NAME}`, skipped: "2" }],
+  ])("%s", (_what, raw, expected) => {
+    expect(FD_FILES_PROBE.parse(raw, undefined)).toEqual(expected);
+  });
+
+  it("refuses a listing that did not finish", () => {
+    expect(() => FD_FILES_PROBE.parse(`file=/etc/sysctl.d/${NAME}\n`, undefined)).toThrow(/fd-limits-files: the listing did not finish/);
+  });
+
+  it.each<[string, string | null]>([
+    [`/etc/sysctl.d/${NAME}`, null],
+    [`/etc/security/limits.d/${NAME}`, null],
+    [`/etc/systemd/system.conf.d/${NAME}`, null],
+    [`/etc/systemd/system/nginx.service.d/${NAME}`, "nginx.service"],
+    [`/etc/systemd/system/worker@.service.d/${NAME}`, "worker@.service"],
+    [`/etc/systemd/system/getty@tty1.service.d/${NAME}`, "getty@tty1.service"],
+    [`/etc/systemd/system/a..service.d/${NAME}`, "a..service"],
+  ])("%s is the role's own file", (path, unit) => {
+    expect(isOwnFile(path)).toBe(true);
+    expect(serviceOfDropin(path)).toBe(unit);
+  });
+
+  it.each([
+    "/etc/passwd",
+    `/etc/sysctl.d/${NAME}.bak`,
+    `/etc/systemd/system/nginx.service.d/override.conf`,
+    `/etc/systemd/system/nginx.service.d/${NAME}.bak`,
+    `/etc/systemd/system/nginx.service.d/x${NAME}`,
+    `/etc/systemd/system/ssh.socket.d/${NAME}`,
+    `/etc/systemd/system/..service.d/${NAME}`,
+    `/etc/systemd/system/../../etc.service.d/${NAME}`,
+    `/etc/systemd/system/a/b.service.d/${NAME}`,
+    `/etc/systemd/system/.service.d/${NAME}`,
+    `/etc/systemd/system/-x.service.d/${NAME}`,
+    `/etc/systemd/system/a b.service.d/${NAME}`,
+    `/etc/systemd/system/a$(reboot).service.d/${NAME}`,
+    `/etc/systemd/system/a,b.service.d/${NAME}`,
+    `/etc/systemd/system/a\n.service.d/${NAME}`,
+    `/etc/systemd/system/nginx.service.d/${NAME}\n`,
+    `/lib/systemd/system/nginx.service.d/${NAME}`,
+    `etc/systemd/system/nginx.service.d/${NAME}`,
+    `//etc/systemd/system/nginx.service.d/${NAME}`,
+    "",
+  ])("%j is never the role's own file", (path) => {
+    expect(isOwnFile(path)).toBe(false);
+  });
+
+  it("reads the files field back as a list", () => {
+    expect(ownFilesOf("(none)")).toEqual([]);
+    expect(ownFilesOf("/a,/b")).toEqual(["/a", "/b"]);
+  });
+
+  it("lists exactly the role's files in a real shell, whatever else the directories hold", () => {
+    const root = mkdtempSync(join(tmpdir(), "fd-limits-files-"));
+    try {
+      const put = (dir: string, name = NAME) => {
+        mkdirSync(join(root, dir), { recursive: true });
+        writeFileSync(join(root, dir, name), "x\n");
+      };
+      put("etc/sysctl.d");
+      put("etc/systemd/system.conf.d");
+      put("etc/systemd/system/nginx.service.d");
+      put("etc/systemd/system/nginx.service.d", "override.conf");
+      put("etc/systemd/system/nginx.service.d", `${NAME}.bak`);
+      put("etc/systemd/system/worker@.service.d");
+      put("etc/systemd/system/ssh.socket.d");
+      put("etc/systemd/system/bad name.service.d");
+      put("etc/systemd/system/x$(touch pwned).service.d");
+      put("etc/systemd/system/nl\n.service.d");
+      mkdirSync(join(root, "etc/systemd/system/dangling.service.d"));
+      symlinkSync("/nonexistent", join(root, "etc/systemd/system/dangling.service.d", NAME));
+      const raw = execFileSync("/bin/sh", ["-c", ownFilesCommand(root)], { encoding: "utf8", cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+      expect(FD_FILES_PROBE.parse(raw.replaceAll(`file=${root}/`, "file=/"), undefined)).toEqual({
+        files: [
+          `/etc/sysctl.d/${NAME}`,
+          `/etc/systemd/system.conf.d/${NAME}`,
+          `/etc/systemd/system/dangling.service.d/${NAME}`,
+          `/etc/systemd/system/nginx.service.d/${NAME}`,
+          `/etc/systemd/system/worker@.service.d/${NAME}`,
+        ].join(","),
+        skipped: "3",
+      });
+      expect(() => readFileSync(join(root, "pwned"))).toThrow();
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
