@@ -1,17 +1,36 @@
 import { createHash } from "node:crypto";
 import { posix } from "node:path";
-import { canonicalIp, IP_ADDRESSES_PROBE, ipAddressesProbe, isLinkLocal, liveAddresses, parseCidr, unusableReason, type Cidr } from "../src/facts/ipAddresses.js";
 import {
+  canonicalIp,
+  deletedAlongWith,
+  IP_ADDRESSES_PROBE,
+  ipAddressesProbe,
+  isLinkLocal,
+  liveAddresses,
+  networkOf,
+  parseCidr,
+  promotesSecondaries,
+  unusableReason,
+  type Cidr,
+  type LiveAddress,
+} from "../src/facts/ipAddresses.js";
+import {
+  decodeListEntries,
+  encodeListEntry,
   IFUPDOWN_DROPIN,
+  IFUPDOWN_HOOK,
   IFUPDOWN_MAIN,
+  isOwnFileName,
   matchesNameList,
   NETWORK_STACK_PROBE,
   networkStackProbe,
   NETWORKD_DROPIN_NAME,
+  STATE_FILE,
 } from "../src/facts/networkStack.js";
 import { registerProbes } from "../src/facts/probes.js";
 import { planManagedFile } from "../src/managedFile.js";
 import { defineRole, probeKey, type Change, type Check, type Facts, type ParamProblem, type PlanContext } from "../src/role.js";
+import { shJoin, shQuote } from "../src/transport/shell.js";
 
 registerProbes(ipAddressesProbe, networkStackProbe);
 
@@ -24,6 +43,8 @@ export interface SecondarySourceIpsParams {
 
 const ROLE = "secondary-source-ips";
 const PORT_RANGE_KEY = "net.ipv4.ip_local_port_range";
+/** run-parts skips a hook that is not executable. */
+const HOOK_MODE = "755";
 
 type Fields = Record<string, string>;
 
@@ -41,6 +62,12 @@ interface Owned {
   cidr: Cidr;
 }
 
+/** One of the role's own files as the network-stack probe read it. */
+interface OwnFile {
+  path: string;
+  content: string;
+}
+
 export default defineRole<SecondarySourceIpsParams>({
   name: ROLE,
   summary: "Add source IPs to an interface so outbound connections to one upstream aren't capped at one IP's ports",
@@ -52,7 +79,8 @@ export default defineRole<SecondarySourceIpsParams>({
         type: ["string", "null"], pattern: "^[a-zA-Z0-9_.@-]{1,15}$", default: null,
         description:
           "Interface that gets the extra source addresses. null (the default) picks the interface holding the address this SSH session is connected to, " +
-          "which carries the host's traffic in most setups. It must exist: the plan names the interfaces that do when it doesn't.",
+          "which carries the host's traffic in most setups. It must exist: the plan names the interfaces that do when it doesn't. " +
+          "When it changes, the addresses added to the old interface are deleted there (the role records each address with its interface).",
         fix: "use a name that `ip -br link` shows, e.g. eth0 or ens5 (letters, digits, _ . @ -; at most 15 characters), or null",
       },
       addresses: {
@@ -68,23 +96,31 @@ export default defineRole<SecondarySourceIpsParams>({
           "The kernel keeps the primary address as the default source: an application uses the extra ones only when it calls bind(src_ip, 0) before connect(), " +
           "with IP_BIND_ADDRESS_NO_PORT set (Linux 4.2+) so the port is picked at connect() per 4-tuple instead of at bind() per source IP " +
           "(SO_REUSEADDR also works, with more collisions); e.g. nginx proxy_bind, HAProxy `source`. IPv6 addresses are added deprecated (preferred lifetime 0) " +
-          "so the kernel never picks them by itself. The address the SSH session uses is never added, changed or removed. " +
-          "Addresses this role added earlier and that leave the list are removed; [] removes them all.",
+          "so the kernel never picks them by itself; one that fails duplicate address detection (another node on the link has it) is reported and re-added by run. " +
+          "The address the SSH session uses is never added, changed or removed. " +
+          "Addresses this role added earlier and that leave the list are removed; [] removes them all. " +
+          "The first IPv4 address of a subnet on an interface is its primary: deleting it while net.ipv4.conf.<iface>.promote_secondaries is 0 " +
+          "(the kernel's and Debian's default) deletes every other address of that subnet too, the SSH address included, so such a removal is refused " +
+          "until promote_secondaries is 1; the persisted configuration adds the extras after the interface's own address so they stay secondaries.",
         fix: "write each address as ADDRESS/PREFIX, e.g. 198.18.5.10/24 or 2001:db8::10/64",
       },
       persist: {
         type: "boolean", default: true,
         description:
           "Also write the addresses into the configuration of the network stack that manages the interface, so a reboot or ifdown/ifup brings them back; " +
-          "an address added only live is lost then, and outbound capacity silently falls back to one IP. false adds them live only.",
+          "an address added only live is lost then, and outbound capacity silently falls back to one IP. false adds them live only " +
+          `(and leaves files of an earlier persisting run alone). Either way the role records what it added, with the interface, in ${STATE_FILE}, ` +
+          "so addresses that leave the list are deleted also when nothing was persisted.",
       },
       stack: {
         type: "string", enum: ["auto", "networkd", "ifupdown"], default: "auto",
         description:
           "Network stack that persists the addresses. auto decides from configuration files, not from running daemons (which may not run while provision looks): " +
           "systemd-networkd when a .network file in /etc, /run or /usr/lib/systemd/network matches the interface by [Match] Name= (first by file name, as networkd picks), " +
-          "persisted as a drop-in <that file>.d/60-provision-secondary-ips.conf; ifupdown when /etc/network/interfaces or interfaces.d names the interface " +
-          "(iface, auto or allow- stanza), persisted as /etc/network/interfaces.d/60-provision-secondary-ips, which needs `source /etc/network/interfaces.d/*`. " +
+          "persisted as a drop-in <that file>.d/60-provision-secondary-ips.conf (networkd adds its own Address= lines first and sets promote_secondaries=1 on its links); " +
+          `ifupdown when /etc/network/interfaces or interfaces.d names the interface (iface, auto or allow- stanza), persisted as the hook ${IFUPDOWN_HOOK}, ` +
+          "which ifupdown runs after each of the interface's stanzas is up. Not a stanza in interfaces.d: Debian sources that directory before the interface's own stanza, " +
+          "so the extra address would come first, become the subnet's primary, and take the interface's own address along when deleted. " +
           "netplan (/etc/netplan/*.yaml naming the interface) and NetworkManager (nmcli managing it) are detected and refused: they own their files. " +
           "When both networkd and ifupdown name the interface, say here which one runs.",
         fix: "use auto, networkd or ifupdown; netplan and NetworkManager are not supported (set persist: false and add the addresses in their configuration)",
@@ -126,34 +162,46 @@ export default defineRole<SecondarySourceIpsParams>({
 
   plan(p, facts, ctx) {
     const net = probeFields(facts, NETWORK_STACK_PROBE, "detect the host's network stack");
-    const managed = managedFiles(net);
+    const files = ownFiles(net);
     // The default playbook applies this role to every host; one without addresses (and nothing
     // from an earlier run to undo) must not fail for reasons that only matter when adding some.
-    if (p.addresses.length === 0 && managed.length === 0) {
+    if (p.addresses.length === 0 && files.length === 0) {
       return { changes: [], checks: [], notes: ["no addresses for this host: set secondary_source_ips.addresses in its host vars to add source IPs"] };
     }
-    const live = liveAddresses(probeFields(facts, IP_ADDRESSES_PROBE, "read the host's addresses (`ip -j addr show`)"));
+    const ipFields = probeFields(facts, IP_ADDRESSES_PROBE, "read the host's addresses (`ip -j addr show`)");
+    const live = liveAddresses(ipFields);
     const ssh = sshAddressOf(ctx);
     const iface = chooseInterface(p, live, ssh);
     const wanted = p.addresses.map((a) => parseCidr(a) as Cidr);
     refuseSshAddress(wanted, ssh, iface);
 
-    const owned = p.persist ? managed.flatMap((m) => ownedAddresses(m.path, m.content, iface)) : [];
-    const removed = owned.filter((o) => !(o.iface === iface && wanted.some((w) => w.text === o.cidr.text)) && hasAddress(live, o.iface, o.cidr));
+    const state = files.find((f) => f.path === STATE_FILE) ?? null;
+    const configs = files.filter((f) => f.path !== STATE_FILE);
+    const owned = ownedFrom([...(state ? [state] : []), ...(p.persist ? configs : [])], net, live);
+    const removed = owned.filter((o) => !(o.iface === iface && wanted.some((w) => w.text === o.cidr.text)) && liveAddress(live, o.iface, o.cidr) !== null);
     for (const r of removed) refuseSshAddress([r.cidr], ssh, r.iface);
     refuseConflicts(wanted, live, iface, removed);
+    const failedDad = wanted.filter((w) => liveAddress(live, iface, w)?.dadfailed === true);
+    const deletions = secondariesFirst([...removed, ...failedDad.map((cidr) => ({ iface, cidr }))], live);
+    refuseCascades(deletions, live, ipFields, ssh);
 
     const target = p.persist && wanted.length > 0 ? chooseTarget(p, iface, net) : null;
+    // Deletions first: if one fails, nothing else changes and the files still record what to delete next time.
     const steps = [
-      ...(target ? [fileStep(ctx, target, iface, wanted, net)] : []),
-      ...(p.persist ? managed.filter((m) => m.path !== target?.path).map((m) => staleFileStep(m.path)) : []),
-      ...removed.map((r) => removeStep(r)),
+      ...deletions.map((d) => (removed.includes(d) ? removeStep(d) : readdPrepStep(d))),
+      ...stateSteps(ctx, state, iface, wanted, net),
+      ...(target ? fileSteps(ctx, target, iface, wanted, net) : []),
+      ...(p.persist ? configs.filter((m) => m.path !== target?.path).map((m) => staleFileStep(m.path)) : []),
       ...wanted.map((w) => addStep(w, iface, live)),
     ];
     const changes = steps.flatMap((s) => s.changes);
     const checks = steps.flatMap((s) => s.checks);
     if (changes.length > 0 || wanted.length > 0) checks.push(freshLoginCheck(live, ssh, iface));
-    const notes = [...capacityNotes(live, iface, wanted, removed, facts.sysctl[PORT_RANGE_KEY] ?? null), ...persistNotes(p, target, iface, net, managed)];
+    const notes = [
+      ...capacityNotes(live, iface, wanted, removed, facts.sysctl[PORT_RANGE_KEY] ?? null),
+      ...detectionNotes(live, iface, wanted),
+      ...persistNotes(p, target, iface, net, configs),
+    ];
     return { changes, checks, notes };
   },
 });
@@ -172,7 +220,7 @@ function sshAddressOf(ctx: PlanContext): string {
   return ssh;
 }
 
-function chooseInterface(p: SecondarySourceIpsParams, live: Map<string, Cidr[]>, ssh: string): string {
+function chooseInterface(p: SecondarySourceIpsParams, live: Map<string, LiveAddress[]>, ssh: string): string {
   const existing = [...live.keys()].join(", ");
   if (p.interface !== null) {
     if (!live.has(p.interface)) {
@@ -201,7 +249,7 @@ function refuseSshAddress(cidrs: Cidr[], ssh: string, iface: string): void {
 }
 
 /** An address can't sit on two interfaces, or on one with two prefixes, without surprising routing. */
-function refuseConflicts(wanted: Cidr[], live: Map<string, Cidr[]>, iface: string, removed: Owned[]): void {
+function refuseConflicts(wanted: Cidr[], live: Map<string, LiveAddress[]>, iface: string, removed: Owned[]): void {
   const goingAway = (name: string, c: Cidr) => removed.some((r) => r.iface === name && r.cidr.text === c.text);
   for (const w of wanted) {
     for (const [name, addrs] of live) {
@@ -216,10 +264,48 @@ function refuseConflicts(wanted: Cidr[], live: Map<string, Cidr[]>, iface: strin
   }
 }
 
-function hasAddress(live: Map<string, Cidr[]>, iface: string, c: Cidr): boolean {
-  return (live.get(iface) ?? []).some((a) => a.text === c.text);
+function liveAddress(live: Map<string, LiveAddress[]>, iface: string, c: Cidr): LiveAddress | null {
+  return (live.get(iface) ?? []).find((a) => a.text === c.text) ?? null;
 }
 
+/** Secondaries go before primaries: deleting a primary first would take them along, and their own deletion would then fail. */
+function secondariesFirst(deletions: Owned[], live: Map<string, LiveAddress[]>): Owned[] {
+  const isPrimary = (d: Owned) => (liveAddress(live, d.iface, d.cidr)?.secondary === false && d.cidr.family === 4 ? 1 : 0);
+  return [...deletions].sort((a, b) => isPrimary(a) - isPrimary(b));
+}
+
+/**
+ * Refuses to delete a primary IPv4 address while other addresses of its subnet stay on the
+ * interface and promote_secondaries is off: the kernel would delete them too, the SSH address
+ * among them (a lockout that no later step can repair). Walks the deletions in order, as the kernel would.
+ */
+function refuseCascades(deletions: Owned[], live: Map<string, LiveAddress[]>, ipFields: Fields, ssh: string): void {
+  const remaining = new Map([...live].map(([name, addrs]) => [name, addrs.map((a) => ({ ...a }))]));
+  for (const d of deletions) {
+    const onInterface = remaining.get(d.iface) ?? [];
+    const doomed = onInterface.find((a) => a.text === d.cidr.text);
+    if (!doomed) continue;
+    const along = deletedAlongWith(doomed, onInterface);
+    const promote = promotesSecondaries(ipFields, d.iface);
+    if (along.length > 0 && promote !== true) throw new Error(cascadeMessage(d, along, promote, ssh));
+    if (along.length > 0) along[0]!.secondary = false;
+    remaining.set(d.iface, onInterface.filter((a) => a !== doomed));
+  }
+}
+
+function cascadeMessage(d: Owned, along: LiveAddress[], promote: boolean | null, ssh: string): string {
+  const key = `net.ipv4.conf.${d.iface}.promote_secondaries`;
+  const sshHit = along.some((a) => a.address === ssh);
+  return (
+    `deleting ${d.cidr.text} from ${d.iface} would also delete ${along.map((a) => a.text).join(", ")}` +
+    (sshHit ? ` (${ssh} is the address this SSH session uses: the host would drop off the network)` : "") +
+    `: ${d.cidr.text} is the primary address of ${networkOf(d.cidr)} on ${d.iface} (\`ip addr\` shows no "secondary" flag on it) and ` +
+    (promote === null ? `${key} could not be read` : `${key} is 0`) +
+    ", so the kernel deletes the subnet's secondary addresses with it. " +
+    `Set ${key}=1 first (sysctl -w ${key}=1, and a file in /etc/sysctl.d to keep it), then run again; ` +
+    `or delete ${d.cidr.text} from a console, not over SSH. Until then keep it in secondary_source_ips.addresses`
+  );
+}
 
 /** Part of a plan: the changes of one thing and the checks that read it back. */
 interface Step {
@@ -227,57 +313,126 @@ interface Step {
   checks: Check[];
 }
 
-function fileStep(ctx: PlanContext, target: Target, iface: string, wanted: Cidr[], net: Fields): Step {
-  const content = renderFile(ctx, target, iface, wanted);
-  const file = planManagedFile({ path: target.path, content, role: ROLE }, fileFacts(net, target.path));
-  return { changes: file.changes, checks: [fileCheck(target.path, content)] };
+function fileSteps(ctx: PlanContext, target: Target, iface: string, wanted: Cidr[], net: Fields): Step[] {
+  const content = renderFile(ctx, target, iface, wanted, net);
+  const mode = target.stack === "ifupdown" ? HOOK_MODE : undefined;
+  return [ownFileStep(target.path, content, net, mode)];
+}
+
+/** A whole file of the role's, checked by sha256 (and mode, for a hook run-parts must be able to execute). */
+function ownFileStep(path: string, content: string, net: Fields, mode?: string): Step {
+  const file = planManagedFile({ path, content, role: ROLE, ...(mode ? { mode: `0${mode}` } : {}) }, fileFacts(net, path));
+  const modeNow = net[`managed.mode:${path}`];
+  // A file change sets the mode itself; an unchanged file may still have lost it.
+  const chmod: Change[] =
+    mode && file.changes.length === 0 && modeNow !== mode
+      ? [{ kind: "command", argv: ["chmod", `0${mode}`, "--", path], description: `make ${path} mode ${mode} (it is ${modeNow ?? "unknown"}): run-parts skips a hook it can't execute` }]
+      : [];
+  const checks: Check[] = [fileCheck(path, content)];
+  if (mode) {
+    checks.push({
+      kind: "probe", probe: NETWORK_STACK_PROBE, field: `managed.mode:${path}`, expected: mode, compare: "equal", label: `${path} (mode)`,
+      message: `${path} is not mode ${mode}: run-parts skips a hook it can't execute, so the addresses would not come back at ifup or boot`,
+    });
+  }
+  return { changes: [...file.changes, ...chmod], checks };
+}
+
+/** The record of what was added live: rewritten with the wanted addresses, removed once there are none. */
+function stateSteps(ctx: PlanContext, state: OwnFile | null, iface: string, wanted: Cidr[], net: Fields): Step[] {
+  if (wanted.length === 0) return state ? [staleFileStep(STATE_FILE)] : [];
+  const addresses = wanted.map((c, i) => ({ cidr: c.text, n: i + 1 }));
+  return [ownFileStep(STATE_FILE, ctx.render("state.hbs", { iface, addresses, total: wanted.length }), net)];
 }
 
 function staleFileStep(path: string): Step {
+  // The probe only reports the role's own names; this guards the one command that deletes files.
+  if (!isOwnFileName(path)) throw new Error(`refusing to delete ${JSON.stringify(path)}: it is not one of ${ROLE}'s file names`);
+  const why = path === STATE_FILE ? "no address is left to record" : "an earlier run wrote it, and no address is persisted there any more";
   return {
-    changes: [{ kind: "command", argv: ["rm", "-f", "--", path], description: `remove ${path}: an earlier run wrote it, and no address is persisted there any more` }],
-    checks: [{ kind: "probe", probe: NETWORK_STACK_PROBE, field: "managed.files", expected: path, compare: "excludes", label: `${path} removed`, message: `${path} is back: it would re-add old addresses at boot` }],
+    changes: [{ kind: "command", argv: ["rm", "-f", "--", path], description: `remove ${path}: ${why}` }],
+    checks: [
+      {
+        kind: "probe", probe: NETWORK_STACK_PROBE, field: "managed.files", expected: encodeListEntry(path), compare: "excludes", label: `${path} removed`,
+        message: path === STATE_FILE ? `${path} is back: a later run would delete the addresses it lists` : `${path} is back: it would re-add old addresses at boot`,
+      },
+    ],
   };
 }
 
 function removeStep(r: Owned): Step {
   return {
     changes: [{ kind: "command", argv: ["ip", "addr", "del", r.cidr.text, "dev", r.iface], description: `remove ${r.cidr.text} from ${r.iface}: no longer in addresses` }],
-    checks: [addressCheck(r.iface, r.cidr, "excludes")],
+    checks: [addressCheck(r.iface, r.cidr, "excludes", null)],
+  };
+}
+
+/** Deleting an address that failed duplicate address detection, so adding it again repeats the detection. */
+function readdPrepStep(r: Owned): Step {
+  return {
+    changes: [{ kind: "command", argv: ["ip", "addr", "del", r.cidr.text, "dev", r.iface], description: `delete ${r.cidr.text} from ${r.iface} to add it again: duplicate address detection failed` }],
+    checks: [],
   };
 }
 
 /** IPv6 extras are deprecated at once so the kernel's source selection (RFC 6724) never picks them by itself. */
-function addStep(c: Cidr, iface: string, live: Map<string, Cidr[]>): Step {
-  const argv = ["ip", "addr", "add", c.text, "dev", iface, ...(c.family === 6 ? ["preferred_lft", "0"] : [])];
+function addStep(c: Cidr, iface: string, live: Map<string, LiveAddress[]>): Step {
+  const now = liveAddress(live, iface, c);
   return {
-    changes: hasAddress(live, iface, c) ? [] : [{ kind: "command", argv, description: `add ${c.text} to ${iface} live` }],
-    checks: [addressCheck(iface, c, "includes")],
+    changes: now && !now.dadfailed ? [] : [{ kind: "command", argv: addArgv(c, iface), description: `add ${c.text} to ${iface} live` }],
+    checks: [addressCheck(iface, c, "includes", now)],
   };
 }
 
-function managedFiles(net: Fields): Array<{ path: string; content: string }> {
-  return (net["managed.files"] ?? "")
-    .split(",")
-    .filter(Boolean)
+function addArgv(c: Cidr, iface: string): string[] {
+  return ["ip", "addr", "add", c.text, "dev", iface, ...(c.family === 6 ? ["preferred_lft", "0"] : [])];
+}
+
+/** The role's own files, by exact name; anything else the probe reported is ignored, never deleted. */
+function ownFiles(net: Fields): OwnFile[] {
+  return decodeListEntries(net["managed.files"] ?? "")
+    .filter(isOwnFileName)
     .map((path) => ({ path, content: net[`managed.content:${path}`] ?? "" }));
 }
 
-/** Addresses an earlier run persisted: networkd `Address=` lines (for the current interface), ifupdown `up ip addr replace A dev I` lines. */
-export function ownedAddresses(path: string, content: string, iface: string): Owned[] {
+function ownedFrom(files: OwnFile[], net: Fields, live: Map<string, LiveAddress[]>): Owned[] {
+  const all = files.flatMap((f) => ownedAddresses(f.path, f.content, net, live));
+  return all.filter((o, i) => all.findIndex((x) => x.iface === o.iface && x.cidr.text === o.cidr.text) === i);
+}
+
+/**
+ * Addresses an earlier run added, with their interface: the state file's `ADDRESS/PREFIX IFACE` lines,
+ * the ifupdown hook's `add A dev I` lines, an older version's `up ip addr replace A dev I` stanza lines,
+ * and a networkd drop-in's `Address=` lines, credited to every interface its .network file matches
+ * (networkd applies the drop-in there, whatever interface it was written for).
+ */
+export function ownedAddresses(path: string, content: string, net: Fields, live: Map<string, LiveAddress[]>): Owned[] {
+  const pattern = path === STATE_FILE ? /^([0-9A-Fa-f:.]+\/\d+) (\S+)$/ : path === IFUPDOWN_HOOK ? /\badd (\S+) dev ([^\s;]+)/ : path === IFUPDOWN_DROPIN ? /^\s*up ip addr replace (\S+) dev (\S+)/ : /^Address=(\S+)\s*$/;
+  const networkdIfaces = path === STATE_FILE || path === IFUPDOWN_HOOK || path === IFUPDOWN_DROPIN ? [] : interfacesOfDropin(path, net, live);
   const out: Owned[] = [];
   for (const line of content.split("\n")) {
-    const m = path === IFUPDOWN_DROPIN ? /^\s*up ip addr replace (\S+) dev (\S+)/.exec(line) : /^Address=(\S+)\s*$/.exec(line);
+    if (line.trimStart().startsWith("#")) continue;
+    const m = pattern.exec(line);
     if (!m) continue;
     const cidr = parseCidr(m[1]!);
-    if (!("error" in cidr)) out.push({ iface: m[2] ?? iface, cidr });
+    if ("error" in cidr) continue;
+    for (const iface of m[2] !== undefined ? [m[2]] : networkdIfaces) out.push({ iface, cidr });
   }
   return out;
 }
 
+/** The live interfaces the .network file a drop-in extends matches by Name= (none when that file is gone). */
+function interfacesOfDropin(path: string, net: Fields, live: Map<string, LiveAddress[]>): string[] {
+  const networkName = posix.basename(posix.dirname(path)).replace(/\.d$/, "");
+  const networkFile = (net["networkd.files"] ?? "").split("\n").find((f) => f !== "" && posix.basename(f) === networkName);
+  if (!networkFile) return [];
+  const names = (net[`networkd.names:${networkFile}`] ?? "").split(" ").filter(Boolean);
+  return [...live.keys()].filter((iface) => matchesNameList(names, iface));
+}
+
 /** The facts planManagedFile needs, taken from the probe (a drop-in's path is only known after gathering). */
 function fileFacts(net: Fields, path: string): Facts {
-  const exists = (net["managed.files"] ?? "").split(",").includes(path);
+  const exists = decodeListEntries(net["managed.files"] ?? "").includes(path);
   return {
     sysctl: {},
     listeningPorts: null,
@@ -291,26 +446,33 @@ function sha256(content: string): string {
 }
 
 function fileCheck(path: string, content: string): Check {
+  const what = path === STATE_FILE ? "a later run may delete the wrong addresses, or miss some" : "the addresses may not come back at boot";
   return {
     kind: "probe", probe: NETWORK_STACK_PROBE, field: `managed.sha256:${path}`, expected: sha256(content), compare: "equal",
     label: `${path} (sha256)`,
-    message: `${path} differs from what ${ROLE} renders (edited by hand, or removed): the addresses may not come back at boot; \`provision plan\` shows the diff`,
+    message: `${path} differs from what ${ROLE} renders (edited by hand, or removed): ${what}; \`provision plan\` shows the diff`,
   };
 }
 
-function addressCheck(iface: string, c: Cidr, compare: "includes" | "excludes"): Check {
+/** Includes reads `usable:` (dadfailed left out, tentative kept: it becomes usable within seconds); excludes reads every address. */
+function addressCheck(iface: string, c: Cidr, compare: "includes" | "excludes", now: LiveAddress | null): Check {
+  if (compare === "excludes") {
+    return {
+      kind: "probe", probe: IP_ADDRESSES_PROBE, field: `addrs:${iface}`, expected: c.text, compare, label: `${c.text} gone from ${iface}`,
+      message: `${c.text} is still on ${iface} though it left addresses`,
+    };
+  }
   return {
-    kind: "probe", probe: IP_ADDRESSES_PROBE, field: `addrs:${iface}`, expected: c.text, compare,
-    label: compare === "includes" ? `${c.text} on ${iface}` : `${c.text} gone from ${iface}`,
-    message:
-      compare === "includes"
-        ? `${c.text} is not on ${iface}: removed by hand, by ifdown, or by the network stack reconfiguring the link; outbound capacity is down one source IP until \`provision run\` adds it back`
-        : `${c.text} is still on ${iface} though it left addresses`,
+    kind: "probe", probe: IP_ADDRESSES_PROBE, field: `usable:${iface}`, expected: c.text, compare, label: `${c.text} on ${iface}`,
+    message: now?.dadfailed
+      ? `${c.text} is on ${iface} but failed duplicate address detection (dadfailed): another node on the link uses it, and the kernel never sends from it. ` +
+        "Pick another address, or stop the other node using it, then `provision run` (it deletes and re-adds it to repeat the detection)"
+      : `${c.text} is not on ${iface}: removed by hand, by ifdown, or by the network stack reconfiguring the link; outbound capacity is down one source IP until \`provision run\` adds it back`,
   };
 }
 
 /** Read through a brand-new login: proves the host still takes SSH connections after its addresses changed. */
-function freshLoginCheck(live: Map<string, Cidr[]>, ssh: string, iface: string): Check {
+function freshLoginCheck(live: Map<string, LiveAddress[]>, ssh: string, iface: string): Check {
   const sshIsLocal = [...live.values()].some((addrs) => addrs.some((a) => a.address === ssh));
   return sshIsLocal
     ? {
@@ -389,26 +551,42 @@ function ifupdownTarget(net: Fields): Target {
   if (net["ifupdown.main"] !== "present") {
     throw new Error(`stack is ifupdown but ${IFUPDOWN_MAIN} does not exist. Install and configure ifupdown, or set stack to networkd or persist: false`);
   }
-  if (net["ifupdown.sources-dropin"] !== "yes") {
-    throw new Error(
-      `${IFUPDOWN_MAIN} does not read ${posix.dirname(IFUPDOWN_DROPIN)}/, so ${IFUPDOWN_DROPIN} would never be loaded. ` +
-        `Add the line \`source ${posix.dirname(IFUPDOWN_DROPIN)}/*\` to ${IFUPDOWN_MAIN} (Debian's default), or set persist: false`,
-    );
+  return { stack: "ifupdown", path: IFUPDOWN_HOOK };
+}
+
+function renderFile(ctx: PlanContext, target: Target, iface: string, wanted: Cidr[], net: Fields): string {
+  if (target.stack === "networkd") {
+    const addresses = wanted.map((c, i) => ({ cidr: c.text, address: c.address, ipv6: c.family === 6, n: i + 1 }));
+    return ctx.render("networkd.conf.hbs", { why: ctx.why, iface, addresses, total: wanted.length, networkFile: target.networkFile ?? "" });
   }
-  return { stack: "ifupdown", path: IFUPDOWN_DROPIN };
+  const families = (net[`ifupdown.families:${iface}`] ?? "").split(" ");
+  const addresses = wanted.map((c, i) => {
+    const line = hookLine(c, iface, families);
+    return { cidr: c.text, command: line.command, note: `Extra source address ${i + 1} of ${wanted.length} (${c.address}): ${line.when}.` };
+  });
+  return ctx.render("ifupdown-hook.sh.hbs", { why: ctx.why, iface, ifaceWord: shQuote(iface), addresses, total: wanted.length });
 }
 
-function renderFile(ctx: PlanContext, target: Target, iface: string, wanted: Cidr[]): string {
-  const addresses = wanted.map((c, i) => ({ cidr: c.text, address: c.address, ipv6: c.family === 6, n: i + 1 }));
-  const data = { why: ctx.why, iface, addresses, total: wanted.length, networkFile: target.networkFile ?? "" };
-  return ctx.render(target.stack === "networkd" ? "networkd.conf.hbs" : "ifupdown.hbs", data);
+/**
+ * When the hook adds an address: after the interface's own stanza of that family is up (so an
+ * IPv4 extra joins the interface's address as a secondary), or at once when there is no such stanza.
+ */
+function hookLine(c: Cidr, iface: string, families: string[]): { when: string; command: string } {
+  const family = c.family === 4 ? "inet" : "inet6";
+  const add = `add ${shJoin(addArgv(c, iface).slice(3))}`;
+  const deprecated = c.family === 6 ? "deprecated at once (preferred_lft 0) so IPv6 source selection never picks it by itself; " : "";
+  if (!families.includes(family)) {
+    return { when: `${deprecated}added when ${iface} comes up (it has no \`${family}\` stanza to wait for)`, command: add };
+  }
+  const after = c.family === 4 ? `, so it joins ${iface}'s own address as a secondary` : "";
+  return { when: `${deprecated}added once ${iface}'s \`${family}\` stanza is up${after}`, command: `if has_family ${family}; then ${add}; fi` };
 }
 
-function capacityNotes(live: Map<string, Cidr[]>, iface: string, wanted: Cidr[], removed: Owned[], range: string | null): string[] {
+function capacityNotes(live: Map<string, LiveAddress[]>, iface: string, wanted: Cidr[], removed: Owned[], range: string | null): string[] {
   const m = /^\s*(\d+)\s+(\d+)\s*$/.exec(range ?? "");
   const ports = m ? Number(m[2]) - Number(m[1]) + 1 : null;
   const fmt = (n: number) => n.toLocaleString("en-US");
-  const gone = (c: Cidr) => removed.some((r) => r.iface === iface && r.cidr.text === c.text);
+  const gone = (c: LiveAddress) => c.dadfailed || removed.some((r) => r.iface === iface && r.cidr.text === c.text);
   const notes: string[] = [];
   for (const family of [4, 6] as const) {
     if (!wanted.some((w) => w.family === family)) continue;
@@ -423,9 +601,21 @@ function capacityNotes(live: Map<string, Cidr[]>, iface: string, wanted: Cidr[],
   return notes;
 }
 
-function persistNotes(p: SecondarySourceIpsParams, target: Target | null, iface: string, net: Fields, managed: Array<{ path: string }>): string[] {
+/** IPv6 duplicate address detection: a failed address is useless, a tentative one not usable yet. */
+function detectionNotes(live: Map<string, LiveAddress[]>, iface: string, wanted: Cidr[]): string[] {
+  return wanted.flatMap((w) => {
+    const now = liveAddress(live, iface, w);
+    if (now?.dadfailed) {
+      return [`${w.text} on ${iface} failed duplicate address detection (dadfailed): another node on the link uses it, and the kernel never sends from it; run deletes and re-adds it to repeat the detection`];
+    }
+    if (now?.tentative) return [`${w.text} on ${iface} is tentative (duplicate address detection running): bind() to it fails with EADDRNOTAVAIL until it ends, within a few seconds`];
+    return [];
+  });
+}
+
+function persistNotes(p: SecondarySourceIpsParams, target: Target | null, iface: string, net: Fields, configs: OwnFile[]): string[] {
   if (!p.persist) {
-    const earlier = managed.map((m) => m.path);
+    const earlier = configs.map((m) => m.path);
     return [
       `not persisted (persist: false): the addresses vanish at the next reboot or ifdown of ${iface}`,
       ...(earlier.length > 0 ? [`${earlier.join(", ")} from an earlier run still add addresses at boot: delete it if they should not come back`] : []),
@@ -439,7 +629,7 @@ function persistNotes(p: SecondarySourceIpsParams, target: Target | null, iface:
     ];
   }
   return [
-    `persisted for ifupdown: ${IFUPDOWN_DROPIN} adds them whenever ${iface} comes up (ifup, boot); the addresses are added live now`,
+    `persisted for ifupdown: ${IFUPDOWN_HOOK} adds them each time ${iface} comes up (ifup, boot), after ${iface}'s own stanzas; the addresses are added live now`,
     ...(net["ifupdown.ifup"] === "yes" ? [] : [`ifup is not installed here: nothing reads ${IFUPDOWN_MAIN} at boot, so the addresses won't come back after a reboot until ifupdown is installed`]),
   ];
 }

@@ -51,6 +51,9 @@ function fileStep(id: string, c: Extract<PlannedChange, { kind: "file" }>): stri
     `cur=absent; if [ -e ${path} ]; then cur=$(sha256sum < ${path} | cut -d' ' -f1); fi`,
     `if [ "$cur" != ${c.beforeSha256 ?? contentHash(c.before)} ]; then echo ${shQuote(`${c.path} changed since the plan was made; run plan again`)} >&2; exit 3; fi`,
     `mkdir -p ${dir}`,
+    // A writer killed between mktemp and mv (SIGKILL, OOM, power loss) skips the EXIT trap and
+    // leaves its temp file; the next write into this directory removes such leftovers.
+    `rm -f -- ${dir}/.provision-tmp-*`,
     `tmp=$(mktemp ${shQuote(`${dirname(c.path)}/.provision-tmp-XXXXXX`)})`,
     `trap 'rm -f "$tmp"' EXIT`,
     `printf '%s' ${shQuote(b64)} | base64 -d > "$tmp"`,

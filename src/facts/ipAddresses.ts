@@ -130,15 +130,33 @@ export function isLinkLocal(c: Cidr): boolean {
 
 export const IP_ADDRESSES_PROBE = "ip-addresses";
 
+/** Separates `ip -j addr show` from the promote_secondaries lines in the probe's output. */
+const PROMOTE_MARKER = "# promote_secondaries";
+
 interface IpJsonLink {
   ifname?: unknown;
   addr_info?: unknown;
 }
 
+/** An address as the kernel holds it, with the flags that decide what deleting or using it does. */
+export interface LiveAddress extends Cidr {
+  /** IPv4: not the first address of its subnet on the interface; deleting the first (primary) takes these along unless promote_secondaries is on. */
+  secondary: boolean;
+  /** IPv6 duplicate address detection still running (the kernel also keeps a failed one tentative; that one counts as dadfailed only). */
+  tentative: boolean;
+  /** IPv6 duplicate address detection found another node using it: the kernel never sends from it. */
+  dadfailed: boolean;
+}
+
 /**
- * Every interface and its addresses, from `ip -j addr show` (iproute2 4.14+). Fields:
- * `interfaces` (comma list), `addrs:<ifname>` (comma list of local/prefix), `locals` (every
- * address of the host without prefix, comma list).
+ * Every interface and its addresses, from `ip -j addr show` (iproute2 4.14+), and
+ * /proc/sys/net/ipv4/conf/<iface>/promote_secondaries. Fields (comma lists):
+ * - `interfaces`; `locals` every address of the host without prefix;
+ * - `addrs:<ifname>` its addresses as local/prefix; `usable:<ifname>` those not rejected by
+ *   duplicate address detection (tentative ones included: usable within a second or two);
+ * - `secondary:`, `tentative:`, `dadfailed:<ifname>` the addresses with that flag (only when some have it);
+ * - `promote_secondaries:<ifname>` 1 when deleting a primary IPv4 address promotes a secondary
+ *   (the interface's setting or `all`'s is 1), 0 when it deletes them; absent when unreadable.
  */
 export const ipAddressesProbe = defineProbe({
   name: IP_ADDRESSES_PROBE,
@@ -146,11 +164,17 @@ export const ipAddressesProbe = defineProbe({
     [
       `command -v ip >/dev/null 2>&1 || { echo 'ip (iproute2) is not installed; install iproute2' >&2; exit 1; }`,
       `ip -j addr show`,
+      `echo`,
+      `echo '${PROMOTE_MARKER}'`,
+      `for f in /proc/sys/net/ipv4/conf/*/promote_secondaries; do [ -r "$f" ] || continue; d=\${f%/promote_secondaries}; printf '%s %s\\n' "\${d##*/}" "$(cat "$f")"; done`,
     ].join("\n"),
   parse(raw) {
+    const at = raw.indexOf(`\n${PROMOTE_MARKER}`);
+    const json = at === -1 ? raw : raw.slice(0, at);
+    const promote = at === -1 ? null : parsePromoteLines(raw.slice(at + PROMOTE_MARKER.length + 1));
     let data: unknown;
     try {
-      data = JSON.parse(raw);
+      data = JSON.parse(json);
     } catch {
       throw new ProbeParseError(`\`ip -j addr show\` did not print JSON (iproute2 older than 4.14?): ${raw.slice(0, 200)}`);
     }
@@ -158,12 +182,21 @@ export const ipAddressesProbe = defineProbe({
     const fields: Record<string, string> = {};
     const names: string[] = [];
     const locals: string[] = [];
+    const list = (addrs: LiveAddress[]) => addrs.map((a) => a.text).join(",");
     for (const link of data as IpJsonLink[]) {
       // iproute2 prints empty objects for links it filtered out.
       if (typeof link?.ifname !== "string") continue;
+      const name = link.ifname;
       const addrs = addressesOf(link);
-      names.push(link.ifname);
-      fields[`addrs:${link.ifname}`] = addrs.map((a) => a.text).join(",");
+      names.push(name);
+      fields[`addrs:${name}`] = list(addrs);
+      fields[`usable:${name}`] = list(addrs.filter((a) => !a.dadfailed));
+      for (const flag of ["secondary", "tentative", "dadfailed"] as const) {
+        const flagged = addrs.filter((a) => a[flag]);
+        if (flagged.length > 0) fields[`${flag}:${name}`] = list(flagged);
+      }
+      const own = promote?.get(name);
+      if (own !== undefined) fields[`promote_secondaries:${name}`] = own === "1" || promote?.get("all") === "1" ? "1" : "0";
       locals.push(...addrs.map((a) => a.address));
     }
     fields.interfaces = names.join(",");
@@ -172,24 +205,88 @@ export const ipAddressesProbe = defineProbe({
   },
 });
 
-function addressesOf(link: IpJsonLink): Cidr[] {
-  if (!Array.isArray(link.addr_info)) return [];
-  const out: Cidr[] = [];
-  for (const info of link.addr_info as Array<{ local?: unknown; prefixlen?: unknown }>) {
-    if (typeof info?.local !== "string" || typeof info.prefixlen !== "number") continue;
-    const c = parseCidr(`${info.local}/${info.prefixlen}`);
-    if ("error" in c) throw new ProbeParseError(`\`ip -j addr show\` listed ${info.local}/${info.prefixlen} on ${String(link.ifname)}, which ${c.error}`);
-    out.push(c);
+/** `<ifname> <value>` lines; a value that is not a number (unreadable file) is left out. */
+function parsePromoteLines(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    const m = /^(\S+) (\d+)$/.exec(line.trim());
+    if (m) out.set(m[1]!, m[2]! === "0" ? "0" : "1");
   }
   return out;
 }
 
-/** The parsed `ip-addresses` fields: interface name → its addresses, in `ip` order. */
-export function liveAddresses(fields: Record<string, string>): Map<string, Cidr[]> {
-  const out = new Map<string, Cidr[]>();
-  for (const name of (fields.interfaces ?? "").split(",").filter(Boolean)) {
-    const list = (fields[`addrs:${name}`] ?? "").split(",").filter(Boolean).map(parseCidr);
-    out.set(name, list.filter((c): c is Cidr => !("error" in c)));
+interface IpJsonAddr {
+  local?: unknown;
+  prefixlen?: unknown;
+  secondary?: unknown;
+  tentative?: unknown;
+  dadfailed?: unknown;
+}
+
+function addressesOf(link: IpJsonLink): LiveAddress[] {
+  if (!Array.isArray(link.addr_info)) return [];
+  const out: LiveAddress[] = [];
+  for (const info of link.addr_info as IpJsonAddr[]) {
+    if (typeof info?.local !== "string" || typeof info.prefixlen !== "number") continue;
+    const c = parseCidr(`${info.local}/${info.prefixlen}`);
+    if ("error" in c) throw new ProbeParseError(`\`ip -j addr show\` listed ${info.local}/${info.prefixlen} on ${String(link.ifname)}, which ${c.error}`);
+    out.push({ ...c, secondary: info.secondary === true, tentative: info.tentative === true && info.dadfailed !== true, dadfailed: info.dadfailed === true });
   }
   return out;
+}
+
+/** The parsed `ip-addresses` fields: interface name → its addresses with their flags, in `ip` order. */
+export function liveAddresses(fields: Record<string, string>): Map<string, LiveAddress[]> {
+  const out = new Map<string, LiveAddress[]>();
+  const listOf = (key: string) => (fields[key] ?? "").split(",").filter(Boolean);
+  for (const name of listOf("interfaces")) {
+    const flagged = (flag: string) => new Set(listOf(`${flag}:${name}`));
+    const [secondary, tentative, dadfailed] = [flagged("secondary"), flagged("tentative"), flagged("dadfailed")];
+    const list = listOf(`addrs:${name}`).map(parseCidr);
+    out.set(
+      name,
+      list
+        .filter((c): c is Cidr => !("error" in c))
+        .map((c) => ({ ...c, secondary: secondary.has(c.text), tentative: tentative.has(c.text), dadfailed: dadfailed.has(c.text) })),
+    );
+  }
+  return out;
+}
+
+/** Whether deleting a primary IPv4 address of `iface` promotes a secondary (true), deletes them all (false), or is unknown (null). */
+export function promotesSecondaries(fields: Record<string, string>, iface: string): boolean | null {
+  const value = fields[`promote_secondaries:${iface}`];
+  return value === undefined ? null : value === "1";
+}
+
+/**
+ * IPv4 addresses the kernel deletes together with `c` when promote_secondaries is off: `c` is its
+ * subnet's primary on the interface, and these share its prefix length and network (as
+ * __inet_del_ifa compares them). Empty for IPv6, for a secondary, and for a lone address.
+ */
+export function deletedAlongWith(c: LiveAddress, onInterface: LiveAddress[]): LiveAddress[] {
+  if (c.family !== 4 || c.secondary) return [];
+  return onInterface.filter((a) => a.family === 4 && a.text !== c.text && a.prefix === c.prefix && sameNetwork(a, c));
+}
+
+function sameNetwork(a: Cidr, b: Cidr): boolean {
+  const bits = (c: Cidr) => networkBits(c.address, c.prefix);
+  return bits(a) === bits(b);
+}
+
+/** The network part of an IPv4 address as a bit string. */
+function networkBits(address: string, prefix: number): string {
+  return address
+    .split(".")
+    .map((x) => Number(x).toString(2).padStart(8, "0"))
+    .join("")
+    .slice(0, prefix);
+}
+
+/** The network of an IPv4 address, e.g. 198.18.5.0/24 for 198.18.5.10/24. */
+export function networkOf(c: Cidr): string {
+  if (c.family !== 4) return c.text;
+  const bits = networkBits(c.address, c.prefix).padEnd(32, "0");
+  const octets = [0, 8, 16, 24].map((i) => parseInt(bits.slice(i, i + 8), 2));
+  return `${octets.join(".")}/${c.prefix}`;
 }

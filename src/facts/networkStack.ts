@@ -11,8 +11,36 @@ export const NETWORK_STACK_PROBE = "network-stack";
 /** The name every file of the secondary-source-ips role carries, so the probe can find them all. */
 export const MANAGED_NAME = "60-provision-secondary-ips";
 export const NETWORKD_DROPIN_NAME = `${MANAGED_NAME}.conf`;
+/** ifupdown hook (run-parts after each `iface` stanza is up): where ifupdown hosts persist the addresses. */
+export const IFUPDOWN_HOOK = `/etc/network/if-up.d/${MANAGED_NAME}`;
+/** Where earlier versions persisted them for ifupdown: a stanza that ran before the interface's own (removed when found). */
 export const IFUPDOWN_DROPIN = `/etc/network/interfaces.d/${MANAGED_NAME}`;
 export const IFUPDOWN_MAIN = "/etc/network/interfaces";
+/**
+ * The addresses the role added live and on which interface, so it can remove them later whether or
+ * not they were persisted. Under /etc like every other file provision writes (kept and restored
+ * with the configuration it describes), and in no .d directory, so nothing reads it as configuration.
+ */
+export const STATE_FILE = "/etc/provision/secondary-source-ips.state";
+
+const NETWORKD_DROPIN_PATH = new RegExp(`^/etc/systemd/network/[^/]+\\.network\\.d/${NETWORKD_DROPIN_NAME.replace(/[.]/g, "\\.")}$`);
+
+/** True only for a path the role itself writes: it never removes anything else. */
+export function isOwnFileName(path: string): boolean {
+  return path === STATE_FILE || path === IFUPDOWN_HOOK || path === IFUPDOWN_DROPIN || NETWORKD_DROPIN_PATH.test(path);
+}
+
+/**
+ * A path as one entry of a comma list (verify's includes/excludes split on commas): percent-encoded,
+ * so a `,`, a space or a newline in a file name can't split it; `/` and ordinary names stay readable.
+ */
+export function encodeListEntry(path: string): string {
+  return encodeURIComponent(path).replace(/%2F/g, "/");
+}
+
+export function decodeListEntries(list: string): string[] {
+  return list.split(",").filter(Boolean).map((entry) => decodeURIComponent(entry));
+}
 
 /** networkd's search path, highest priority first: a file in /etc shadows one of the same name below. */
 export const NETWORKD_DIRS = ["/etc/systemd/network", "/run/systemd/network", "/usr/local/lib/systemd/network", "/usr/lib/systemd/network", "/lib/systemd/network"];
@@ -30,7 +58,11 @@ emit_text() { printf '%s %s ' "$1" "$(printf '%s' "$2" | enc)"; printf '%s' "$3"
 for d in ${NETWORKD_DIRS.join(" ")}; do
   for f in "$d"/*.network; do { [ -e "$f" ] || [ -L "$f" ]; } && emit networkd "$f"; done
 done
-for f in /etc/systemd/network/*.network.d/${NETWORKD_DROPIN_NAME} ${IFUPDOWN_DROPIN}; do [ -e "$f" ] && emit managed "$f"; done
+for f in /etc/systemd/network/*.network.d/${NETWORKD_DROPIN_NAME} ${IFUPDOWN_HOOK} ${IFUPDOWN_DROPIN} ${STATE_FILE}; do
+  [ -e "$f" ] || continue
+  emit managed "$f"
+  emit_text mode "$f" "$(stat -L -c %a "$f" 2>/dev/null)"
+done
 [ -e ${IFUPDOWN_MAIN} ] && emit ifupdown-main ${IFUPDOWN_MAIN}
 for f in /etc/network/interfaces.d/*; do [ -f "$f" ] && emit ifupdown-file "$f"; done
 command -v ifup >/dev/null 2>&1 && emit_text flag ifup yes
@@ -73,10 +105,12 @@ function parseEntries(raw: string): Entry[] {
  *   directories; a name in a higher directory shadows the same name below; empty or /dev/null = masked);
  *   `networkd.names:<path>` its [Match] Name= globs (space-separated, `!` kept), `networkd.other:<path>`
  *   its other [Match] keys (comma list); `networkd.daemon` yes/no.
- * - `managed.files` (comma list) this role's files; `managed.content:<path>`, `managed.sha256:<path>`.
+ * - `managed.files` (comma list of percent-encoded paths, see encodeListEntry) this role's files;
+ *   `managed.content:<path>`, `managed.sha256:<path>`, `managed.mode:<path>` (octal, e.g. 755).
  * - `ifupdown.main` present/absent; `ifupdown.sources-dropin` yes/no (does /etc/network/interfaces
  *   read IFUPDOWN_DROPIN); `ifupdown.ifaces` (space list) interfaces named by iface/auto/allow-
- *   stanzas outside this role's file; `ifupdown.ifup` yes/no.
+ *   stanzas outside this role's file; `ifupdown.families:<iface>` (space list) the address families
+ *   of its `iface` stanzas (inet, inet6); `ifupdown.ifup` yes/no.
  * - `netplan.files`; `netplan.text:<path>`.
  * - `networkmanager` yes/no; `networkmanager.ifaces` (space list) devices NM manages or profiles name.
  */
@@ -89,7 +123,7 @@ export const networkStackProbe = defineProbe({
     return {
       ...networkdFields(entries.filter((e) => e.kind === "networkd")),
       "networkd.daemon": flags.has("networkd-daemon") ? "yes" : "no",
-      ...managedFields(entries.filter((e) => e.kind === "managed")),
+      ...managedFields(entries.filter((e) => e.kind === "managed" && isOwnFileName(e.path)), entries.filter((e) => e.kind === "mode")),
       ...ifupdownFields(entries, flags.has("ifup")),
       ...netplanFields(entries.filter((e) => e.kind === "netplan" && e.content !== null)),
       ...networkManagerFields(entries, flags.has("networkmanager")),
@@ -172,11 +206,13 @@ export function fnmatch(glob: string, text: string): boolean {
   return new RegExp(`${re}$`).test(text);
 }
 
-function managedFields(entries: Entry[]): Record<string, string> {
-  const fields: Record<string, string> = { "managed.files": entries.map((e) => e.path).join(",") };
+function managedFields(entries: Entry[], modes: Entry[]): Record<string, string> {
+  const fields: Record<string, string> = { "managed.files": entries.map((e) => encodeListEntry(e.path)).join(",") };
   for (const e of entries) {
     fields[`managed.content:${e.path}`] = e.content ?? "";
     fields[`managed.sha256:${e.path}`] = e.raw ? createHash("sha256").update(e.raw).digest("hex") : "unreadable";
+    const mode = modes.find((m) => m.path === e.path)?.content?.trim();
+    if (mode) fields[`managed.mode:${e.path}`] = mode;
   }
   return fields;
 }
@@ -184,19 +220,26 @@ function managedFields(entries: Entry[]): Record<string, string> {
 function ifupdownFields(entries: Entry[], ifup: boolean): Record<string, string> {
   const main = entries.find((e) => e.kind === "ifupdown-main");
   const others = entries.filter((e) => e.kind === "ifupdown-file" && e.path !== IFUPDOWN_DROPIN && e.content !== null);
-  const parsedMain = main?.content ? parseInterfaces(main.content) : { ifaces: [], sources: [], sourceDirs: [] };
-  const ifaces = new Set([...parsedMain.ifaces, ...others.flatMap((e) => parseInterfaces(e.content!).ifaces)]);
+  const parsedMain = main?.content ? parseInterfaces(main.content) : { ifaces: [], stanzas: [], sources: [], sourceDirs: [] };
+  const parsedOthers = others.map((e) => parseInterfaces(e.content!));
+  const ifaces = new Set([...parsedMain.ifaces, ...parsedOthers.flatMap((p) => p.ifaces)]);
+  const families = new Map<string, Set<string>>();
+  for (const s of [...parsedMain.stanzas, ...parsedOthers.flatMap((p) => p.stanzas)]) {
+    families.set(s.iface, (families.get(s.iface) ?? new Set()).add(s.family));
+  }
   return {
     "ifupdown.main": main ? "present" : "absent",
     "ifupdown.sources-dropin": sourcesDropin(parsedMain) ? "yes" : "no",
     "ifupdown.ifaces": [...ifaces].join(" "),
+    ...Object.fromEntries([...families].map(([iface, set]) => [`ifupdown.families:${iface}`, [...set].join(" ")])),
     "ifupdown.ifup": ifup ? "yes" : "no",
   };
 }
 
-/** The stanzas of an interfaces(5) file that matter here: interface names and `source` lines. */
-export function parseInterfaces(content: string): { ifaces: string[]; sources: string[]; sourceDirs: string[] } {
+/** The stanzas of an interfaces(5) file that matter here: interface names, `iface` families and `source` lines. */
+export function parseInterfaces(content: string): { ifaces: string[]; stanzas: Array<{ iface: string; family: string }>; sources: string[]; sourceDirs: string[] } {
   const ifaces: string[] = [];
+  const stanzas: Array<{ iface: string; family: string }> = [];
   const sources: string[] = [];
   const sourceDirs: string[] = [];
   const resolve = (p: string) => (p.startsWith("/") ? p : posix.join("/etc/network", p));
@@ -204,12 +247,15 @@ export function parseInterfaces(content: string): { ifaces: string[]; sources: s
     const words = line.trim().split(/\s+/);
     const [keyword, ...rest] = words;
     if (!keyword || keyword.startsWith("#")) continue;
-    if (keyword === "iface" && rest[0]) ifaces.push(rest[0]);
+    if (keyword === "iface" && rest[0]) {
+      ifaces.push(rest[0]);
+      if (rest[1]) stanzas.push({ iface: rest[0], family: rest[1] });
+    }
     else if (keyword === "auto" || keyword.startsWith("allow-")) ifaces.push(...rest);
     else if (keyword === "source") sources.push(...rest.map(resolve));
     else if (keyword === "source-directory" || keyword === "source-dir") sourceDirs.push(...rest.map(resolve));
   }
-  return { ifaces, sources, sourceDirs };
+  return { ifaces, stanzas, sources, sourceDirs };
 }
 
 function sourcesDropin(main: { sources: string[]; sourceDirs: string[] }): boolean {

@@ -164,6 +164,8 @@ function connectError(err: unknown, where: string, conn: ConnectionSettings, opt
   const msg = e.message ?? String(err);
   if (e.code === "ECONNREFUSED") return new HostError(`connection refused by ${conn.host}:${conn.port}: is sshd running and listening there?`, "unreachable");
   if (e.code === "EHOSTUNREACH" || e.code === "ENETUNREACH") return new HostError(`no route to ${conn.host}:${conn.port} (${e.code})`, "unreachable");
+  // A local blackhole route makes connect() fail at once with EINVAL instead of timing out.
+  if (e.code === "EINVAL" && e.syscall === "connect") return new HostError(`no route to ${conn.host}:${conn.port}: this machine's routing table discards it (a blackhole route?)`, "unreachable");
   if (e.code === "ENOTFOUND" || e.code === "EAI_AGAIN") return new HostError(`cannot resolve ${conn.host} (${e.code}); set ansible_host to its address`, "unreachable");
   if (/Timed out while waiting for handshake/i.test(msg) || e.code === "ETIMEDOUT") {
     return new HostError(`no SSH handshake from ${conn.host}:${conn.port} within ${opts.connectTimeoutMs / 1000} s (host down, packets dropped, or a firewall)`, "unreachable");

@@ -6,7 +6,8 @@ import { startFleet, type Fleet } from "../fleet/fleet.js";
 import { provision, tempDir, writeFile } from "./helpers.js";
 
 const NETWORKD_DROPIN = "/etc/systemd/network/10-eth0.network.d/60-provision-secondary-ips.conf";
-const IFUPDOWN_DROPIN = "/etc/network/interfaces.d/60-provision-secondary-ips";
+const IFUPDOWN_HOOK = "/etc/network/if-up.d/60-provision-secondary-ips";
+const STATE = "/etc/provision/secondary-source-ips.state";
 const PLAYBOOK = "- name: Extra source IPs\n  hosts: all\n  roles:\n    - secondary-source-ips\n";
 
 /**
@@ -80,11 +81,13 @@ describe("secondary-source-ips on real hosts (networkd on h1, ifupdown on h2, ne
   let net: string;
   let primary: Record<string, string>;
 
-  const addrs = async (host: string) => {
-    const r = await fleet.exec(host, "ip -j addr show dev eth0");
-    const links = JSON.parse(r.stdout) as Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>;
-    return links[0]!.addr_info.filter((a) => !a.local.includes(":")).map((a) => `${a.local}/${a.prefixlen}`);
+  /** IPv4 addresses of an interface in kernel order, " secondary" appended where the kernel marks it. */
+  const addrsWithFlags = async (host: string, dev = "eth0") => {
+    const r = await fleet.exec(host, `ip -j addr show dev ${dev}`);
+    const links = JSON.parse(r.stdout) as Array<{ addr_info: Array<{ local: string; prefixlen: number; secondary?: boolean }> }>;
+    return links[0]!.addr_info.filter((a) => !a.local.includes(":")).map((a) => `${a.local}/${a.prefixlen}${a.secondary ? " secondary" : ""}`);
   };
+  const addrs = async (host: string, dev = "eth0") => (await addrsWithFlags(host, dev)).map((a) => a.replace(/ secondary$/, ""));
 
   /** An inventory with each host's role params in its host vars. */
   function inventory(name: string, vars: Record<string, string>): string {
@@ -129,12 +132,14 @@ describe("secondary-source-ips on real hosts (networkd on h1, ifupdown on h2, ne
     expect(r.stdout).toContain(`run: ip addr add ${net}.210/24 dev eth0`);
     expect(r.stdout).toContain(`+++ ${NETWORKD_DROPIN}`);
     expect(r.stdout).toContain(`+Address=${net}.201/24`);
-    expect(r.stdout).toContain(`+++ ${IFUPDOWN_DROPIN}`);
-    expect(r.stdout).toContain(`+\tup ip addr replace ${net}.210/24 dev eth0`);
+    expect(r.stdout).toContain(`+++ ${IFUPDOWN_HOOK}`);
+    expect(r.stdout).toContain(`+if has_family inet; then add ${net}.210/24 dev eth0; fi`);
+    expect(r.stdout).toContain(`+++ ${STATE}`);
+    expect(r.stdout).toContain(`+${net}.201/24 eth0`);
     expect(r.stdout).toContain("over IPv4 from eth0: 3 source IPs × 28,232 ports = 84,696 connections");
     expect(r.stdout).toContain("over IPv4 from eth0: 2 source IPs × 28,232 ports = 56,464 connections");
     expect(r.stdout).toContain("ifup is not installed here");
-    expect(r.stdout).toMatch(/Plan: 5 changes on 2 hosts, 0 unchanged, 0 failed\./);
+    expect(r.stdout).toMatch(/Plan: 7 changes on 2 hosts, 0 unchanged, 0 failed\./);
     expect(await addrs("h1")).toEqual([`${primary.h1}/24`]);
     expect(await tcp(`${net}.200`, 22)).toBe("no answer");
   });
@@ -159,13 +164,15 @@ describe("secondary-source-ips on real hosts (networkd on h1, ifupdown on h2, ne
     expect(h1File.stdout).toContain(`[Address]\n# Extra source address 2 of 2 on eth0; a socket uses it after bind() to ${net}.201, port 0.\nAddress=${net}.201/24\n`);
     expect(h1File.stdout).toContain("644 root");
     expect(h1File.stdout).not.toContain(".provision-tmp");
-    const h2File = await fleet.exec("h2", `cat ${IFUPDOWN_DROPIN}`);
-    expect(h2File.stdout).toMatch(new RegExp(`^iface eth0 inet manual\\n#[^\\n]*\\n\\tup ip addr replace ${net.replace(/\./g, "\\.")}\\.210/24 dev eth0\\n`, "m"));
+    const h2File = await fleet.exec("h2", `cat ${IFUPDOWN_HOOK}; stat -c '%a %U' ${IFUPDOWN_HOOK}; cat ${STATE}`);
+    expect(h2File.stdout).toContain(`\nif has_family inet; then add ${net}.210/24 dev eth0; fi\n`);
+    expect(h2File.stdout).toContain("755 root");
+    expect(h2File.stdout).toContain(`\n${net}.210/24 eth0\n`);
 
     const verify = await provision(["verify", main, ...common]);
     expect(verify.code, verify.stdout).toBe(0);
-    // h1: file + 2 addresses + fresh login; h2: file + 1 address + fresh login
-    expect(verify.stdout).toContain("Verify: 7/7 checks ok on 2/2 hosts; 0 mismatches");
+    // h1: record + drop-in + 2 addresses + fresh login; h2: record + hook (content, mode) + 1 address + fresh login
+    expect(verify.stdout).toContain("Verify: 10/10 checks ok on 2/2 hosts; 0 mismatches");
 
     const again = await provision(["plan", main, ...common]);
     expect(again.code, again.stdout).toBe(0);
@@ -180,7 +187,7 @@ describe("secondary-source-ips on real hosts (networkd on h1, ifupdown on h2, ne
     expect(verify.code).toBe(1);
     expect(verify.stdout).toContain(`MISMATCH ${net}.201/24 on eth0: expected including ${net}.201/24`);
     expect(verify.stdout).toContain("removed by hand, by ifdown, or by the network stack reconfiguring the link");
-    expect(verify.stdout).toMatch(/Verify: 6\/7 checks ok on 1\/2 hosts; 1 mismatch,/);
+    expect(verify.stdout).toMatch(/Verify: 9\/10 checks ok on 1\/2 hosts; 1 mismatch,/);
 
     const plan = await provision(["plan", main, ...common]);
     expect(plan.code).toBe(2);
@@ -217,15 +224,28 @@ describe("secondary-source-ips on real hosts (networkd on h1, ifupdown on h2, ne
     }
   });
 
-  it("verify catches a hand-edited drop-in; run restores it", async () => {
-    await fleet.exec("h2", `echo '# hand edit' >> ${IFUPDOWN_DROPIN}`);
+  it("verify catches a hand-edited hook; run restores it", async () => {
+    await fleet.exec("h2", `echo '# hand edit' >> ${IFUPDOWN_HOOK}`);
     const verify = await provision(["verify", main, ...common]);
     expect(verify.code).toBe(1);
-    expect(verify.stdout).toContain(`MISMATCH ${IFUPDOWN_DROPIN} (sha256)`);
+    expect(verify.stdout).toContain(`MISMATCH ${IFUPDOWN_HOOK} (sha256)`);
     const plan = await provision(["plan", main, ...common]);
     expect(plan.stdout).toContain("-# hand edit");
     expect((await provision(["run", main, ...common, "--yes"])).code).toBe(0);
-    expect((await fleet.exec("h2", `cat ${IFUPDOWN_DROPIN}`)).stdout).not.toContain("hand edit");
+    expect((await fleet.exec("h2", `cat ${IFUPDOWN_HOOK}`)).stdout).not.toContain("hand edit");
+  });
+
+  it("the hook, run as ifupdown runs it, adds the address only after eth0's own inet stanza, as a secondary", async () => {
+    await fleet.exec("h2", `ip addr del ${net}.210/24 dev eth0`);
+    const hook = (addrfam: string) => fleet.exec("h2", `IFACE=eth0 LOGICAL=eth0 MODE=start PHASE=post-up ADDRFAM=${addrfam} METHOD=static ${IFUPDOWN_HOOK}`);
+    expect((await hook("inet6")).code).toBe(0);
+    expect(await addrs("h2")).toEqual([`${primary.h2}/24`]);
+    const r = await hook("inet");
+    expect(r.code, r.stderr).toBe(0);
+    expect(await addrsWithFlags("h2")).toEqual([`${primary.h2}/24`, `${net}.210/24 secondary`]);
+    // once more, as for a second stanza: `replace` changes nothing
+    expect((await hook("inet")).code).toBe(0);
+    expect((await provision(["verify", main, ...common])).code).toBe(0);
   });
 
   it("an address dropped from the list is removed live and from the drop-in", async () => {
@@ -283,8 +303,75 @@ describe("secondary-source-ips on real hosts (networkd on h1, ifupdown on h2, ne
     expect((await provision(["verify", liveOnly, ...common])).code).toBe(0);
   });
 
+  it("persist: false, then [] deletes what was added live (recorded in the state file)", async () => {
+    const emptied = inventory("h3-empty.yaml", { h3: "{ addresses: [], persist: false }" });
+    const plan = await provision(["plan", emptied, ...common]);
+    expect(plan.code, plan.stdout).toBe(2);
+    expect(plan.stdout).toContain(`run: ip addr del ${net}.220/24 dev eth0`);
+    expect(plan.stdout).toContain(`run: rm -f -- ${STATE}`);
+    const run = await provision(["run", emptied, ...common, "--yes"]);
+    expect(run.code, run.stdout).toBe(0);
+    expect(await addrs("h3")).toEqual([`${primary.h3}/24`]);
+    expect((await fleet.exec("h3", `test -e ${STATE}; echo $?`)).stdout.trim()).toBe("1");
+    expect((await provision(["plan", emptied, ...common])).code).toBe(0);
+  });
+
+  it("refuses to delete an extra address that is its subnet's primary while promote_secondaries is 0; deletes it once it is 1", async () => {
+    // A second interface inside h3's namespace (a veth pair: this kernel has no dummy driver): the
+    // managed .151 comes first, so it is the subnet's primary there and the hand-added .150 its secondary.
+    await fleet.exec("h3", "ip link add sip0 type veth peer name sip1 && ip link set sip0 up && ip link set sip1 up");
+    const added = inventory("h3-sip0.yaml", { h3: `{ interface: sip0, addresses: [${net}.151/24], persist: false }` });
+    expect((await provision(["run", added, ...common, "--yes"])).code).toBe(0);
+    await fleet.exec("h3", `ip addr add ${net}.150/24 dev sip0`);
+    expect(await addrsWithFlags("h3", "sip0")).toEqual([`${net}.151/24`, `${net}.150/24 secondary`]);
+    expect((await fleet.exec("h3", "cat /proc/sys/net/ipv4/conf/sip0/promote_secondaries /proc/sys/net/ipv4/conf/all/promote_secondaries")).stdout).toBe("0\n0\n");
+
+    const emptied = inventory("h3-sip0-empty.yaml", { h3: "{ interface: sip0, addresses: [], persist: false }" });
+    for (const command of ["plan", "run"]) {
+      const r = await provision([command, emptied, ...common, ...(command === "run" ? ["--yes"] : [])]);
+      expect(r.code, r.stdout).toBe(1);
+      expect(r.stdout).toContain(`h3: FAILED: planning failed: deleting ${net}.151/24 from sip0 would also delete ${net}.150/24: ${net}.151/24 is the primary address of ${net}.0/24 on sip0`);
+      expect(r.stdout).toContain("net.ipv4.conf.sip0.promote_secondaries is 0, so the kernel deletes the subnet's secondary addresses with it. Set net.ipv4.conf.sip0.promote_secondaries=1 first");
+    }
+    expect(await addrsWithFlags("h3", "sip0")).toEqual([`${net}.151/24`, `${net}.150/24 secondary`]);
+
+    await fleet.exec("h3", "echo 1 > /proc/sys/net/ipv4/conf/sip0/promote_secondaries");
+    let run = { code: null as number | null, stdout: "", stderr: "" };
+    const failures = await reachableThroughout([primary.h3!], async () => {
+      run = await provision(["run", emptied, ...common, "--yes"]);
+    });
+    expect(run.code, run.stdout).toBe(0);
+    expect(run.stdout).not.toContain("FAILED");
+    expect(failures).toEqual([]);
+    // the kernel promoted the secondary instead of deleting it
+    expect(await addrsWithFlags("h3", "sip0")).toEqual([`${net}.150/24`]);
+    expect((await provision(["verify", emptied, ...common])).code).toBe(0);
+    expect((await provision(["plan", emptied, ...common])).code).toBe(0);
+  });
+
+  it("after the interface changes, the address leaves the old interface and its drop-in", async () => {
+    await fleet.exec("h1", "ip link add sip0 type veth peer name sip1 && ip link set sip0 up && ip link set sip1 up && printf '[Match]\\nName=sip0\\n' > /etc/systemd/network/20-sip0.network");
+    const moved = inventory("h1-sip0.yaml", { h1: `{ interface: sip0, addresses: [${net}.200/24] }` });
+    const plan = await provision(["plan", moved, ...common]);
+    expect(plan.code, plan.stdout).toBe(2);
+    for (const step of [`run: ip addr del ${net}.200/24 dev eth0`, `run: rm -f -- ${NETWORKD_DROPIN}`, "+++ /etc/systemd/network/20-sip0.network.d/60-provision-secondary-ips.conf", `run: ip addr add ${net}.200/24 dev sip0`]) {
+      expect(plan.stdout).toContain(step);
+    }
+    let run = { code: null as number | null, stdout: "", stderr: "" };
+    const failures = await reachableThroughout([primary.h1!], async () => {
+      run = await provision(["run", moved, ...common, "--yes"]);
+    });
+    expect(run.code, run.stdout).toBe(0);
+    expect(failures).toEqual([]);
+    expect(await addrs("h1")).toEqual([`${primary.h1}/24`]);
+    expect(await addrs("h1", "sip0")).toEqual([`${net}.200/24`]);
+    expect((await fleet.exec("h1", `test -e ${NETWORKD_DROPIN}; echo $?`)).stdout.trim()).toBe("1");
+    expect((await provision(["verify", moved, ...common])).code).toBe(0);
+    expect((await provision(["plan", moved, ...common])).code).toBe(0);
+  });
+
   it("the machine's own addresses are untouched", () => {
     const machine = execFileSync("ip", ["-o", "addr", "show"], { encoding: "utf8" });
-    for (const last of [200, 201, 210, 220]) expect(machine).not.toContain(`${net}.${last}/`);
+    for (const last of [150, 151, 200, 201, 210, 220]) expect(machine).not.toContain(`${net}.${last}/`);
   });
 });

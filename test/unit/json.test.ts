@@ -18,7 +18,7 @@ describe("toJson", () => {
     ];
     const out = JSON.parse(toJson("plan", reports));
     expect(out.command).toBe("plan");
-    expect(out.summary).toEqual({ hosts: 5, changed: 2, unchanged: 1, failed: 1, unreachable: 1, changes: 3 });
+    expect(out.summary).toEqual({ hosts: 5, changed: 2, unchanged: 1, failed: 1, unreachable: 1, notReached: 0, changes: 3 });
     expect(out.hosts).toEqual([
       { host: "web01", status: "changed", changes: [FILE, REUSE], notes: [{ role: "tw-reuse", text: "note" }] },
       { host: "web02", status: "changed", changes: [RANGE], notes: [] },
@@ -72,6 +72,6 @@ describe("toJson", () => {
 
   it("is pretty-printed JSON with two-space indentation", () => {
     const text = toJson("plan", []);
-    expect(text).toBe(JSON.stringify({ command: "plan", summary: { hosts: 0, changed: 0, unchanged: 0, failed: 0, unreachable: 0, changes: 0 }, hosts: [] }, null, 2));
+    expect(text).toBe(JSON.stringify({ command: "plan", summary: { hosts: 0, changed: 0, unchanged: 0, failed: 0, unreachable: 0, notReached: 0, changes: 0 }, hosts: [] }, null, 2));
   });
 });

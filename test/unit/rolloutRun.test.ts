@@ -18,7 +18,7 @@ function fakeSession(opts: { failing?: string[]; unreachable?: string[]; drifted
       calls.push(`plan ${hosts.map((h) => h.name).join(",")}`);
       return hosts.map((h) => {
         if (opts.unreachable?.includes(h.name)) return { host: h.name, status: "unreachable", error: { kind: "unreachable", message: "connection refused" } };
-        return opts.drifted?.includes(h.name) ? changed(h.name, [{ ...REUSE, before: "0" }]) : changed(h.name, [REUSE]);
+        return opts.drifted?.includes(h.name) ? changed(h.name, [{ ...REUSE, before: "0" } as typeof REUSE]) : changed(h.name, [REUSE]);
       });
     },
     async apply(hosts: ResolvedHost[], planned: HostReport[]): Promise<HostReport[]> {

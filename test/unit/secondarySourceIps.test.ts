@@ -1,13 +1,15 @@
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import secondarySourceIps, { ownedAddresses, type SecondarySourceIpsParams } from "../../roles/secondary-source-ips.js";
 import type { ConfigProblem } from "../../src/config/errors.js";
 import { validateAgainstSchema } from "../../src/config/validate.js";
 import { parseYamlText } from "../../src/config/yamlFile.js";
-import { ipAddressesProbe } from "../../src/facts/ipAddresses.js";
-import { networkStackProbe } from "../../src/facts/networkStack.js";
+import { ipAddressesProbe, liveAddresses, networkOf, parseCidr, type Cidr } from "../../src/facts/ipAddresses.js";
+import { decodeListEntries, encodeListEntry, networkStackProbe } from "../../src/facts/networkStack.js";
 import { planHost, type HostPlan, type PlannedChange } from "../../src/plan.js";
 import type { Facts } from "../../src/role.js";
 import { evaluateChecks } from "../../src/verify.js";
@@ -19,7 +21,9 @@ const fixture = (name: string) => readFileSync(join(FIXTURES, name), "utf8").rep
 const SSH = "198.18.1.2";
 const RANGE = "net.ipv4.ip_local_port_range";
 const NETWORKD_DROPIN = "/etc/systemd/network/10-eth0.network.d/60-provision-secondary-ips.conf";
-const IFUPDOWN_DROPIN = "/etc/network/interfaces.d/60-provision-secondary-ips";
+const IFUPDOWN_HOOK = "/etc/network/if-up.d/60-provision-secondary-ips";
+const LEGACY_STANZA = "/etc/network/interfaces.d/60-provision-secondary-ips";
+const STATE = "/etc/provision/secondary-source-ips.state";
 const ETH0_NETWORK = "[Match]\nName=eth0\n\n[Network]\nAddress=198.18.1.2/24\n";
 const DEBIAN_INTERFACES = "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet static\n  address 198.18.1.2/24\n";
 
@@ -28,13 +32,28 @@ function line(kind: string, path: string, content: string | null): string {
   return `${kind} ${Buffer.from(path).toString("base64")} ${content === null ? "-" : Buffer.from(content).toString("base64")}`;
 }
 
-/** `ip -j addr show` output for lo and the given interfaces. */
-function ipJson(ifaces: Record<string, string[]>): string {
-  const link = (ifname: string, addrs: string[]) => ({
-    ifname,
-    addr_info: addrs.map((a) => ({ family: a.includes(":") ? "inet6" : "inet", local: a.split("/")[0], prefixlen: Number(a.split("/")[1]) })),
-  });
-  return JSON.stringify([link("lo", ["127.0.0.1/8", "::1/128"]), ...Object.entries(ifaces).map(([n, a]) => link(n, a))]);
+/**
+ * What the ip-addresses probe prints for lo and the given interfaces: `ip -j addr show`, where the
+ * kernel marks every later IPv4 address of a subnet `secondary`, then the promote_secondaries lines
+ * (null: none, as an older probe printed). An entry may carry flags: "2001:db8::5/64 dadfailed".
+ */
+function probeOutput(ifaces: Record<string, string[]>, promote: Record<string, string> | null = {}): string {
+  const all: Record<string, string[]> = { lo: ["127.0.0.1/8", "::1/128"], ...ifaces };
+  const link = (ifname: string, entries: string[]) => {
+    const seen: Cidr[] = [];
+    const addr_info = entries.map((entry) => {
+      const [text, ...flags] = entry.split(" ");
+      const c = parseCidr(text!) as Cidr;
+      const secondary = c.family === 4 && seen.some((p) => p.family === 4 && p.prefix === c.prefix && networkOf(p) === networkOf(c));
+      seen.push(c);
+      return { family: c.family === 4 ? "inet" : "inet6", local: c.address, prefixlen: c.prefix, ...(secondary ? { secondary: true } : {}), ...Object.fromEntries(flags.map((f) => [f, true])) };
+    });
+    return { ifname, addr_info };
+  };
+  const json = JSON.stringify(Object.entries(all).map(([n, a]) => link(n, a)));
+  if (promote === null) return json;
+  const values: Record<string, string> = { all: "0", default: "0", ...Object.fromEntries(Object.keys(all).map((n) => [n, "0"])), ...promote };
+  return `${json}\n\n# promote_secondaries\n${Object.entries(values).map(([n, v]) => `${n} ${v}`).join("\n")}\n`;
 }
 
 interface HostShape {
@@ -42,10 +61,11 @@ interface HostShape {
   more?: Record<string, string[]>;
   stack?: string[];
   range?: string | null;
+  promote?: Record<string, string> | null;
 }
 
 function hostFacts(shape: HostShape): Facts {
-  const ip = ipJson({ eth0: shape.eth0 ?? [`${SSH}/24`, "fe80::dca4:b9ff:fe07:55ef/64"], ...shape.more });
+  const ip = probeOutput({ eth0: shape.eth0 ?? [`${SSH}/24`, "fe80::dca4:b9ff:fe07:55ef/64"], ...shape.more }, shape.promote === undefined ? {} : shape.promote);
   return {
     sysctl: { [RANGE]: shape.range === undefined ? "32768\t60999" : shape.range },
     files: {},
@@ -57,50 +77,95 @@ function hostFacts(shape: HostShape): Facts {
   };
 }
 
-const networkdHost = (extra: string[] = [], eth0?: string[]) => hostFacts({ eth0, stack: [line("networkd", "/etc/systemd/network/10-eth0.network", ETH0_NETWORK), ...extra] });
-const ifupdownHost = (extra: string[] = [], eth0?: string[]) => hostFacts({ eth0, stack: [line("ifupdown-main", "/etc/network/interfaces", DEBIAN_INTERFACES), ...extra] });
+const networkdHost = (extra: string[] = [], eth0?: string[], promote?: Record<string, string> | null) =>
+  hostFacts({ eth0, promote, stack: [line("networkd", "/etc/systemd/network/10-eth0.network", ETH0_NETWORK), ...extra] });
+const ifupdownHost = (extra: string[] = [], eth0?: string[], promote?: Record<string, string> | null) =>
+  hostFacts({ eth0, promote, stack: [line("ifupdown-main", "/etc/network/interfaces", DEBIAN_INTERFACES), ...extra] });
+const stateLine = (entries: string[]) => line("managed", STATE, `# managed\n${entries.map((e) => `${e}\n`).join("")}`);
 
 function plan(over: Record<string, unknown>, f: Facts, opts: { purpose?: "plan" | "verify"; ssh?: string } = {}): HostPlan {
   return planHost(hostWith("web01", [[secondarySourceIps, over]]), f, opts.purpose ?? "plan", opts.ssh ?? SSH);
 }
 
-function fileChange(p: HostPlan): Extract<PlannedChange, { kind: "file" }> {
-  const c = p.changes.find((x) => x.kind === "file");
-  if (!c || c.kind !== "file") throw new Error("no file change");
+/** The file change of the network configuration (or of `path`). */
+function fileChange(p: HostPlan, path?: string): Extract<PlannedChange, { kind: "file" }> {
+  const c = p.changes.find((x) => x.kind === "file" && (path === undefined ? x.path !== STATE : x.path === path));
+  if (!c || c.kind !== "file") throw new Error(`no file change${path ? ` for ${path}` : ""}`);
   return c;
 }
 
 const commands = (p: HostPlan) => p.changes.filter((c) => c.kind === "command").map((c) => (c.kind === "command" ? c.argv.join(" ") : ""));
+const failedLabels = (p: HostPlan, f: Facts) => evaluateChecks(p.checks, f).filter((r) => !r.ok).map((r) => (r.check.kind === "probe" ? r.check.label : r.check.kind));
 
-/** What the host looks like after `run`: the file written, files removed, addresses added and deleted. */
+/**
+ * What the host looks like after `run`: files written and removed, addresses added and deleted as
+ * the kernel does it (deleting a primary takes its subnet's secondaries along unless
+ * promote_secondaries is on; deleting an absent address or adding a present one fails like `ip`).
+ */
 function factsAfter(p: HostPlan, before: Facts): Facts {
   const after = structuredClone(before);
   const ip = after.probes!["ip-addresses"]!;
   const net = after.probes!["network-stack"]!;
   if (!ip.ok || !net.ok) throw new Error("probe failed");
-  const list = (s: string | undefined) => (s ?? "").split(",").filter(Boolean);
+  const model = new Map([...liveAddresses(ip.fields)].map(([n, addrs]) => [n, addrs.map((a) => [a.text, ...(a.dadfailed ? ["dadfailed"] : []), ...(a.tentative ? ["tentative"] : [])].join(" "))]));
+  const promoteKnown = Object.keys(ip.fields).some((k) => k.startsWith("promote_secondaries:"));
+  const promote = Object.fromEntries([...model.keys()].map((n) => [n, ip.fields[`promote_secondaries:${n}`] ?? "0"]));
+  const files = () => decodeListEntries(net.fields["managed.files"] ?? "");
+  const setFiles = (list: string[]) => (net.fields["managed.files"] = [...new Set(list)].map(encodeListEntry).join(","));
   for (const c of p.changes) {
     if (c.kind === "file") {
-      net.fields["managed.files"] = [...new Set([...list(net.fields["managed.files"]), c.path])].join(",");
+      setFiles([...files(), c.path]);
       net.fields[`managed.content:${c.path}`] = c.after;
       net.fields[`managed.sha256:${c.path}`] = createHash("sha256").update(c.after).digest("hex");
+      net.fields[`managed.mode:${c.path}`] = c.mode.replace(/^0/, "");
     } else if (c.kind === "command" && c.argv[0] === "rm") {
-      net.fields["managed.files"] = list(net.fields["managed.files"]).filter((x) => x !== c.argv[3]).join(",");
+      setFiles(files().filter((x) => x !== c.argv[3]));
+    } else if (c.kind === "command" && c.argv[0] === "chmod") {
+      net.fields[`managed.mode:${c.argv[3]!}`] = c.argv[1]!.replace(/^0/, "");
     } else if (c.kind === "command" && c.argv[0] === "ip") {
-      const [, , verb, cidr, , dev] = c.argv as [string, string, string, string, string, string];
-      const key = `addrs:${dev}`;
-      ip.fields[key] = verb === "add" ? [...list(ip.fields[key]), cidr].join(",") : list(ip.fields[key]).filter((x) => x !== cidr).join(",");
-      ip.fields.locals = [...ip.fields.interfaces!.split(",")].flatMap((n) => list(ip.fields[`addrs:${n}`]).map((x) => x.split("/")[0]!)).join(",");
+      const [, , verb, text, , dev] = c.argv as [string, string, string, string, string, string];
+      const list = model.get(dev) ?? [];
+      const at = list.findIndex((e) => e.split(" ")[0] === text);
+      if (verb === "add") {
+        if (at !== -1) throw new Error(`ip addr add ${text} dev ${dev}: RTNETLINK answers: File exists`);
+        model.set(dev, [...list, text]);
+        continue;
+      }
+      if (at === -1) throw new Error(`ip addr del ${text} dev ${dev}: Cannot assign requested address`);
+      const c4 = parseCidr(text) as Cidr;
+      const subnet = (e: string) => {
+        const x = parseCidr(e.split(" ")[0]!) as Cidr;
+        return x.family === 4 && c4.family === 4 && x.prefix === c4.prefix && networkOf(x) === networkOf(c4);
+      };
+      const primary = list.findIndex(subnet) === at;
+      const cascade = primary && promote[dev] !== "1";
+      model.set(dev, list.filter((e, i) => i !== at && !(cascade && subnet(e))));
     }
   }
+  ip.fields = ipAddressesProbe.parse(probeOutput(Object.fromEntries([...model].filter(([n]) => n !== "lo")), promoteKnown ? promote : null), undefined);
   return after;
+}
+
+/** Runs a rendered ifupdown hook as run-parts would, with a fake `ip` that logs its arguments. */
+function runHook(content: string, env: Record<string, string>): string[] {
+  const dir = mkdtempSync(join(tmpdir(), "ssi-hook-"));
+  try {
+    const log = join(dir, "log");
+    writeFileSync(join(dir, "hook"), content);
+    writeFileSync(join(dir, "ip"), '#!/bin/sh\necho "$*" >> "$IP_LOG"\n', { mode: 0o755 });
+    execFileSync("sh", [join(dir, "hook")], { env: { PATH: `${dir}:/usr/bin:/bin`, IP_LOG: log, ...env } });
+    return existsSync(log) ? readFileSync(log, "utf8").trim().split("\n") : [];
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 describe("secondary-source-ips on a systemd-networkd host", () => {
   const p = plan({ addresses: ["198.18.1.200/24", "198.18.1.201/24"] }, networkdHost());
 
-  it("writes a drop-in for the .network file that matches, then adds each address live", () => {
+  it("records the addresses, writes a drop-in for the .network file that matches, then adds each address live", () => {
     expect(p.changes.map((c) => (c.kind === "file" ? `file ${c.path} ${c.description}` : c.kind === "command" ? c.argv.join(" ") : c.kind))).toEqual([
+      `file ${STATE} create ${STATE}`,
       `file ${NETWORKD_DROPIN} create ${NETWORKD_DROPIN}`,
       "ip addr add 198.18.1.200/24 dev eth0",
       "ip addr add 198.18.1.201/24 dev eth0",
@@ -111,6 +176,7 @@ describe("secondary-source-ips on a systemd-networkd host", () => {
 
   it("renders one [Address] section per address, each value after a comment", () => {
     const content = fileChange(p).after;
+    expect(content).toContain("sets promote_secondaries=1 on\n# the links it manages");
     expect(content.split("\n")[0]).toMatch(/^# Managed by provision, role secondary-source-ips\. Do not edit/);
     expect(content).toContain("a systemd-networkd drop-in for /etc/systemd/network/10-eth0.network");
     expect(content).toContain("#   ip addr del 198.18.1.200/24 dev eth0");
@@ -122,11 +188,13 @@ describe("secondary-source-ips on a systemd-networkd host", () => {
     for (const l of content.split("\n")) expect(l.length).toBeLessThanOrEqual(110);
   });
 
-  it("checks the file, each address and, through a fresh login, the SSH address", () => {
+  it("checks the files, each address and, through a fresh login, the SSH address", () => {
+    const sha = (path: string) => createHash("sha256").update(fileChange(p, path).after).digest("hex");
     expect(p.checks.map((c) => (c.kind === "probe" ? [c.probe, c.field, c.compare, c.expected, c.freshLogin ?? false] : c.kind))).toEqual([
-      ["network-stack", `managed.sha256:${NETWORKD_DROPIN}`, "equal", createHash("sha256").update(fileChange(p).after).digest("hex"), false],
-      ["ip-addresses", "addrs:eth0", "includes", "198.18.1.200/24", false],
-      ["ip-addresses", "addrs:eth0", "includes", "198.18.1.201/24", false],
+      ["network-stack", `managed.sha256:${STATE}`, "equal", sha(STATE), false],
+      ["network-stack", `managed.sha256:${NETWORKD_DROPIN}`, "equal", sha(NETWORKD_DROPIN), false],
+      ["ip-addresses", "usable:eth0", "includes", "198.18.1.200/24", false],
+      ["ip-addresses", "usable:eth0", "includes", "198.18.1.201/24", false],
       ["ip-addresses", "locals", "includes", SSH, true],
     ]);
   });
@@ -176,22 +244,42 @@ describe("secondary-source-ips on a systemd-networkd host", () => {
 describe("secondary-source-ips on an ifupdown host", () => {
   const p = plan({ addresses: ["198.18.1.200/24", "2001:db8:5::10/64"] }, ifupdownHost());
 
-  it("writes an iface stanza into interfaces.d and adds the addresses live", () => {
-    expect(fileChange(p).path).toBe(IFUPDOWN_DROPIN);
+  it("writes an executable if-up.d hook and adds the addresses live", () => {
+    expect(fileChange(p)).toMatchObject({ path: IFUPDOWN_HOOK, mode: "0755" });
     expect(commands(p)).toEqual(["ip addr add 198.18.1.200/24 dev eth0", "ip addr add 2001:db8:5::10/64 dev eth0 preferred_lft 0"]);
+    expect(p.checks).toContainEqual(expect.objectContaining({ field: `managed.mode:${IFUPDOWN_HOOK}`, expected: "755", compare: "equal" }));
   });
 
-  it("renders up/down commands, each after a comment", () => {
+  it("renders a hook that adds each address after the interface's own stanza, each command after a comment", () => {
     const content = fileChange(p).after;
-    expect(content.split("\n")[0]).toMatch(/^# Managed by provision, role secondary-source-ips\./);
-    expect(content).toMatch(/^iface eth0 inet manual$/m);
-    expect(content.match(/^\t(up|down) .*$/gm)).toEqual([
-      "\tup ip addr replace 198.18.1.200/24 dev eth0",
-      "\tdown ip addr del 198.18.1.200/24 dev eth0 || true",
-      "\tup ip addr replace 2001:db8:5::10/64 dev eth0 preferred_lft 0",
-      "\tdown ip addr del 2001:db8:5::10/64 dev eth0 || true",
-    ]);
-    expect(valueLinesWithoutComment(content, /^(iface |\t(up|down) )/)).toEqual([]);
+    expect(content.split("\n").slice(0, 2)).toEqual(["#!/bin/sh", expect.stringMatching(/^# Managed by provision, role secondary-source-ips\./)]);
+    expect(content).toContain("Debian sources that directory at the top of\n# /etc/network/interfaces, so such a stanza runs BEFORE eth0's own");
+    expect(content.match(/^(if |add ).*$/gm)).toEqual(["if has_family inet; then add 198.18.1.200/24 dev eth0; fi", "add 2001:db8:5::10/64 dev eth0 preferred_lft 0"]);
+    expect(valueLinesWithoutComment(content, /^(\[|if |add|has_family|exit)/)).toEqual([]);
+    for (const l of content.split("\n")) expect(l.length).toBeLessThanOrEqual(115);
+  });
+
+  it.each<[string, Record<string, string>, string[]]>([
+    ["after eth0's inet stanza: both (eth0 has no inet6 stanza to wait for)", { IFACE: "eth0", MODE: "start", ADDRFAM: "inet" }, ["addr replace 198.18.1.200/24 dev eth0", "addr replace 2001:db8:5::10/64 dev eth0 preferred_lft 0"]],
+    ["after an inet6 stanza: not the IPv4 one, which must wait for eth0's own IPv4 address", { IFACE: "eth0", MODE: "start", ADDRFAM: "inet6" }, ["addr replace 2001:db8:5::10/64 dev eth0 preferred_lft 0"]],
+    ["ifupdown2's list of families", { IFACE: "eth0", MODE: "start", ADDRFAM: "inet,inet6" }, ["addr replace 198.18.1.200/24 dev eth0", "addr replace 2001:db8:5::10/64 dev eth0 preferred_lft 0"]],
+    ["another interface", { IFACE: "lo", MODE: "start", ADDRFAM: "inet" }, []],
+    ["run-parts' final call", { IFACE: "--all", MODE: "start", ADDRFAM: "meta" }, []],
+    ["ifdown", { IFACE: "eth0", MODE: "stop", ADDRFAM: "inet" }, []],
+  ])("the hook run by ifupdown %s", (_when, env, expected) => {
+    expect(runHook(fileChange(p).after, env)).toEqual(expected);
+  });
+
+  it("waits for the inet6 stanza too when eth0 has one", () => {
+    const both = hostFacts({ stack: [line("ifupdown-main", "/etc/network/interfaces", `${DEBIAN_INTERFACES}iface eth0 inet6 static\n  address 2001:db8:5::1/64\n`)] });
+    const hook = fileChange(plan({ addresses: ["198.18.1.200/24", "2001:db8:5::10/64"] }, both)).after;
+    expect(runHook(hook, { IFACE: "eth0", MODE: "start", ADDRFAM: "inet" })).toEqual(["addr replace 198.18.1.200/24 dev eth0"]);
+    expect(runHook(hook, { IFACE: "eth0", MODE: "start", ADDRFAM: "inet6" })).toEqual(["addr replace 2001:db8:5::10/64 dev eth0 preferred_lft 0"]);
+  });
+
+  it("needs no `source interfaces.d` line: run-parts finds the hook", () => {
+    const f = hostFacts({ stack: [line("ifupdown-main", "/etc/network/interfaces", "auto eth0\niface eth0 inet dhcp\n")] });
+    expect(fileChange(plan({ addresses: ["198.18.1.200/24"] }, f)).path).toBe(IFUPDOWN_HOOK);
   });
 
   it("says that nothing reads the file at boot when ifup is missing", () => {
@@ -202,8 +290,26 @@ describe("secondary-source-ips on an ifupdown host", () => {
     expect(withIfup.notes.map((n) => n.text).join("\n")).not.toContain("ifup is not installed");
   });
 
-  it("reads back what it wrote as the addresses it owns", () => {
-    expect(ownedAddresses(IFUPDOWN_DROPIN, fileChange(p).after, "ignored").map((o) => `${o.cidr.text}@${o.iface}`)).toEqual(["198.18.1.200/24@eth0", "2001:db8:5::10/64@eth0"]);
+  it("reads back what it wrote as the addresses it owns, with their interface", () => {
+    const owned = (path: string) => ownedAddresses(path, fileChange(p, path).after, {}, new Map()).map((o) => `${o.cidr.text}@${o.iface}`);
+    expect(owned(IFUPDOWN_HOOK)).toEqual(["198.18.1.200/24@eth0", "2001:db8:5::10/64@eth0"]);
+    expect(owned(STATE)).toEqual(["198.18.1.200/24@eth0", "2001:db8:5::10/64@eth0"]);
+  });
+
+  it("replaces the interfaces.d stanza of earlier versions (it ran before eth0's own stanza)", () => {
+    const f = ifupdownHost([line("managed", LEGACY_STANZA, "iface eth0 inet manual\n\tup ip addr replace 198.18.1.200/24 dev eth0\n")], [`${SSH}/24`, "198.18.1.200/24"]);
+    const again = plan({ addresses: ["198.18.1.200/24"] }, f);
+    expect(commands(again)).toEqual([`rm -f -- ${LEGACY_STANZA}`]);
+    expect(fileChange(again).path).toBe(IFUPDOWN_HOOK);
+  });
+
+  it("restores the hook's mode when only that changed", () => {
+    const applied = factsAfter(p, ifupdownHost());
+    const net = applied.probes!["network-stack"]!;
+    if (!net.ok) throw new Error("probe failed");
+    net.fields[`managed.mode:${IFUPDOWN_HOOK}`] = "644";
+    expect(failedLabels(plan({ addresses: ["198.18.1.200/24", "2001:db8:5::10/64"] }, applied, { purpose: "verify" }), applied)).toEqual([`${IFUPDOWN_HOOK} (mode)`]);
+    expect(commands(plan({ addresses: ["198.18.1.200/24", "2001:db8:5::10/64"] }, applied))).toEqual([`chmod 0755 -- ${IFUPDOWN_HOOK}`]);
   });
 });
 
@@ -215,7 +321,11 @@ describe("secondary-source-ips idempotence and drift", () => {
     ["explicit interface", { interface: "eth0", addresses: ["198.18.1.210/32"] }, ifupdownHost()],
     ["live only", { addresses: ["198.18.1.210/24"], persist: false }, hostFacts({})],
     ["an address dropped from the list", { addresses: ["198.18.1.201/24"] }, networkdHost([line("managed", NETWORKD_DROPIN, "Address=198.18.1.201/24\nAddress=198.18.1.202/24\n")], [`${SSH}/24`, "198.18.1.201/24", "198.18.1.202/24"])],
-    ["all addresses dropped", { addresses: [] }, ifupdownHost([line("managed", IFUPDOWN_DROPIN, "iface eth0 inet manual\n\tup ip addr replace 198.18.1.201/24 dev eth0\n")], [`${SSH}/24`, "198.18.1.201/24"])],
+    ["all addresses dropped", { addresses: [] }, ifupdownHost([line("managed", LEGACY_STANZA, "iface eth0 inet manual\n\tup ip addr replace 198.18.1.201/24 dev eth0\n")], [`${SSH}/24`, "198.18.1.201/24"])],
+    ["live only, all dropped", { addresses: [], persist: false }, hostFacts({ eth0: [`${SSH}/24`, "198.18.1.210/24"], stack: [stateLine(["198.18.1.210/24 eth0"])] })],
+    ["an extra that is its subnet's primary, promote_secondaries on", { addresses: [] }, networkdHost([stateLine(["198.18.1.200/24 eth0"])], ["198.18.1.200/24", `${SSH}/24`], { eth0: "1" })],
+    ["two extras of another subnet, primary and secondary, both dropped", { addresses: [] }, networkdHost([stateLine(["198.18.9.10/24 eth0", "198.18.9.11/24 eth0"])], [`${SSH}/24`, "198.18.9.10/24", "198.18.9.11/24"])],
+    ["moved to another interface", { interface: "eth1", addresses: ["198.18.1.210/24"], persist: false }, hostFacts({ eth0: [`${SSH}/24`, "198.18.1.210/24"], more: { eth1: [] }, stack: [stateLine(["198.18.1.210/24 eth0"])] })],
     ["captured networkd host (h1)", { addresses: ["198.18.1.201/24", "198.18.1.202/24"] }, captured("h1")],
     ["captured ifupdown host (h2)", { addresses: ["198.18.1.210/24"] }, captured("h2"), "198.18.1.3"],
   ])("%s: a second plan after run has zero changes and verify passes", (_what, over, before, ssh) => {
@@ -266,13 +376,15 @@ describe("secondary-source-ips: addresses it added earlier", () => {
   it("changing an address's prefix replaces it", () => {
     const f = networkdHost([line("managed", NETWORKD_DROPIN, "Address=198.18.1.201/24\n")], [`${SSH}/24`, "198.18.1.201/24"]);
     expect(commands(plan({ addresses: ["198.18.1.201/32"] }, f))).toEqual(["ip addr del 198.18.1.201/24 dev eth0", "ip addr add 198.18.1.201/32 dev eth0"]);
+    expect(factsAfter(plan({ addresses: ["198.18.1.201/32"] }, f), f).probes!["ip-addresses"]).toMatchObject({ fields: { "addrs:eth0": `${SSH}/24,198.18.1.201/32` } });
   });
 
-  it("[] removes every address and file it added", () => {
-    const f = ifupdownHost([line("managed", IFUPDOWN_DROPIN, "iface eth0 inet manual\n\tup ip addr replace 198.18.1.201/24 dev eth0\n\tup ip addr replace 198.18.1.202/24 dev eth0\n")], [`${SSH}/24`, "198.18.1.201/24"]);
+  it("[] removes every address and file it added, addresses first", () => {
+    const hook = "[ \"$IFACE\" = eth0 ] || exit 0\nif has_family inet; then add 198.18.1.201/24 dev eth0; fi\nif has_family inet; then add 198.18.1.202/24 dev eth0; fi\n";
+    const f = ifupdownHost([line("managed", IFUPDOWN_HOOK, hook), stateLine(["198.18.1.201/24 eth0", "198.18.1.202/24 eth0"])], [`${SSH}/24`, "198.18.1.201/24"]);
     const p = plan({ addresses: [] }, f);
-    // 198.18.1.202 is already gone live: only the file and the one still there
-    expect(commands(p)).toEqual([`rm -f -- ${IFUPDOWN_DROPIN}`, "ip addr del 198.18.1.201/24 dev eth0"]);
+    // 198.18.1.202 is already gone live: only the files and the one still there
+    expect(commands(p)).toEqual(["ip addr del 198.18.1.201/24 dev eth0", `rm -f -- ${STATE}`, `rm -f -- ${IFUPDOWN_HOOK}`]);
     expect(p.changes.some((c) => c.kind === "file")).toBe(false);
   });
 
@@ -298,9 +410,10 @@ describe("secondary-source-ips: addresses it added earlier", () => {
 });
 
 describe("secondary-source-ips: live only and no addresses", () => {
-  it("persist: false adds live and writes nothing, on a host with no stack at all", () => {
+  it("persist: false adds live and writes only its record of what it added, on a host with no stack at all", () => {
     const p = plan({ addresses: ["198.18.1.210/24"], persist: false }, hostFacts({}));
-    expect(p.changes.map((c) => c.kind)).toEqual(["command"]);
+    expect(p.changes.map((c) => (c.kind === "file" ? c.path : c.kind))).toEqual([STATE, "command"]);
+    expect(fileChange(p, STATE).after).toMatch(/\n# Address 1 of 1, added to eth0\.\n198\.18\.1\.210\/24 eth0\n$/);
     expect(p.notes.map((n) => n.text)).toContain("not persisted (persist: false): the addresses vanish at the next reboot or ifdown of eth0");
   });
 
@@ -343,7 +456,6 @@ describe("secondary-source-ips refusals (per-host plan errors)", () => {
     ["netplan-generated networkd config", v4, hostFacts({ stack: [line("networkd", "/run/systemd/network/10-netplan-eth0.network", ETH0_NETWORK)] }), /netplan manages eth0 \(\/run\/systemd\/network\/10-netplan-eth0\.network\)/],
     ["NetworkManager", v4, hostFacts({ stack: [line("flag", "networkmanager", "yes"), line("nm-devices", "-", "eth0:connected\n")] }), /NetworkManager manages eth0; .*nmcli connection modify <profile> \+ipv4\.addresses/],
     ["networkd and ifupdown both", v4, networkdHost([line("ifupdown-main", "/etc/network/interfaces", DEBIAN_INTERFACES)]), /systemd-networkd and ifupdown all configure eth0; can't tell which one runs\. Set secondary_source_ips\.stack to networkd or ifupdown/],
-    ["ifupdown without source interfaces.d", v4, hostFacts({ stack: [line("ifupdown-main", "/etc/network/interfaces", "auto eth0\niface eth0 inet dhcp\n")] }), /\/etc\/network\/interfaces does not read \/etc\/network\/interfaces\.d\/.*Add the line `source \/etc\/network\/interfaces\.d\/\*`/],
     ["stack: networkd without a .network file", { ...v4, stack: "networkd" }, ifupdownHost(), /stack is networkd but no \.network file matches eth0 by \[Match\] Name=/],
     ["stack: ifupdown without /etc/network/interfaces", { ...v4, stack: "ifupdown" }, networkdHost(), /stack is ifupdown but \/etc\/network\/interfaces does not exist/],
   ])("%s", (_what, over, f, message, ssh) => {
@@ -352,7 +464,7 @@ describe("secondary-source-ips refusals (per-host plan errors)", () => {
 
   it("an explicit stack settles networkd-and-ifupdown", () => {
     const f = networkdHost([line("ifupdown-main", "/etc/network/interfaces", DEBIAN_INTERFACES)]);
-    expect(fileChange(plan({ ...v4, stack: "ifupdown" }, f)).path).toBe(IFUPDOWN_DROPIN);
+    expect(fileChange(plan({ ...v4, stack: "ifupdown" }, f)).path).toBe(IFUPDOWN_HOOK);
     expect(fileChange(plan({ ...v4, stack: "networkd" }, f)).path).toBe(NETWORKD_DROPIN);
   });
 
@@ -360,6 +472,183 @@ describe("secondary-source-ips refusals (per-host plan errors)", () => {
     const f = networkdHost();
     f.probes!["ip-addresses"] = { ok: false, error: "ip (iproute2) is not installed; install iproute2" };
     expect(() => plan(v4, f)).toThrow("could not read the host's addresses (`ip -j addr show`): ip (iproute2) is not installed; install iproute2");
+  });
+});
+
+describe("secondary-source-ips: deleting a primary IPv4 address (promote_secondaries)", () => {
+  // The extra address came first (e.g. an interfaces.d stanza ran before eth0's own at boot): it is
+  // the subnet's primary, and the SSH address a secondary that the kernel deletes along with it.
+  const sshSecondary = (promote?: Record<string, string> | null) => networkdHost([stateLine(["198.18.1.200/24 eth0"])], ["198.18.1.200/24", `${SSH}/24`], promote);
+
+  it("the probe marks the SSH address secondary, as the kernel does", () => {
+    const f = sshSecondary().probes!["ip-addresses"]!;
+    expect(f).toMatchObject({ ok: true, fields: { "secondary:eth0": `${SSH}/24`, "promote_secondaries:eth0": "0" } });
+  });
+
+  it("refuses to delete it while promote_secondaries is 0, naming the SSH address and the fix", () => {
+    expect(() => plan({ addresses: [] }, sshSecondary())).toThrow(
+      "deleting 198.18.1.200/24 from eth0 would also delete 198.18.1.2/24 (198.18.1.2 is the address this SSH session uses: the host would drop off the network): " +
+        '198.18.1.200/24 is the primary address of 198.18.1.0/24 on eth0 (`ip addr` shows no "secondary" flag on it) and net.ipv4.conf.eth0.promote_secondaries is 0, ' +
+        "so the kernel deletes the subnet's secondary addresses with it. Set net.ipv4.conf.eth0.promote_secondaries=1 first (sysctl -w net.ipv4.conf.eth0.promote_secondaries=1, " +
+        "and a file in /etc/sysctl.d to keep it), then run again; or delete 198.18.1.200/24 from a console, not over SSH. Until then keep it in secondary_source_ips.addresses",
+    );
+  });
+
+  it("refuses when promote_secondaries could not be read (an older probe)", () => {
+    expect(() => plan({ addresses: [] }, sshSecondary(null))).toThrow(/net\.ipv4\.conf\.eth0\.promote_secondaries could not be read/);
+  });
+
+  it("refuses at verify too, and for a prefix change of the primary", () => {
+    expect(() => plan({ addresses: [] }, sshSecondary(), { purpose: "verify" })).toThrow(/would also delete 198\.18\.1\.2\/24/);
+    expect(() => plan({ addresses: ["198.18.1.200/32"] }, sshSecondary())).toThrow(/deleting 198\.18\.1\.200\/24 from eth0 would also delete 198\.18\.1\.2\/24/);
+  });
+
+  it.each<[string, Record<string, string>]>([
+    ["the interface's setting", { eth0: "1" }],
+    ["`all` (the kernel ORs it with the interface's)", { all: "1" }],
+  ])("deletes it once promote_secondaries is 1 through %s, and the SSH address stays", (_how, promote) => {
+    const f = sshSecondary(promote);
+    const p = plan({ addresses: [] }, f);
+    expect(commands(p)).toEqual(["ip addr del 198.18.1.200/24 dev eth0", `rm -f -- ${STATE}`]);
+    const after = factsAfter(p, f);
+    expect(failedLabels(p, after)).toEqual([]);
+    expect(after.probes!["ip-addresses"]).toMatchObject({ fields: { "addrs:eth0": `${SSH}/24` } });
+  });
+
+  it("deletes secondaries before their primary when all of them go", () => {
+    const f = networkdHost([stateLine(["198.18.9.10/24 eth0", "198.18.9.11/24 eth0"])], [`${SSH}/24`, "198.18.9.10/24", "198.18.9.11/24"]);
+    const p = plan({ addresses: [] }, f);
+    expect(commands(p).slice(0, 2)).toEqual(["ip addr del 198.18.9.11/24 dev eth0", "ip addr del 198.18.9.10/24 dev eth0"]);
+    expect(() => factsAfter(p, f)).not.toThrow();
+  });
+
+  it("refuses to delete a primary that would take a kept extra along", () => {
+    const f = networkdHost([stateLine(["198.18.9.10/24 eth0", "198.18.9.11/24 eth0"])], [`${SSH}/24`, "198.18.9.10/24", "198.18.9.11/24"]);
+    expect(() => plan({ addresses: ["198.18.9.11/24"] }, f)).toThrow(/^deleting 198\.18\.9\.10\/24 from eth0 would also delete 198\.18\.9\.11\/24: 198\.18\.9\.10\/24 is the primary address of 198\.18\.9\.0\/24/);
+  });
+
+  it("a /32 or another prefix is no secondary of the subnet: deleting it takes nothing along", () => {
+    const f = networkdHost([stateLine(["198.18.1.200/32 eth0"])], ["198.18.1.200/32", `${SSH}/24`]);
+    expect(commands(plan({ addresses: [] }, f))).toEqual(["ip addr del 198.18.1.200/32 dev eth0", `rm -f -- ${STATE}`]);
+  });
+});
+
+describe("secondary-source-ips: what it added is recorded with its interface", () => {
+  it("persist: false, then [] deletes what it added live (the record is the only trace)", () => {
+    const before = hostFacts({});
+    const added = factsAfter(plan({ addresses: ["198.18.1.210/24"], persist: false }, before), before);
+    const emptied = plan({ addresses: [], persist: false }, added);
+    expect(commands(emptied)).toEqual(["ip addr del 198.18.1.210/24 dev eth0", `rm -f -- ${STATE}`]);
+    const after = factsAfter(emptied, added);
+    expect(failedLabels(emptied, after)).toEqual([]);
+    expect(plan({ addresses: [], persist: false }, after).changes).toEqual([]);
+  });
+
+  it("persist: false with no record (files of an earlier version only) still leaves addresses and files alone", () => {
+    const f = networkdHost([line("managed", NETWORKD_DROPIN, "Address=198.18.1.201/24\n")], [`${SSH}/24`, "198.18.1.201/24"]);
+    expect(plan({ addresses: [], persist: false }, f).changes).toEqual([]);
+  });
+
+  it("after the interface changes, addresses are deleted from the old one (networkd drop-in of the old .network file)", () => {
+    const f = hostFacts({
+      more: { eth1: ["198.18.2.2/24"] },
+      stack: [
+        line("networkd", "/etc/systemd/network/10-eth0.network", ETH0_NETWORK),
+        line("networkd", "/etc/systemd/network/20-eth1.network", "[Match]\nName=eth1\n"),
+        line("managed", NETWORKD_DROPIN, "[Address]\nAddress=198.18.1.201/24\n"),
+      ],
+      eth0: [`${SSH}/24`, "198.18.1.201/24"],
+    });
+    const p = plan({ interface: "eth1", addresses: ["198.18.1.201/24"] }, f);
+    expect(commands(p)).toEqual(["ip addr del 198.18.1.201/24 dev eth0", `rm -f -- ${NETWORKD_DROPIN}`, "ip addr add 198.18.1.201/24 dev eth1"]);
+    expect(fileChange(p).path).toBe("/etc/systemd/network/20-eth1.network.d/60-provision-secondary-ips.conf");
+    const after = factsAfter(p, f);
+    expect(failedLabels(p, after)).toEqual([]);
+    expect(plan({ interface: "eth1", addresses: ["198.18.1.201/24"] }, after).changes).toEqual([]);
+  });
+
+  it("after the interface changes, the record names the old interface (live only)", () => {
+    const f = hostFacts({ eth0: [`${SSH}/24`, "198.18.1.210/24"], more: { eth1: [] }, stack: [stateLine(["198.18.1.210/24 eth0"])] });
+    expect(commands(plan({ interface: "eth1", addresses: ["198.18.1.210/24"], persist: false }, f))).toEqual(["ip addr del 198.18.1.210/24 dev eth0", "ip addr add 198.18.1.210/24 dev eth1"]);
+  });
+
+  it("a drop-in is credited to every interface its .network file matches, not to the one named now", () => {
+    const net = networkStackProbe.parse(line("networkd", "/etc/systemd/network/10-e.network", "[Match]\nName=eth*\n"), undefined);
+    const live = liveAddresses(ipAddressesProbe.parse(probeOutput({ eth0: [], eth1: [], ens5: [] }), undefined));
+    const owned = ownedAddresses("/etc/systemd/network/10-e.network.d/60-provision-secondary-ips.conf", "Address=198.18.1.201/24\n", net, live);
+    expect(owned.map((o) => `${o.cidr.text}@${o.iface}`)).toEqual(["198.18.1.201/24@eth0", "198.18.1.201/24@eth1"]);
+    expect(ownedAddresses("/etc/systemd/network/99-gone.network.d/60-provision-secondary-ips.conf", "Address=198.18.1.201/24\n", net, live)).toEqual([]);
+  });
+});
+
+describe("secondary-source-ips: its files, by exact name", () => {
+  const commaDropin = "/etc/systemd/network/10-a,b.network.d/60-provision-secondary-ips.conf";
+
+  it("a .network file name with a comma stays one path: only that drop-in is removed, and verify reads it back", () => {
+    const f = networkdHost([line("managed", commaDropin, "Address=198.18.1.201/24\n")], [`${SSH}/24`, "198.18.1.201/24"]);
+    const net = f.probes!["network-stack"]!;
+    expect(net).toMatchObject({ ok: true, fields: { "managed.files": "/etc/systemd/network/10-a%2Cb.network.d/60-provision-secondary-ips.conf" } });
+    const p = plan({ addresses: ["198.18.1.201/24"] }, f);
+    expect(p.changes.filter((c) => c.kind === "command").map((c) => (c.kind === "command" ? c.argv : []))).toEqual([["rm", "-f", "--", commaDropin]]);
+    const after = factsAfter(p, f);
+    expect(failedLabels(p, after)).toEqual([]);
+    expect(plan({ addresses: ["198.18.1.201/24"] }, after).changes).toEqual([]);
+  });
+
+  it("a path with a newline or a space is one entry too", () => {
+    const odd = "/etc/systemd/network/10-x\ny, z.network.d/60-provision-secondary-ips.conf";
+    const f = networkStackProbe.parse([line("managed", odd, "x"), line("managed", NETWORKD_DROPIN, "y")].join("\n"), undefined);
+    expect(decodeListEntries(f["managed.files"]!)).toEqual([odd, NETWORKD_DROPIN]);
+    expect(f["managed.files"]!.split(",")).toHaveLength(2);
+  });
+
+  it("a probe record for any other path is ignored, never deleted", () => {
+    const f = networkdHost([line("managed", "/etc/passwd", "root:x:0:0\n"), line("managed", "/etc/systemd/network/x/../10-eth0.network.d/other.conf", "Address=198.18.1.201/24\n")]);
+    expect(f.probes!["network-stack"]).toMatchObject({ fields: { "managed.files": "" } });
+    expect(plan({ addresses: [] }, f).changes).toEqual([]);
+  });
+});
+
+describe("secondary-source-ips: IPv6 duplicate address detection", () => {
+  const live = (flag: string) => networkdHost([stateLine(["2001:db8:5::10/64 eth0"])], [`${SSH}/24`, `2001:db8:5::10/64 ${flag}`]);
+
+  it("reads the flags of a captured namespace (duplicate on a veth peer, one still in detection)", () => {
+    const f = ipAddressesProbe.parse(fixture("netns-dad-ip-addr.txt"), undefined);
+    expect(f).toMatchObject({
+      "dadfailed:eth0": "2001:db8::5/64",
+      // the kernel keeps a failed address tentative too: it counts as failed only
+      "tentative:eth0": "2001:db8::6/64",
+      "secondary:eth0": "198.18.7.200/24,198.18.9.11/24",
+      "promote_secondaries:eth0": "0",
+      "promote_secondaries:peer0": "1",
+    });
+    expect(f["addrs:eth0"]).toContain("2001:db8::5/64");
+    expect(f["usable:eth0"]!.split(",")).toEqual(expect.arrayContaining(["2001:db8::6/64"]));
+    expect(f["usable:eth0"]).not.toContain("2001:db8::5/64");
+  });
+
+  it("a dadfailed address fails verify with the cause, and run deletes and re-adds it", () => {
+    const f = live("dadfailed");
+    const over = { addresses: ["2001:db8:5::10/64"] };
+    const verify = plan(over, f, { purpose: "verify" });
+    // (the record and drop-in of this fixture are not what the role renders: their sha256 checks fail too)
+    const failed = evaluateChecks(verify.checks, f).filter((r) => !r.ok && r.check.kind === "probe" && !r.check.label.endsWith("(sha256)"));
+    expect(failed.map((r) => (r.check.kind === "probe" ? r.check.label : ""))).toEqual(["2001:db8:5::10/64 on eth0"]);
+    expect(failed[0]!.check.message).toMatch(/failed duplicate address detection \(dadfailed\): another node on the link uses it/);
+    const p = plan(over, f);
+    expect(commands(p)).toEqual(["ip addr del 2001:db8:5::10/64 dev eth0", "ip addr add 2001:db8:5::10/64 dev eth0 preferred_lft 0"]);
+    expect(p.notes.map((n) => n.text)).toContain(
+      "2001:db8:5::10/64 on eth0 failed duplicate address detection (dadfailed): another node on the link uses it, and the kernel never sends from it; run deletes and re-adds it to repeat the detection",
+    );
+    expect(p.notes[0]!.text).toContain("over IPv6 from eth0: 1 source IPs");
+  });
+
+  it("a tentative address is present (nothing to do, verify passes) but noted as not usable yet", () => {
+    const f = live("tentative");
+    const p = plan({ addresses: ["2001:db8:5::10/64"] }, f);
+    expect(commands(p)).toEqual([]);
+    expect(failedLabels(plan({ addresses: ["2001:db8:5::10/64"] }, f, { purpose: "verify" }), f).filter((l) => !l.includes("sha256"))).toEqual([]);
+    expect(p.notes.map((n) => n.text)).toContain("2001:db8:5::10/64 on eth0 is tentative (duplicate address detection running): bind() to it fails with EADDRNOTAVAIL until it ends, within a few seconds");
   });
 });
 

@@ -100,21 +100,39 @@ describe("ip-addresses probe", () => {
       {
         interfaces: "lo,eth0",
         "addrs:lo": "127.0.0.1/8,::1/128",
+        "usable:lo": "127.0.0.1/8,::1/128",
         "addrs:eth0": "198.18.1.2/24,198.18.1.201/24,2001:db8:5::10/64,fe80::dca4:b9ff:fe07:55ef/64",
+        "usable:eth0": "198.18.1.2/24,198.18.1.201/24,2001:db8:5::10/64,fe80::dca4:b9ff:fe07:55ef/64",
+        "secondary:eth0": "198.18.1.201/24",
+        "tentative:eth0": "fe80::dca4:b9ff:fe07:55ef/64",
         locals: "127.0.0.1,::1,198.18.1.2,198.18.1.201,2001:db8:5::10,fe80::dca4:b9ff:fe07:55ef",
       },
     ],
     [
       "h2-ip-addr.json",
-      { interfaces: "lo,eth0", "addrs:lo": "127.0.0.1/8,::1/128", "addrs:eth0": "198.18.1.3/24,fe80::484d:2aff:fe85:7884/64", locals: "127.0.0.1,::1,198.18.1.3,fe80::484d:2aff:fe85:7884" },
+      {
+        interfaces: "lo,eth0",
+        "addrs:lo": "127.0.0.1/8,::1/128",
+        "usable:lo": "127.0.0.1/8,::1/128",
+        "addrs:eth0": "198.18.1.3/24,fe80::484d:2aff:fe85:7884/64",
+        "usable:eth0": "198.18.1.3/24,fe80::484d:2aff:fe85:7884/64",
+        "tentative:eth0": "fe80::484d:2aff:fe85:7884/64",
+        locals: "127.0.0.1,::1,198.18.1.3,fe80::484d:2aff:fe85:7884",
+      },
     ],
     [
       "netns-ip-addr.json",
       {
         interfaces: "lo,peer0,eth0",
         "addrs:lo": "127.0.0.1/8,::1/128",
+        "usable:lo": "127.0.0.1/8,::1/128",
         "addrs:peer0": expect.stringMatching(/^fe80::[0-9a-f:]+\/64$/) as unknown as string,
+        "usable:peer0": expect.stringMatching(/^fe80::[0-9a-f:]+\/64$/) as unknown as string,
+        "tentative:peer0": expect.stringMatching(/^fe80::[0-9a-f:]+\/64$/) as unknown as string,
         "addrs:eth0": expect.stringMatching(/^198\.18\.7\.2\/24,10\.9\.0\.5\/32,198\.18\.7\.200\/24,2001:db8::5\/64,fe80::[0-9a-f:]+\/64$/) as unknown as string,
+        "usable:eth0": expect.stringMatching(/^198\.18\.7\.2\/24,10\.9\.0\.5\/32,198\.18\.7\.200\/24,2001:db8::5\/64,fe80::[0-9a-f:]+\/64$/) as unknown as string,
+        "secondary:eth0": "198.18.7.200/24",
+        "tentative:eth0": expect.stringMatching(/^fe80::[0-9a-f:]+\/64$/) as unknown as string,
         locals: expect.stringContaining("198.18.7.200,2001:db8::5,") as unknown as string,
       },
     ],
@@ -145,8 +163,22 @@ describe("ip-addresses probe", () => {
     expect(ipAddressesProbe.parse('[{},{"ifname":"eth0","addr_info":[{"local":"198.18.1.2","prefixlen":24},{}]}]', undefined)).toEqual({
       interfaces: "eth0",
       "addrs:eth0": "198.18.1.2/24",
+      "usable:eth0": "198.18.1.2/24",
       locals: "198.18.1.2",
     });
+  });
+
+  it.each<[string, string, Record<string, string | undefined>]>([
+    ["the interface's own setting", "all 0\ndefault 0\neth0 1\nlo 0\n", { "promote_secondaries:eth0": "1", "promote_secondaries:lo": "0" }],
+    ["`all`, which the kernel ORs with the interface's", "all 1\ndefault 0\neth0 0\nlo 0\n", { "promote_secondaries:eth0": "1", "promote_secondaries:lo": "1" }],
+    ["neither (the kernel's default)", "all 0\ndefault 0\neth0 0\nlo 0\n", { "promote_secondaries:eth0": "0" }],
+    ["an unreadable value", "all 0\neth0 \n", { "promote_secondaries:eth0": undefined }],
+    ["no section at all (an older probe)", null as unknown as string, { "promote_secondaries:eth0": undefined }],
+  ])("promote_secondaries from %s", (_what, lines, expected) => {
+    const json = '[{"ifname":"lo","addr_info":[]},{"ifname":"eth0","addr_info":[{"local":"198.18.1.2","prefixlen":24}]}]';
+    const raw = lines === null ? json : `${json}\n\n# promote_secondaries\n${lines}`;
+    const fields = ipAddressesProbe.parse(raw, undefined);
+    for (const [key, value] of Object.entries(expected)) expect(fields[key], key).toBe(value);
   });
 
   it("runs locally and finds the loopback address", () => {
@@ -202,6 +234,20 @@ describe("network-stack probe", () => {
     expect(f[`managed.sha256:${path}`]).toBe(createHash("sha256").update(bytes).digest("hex"));
   });
 
+  it("reads the mode of this role's files (run-parts skips a hook that is not executable)", () => {
+    const hook = "/etc/network/if-up.d/60-provision-secondary-ips";
+    const f = networkStackProbe.parse([line("managed", hook, "#!/bin/sh\n"), line("mode", hook, "644\n")].join("\n"), undefined);
+    expect(f[`managed.mode:${hook}`]).toBe("644");
+  });
+
+  it("lists the families of each interface's stanzas, across interfaces.d", () => {
+    const f = networkStackProbe.parse(
+      [line("ifupdown-main", "/etc/network/interfaces", "source /etc/network/interfaces.d/*\niface eth0 inet static\n"), line("ifupdown-file", "/etc/network/interfaces.d/v6", "iface eth0 inet6 auto\n")].join("\n"),
+      undefined,
+    );
+    expect(f).toMatchObject({ "ifupdown.families:eth0": "inet inet6" });
+  });
+
   it("refuses a line it does not know", () => {
     expect(() => networkStackProbe.parse("garbage", undefined)).toThrow(ProbeParseError);
   });
@@ -252,10 +298,15 @@ describe("[Match] sections and Name= globs", () => {
 });
 
 describe("interfaces(5) parsing", () => {
-  it.each<[string, string, { ifaces: string[]; sources: string[]; sourceDirs: string[] }]>([
-    ["Debian's default", "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n", { ifaces: ["lo", "lo"], sources: ["/etc/network/interfaces.d/*"], sourceDirs: [] }],
-    ["relative source and source-directory", "source interfaces.d/*\nsource-directory interfaces.d\n", { ifaces: [], sources: ["/etc/network/interfaces.d/*"], sourceDirs: ["/etc/network/interfaces.d"] }],
-    ["allow-hotplug and continued lines", "allow-hotplug eth0 \\\n  eth1\niface eth0 inet dhcp\n# iface eth9 inet dhcp\n", { ifaces: ["eth0", "eth1", "eth0"], sources: [], sourceDirs: [] }],
+  type Parsed = ReturnType<typeof parseInterfaces>;
+  it.each<[string, string, Parsed]>([
+    ["Debian's default", "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n", { ifaces: ["lo", "lo"], stanzas: [{ iface: "lo", family: "inet" }], sources: ["/etc/network/interfaces.d/*"], sourceDirs: [] }],
+    ["relative source and source-directory", "source interfaces.d/*\nsource-directory interfaces.d\n", { ifaces: [], stanzas: [], sources: ["/etc/network/interfaces.d/*"], sourceDirs: ["/etc/network/interfaces.d"] }],
+    [
+      "allow-hotplug, continued lines, two families",
+      "allow-hotplug eth0 \\\n  eth1\niface eth0 inet dhcp\n# iface eth9 inet dhcp\niface eth0 inet6 auto\n",
+      { ifaces: ["eth0", "eth1", "eth0", "eth0"], stanzas: [{ iface: "eth0", family: "inet" }, { iface: "eth0", family: "inet6" }], sources: [], sourceDirs: [] },
+    ],
   ])("%s", (_what, content, expected) => {
     expect(parseInterfaces(content)).toEqual(expected);
   });
