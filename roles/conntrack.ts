@@ -2,7 +2,7 @@ import { defineRole, probeKey, type Change, type Check, type Facts, type ParamPr
 import { conntrackProbe, HASHSIZE_PATH, memTotalProbe, parseConntrackFields, type ConntrackState } from "../src/facts/conntrack.js";
 import { registerProbes } from "../src/facts/probes.js";
 import { planManagedFile } from "../src/managedFile.js";
-import { sysctlDropinPath } from "../src/sysctl/dropin.js";
+import { bootTruthChecks, sysctlDropinPath } from "../src/sysctl/dropin.js";
 import { normalizeSysctlValue, sysctlEqual } from "../src/sysctl/value.js";
 
 registerProbes(conntrackProbe, memTotalProbe);
@@ -291,7 +291,9 @@ function planFiles(p: ConntrackParams, s: ConntrackState, desired: Array<[string
   add(PATHS.modulesLoad, ctx.render("modules-load.conf.hbs", {}));
   if (p.hashsize !== null) add(PATHS.modprobe, ctx.render("modprobe.conf.hbs", { why: ctx.why, hashsize: p.hashsize, kernelDefault: KERNEL_MAX_DEFAULT_BUCKETS }));
   if (desired.length > 0) {
-    add(PATHS.sysctl, renderSysctl(p, s, ctx));
+    const sysctlContent = renderSysctl(p, s, ctx);
+    add(PATHS.sysctl, sysctlContent);
+    checks.push(...bootTruthChecks(PATHS.sysctl, sysctlContent, desired.map(([key]) => key)));
     if (s.sysctlApplier !== null) add(PATHS.udev, ctx.render("udev.rules.hbs", udevData(s.sysctlApplier)));
   }
   return { changes, checks };

@@ -14,6 +14,7 @@
  */
 import { defineRole, probeKey, type Change, type Check, type Facts, type FactRequest, type ParamProblem, type PlanContext, type RolePlan } from "../src/role.js";
 import { planManagedFile } from "../src/managedFile.js";
+import { bootTruthChecks } from "../src/sysctl/dropin.js";
 import { registerProbes } from "../src/facts/probes.js";
 import { FD_LIMITS_PATHS, FD_LIMITS_PROBES, isOwnFile, ownFilesOf, serviceDropinPath, serviceOfDropin, unitName } from "../src/facts/fdLimits.js";
 
@@ -161,7 +162,7 @@ function planKernel(targets: KernelTarget[], facts: Facts, ctx: PlanContext): Ro
   });
   const file = planManagedFile({ path: SYSCTL_PATH, content, role: ROLE }, facts);
   const changes: Change[] = [...file.changes];
-  const checks: Check[] = [];
+  const checks: Check[] = [...bootTruthChecks(SYSCTL_PATH, content, targets.map((t) => t.key))];
   const notes: string[] = [];
   for (const t of targets) {
     if (t.live === null || t.live < t.target) {

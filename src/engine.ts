@@ -2,7 +2,7 @@ import { applyChanges, type ChangeOutcome } from "./apply.js";
 import { buildGatherScript, FactError, parseGatherOutput } from "./facts/gather.js";
 import { mapLimit } from "./pool.js";
 import { changeTarget, factRequestsFor, planHost, type HostPlan, type PlannedCheck } from "./plan.js";
-import type { FactRequest, Facts } from "./role.js";
+import { probeKey, type FactRequest, type Facts } from "./role.js";
 import type { ResolvedHost } from "./resolve.js";
 import { newNonce } from "./remote/records.js";
 import { HostError, type Transport } from "./transport/types.js";
@@ -111,7 +111,7 @@ export class Session {
     const isFresh = (c: PlannedCheck) => c.kind === "probe" && c.freshLogin === true;
     const current = checks.filter((c) => !isFresh(c));
     const fresh = checks.filter(isFresh);
-    const currentFacts = known ?? (await gather(transport, factRequestsForChecks(current), host.become));
+    const currentFacts = known ? await this.complete(known, current, transport, host) : await gather(transport, factRequestsForChecks(current), host.become);
     let freshResults: CheckResult[] = [];
     if (fresh.length > 0) {
       let login: Transport | undefined;
@@ -128,6 +128,21 @@ export class Session {
     const results = new Map<PlannedCheck, CheckResult>();
     for (const r of [...evaluateChecks(current, currentFacts), ...freshResults]) results.set(r.check, r);
     return checks.map((c) => results.get(c)!);
+  }
+
+  /** Facts a check needs that planning did not read (e.g. which file wins at boot): one more read, only if any. */
+  private async complete(known: Facts, checks: PlannedCheck[], transport: Transport, host: ResolvedHost): Promise<Facts> {
+    const missing = factRequestsForChecks(checks).filter((r) =>
+      r.kind === "sysctl" ? !(r.key in known.sysctl) : r.kind === "file" ? !(r.path in known.files) : r.kind === "probe" ? !(probeKey(r.probe, r.arg) in (known.probes ?? {})) : false,
+    );
+    if (missing.length === 0) return known;
+    const extra = await gather(transport, missing, host.become);
+    return {
+      ...known,
+      sysctl: { ...known.sysctl, ...extra.sysctl },
+      files: { ...known.files, ...extra.files },
+      probes: { ...known.probes, ...extra.probes },
+    };
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,10 @@
 import type { Change, Check, Facts, RolePlan } from "../role.js";
 import { normalizeSysctlValue, sysctlEqual } from "./value.js";
 import { planManagedFile } from "../managedFile.js";
+import { registerProbes } from "../facts/probes.js";
+import { parseLine, sysctlBootProbe } from "../facts/sysctlBoot.js";
+
+registerProbes(sysctlBootProbe);
 
 export const SYSCTL_DROPIN_DIR = "/etc/sysctl.d";
 
@@ -40,6 +44,24 @@ export function planSysctlDropin(p: SysctlDropinPlan): RolePlan {
       message: `${key} is not ${value} on the running kernel: something changed it after provision, or another sysctl file won at boot`,
     });
   }
-  checks.push(...file.checks);
+  checks.push(...file.checks, ...bootTruthChecks(path, p.content, p.desired.map(([key]) => key)));
   return { changes, checks, notes: [] };
+}
+
+/**
+ * For each key our file sets: at boot, our line must be the one that wins across every sysctl.d
+ * directory and /etc/sysctl.conf. Another file that sets the key later would silently undo us at
+ * the next reboot, so verify fails naming that file and line.
+ */
+export function bootTruthChecks(path: string, content: string, keys: readonly string[]): Check[] {
+  const lines = content.split("\n");
+  return keys.flatMap((key): Check[] => {
+    const index = lines.findLastIndex((l) => parseLine(l)?.key === key);
+    if (index === -1) return [];
+    return [{
+      kind: "probe", probe: sysctlBootProbe.name, field: key, compare: "equal", expected: `${path}:${index + 1}`,
+      label: `at boot: ${key}`,
+      message: `another sysctl file sets ${key} after ours, so it wins at boot and undoes this value at the next reboot: remove the key from that file, or rename it to sort before ${path.split("/").pop()}`,
+    }];
+  });
 }

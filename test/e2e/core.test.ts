@@ -102,6 +102,20 @@ describe("plan | run | verify on a fleet of real hosts", () => {
     expect((await provision(["verify", fleet.inventoryFile, ...common])).code).toBe(0);
   });
 
+  it("verify fails when another sysctl file would win at boot, naming that file and line", async () => {
+    await fleet.exec("h3", "printf '# local tuning\\nnet.ipv4.tcp_tw_reuse = 0\\n' > /etc/sysctl.d/99-local.conf");
+    try {
+      const verify = await provision(["verify", fleet.inventoryFile, ...common]);
+      expect(verify.code).toBe(1);
+      expect(verify.stdout).toMatch(/h3: 1 of \d+ MISMATCH/);
+      expect(verify.stdout).toContain("MISMATCH at boot: net.ipv4.tcp_tw_reuse: expected /etc/sysctl.d/60-provision-tw-reuse.conf:");
+      expect(verify.stdout).toContain("found /etc/sysctl.d/99-local.conf:2 — another sysctl file sets net.ipv4.tcp_tw_reuse after ours");
+    } finally {
+      await fleet.exec("h3", "rm -f /etc/sysctl.d/99-local.conf");
+    }
+    expect((await provision(["verify", fleet.inventoryFile, ...common])).code).toBe(0);
+  });
+
   it("--limit restricts the hosts touched", async () => {
     await fleet.exec("h1", "sysctl -w net.ipv4.tcp_tw_reuse=0 >/dev/null");
     await fleet.exec("h3", "sysctl -w net.ipv4.tcp_tw_reuse=0 >/dev/null");

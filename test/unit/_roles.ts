@@ -1,3 +1,4 @@
+import { bootSettings, SYSCTL_CONF, SYSCTL_DIRS } from "../../src/facts/sysctlBoot.js";
 import type { HostPlan } from "../../src/plan.js";
 import type { AnyRole, Facts } from "../../src/role.js";
 import type { ResolvedHost } from "../../src/resolve.js";
@@ -52,5 +53,20 @@ export function factsAfter(p: HostPlan, before: Facts): Facts {
     // the kernel reads multi-value sysctls back with tabs
     else if (c.kind === "sysctl") after.sysctl[c.key] = c.after.replace(/ /g, "\t");
   }
-  return after;
+  return withBootTruth(after);
+}
+
+/** What the sysctl-boot probe would read from the host's files: the winning file and line of every key. */
+export function withBootTruth(facts: Facts): Facts {
+  const files = Object.entries(facts.files)
+    .filter((e): e is [string, string] => e[1] !== null && (SYSCTL_DIRS.some((d) => e[0].startsWith(`${d}/`)) || e[0] === SYSCTL_CONF))
+    .map(([path, content]) => ({ path, content }));
+  const fields: Record<string, string> = {};
+  for (const [key, s] of bootSettings(files)) fields[key] = `${s.path}:${s.line}`;
+  return { ...facts, probes: { ...facts.probes, "sysctl-boot": { ok: true, fields } } };
+}
+
+/** Checks minus the "which file wins at boot" ones, which test/unit/sysctlBoot.test.ts covers for every role. */
+export function withoutBootChecks<C extends { kind: string; label?: string }>(checks: C[]): C[] {
+  return checks.filter((c) => !(c.kind === "probe" && c.label?.startsWith("at boot: ")));
 }

@@ -10,7 +10,8 @@ import { findProbe } from "../../src/facts/probes.js";
 import { planHost, type HostPlan, type PlannedCheck } from "../../src/plan.js";
 import { probeKey, type Facts, type ProbeResult } from "../../src/role.js";
 import { evaluateChecks } from "../../src/verify.js";
-import { hostWith, paramsOf } from "./_roles.js";
+import { hostWith, paramsOf, withBootTruth } from "./_roles.js";
+import { withoutBootChecks } from "./_roles.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures", "fd-limits");
 const captured = (name: string) => readFileSync(join(FIXTURES, `${name}.txt`), "utf8");
@@ -88,7 +89,7 @@ function afterRun(p: HostPlan, before: Facts, fresh: { login?: string; users?: R
   if (fresh.login) after.probes![probeKey("fd-limits-login")] = parsed("fd-limits-login", fresh.login);
   for (const [name, raw] of Object.entries(fresh.users ?? {})) after.probes![probeKey("fd-limits-user", name)] = parsed("fd-limits-user", raw, name);
   for (const [name, raw] of Object.entries(fresh.services ?? {})) after.probes![probeKey("fd-limits-service", name)] = parsed("fd-limits-service", raw, name);
-  return after;
+  return withBootTruth(after);
 }
 
 /** Every non-comment line of a rendered file follows a comment line (section headers excepted). */
@@ -112,7 +113,7 @@ describe("fd-limits on a host like this machine (root login, sshd capped at 2000
   });
 
   it("checks the kernel at least, the files, and what a fresh login and su -l get", () => {
-    expect(p.checks.map(checkName)).toEqual([
+    expect(withoutBootChecks(p.checks).map(checkName)).toEqual([
       "fs.nr_open at-least 1048576",
       "fs.file-max at-least 2466193",
       SYSCTL_PATH,
