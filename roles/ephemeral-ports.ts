@@ -17,6 +17,23 @@ function extraRanges(p: EphemeralPortsParams): PortRange[] {
   return p.reserved_ports.map((item) => parsePortRange(String(item))).filter((r): r is PortRange => r !== null);
 }
 
+/**
+ * With reserve_listening_ports off, a range that covers a port a service listens on (and nothing
+ * reserves) is refused: the service's next restart can find its port taken by an outgoing
+ * connection and fail to bind() with EADDRINUSE.
+ */
+function refuseSwallowedListeners(facts: Facts, p: EphemeralPortsParams, reserved: PortRange[]): void {
+  const inRange = (port: number) => port >= p.port_range_start && port <= p.port_range_end;
+  const swallowed = (facts.listeningPorts?.tcp ?? []).filter((port) => inRange(port) && !reserved.some((r) => port >= r.from && port <= r.to));
+  if (swallowed.length === 0) return;
+  const list = formatPortList(portsToRanges(swallowed));
+  throw new Error(
+    `the range ${p.port_range_start}-${p.port_range_end} swallows port${swallowed.length === 1 ? "" : "s"} ${list} that this host listens on, with reserve_listening_ports: false and nothing reserving ${swallowed.length === 1 ? "it" : "them"}: ` +
+      `an outgoing connection can take ${swallowed.length === 1 ? "it" : "one"} and the service fails to bind() with EADDRINUSE on its next restart. ` +
+      `Set reserve_listening_ports: true, add ${list} to reserved_ports, or start the range above ${Math.max(...swallowed)}`,
+  );
+}
+
 function reservedInFile(content: string | null): PortRange[] {
   const m = content === null ? null : /^net\.ipv4\.ip_local_reserved_ports = (.*)$/m.exec(content);
   return (m && parsePortList(m[1]!)) ?? [];
@@ -148,6 +165,7 @@ export default defineRole<EphemeralPortsParams>({
     // Reservations are only ever added: the live list, plus what our own file already reserved
     // (so a reservation lost live is restored), plus the params.
     const base = normalizePortRanges([...live, ...reservedInFile(facts.files[path] ?? null), ...extraRanges(p)]);
+    if (!p.reserve_listening_ports) refuseSwallowedListeners(facts, p, base);
     const candidates = p.reserve_listening_ports ? listeningCandidates(facts, p) : [];
     const unreserved = candidates.filter((port) => !base.some((r) => port >= r.from && port <= r.to));
     // verify checks what was applied; a listener that appeared since is a pending change, not drift.

@@ -78,7 +78,7 @@ describe("ephemeral-ports idempotence", () => {
     ["defaults", {}, fresh],
     ["a custom range, no listeners", { port_range_start: 10000, port_range_end: 65001 }, facts({ sysctl: { [RANGE]: "32768\t60999", [RESERVED]: "" } })],
     ["extra reserved ports and an existing list", { reserved_ports: [9000, "9100-9102"] }, facts({ sysctl: { [RANGE]: "32768\t60999", [RESERVED]: "30000-30010" }, listeningPorts: { tcp: [8080], udp: [] } })],
-    ["listening ports not reserved", { reserve_listening_ports: false }, fresh],
+    ["listening ports not reserved: the range starts above them", { reserve_listening_ports: false, port_range_start: 10000 }, fresh],
     ["no facts for listeners", {}, facts({ sysctl: { [RANGE]: "32768\t60999", [RESERVED]: null }, listeningPorts: null })],
   ])("a host already matching the plan (%s) gets zero changes", (_what, over, before) => {
     const first = plan(over, before);
@@ -119,8 +119,8 @@ describe("ephemeral-ports reserved ports", () => {
     ["both ends of the range are inclusive", { port_range_start: 2000, port_range_end: 3001 }, "", [1999, 2000, 3001, 3002], "2000,3001"],
     ["adjacent ports are joined into ranges", {}, "", [8080, 8081, 8082, 9000], "8080-8082,9000"],
     ["extra reserved_ports, integers and ranges", { reserved_ports: [9000, "9100-9102"] }, "9001", [], "9000-9001,9100-9102"],
-    ["reserve_listening_ports: false still keeps the existing list", { reserve_listening_ports: false }, "8080", [5432, 9000], "8080"],
-    ["reserve_listening_ports: false and nothing to keep", { reserve_listening_ports: false }, "", [5432, 9000], null],
+    ["reserve_listening_ports: false still keeps the existing list", { reserve_listening_ports: false, port_range_start: 10000 }, "8080", [5432, 9000], "8080"],
+    ["reserve_listening_ports: false and nothing to keep", { reserve_listening_ports: false, port_range_start: 10000 }, "", [5432, 9000], null],
     ["an absent reserved-ports key", {}, null, [5432], "5432"],
     ["no listening-ports fact", {}, "8080", null, "8080"],
     ["an existing list with tabs or spaces", {}, " 8080,9000-9010\n", [], "8080,9000-9010"],
@@ -228,5 +228,23 @@ describe("ephemeral-ports: which bound ports get reserved", () => {
     after.sysctl[RESERVED] = "";
     const repair = plan({ reserved_ports: [] }, after);
     expect(reservedOf(repair)).toBe("9000");
+  });
+});
+
+describe("ephemeral-ports refuses a range that swallows listening ports nothing reserves", () => {
+  const listening = facts({ sysctl: { [RANGE]: "32768\t60999", [RESERVED]: "" }, listeningPorts: { tcp: [22, 8080], udp: [] } });
+
+  it("with reserve_listening_ports: false, a listener inside the range is a plan error naming it and the fixes", () => {
+    expect(() => plan({ reserve_listening_ports: false }, listening)).toThrow(
+      /^the range 1024-65535 swallows port 8080 that this host listens on, with reserve_listening_ports: false .* EADDRINUSE .* Set reserve_listening_ports: true, add 8080 to reserved_ports, or start the range above 8080$/,
+    );
+  });
+
+  it.each([
+    ["reserved by params", { reserve_listening_ports: false, reserved_ports: [8080] }],
+    ["the range starts above it", { reserve_listening_ports: false, port_range_start: 10000 }],
+    ["reserve_listening_ports: true reserves it", {}],
+  ])("is fine when %s", (_what, over) => {
+    expect(() => plan(over, listening)).not.toThrow();
   });
 });
