@@ -2,7 +2,8 @@ import { homedir, userInfo } from "node:os";
 import { isAbsolute, join, dirname } from "node:path";
 import type { ConfigProblem } from "./config/errors.js";
 import { formatKeyPath, type KeyPath, type YamlFile } from "./config/yamlFile.js";
-import type { Inventory, VarLayer } from "./inventory/load.js";
+import { CONNECTION_VARS } from "./config/schemas.js";
+import type { Inventory, InventoryHost, VarLayer } from "./inventory/load.js";
 import { LimitError, selectHosts } from "./inventory/limit.js";
 import type { Play } from "./playbook.js";
 import type { AnyRole, InventoryHints } from "./role.js";
@@ -109,6 +110,7 @@ export function resolveTargets(
       roles.push(r);
     }
     const vars = mergedVars(host.layers);
+    if (vars.ansible_host === undefined) checkNameAsAddress(host, problems);
     const becomeVar = vars.ansible_become as boolean | undefined;
     resolved.push({
       name: host.name,
@@ -145,6 +147,19 @@ function mergeParams(role: AnyRole, layers: VarLayer[], playParams: Record<strin
     sources[key] = { kind: "playbook", file: playbook.file, ...playbook.locate(path), keyPath: formatKeyPath(path) };
   }
   return { role, params, sources };
+}
+
+const ADDRESS = CONNECTION_VARS.ansible_host;
+
+/** Without ansible_host the name is what ssh2 connects to and known_hosts records, so it must be an address like ansible_host. */
+function checkNameAsAddress(host: InventoryHost, problems: ConfigProblem[]): void {
+  if (host.name.length <= ADDRESS.maxLength && new RegExp(ADDRESS.pattern, "u").test(host.name)) return;
+  const { source, path } = host.definedAt;
+  problems.push({
+    file: source.file, ...source.locate(path, "key"), keyPath: formatKeyPath(path), severity: "error",
+    problem: `host ${JSON.stringify(host.name.length > 80 ? `${host.name.slice(0, 80)}…` : host.name)} has no ansible_host, so its name is the address to connect to, and it is not a host name or IP address`,
+    fix: "set ansible_host to the host's address, or name it by its address (letters, digits and . : _ - only, at most 253 characters)",
+  });
 }
 
 function hintsFrom(vars: Record<string, unknown>): InventoryHints {

@@ -2,10 +2,15 @@ import { ROLES, roleVarName } from "../roles.js";
 
 /** Connection and privilege variables we read, with Ansible's names so existing inventories work unchanged. */
 export const CONNECTION_VARS = {
-  ansible_host: { type: "string", minLength: 1, pattern: "^[A-Za-z0-9.:_-]+$", description: "Address to connect to (default: the inventory name)", fix: "write a host name or IP address" },
+  ansible_host: { type: "string", minLength: 1, maxLength: 253, pattern: "^[A-Za-z0-9.:_-]+$", description: "Address to connect to (default: the inventory name)", fix: "write a host name or IP address" },
   ansible_port: { type: "integer", minimum: 1, maximum: 65535, description: "SSH port (default 22)", fix: "use a port from 1 to 65535" },
   ansible_user: { type: "string", pattern: "^[a-z_][a-z0-9_.-]{0,31}$", description: "Login user (default: root)", fix: "write a Unix user name such as deploy" },
-  ansible_ssh_private_key_file: { type: "string", minLength: 1, description: "Private key file (default: ssh-agent via SSH_AUTH_SOCK, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa)", fix: "write the path of a private key file" },
+  ansible_ssh_private_key_file: {
+    // A path with a newline or NUL would only fail at connect time, host by host, and forge lines where it is printed.
+    type: "string", minLength: 1, maxLength: 4096, pattern: "^[^\\u0000-\\u001f\\u007f]*$",
+    description: "Private key file (default: ssh-agent via SSH_AUTH_SOCK, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa)",
+    fix: "write the path of a private key file (no control characters such as newlines, at most 4096 characters)",
+  },
   ansible_become: { type: "boolean", description: "Run privileged steps with sudo (overrides the play's become)", fix: "write true or false" },
   ansible_memtotal_mb: { type: "integer", minimum: 64, description: "The host's memory in MiB, as Ansible's fact of that name; lets `provision lint` check memory-bound settings without connecting", fix: "write the host's MemTotal in MiB, e.g. 16384" },
   listen_ports: {

@@ -85,7 +85,7 @@ function describe(err: ErrorObject, source: YamlFile, basePath: KeyPath): Config
       const guess = closest(key, allowed);
       return {
         ...at(keyPath, "key"), keyPath: formatKeyPath(keyPath), severity: "error",
-        problem: `unknown key "${key}"`,
+        problem: `unknown key ${JSON.stringify(key)}`,
         fix: guess
           ? `did you mean "${guess}"?`
           : allowed.length > 0

@@ -19,6 +19,8 @@ export interface VarLayer {
 
 export interface InventoryHost {
   name: string;
+  /** Where the host is first listed under a `hosts:` mapping, for errors about the name itself. */
+  definedAt: { source: YamlFile; path: KeyPath };
   /** Variable layers in precedence order, lowest first: `all`, parent groups, child groups, then the host's own. */
   layers: VarLayer[];
   groups: string[];
@@ -53,6 +55,7 @@ export function loadInventory(file: string, problems: ConfigProblem[]): Inventor
   const groups = new Map<string, GroupInfo>();
   const hostLayers = new Map<string, VarLayer[]>();
   const hostOrder: string[] = [];
+  const hostPaths = new Map<string, KeyPath>();
   const group = (name: string) => {
     let g = groups.get(name);
     if (!g) {
@@ -73,6 +76,7 @@ export function loadInventory(file: string, problems: ConfigProblem[]): Inventor
         if (!hostLayers.has(host)) {
           hostLayers.set(host, []);
           hostOrder.push(host);
+          hostPaths.set(host, hostPath);
         }
         if (!g.hosts.includes(host)) g.hosts.push(host);
         if (hostVars) hostLayers.get(host)!.push({ kind: "host", name: host, vars: hostVars as Record<string, unknown>, source: yaml, basePath: hostPath });
@@ -114,7 +118,7 @@ export function loadInventory(file: string, problems: ConfigProblem[]): Inventor
       .filter((g) => members.get(g)!.has(name))
       .sort((a, b) => (depth.get(a) ?? 0) - (depth.get(b) ?? 0) || a.localeCompare(b));
     const layers = [...hostGroups.flatMap((g) => groups.get(g)!.layers), ...(hostLayers.get(name) ?? [])];
-    return { name, layers, groups: hostGroups };
+    return { name, definedAt: { source: yaml, path: hostPaths.get(name)! }, layers, groups: hostGroups };
   });
   const universe: HostUniverse = {
     hosts: hostOrder,

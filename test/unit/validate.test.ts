@@ -100,7 +100,7 @@ describe("validateAgainstSchema", () => {
   it.each([
     ["ansible_host", "ansible_host: 'bad host'\n", '"bad host" has an invalid form', "write a host name or IP address"],
     ["ansible_user", "ansible_user: Root\n", '"Root" has an invalid form', "write a Unix user name such as deploy"],
-    ["ansible_ssh_private_key_file", "ansible_ssh_private_key_file: ''\n", "must NOT have fewer than 1 characters", "write the path of a private key file"],
+    ["ansible_ssh_private_key_file", "ansible_ssh_private_key_file: ''\n", "must NOT have fewer than 1 characters", "write the path of a private key file (no control characters such as newlines, at most 4096 characters)"],
   ])("checks connection var %s", (key, text, problem, fix) => {
     const { problems } = check(VARS_SCHEMA, text);
     expect(problems).toEqual([{ file: "v.yaml", line: 1, col: key.length + 3, keyPath: key, severity: "error", problem, fix }]);
