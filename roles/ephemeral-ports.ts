@@ -12,6 +12,8 @@ export interface EphemeralPortsParams {
 const RANGE_KEY = "net.ipv4.ip_local_port_range";
 const RESERVED_KEY = "net.ipv4.ip_local_reserved_ports";
 const KERNEL_DEFAULT_PORTS = 60999 - 32768 + 1;
+/** One 4 KiB page, less the newline. */
+const MAX_SYSCTL_WRITE = 4095;
 
 function extraRanges(p: EphemeralPortsParams): PortRange[] {
   return p.reserved_ports.map((item) => parsePortRange(String(item))).filter((r): r is PortRange => r !== null);
@@ -174,6 +176,13 @@ export default defineRole<EphemeralPortsParams>({
     const portCount = p.port_range_end - p.port_range_start + 1;
 
     const desired: Array<[string, string]> = [[RANGE_KEY, `${p.port_range_start} ${p.port_range_end}`]];
+    if (reservedList.length >= MAX_SYSCTL_WRITE) {
+      // The kernel takes at most one page per write to /proc/sys and cuts the rest off.
+      throw new Error(
+        `the reserved port list would be ${reservedList.length} characters, more than the ${MAX_SYSCTL_WRITE} the kernel accepts in one write to ${RESERVED_KEY}: ` +
+          "merge reserved_ports into fewer, wider ranges",
+      );
+    }
     if (reservedList !== "") desired.push([RESERVED_KEY, reservedList]);
 
     const content = ctx.render("sysctl.conf.hbs", {

@@ -461,6 +461,7 @@ const NAME_CHARS = "letters, digits, and . _ - only";
 export default defineRole<FdLimitsParams>({
   name: ROLE,
   summary: "Raise open-file limits (kernel, logins, systemd services) so a process can hold 100k+ connections, and check what a fresh login and running services really get",
+  touchesLogin: true,
   schema: {
     type: "object",
     additionalProperties: false,

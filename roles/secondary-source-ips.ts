@@ -71,6 +71,7 @@ interface OwnFile {
 export default defineRole<SecondarySourceIpsParams>({
   name: ROLE,
   summary: "Add source IPs to an interface so outbound connections to one upstream aren't capped at one IP's ports",
+  touchesLogin: true,
   schema: {
     type: "object",
     additionalProperties: false,
@@ -379,7 +380,7 @@ function readdPrepStep(r: Owned): Step {
 function addStep(c: Cidr, iface: string, live: Map<string, LiveAddress[]>): Step {
   const now = liveAddress(live, iface, c);
   return {
-    changes: now && !now.dadfailed ? [] : [{ kind: "command", argv: addArgv(c, iface), description: `add ${c.text} to ${iface} live` }],
+    changes: now && !now.dadfailed ? [] : [{ kind: "command", argv: addArgv(c, iface), undo: ["ip", "addr", "del", c.text, "dev", iface], description: `add ${c.text} to ${iface} live` }],
     checks: [addressCheck(iface, c, "includes", now)],
   };
 }

@@ -7,10 +7,12 @@ import { lintHosts } from "./lint.js";
 import { findRole, ROLES } from "./roles.js";
 import { Session, type HostReport } from "./engine.js";
 import { hasErrors, loadConfig } from "./load.js";
-import { plainStyle, renderPlan, renderRunResult, renderVerify, ttyStyle, type Format, type Style } from "./output/format.js";
+import { plainStyle, renderPlan, renderRollback, renderRunResult, renderVerify, ttyStyle, type Format, type Style } from "./output/format.js";
 import { defaultPlaybook } from "./paths.js";
 import type { ResolvedHost } from "./resolve.js";
 import { connectSsh, defaultKnownHostsFile, type SshOptions } from "./transport/ssh.js";
+import { LoggingTransport } from "./transport/logging.js";
+import type { Transport } from "./transport/types.js";
 import { toJson } from "./output/json.js";
 import { Progress } from "./output/progress.js";
 import type { RolloutPolicy } from "./rollout/policy.js";
@@ -39,6 +41,7 @@ interface CommonOptions {
   commandTimeout: number;
   askBecomePass: boolean;
   json: boolean;
+  verbose: boolean;
   format: Format;
   yes?: boolean;
 }
@@ -67,6 +70,8 @@ function withCommonOptions(cmd: Command): Command {
     .option("--command-timeout <seconds>", "timeout of each remote step", positiveInt("--command-timeout"), 120)
     .option("-K, --ask-become-pass", "prompt for the sudo password (or set PROVISION_BECOME_PASSWORD)", false)
     .option("--json", "print machine-readable JSON instead of text", false)
+    .option("-v, --verbose", "log every connection and remote step on stderr", false)
+    .option("--state-dir <dir>", "where run records are kept", STATE_DIR)
     .addOption(new Option("--format <format>", "text output style").choices(["text", "markdown"]).default("text"));
 }
 
@@ -92,7 +97,6 @@ async function main(argv: string[]): Promise<number> {
     .option("--pause <seconds|prompt>", "wait between batches: seconds, or Enter on a terminal")
     .option("--allow-plan-drift", "go on when a batch's fresh plan differs from the one shown", false)
     .option("--resume [record]", "retry only the hosts that failed or were not reached in a run record (default: the latest)")
-    .option("--state-dir <dir>", "where run records are kept", STATE_DIR)
     .action(async (inventory: string, opts: CommonOptions & RunOptions) => {
       exitCode = await runCommand(inventory, opts);
     });
@@ -102,6 +106,12 @@ async function main(argv: string[]): Promise<number> {
       exitCode = await verifyCommand(inventory, opts);
     });
 
+  withCommonOptions(program.command("rollback"))
+    .description("restore each host's original values and files from its snapshot, then verify them (running it twice is harmless)")
+    .option("-y, --yes", "roll back without asking for confirmation", false)
+    .action(async (inventory: string, opts: CommonOptions) => {
+      exitCode = await rollbackCommand(inventory, opts);
+    });
   program
     .command("explain")
     .description("each role's params with their default and why; with --inventory, each host's values and where they came from")
@@ -178,7 +188,21 @@ async function prepare(inventory: string, opts: CommonOptions & Partial<RunOptio
     keyPassphrase: process.env.PROVISION_KEY_PASSPHRASE,
   };
   const progress = withProgress ? new Progress(hosts.length, (t) => process.stderr.write(t), process.stderr.isTTY === true) : undefined;
-  const session = new Session((host) => connectSsh(host.name, host.connection, sshOptions), opts.forks, progress ?? {});
+  const log = (line: string) => process.stderr.write(`[${new Date().toISOString()}] ${line}\n`);
+  const connect = async (host: ResolvedHost): Promise<Transport> => {
+    if (!opts.verbose) return connectSsh(host.name, host.connection, sshOptions);
+    const started = Date.now();
+    log(`${host.name}: connecting to ${host.connection.user}@${host.connection.host}:${host.connection.port}`);
+    try {
+      const t = await connectSsh(host.name, host.connection, sshOptions);
+      log(`${host.name}: connected (${t.remoteAddress}) in ${Date.now() - started} ms`);
+      return new LoggingTransport(t, log);
+    } catch (err) {
+      log(`${host.name}: connect failed in ${Date.now() - started} ms: ${(err as Error).message}`);
+      throw err;
+    }
+  };
+  const session = new Session(connect, opts.forks, progress ?? {});
   return { hosts, session, policy, progress };
 }
 
@@ -254,6 +278,30 @@ async function runCommand(inventory: string, opts: CommonOptions & RunOptions): 
       process.stdout.write(`record: ${recordFile}${result.reports.some((r) => r.status !== "changed" && r.status !== "unchanged") ? " (provision run --resume retries what failed or was not reached)" : ""}\n`);
     }
     return result.stopped || result.reports.some((r) => r.status !== "changed" && r.status !== "unchanged") ? EXIT_ERROR : EXIT_OK;
+  } finally {
+    await session.close();
+  }
+}
+
+async function rollbackCommand(inventory: string, opts: CommonOptions): Promise<number> {
+  const prepared = await prepare(inventory, opts);
+  if (!prepared) return EXIT_ERROR;
+  const { hosts, session } = prepared;
+  try {
+    if (!opts.yes) {
+      if (!process.stdin.isTTY) {
+        process.stderr.write("refusing to roll back without confirmation: stdin is not a terminal. Pass --yes.\n");
+        return EXIT_ERROR;
+      }
+      if (!(await confirm(`Restore the original values of ${hosts.length} host${hosts.length === 1 ? "" : "s"} from their snapshots? [y/N] `))) {
+        process.stderr.write("not rolled back.\n");
+        return EXIT_ERROR;
+      }
+    }
+    const reports = await session.rollback(hosts);
+    if (opts.json) process.stdout.write(`${toJson("rollback", reports)}\n`);
+    else process.stdout.write(renderRollback(reports, style()));
+    return reports.some((r) => r.error) ? EXIT_ERROR : EXIT_OK;
   } finally {
     await session.close();
   }

@@ -5,13 +5,14 @@ import { changeTarget, factRequestsFor, planHost, type HostPlan, type PlannedChe
 import { probeKey, type FactRequest, type Facts } from "./role.js";
 import type { ResolvedHost } from "./resolve.js";
 import { newNonce } from "./remote/records.js";
+import { parseSnapshot, restoreChanges, revertChanges, SNAPSHOT_PATH, SNAPSHOT_ROLE, snapshotChange, SnapshotError, type Snapshot } from "./snapshot.js";
 import { HostError, type Transport } from "./transport/types.js";
 import { evaluateChecks, factRequestsForChecks, type CheckResult } from "./verify.js";
 
 /** "not-reached": a rollout stopped before this host's batch. */
 export type HostStatus = "unchanged" | "changed" | "failed" | "unreachable" | "not-reached";
 
-export type HostStage = "connecting" | "reading facts" | "applying" | "verifying";
+export type HostStage = "connecting" | "reading facts" | "applying" | "checking a fresh login" | "verifying";
 
 /** Progress hooks: the CLI draws a progress line on a terminal, or prints plain events in CI. */
 export interface SessionEvents {
@@ -49,11 +50,14 @@ export class Session {
       this.guard(host.name, async () => {
         const transport = await this.transport(host);
         this.events.stage?.(host.name, "reading facts");
-        const facts = await gather(transport, factRequestsFor(host), host.become);
+        const facts = await gather(transport, [...factRequestsFor(host), { kind: "file", path: SNAPSHOT_PATH }], host.become);
         this.lastFacts.set(host.name, facts);
         let plan: HostPlan;
         try {
           plan = planHost(host, facts, purpose, transport.remoteAddress);
+          // Before the first change, the host's originals are recorded for `provision rollback`.
+          const snapshot = purpose === "plan" ? snapshotChange(facts.files[SNAPSHOT_PATH] ?? null, plan.changes) : null;
+          if (snapshot) plan.changes.unshift(snapshot);
         } catch (err) {
           throw new HostError(`planning failed: ${(err as Error).message}`, "plan");
         }
@@ -73,6 +77,8 @@ export class Session {
         const transport = await this.transport(host);
         this.events.stage?.(host.name, "applying");
         const outcomes = await applyChanges(transport, plan.changes, host.become);
+        const locked = await this.lockoutGuard(host, transport, plan, outcomes);
+        if (locked) return locked;
         this.events.stage?.(host.name, "verifying");
         const checks = await this.readChecks(host, transport, plan.checks);
         const failed = outcomes.some((o) => !o.ok) || checks.some((c) => !c.ok);
@@ -101,6 +107,82 @@ export class Session {
         return { host: report.host, plan, checks, status: checks.every((c) => c.ok) ? "unchanged" : "failed" };
       });
     });
+  }
+
+  /**
+   * Puts back what the snapshot kept (files, live values; undoes recorded commands), reads it
+   * back, then forgets the snapshot. A host without a snapshot has nothing to roll back, so a
+   * second rollback changes nothing.
+   */
+  async rollback(hosts: ResolvedHost[]): Promise<HostReport[]> {
+    return mapLimit(hosts, this.forks, (host) =>
+      this.guard(host.name, async () => {
+        const transport = await this.transport(host);
+        this.events.stage?.(host.name, "reading facts");
+        const first = await gather(transport, [{ kind: "file", path: SNAPSHOT_PATH }], host.become);
+        const snapshot = parseSnapshotOrFail(first.files[SNAPSHOT_PATH] ?? null);
+        if (!snapshot) return { host: host.name, status: "unchanged", plan: { host: host.name, changes: [], checks: [], notes: [{ role: "rollback", text: "no snapshot: nothing to roll back" }] } };
+        const requests: FactRequest[] = [
+          ...Object.keys(snapshot.files).map((path): FactRequest => ({ kind: "file", path })),
+          ...Object.keys(snapshot.sysctl).map((key): FactRequest => ({ kind: "sysctl", key })),
+        ];
+        const now = await gather(transport, requests, host.become);
+        const changes = restoreChanges(snapshot, now);
+        const checks = restoreChecks(snapshot);
+        const plan: HostPlan = { host: host.name, changes, checks, notes: [] };
+        this.events.stage?.(host.name, "applying");
+        const outcomes = await applyChanges(transport, changes, host.become);
+        this.events.stage?.(host.name, "verifying");
+        const readBack = evaluateChecks(checks, await gather(transport, factRequestsForChecks(checks), host.become));
+        const failed = outcomes.some((o) => !o.ok) || readBack.some((c) => !c.ok);
+        return {
+          host: host.name, plan, outcomes, checks: readBack, status: failed ? "failed" : "changed",
+          ...(failed ? { error: { kind: "rollback", message: describeFailures(outcomes, readBack) } } : {}),
+        };
+      }),
+    );
+  }
+
+  /**
+   * After limits or addresses changed, a brand-new SSH login (through PAM, with sudo where become
+   * is used) must succeed while the original connection is still open. If it fails, the host's
+   * changes are reverted through the original connection and the host is reported failed.
+   */
+  private async lockoutGuard(host: ResolvedHost, transport: Transport, plan: HostPlan, outcomes: ChangeOutcome[]): Promise<HostReport | null> {
+    const risky = new Set(host.roles.filter((r) => r.role.touchesLogin).map((r) => r.role.name));
+    if (!outcomes.some((o) => o.ok && risky.has(o.change.role))) return null;
+    this.events.stage?.(host.name, "checking a fresh login");
+    const failure = await this.freshLogin(host);
+    if (failure === null) return null;
+    const revert = revertChanges(outcomes);
+    let reverted: string;
+    try {
+      const results = await applyChanges(transport, revert, host.become);
+      const failed = results.filter((r) => !r.ok);
+      reverted = failed.length === 0
+        ? `reverted ${results.length} change${results.length === 1 ? "" : "s"} through the open connection`
+        : `REVERT INCOMPLETE (${failed.map((f) => `${changeTarget(f.change)}: ${f.error}`).join("; ")}): fix it from a console`;
+    } catch (err) {
+      reverted = `REVERT FAILED (${(err as Error).message}): fix it from a console`;
+    }
+    return {
+      host: host.name, plan, outcomes, status: "failed",
+      error: { kind: "lockout", message: `a fresh login failed after the change (${failure}); ${reverted}` },
+    };
+  }
+
+  /** null when a new connection logs in and runs a command (through sudo where become is used). */
+  private async freshLogin(host: ResolvedHost): Promise<string | null> {
+    let login: Transport | undefined;
+    try {
+      login = await this.connect(host);
+      const r = await login.exec("true", { sudo: host.become, timeoutMs: 30_000 });
+      return r.code === 0 ? null : `\`true\` exited ${r.code}: ${r.stderr.trim()}`;
+    } catch (err) {
+      return err instanceof Error ? err.message : String(err);
+    } finally {
+      await login?.close().catch(() => undefined);
+    }
   }
 
   /**
@@ -189,4 +271,28 @@ function describeFailures(outcomes: ChangeOutcome[], checks: CheckResult[]): str
     ...checks.filter((c) => !c.ok).map((c) => c.check.message),
   ];
   return lines.join("; ");
+}
+
+function parseSnapshotOrFail(text: string | null): Snapshot | null {
+  try {
+    return parseSnapshot(text);
+  } catch (err) {
+    if (err instanceof SnapshotError) throw new HostError(err.message, "plan");
+    throw err;
+  }
+}
+
+/** What a finished rollback must read back: every original value and file, and no snapshot. */
+function restoreChecks(s: Snapshot): PlannedCheck[] {
+  const role = SNAPSHOT_ROLE;
+  return [
+    ...Object.entries(s.sysctl)
+      .filter((e): e is [string, string] => e[1] !== null)
+      .map(([key, value]): PlannedCheck => ({ kind: "sysctl", key, expected: value, role, message: `${key} was not restored to its original ${value}` })),
+    ...Object.entries(s.files).map(([path, content]): PlannedCheck => ({
+      kind: "file", path, expected: content, role,
+      message: content === null ? `${path} did not exist before provision and is still there` : `${path} was not restored to its original content`,
+    })),
+    { kind: "file", path: SNAPSHOT_PATH, expected: null, role, message: `${SNAPSHOT_PATH} should be gone after a complete rollback` },
+  ];
 }

@@ -61,12 +61,15 @@ export type Change =
       kind: "command";
       argv: string[];
       description: string;
+      /** The inverse command, when there is one: kept in the snapshot for `rollback` and the lockout guard. */
+      undo?: string[];
     };
 
 /** What verify reads back, with the expected value and what a mismatch means. */
 export type Check =
   | { kind: "sysctl"; key: string; expected: string; message: string }
-  | { kind: "file"; path: string; expected: string; message: string }
+  /** `expected: null`: the file must not exist. */
+  | { kind: "file"; path: string; expected: string | null; message: string }
   | {
       kind: "probe";
       probe: string;
@@ -139,6 +142,11 @@ export interface RoleDefinition<P> {
   schema: RoleSchema;
   /** Rules across params (e.g. start < end), run on the merged params. Pure. */
   validate?: (params: P) => ParamProblem[];
+  /**
+   * The role changes what a login gets (limits, addresses): after applying it, a fresh SSH login
+   * must succeed before the original connection closes, or the host's changes are reverted.
+   */
+  touchesLogin?: boolean;
   /** `provision lint`: rules that need what the inventory says about the host (no connection). Pure. */
   lint?: (params: P, hints: InventoryHints) => ParamProblem[];
   facts: (params: P) => FactRequest[];

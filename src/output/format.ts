@@ -1,5 +1,6 @@
 import type { HostReport } from "../engine.js";
 import { changeTarget, checkTarget, type PlannedChange } from "../plan.js";
+import { SNAPSHOT_ROLE } from "../snapshot.js";
 import { fileDiff } from "../diff.js";
 
 export type Format = "text" | "markdown";
@@ -59,6 +60,11 @@ export function renderPlan(reports: HostReport[], format: Format, style: Style =
         out.push(md ? `- run \`${changeTarget(c)}\` — ${c.description}` : `    run: ${style.green(changeTarget(c))}  ${style.dim(`(${c.description})`)}`);
       }
       for (const c of roleChanges.filter((c) => c.kind === "file")) {
+        if (c.role === SNAPSHOT_ROLE) {
+          // Bookkeeping, not configuration: one line instead of a JSON diff.
+          out.push(md ? `- ${c.description} (\`${c.path}\`)` : `    ${style.dim(`${c.description} (${c.path})`)}`);
+          continue;
+        }
         const diff = fileDiff(c.path, c.before, c.after);
         if (md) out.push("", "```diff", diff.trimEnd(), "```");
         else out.push(...diff.trimEnd().split("\n").map((l) => `    ${colorDiffLine(l, style)}`));
@@ -147,12 +153,12 @@ export function renderVerify(reports: HostReport[], format: Format, style: Style
     if (!md) out.push(`${style.bold(r.host)}: ${okCount === results.length ? style.green(`${okCount}/${results.length} ok`) : style.red(`${results.length - okCount} of ${results.length} MISMATCH`)}`);
     for (const c of results) {
       const what = checkTarget(c.check);
-      const expected = c.check.kind === "file" ? "(rendered content)" : c.check.kind === "probe" ? `${compareWord(c.check.compare)}${c.check.expected}` : c.check.expected;
+      const expected = c.check.kind === "file" ? (c.check.expected === null ? "(absent)" : "(rendered content)") : c.check.kind === "probe" ? `${compareWord(c.check.compare)}${c.check.expected}` : c.check.expected;
       const actual = c.check.kind !== "file" ? (c.actual ?? "(absent)") : c.actual === null ? "(absent)" : c.ok ? "(same)" : "(differs)";
       if (md) out.push(`| ${r.host} | \`${what}\` | \`${expected}\` | \`${actual.replace(/\s+/g, " ")}\` | ${c.ok ? "ok" : "**MISMATCH**"} |`);
       else if (!c.ok) {
         out.push(`  ${style.red("MISMATCH")} ${what}: expected ${expected}, found ${actual.replace(/\s+/g, " ")} — ${c.check.message}`);
-        if (c.check.kind === "file") {
+        if (c.check.kind === "file" && c.check.expected !== null) {
           const drift = fileDiff(c.check.path, c.actual, c.check.expected).trimEnd().split("\n");
           out.push(...drift.map((l) => `      ${colorDiffLine(l, style)}`));
         }
@@ -163,5 +169,26 @@ export function renderVerify(reports: HostReport[], format: Format, style: Style
   const checks = reports.reduce((n, r) => n + (r.checks?.length ?? 0), 0);
   const mismatches = reports.reduce((n, r) => n + (r.checks?.filter((c) => !c.ok).length ?? 0), 0);
   out.push("", `Verify: ${checks - mismatches}/${checks} checks ok on ${reports.length - bad.length}/${reports.length} hosts; ${mismatches} mismatch${mismatches === 1 ? "" : "es"}, ${reports.filter((r) => r.error && !r.checks).length} host errors.`);
+  return `${out.join("\n")}\n`;
+}
+
+export function renderRollback(reports: HostReport[], style: Style = plainStyle): string {
+  const out: string[] = [];
+  for (const r of reports) {
+    if (r.error) {
+      out.push(`${r.host}: ${style.red(r.status.toUpperCase())}: ${r.error.message}`);
+      continue;
+    }
+    if (r.status === "unchanged") {
+      out.push(`${r.host}: no snapshot, nothing to roll back`);
+      continue;
+    }
+    const steps = r.outcomes?.length ?? 0;
+    const ok = r.checks?.filter((c) => c.ok).length ?? 0;
+    out.push(`${r.host}: ${style.green(`restored (${steps} step${steps === 1 ? "" : "s"})`)}, verified ${ok}/${r.checks?.length ?? 0}`);
+    for (const o of r.outcomes ?? []) out.push(`  ${style.dim(o.change.description)}`);
+  }
+  const count = (s: string) => reports.filter((r) => r.status === s).length;
+  out.push(`Rollback: ${count("changed")} restored, ${count("unchanged")} with nothing to roll back, ${count("failed") + count("unreachable")} failed.`);
   return `${out.join("\n")}\n`;
 }

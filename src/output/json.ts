@@ -2,7 +2,7 @@ import type { HostReport } from "../engine.js";
 import { changeTarget, checkTarget } from "../plan.js";
 
 /** `--json`: the same reports as the text output, as data. A plan's changes are exactly what run executes. */
-export function toJson(command: "plan" | "run" | "verify", reports: HostReport[], extra: Record<string, unknown> = {}): string {
+export function toJson(command: "plan" | "run" | "verify" | "rollback", reports: HostReport[], extra: Record<string, unknown> = {}): string {
   const count = (s: string) => reports.filter((r) => r.status === s).length;
   return JSON.stringify(
     {

@@ -58,7 +58,9 @@ export async function rollout(
     const names = batch.map((h) => h.name);
     hooks.batchStart?.(i + 1, batches.length, names);
     const fresh = await session.plan(batch);
-    const changed = fresh.filter((r) => planKey(r) !== planKey(shownByHost.get(r.host)));
+    // Only a plan that differs is drift; a host that can't be planned now (lost, timed out) fails
+    // in this batch and counts against the thresholds like any other failure.
+    const changed = fresh.filter((r) => r.plan && planKey(r) !== planKey(shownByHost.get(r.host)));
     if (changed.length > 0 && !policy.allowPlanDrift) {
       drift = changed;
       stopped = `batch ${i + 1}: the plan of ${changed.map((r) => r.host).join(", ")} changed since it was shown (the hosts changed meanwhile); nothing more was applied. Review the new plan below and run again, or pass --allow-plan-drift`;

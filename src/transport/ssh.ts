@@ -190,7 +190,17 @@ class SshTransport implements Transport {
 
   markBroken(err: Error): void {
     this.broken = err;
+    this.hangUp();
+  }
+
+  /**
+   * dispose() only half-closes the socket; to a host that no longer answers, the FIN is never
+   * acknowledged and the open socket would keep the whole process alive for minutes after the run.
+   */
+  private hangUp(): void {
+    const client = this.ssh.connection;
     this.ssh.dispose();
+    client?.destroy();
   }
 
   async exec(script: string, execOpts: ExecOptions = {}): Promise<ExecResult> {
@@ -282,7 +292,7 @@ class SshTransport implements Transport {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         channel?.close();
-        this.ssh.dispose();
+        this.hangUp();
         reject(new HostError(`command on ${this.where} did not finish within ${timeoutMs / 1000} s; connection closed`, "timeout"));
       }, timeoutMs);
     });
@@ -301,7 +311,7 @@ class SshTransport implements Transport {
   }
 
   async close(): Promise<void> {
-    this.ssh.dispose();
+    this.hangUp();
   }
 }
 

@@ -45,7 +45,7 @@ describe("access: become, config errors, unreachable hosts", () => {
     const inv = inventory("nobecome.yaml", `    h2:\n      ansible_host: ${addr(1)}\n      ansible_user: deploy\n`);
     const run = await prov(["run", inv, "--known-hosts", fleet.knownHostsFile, "--yes"]);
     expect(run.code).toBe(1);
-    expect(run.stdout).toMatch(/h2: FAILED: \/etc\/sysctl\.d\/60-provision-ephemeral-ports\.conf: .*(Permission denied|Operation not permitted)/);
+    expect(run.stdout).toMatch(/h2: FAILED: \/etc\/provision\/snapshot\.json: .*(Permission denied|Operation not permitted)/);
     expect((await fleet.exec("h2", "ls -a /etc/sysctl.d")).stdout).not.toContain("provision");
   });
 

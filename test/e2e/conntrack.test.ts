@@ -71,7 +71,7 @@ describe("conntrack on a fleet of real hosts (non-initial network namespaces)", 
     const r = await provision(timeoutsOnly("plan"));
     expect(r.stderr).toBe("");
     expect(r.code, r.stdout).toBe(2);
-    expect(r.stdout).toContain("h1, h2 (2 hosts): 5 changes");
+    expect(r.stdout).toContain("h1, h2 (2 hosts): 6 changes");
     expect(r.stdout).toContain(`${TIME_WAIT}: 120 → 60`);
     expect(r.stdout).toContain(`${ESTABLISHED}: 432000 → 86400`);
     for (const path of [FILES.modulesLoad, FILES.sysctl, FILES.udev]) expect(r.stdout).toContain(`+++ ${path}`);
@@ -100,7 +100,7 @@ describe("conntrack on a fleet of real hosts (non-initial network namespaces)", 
 
     const verify = await provision(timeoutsOnly("verify"));
     expect(verify.code, verify.stdout).toBe(0);
-    expect(verify.stdout).toMatch(/Verify: 12\/12 checks ok on 2\/2 hosts; 0 mismatches/);
+    expect(verify.stdout).toMatch(/Verify: 16\/16 checks ok on 2\/2 hosts; 0 mismatches/);
 
     const again = await provision(timeoutsOnly("plan"));
     expect(again.code, again.stdout).toBe(0);
@@ -113,7 +113,7 @@ describe("conntrack on a fleet of real hosts (non-initial network namespaces)", 
     expect(verify.code).toBe(1);
     expect(verify.stdout).toContain(`MISMATCH ${ESTABLISHED}: expected 86400, found 432000`);
     expect(verify.stdout).toContain(`MISMATCH ${FILES.udev}`);
-    expect(verify.stdout).toMatch(/Verify: 10\/12 checks ok on 1\/2 hosts; 2 mismatches/);
+    expect(verify.stdout).toMatch(/Verify: 14\/16 checks ok on 1\/2 hosts; 2 mismatches/);
 
     const run = await provision(timeoutsOnly("run", "--yes"));
     expect(run.code, run.stdout + run.stderr).toBe(0);

@@ -46,10 +46,11 @@ export function processesOf(host: FleetHost): HostProcess[] {
   });
 }
 
+/** A killed process whose parent has not reaped it yet (a zombie) counts as gone. */
 function isRunning(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
     return false;
   }

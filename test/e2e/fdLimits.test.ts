@@ -129,7 +129,7 @@ describe("fd-limits on a fleet of real hosts", () => {
     expect(await cat("h1", LIMITS)).toBe("ABSENT\n");
     // where systemd does not run there is nothing to reload: no command at all
     const json = JSON.parse((await provision(["plan", inventory, ...common, "--playbook", good, "--json"])).stdout) as { hosts: Array<{ changes: Array<{ kind: string }> }> };
-    expect(json.hosts.flatMap((h) => h.changes.map((c) => c.kind))).toEqual(Array(3).fill(["file", "file", "file", "file", "file"]).flat());
+    expect(json.hosts.flatMap((h) => h.changes.map((c) => c.kind))).toEqual(Array(3).fill(["file", "file", "file", "file", "file", "file"]).flat());
   });
 
   it("run as root and as deploy with sudo, then verify reads what a fresh login and the running service really get", async () => {

@@ -7,7 +7,7 @@ export const PROJECT_ROOT = resolve(import.meta.dirname, "..", "..");
 const BIN = join(PROJECT_ROOT, "bin", "provision.js");
 
 /** The CLI runs from a scratch directory, so run records (.provision/) never land in the repo. */
-const WORK_DIR = mkdtempSync(join(tmpdir(), "provision-test-cwd-"));
+const WORK_DIR = mkdtempSync(join(process.env.PROVISION_TEST_RUN_DIR ?? tmpdir(), "provision-test-cwd-"));
 process.on("exit", () => rmSync(WORK_DIR, { recursive: true, force: true }));
 export function workDir(): string {
   return WORK_DIR;

@@ -27,7 +27,7 @@ const HOST_VARS: Array<string | Hostile> = [
   "      ephemeral_ports:",
   { yaml: `        reserved_ports: ["../../etc/passwd"]`, keyPath: "all.hosts.h1.ephemeral_ports.reserved_ports[0]", token: `"../` },
   "      tw_reuse:",
-  { yaml: `        "x; rm -rf /": 1`, keyPath: "all.hosts.h1.tw_reuse.x; rm -rf /", token: `"x;` },
+  { yaml: `        "x; rm -rf /": 1`, keyPath: `all.hosts.h1.tw_reuse.${JSON.stringify("x; rm -rf /")}`, token: `"x;` },
   "      keepalive:",
   { yaml: `        tcp_keepalive_time: "600; touch /tmp/pwned-keepalive"`, keyPath: "all.hosts.h1.keepalive.tcp_keepalive_time", token: `"600` },
   "      syn_backlog:",

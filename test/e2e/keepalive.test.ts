@@ -28,7 +28,7 @@ describe("keepalive on a fleet of real hosts", () => {
     const r = await provision(args("plan"));
     expect(r.stderr).toBe("");
     expect(r.code, r.stdout).toBe(2);
-    expect(r.stdout).toContain("h1, h2 (2 hosts): 4 changes");
+    expect(r.stdout).toContain("h1, h2 (2 hosts): 5 changes");
     expect(r.stdout).toContain("net.ipv4.tcp_keepalive_time: 7200 → 600");
     expect(r.stdout).toContain("net.ipv4.tcp_keepalive_intvl: 75 → 30");
     expect(r.stdout).toContain("net.ipv4.tcp_keepalive_probes: 9 → 5");
@@ -53,7 +53,7 @@ describe("keepalive on a fleet of real hosts", () => {
 
     const verify = await provision(args("verify"));
     expect(verify.code, verify.stdout).toBe(0);
-    expect(verify.stdout).toMatch(/Verify: 8\/8 checks ok on 2\/2 hosts; 0 mismatches/);
+    expect(verify.stdout).toMatch(/Verify: 14\/14 checks ok on 2\/2 hosts; 0 mismatches/);
 
     const again = await provision(args("plan"));
     expect(again.code, again.stdout).toBe(0);
@@ -65,7 +65,7 @@ describe("keepalive on a fleet of real hosts", () => {
     const verify = await provision(args("verify"));
     expect(verify.code).toBe(1);
     expect(verify.stdout).toMatch(/MISMATCH net\.ipv4\.tcp_keepalive_probes: expected 5, found 9/);
-    expect(verify.stdout).toMatch(/Verify: 7\/8 checks ok on 1\/2 hosts; 1 mismatch/);
+    expect(verify.stdout).toMatch(/Verify: 13\/14 checks ok on 1\/2 hosts; 1 mismatch/);
 
     const run = await provision(args("run", "--yes"));
     expect(run.code, run.stdout + run.stderr).toBe(0);

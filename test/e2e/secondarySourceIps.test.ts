@@ -139,7 +139,7 @@ describe("secondary-source-ips on real hosts (networkd on h1, ifupdown on h2, ne
     expect(r.stdout).toContain("over IPv4 from eth0: 3 source IPs × 28,232 ports = 84,696 connections");
     expect(r.stdout).toContain("over IPv4 from eth0: 2 source IPs × 28,232 ports = 56,464 connections");
     expect(r.stdout).toContain("ifup is not installed here");
-    expect(r.stdout).toMatch(/Plan: 7 changes on 2 hosts, 0 unchanged, 0 failed\./);
+    expect(r.stdout).toMatch(/Plan: 9 changes on 2 hosts, 0 unchanged, 0 failed\./);
     expect(await addrs("h1")).toEqual([`${primary.h1}/24`]);
     expect(await tcp(`${net}.200`, 22)).toBe("no answer");
   });

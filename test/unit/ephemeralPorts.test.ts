@@ -248,3 +248,12 @@ describe("ephemeral-ports refuses a range that swallows listening ports nothing 
     expect(() => plan(over, listening)).not.toThrow();
   });
 });
+
+describe("ephemeral-ports and the kernel's one-page write limit", () => {
+  it("refuses a reserved list longer than one write to /proc/sys can carry", () => {
+    const ranges = Array.from({ length: 500 }, (_, i) => `${2000 + i * 10}-${2001 + i * 10}`);
+    expect(() => plan({ reserved_ports: ranges }, facts({ sysctl: { [RANGE]: "32768\t60999", [RESERVED]: "" } }))).toThrow(
+      /^the reserved port list would be \d+ characters, more than the 4095 the kernel accepts in one write/,
+    );
+  });
+});
