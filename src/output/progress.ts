@@ -47,7 +47,9 @@ export class Progress implements SessionEvents {
     };
   }
 
+  /** Ends a phase (the first plan, or the run): clears the status line and what hosts were doing. */
   finish(): void {
+    this.active.clear();
     if (this.tty) this.write("\r\x1b[K");
   }
 
