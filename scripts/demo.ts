@@ -4,8 +4,8 @@ import { dirname, join, resolve } from "node:path";
 import { checkFleetPrerequisites, startFleet, type Fleet } from "../test/fleet/fleet.js";
 
 /**
- * `npm run demo`: starts a small fleet of real sshd hosts, then shows plan → run → verify →
- * drift → verify → run on it with the real CLI, and tears everything down.
+ * `npm run demo`: starts a small fleet of real sshd hosts, then shows a capacity probe, plan → run → verify →
+ * drift → verify → run, and the same probe again, on it with the real CLI, and tears everything down.
  */
 const ROOT = resolve(import.meta.dirname, "..", "..");
 const BIN = join(ROOT, "bin", "provision.js");
@@ -39,6 +39,8 @@ async function main(): Promise<number> {
 
     banner("0. lint: validate everything without connecting");
     provision(fleet, ["lint"], false);
+    banner("Before: how many concurrent connections can h1 hold to one ip:port on h2? (capacity probe)");
+    const before = probe(fleet);
     banner("1. plan: what would change (exit 2 = changes pending)");
     provision(fleet, ["plan"]);
     banner("2. run: apply in one round trip per host, then read every value back");
@@ -60,13 +62,31 @@ async function main(): Promise<number> {
       const r = await fleet.exec(h.name, SHOW_VALUES);
       process.stdout.write(`  ${h.name}: ${r.stdout.trim().split("\n").join("\n      ")}\n`);
     }
-    process.stdout.write("\n  Outbound connections per destination ip:port: 28,232 before, 64,512 now; h1 has 3 source IPs (193,536).\n");
+    banner("7. After: the same capacity probe, h1 → one ip:port on h2");
+    const after = probe(fleet);
+    process.stdout.write(
+      `\n  Concurrent connections from h1 to one ip:port on h2:\n` +
+        `    before provisioning: ${before.held.padStart(7)}  (${before.wall})\n` +
+        `    after:               ${after.held.padStart(7)}  (${after.wall})\n`,
+    );
     return 0;
   } finally {
     banner("Tearing the fleet down");
     await fleet.stop();
     process.stdout.write("  done: no namespace, interface, process or file of the fleet is left.\n");
   }
+}
+
+/** Runs `provision probe` h1 → h2 as a user would; returns how many it held and what stopped it, for the closing lines. */
+function probe(fleet: Fleet): { held: string; wall: string } {
+  const args = ["probe", fleet.inventoryFile, "--known-hosts", fleet.knownHostsFile, "--client", "h1", "--server", "h2", "--duration", "3"];
+  process.stdout.write(`\x1b[2m$ provision ${args.join(" ")}\x1b[0m\n`);
+  const r = spawnSync(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "inherit"], cwd: ROOT, timeout: 180_000, encoding: "utf8" });
+  process.stdout.write(r.stdout ?? "");
+  process.stdout.write(`\x1b[2m(exit ${r.status})\x1b[0m\n`);
+  const held = /held ([\d,]+) concurrent connections/.exec(r.stdout ?? "")?.[1];
+  const wall = /^stopped by: (.*)$/m.exec(r.stdout ?? "")?.[1];
+  return held && wall ? { held, wall } : { held: "?", wall: "nothing: the probe failed (see above)" };
 }
 
 const SHOW_VALUES = [

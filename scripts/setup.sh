@@ -10,6 +10,8 @@ command -v ssh-keygen >/dev/null 2>&1 || missing_debs+=(openssh-client)
 command -v ip >/dev/null 2>&1 || missing_debs+=(iproute2)
 command -v sudo >/dev/null 2>&1 || missing_debs+=(sudo)
 command -v unshare >/dev/null 2>&1 || missing_debs+=(util-linux)
+# `provision probe` sends its helper to the hosts as a Python 3 program (the fleet's hosts share this /usr).
+command -v python3 >/dev/null 2>&1 || missing_debs+=(python3)
 
 if [ ${#missing_debs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

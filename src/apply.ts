@@ -48,12 +48,13 @@ function fileStep(id: string, c: Extract<PlannedChange, { kind: "file" }>): stri
   // The temp name has no .conf suffix, so systemd-sysctl never loads a half-written file.
   const body = [
     "set -e",
-    `cur=absent; if [ -e ${path} ]; then cur=$(sha256sum < ${path} | cut -d' ' -f1); fi`,
+    `cur=absent; if [ -e ${path} ]; then cur=$(sha256sum < ${path}); cur=\${cur%% *}; fi`,
     `if [ "$cur" != ${c.beforeSha256 ?? contentHash(c.before)} ]; then echo ${shQuote(`${c.path} changed since the plan was made; run plan again`)} >&2; exit 3; fi`,
-    `mkdir -p ${dir}`,
+    // Each step below that has nothing to do costs no process: a run writes a dozen files per host.
+    `[ -d ${dir} ] || mkdir -p ${dir}`,
     // A writer killed between mktemp and mv (SIGKILL, OOM, power loss) skips the EXIT trap and
     // leaves its temp file; the next write into this directory removes such leftovers.
-    `rm -f -- ${dir}/.provision-tmp-*`,
+    `for left in ${dir}/.provision-tmp-*; do if [ -e "$left" ]; then rm -f -- "$left"; fi; done`,
     `tmp=$(mktemp ${shQuote(`${dirname(c.path)}/.provision-tmp-XXXXXX`)})`,
     `trap 'rm -f "$tmp"' EXIT`,
     `printf '%s' ${shQuote(b64)} | base64 -d > "$tmp"`,

@@ -18,6 +18,9 @@ import { Progress } from "./output/progress.js";
 import type { RolloutPolicy } from "./rollout/policy.js";
 import { hostsToResume, readRecord, RecordError, recordFor, STATE_DIR, writeRecord } from "./rollout/record.js";
 import { rollout } from "./rollout/run.js";
+import { loadProbeHosts } from "./probe/hosts.js";
+import { probeJson, renderProbeText } from "./probe/report.js";
+import { runProbe } from "./probe/run.js";
 
 /** The only place that parses argv, prints, and exits. */
 
@@ -121,6 +124,23 @@ async function main(argv: string[]): Promise<number> {
     .option("-p, --playbook <file>", "playbook (default: ./playbooks/site.yaml, else the bundled one)")
     .action((role: string | undefined, opts: { inventory?: string; limit?: string; playbook?: string }) => {
       exitCode = explainCommand(role, opts);
+    });
+  program
+    .command("probe")
+    .description("open as many concurrent TCP connections as possible from one host to one ip:port on another, hold them, and report the wall that stopped them and the settings that explain it")
+    .argument("<inventory>", "Ansible YAML inventory file")
+    .requiredOption("--client <host>", "inventory host that opens the connections")
+    .requiredOption("--server <host>", "inventory host that accepts them, at the address provision reaches it by")
+    .option("--max <n>", "stop at this many connections", wholeNumber("--max", 1, 1_000_000), 120_000)
+    .option("--port <port>", "free TCP port the server's helper listens on", wholeNumber("--port", 1, 65535), 5201)
+    .option("--duration <seconds>", "how long the open connections are held", wholeNumber("--duration", 0, 300), 20)
+    .option("--json", "print machine-readable JSON instead of text", false)
+    .option("--known-hosts <file>", "known_hosts file to trust (repeatable; new keys are recorded in the first)", (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option("--accept-new-host-keys", "record keys of hosts not yet in known_hosts (a changed key is still refused)", false)
+    .option("--connect-timeout <seconds>", "SSH connect and handshake timeout", positiveInt("--connect-timeout"), 10)
+    .option("-K, --ask-become-pass", "prompt for the sudo password (or set PROVISION_BECOME_PASSWORD)", false)
+    .action(async (inventory: string, opts: ProbeOptions) => {
+      exitCode = await probeCommand(inventory, opts);
     });
   program
     .command("lint")
@@ -265,7 +285,8 @@ async function runCommand(inventory: string, opts: CommonOptions & RunOptions): 
         return EXIT_ERROR;
       }
     }
-    const result = await rollout(session, hosts, planned, policy, progress?.hooks(pauseBetweenBatches) ?? { pause: pauseBetweenBatches });
+    // Without a confirmation prompt nobody waited on the plan: the first batch applies it without re-reading.
+    const result = await rollout(session, hosts, planned, policy, progress?.hooks(pauseBetweenBatches) ?? { pause: pauseBetweenBatches }, { shownIsFresh: pending === 0 || opts.yes });
     progress?.finish();
     const recordFile = writeRecord(opts.stateDir, recordFor(result, {
       startedAt, inventory, playbook: opts.playbook ?? defaultPlaybook(), limit: opts.limit, policy,
@@ -363,6 +384,58 @@ function explainCommand(role: string | undefined, opts: { inventory?: string; li
   if (hasErrors(problems)) return EXIT_ERROR;
   process.stdout.write(explainHosts(hosts, role, process.cwd()));
   return EXIT_OK;
+}
+
+interface ProbeOptions {
+  client: string;
+  server: string;
+  max: number;
+  port: number;
+  duration: number;
+  json: boolean;
+  knownHosts: string[];
+  acceptNewHostKeys: boolean;
+  connectTimeout: number;
+  askBecomePass: boolean;
+}
+
+function wholeNumber(name: string, min: number, max: number) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
+    return n;
+  };
+}
+
+async function probeCommand(inventory: string, opts: ProbeOptions): Promise<number> {
+  const { client, server, problems } = loadProbeHosts(inventory, opts.client, opts.server);
+  for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
+  if (!client || !server || hasErrors(problems)) return EXIT_ERROR;
+  let password: string | undefined;
+  try {
+    password = [client, server].some((h) => h.become)
+      ? opts.askBecomePass ? await askHidden("BECOME password: ") : process.env.PROVISION_BECOME_PASSWORD || undefined
+      : undefined;
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    return EXIT_ERROR;
+  }
+  const sshOptions: SshOptions = {
+    knownHostsFiles: [...opts.knownHosts, defaultKnownHostsFile(), "/etc/ssh/ssh_known_hosts"],
+    acceptNewHostKeys: opts.acceptNewHostKeys,
+    connectTimeoutMs: opts.connectTimeout * 1000,
+    commandTimeoutMs: 60_000,
+    becomePassword: password,
+    keyPassphrase: process.env.PROVISION_KEY_PASSPHRASE,
+  };
+  try {
+    const report = await runProbe(client, server, { bound: opts.max, port: opts.port, holdSeconds: opts.duration }, (h) => connectSsh(h.name, h.connection, sshOptions));
+    process.stdout.write(opts.json ? `${probeJson(report)}\n` : renderProbeText(report));
+    return report.cleanup.ok ? EXIT_OK : EXIT_ERROR;
+  } catch (err) {
+    process.stderr.write(`probe: ${err instanceof Error ? err.message : String(err)}\n`);
+    return EXIT_ERROR;
+  }
 }
 
 function lintCommand(inventory: string, opts: { limit?: string; playbook?: string }): number {

@@ -33,11 +33,14 @@ export type Connector = (host: ResolvedHost) => Promise<Transport>;
 
 /**
  * Holds one connection per host across plan → apply → verify, so a run costs one handshake and
- * three round trips per host (gather, apply, read back).
+ * three round trips per host (gather, apply, read back), plus one fresh login after changes to
+ * logins; a host with nothing to change costs one handshake and one round trip.
  */
 export class Session {
   private readonly transports = new Map<string, Transport>();
   private readonly lastFacts = new Map<string, Facts>();
+  /** The facts each plan was made from: for a plan with no changes they are already the read-back. */
+  private readonly factsOfPlan = new WeakMap<HostPlan, Facts>();
 
   constructor(
     private readonly connect: Connector,
@@ -58,6 +61,7 @@ export class Session {
           // Before the first change, the host's originals are recorded for `provision rollback`.
           const snapshot = purpose === "plan" ? snapshotChange(facts.files[SNAPSHOT_PATH] ?? null, plan.changes) : null;
           if (snapshot) plan.changes.unshift(snapshot);
+          this.factsOfPlan.set(plan, facts);
         } catch (err) {
           throw new HostError(`planning failed: ${(err as Error).message}`, "plan");
         }
@@ -75,12 +79,25 @@ export class Session {
       return this.guard(report.host, async () => {
         const host = byName.get(report.host)!;
         const transport = await this.transport(host);
+        const known = plan.changes.length === 0 ? this.factsOfPlan.get(plan) : undefined;
+        if (known) {
+          // Nothing to apply: the facts this plan was made from are the read-back (as in verify). The
+          // connection that read them logged in during this run, after the last change provision
+          // made here, so it is itself a fresh login: fresh-login checks read from it too.
+          this.events.stage?.(host.name, "verifying");
+          const checks = evaluateChecks(plan.checks, await this.complete(known, plan.checks, transport, host));
+          const failed = checks.some((c) => !c.ok);
+          return {
+            host: report.host, plan, outcomes: [], checks, status: failed ? "failed" : "unchanged",
+            ...(failed ? { error: { kind: "apply", message: describeFailures([], checks) } } : {}),
+          };
+        }
         this.events.stage?.(host.name, "applying");
         const outcomes = await applyChanges(transport, plan.changes, host.become);
-        const locked = await this.lockoutGuard(host, transport, plan, outcomes);
-        if (locked) return locked;
+        const guard = await this.lockoutGuard(host, transport, plan, outcomes);
+        if (guard && "report" in guard) return guard.report;
         this.events.stage?.(host.name, "verifying");
-        const checks = await this.readChecks(host, transport, plan.checks);
+        const checks = await this.readChecks(host, transport, plan.checks, undefined, guard?.fresh);
         const failed = outcomes.some((o) => !o.ok) || checks.some((c) => !c.ok);
         return {
           host: report.host, plan, outcomes, checks,
@@ -146,14 +163,16 @@ export class Session {
   /**
    * After limits or addresses changed, a brand-new SSH login (through PAM, with sudo where become
    * is used) must succeed while the original connection is still open. If it fails, the host's
-   * changes are reverted through the original connection and the host is reported failed.
+   * changes are reverted through the original connection and the host is reported failed. The
+   * same login reads the fresh-login checks, so a run opens one extra connection, not two.
    */
-  private async lockoutGuard(host: ResolvedHost, transport: Transport, plan: HostPlan, outcomes: ChangeOutcome[]): Promise<HostReport | null> {
+  private async lockoutGuard(host: ResolvedHost, transport: Transport, plan: HostPlan, outcomes: ChangeOutcome[]): Promise<{ report: HostReport } | { fresh: FreshRead } | null> {
     const risky = new Set(host.roles.filter((r) => r.role.touchesLogin).map((r) => r.role.name));
     if (!outcomes.some((o) => o.ok && risky.has(o.change.role))) return null;
     this.events.stage?.(host.name, "checking a fresh login");
-    const failure = await this.freshLogin(host);
-    if (failure === null) return null;
+    const login = await this.freshLogin(host, plan.checks.filter(isFreshCheck));
+    if ("read" in login) return { fresh: login.read };
+    const failure = login.failure;
     const revert = revertChanges(outcomes);
     let reverted: string;
     try {
@@ -166,20 +185,34 @@ export class Session {
       reverted = `REVERT FAILED (${(err as Error).message}): fix it from a console`;
     }
     return {
-      host: host.name, plan, outcomes, status: "failed",
-      error: { kind: "lockout", message: `a fresh login failed after the change (${failure}); ${reverted}` },
+      report: {
+        host: host.name, plan, outcomes, status: "failed",
+        error: { kind: "lockout", message: `a fresh login failed after the change (${failure}); ${reverted}` },
+      },
     };
   }
 
-  /** null when a new connection logs in and runs a command (through sudo where become is used). */
-  private async freshLogin(host: ResolvedHost): Promise<string | null> {
+  /**
+   * A new connection logs in and runs a command (through sudo where become is used): the reading
+   * of the fresh-login checks' facts when there are any, else `true`. A failure means the login
+   * or its command failed; output that can't be parsed only fails the checks.
+   */
+  private async freshLogin(host: ResolvedHost, freshChecks: PlannedCheck[]): Promise<{ read: FreshRead } | { failure: string }> {
     let login: Transport | undefined;
     try {
       login = await this.connect(host);
+      if (freshChecks.length > 0) {
+        try {
+          return { read: { facts: await gather(login, factRequestsForChecks(freshChecks), host.become) } };
+        } catch (err) {
+          if (err instanceof FactError) return { read: { unreadable: err.message } };
+          throw err;
+        }
+      }
       const r = await login.exec("true", { sudo: host.become, timeoutMs: 30_000 });
-      return r.code === 0 ? null : `\`true\` exited ${r.code}: ${r.stderr.trim()}`;
+      return r.code === 0 ? { read: { facts: NO_FACTS } } : { failure: `\`true\` exited ${r.code}: ${r.stderr.trim()}` };
     } catch (err) {
-      return err instanceof Error ? err.message : String(err);
+      return { failure: err instanceof Error ? err.message : String(err) };
     } finally {
       await login?.close().catch(() => undefined);
     }
@@ -187,15 +220,19 @@ export class Session {
 
   /**
    * Reads every check back. Fresh-login checks go through a brand-new SSH connection (a new login
-   * through PAM), opened and closed while the original connection stays up.
+   * through PAM), opened and closed while the original connection stays up — or were already read
+   * by the lockout guard's login (`freshFacts`).
    */
-  private async readChecks(host: ResolvedHost, transport: Transport, checks: PlannedCheck[], known?: Facts): Promise<CheckResult[]> {
-    const isFresh = (c: PlannedCheck) => c.kind === "probe" && c.freshLogin === true;
-    const current = checks.filter((c) => !isFresh(c));
-    const fresh = checks.filter(isFresh);
+  private async readChecks(host: ResolvedHost, transport: Transport, checks: PlannedCheck[], known?: Facts, freshRead?: FreshRead): Promise<CheckResult[]> {
+    const current = checks.filter((c) => !isFreshCheck(c));
+    const fresh = checks.filter(isFreshCheck);
     const currentFacts = known ? await this.complete(known, current, transport, host) : await gather(transport, factRequestsForChecks(current), host.become);
     let freshResults: CheckResult[] = [];
-    if (fresh.length > 0) {
+    if (fresh.length > 0 && freshRead) {
+      freshResults = "facts" in freshRead
+        ? evaluateChecks(fresh, freshRead.facts)
+        : fresh.map((check) => ({ check, actual: `(a fresh login's facts could not be read: ${freshRead.unreadable})`, ok: false }));
+    } else if (fresh.length > 0) {
       let login: Transport | undefined;
       try {
         login = await this.connect(host);
@@ -256,6 +293,15 @@ export class Session {
       return { host, status: kind === "unreachable" || kind === "hostkey" || kind === "auth" ? "unreachable" : "failed", error: { kind, message } };
     }
   }
+}
+
+/** What the lockout guard's fresh login read for the fresh-login checks. */
+type FreshRead = { facts: Facts } | { unreadable: string };
+
+const NO_FACTS: Facts = { sysctl: {}, files: {}, fileSha256: {}, listeningPorts: null, probes: {} };
+
+function isFreshCheck(c: PlannedCheck): boolean {
+  return c.kind === "probe" && c.freshLogin === true;
 }
 
 async function gather(transport: Transport, requests: FactRequest[], become: boolean): Promise<Facts> {

@@ -1,4 +1,5 @@
 import type { Change, Check, FactRequest, Facts, PlanContext } from "./role.js";
+import { sysctlBootProbe } from "./facts/sysctlBoot.js";
 import { renderTemplate } from "./render.js";
 import { shJoin } from "./transport/shell.js";
 import type { ResolvedHost, ResolvedRole } from "./resolve.js";
@@ -15,7 +16,11 @@ export interface HostPlan {
 }
 
 export function factRequestsFor(host: ResolvedHost): FactRequest[] {
-  return host.roles.flatMap((r) => r.role.facts(r.params));
+  const requests = host.roles.flatMap((r) => r.role.facts(r.params));
+  // A role that reads live sysctls writes a sysctl.d drop-in, whose checks read which file wins at
+  // boot: read that with the facts, or run and verify would each cost a second round trip per host.
+  if (requests.some((r) => r.kind === "sysctl")) requests.push({ kind: "probe", probe: sysctlBootProbe.name });
+  return requests;
 }
 
 export function whyOf(r: ResolvedRole): Record<string, string> {

@@ -8,12 +8,16 @@ import { defineProbe, ProbeParseError, type Probe } from "./probe.js";
  * gather script itself arrives on stdin and must not be eaten.
  */
 
+// /proc is read with the shell's own `read`: every gather of every host runs these, and on a
+// small VM each awk or cat costs about a millisecond of CPU.
+
 /** systemd runs the host: PID 1 is systemd, or systemd's runtime directory exists. */
-const SYSTEMD_RUNNING = `{ [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ] || [ -d /run/systemd/system ]; }`;
+const SYSTEMD_RUNNING = `{ { pid1_comm=; read -r pid1_comm 2>/dev/null </proc/1/comm; [ "$pid1_comm" = systemd ]; } || [ -d /run/systemd/system ]; }`;
 
 /** `Max open files  <soft>  <hard>  files` of /proc/<pid>/limits as two fields. */
-const NOFILE_OF = `nofile_of() { awk -v p="$2" '/^Max open files/ { print p "soft=" $4; print p "hard=" $5 }' "/proc/$1/limits" 2>/dev/null; }`;
-const STATUS_FIELD = `status_field() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null; }`;
+const NOFILE_OF = `nofile_of() { while read -r w1 w2 w3 soft hard _; do [ "$w1 $w2 $w3" = "Max open files" ] && { echo "$2soft=$soft"; echo "$2hard=$hard"; }; done 2>/dev/null <"/proc/$1/limits"; return 0; }`;
+/** The first word after `<key>:` in /proc/<pid>/status (e.g. PPid, the real Uid, CapEff). */
+const STATUS_FIELD = `status_field() { while read -r k v _; do [ "$k" = "$2:" ] && { echo "$v"; return 0; }; done 2>/dev/null <"/proc/$1/status"; return 0; }`;
 
 export function parseKeyValues(raw: string): Record<string, string> {
   const fields: Record<string, string> = {};
@@ -43,6 +47,7 @@ function requireLimits(probe: string, fields: Record<string, string>, names: str
 /** fs.nr_open and fs.file-max, read for the raise-only targets and the at-least checks. */
 export const FD_KERNEL_PROBE: Probe = defineProbe({
   name: "fd-limits-kernel",
+  // cat, not `read`: dash reads a byte at a time, and a /proc/sys value answers only the first read.
   command: () => `printf 'nr_open=%s\\nfile_max=%s\\n' "$(cat /proc/sys/fs/nr_open)" "$(cat /proc/sys/fs/file-max)"`,
   parse(raw) {
     const f = requireFields("fd-limits-kernel", parseKeyValues(raw), ["nr_open", "file_max"], raw);
@@ -64,7 +69,7 @@ export const FD_LOGIN_PROBE: Probe = defineProbe({
     [
       NOFILE_OF,
       STATUS_FIELD,
-      `is_sshd() { case "$(cat "/proc/$1/comm" 2>/dev/null)" in sshd|sshd-session) return 0;; esac; return 1; }`,
+      `is_sshd() { comm=; read -r comm 2>/dev/null <"/proc/$1/comm"; case "$comm" in sshd|sshd-session) return 0;; esac; return 1; }`,
       `echo "euid=$(id -u)"`,
       `p=$$; session=`,
       `while [ -n "$p" ] && [ "$p" -gt 1 ]; do if is_sshd "$p"; then session=$p; break; fi; p=$(status_field "$p" PPid); done`,
@@ -107,10 +112,11 @@ export const FD_INIT_PROBE: Probe = defineProbe({
   name: "fd-limits-init",
   command: () =>
     [
-      `echo "pid1=$(cat /proc/1/comm 2>/dev/null)"`,
+      STATUS_FIELD,
+      `pid1=; read -r pid1 2>/dev/null </proc/1/comm; echo "pid1=$pid1"`,
       `if ${SYSTEMD_RUNNING}; then echo systemd=yes; else echo systemd=no; fi`,
-      `awk '/^Max open files/ { print "pid1_hard=" $5 }' /proc/1/limits 2>/dev/null`,
-      `awk '$1 == "CapEff:" { print "pid1_cap_eff=" $2 }' /proc/1/status 2>/dev/null`,
+      `while read -r w1 w2 w3 _ hard _; do [ "$w1 $w2 $w3" = "Max open files" ] && echo "pid1_hard=$hard"; done 2>/dev/null </proc/1/limits`,
+      `cap=$(status_field 1 CapEff); if [ -n "$cap" ]; then echo "pid1_cap_eff=$cap"; fi`,
       `if ${SYSTEMD_RUNNING}; then systemctl show -p DefaultLimitNOFILE -p DefaultLimitNOFILESoft </dev/null 2>/dev/null | sed -n 's/^DefaultLimitNOFILE=/default_hard=/p; s/^DefaultLimitNOFILESoft=/default_soft=/p'; fi`,
     ].join("\n"),
   parse(raw) {

@@ -58,24 +58,48 @@ export function parseLine(raw: string): { key: string; value: string } | null {
 
 export const sysctlBootProbe = defineProbe({
   name: "sysctl-boot",
-  // One line per file: path, a tab, the content in base64. Globs that match nothing stay literal.
+  // `F<TAB>path` for each readable file, then one awk for all their lines: `L<TAB>path<TAB>n<TAB>line`
+  // (one process, not one per file). Globs that match nothing stay literal and are skipped.
+  // A directory seen under another name (/lib is /usr/lib on merged-/usr systems) is read once:
+  // its files are all shadowed by the same names in the first one.
   command: () =>
     [
-      `for f in ${SYSCTL_DIRS.map((d) => `${d}/*.conf`).join(" ")} ${SYSCTL_CONF}; do`,
-      '  [ -f "$f" ] && [ -r "$f" ] || continue',
-      '  printf \'%s\\t\' "$f"; base64 < "$f" | tr -d \'\\n\'; echo',
+      "seen=; files=",
+      `for d in ${SYSCTL_DIRS.join(" ")}; do`,
+      '  dup=no; for s in $seen; do [ "$d" -ef "$s" ] && dup=yes; done',
+      '  [ $dup = yes ] || { seen="$seen $d"; files="$files $d/*.conf"; }',
       "done",
+      "set --",
+      `for f in $files ${SYSCTL_CONF}; do`,
+      '  if [ -f "$f" ] && [ -r "$f" ]; then printf \'F\\t%s\\n\' "$f"; set -- "$@" "$f"; fi',
+      "done",
+      // Only lines with a `=` can set a key; the rest (comments, mostly) stays on the host.
+      `if [ $# -gt 0 ]; then awk 'index($0, "=") { printf "L\\t%s\\t%d\\t%s\\n", FILENAME, FNR, $0 }' "$@"; fi`,
     ].join("\n"),
   parse(raw) {
-    const files: SysctlFile[] = [];
-    for (const line of raw.split("\n")) {
-      if (line === "") continue;
-      const tab = line.indexOf("\t");
-      if (tab <= 0) throw new ProbeParseError(`unexpected sysctl-boot line: ${JSON.stringify(line.slice(0, 80))}`);
-      files.push({ path: line.slice(0, tab), content: Buffer.from(line.slice(tab + 1), "base64").toString("utf8") });
-    }
     const fields: Record<string, string> = {};
-    for (const [key, s] of bootSettings(files)) fields[key] = `${s.path}:${s.line}`;
+    for (const [key, s] of bootSettings(parseBootListing(raw))) fields[key] = `${s.path}:${s.line}`;
     return fields;
   },
 });
+
+/** Pure: the files of the probe's listing, each line back at its number. */
+export function parseBootListing(raw: string): SysctlFile[] {
+  const lines = new Map<string, string[]>();
+  const lineRecords: string[] = [];
+  for (const line of raw.split("\n")) {
+    if (line === "") continue;
+    if (line.startsWith("F\t")) lines.set(line.slice(2), []);
+    else if (line.startsWith("L\t")) lineRecords.push(line.slice(2));
+    else throw new ProbeParseError(`unexpected sysctl-boot line: ${JSON.stringify(line.slice(0, 80))}`);
+  }
+  // Longest path first, so a path that starts like another one is matched whole.
+  const paths = [...lines.keys()].sort((a, b) => b.length - a.length);
+  for (const rec of lineRecords) {
+    const path = paths.find((p) => rec.startsWith(`${p}\t`));
+    const m = path === undefined ? null : /^(\d+)\t([\s\S]*)$/.exec(rec.slice(path.length + 1));
+    if (!path || !m) throw new ProbeParseError(`unexpected sysctl-boot line: ${JSON.stringify(rec.slice(0, 80))}`);
+    lines.get(path)![Number(m[1]) - 1] = m[2]!;
+  }
+  return [...lines].map(([path, l]) => ({ path, content: Array.from(l, (x) => x ?? "").join("\n") }));
+}

@@ -22,8 +22,9 @@ export function recordPrelude(nonce: string): string {
     "set -u",
     "umask 022",
     `rec() { printf '@@${nonce} %s %s\\n' "$1" "$2"; }`,
-    // base64 of stdin on one line; `base64 -w0` is GNU, the tr keeps busybox working too.
-    "b64() { base64 | tr -d '\\n'; echo; }",
+    // base64 of stdin on one line. GNU's `-w0` costs one process per value; where base64 has no
+    // -w (old busybox), the tr pipeline does the same with two. Detected once per script.
+    "if base64 -w0 </dev/null >/dev/null 2>&1; then b64() { base64 -w0; echo; }; else b64() { base64 | tr -d '\\n'; echo; }; fi",
   ].join("\n");
 }
 

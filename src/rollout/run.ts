@@ -27,6 +27,15 @@ export interface RolloutHooks {
   pause(pause: RolloutPolicy["pause"]): Promise<boolean>;
 }
 
+export interface RolloutOptions {
+  /**
+   * The shown plan was made moments ago and nobody waited on it (no confirmation prompt): batch 1
+   * applies it as it is instead of reading its hosts' facts again (apply still refuses a file
+   * that changed since). Every later batch is re-planned.
+   */
+  shownIsFresh?: boolean;
+}
+
 const isFailure = (r: HostReport) => r.status === "failed" || r.status === "unreachable";
 
 /**
@@ -41,6 +50,7 @@ export async function rollout(
   shown: HostReport[],
   policy: RolloutPolicy,
   hooks: RolloutHooks,
+  options: RolloutOptions = {},
 ): Promise<RolloutResult> {
   const shownByHost = new Map(shown.map((r) => [r.host, r]));
   const batches = partition(hosts, batchSizes(hosts.length, policy.batches));
@@ -57,7 +67,8 @@ export async function rollout(
     }
     const names = batch.map((h) => h.name);
     hooks.batchStart?.(i + 1, batches.length, names);
-    const fresh = await session.plan(batch);
+    const reuseShown = i === 0 && options.shownIsFresh === true && batch.every((h) => shownByHost.has(h.name));
+    const fresh = reuseShown ? batch.map((h) => shownByHost.get(h.name)!) : await session.plan(batch);
     // Only a plan that differs is drift; a host that can't be planned now (lost, timed out) fails
     // in this batch and counts against the thresholds like any other failure.
     const changed = fresh.filter((r) => r.plan && planKey(r) !== planKey(shownByHost.get(r.host)));

@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -80,8 +80,28 @@ export async function connectSsh(hostName: string, conn: ConnectionSettings, opt
   return transport;
 }
 
+/**
+ * Parsed once per file version, not once per connection: a run over N hosts would otherwise parse
+ * an N-line file N times. A key recorded with --accept-new-host-keys changes the file's size and
+ * mtime, so the next connection reads it again.
+ */
+const knownHostsCache = new Map<string, { version: string; entries: KnownHostEntry[] }>();
+
 function readKnownHosts(files: string[]): KnownHostEntry[] {
-  return files.flatMap((f) => (existsSync(f) ? parseKnownHosts(readFileSync(f, "utf8"), f) : []));
+  return files.flatMap((f) => {
+    let version: string;
+    try {
+      const st = statSync(f);
+      version = `${st.size}:${st.mtimeMs}:${st.ino}`;
+    } catch {
+      return [];
+    }
+    const cached = knownHostsCache.get(f);
+    if (cached?.version === version) return cached.entries;
+    const entries = parseKnownHosts(readFileSync(f, "utf8"), f);
+    knownHostsCache.set(f, { version, entries });
+    return entries;
+  });
 }
 
 function recordHostKey(file: string, host: string, port: number, key: Buffer): void {

@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -130,6 +130,17 @@ describe("buildApplyScript: file changes run locally", () => {
     expect(outcome!.error).toMatch(/chown|invalid user/i);
     expect(readFileSync(path, "utf8")).toBe("keep\n");
     expect(allFiles(root).filter((f) => f.includes(".provision-tmp-"))).toEqual([]);
+  });
+
+  it("removes temp files a killed writer left in the directory, and only those", () => {
+    const dir = join(root, "left behind");
+    mkdirSync(dir);
+    writeFileSync(join(dir, ".provision-tmp-Ab12Cd"), "half written");
+    writeFileSync(join(dir, "other.conf"), "keep\n");
+    const change = fileChange(join(dir, "60-provision-x.conf"), null, "x = 1\n");
+    const run = runApply([change]);
+    expect(parseApplyOutput(run.stdout, run.nonce, [change])).toEqual([{ change, ok: true }]);
+    expect(readdirSync(dir).sort()).toEqual(["60-provision-x.conf", "other.conf"]);
   });
 
   it("never leaves the temp file with a .conf suffix", () => {

@@ -8,6 +8,9 @@ import { buildGatherScript, dedupeRequests, FactError, parseGatherOutput, reques
 import { LISTENING_PORTS_COMMAND, parseListeningPorts } from "../../src/facts/listeningPorts.js";
 import { newNonce } from "../../src/remote/records.js";
 import type { FactRequest } from "../../src/role.js";
+import { defineProbe } from "../../src/facts/probe.js";
+import { registerProbes } from "../../src/facts/probes.js";
+import { shQuote } from "../../src/transport/shell.js";
 
 /** Runs a script the way the transport does: on stdin of `sh -s`, with LC_ALL=C. */
 function runSh(script: string): string {
@@ -82,9 +85,11 @@ describe("buildGatherScript + parseGatherOutput (run locally with sh -s)", () =>
     expect(Object.keys(facts.sysctl).sort()).toEqual(["net.ipv4.ip_local_port_range", "net.ipv4.provision_no_such_key"]);
   });
 
-  it("is one script with one line per request after the prelude, ending in a newline", () => {
+  it("is one script with one line per request after the prelude, and one grep for every live sysctl, ending in a newline", () => {
     expect(script.endsWith("\n")).toBe(true);
-    expect(script.trimEnd().split("\n")).toHaveLength(4 + requests.length);
+    // prelude (4 lines) + `set --` + one line per request + the grep
+    expect(script.trimEnd().split("\n")).toHaveLength(4 + 1 + requests.length + 1);
+    expect(script.match(/grep /g)).toHaveLength(1);
     expect(script).toContain(`'${join(dir, "name with spaces '\\''and quotes'\\''.conf")}'`);
   });
 
@@ -158,6 +163,75 @@ describe("parseGatherOutput with hand-made output", () => {
       listeningPorts: null,
       probes: {},
     });
+  });
+});
+
+describe("probe output through the gather script (run locally with sh -s)", () => {
+  // The command prints the file named by arg, byte for byte, then exits with the code in its name.
+  const echoProbe = defineProbe({
+    name: "test-echo-file",
+    command: (arg) => `cat ${shQuote(arg!)}; exit ${/exit(\d)/.exec(arg!)?.[1] ?? 0}`,
+    parse: (raw) => ({ raw }),
+  });
+  registerProbes(echoProbe);
+  const outputs: Array<[string, string, string]> = [
+    ["no final newline", "a\nb", "a\nb"],
+    ["final newlines are dropped, as $(...) always did", "x\ty\n\n\n", "x\ty"],
+    ["empty", "", ""],
+    ["the here-document's end marker as a line", "before\nPROVISION_PROBE_OUTPUT\nafter\n", "before\nPROVISION_PROBE_OUTPUT\nafter"],
+    ["shell syntax stays text", "$HOME `id -u` $(id -u) \\n \\$\n", "$HOME `id -u` $(id -u) \\n \\$"],
+    ["leading blank lines kept", "\n\nz\n", "\n\nz"],
+  ];
+  const probeDir = mkdtempSync(join(tmpdir(), "provision-probe-out-"));
+  afterAll(() => rmSync(probeDir, { recursive: true, force: true }));
+  const requests: FactRequest[] = outputs.map(([, content], i) => {
+    const path = join(probeDir, `out${i}`);
+    writeFileSync(path, content);
+    return { kind: "probe", probe: echoProbe.name, arg: path };
+  });
+  const failing = join(probeDir, "exit3");
+  writeFileSync(failing, "it broke\n");
+  requests.push({ kind: "probe", probe: echoProbe.name, arg: failing });
+  const nonce = newNonce();
+  const facts = parseGatherOutput(runSh(buildGatherScript(requests, nonce)), nonce, requests);
+
+  it.each(outputs.map(([what, , expected], i) => [what, i, expected] as const))("%s", (_what, i, expected) => {
+    expect(facts.probes![`${echoProbe.name}:${join(probeDir, `out${i}`)}`]).toEqual({ ok: true, fields: { raw: expected } });
+  });
+
+  it("a probe that exits non-zero is a failed probe with its output as the error", () => {
+    expect(facts.probes![`${echoProbe.name}:${failing}`]).toEqual({ ok: false, error: "it broke" });
+  });
+});
+
+describe("live sysctl values: one grep for all", () => {
+  const N = "bbbbbbbbbbbbbbbb";
+  const b64 = (s: string) => Buffer.from(s).toString("base64");
+  const req = (...keys: string[]): FactRequest[] => keys.map((key) => ({ kind: "sysctl", key }));
+
+  it.each<[string, FactRequest[], string, string, Record<string, string | null>]>([
+    ["one value, tabs kept", req("net.ipv4.ip_local_port_range"), `@@${N} f0 live\n\n`, "/proc/sys/net/ipv4/ip_local_port_range:32768\t60999\n", { "net.ipv4.ip_local_port_range": "32768\t60999" }],
+    ["an empty value (the kernel prints a lone newline)", req("net.ipv4.ip_local_reserved_ports"), `@@${N} f0 live\n\n`, "/proc/sys/net/ipv4/ip_local_reserved_ports:\n", { "net.ipv4.ip_local_reserved_ports": "" }],
+    ["a readable file with no line at all", req("a.b"), `@@${N} f0 live\n\n`, "", { "a.b": "" }],
+    ["several lines of one value", req("a.b"), `@@${N} f0 live\n\n`, "/proc/sys/a/b:x\n/proc/sys/a/b:y\n", { "a.b": "x\ny" }],
+    ["a path that starts like another path", req("a.b", "a.b_max"), `@@${N} f0 live\n\n@@${N} f1 live\n\n`, "/proc/sys/a/b_max:9\n/proc/sys/a/b:1\n", { "a.b": "1", "a.b_max": "9" }],
+    ["a value holding a colon and the path", req("a.b"), `@@${N} f0 live\n\n`, "/proc/sys/a/b:/proc/sys/a/b:1\n", { "a.b": "/proc/sys/a/b:1" }],
+    ["absent next to live", req("a.b", "c.d"), `@@${N} f0 absent\n\n@@${N} f1 live\n\n`, "/proc/sys/c/d:2\n", { "a.b": null, "c.d": "2" }],
+  ])("%s", (_what, requests, records, grepOutput, expected) => {
+    const out = `${records}@@${N} sysctls ok\n${b64(grepOutput)}\n`;
+    expect(parseGatherOutput(out, N, requests).sysctl).toEqual(expected);
+  });
+
+  it("fails when the grep record is missing (output cut short)", () => {
+    expect(() => parseGatherOutput(`@@${N} f0 live\n\n`, N, req("a.b"))).toThrow("no answer for the live sysctl values (output cut short?)");
+  });
+
+  it("reads real values with one grep, whatever their number", () => {
+    const keys = ["net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies", "net.core.somaxconn", "net.ipv4.provision_no_such_key"];
+    const nonce = newNonce();
+    const facts = parseGatherOutput(runSh(buildGatherScript(req(...keys), nonce)), nonce, req(...keys));
+    for (const key of keys.slice(0, 3)) expect(facts.sysctl[key]).toBe(readFileSync(`/proc/sys/${key.replace(/\./g, "/")}`, "utf8").replace(/\n$/, ""));
+    expect(facts.sysctl["net.ipv4.provision_no_such_key"]).toBeNull();
   });
 });
 

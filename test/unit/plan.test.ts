@@ -43,6 +43,13 @@ describe("factRequestsFor / whyOf", () => {
     expect(reqs).toContainEqual({ kind: "file", path: "/etc/sysctl.d/60-provision-tw-reuse.conf" });
   });
 
+  it.each<[string, ReturnType<typeof hostWith>, boolean]>([
+    ["sysctl roles: with which file wins at boot, so run and verify read it in the same round trip", hostWith("h", [[ephemeralPorts], [twReuse]]), true],
+    ["no role that reads sysctls: not read", hostWith("h", []), false],
+  ])("%s", (_what, host, wanted) => {
+    expect(factRequestsFor(host).some((r) => r.kind === "probe" && r.probe === "sysctl-boot")).toBe(wanted);
+  });
+
   it("maps each param to its schema description", () => {
     const host = hostWith("h", [[twReuse]]);
     const why = whyOf(host.roles[0]!);

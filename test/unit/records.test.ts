@@ -1,4 +1,7 @@
 import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { newNonce, parseRecords, recordPrelude } from "../../src/remote/records.js";
 
@@ -47,7 +50,7 @@ describe("recordPrelude", () => {
       "set -u",
       "umask 022",
       `rec() { printf '@@${nonce} %s %s\\n' "$1" "$2"; }`,
-      "b64() { base64 | tr -d '\\n'; echo; }",
+      "if base64 -w0 </dev/null >/dev/null 2>&1; then b64() { base64 -w0; echo; }; else b64() { base64 | tr -d '\\n'; echo; }; fi",
     ]);
   });
 
@@ -62,5 +65,20 @@ describe("recordPrelude", () => {
     expect(records.get("f2")).toEqual({ id: "f2", status: "ok", payload: "", raw: Buffer.alloc(0) });
     // base64 keeps the forged record line inside the payload from being read as a record
     expect(records.has("f9")).toBe(false);
+  });
+
+  it("reads back the same where base64 has no -w (old busybox): the tr fallback", () => {
+    const dir = mkdtempSync(join(tmpdir(), "records-"));
+    try {
+      // A base64 that refuses -w like busybox before 1.30, and encodes like GNU otherwise (76-column lines).
+      writeFileSync(join(dir, "base64"), `#!/bin/sh\ncase "$1" in -w*) echo "base64: invalid option -- 'w'" >&2; exit 1;; esac\nexec ${execFileSync("sh", ["-c", "command -v base64"], { encoding: "utf8" }).trim()} "$@"\n`, { mode: 0o755 });
+      const payload = "x".repeat(200);
+      const script = `${recordPrelude(nonce)}\nrec f0 ok; printf '%s' "$P" | b64\n`;
+      const out = execFileSync("sh", ["-s"], { input: script, encoding: "utf8", env: { PATH: `${dir}:${process.env.PATH}`, LC_ALL: "C", P: payload } });
+      expect(out.split("\n")[1]).toBe(b64(payload));
+      expect(parseRecords(out, nonce).get("f0")!.payload).toBe(payload);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -87,6 +87,17 @@ describe("rollout", () => {
     expect(statuses(r)).toEqual({ a: "changed", b: "not-reached", c: "not-reached", d: "not-reached", e: "not-reached" });
   });
 
+  it.each<[string, boolean, string[]]>([
+    ["a plan shown moments ago (no prompt): batch 1 applies it, later batches re-plan", true, ["apply a", "plan b,c", "apply b,c", "plan d,e", "apply d,e"]],
+    ["a plan someone may have looked at for a while: every batch re-plans", false, ["plan a", "apply a", "plan b,c", "apply b,c", "plan d,e", "apply d,e"]],
+  ])("%s", async (_what, shownIsFresh, expected) => {
+    const { session, calls } = fakeSession({ drifted: ["a"] });
+    const r = await rollout(session, hosts, shown, policy({ batches: [1, 2], allowPlanDrift: true }), go, { shownIsFresh });
+    expect(calls).toEqual(expected);
+    // the first batch applies the plan that was shown, or the one just read
+    expect(r.reports[0]!.plan!.changes[0]).toMatchObject({ before: shownIsFresh ? "2" : "0" });
+  });
+
   it("goes on through drift when allowed", async () => {
     const { session } = fakeSession({ drifted: ["c"] });
     const r = await rollout(session, hosts, shown, policy({ batches: [1, 2], allowPlanDrift: true }), go);

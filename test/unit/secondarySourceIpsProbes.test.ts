@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { canonicalIp, ipAddressesProbe, liveAddresses, parseCidr, unusableReason, type Cidr } from "../../src/facts/ipAddresses.js";
@@ -250,6 +251,27 @@ describe("network-stack probe", () => {
 
   it("refuses a line it does not know", () => {
     expect(() => networkStackProbe.parse("garbage", undefined)).toThrow(ProbeParseError);
+  });
+
+  it.each<[string, string]>([
+    ["a plain absolute path travels as it is", "/etc/systemd/network/10-eth0.network"],
+    ["a path with a space travels in base64", "/etc/systemd/network/10 eth0.network"],
+    ["a path with a newline travels in base64", "/etc/systemd/network/10\neth0.network"],
+  ])("paths: %s, and read back the same", (_what, path) => {
+    const dir = mkdtempSync(join(tmpdir(), "network-stack-"));
+    try {
+      const file = join(dir, path.split("/").pop()!);
+      writeFileSync(file, "[Match]\nName=eth0\n");
+      // the probe's own emit, run on a file of that name
+      const script = `${networkStackProbe.command(undefined).split("\nseen=")[0]}\nemit networkd "$1"`;
+      const out = execFileSync("sh", ["-c", `set -u\n${script}`, "sh", file], { encoding: "utf8" });
+      expect(out.startsWith(`networkd ${file} `)).toBe(!/[\s]/.test(file));
+      const f = networkStackProbe.parse(out, undefined);
+      expect(f["networkd.files"]).toBe(file);
+      expect(f[`networkd.names:${file}`]).toBe("eth0");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("runs locally (this machine: vendor .network files only, no ifupdown)", () => {

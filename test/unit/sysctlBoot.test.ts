@@ -1,5 +1,9 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { bootSettings, parseLine, sysctlBootProbe } from "../../src/facts/sysctlBoot.js";
+import { bootSettings, parseBootListing, parseLine, SYSCTL_DIRS, sysctlBootProbe } from "../../src/facts/sysctlBoot.js";
 import { bootTruthChecks } from "../../src/sysctl/dropin.js";
 import { evaluateChecks } from "../../src/verify.js";
 import { planHost } from "../../src/plan.js";
@@ -32,10 +36,34 @@ describe("bootSettings: which file wins at boot (sysctl.d(5))", () => {
     expect(parseLine(line)).toEqual(expected);
   });
 
-  it("the probe reads path<TAB>base64 lines into winner fields", () => {
-    const raw = ["/etc/sysctl.d/60-a.conf", "/etc/sysctl.d/99-b.conf"].map((p, i) => `${p}\t${Buffer.from(`k = ${i}\n`).toString("base64")}`).join("\n");
-    expect(sysctlBootProbe.parse(`${raw}\n`, undefined)).toEqual({ k: "/etc/sysctl.d/99-b.conf:1" });
-    expect(() => sysctlBootProbe.parse("garbage\n", undefined)).toThrow();
+  it.each<[string, string[], Record<string, string>]>([
+    ["the later file wins", ["F\t/etc/sysctl.d/60-a.conf", "F\t/etc/sysctl.d/99-b.conf", "L\t/etc/sysctl.d/60-a.conf\t1\tk = 0", "L\t/etc/sysctl.d/99-b.conf\t1\tk = 1"], { k: "/etc/sysctl.d/99-b.conf:1" }],
+    ["line numbers as awk counts them, tabs and CR kept in the line", ["F\t/etc/sysctl.d/60-a.conf", "L\t/etc/sysctl.d/60-a.conf\t1\t# c", "L\t/etc/sysctl.d/60-a.conf\t2\t", "L\t/etc/sysctl.d/60-a.conf\t3\tk\t=\t2\r"], { k: "/etc/sysctl.d/60-a.conf:3" }],
+    ["an empty file in /etc shadows the same name below", ["F\t/etc/sysctl.d/50-x.conf", "F\t/usr/lib/sysctl.d/50-x.conf", "L\t/usr/lib/sysctl.d/50-x.conf\t1\tk = 3"], {}],
+    ["a path that starts like another path", ["F\t/etc/sysctl.d/a.conf", "F\t/etc/sysctl.d/a.conf\t2.conf", "L\t/etc/sysctl.d/a.conf\t2.conf\t1\tk = 4"], { k: "/etc/sysctl.d/a.conf\t2.conf:1" }],
+    ["/etc/sysctl.conf last", ["F\t/etc/sysctl.d/99-z.conf", "F\t/etc/sysctl.conf", "L\t/etc/sysctl.conf\t7\tk = 5", "L\t/etc/sysctl.d/99-z.conf\t1\tk = 6"], { k: "/etc/sysctl.conf:7" }],
+    ["nothing readable", [], {}],
+  ])("the probe's listing: %s", (_what, lines, fields) => {
+    expect(sysctlBootProbe.parse(lines.map((l) => `${l}\n`).join(""), undefined)).toEqual(fields);
+  });
+
+  it.each(["garbage", "L\t/etc/sysctl.d/unlisted.conf\t1\tk = 1", "F\t/a.conf\nL\t/a.conf\tx\tk = 1"])("refuses a listing line it can't place: %j", (raw) => {
+    expect(() => sysctlBootProbe.parse(`${raw}\n`, undefined)).toThrow(/unexpected sysctl-boot line/);
+  });
+
+  it("the probe command in a real shell lists the files and lines awk reads", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sysctl-boot-"));
+    try {
+      writeFileSync(join(dir, "60-a.conf"), "# why\nk = 1\n");
+      writeFileSync(join(dir, "empty.conf"), "");
+      const command = sysctlBootProbe.command(undefined).replace(`for d in ${SYSCTL_DIRS.join(" ")}; do`, `for d in ${dir} ${dir}; do`).replace(/\/etc\/sysctl\.conf/g, join(dir, "none"));
+      const out = execFileSync("sh", ["-c", `set -u\n${command}`], { encoding: "utf8" });
+      // only lines that can set a key travel; each keeps its number
+      expect(out).toBe(`F\t${dir}/60-a.conf\nF\t${dir}/empty.conf\nL\t${dir}/60-a.conf\t2\tk = 1\n`);
+      expect(parseBootListing(out)).toEqual([{ path: `${dir}/60-a.conf`, content: "\nk = 1" }, { path: `${dir}/empty.conf`, content: "" }]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

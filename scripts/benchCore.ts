@@ -1,0 +1,374 @@
+import { createHash } from "node:crypto";
+
+/**
+ * The pure half of `npm run bench`: options, the Ansible work derived from provision's own plan,
+ * ratios, targets, the table and the result JSON. scripts/bench.ts does the I/O.
+ */
+
+export const MAX_FLEET_HOSTS = 250;
+export const DEFAULT_SIZES = [20, 50];
+export const DEFAULT_MEMORY_HOSTS = 200;
+export const SNAPSHOT_ROLE = "snapshot";
+
+export const TARGETS = {
+  /** Ansible (defaults) wall time ÷ provision first-run wall time must be at least this. */
+  speedupVsAnsibleDefault: 20,
+  /** Ansible (tuned) wall time ÷ provision first-run wall time must be at least this. */
+  speedupVsAnsibleTuned: 5,
+  /** provision no-op wall time ÷ floor wall time must be at most this. */
+  noopOverFloor: 1.5,
+  /** Peak RSS of one `provision run` over the memory fleet, in MB (1 MB = 1024 KB here). */
+  memoryMb: 300,
+} as const;
+
+export interface BenchOptions {
+  sizes: number[];
+  /** 0 = no memory run. */
+  memoryHosts: number;
+  /** Where the result JSON goes; undefined = bench/results/<date>.json. */
+  out: string | undefined;
+  ansible: boolean;
+}
+
+export class OptionError extends Error {}
+
+/** "20,50" → [20, 50]; each an integer fleet size, no duplicates, in the order given. */
+export function parseSizes(text: string, what = "BENCH_SIZES"): number[] {
+  const parts = text.split(",").map((p) => p.trim()).filter((p) => p !== "");
+  if (parts.length === 0) throw new OptionError(`${what} is empty: give fleet sizes like 20,50`);
+  const sizes = parts.map((p) => parseHostCount(p, what));
+  const duplicate = sizes.find((n, i) => sizes.indexOf(n) !== i);
+  if (duplicate !== undefined) throw new OptionError(`${what}: ${duplicate} is listed twice`);
+  return sizes;
+}
+
+function parseHostCount(text: string, what: string, allowZero = false): number {
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  const min = allowZero ? 0 : 1;
+  if (!Number.isInteger(n) || n < min || n > MAX_FLEET_HOSTS) {
+    throw new OptionError(`${what}: "${text}" is not a host count in ${min}..${MAX_FLEET_HOSTS} (the local fleet's limit)`);
+  }
+  return n;
+}
+
+/** Flags win over the environment: --sizes 20,50 --memory-hosts 200 --out FILE --no-ansible. */
+export function parseOptions(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): BenchOptions {
+  const opts: BenchOptions = {
+    sizes: env.BENCH_SIZES ? parseSizes(env.BENCH_SIZES) : DEFAULT_SIZES,
+    memoryHosts: env.BENCH_MEMORY_HOSTS ? parseHostCount(env.BENCH_MEMORY_HOSTS, "BENCH_MEMORY_HOSTS", true) : DEFAULT_MEMORY_HOSTS,
+    out: env.BENCH_OUT || undefined,
+    ansible: env.BENCH_ANSIBLE !== "0",
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined || v.startsWith("--")) throw new OptionError(`${flag} needs a value`);
+      return v;
+    };
+    if (flag === "--sizes") opts.sizes = parseSizes(value(), "--sizes");
+    else if (flag === "--memory-hosts") opts.memoryHosts = parseHostCount(value(), "--memory-hosts", true);
+    else if (flag === "--out") opts.out = value();
+    else if (flag === "--no-ansible") opts.ansible = false;
+    else throw new OptionError(`unknown option ${flag}. Options: --sizes 20,50  --memory-hosts 200 (0 = none)  --out FILE  --no-ansible`);
+  }
+  return opts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Ansible run's work, taken from `provision plan --json` on the fresh fleet.
+
+type JsonChange =
+  | { kind: "file"; path: string; after: string; mode: string; owner: string; group: string; role: string }
+  | { kind: "sysctl"; key: string; after: string; role: string }
+  | { kind: "command"; argv: string[]; role: string };
+
+export interface PlanJson {
+  command: string;
+  hosts: Array<{ host: string; status: string; changes?: JsonChange[]; error?: { kind: string; message: string } }>;
+}
+
+export interface AnsibleFile {
+  path: string;
+  /** Name of the content file (its sha256) in the run's files directory. */
+  src: string;
+  mode: string;
+  owner: string;
+  group: string;
+}
+
+export interface AnsibleRoleWork {
+  files: AnsibleFile[];
+  /** key=value arguments for one `sysctl -w`. */
+  sysctl: string[];
+  commands: string[][];
+}
+
+export interface AnsibleWork {
+  /** Extra vars for bench/ansible/site.yml: per host, per role, what to do. */
+  vars: { bench_hosts: Record<string, Record<string, AnsibleRoleWork>> };
+  /** sha256 → file content, written to the run's files directory. */
+  contents: Record<string, string>;
+  counts: { hosts: number; files: number; sysctl: number; commands: number };
+}
+
+/**
+ * Equal work: every file, live value and command provision's plan would apply, grouped by role in
+ * plan order, except provision's own rollback snapshot (Ansible has no rollback to feed).
+ */
+export function ansibleWorkFromPlan(plan: PlanJson): AnsibleWork {
+  const failed = plan.hosts.filter((h) => h.error || !h.changes);
+  if (failed.length > 0) {
+    throw new Error(`the fresh plan failed on ${failed.map((h) => `${h.host} (${h.error?.message ?? "no changes listed"})`).join(", ")}`);
+  }
+  const contents: Record<string, string> = {};
+  const counts = { hosts: plan.hosts.length, files: 0, sysctl: 0, commands: 0 };
+  const hosts: Record<string, Record<string, AnsibleRoleWork>> = {};
+  for (const h of plan.hosts) {
+    const roles: Record<string, AnsibleRoleWork> = {};
+    for (const c of h.changes!) {
+      if (c.role === SNAPSHOT_ROLE) continue;
+      const work = (roles[c.role] ??= { files: [], sysctl: [], commands: [] });
+      if (c.kind === "file") {
+        const sha = createHash("sha256").update(c.after, "utf8").digest("hex");
+        contents[sha] = c.after;
+        work.files.push({ path: c.path, src: sha, mode: c.mode, owner: c.owner, group: c.group });
+        counts.files++;
+      } else if (c.kind === "sysctl") {
+        work.sysctl.push(`${c.key}=${c.after}`);
+        counts.sysctl++;
+      } else {
+        work.commands.push(c.argv);
+        counts.commands++;
+      }
+    }
+    hosts[h.host] = roles;
+  }
+  return { vars: { bench_hosts: hosts }, contents, counts };
+}
+
+/** The rollback snapshot each host's fresh plan would write: what the hosts had before any change. */
+export function snapshotsFromPlan(plan: PlanJson): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const h of plan.hosts) {
+    const snap = h.changes?.find((c): c is Extract<JsonChange, { kind: "file" }> => c.kind === "file" && c.role === SNAPSHOT_ROLE);
+    if (!snap) throw new Error(`${h.host}: the fresh plan has no rollback snapshot (is the host really fresh?)`);
+    out[h.host] = snap.after;
+  }
+  return out;
+}
+
+/** Hosts whose changes differ between two plans (e.g. a fresh fleet vs. the same fleet after a rollback). */
+export function planDifferences(expected: PlanJson, actual: PlanJson): string[] {
+  const byHost = new Map(actual.hosts.map((h) => [h.host, h]));
+  const differing = expected.hosts
+    .filter((h) => JSON.stringify(h.changes ?? h.error) !== JSON.stringify(byHost.get(h.host)?.changes ?? byHost.get(h.host)?.error))
+    .map((h) => h.host);
+  const extra = actual.hosts.filter((h) => !expected.hosts.some((e) => e.host === h.host)).map((h) => h.host);
+  return [...differing, ...extra];
+}
+
+/** Hosts that still have something to change (after an Ansible run that should have done it all). */
+export function hostsWithChanges(plan: PlanJson): string[] {
+  return plan.hosts.filter((h) => h.error || (h.changes ?? []).length > 0).map((h) => h.host);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements, ratios, targets.
+
+export interface Timing {
+  wallMs: number;
+  exitCode: number;
+  /** Peak resident set size of the measured process in KB (/usr/bin/time %M), when measured. */
+  peakRssKb?: number;
+  /** The tool's own one-line summary, e.g. "Run: 20 changed, 0 unchanged, …". */
+  summary?: string;
+}
+
+export interface SizeResult {
+  hosts: number;
+  /** noop: the median of the no-op runs (noopSamplesMs), each taken right after a floor sample. */
+  provision: { firstRun: Timing; noop: Timing; noopSamplesMs?: number[]; forks: number };
+  ansible: { default: Timing | null; tuned: Timing | null; skipped?: string };
+  floor: { wallMs: number; samplesMs: number[]; failures: number };
+  checks: { ansibleLeftNothingToDo: Record<string, boolean>; rollbackRestoredFresh: boolean | null; resetBeforeTuned: boolean | null };
+  work: AnsibleWork["counts"];
+  /** CPU busy % of the whole machine in the second before each measurement (others' work skews the times). */
+  backgroundCpuPercent: Record<string, number>;
+}
+
+/** Above this, another workload is running: the times are printed with a warning. */
+export const BUSY_PERCENT = 20;
+
+/** Busy share of all CPUs between two /proc/stat "cpu" lines, in percent. */
+export function busyPercent(before: string, after: string): number {
+  const fields = (line: string) => line.trim().split(/\s+/).slice(1).map(Number);
+  const a = fields(before);
+  const b = fields(after);
+  const delta = b.map((v, i) => v - (a[i] ?? 0));
+  const total = delta.reduce((x, y) => x + y, 0);
+  // idle and iowait are the 4th and 5th numbers
+  const idle = (delta[3] ?? 0) + (delta[4] ?? 0);
+  return total <= 0 ? 0 : Math.round((100 * (total - idle)) / total);
+}
+
+export interface Ratios {
+  /** Ansible defaults ÷ provision first run: how many times faster provision is. */
+  speedupVsAnsibleDefault: number | null;
+  speedupVsAnsibleTuned: number | null;
+  noopOverFloor: number;
+}
+
+export function ratios(r: SizeResult): Ratios {
+  const first = r.provision.firstRun.wallMs;
+  return {
+    speedupVsAnsibleDefault: r.ansible.default && r.ansible.default.exitCode === 0 ? r.ansible.default.wallMs / first : null,
+    speedupVsAnsibleTuned: r.ansible.tuned && r.ansible.tuned.exitCode === 0 ? r.ansible.tuned.wallMs / first : null,
+    noopOverFloor: r.provision.noop.wallMs / r.floor.wallMs,
+  };
+}
+
+export function median(samples: readonly number[]): number {
+  if (samples.length === 0) throw new Error("median of no samples");
+  const s = [...samples].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+export type Verdict = "PASS" | "MISS" | "SKIP";
+
+export interface TargetResult {
+  name: string;
+  hosts: number;
+  target: string;
+  measured: string;
+  verdict: Verdict;
+  /** Why a target was skipped or could not pass. */
+  reason?: string;
+}
+
+export interface MemoryResult {
+  hosts: number;
+  run: Timing;
+}
+
+export function evaluateTargets(sizes: readonly SizeResult[], memory: MemoryResult | null, memoryHostsWanted: number): TargetResult[] {
+  const out: TargetResult[] = [];
+  for (const r of sizes) {
+    const q = ratios(r);
+    const firstOk = r.provision.firstRun.exitCode === 0;
+    out.push(speedupTarget("first run vs Ansible defaults", r, q.speedupVsAnsibleDefault, TARGETS.speedupVsAnsibleDefault, firstOk, r.ansible.default));
+    out.push(speedupTarget("first run vs Ansible tuned", r, q.speedupVsAnsibleTuned, TARGETS.speedupVsAnsibleTuned, firstOk, r.ansible.tuned));
+    const noopOk = r.provision.noop.exitCode === 0 && r.floor.failures === 0;
+    out.push({
+      name: "no-op run vs floor",
+      hosts: r.hosts,
+      target: `≤ ${TARGETS.noopOverFloor}×`,
+      measured: `${fmtRatio(q.noopOverFloor)}`,
+      verdict: noopOk && q.noopOverFloor <= TARGETS.noopOverFloor ? "PASS" : "MISS",
+      ...(noopOk ? {} : { reason: r.floor.failures > 0 ? `${r.floor.failures} floor ssh commands failed` : `provision no-op exited ${r.provision.noop.exitCode}` }),
+    });
+  }
+  if (memoryHostsWanted > 0) {
+    const rssKb = memory?.run.peakRssKb;
+    out.push({
+      name: "peak RSS of one run",
+      hosts: memory?.hosts ?? memoryHostsWanted,
+      target: `< ${TARGETS.memoryMb} MB`,
+      measured: rssKb === undefined ? "-" : `${fmtMb(rssKb)} MB`,
+      verdict: rssKb === undefined ? "SKIP" : memory!.run.exitCode === 0 && rssKb / 1024 < TARGETS.memoryMb ? "PASS" : "MISS",
+      ...(rssKb === undefined ? { reason: "not measured" } : memory!.run.exitCode !== 0 ? { reason: `provision run exited ${memory!.run.exitCode}` } : {}),
+    });
+  }
+  return out;
+}
+
+function speedupTarget(name: string, r: SizeResult, speedup: number | null, min: number, firstOk: boolean, ansible: Timing | null): TargetResult {
+  const base = { name, hosts: r.hosts, target: `≥ ${min}× faster` };
+  if (!ansible) return { ...base, measured: "-", verdict: "SKIP", reason: r.ansible.skipped ?? "Ansible was not run" };
+  if (ansible.exitCode !== 0) return { ...base, measured: "-", verdict: "SKIP", reason: `ansible-playbook exited ${ansible.exitCode}` };
+  if (!firstOk || speedup === null) return { ...base, measured: speedup === null ? "-" : fmtRatio(speedup), verdict: "MISS", reason: `provision run exited ${r.provision.firstRun.exitCode}` };
+  return { ...base, measured: fmtRatio(speedup), verdict: speedup >= min ? "PASS" : "MISS" };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output.
+
+export function fmtSeconds(ms: number): string {
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+export function fmtRatio(x: number): string {
+  return `${x >= 10 ? x.toFixed(1) : x.toFixed(2)}×`;
+}
+
+export function fmtMb(kb: number): string {
+  return (kb / 1024).toFixed(1);
+}
+
+/** A plain-text table with left-aligned first column and right-aligned others. */
+export function textTable(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
+  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n") + "\n";
+}
+
+function timingCell(t: Timing | null): string {
+  if (!t) return "-";
+  return t.exitCode === 0 ? fmtSeconds(t.wallMs) : `${fmtSeconds(t.wallMs)} (exit ${t.exitCode})`;
+}
+
+function medianOf(samples: number): string {
+  return samples > 1 ? ` (median of ${samples})` : "";
+}
+
+/** One table per fleet size: each wall time, the ratios, and provision's peak RSS. */
+export function formatSizeTable(r: SizeResult): string {
+  const q = ratios(r);
+  const rss = (t: Timing) => (t.peakRssKb === undefined ? "-" : `${fmtMb(t.peakRssKb)} MB`);
+  const vsFirst = (t: Timing | null) => (t && t.exitCode === 0 ? fmtRatio(t.wallMs / r.provision.firstRun.wallMs) : "-");
+  const rows: string[][] = [
+    [`provision run, first (forks ${r.provision.forks})`, timingCell(r.provision.firstRun), "1.00×", rss(r.provision.firstRun)],
+    [`provision run, no-op${medianOf(r.provision.noopSamplesMs?.length ?? 1)}`, timingCell(r.provision.noop), "", rss(r.provision.noop)],
+    ["Ansible, defaults (forks 5, no pipelining)", timingCell(r.ansible.default), vsFirst(r.ansible.default), ""],
+    [`Ansible, tuned (forks ${r.hosts}, pipelining)`, timingCell(r.ansible.tuned), vsFirst(r.ansible.tuned), ""],
+    [`floor: ${r.hosts} × \`ssh host true\` in parallel${medianOf(r.floor.samplesMs.length)}`, fmtSeconds(r.floor.wallMs), "", ""],
+  ];
+  const lines = [
+    `\n${r.hosts} hosts — ${r.work.files} files, ${r.work.sysctl} live values, ${r.work.commands} commands to apply in all`,
+    textTable(["", "wall", "÷ provision first", "peak RSS"], rows),
+    `provision ÷ Ansible defaults: ${q.speedupVsAnsibleDefault === null ? "-" : `1/${fmtRatio(q.speedupVsAnsibleDefault)}`}` +
+      `   provision ÷ Ansible tuned: ${q.speedupVsAnsibleTuned === null ? "-" : `1/${fmtRatio(q.speedupVsAnsibleTuned)}`}` +
+      `   no-op ÷ floor: ${fmtRatio(q.noopOverFloor)}`,
+  ];
+  if (r.ansible.skipped) lines.push(`Ansible skipped: ${r.ansible.skipped}`);
+  const busy = Object.entries(r.backgroundCpuPercent).filter(([, pct]) => pct > BUSY_PERCENT);
+  if (busy.length > 0) lines.push(`WARNING: another workload kept the machine busy before ${busy.map(([what, pct]) => `${what} (${pct}% CPU)`).join(", ")}: those times are skewed`);
+  return `${lines.join("\n")}\n`;
+}
+
+export function formatTargets(targets: readonly TargetResult[]): string {
+  const rows = targets.map((t) => [t.verdict, `${t.name} (${t.hosts} hosts)`, t.target, t.measured, t.reason ?? ""]);
+  return `\nTargets\n${textTable(["", "target", "wanted", "measured", ""], rows)}`;
+}
+
+export interface BenchResult {
+  version: 1;
+  startedAt: string;
+  durationMs: number;
+  machine: Record<string, string | number | null>;
+  sizes: SizeResult[];
+  memory: MemoryResult | null;
+  targets: TargetResult[];
+}
+
+export function resultJson(result: BenchResult): string {
+  const withRatios = { ...result, sizes: result.sizes.map((s) => ({ ...s, ratios: ratios(s) })) };
+  return `${JSON.stringify(withRatios, null, 2)}\n`;
+}
+
+/** bench/results/2026-11-21T05-33-15Z.json: sortable, no characters a file system dislikes. */
+export function resultFileName(date: Date): string {
+  return `${date.toISOString().replace(/\.\d{3}Z$/, "Z").replace(/:/g, "-")}.json`;
+}

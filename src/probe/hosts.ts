@@ -1,0 +1,46 @@
+import { resolve as resolvePath } from "node:path";
+import { sortProblems, type ConfigProblem } from "../config/errors.js";
+import { closest } from "../config/suggest.js";
+import { loadInventory } from "../inventory/load.js";
+import type { Play } from "../playbook.js";
+import { resolveTargets, type ResolvedHost } from "../resolve.js";
+
+export interface ProbeHosts {
+  client: ResolvedHost | null;
+  server: ResolvedHost | null;
+  problems: ConfigProblem[];
+}
+
+/**
+ * The probe's two hosts with their connection settings, straight from the inventory (no playbook:
+ * the probe applies no role). Host names must match exactly.
+ */
+export function loadProbeHosts(inventoryFile: string, clientName: string, serverName: string): ProbeHosts {
+  const problems: ConfigProblem[] = [];
+  const file = resolvePath(inventoryFile);
+  const inventory = loadInventory(file, problems);
+  if (!inventory) return { client: null, server: null, problems: sortProblems(problems) };
+  const everyHost: Play = {
+    name: "probe", hosts: "all", become: undefined, rollout: undefined, roles: [], index: 0,
+    source: { file, data: null, locate: () => ({ line: 1, col: 1 }) },
+  };
+  const hosts = resolveTargets(inventory, [everyHost], undefined, problems);
+  const names = hosts.map((h) => h.name);
+  const pick = (name: string, flag: string): ResolvedHost | null => {
+    const host = hosts.find((h) => h.name === name);
+    if (host) return host;
+    const guess = closest(name, names);
+    problems.push({
+      file, line: 1, col: 1, keyPath: "", severity: "error",
+      problem: `${flag} ${JSON.stringify(name)} is not a host of this inventory`,
+      fix: guess ? `did you mean "${guess}"?` : `use one of: ${names.slice(0, 10).join(", ")}${names.length > 10 ? ", …" : ""}`,
+    });
+    return null;
+  };
+  const client = pick(clientName, "--client");
+  const server = pick(serverName, "--server");
+  if (client && server && client.name === server.name) {
+    problems.push({ file, line: 1, col: 1, keyPath: "", severity: "error", problem: "--client and --server are the same host", fix: "probe between two hosts: the wall is per destination ip:port, seen from the client" });
+  }
+  return { client, server, problems: sortProblems(problems) };
+}

@@ -1,0 +1,180 @@
+import { shQuote } from "../transport/shell.js";
+import { HELPER_SOURCE } from "./helper.py.js";
+import { ProbeError } from "./facts.js";
+
+/** What one helper run is told; the same JSON goes to the helper's argv. */
+export interface ClientConfig {
+  dst: string;
+  port: number;
+  processes: number;
+  targets: number[];
+  /** Source IPs to bind; empty = the kernel picks (one source). */
+  sources: string[];
+  inFlight: number;
+  connectTimeoutSeconds: number;
+  waitListenerSeconds: number;
+  rampSeconds: number;
+  holdSeconds: number;
+  hardSeconds: number;
+}
+
+export interface ServerConfig {
+  dst: string;
+  port: number;
+  processes: number;
+  backlog: number;
+  idleSeconds: number;
+  hardSeconds: number;
+}
+
+export interface ClientWorkerReport {
+  held: number;
+  target: number;
+  stop: string;
+  errors: Record<string, number>;
+  nofile: number[];
+  perSource: Array<{ source: string | null; held: number; stop: string | null }>;
+  rampSeconds: number;
+}
+
+export interface ClientResult {
+  /** null for a worker that died without reporting. */
+  workers: Array<ClientWorkerReport | null>;
+  rampSeconds: number;
+  establishedAtHoldStart: number | null;
+  establishedAtHoldEnd: number | null;
+  holdSeconds: number;
+  killedWorkers: number;
+}
+
+export interface ServerWorkerReport {
+  accepted: number;
+  peak: number;
+  errors: Record<string, number>;
+  nofile: number[];
+}
+
+export interface ServerResult {
+  workers: Array<ServerWorkerReport | null>;
+  /** Deltas of the server's TcpExt listen-queue counters over the probe. */
+  netstat: Record<string, number>;
+  killedWorkers: number;
+}
+
+export interface CleanupResult {
+  /** Helper processes (matching the marker) still there when cleanup started; they were killed. */
+  found: number;
+  /** Still there after the kill: must be 0. */
+  left: number;
+  /** Sockets of any state to/on the probe's port; null without `ss`. */
+  sockets: number | null;
+}
+
+const HEREDOC_END = "PROVISION_PROBE_HELPER_END";
+/** The kill after the hard deadline, for a helper that ignores SIGTERM. */
+const KILL_GRACE_SECONDS = 5;
+
+/**
+ * Runs the helper from stdin (a here-document), under `timeout` where it exists; the helper's
+ * own alarm is the second line of defence. The marker in argv is what cleanup looks for.
+ */
+export function helperScript(marker: string, mode: "client" | "server", config: ClientConfig | ServerConfig): string {
+  if (HELPER_SOURCE.split("\n").includes(HEREDOC_END)) throw new Error("the helper source contains its here-document terminator");
+  const argv = ["python3", "-", marker, mode, JSON.stringify(config)].map(shQuote).join(" ");
+  return [
+    "set -u",
+    "command -v python3 >/dev/null 2>&1 || { echo 'python3 is not installed' >&2; exit 127; }",
+    `set -- ${argv}`,
+    `if command -v timeout >/dev/null 2>&1; then set -- timeout -k ${KILL_GRACE_SECONDS} ${config.hardSeconds + 10} "$@"; fi`,
+    `exec "$@" <<'${HEREDOC_END}'`,
+    HELPER_SOURCE.trimEnd(),
+    HEREDOC_END,
+  ].join("\n");
+}
+
+/**
+ * Kills any helper process still carrying the marker (pgrep/pkill, or a /proc scan without
+ * procps), then counts what is left and the sockets still on the probe's port.
+ */
+export function cleanupScript(marker: string, socketFilter: string | null): string {
+  return [
+    "set -u",
+    `m=${shQuote(marker)}`,
+    "pids() {",
+    "  if command -v pgrep >/dev/null 2>&1; then pgrep -f -- \"$m\"; return 0; fi",
+    "  for f in /proc/[0-9]*/cmdline; do",
+    "    case \"$(tr '\\0' ' ' < \"$f\" 2>/dev/null)\" in *\"$m\"*) p=${f#/proc/}; echo \"${p%/cmdline}\";; esac",
+    "  done",
+    "}",
+    "found=$(pids | wc -l)",
+    "if [ \"$found\" -gt 0 ]; then kill -KILL $(pids) 2>/dev/null; sleep 1; fi",
+    "left=$(pids | wc -l)",
+    socketFilter !== null
+      ? `if command -v ss >/dev/null 2>&1; then sockets=$(ss -Htan ${shQuote(socketFilter)} | wc -l); else sockets=; fi`
+      : "sockets=",
+    "printf 'PROBE-CLEANUP %s %s %s %s\\n' \"$m\" \"$found\" \"$left\" \"$sockets\"",
+  ].join("\n");
+}
+
+export function clientSocketFilter(dst: string, port: number): string {
+  return `( dst ${dst.includes(":") ? `[${dst}]` : dst} and dport = :${port} )`;
+}
+
+export function serverSocketFilter(port: number): string {
+  return `( sport = :${port} )`;
+}
+
+export function parseCleanup(stdout: string, marker: string, host: string): CleanupResult {
+  const line = stdout.split("\n").find((l) => l.startsWith(`PROBE-CLEANUP ${marker} `));
+  const m = line ? /^PROBE-CLEANUP \S+ (\d+) (\d+) ?(\d*)$/.exec(line.trim()) : null;
+  if (!m) throw new ProbeError(`${host}: the cleanup check printed no result: ${stdout.trim() || "(nothing)"}`);
+  return { found: Number(m[1]), left: Number(m[2]), sockets: m[3] === "" ? null : Number(m[3]) };
+}
+
+/** The JSON after `PROBE-RESULT <marker>`; anything else on stdout is ignored. */
+function resultJson(stdout: string, stderr: string, marker: string, host: string): unknown {
+  const prefix = `PROBE-RESULT ${marker} `;
+  const line = stdout.split("\n").find((l) => l.startsWith(prefix));
+  if (!line) {
+    const why = stderr.trim().split("\n").slice(-6).join("\n") || stdout.trim().slice(-400) || "(no output)";
+    throw new ProbeError(`${host}: the probe helper ended without a result:\n${why}`);
+  }
+  try {
+    return JSON.parse(line.slice(prefix.length));
+  } catch {
+    throw new ProbeError(`${host}: the probe helper printed a malformed result`);
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const isCount = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0;
+const isCountOrNull = (v: unknown) => v === null || isCount(v);
+const isCounts = (v: unknown) => isObject(v) && Object.values(v).every((n) => typeof n === "number");
+const isNofile = (v: unknown) => Array.isArray(v) && v.every((n) => typeof n === "number");
+
+function isClientWorker(v: unknown): v is ClientWorkerReport {
+  return isObject(v) && isCount(v.held) && isCount(v.target) && typeof v.stop === "string" && isCounts(v.errors) && isNofile(v.nofile) &&
+    typeof v.rampSeconds === "number" && Array.isArray(v.perSource) &&
+    v.perSource.every((p) => isObject(p) && (p.source === null || typeof p.source === "string") && isCount(p.held) && (p.stop === null || typeof p.stop === "string"));
+}
+
+function isServerWorker(v: unknown): v is ServerWorkerReport {
+  return isObject(v) && isCount(v.accepted) && isCount(v.peak) && isCounts(v.errors) && isNofile(v.nofile);
+}
+
+export function parseClientResult(stdout: string, stderr: string, marker: string, host: string): ClientResult {
+  const r = resultJson(stdout, stderr, marker, host);
+  const ok = isObject(r) && Array.isArray(r.workers) && r.workers.every((w) => w === null || isClientWorker(w)) &&
+    typeof r.rampSeconds === "number" && isCountOrNull(r.establishedAtHoldStart) && isCountOrNull(r.establishedAtHoldEnd) &&
+    typeof r.holdSeconds === "number" && isCount(r.killedWorkers);
+  if (!ok) throw new ProbeError(`${host}: the client helper's result has an unexpected shape`);
+  return r as unknown as ClientResult;
+}
+
+export function parseServerResult(stdout: string, stderr: string, marker: string, host: string): ServerResult {
+  const r = resultJson(stdout, stderr, marker, host);
+  if (isObject(r) && typeof r.error === "string") throw new ProbeError(`${host}: ${r.error}; pick a free port with --port`);
+  const ok = isObject(r) && Array.isArray(r.workers) && r.workers.every((w) => w === null || isServerWorker(w)) && isCounts(r.netstat) && isCount(r.killedWorkers);
+  if (!ok) throw new ProbeError(`${host}: the server helper's result has an unexpected shape`);
+  return r as unknown as ServerResult;
+}

@@ -1,0 +1,137 @@
+import { describe, expect, it } from "vitest";
+import { Session } from "../../src/engine.js";
+import { FD_KERNEL_PROBE } from "../../src/facts/fdLimits.js";
+import { registerProbes } from "../../src/facts/probes.js";
+import { defineRole, type Facts } from "../../src/role.js";
+import type { ResolvedHost } from "../../src/resolve.js";
+import { DEFAULT_POLICY } from "../../src/rollout/policy.js";
+import { rollout } from "../../src/rollout/run.js";
+import { HostError, type ExecResult, type Transport } from "../../src/transport/types.js";
+
+/**
+ * What `npm run bench` measures comes down to round trips per host. These count them with a
+ * scripted host: which connections a run opens and which scripts it sends through each.
+ */
+
+registerProbes(FD_KERNEL_PROBE);
+
+const PATH = "/etc/fake/60-provision-fake.conf";
+const CONTENT = "# managed\nfake = 1\n";
+
+/** Writes one file; a brand-new login must get nr_open 1048576 (read through the fd-limits-kernel probe). */
+const fakeRole = defineRole<Record<string, never>>({
+  name: "fake",
+  summary: "one file, and a check read through a fresh login",
+  schema: { type: "object", additionalProperties: false, properties: {} },
+  touchesLogin: true,
+  facts: () => [{ kind: "file", path: PATH }, { kind: "probe", probe: FD_KERNEL_PROBE.name }],
+  plan: (_p, facts: Facts) => ({
+    changes: facts.files[PATH] === CONTENT ? [] : [{ kind: "file", path: PATH, before: facts.files[PATH] ?? null, after: CONTENT, mode: "0644", owner: "root", group: "root", description: `write ${PATH}` }],
+    checks: [
+      { kind: "file", path: PATH, expected: CONTENT, message: `${PATH} differs` },
+      { kind: "probe", probe: FD_KERNEL_PROBE.name, field: "nr_open", expected: "1048576", compare: "equal", freshLogin: true, label: "fresh login: nr_open", message: "a fresh login sees another nr_open" },
+    ],
+    notes: [],
+  }),
+});
+
+const host: ResolvedHost = {
+  name: "h1",
+  connection: { host: "198.18.0.2", port: 22, user: "root", privateKeyFile: undefined },
+  become: false,
+  roles: [{ role: fakeRole, params: {}, sources: {} }],
+  hints: { listenPorts: [], memTotalMb: null },
+};
+
+/** A host that answers the gather and apply scripts by their records, and logs every round trip. */
+function scriptedHost(opts: { refuseLoginsAfter?: number } = {}) {
+  const files = new Map<string, string>();
+  const log: string[] = [];
+  let logins = 0;
+  const answer = (script: string): string => {
+    const nonce = /rec\(\) \{ printf '@@([0-9a-f]+) /.exec(script)?.[1];
+    if (!nonce) return "";
+    const b64 = (s: string) => Buffer.from(s).toString("base64");
+    const out: string[] = [];
+    if (script.includes("\nfailed=0\n")) {
+      // apply: every step succeeds; a file step carries its content in base64
+      for (const m of script.matchAll(/printf '%s' '?([A-Za-z0-9+/=]+)'? \| base64 -d > "\$tmp"[\s\S]*?mv -f "\$tmp" (\S+)/g)) files.set(m[2]!, Buffer.from(m[1]!, "base64").toString());
+      for (const m of script.matchAll(/rec (c\d+) skipped/g)) out.push(`@@${nonce} ${m[1]} ok`, "");
+      return `${out.join("\n")}\n`;
+    }
+    for (const m of script.matchAll(/if \[ -f (\S+) \] && \[ -r \S+ \]; then rec (f\d+) ok/g)) {
+      const content = files.get(m[1]!);
+      out.push(content === undefined ? `@@${nonce} ${m[2]} absent` : `@@${nonce} ${m[2]} ok`, content === undefined ? "" : b64(content));
+    }
+    for (const m of script.matchAll(/then rec (f\d+) ok; else rec f\d+ fail; fi/g)) out.push(`@@${nonce} ${m[1]} ok`, b64("nr_open=1048576\nfile_max=9223372036854775807\n"));
+    return `${out.join("\n")}\n`;
+  };
+  const connect = async (h: ResolvedHost): Promise<Transport> => {
+    const login = ++logins;
+    if (opts.refuseLoginsAfter !== undefined && login > opts.refuseLoginsAfter) throw new HostError(`connection refused by ${h.connection.host}:22`, "unreachable");
+    log.push(`login ${login}`);
+    return {
+      hostName: h.name,
+      remoteAddress: h.connection.host,
+      async exec(script: string): Promise<ExecResult> {
+        log.push(`login ${login}: ${script === "true" ? "true" : script.includes("\nfailed=0\n") ? "apply" : "gather"}`);
+        return { stdout: answer(script), stderr: "", code: 0, signal: null };
+      },
+      async close() {},
+    };
+  };
+  return { connect, files, log };
+}
+
+async function run(h: ReturnType<typeof scriptedHost>) {
+  const session = new Session(h.connect, 50);
+  try {
+    const planned = await session.plan([host]);
+    return await rollout(session, [host], planned, DEFAULT_POLICY, { pause: async () => true }, { shownIsFresh: true });
+  } finally {
+    await session.close();
+  }
+}
+
+describe("round trips of `provision run` per host", () => {
+  it("first run: one login for gather → apply → read back, one fresh login that both guards against lockout and reads the fresh-login checks", async () => {
+    const h = scriptedHost();
+    const r = await run(h);
+    expect(r.reports[0]).toMatchObject({ status: "changed" });
+    expect(r.reports[0]!.checks!.map((c) => c.ok)).toEqual([true, true]);
+    expect(h.log).toEqual(["login 1", "login 1: gather", "login 1: apply", "login 2", "login 2: gather", "login 1: gather"]);
+  });
+
+  it("no-op run: one login, one gather; its facts are the read-back and that login is the fresh one", async () => {
+    const h = scriptedHost();
+    await run(h);
+    h.log.length = 0;
+    const r = await run(h);
+    expect(r.reports[0]).toMatchObject({ status: "unchanged" });
+    expect(r.reports[0]!.checks!.map((c) => `${c.check.kind} ${c.ok}`)).toEqual(["file true", "probe true"]);
+    expect(h.log).toEqual(["login 3", "login 3: gather"]);
+  });
+
+  it("no-op run still fails a host whose read-back does not match", async () => {
+    const h = scriptedHost();
+    await run(h);
+    h.files.set(PATH, CONTENT);
+    const hostWithStricterCheck: ResolvedHost = {
+      ...host,
+      roles: [{ role: { ...fakeRole, plan: (p, f, c) => ({ ...fakeRole.plan(p, f, c), checks: [{ kind: "file", path: PATH, expected: "other\n", message: `${PATH} is not other` }] }) }, params: {}, sources: {} }],
+    };
+    const session = new Session(h.connect, 50);
+    const planned = await session.plan([hostWithStricterCheck]);
+    const r = await rollout(session, [hostWithStricterCheck], planned, DEFAULT_POLICY, { pause: async () => true }, { shownIsFresh: true });
+    await session.close();
+    expect(r.reports[0]).toMatchObject({ status: "failed", error: { kind: "apply", message: `${PATH} is not other` } });
+  });
+
+  it("a fresh login that fails after the change reverts through the open connection, with no read-back", async () => {
+    const h = scriptedHost({ refuseLoginsAfter: 1 });
+    const r = await run(h);
+    expect(r.reports[0]).toMatchObject({ status: "failed", error: { kind: "lockout" } });
+    expect(r.reports[0]!.error!.message).toMatch(/^a fresh login failed after the change \(connection refused by 198\.18\.0\.2:22\); reverted 2 changes through the open connection$/);
+    expect(h.log).toEqual(["login 1", "login 1: gather", "login 1: apply", "login 1: apply"]);
+  });
+});
