@@ -2,8 +2,18 @@ import { parsePortList, type PortRange } from "../sysctl/portList.js";
 import { shQuote } from "../transport/shell.js";
 import { effectiveHardNofile } from "./spread.js";
 
+/** What both sides' fd limits are, and whether they can run the helper. */
+export interface HostLimits {
+  nofileSoft: string;
+  nofileHard: string;
+  hardNofile: number;
+  nrOpen: number | null;
+  fileMax: number | null;
+  python: boolean;
+}
+
 /** What explains the client's wall: its port range, reserved ports, source IPs and fd limits. */
-export interface ClientFacts {
+export interface ClientFacts extends HostLimits {
   portRange: { from: number; to: number; text: string };
   reservedPorts: string;
   /** Ports of the range that ip_local_reserved_ports keeps away from connect(). */
@@ -13,26 +23,14 @@ export interface ClientFacts {
   preferredSource: string;
   /** Every usable address of the server's family on that interface, the preferred one first. */
   sources: string[];
-  nofileSoft: string;
-  nofileHard: string;
-  hardNofile: number;
-  nrOpen: number | null;
-  fileMax: number | null;
-  python: boolean;
 }
 
 /** What explains a wall on the server's side: its accept and SYN queues and its fd limits. */
-export interface ServerFacts {
+export interface ServerFacts extends HostLimits {
   somaxconn: number | null;
   maxSynBacklog: number | null;
   syncookies: string;
   abortOnOverflow: string;
-  nofileSoft: string;
-  nofileHard: string;
-  hardNofile: number;
-  nrOpen: number | null;
-  fileMax: number | null;
-  python: boolean;
   /** Listening sockets already on the probe's port; null when `ss` is missing. */
   portListeners: number | null;
 }
