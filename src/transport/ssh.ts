@@ -10,6 +10,7 @@ import {
   type HostKeyVerdict, type KnownHostEntry,
 } from "./knownHosts.js";
 import { HostError, type ExecOptions, type ExecResult, type Transport } from "./types.js";
+import { CLOSED_BY_US, connectionLostError, endCauseOf, silenceLimitMs, stoppedAnswering, type Keepalive } from "./connectionLoss.js";
 
 /** The only file that knows node-ssh / ssh2. */
 
@@ -22,7 +23,12 @@ export interface SshOptions {
   /** sudo password, when `become` needs one; only ever written to sudo's stdin after its prompt. */
   becomePassword?: string | undefined;
   keyPassphrase?: string | undefined;
+  /** How a host that stops answering is noticed; DEFAULT_KEEPALIVE unless a test needs it faster. */
+  keepalive?: Keepalive;
 }
+
+/** A frozen host is noticed 15–20 s after it stops answering, whatever the command timeout. */
+export const DEFAULT_KEEPALIVE: Keepalive = { intervalMs: 5000, countMax: 3 };
 
 const ALL_HOST_KEY_ALGORITHMS = [
   "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa",
@@ -53,6 +59,7 @@ export async function connectSsh(hostName: string, conn: ConnectionSettings, opt
 
   const known = hostKeyAlgorithmsFor(entries, conn.host, conn.port);
   const serverHostKey = known ? [...known, ...ALL_HOST_KEY_ALGORITHMS.filter((a) => !known.includes(a))] : ALL_HOST_KEY_ALGORITHMS;
+  const keepalive = opts.keepalive ?? DEFAULT_KEEPALIVE;
   const ssh = new NodeSSH();
   const where = `${conn.user}@${conn.host}:${conn.port}`;
   try {
@@ -62,8 +69,8 @@ export async function connectSsh(hostName: string, conn: ConnectionSettings, opt
       username: conn.user,
       ...authConfig(conn, opts),
       readyTimeout: opts.connectTimeoutMs,
-      keepaliveInterval: 5000,
-      keepaliveCountMax: 3,
+      keepaliveInterval: keepalive.intervalMs,
+      keepaliveCountMax: keepalive.countMax,
       hostVerifier,
       algorithms: { serverHostKey: serverHostKey as never },
     });
@@ -72,11 +79,16 @@ export async function connectSsh(hostName: string, conn: ConnectionSettings, opt
     if (verdict && verdict.status !== "known" && !recorded) throw hostKeyError(conn, verdict, presented!, opts);
     throw connectError(err, where, conn, opts);
   }
-  const socket = (ssh.connection as unknown as { _sock?: { remoteAddress?: string } } | null)?._sock;
-  const transport = new SshTransport(hostName, ssh, opts, where, socket?.remoteAddress ?? conn.host);
+  const socket = (ssh.connection as unknown as { _sock?: NodeJS.EventEmitter & { remoteAddress?: string } } | null)?._sock;
+  const transport = new SshTransport(hostName, ssh, opts, where, socket?.remoteAddress ?? conn.host, keepalive);
+  socket?.on("data", () => transport.heardFromHost());
   // ssh2 emits 'error' after connect too (keepalive timeout, reset); unhandled it would end the
-  // whole run. The host's pending or next exec fails instead.
-  ssh.connection?.on("error", (err: Error) => transport.markBroken(err));
+  // whole run. The host's pending or next exec fails instead. ssh2 emits these before it fails the
+  // pending channel requests, so every exec sees the cause that was noticed first.
+  const client = ssh.connection;
+  client?.on("error", (err: Error) => transport.connectionEnded(endCauseOf(err, keepalive)));
+  client?.on("end", () => transport.connectionEnded(endCauseOf("end", keepalive)));
+  client?.on("close", () => transport.connectionEnded(endCauseOf("close", keepalive)));
   return transport;
 }
 
@@ -204,12 +216,22 @@ class SshTransport implements Transport {
     private readonly opts: SshOptions,
     private readonly where: string,
     readonly remoteAddress: string,
+    private readonly keepalive: Keepalive,
   ) {}
 
-  private broken: Error | undefined;
+  /** When the host last sent anything (output, a keepalive reply): a monotonic clock, in ms. */
+  private lastHeard = performance.now();
 
-  markBroken(err: Error): void {
-    this.broken = err;
+  heardFromHost(): void {
+    this.lastHeard = performance.now();
+  }
+
+  /** Why the connection ended, as first noticed; set once, never overwritten. */
+  private endCause: string | undefined;
+
+  connectionEnded(cause: string): void {
+    if (this.endCause !== undefined) return;
+    this.endCause = cause;
     this.hangUp();
   }
 
@@ -233,6 +255,14 @@ class SshTransport implements Transport {
       ch.end(body);
     }), timeoutMs);
     if (execOpts.sudo) checkSudo(result, this.where);
+    return this.withExitStatus(result);
+  }
+
+  /** A channel the host closed without an exit status, on a connection that is still up. */
+  private withExitStatus(result: ExecResult): ExecResult {
+    if (result.code === null && result.signal === null) {
+      throw new HostError(`the command on ${this.where} ended without an exit status (the host closed its channel)`, "command");
+    }
     return result;
   }
 
@@ -273,14 +303,13 @@ class SshTransport implements Transport {
     }
     if (!sentScript) checkSudo(result, this.where);
     const stderr = result.stderr.split(prompt).join("").replace(`${ready}\n`, "");
-    return { ...result, stderr };
+    return this.withExitStatus({ ...result, stderr });
   }
 
   /** ssh2's exec, decoding output only once complete (a UTF-8 character can straddle two chunks). */
   private rawExec(command: string, onChannel: (ch: ClientChannel) => void): Promise<ExecResult> {
     const client = this.ssh.connection;
-    if (this.broken) return Promise.reject(new HostError(`connection to ${this.where} was lost: ${this.broken.message}`, "unreachable"));
-    if (!client || !this.ssh.isConnected()) return Promise.reject(new HostError(`connection to ${this.where} is closed`, "unreachable"));
+    if (this.endCause !== undefined || !client) return Promise.reject(this.lost());
     return new Promise((resolve, reject) => {
       client.exec(command, (err, ch) => {
         if (err) {
@@ -311,27 +340,39 @@ class SshTransport implements Transport {
     const p = start((ch) => (channel = ch));
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
+        // A host silent for as long as the keepalive tolerates has stopped answering: that is what
+        // the keepalive would report a moment later, so report it now, not as a slow command.
+        if (performance.now() - this.lastHeard >= silenceLimitMs(this.keepalive)) {
+          this.connectionEnded(stoppedAnswering(this.keepalive));
+          reject(this.lost());
+          return;
+        }
         channel?.close();
-        this.hangUp();
+        this.connectionEnded(`${CLOSED_BY_US} after a command ran past the command timeout`);
         reject(new HostError(`command on ${this.where} did not finish within ${timeoutMs / 1000} s; connection closed`, "timeout"));
       }, timeoutMs);
     });
     try {
       const r = await Promise.race([p, timeout]);
-      if (r.code === null && r.signal === null) {
-        throw new HostError(`connection to ${this.where} dropped before the command reported its exit status`, "unreachable");
-      }
+      if (r.code === null && r.signal === null && this.endCause !== undefined) throw this.lost();
       return r;
     } catch (err) {
       if (err instanceof HostError) throw err;
-      throw new HostError(`command on ${this.where} failed: ${(err as Error).message}`, "unreachable");
+      // ssh2 fails a channel request on a connection that went away with its own words ("No
+      // response from server", "Not connected", "Unable to exec"): the connection's end says why.
+      if (this.endCause !== undefined || !this.ssh.isConnected()) throw this.lost();
+      throw new HostError(`command on ${this.where} could not start: ${(err as Error).message}`, "command");
     } finally {
       clearTimeout(timer);
     }
   }
 
+  private lost(): HostError {
+    return connectionLostError(this.where, this.endCause ?? endCauseOf("close", DEFAULT_KEEPALIVE));
+  }
+
   async close(): Promise<void> {
-    this.hangUp();
+    this.connectionEnded(CLOSED_BY_US);
   }
 }
 

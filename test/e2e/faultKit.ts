@@ -3,7 +3,7 @@ import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { dirname, join } from "node:path";
 import type { Fleet, FleetHost } from "../fleet/fleet.js";
-import { SYSTEM_ENV } from "../fleet/shell.js";
+import { isProcessRunning, SYSTEM_ENV } from "../fleet/shell.js";
 import { names, pidsInNetns } from "../fleet/teardown.js";
 
 /**
@@ -46,16 +46,6 @@ export function processesOf(host: FleetHost): HostProcess[] {
   });
 }
 
-/** A killed process whose parent has not reaped it yet (a zombie) counts as gone. */
-function isRunning(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-  } catch {
-    return false;
-  }
-}
-
 async function killAndWait(pids: number[], what: string): Promise<void> {
   for (const pid of pids) {
     try {
@@ -65,8 +55,8 @@ async function killAndWait(pids: number[], what: string): Promise<void> {
     }
   }
   const deadline = Date.now() + 5_000;
-  while (pids.some(isRunning)) {
-    if (Date.now() > deadline) throw new Error(`${what}: pids ${pids.filter(isRunning).join(", ")} still running after 5 s`);
+  while (pids.some(isProcessRunning)) {
+    if (Date.now() > deadline) throw new Error(`${what}: pids ${pids.filter(isProcessRunning).join(", ")} still running after 5 s`);
     await sleep(WAIT_STEP_MS);
   }
 }
@@ -114,7 +104,7 @@ exec /usr/sbin/sshd -D -e
  * handle at the new pid so fleet.exec works again.
  */
 export async function restartSshd(host: FleetHost): Promise<void> {
-  if (isRunning(host.sshdPid) && processesOf(host).some((p) => p.pid === host.sshdPid)) throw new Error(`${host.name}: sshd ${host.sshdPid} still runs`);
+  if (isProcessRunning(host.sshdPid) && processesOf(host).some((p) => p.pid === host.sshdPid)) throw new Error(`${host.name}: sshd ${host.sshdPid} still runs`);
   const hostDir = dirname(host.etcDir);
   const log = openSync(join(hostDir, "sshd.log"), "a");
   let pid: number | undefined;
@@ -133,7 +123,7 @@ export async function restartSshd(host: FleetHost): Promise<void> {
   if (pid === undefined) throw new Error(`could not spawn sshd for ${host.name}`);
   const deadline = Date.now() + 10_000;
   while (!(await acceptsTcp(host.address, 22))) {
-    if (!isRunning(pid)) throw new Error(`sshd of ${host.name} exited at restart; see ${join(hostDir, "sshd.log")}`);
+    if (!isProcessRunning(pid)) throw new Error(`sshd of ${host.name} exited at restart; see ${join(hostDir, "sshd.log")}`);
     if (Date.now() > deadline) throw new Error(`sshd of ${host.name} did not listen within 10 s after restart`);
     await sleep(50);
   }

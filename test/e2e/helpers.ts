@@ -13,13 +13,19 @@ export function workDir(): string {
   return WORK_DIR;
 }
 
+const DEFAULT_CLI_TIMEOUT_MS = 50_000;
+
 export interface CliResult {
   code: number | null;
   stdout: string;
   stderr: string;
 }
 
-/** Runs the real `provision` binary (built dist/) as a user would; bounded by a timeout. */
+/**
+ * Runs the real `provision` binary (built dist/) as a user would; bounded by a timeout (50 s by
+ * default: below the test's own 60 s, so a hang fails with the CLI's output, and the CLI is gone
+ * before the next test starts).
+ */
 export function provision(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number; input?: string; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
@@ -33,8 +39,8 @@ export function provision(args: string[], opts: { env?: Record<string, string>; 
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      reject(new Error(`provision ${args.join(" ")} did not finish within ${opts.timeoutMs ?? 60_000} ms\n${stdout}\n${stderr}`));
-    }, opts.timeoutMs ?? 60_000);
+      reject(new Error(`provision ${args.join(" ")} did not finish within ${opts.timeoutMs ?? DEFAULT_CLI_TIMEOUT_MS} ms\n${stdout}\n${stderr}`));
+    }, opts.timeoutMs ?? DEFAULT_CLI_TIMEOUT_MS);
     child.on("close", (code) => {
       clearTimeout(timer);
       resolvePromise({ code, stdout, stderr });
@@ -43,8 +49,9 @@ export function provision(args: string[], opts: { env?: Record<string, string>; 
   });
 }
 
+/** Inside the run's scratch directory, so a test killed before its afterAll still leaves nothing behind. */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `provision-test-${prefix}-`));
+  return mkdtempSync(join(process.env.PROVISION_TEST_RUN_DIR ?? tmpdir(), `provision-test-${prefix}-`));
 }
 
 export function writeFile(dir: string, name: string, content: string): string {

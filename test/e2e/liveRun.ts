@@ -27,12 +27,14 @@ export class LiveRun {
   private readonly watchers = new Set<() => void>();
   private closed = false;
 
+  private readonly child: ReturnType<typeof spawn>;
+
   constructor(args: string[], timeoutMs: number) {
-    const child = spawn(process.execPath, [BIN, ...args], {
+    const child = (this.child = spawn(process.execPath, [BIN, ...args], {
       cwd: workDir(),
       env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root", NO_COLOR: "1" },
       stdio: ["pipe", "pipe", "pipe"],
-    });
+    }));
     let stdout = "";
     let stderr = "";
     const partial = { stdout: "", stderr: "" };
@@ -55,12 +57,21 @@ export class LiveRun {
       }, timeoutMs);
       child.on("close", (code) => {
         clearTimeout(timer);
+        // A last line without a newline is still a line.
+        for (const stream of ["stdout", "stderr"] as const) if (partial[stream] !== "") this.lines.push({ at: this.elapsed(), stream, text: partial[stream] });
         this.closed = true;
         for (const w of this.watchers) w();
         resolve({ code, stdout, stderr, elapsedMs: this.elapsed(), lines: this.lines });
       });
     });
     this.done.catch(() => undefined);
+  }
+
+  /** Ends a run a failed test leaves behind, so it can't keep changing the fleet under the next test. */
+  async kill(): Promise<void> {
+    if (this.closed) return;
+    this.child.kill("SIGKILL");
+    await this.done.catch(() => undefined);
   }
 
   elapsed(): number {

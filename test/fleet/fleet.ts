@@ -101,9 +101,13 @@ export async function startFleet(opts: StartFleetOptions): Promise<Fleet> {
   }
 }
 
-/** Tears down fleets whose creator is gone; a CLI-kept fleet counts as alive while any of its processes runs. */
+/** Fleets whose creator is gone (what a run failed to remove); a CLI-kept fleet counts as alive while any of its processes runs. */
+export function staleFleetPrefixes(): string[] {
+  return discoverFleetPrefixes().filter(isStale);
+}
+
 export async function cleanupStaleFleets(): Promise<string[]> {
-  const stale = discoverFleetPrefixes().filter(isStale);
+  const stale = staleFleetPrefixes();
   for (const prefix of stale) teardownFleetSync(prefix);
   return stale;
 }
@@ -259,10 +263,24 @@ async function waitForSshd(spec: HostSpec, pid: number, logFile: string): Promis
   while (Date.now() < deadline) {
     if (!isProcessRunning(pid)) throw sshdFailure(spec, 'sshd exited during startup', logFile);
     // Probing before sshd listens costs a full SYN retransmit (1 s) when the address is not up yet, so ask the log first.
-    if (logSaysListening(logFile) && (await acceptsTcp(spec.address, 22, 1_000))) return assertIsSshd(spec, pid, logFile);
+    const probePort = logSaysListening(logFile) ? await acceptsTcp(spec.address, 22, 1_000) : undefined;
+    if (probePort !== undefined) {
+      // sshd logs the probe's connection from a child process a few ms after we close it; a test
+      // that compares the log before and after its own step must not see those lines arrive late.
+      await waitForProbeLogged(spec, probePort, logFile, deadline);
+      return assertIsSshd(spec, pid, logFile);
+    }
     await sleep(25);
   }
   throw sshdFailure(spec, `sshd did not accept connections within ${SSHD_READY_TIMEOUT_MS} ms`, logFile);
+}
+
+async function waitForProbeLogged(spec: HostSpec, port: number, logFile: string, deadline: number): Promise<void> {
+  const closed = new RegExp(`Connection (closed|reset) by \\S+ port ${port}\\b`);
+  while (!closed.test(readFileSync(logFile, 'utf8'))) {
+    if (Date.now() > deadline) throw sshdFailure(spec, `sshd never logged the end of the readiness probe from port ${port}`, logFile);
+    await sleep(5);
+  }
 }
 
 function logSaysListening(logFile: string): boolean {
@@ -279,16 +297,17 @@ function sshdFailure(spec: HostSpec, reason: string, logFile: string): Error {
   return new Error(`fleet host ${spec.name} (${spec.address}, netns ${spec.netns}): ${reason}\n--- sshd log ---\n${log}`);
 }
 
-function acceptsTcp(host: string, port: number, timeoutMs: number): Promise<boolean> {
+/** Connects and closes at once; the local port of an accepted connection, or undefined. */
+function acceptsTcp(host: string, port: number, timeoutMs: number): Promise<number | undefined> {
   return new Promise((resolvePromise) => {
     const socket = connect({ host, port });
-    const finish = (accepted: boolean) => {
+    const finish = (localPort: number | undefined) => {
       socket.destroy();
-      resolvePromise(accepted);
+      resolvePromise(localPort);
     };
-    socket.setTimeout(timeoutMs, () => finish(false));
-    socket.once('connect', () => finish(true));
-    socket.once('error', () => finish(false));
+    socket.setTimeout(timeoutMs, () => finish(undefined));
+    socket.once('connect', () => finish(socket.localPort));
+    socket.once('error', () => finish(undefined));
   });
 }
 

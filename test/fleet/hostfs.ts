@@ -52,6 +52,9 @@ function sshdConfig(address: string): string {
     'PasswordAuthentication no',
     'KbdInteractiveAuthentication no',
     'UsePAM yes',
+    // VERBOSE also logs each public key offered (accepted, postponed or failed): tests read the
+    // log to prove that no authentication was attempted.
+    'LogLevel VERBOSE',
     // Fleet runs open many connections at once; the defaults (10:30:100, 10) would refuse some of them.
     'MaxStartups 200:30:400',
     'MaxSessions 50',

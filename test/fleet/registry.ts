@@ -70,6 +70,11 @@ export function releaseSubnetsOf(prefix: string): void {
   }
 }
 
+/** The /24 bases ("198.18.3") this fleet has claimed. */
+export function subnetBasesOf(prefix: string): string[] {
+  return [...subnetClaims()].filter(([, owner]) => owner === prefix).map(([file]) => file.slice(file.lastIndexOf(SUBNET_FILE_PREFIX) + SUBNET_FILE_PREFIX.length));
+}
+
 export function prefixesOwningSubnets(): string[] {
   return [...subnetClaims().values()];
 }

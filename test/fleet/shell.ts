@@ -102,3 +102,13 @@ export function isProcessRunning(pid: number): boolean {
     return false;
   }
 }
+
+/** Polls /proc (not a child handle, which changes only once SIGCHLD is handled) until pid is gone; false if it still runs at the deadline. */
+export async function waitUntilGone(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (isProcessRunning(pid)) {
+    if (Date.now() > deadline) return false;
+    await sleep(10);
+  }
+  return true;
+}

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
-import { readFleetRecord, releaseSubnetsOf, removeFleetRecord } from './registry.js';
+import { readFleetRecord, releaseSubnetsOf, removeFleetRecord, subnetBasesOf } from './registry.js';
 import { isProcessRunning, SYSTEM_ENV, sleepSync } from './shell.js';
 
 // Synchronous on purpose: the same teardown must also run inside a process 'exit' handler.
@@ -44,11 +44,41 @@ export function teardownFleetSync(prefix: string, dir = fleetDirOf(prefix)): str
   const netnsNames = fleetNetnsNames(prefix);
   const survivors = killAndAwait(pidsInNetns(netnsNames));
   deleteNetworkObjects(prefix, netnsNames);
+  const subnets = subnetBasesOf(prefix);
+  deleteRoutesInto(subnets);
   unmountAllUnder(dir);
   rmSync(dir, { recursive: true, force: true });
   releaseSubnetsOf(prefix);
   removeFleetRecord(prefix);
-  return leftoversOf(prefix, dir, survivors);
+  return [...leftoversOf(prefix, dir, survivors), ...routesInto(subnets).map((route) => `route ${route}`)];
+}
+
+/**
+ * Routes a test added in the root namespace towards fleet addresses (a blackhole to fake a dead
+ * host): a test killed before its cleanup leaves them, and the next fleet on this /24 would be
+ * unreachable.
+ */
+function routesInto(subnetBases: string[]): string[] {
+  if (subnetBases.length === 0) return [];
+  let routes: { dst?: string; type?: string }[];
+  try {
+    routes = JSON.parse(execFileSync('ip', ['-j', 'route', 'show', 'table', 'main'], { env: SYSTEM_ENV, encoding: 'utf8' })) as typeof routes;
+  } catch {
+    return [];
+  }
+  return routes
+    .filter((r) => r.type === 'blackhole' && typeof r.dst === 'string' && subnetBases.some((base) => r.dst!.startsWith(`${base}.`)))
+    .map((r) => `blackhole ${r.dst}`);
+}
+
+function deleteRoutesInto(subnetBases: string[]): void {
+  for (const route of routesInto(subnetBases)) {
+    try {
+      execFileSync('ip', ['route', 'del', ...route.split(' ')], { env: SYSTEM_ENV, stdio: 'ignore' });
+    } catch {
+      // Reported as a leftover.
+    }
+  }
 }
 
 export function fleetDirOf(prefix: string): string {

@@ -50,14 +50,22 @@ describe("mapLimit", () => {
   });
 
   it("starts a new item as soon as one finishes", async () => {
+    // Item 0 is held until items 1, 2 and 3 have all finished: they can only get through if each
+    // one starts as soon as the one before it frees the second slot. No timer decides the order,
+    // so a starved event loop can't reorder it; a pool that waited for whole batches would hang
+    // here, and the bound turns that into a failure.
     const started: number[] = [];
     const finished: number[] = [];
-    await mapLimit([300, 5, 5, 5], 2, async (ms, i) => {
-      started.push(i);
-      await sleep(ms);
-      finished.push(i);
+    let othersDone!: () => void;
+    const allOthersDone = new Promise<void>((resolve) => (othersDone = resolve));
+    const hung = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`items 1-3 never all ran beside item 0; finished: ${finished.join(",")}`)), 10_000).unref());
+    await mapLimit([0, 1, 2, 3], 2, async (item) => {
+      started.push(item);
+      if (item === 0) await Promise.race([allOthersDone, hung]);
+      else await Promise.resolve();
+      finished.push(item);
+      if (finished.length === 3 && !finished.includes(0)) othersDone();
     });
-    // item 0 is slow: items 1, 2 and 3 run one after another beside it
     expect(finished).toEqual([1, 2, 3, 0]);
     expect(started).toEqual([0, 1, 2, 3]);
   });

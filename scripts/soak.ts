@@ -1,0 +1,164 @@
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { staleFleetPrefixes } from "../test/fleet/fleet.js";
+import { join, relative, resolve } from "node:path";
+import {
+  countsOf, isGreen, parseSoakOptions, runLines, SoakOptionError, summaryLine, type RunResult, type SoakOptions, type VitestJson,
+} from "./soakCore.js";
+
+/**
+ * `npm run test:soak -- --runs K [--busy-cores N]`: the whole suite K times in a row, one line per
+ * run (result, counts, duration, each failure, anything the run left on the machine), optionally
+ * beside N busy loops that keep the cores loaded for the whole soak. Exit 0 only when every run
+ * is green. Logs and vitest's JSON per run go to .provision/soak/<time>/.
+ */
+const ROOT = resolve(import.meta.dirname, "..", "..");
+const VITEST = join(ROOT, "node_modules", "vitest", "vitest.mjs");
+/** A run that takes longer than this is stuck (CI's whole budget is 15 minutes). */
+const RUN_TIMEOUT_MS = 30 * 60_000;
+
+function say(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+/**
+ * What a run left behind: fleets whose creating process is gone (network namespaces, interfaces,
+ * mounts, sshd processes, directories), and files in the run's own TMPDIR. Fleets of other runs
+ * on the machine still have a live owner, so they never count.
+ */
+function leftBehind(staleBefore: string[], tmp: string): string[] {
+  const fleets = staleFleetPrefixes().filter((p) => !staleBefore.includes(p)).map((p) => `fleet ${p} (its owner is gone; remove it: node dist/test/fleet/cli.js cleanup)`);
+  const scratch = existsSync(tmp) ? readdirSync(tmp).map((n) => `${join(tmp, n)} (a scratch file or directory)`) : [];
+  return [...fleets, ...scratch];
+}
+
+/** One busy loop per core to load: plain CPU work in a separate process, as a noisy neighbour would be. */
+function startBusyLoops(n: number): ChildProcess[] {
+  return Array.from({ length: n }, () => {
+    const child = spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" });
+    child.on("error", () => undefined);
+    return child;
+  });
+}
+
+/** CPU seconds a process has used so far (user + system). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / clockTicks();
+  } catch {
+    return 0;
+  }
+}
+
+let ticks: number | undefined;
+function clockTicks(): number {
+  ticks ??= Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  return ticks;
+}
+
+/**
+ * The process group of the run in progress: ended with the soak, also on Ctrl-C. SIGTERM first:
+ * the fleets' signal handlers remove their namespaces and processes.
+ */
+let currentRun: number | undefined;
+const TERM_GRACE_MS = 30_000;
+function signalRun(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+function runSuite(index: number, opts: SoakOptions, dir: string): Promise<RunResult> {
+  const log = join(dir, `run-${index}.log`);
+  const reportFile = join(dir, `run-${index}.json`);
+  const staleBefore = staleFleetPrefixes();
+  // Its own TMPDIR: whatever the tests leave in it is theirs, whatever else runs on the machine.
+  const tmp = mkdtempSync(join(tmpdir(), `provision-soak-run-${index}-`));
+  const out = openSync(log, "w");
+  const started = Date.now();
+  return new Promise((done) => {
+    // Its own process group, so a stuck run is killed with everything it started.
+    const child = spawn(process.execPath, [VITEST, "run", "--reporter=default", "--reporter=json", `--outputFile=${reportFile}`, ...opts.vitestArgs], {
+      cwd: ROOT, stdio: ["ignore", out, out], detached: true, env: { ...process.env, CI: "1", TMPDIR: tmp },
+    });
+    closeSync(out);
+    currentRun = child.pid;
+    let timedOut = false;
+    let killer: NodeJS.Timeout | undefined;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      signalRun(child.pid, "SIGTERM");
+      killer = setTimeout(() => signalRun(child.pid, "SIGKILL"), TERM_GRACE_MS);
+    }, RUN_TIMEOUT_MS);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      clearTimeout(killer);
+      currentRun = undefined;
+      let counts = null;
+      try {
+        counts = countsOf(JSON.parse(readFileSync(reportFile, "utf8")) as VitestJson, ROOT);
+      } catch {
+        // no report: the runner crashed or was killed
+      }
+      const result = {
+        index, counts, exitCode: code, durationMs: Date.now() - started, timedOut,
+        leftovers: leftBehind(staleBefore, tmp), load1: loadavg()[0] ?? 0, log: relative(ROOT, log),
+      };
+      rmSync(tmp, { recursive: true, force: true });
+      done(result);
+    });
+  });
+}
+
+async function main(): Promise<number> {
+  let opts: SoakOptions;
+  try {
+    opts = parseSoakOptions(process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof SoakOptionError) {
+      process.stderr.write(`${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  if (!existsSync(VITEST)) {
+    process.stderr.write("soak: vitest is not installed; run `bash scripts/setup.sh` (npm run test:soak does) first.\n");
+    return 1;
+  }
+  const dir = join(ROOT, ".provision", "soak", new Date().toISOString().replace(/[:.]/g, "-"));
+  mkdirSync(dir, { recursive: true });
+  const what = opts.vitestArgs.length > 0 ? `vitest ${opts.vitestArgs.join(" ")}` : "the whole suite";
+  say(`soak: ${opts.runs} run${opts.runs === 1 ? "" : "s"} of ${what}${opts.busyCores > 0 ? `, ${opts.busyCores} busy loop${opts.busyCores === 1 ? "" : "s"} beside it` : ""}; logs in ${relative(ROOT, dir)}`);
+
+  const busy = startBusyLoops(opts.busyCores);
+  const stopBusy = () => busy.forEach((b) => b.kill("SIGKILL"));
+  process.on("exit", () => {
+    stopBusy();
+    signalRun(currentRun, "SIGTERM");
+  });
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => process.exit(130));
+  const busyStarted = Date.now();
+
+  const results: RunResult[] = [];
+  for (let i = 1; i <= opts.runs; i++) {
+    const r = await runSuite(i, opts, dir);
+    results.push(r);
+    for (const line of runLines(r, opts.runs)) say(line);
+    if (opts.bail && !isGreen(r)) break;
+  }
+  const busyCpu = busy.length > 0 ? (busy.reduce((sum, b) => sum + cpuSeconds(b.pid), 0) / ((Date.now() - busyStarted) / 1000)) * 100 : null;
+  stopBusy();
+  const summary = summaryLine(results, opts.busyCores, busyCpu);
+  say(summary);
+  writeFileSync(join(dir, "summary.json"), `${JSON.stringify({ options: opts, busyCpuPercent: busyCpu, results, summary }, null, 2)}\n`);
+  return results.every(isGreen) && results.length === opts.runs ? 0 : 1;
+}
+
+process.exitCode = await main();
