@@ -1,7 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { loadavg, tmpdir } from "node:os";
-import { staleFleetPrefixes } from "../test/fleet/fleet.js";
+import { constants as osConstants, loadavg, tmpdir } from "node:os";
+import { ownerGroupOf, staleFleetPrefixes } from "../test/fleet/fleet.js";
 import { join, relative, resolve } from "node:path";
 import {
   countsOf, isGreen, parseSoakOptions, runLines, SoakOptionError, summaryLine, type RunResult, type SoakOptions, type VitestJson,
@@ -23,14 +23,41 @@ function say(text: string): void {
 }
 
 /**
- * What a run left behind: fleets whose creating process is gone (network namespaces, interfaces,
- * mounts, sshd processes, directories), and files in the run's own TMPDIR. Fleets of other runs
- * on the machine still have a live owner, so they never count.
+ * What a run left behind: fleets created in its process group whose creator is gone (network
+ * namespaces, interfaces, mounts, sshd processes, directories, routes), and files in the run's own
+ * TMPDIR. Whatever other runs on the machine do never counts against this one.
  */
-function leftBehind(staleBefore: string[], tmp: string): string[] {
-  const fleets = staleFleetPrefixes().filter((p) => !staleBefore.includes(p)).map((p) => `fleet ${p} (its owner is gone; remove it: node dist/test/fleet/cli.js cleanup)`);
+function leftBehind(tmp: string, group: number | undefined): string[] {
+  const fleets = staleFleetPrefixes()
+    .filter((p) => group !== undefined && ownerGroupOf(p) === group)
+    .map((p) => `fleet ${p} (its owner is gone; remove it: node dist/test/fleet/cli.js cleanup)`);
   const scratch = existsSync(tmp) ? readdirSync(tmp).map((n) => `${join(tmp, n)} (a scratch file or directory)`) : [];
   return [...fleets, ...scratch];
+}
+
+function membersOf(group: number): Array<{ pid: number; comm: string }> {
+  return readdirSync("/proc").filter((n) => /^\d+$/.test(n)).flatMap((pid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return Number(pgrp) === group && state !== "Z" ? [{ pid: Number(pid), comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) }] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/**
+ * Processes of the run's process group still alive after vitest ended: given time to finish
+ * (a worker removing its fleet after SIGTERM), then reported as left behind (a CLI a timed-out
+ * test never killed, say) and killed, so they can't disturb the next run.
+ */
+async function strays(group: number | undefined): Promise<string[]> {
+  if (group === undefined) return [];
+  for (const deadline = Date.now() + STRAY_GRACE_MS; membersOf(group).length > 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
+  const found = membersOf(group);
+  signalRun(group, "SIGKILL");
+  return found.map((p) => `process ${p.pid} (${p.comm}) still running ${STRAY_GRACE_MS / 1000} s after vitest ended; killed`);
 }
 
 /** One busy loop per core to load: plain CPU work in a separate process, as a noisy neighbour would be. */
@@ -66,6 +93,7 @@ function clockTicks(): number {
  */
 let currentRun: number | undefined;
 const TERM_GRACE_MS = 30_000;
+const STRAY_GRACE_MS = 10_000;
 function signalRun(pid: number | undefined, signal: NodeJS.Signals): void {
   if (pid === undefined) return;
   try {
@@ -78,7 +106,6 @@ function signalRun(pid: number | undefined, signal: NodeJS.Signals): void {
 function runSuite(index: number, opts: SoakOptions, dir: string): Promise<RunResult> {
   const log = join(dir, `run-${index}.log`);
   const reportFile = join(dir, `run-${index}.json`);
-  const staleBefore = staleFleetPrefixes();
   // Its own TMPDIR: whatever the tests leave in it is theirs, whatever else runs on the machine.
   const tmp = mkdtempSync(join(tmpdir(), `provision-soak-run-${index}-`));
   const out = openSync(log, "w");
@@ -97,9 +124,10 @@ function runSuite(index: number, opts: SoakOptions, dir: string): Promise<RunRes
       signalRun(child.pid, "SIGTERM");
       killer = setTimeout(() => signalRun(child.pid, "SIGKILL"), TERM_GRACE_MS);
     }, RUN_TIMEOUT_MS);
-    child.on("close", (code) => {
+    child.on("close", async (code) => {
       clearTimeout(timer);
       clearTimeout(killer);
+      const stray = await strays(child.pid);
       currentRun = undefined;
       let counts = null;
       try {
@@ -109,7 +137,7 @@ function runSuite(index: number, opts: SoakOptions, dir: string): Promise<RunRes
       }
       const result = {
         index, counts, exitCode: code, durationMs: Date.now() - started, timedOut,
-        leftovers: leftBehind(staleBefore, tmp), load1: loadavg()[0] ?? 0, log: relative(ROOT, log),
+        leftovers: [...stray, ...leftBehind(tmp, child.pid)], load1: loadavg()[0] ?? 0, log: relative(ROOT, log),
       };
       rmSync(tmp, { recursive: true, force: true });
       done(result);
@@ -143,11 +171,23 @@ async function main(): Promise<number> {
     stopBusy();
     signalRun(currentRun, "SIGTERM");
   });
-  for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => process.exit(130));
+  // Ctrl-C: the run in progress gets SIGTERM (its fleets remove themselves), is awaited, and its
+  // TMPDIR removed, like any other run; a second Ctrl-C leaves at once.
+  let interrupted: NodeJS.Signals | undefined;
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => {
+      if (interrupted) process.exit(128 + osConstants.signals[signal]);
+      interrupted = signal;
+      say(`soak: ${signal}: stopping the run in progress (again to leave at once)`);
+      const run = currentRun;
+      signalRun(run, "SIGTERM");
+      setTimeout(() => signalRun(run, "SIGKILL"), TERM_GRACE_MS).unref();
+    });
+  }
   const busyStarted = Date.now();
 
   const results: RunResult[] = [];
-  for (let i = 1; i <= opts.runs; i++) {
+  for (let i = 1; i <= opts.runs && !interrupted; i++) {
     const r = await runSuite(i, opts, dir);
     results.push(r);
     for (const line of runLines(r, opts.runs)) say(line);
@@ -158,6 +198,7 @@ async function main(): Promise<number> {
   const summary = summaryLine(results, opts.busyCores, busyCpu);
   say(summary);
   writeFileSync(join(dir, "summary.json"), `${JSON.stringify({ options: opts, busyCpuPercent: busyCpu, results, summary }, null, 2)}\n`);
+  if (interrupted) return 128 + osConstants.signals[interrupted];
   return results.every(isGreen) && results.length === opts.runs ? 0 : 1;
 }
 

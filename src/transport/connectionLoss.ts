@@ -38,14 +38,18 @@ export function endCauseOf(event: "end" | "close" | ConnectionErrorLike, keepali
 }
 
 /**
- * ssh2 gives up when keepalives sent every interval stay unanswered; a command timeout that fires
- * after the host has been silent that long is the same fault and is told the same way.
+ * ssh2 gives up when keepalives sent every interval stay unanswered; a command timeout that finds
+ * the host silent that long (and one interval more) is the same fault and is told the same way.
  */
 export function stoppedAnswering(keepalive: Keepalive): string {
-  return `the host stopped answering: nothing heard from it for ${silenceLimitMs(keepalive) / 1000} s or more, keepalives included (it froze, or packets to or from it are dropped)`;
+  return `the host stopped answering: no reply to keepalives for ${silenceLimitMs(keepalive) / 1000} s or more (it froze, or packets to or from it are dropped)`;
 }
 
-/** Silence that counts as a host that stopped answering: countMax keepalives, all unanswered. */
+/**
+ * Silence after which a host counts as no longer answering: countMax intervals. By then the last
+ * countMax − 1 keepalives have each waited a whole interval in vain, and ssh2 gives up one
+ * interval later.
+ */
 export function silenceLimitMs(keepalive: Keepalive): number {
   return keepalive.countMax * keepalive.intervalMs;
 }

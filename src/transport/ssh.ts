@@ -1,4 +1,5 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import type { Socket } from "node:net";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -27,8 +28,10 @@ export interface SshOptions {
   keepalive?: Keepalive;
 }
 
-/** A frozen host is noticed 15–20 s after it stops answering, whatever the command timeout. */
+/** A frozen host is noticed 15–20 s after it stops answering (sooner only as a --command-timeout shorter than that). */
 export const DEFAULT_KEEPALIVE: Keepalive = { intervalMs: 5000, countMax: 3 };
+/** On top of one keepalive interval: time for the ping's answer to come back. */
+const SILENCE_GRACE_MS = 1000;
 
 const ALL_HOST_KEY_ALGORITHMS = [
   "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa",
@@ -79,16 +82,15 @@ export async function connectSsh(hostName: string, conn: ConnectionSettings, opt
     if (verdict && verdict.status !== "known" && !recorded) throw hostKeyError(conn, verdict, presented!, opts);
     throw connectError(err, where, conn, opts);
   }
-  const socket = (ssh.connection as unknown as { _sock?: NodeJS.EventEmitter & { remoteAddress?: string } } | null)?._sock;
-  const transport = new SshTransport(hostName, ssh, opts, where, socket?.remoteAddress ?? conn.host, keepalive);
-  socket?.on("data", () => transport.heardFromHost());
+  const socket = (ssh.connection as unknown as { _sock?: Socket } | null)?._sock;
+  const transport = new SshTransport(hostName, ssh, socket, opts, where, socket?.remoteAddress ?? conn.host, keepalive);
   // ssh2 emits 'error' after connect too (keepalive timeout, reset); unhandled it would end the
   // whole run. The host's pending or next exec fails instead. ssh2 emits these before it fails the
   // pending channel requests, so every exec sees the cause that was noticed first.
   const client = ssh.connection;
-  client?.on("error", (err: Error) => transport.connectionEnded(endCauseOf(err, keepalive)));
-  client?.on("end", () => transport.connectionEnded(endCauseOf("end", keepalive)));
-  client?.on("close", () => transport.connectionEnded(endCauseOf("close", keepalive)));
+  client?.on("error", (err: Error) => transport.endWith(endCauseOf(err, keepalive)));
+  client?.on("end", () => transport.endWith(endCauseOf("end", keepalive)));
+  client?.on("close", () => transport.endWith(endCauseOf("close", keepalive)));
   return transport;
 }
 
@@ -210,39 +212,42 @@ function connectError(err: unknown, where: string, conn: ConnectionSettings, opt
 }
 
 class SshTransport implements Transport {
+  /** When the host last sent anything (output, a keepalive reply), on a monotonic clock, in ms. */
+  private lastHeard = performance.now();
+  /** Why the connection ended, as first noticed; set once, never overwritten. */
+  private endCause: string | undefined;
+
   constructor(
     readonly hostName: string,
     private readonly ssh: NodeSSH,
+    /** ssh2's TCP socket; without it (an ssh2 that hides it) silence can't be told from slowness. */
+    private readonly socket: Socket | undefined,
     private readonly opts: SshOptions,
     private readonly where: string,
     readonly remoteAddress: string,
     private readonly keepalive: Keepalive,
-  ) {}
-
-  /** When the host last sent anything (output, a keepalive reply): a monotonic clock, in ms. */
-  private lastHeard = performance.now();
-
-  heardFromHost(): void {
-    this.lastHeard = performance.now();
+  ) {
+    // ssh2 reads the socket through 'data' events too, so a second listener sees the same bytes
+    // without changing its flow.
+    socket?.on("data", () => (this.lastHeard = performance.now()));
   }
 
-  /** Why the connection ended, as first noticed; set once, never overwritten. */
-  private endCause: string | undefined;
-
-  connectionEnded(cause: string): void {
+  /** Records why the connection ended (the first cause only) and makes sure it is closed. */
+  endWith(cause: string): void {
     if (this.endCause !== undefined) return;
     this.endCause = cause;
     this.hangUp();
   }
 
   /**
-   * dispose() only half-closes the socket; to a host that no longer answers, the FIN is never
-   * acknowledged and the open socket would keep the whole process alive for minutes after the run.
+   * ssh2's end() only half-closes the socket, and after it ssh2's destroy() does nothing (it acts
+   * only on a writable socket). To a host that no longer answers, the FIN is never acknowledged,
+   * or the host never sends its own: the socket would keep the whole process alive for minutes
+   * after the run. So the socket itself is destroyed.
    */
   private hangUp(): void {
-    const client = this.ssh.connection;
     this.ssh.dispose();
-    client?.destroy();
+    this.socket?.destroy();
   }
 
   async exec(script: string, execOpts: ExecOptions = {}): Promise<ExecResult> {
@@ -255,11 +260,11 @@ class SshTransport implements Transport {
       ch.end(body);
     }), timeoutMs);
     if (execOpts.sudo) checkSudo(result, this.where);
-    return this.withExitStatus(result);
+    return this.requireExitStatus(result);
   }
 
   /** A channel the host closed without an exit status, on a connection that is still up. */
-  private withExitStatus(result: ExecResult): ExecResult {
+  private requireExitStatus(result: ExecResult): ExecResult {
     if (result.code === null && result.signal === null) {
       throw new HostError(`the command on ${this.where} ended without an exit status (the host closed its channel)`, "command");
     }
@@ -303,7 +308,7 @@ class SshTransport implements Transport {
     }
     if (!sentScript) checkSudo(result, this.where);
     const stderr = result.stderr.split(prompt).join("").replace(`${ready}\n`, "");
-    return this.withExitStatus({ ...result, stderr });
+    return this.requireExitStatus({ ...result, stderr });
   }
 
   /** ssh2's exec, decoding output only once complete (a UTF-8 character can straddle two chunks). */
@@ -339,17 +344,33 @@ class SshTransport implements Transport {
     let channel: ClientChannel | undefined;
     const p = start((ch) => (channel = ch));
     const timeout = new Promise<never>((_, reject) => {
+      const timedOut = () => {
+        channel?.close();
+        this.endWith(`${CLOSED_BY_US} after a command ran past the command timeout`);
+        reject(new HostError(`command on ${this.where} did not finish within ${timeoutMs / 1000} s; connection closed`, "timeout"));
+      };
       timer = setTimeout(() => {
-        // A host silent for as long as the keepalive tolerates has stopped answering: that is what
-        // the keepalive would report a moment later, so report it now, not as a slow command.
-        if (performance.now() - this.lastHeard >= silenceLimitMs(this.keepalive)) {
-          this.connectionEnded(stoppedAnswering(this.keepalive));
+        if (this.endCause !== undefined) {
           reject(this.lost());
           return;
         }
-        channel?.close();
-        this.connectionEnded(`${CLOSED_BY_US} after a command ran past the command timeout`);
-        reject(new HostError(`command on ${this.where} did not finish within ${timeoutMs / 1000} s; connection closed`, "timeout"));
+        if (!this.seemsSilent()) {
+          timedOut();
+          return;
+        }
+        // Silent for as long as the keepalive tolerates: the host has most likely stopped
+        // answering, which is what the keepalive will say. Wait one more keepalive interval (a ping
+        // goes out meanwhile, also if our own process was stalled) before telling a frozen host
+        // from a slow command: any answer proves the host alive.
+        const heard = this.lastHeard;
+        timer = setTimeout(() => {
+          if (this.endCause !== undefined) reject(this.lost());
+          else if (this.lastHeard !== heard) timedOut();
+          else {
+            this.endWith(stoppedAnswering(this.keepalive));
+            reject(this.lost());
+          }
+        }, this.keepalive.intervalMs + SILENCE_GRACE_MS);
       }, timeoutMs);
     });
     try {
@@ -359,12 +380,18 @@ class SshTransport implements Transport {
     } catch (err) {
       if (err instanceof HostError) throw err;
       // ssh2 fails a channel request on a connection that went away with its own words ("No
-      // response from server", "Not connected", "Unable to exec"): the connection's end says why.
-      if (this.endCause !== undefined || !this.ssh.isConnected()) throw this.lost();
+      // response from server", "Not connected" — also after the host said DISCONNECT, before its
+      // FIN arrives —, "Unable to exec"): the connection's end says why.
+      if (this.endCause !== undefined || !this.ssh.isConnected() || (err as Error).message === "Not connected") throw this.lost();
       throw new HostError(`command on ${this.where} could not start: ${(err as Error).message}`, "command");
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  private seemsSilent(): boolean {
+    const limit = silenceLimitMs(this.keepalive);
+    return this.socket !== undefined && limit > 0 && performance.now() - this.lastHeard >= limit;
   }
 
   private lost(): HostError {
@@ -372,7 +399,7 @@ class SshTransport implements Transport {
   }
 
   async close(): Promise<void> {
-    this.connectionEnded(CLOSED_BY_US);
+    this.endWith(CLOSED_BY_US);
   }
 }
 

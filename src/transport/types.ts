@@ -1,7 +1,7 @@
 export interface ExecResult {
   stdout: string;
   stderr: string;
-  /** null when the connection dropped before the command reported an exit status. */
+  /** null when the command was killed by a signal (`signal` says which); a lost connection is an error, never a result. */
   code: number | null;
   signal: string | null;
 }

@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server as NetServer, type Socket } from "node:net";
 import { join } from "node:path";
@@ -6,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { knownHostsLine } from "../../src/transport/knownHosts.js";
 import { connectSsh, type SshOptions } from "../../src/transport/ssh.js";
 import { HostError, type Transport } from "../../src/transport/types.js";
-import { tempDir } from "./helpers.js";
+import { PROJECT_ROOT, tempDir } from "./helpers.js";
 
 /**
  * A connection that ends under a running command reaches ssh2 by one of several paths, and which
@@ -88,8 +89,13 @@ describe("a lost connection reads the same whichever path notices it", () => {
     });
   };
 
+  /** The server side of the connection the current test made (a path that ends it while idle needs it). */
+  let current: Socket | undefined;
   const paths: Array<[string, Behaviour]> = [
-    ["FIN while idle, noticed by the next command", onExec(2, () => undefined)],
+    ["FIN while idle, noticed by the next command", (client, socket) => {
+      current = socket;
+      answerEveryExec(client, socket);
+    }],
     ["FIN before the channel opens (ssh2: No response from server)", (client, socket) => client.on("session", () => socket.end())],
     ["reset before the channel opens", (client, socket) => client.on("session", () => socket.resetAndDestroy())],
     ["FIN while the script is still arriving (a channel closed without an exit status)", onExec(1, (stream, socket) => stream.once("data", () => socket.end()))],
@@ -101,8 +107,9 @@ describe("a lost connection reads the same whichever path notices it", () => {
     const t = await connect();
     if (name.startsWith("FIN while idle")) {
       expect((await t.exec("echo 1")).code).toBe(0);
-      for (const s of sockets) s.end();
-      await waitFor(() => sockets.size === 0, 5_000);
+      const idle = current!;
+      idle.end();
+      await waitFor(() => idle.destroyed, 5_000);
     }
     const err = await failureOf(t.exec("echo 2"));
     expect(err.kind, err.message).toBe("unreachable");
@@ -126,7 +133,7 @@ describe("a lost connection reads the same whichever path notices it", () => {
     expect((await failureOf(t.exec("true"))).message).toMatch(CLOSED);
   });
 
-  const SILENT = /^connection to root@127\.0\.0\.1:\d+ was lost: the host stopped answering: nothing heard from it for 0\.4 s or more, keepalives included \(it froze, or packets to or from it are dropped\)\. A command in flight/;
+  const SILENT = /^connection to root@127\.0\.0\.1:\d+ was lost: the host stopped answering: no reply to keepalives for 0\.4 s or more \(it froze, or packets to or from it are dropped\)\. A command in flight/;
 
   it("a host that stops answering is noticed by the keepalive, with its own cause, as unreachable", async () => {
     behaviour = onExec(1, (_stream, socket) => socket.pause());
@@ -142,7 +149,8 @@ describe("a lost connection reads the same whichever path notices it", () => {
   it("a command timeout on a host already silent for the keepalive's limit says what the keepalive would", async () => {
     behaviour = onExec(1, (_stream, socket) => socket.pause());
     const viaKeepalive = await failureOf((await connect()).exec("sleep 60"));
-    // 500 ms: after 0.4 s of silence (the limit), before ssh2's keepalive gives up at 0.6 s.
+    // 500 ms: after 0.4 s of silence (the limit), before ssh2's keepalive gives up at 0.6 s; the
+    // timeout waits one more interval instead of calling it a slow command.
     const viaTimeout = await failureOf((await connect()).exec("sleep 60", { timeoutMs: 500 }));
     expect(viaTimeout.kind).toBe("unreachable");
     expect(viaTimeout.message).toBe(viaKeepalive.message.replace(/127\.0\.0\.1:\d+/, viaTimeout.message.match(/127\.0\.0\.1:\d+/)![0]));
@@ -155,6 +163,46 @@ describe("a lost connection reads the same whichever path notices it", () => {
     const err = await failureOf(t.exec("sleep 60", { timeoutMs: 1_000 }));
     expect(err.kind).toBe("timeout");
     expect(err.message).toMatch(/^command on root@127\.0\.0\.1:\d+ did not finish within 1 s; connection closed$/);
+  });
+
+  it("our own process stalling past the silence limit doesn't make a host that still answers look frozen", async () => {
+    behaviour = onExec(1, () => undefined); // the command never ends; the server answers every ping
+    const t = await connect();
+    const pending = failureOf(t.exec("sleep 60", { timeoutMs: 1_000 }));
+    // At 0.5 s this process stops for 1.5 s: no ping goes out, nothing is read, and when the
+    // command's timer fires the host seems silent for far longer than the 0.4 s limit.
+    setTimeout(() => {
+      for (const until = Date.now() + 1_500; Date.now() < until; );
+    }, 500);
+    const err = await pending;
+    expect(err.kind, err.message).toBe("timeout");
+    expect(err.message).toMatch(/did not finish within 1 s; connection closed$/);
+  });
+
+  it.each<[string, Behaviour, string]>([
+    ["after a command timeout", onExec(1, (_stream, socket) => socket.pause()), "await t.exec('sleep 60', { timeoutMs: 300 }).catch(() => undefined);"],
+    ["after close() while idle", (_client, socket) => socket.pause(), ""],
+  ])("a process that gave up on a host that never closes its side exits at once (%s)", async (_name, frozen, step) => {
+    behaviour = frozen;
+    // The user's view: the CLI must not linger after its last line, held by a half-closed socket.
+    const script = [
+      `import { connectSsh } from ${JSON.stringify(join(PROJECT_ROOT, "dist", "src", "transport", "ssh.js"))};`,
+      `const t = await connectSsh("h", { host: "127.0.0.1", port: ${port}, user: "root", privateKeyFile: ${JSON.stringify(keyFile)} }, ${JSON.stringify({ ...opts, keepalive: { intervalMs: 60_000, countMax: 3 } })});`,
+      step,
+      "await t.close();",
+      "console.log('done');",
+    ].join("\n");
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+    await waitFor(() => out.includes("done") || child.exitCode !== null, 20_000);
+    const doneAt = Date.now();
+    const code = await Promise.race([exited, new Promise<"lingers">((resolve) => setTimeout(() => resolve("lingers"), 10_000))]);
+    if (code === "lingers") child.kill("SIGKILL");
+    expect(code, out).toBe(0);
+    expect(Date.now() - doneAt).toBeLessThan(10_000);
   });
 
   it("a channel the host closes without an exit status, on a live connection, is the command's failure", async () => {

@@ -13,7 +13,7 @@ export function workDir(): string {
   return WORK_DIR;
 }
 
-const DEFAULT_CLI_TIMEOUT_MS = 50_000;
+const DEFAULT_CLI_TIMEOUT_MS = 60_000;
 
 export interface CliResult {
   code: number | null;
@@ -21,11 +21,7 @@ export interface CliResult {
   stderr: string;
 }
 
-/**
- * Runs the real `provision` binary (built dist/) as a user would; bounded by a timeout (50 s by
- * default: below the test's own 60 s, so a hang fails with the CLI's output, and the CLI is gone
- * before the next test starts).
- */
+/** Runs the real `provision` binary (built dist/) as a user would; bounded by a timeout. */
 export function provision(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number; input?: string; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
@@ -49,7 +45,7 @@ export function provision(args: string[], opts: { env?: Record<string, string>; 
   });
 }
 
-/** Inside the run's scratch directory, so a test killed before its afterAll still leaves nothing behind. */
+/** Inside the run's scratch directory, which goes at the end of the run even where a test's afterAll did not get to it. */
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(process.env.PROVISION_TEST_RUN_DIR ?? tmpdir(), `provision-test-${prefix}-`));
 }

@@ -67,6 +67,19 @@ export class LiveRun {
     this.done.catch(() => undefined);
   }
 
+  /**
+   * Holds the CLI still (SIGSTOP) while a test strikes at a chosen point of the run, then lets it
+   * go on (SIGCONT): the strike lands before the CLI moves on, however slow the machine.
+   */
+  async whileHeld<T>(strike: () => Promise<T> | T): Promise<T> {
+    this.child.kill("SIGSTOP");
+    try {
+      return await strike();
+    } finally {
+      this.child.kill("SIGCONT");
+    }
+  }
+
   /** Ends a run a failed test leaves behind, so it can't keep changing the fleet under the next test. */
   async kill(): Promise<void> {
     if (this.closed) return;

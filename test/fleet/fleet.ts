@@ -106,6 +106,20 @@ export function staleFleetPrefixes(): string[] {
   return discoverFleetPrefixes().filter(isStale);
 }
 
+/** The process group its creator belonged to, where the fleet's record says (see FleetRecord.ownerGroup). */
+export function ownerGroupOf(prefix: string): number | undefined {
+  return readFleetRecord(prefix)?.ownerGroup;
+}
+
+function processGroupOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+  } catch {
+    return undefined;
+  }
+}
+
 export async function cleanupStaleFleets(): Promise<string[]> {
   const stale = staleFleetPrefixes();
   for (const prefix of stale) teardownFleetSync(prefix);
@@ -164,7 +178,7 @@ interface HostSpec {
 
 async function createFleet(hostCount: number, prefix: string, dir: string, keepAfterExit: boolean): Promise<Fleet> {
   const subnet = reserveSubnet(prefix);
-  writeFleetRecord({ prefix, dir, ownerPid: process.pid, keepAfterExit });
+  writeFleetRecord({ prefix, dir, ownerPid: process.pid, ownerGroup: processGroupOf(process.pid), keepAfterExit });
   await mountMemoryBackedDir(dir, prefix);
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
 
@@ -263,7 +277,7 @@ async function waitForSshd(spec: HostSpec, pid: number, logFile: string): Promis
   while (Date.now() < deadline) {
     if (!isProcessRunning(pid)) throw sshdFailure(spec, 'sshd exited during startup', logFile);
     // Probing before sshd listens costs a full SYN retransmit (1 s) when the address is not up yet, so ask the log first.
-    const probePort = logSaysListening(logFile) ? await acceptsTcp(spec.address, 22, 1_000) : undefined;
+    const probePort = logSaysListening(logFile) ? await connectAndClose(spec.address, 22, 1_000) : undefined;
     if (probePort !== undefined) {
       // sshd logs the probe's connection from a child process a few ms after we close it; a test
       // that compares the log before and after its own step must not see those lines arrive late.
@@ -298,7 +312,7 @@ function sshdFailure(spec: HostSpec, reason: string, logFile: string): Error {
 }
 
 /** Connects and closes at once; the local port of an accepted connection, or undefined. */
-function acceptsTcp(host: string, port: number, timeoutMs: number): Promise<number | undefined> {
+function connectAndClose(host: string, port: number, timeoutMs: number): Promise<number | undefined> {
   return new Promise((resolvePromise) => {
     const socket = connect({ host, port });
     const finish = (localPort: number | undefined) => {

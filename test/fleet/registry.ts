@@ -11,6 +11,8 @@ export interface FleetRecord {
   prefix: string;
   dir: string;
   ownerPid: number;
+  /** The owner's process group: a test runner's whole run (e.g. one `npm run test:soak` run) shares one. */
+  ownerGroup?: number;
   /** Started by the CLI to outlive it: alive as long as its hosts run, whatever happened to the owner. */
   keepAfterExit: boolean;
 }

@@ -3,7 +3,7 @@ import { connectionLostError, endCauseOf, silenceLimitMs, stoppedAnswering, type
 
 const KEEPALIVE = { intervalMs: 5000, countMax: 3 };
 const CLOSED = "the host closed or reset it (sshd or the host went down, or something on the way cut it)";
-const SILENT = "the host stopped answering: nothing heard from it for 15 s or more, keepalives included (it froze, or packets to or from it are dropped)";
+const SILENT = "the host stopped answering: no reply to keepalives for 15 s or more (it froze, or packets to or from it are dropped)";
 
 describe("endCauseOf: what ssh2 reported → why the connection ended, in the user's words", () => {
   const table: Array<[string, "end" | "close" | ConnectionErrorLike, string]> = [
@@ -25,7 +25,7 @@ describe("endCauseOf: what ssh2 reported → why the connection ended, in the us
     const keepalive = { intervalMs: 200, countMax: 2 };
     expect(silenceLimitMs(keepalive)).toBe(400);
     expect(endCauseOf({ level: "client-timeout" }, keepalive)).toBe(stoppedAnswering(keepalive));
-    expect(stoppedAnswering(keepalive)).toMatch(/nothing heard from it for 0\.4 s or more/);
+    expect(stoppedAnswering(keepalive)).toMatch(/no reply to keepalives for 0\.4 s or more/);
   });
 });
 
