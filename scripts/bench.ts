@@ -6,8 +6,9 @@ import { checkFleetPrerequisites, startFleet, type Fleet } from "../test/fleet/f
 import {
   ansibleWorkFromPlan, BUSY_PERCENT, busyPercent, evaluateTargets, formatSizeTable, formatTargets, hostsWithChanges, median, OptionError, parseOptions,
   planDifferences, resultFileName, resultJson, snapshotsFromPlan, type AnsibleWork, type BenchOptions, type BenchResult,
-  type MemoryResult, type PlanJson, type SizeResult, type Timing,
+  type MemoryResult, type PlanJson, type SizeResult, type Timing, inventoryTarget, type InventoryLoadResult,
 } from "./benchCore.js";
+import { benchInventoryLoad, INVENTORY_TARGETS } from "./benchInventory.js";
 
 /**
  * `npm run bench`: provision against Ansible and against the floor (one `ssh host true` per
@@ -369,6 +370,35 @@ function prerequisites(): string[] {
   return problems;
 }
 
+function inventoryPrerequisites(): string[] {
+  const problems: string[] = [];
+  if (!existsSync(TIME_BIN)) problems.push(`${TIME_BIN} not found: install Debian's \`time\` package (it measures provision's peak RSS)`);
+  if (!existsSync(join(ROOT, "dist", "src", "cli.js"))) problems.push("provision is not built: run `npm run build`");
+  return problems;
+}
+
+/** Three runs of `provision lint` on the generated inventory; the median by wall time is reported. */
+async function benchInventory(hosts: number): Promise<InventoryLoadResult> {
+  const dir = mkdtempSync(join(tmpdir(), "provision-bench-inventory-"));
+  try {
+    const runs = [];
+    for (let i = 0; i < SAMPLES; i++) {
+      await quietBefore(`inventory load ${i + 1}/${SAMPLES}`, {});
+      const r = await benchInventoryLoad(BIN, TIME_BIN, dir, hosts, PROVISION_TIMEOUT_MS);
+      log(`${hosts}-host inventory: ${(r.wallMs / 1000).toFixed(2)} s, peak RSS ${r.peakRssKb === undefined ? "-" : `${(r.peakRssKb / 1024).toFixed(1)} MB`}, exit ${r.exitCode}: ${r.summary}`);
+      runs.push(r);
+    }
+    runs.sort((a, b) => a.wallMs - b.wallMs);
+    const mid = runs[Math.floor(runs.length / 2)]!;
+    const worstRss = Math.max(...runs.map((r) => r.peakRssKb ?? Infinity));
+    const result = { hosts, wallMs: mid.wallMs, peakRssKb: Number.isFinite(worstRss) ? worstRss : undefined, exitCode: runs.every((r) => r.exitCode === 0) ? 0 : (runs.find((r) => r.exitCode !== 0)!.exitCode) };
+    process.stdout.write(`\n${hosts}-host INI inventory, load + resolve (provision lint, median of ${SAMPLES}): ${(result.wallMs / 1000).toFixed(2)} s, peak RSS ${result.peakRssKb === undefined ? "-" : `${(result.peakRssKb / 1024).toFixed(1)} MB`} (largest)\n`);
+    return result;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<number> {
   let opts: BenchOptions;
   try {
@@ -378,27 +408,28 @@ async function main(): Promise<number> {
     process.stderr.write(`bench: ${err.message}\n`);
     return 2;
   }
-  const problems = prerequisites();
+  const problems = opts.inventoryOnly ? inventoryPrerequisites() : prerequisites();
   if (problems.length > 0) {
     process.stderr.write(`bench: cannot run:\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
     return 1;
   }
   const startedAt = new Date();
-  const ansibleAvailable = ensureAnsible(opts.ansible);
+  const ansibleAvailable = ensureAnsible(opts.ansible && !opts.inventoryOnly);
   if (ansibleAvailable.missing) log(`Ansible columns skipped: ${ansibleAvailable.missing}`);
 
   const sizes: SizeResult[] = [];
-  for (const n of opts.sizes) {
+  for (const n of opts.inventoryOnly ? [] : opts.sizes) {
     const r = await benchSize(n, ansibleAvailable);
     sizes.push(r);
     process.stdout.write(formatSizeTable(r));
   }
-  const memory = opts.memoryHosts > 0 ? await benchMemory(opts.memoryHosts) : null;
+  const memory = opts.memoryHosts > 0 && !opts.inventoryOnly ? await benchMemory(opts.memoryHosts) : null;
   if (memory) process.stdout.write(`\n${memory.hosts} hosts, one provision run: ${(memory.run.wallMs / 1000).toFixed(2)} s, peak RSS ${memory.run.peakRssKb === undefined ? "-" : `${(memory.run.peakRssKb / 1024).toFixed(1)} MB`} (exit ${memory.run.exitCode})\n`);
 
-  const targets = evaluateTargets(sizes, memory, opts.memoryHosts);
+  const inventory = opts.inventoryHosts > 0 ? await benchInventory(opts.inventoryHosts) : null;
+  const targets = [...evaluateTargets(sizes, memory, opts.inventoryOnly ? 0 : opts.memoryHosts), ...(inventory ? [inventoryTarget(inventory, INVENTORY_TARGETS)] : [])];
   process.stdout.write(formatTargets(targets));
-  const result: BenchResult = { version: 1, startedAt: startedAt.toISOString(), durationMs: Date.now() - startedAt.getTime(), machine: machine(ansibleAvailable), sizes, memory, targets };
+  const result: BenchResult = { version: 1, startedAt: startedAt.toISOString(), durationMs: Date.now() - startedAt.getTime(), machine: machine(ansibleAvailable), sizes, memory, inventory, targets };
   const out = resolve(opts.out ?? join(RESULTS_DIR, resultFileName(startedAt)));
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, resultJson(result));

@@ -28,6 +28,10 @@ export interface BenchOptions {
   /** Where the result JSON goes; undefined = bench/results/<date>.json. */
   out: string | undefined;
   ansible: boolean;
+  /** Hosts of the generated INI inventory that `provision lint` loads and resolves; 0 = skip. */
+  inventoryHosts: number;
+  /** Only the inventory measurement: no fleet is started. */
+  inventoryOnly: boolean;
 }
 
 export class OptionError extends Error {}
@@ -51,6 +55,14 @@ function parseHostCount(text: string, what: string, allowZero = false): number {
   return n;
 }
 
+export const DEFAULT_INVENTORY_HOSTS = 10_000;
+
+function parseInventoryHosts(text: string, what: string): number {
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isInteger(n) || n > 1_000_000) throw new OptionError(`${what}: "${text}" is not a host count in 0..1000000`);
+  return n;
+}
+
 /** Flags win over the environment: --sizes 20,50 --memory-hosts 200 --out FILE --no-ansible. */
 export function parseOptions(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): BenchOptions {
   const opts: BenchOptions = {
@@ -58,6 +70,8 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
     memoryHosts: env.BENCH_MEMORY_HOSTS ? parseHostCount(env.BENCH_MEMORY_HOSTS, "BENCH_MEMORY_HOSTS", true) : DEFAULT_MEMORY_HOSTS,
     out: env.BENCH_OUT || undefined,
     ansible: env.BENCH_ANSIBLE !== "0",
+    inventoryHosts: env.BENCH_INVENTORY_HOSTS ? parseInventoryHosts(env.BENCH_INVENTORY_HOSTS, "BENCH_INVENTORY_HOSTS") : DEFAULT_INVENTORY_HOSTS,
+    inventoryOnly: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
@@ -70,7 +84,9 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
     else if (flag === "--memory-hosts") opts.memoryHosts = parseHostCount(value(), "--memory-hosts", true);
     else if (flag === "--out") opts.out = value();
     else if (flag === "--no-ansible") opts.ansible = false;
-    else throw new OptionError(`unknown option ${flag}. Options: --sizes 20,50  --memory-hosts 200 (0 = none)  --out FILE  --no-ansible`);
+    else if (flag === "--inventory-hosts") opts.inventoryHosts = parseInventoryHosts(value(), "--inventory-hosts");
+    else if (flag === "--inventory-only") opts.inventoryOnly = true;
+    else throw new OptionError(`unknown option ${flag}. Options: --sizes 20,50  --memory-hosts 200 (0 = none)  --out FILE  --no-ansible  --inventory-hosts 10000 (0 = none)  --inventory-only`);
   }
   return opts;
 }
@@ -360,7 +376,24 @@ export interface BenchResult {
   machine: Record<string, string | number | null>;
   sizes: SizeResult[];
   memory: MemoryResult | null;
+  inventory: InventoryLoadResult | null;
   targets: TargetResult[];
+}
+
+export interface InventoryLoadResult {
+  hosts: number;
+  wallMs: number;
+  peakRssKb: number | undefined;
+  exitCode: number | null;
+}
+
+/** Loading and resolving the generated inventory: both time and peak RSS must be under target. */
+export function inventoryTarget(r: InventoryLoadResult, targets: { seconds: number; memoryMb: number }): TargetResult {
+  const measured = `${fmtSeconds(r.wallMs)}, ${r.peakRssKb === undefined ? "-" : `${fmtMb(r.peakRssKb)} MB`}`;
+  const base = { name: "load + resolve INI inventory", hosts: r.hosts, target: `< ${targets.seconds} s, < ${targets.memoryMb} MB`, measured };
+  if (r.exitCode !== 0) return { ...base, verdict: "MISS", reason: `provision lint exited ${r.exitCode}` };
+  if (r.peakRssKb === undefined) return { ...base, verdict: "MISS", reason: "peak RSS not measured" };
+  return { ...base, verdict: r.wallMs < targets.seconds * 1000 && r.peakRssKb / 1024 < targets.memoryMb ? "PASS" : "MISS" };
 }
 
 export function resultJson(result: BenchResult): string {

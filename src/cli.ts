@@ -1,6 +1,6 @@
 import { createInterface } from "node:readline";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { formatProblem, sortProblems } from "./config/errors.js";
+import { formatProblem, sortProblems, type ConfigProblem } from "./config/errors.js";
 import { closest } from "./config/suggest.js";
 import { explainHosts, explainRoles } from "./explain.js";
 import { lintHosts } from "./lint.js";
@@ -8,7 +8,9 @@ import { findRole, ROLES } from "./roles.js";
 import { Session, type HostReport } from "./engine.js";
 import { hasErrors, loadConfig } from "./load.js";
 import { plainStyle, renderPlan, renderRollback, renderRunResult, renderVerify, ttyStyle, type Format, type Style } from "./output/format.js";
-import { defaultPlaybook } from "./paths.js";
+import { choosePlaybook } from "./paths.js";
+import { graph, hostJson, listJson } from "./inventory/ansibleView.js";
+import { loadInventory } from "./inventory/load.js";
 import type { ResolvedHost } from "./resolve.js";
 import { connectSsh, defaultKnownHostsFile, type SshOptions } from "./transport/ssh.js";
 import { LoggingTransport } from "./transport/logging.js";
@@ -35,6 +37,7 @@ interface RunOptions {
 }
 
 interface CommonOptions {
+  inventory: string[];
   playbook?: string;
   limit?: string;
   forks: number;
@@ -61,10 +64,40 @@ function positiveInt(name: string) {
   };
 }
 
-function withCommonOptions(cmd: Command): Command {
+const collect = (v: string, prev: string[]) => [...prev, v];
+const INVENTORY_HELP = "inventory source, as Ansible's -i: a YAML or INI file, ansible-inventory --list JSON (- for stdin), a directory of sources, or 'host1,host2,' (repeatable)";
+
+function withInventory(cmd: Command): Command {
   return cmd
-    .argument("<inventory>", "Ansible YAML inventory file")
-    .option("-p, --playbook <file>", "playbook: which roles apply to which groups (default: ./playbooks/site.yaml, else the bundled one)")
+    .argument("[inventory...]", "inventory sources (the same as -i)")
+    .option("-i, --inventory <source>", INVENTORY_HELP, collect, [] as string[]);
+}
+
+/** Positional sources first, then each -i, in order: later sources override earlier ones, as in Ansible. */
+function inventorySources(positional: string[], opts: { inventory: string[] }): string[] | null {
+  const sources = [...positional, ...opts.inventory];
+  if (sources.length === 0) {
+    process.stderr.write("no inventory given: pass -i FILE (a YAML or INI inventory, a directory of them, or - for ansible-inventory --list JSON on stdin).\n");
+    return null;
+  }
+  if (sources.filter((s) => s === "-").length > 1) {
+    process.stderr.write("-i - (stdin) can be given only once.\n");
+    return null;
+  }
+  return sources;
+}
+
+/** -p, else the project's own playbook; a passed-over Ansible playbook is named, never used silently. */
+function playbookFor(opts: { playbook?: string }): string {
+  if (opts.playbook !== undefined) return opts.playbook;
+  const choice = choosePlaybook(process.cwd(), (name) => findRole(name) !== undefined);
+  if (choice.notice) process.stderr.write(`note: ${choice.notice}\n`);
+  return choice.file;
+}
+
+function withCommonOptions(cmd: Command): Command {
+  return withInventory(cmd)
+    .option("-p, --playbook <file>", "playbook: which roles apply to which groups (default: ./provision.yaml, else ./playbooks/site.yaml when it is provision's, else the bundled one)")
     .option("-l, --limit <pattern>", "only these hosts (Ansible patterns: host, group, !exclude, &intersect, a,b)")
     .option("-f, --forks <n>", "hosts handled at once", positiveInt("--forks"), 50)
     .option("--known-hosts <file>", "known_hosts file to trust (repeatable; new keys are recorded in the first)", (v: string, prev: string[]) => [...prev, v], [] as string[])
@@ -88,7 +121,7 @@ async function main(argv: string[]): Promise<number> {
 
   withCommonOptions(program.command("plan"))
     .description("show what run would change on each host (exit 0: nothing, 2: changes, 1: errors)")
-    .action(async (inventory: string, opts: CommonOptions) => {
+    .action(async (inventory: string[], opts: CommonOptions) => {
       exitCode = await planCommand(inventory, opts);
     });
   withCommonOptions(program.command("run"))
@@ -100,35 +133,33 @@ async function main(argv: string[]): Promise<number> {
     .option("--pause <seconds|prompt>", "wait between batches: seconds, or Enter on a terminal")
     .option("--allow-plan-drift", "go on when a batch's fresh plan differs from the one shown", false)
     .option("--resume [record]", "retry only the hosts that failed or were not reached in a run record (default: the latest)")
-    .action(async (inventory: string, opts: CommonOptions & RunOptions) => {
+    .action(async (inventory: string[], opts: CommonOptions & RunOptions) => {
       exitCode = await runCommand(inventory, opts);
     });
   withCommonOptions(program.command("verify"))
     .description("read every managed value back and report drift (exit 1 on any mismatch)")
-    .action(async (inventory: string, opts: CommonOptions) => {
+    .action(async (inventory: string[], opts: CommonOptions) => {
       exitCode = await verifyCommand(inventory, opts);
     });
 
   withCommonOptions(program.command("rollback"))
     .description("restore each host's original values and files from its snapshot, then verify them (running it twice is harmless)")
     .option("-y, --yes", "roll back without asking for confirmation", false)
-    .action(async (inventory: string, opts: CommonOptions) => {
+    .action(async (inventory: string[], opts: CommonOptions) => {
       exitCode = await rollbackCommand(inventory, opts);
     });
   program
     .command("explain")
     .description("each role's params with their default and why; with --inventory, each host's values and where they came from")
     .argument("[role]", "only this role")
-    .option("-i, --inventory <file>", "show the values resolved for the hosts of this inventory")
+    .option("-i, --inventory <source>", `show the values resolved for the hosts of this inventory; ${INVENTORY_HELP}`, collect, [] as string[])
     .option("-l, --limit <pattern>", "only these hosts (with --inventory)")
-    .option("-p, --playbook <file>", "playbook (default: ./playbooks/site.yaml, else the bundled one)")
-    .action((role: string | undefined, opts: { inventory?: string; limit?: string; playbook?: string }) => {
+    .option("-p, --playbook <file>", "playbook (default: ./provision.yaml, else ./playbooks/site.yaml when it is provision's, else the bundled one)")
+    .action((role: string | undefined, opts: { inventory: string[]; limit?: string; playbook?: string }) => {
       exitCode = explainCommand(role, opts);
     });
-  program
-    .command("probe")
+  withInventory(program.command("probe"))
     .description("open as many concurrent TCP connections as possible from one host to one ip:port on another, hold them, and report the wall that stopped them and the settings that explain it")
-    .argument("<inventory>", "Ansible YAML inventory file")
     .requiredOption("--client <host>", "inventory host that opens the connections")
     .requiredOption("--server <host>", "inventory host that accepts them, at the address provision reaches it by")
     .option("--max <n>", "stop at this many connections", wholeNumber("--max", 1, 1_000_000), 120_000)
@@ -139,17 +170,24 @@ async function main(argv: string[]): Promise<number> {
     .option("--accept-new-host-keys", "record keys of hosts not yet in known_hosts (a changed key is still refused)", false)
     .option("--connect-timeout <seconds>", "SSH connect and handshake timeout", positiveInt("--connect-timeout"), 10)
     .option("-K, --ask-become-pass", "prompt for the sudo password (or set PROVISION_BECOME_PASSWORD)", false)
-    .action(async (inventory: string, opts: ProbeOptions) => {
+    .action(async (inventory: string[], opts: ProbeOptions) => {
       exitCode = await probeCommand(inventory, opts);
     });
-  program
-    .command("lint")
+  withInventory(program.command("lint"))
     .description("validate inventory and playbook and check cross-role rules, without connecting (exit 1 on errors)")
-    .argument("<inventory>", "Ansible YAML inventory file")
     .option("-l, --limit <pattern>", "only these hosts")
-    .option("-p, --playbook <file>", "playbook (default: ./playbooks/site.yaml, else the bundled one)")
-    .action((inventory: string, opts: { limit?: string; playbook?: string }) => {
+    .option("-p, --playbook <file>", "playbook (default: ./provision.yaml, else ./playbooks/site.yaml when it is provision's, else the bundled one)")
+    .action((inventory: string[], opts: { inventory: string[]; limit?: string; playbook?: string }) => {
       exitCode = lintCommand(inventory, opts);
+    });
+  withInventory(program.command("inventory"))
+    .description("show the inventory as provision reads it, in ansible-inventory's formats (compare with ansible-inventory -i … --list)")
+    .option("--list", "every group with its hosts and children, and every host's merged vars (JSON)", false)
+    .option("--host <host>", "one host's merged vars (JSON)")
+    .option("--graph [group]", "the group tree from all (or from GROUP)")
+    .option("--playbook-dir <dir>", "also read group_vars/ and host_vars/ beside this playbook directory, as ansible-inventory --playbook-dir does")
+    .action((inventory: string[], opts: InventoryOptions) => {
+      exitCode = inventoryCommand(inventory, opts);
     });
 
   if (argv.length <= 2) {
@@ -178,8 +216,10 @@ interface Prepared {
   progress: Progress | undefined;
 }
 
-async function prepare(inventory: string, opts: CommonOptions & Partial<RunOptions>, restrictTo?: string[], withProgress = false): Promise<Prepared | null> {
-  const loaded = loadConfig(inventory, opts.playbook ?? defaultPlaybook(), opts.limit, opts);
+async function prepare(inventory: string[], opts: CommonOptions & Partial<RunOptions>, restrictTo?: string[], withProgress = false): Promise<Prepared | null> {
+  const sources = inventorySources(inventory, opts);
+  if (!sources) return null;
+  const loaded = loadConfig(sources, playbookFor(opts), opts.limit, opts);
   const { problems, policy } = loaded;
   const hosts = restrictTo ? loaded.hosts.filter((h) => restrictTo.includes(h.name)) : loaded.hosts;
   for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
@@ -233,7 +273,7 @@ async function becomePassword(opts: CommonOptions, hosts: ResolvedHost[]): Promi
   return fromEnv === undefined || fromEnv === "" ? undefined : fromEnv;
 }
 
-async function planCommand(inventory: string, opts: CommonOptions): Promise<number> {
+async function planCommand(inventory: string[], opts: CommonOptions): Promise<number> {
   const prepared = await prepare(inventory, opts);
   if (!prepared) return EXIT_ERROR;
   try {
@@ -247,7 +287,7 @@ async function planCommand(inventory: string, opts: CommonOptions): Promise<numb
   }
 }
 
-async function runCommand(inventory: string, opts: CommonOptions & RunOptions): Promise<number> {
+async function runCommand(inventory: string[], opts: CommonOptions & RunOptions): Promise<number> {
   let restrictTo: string[] | undefined;
   if (opts.resume !== undefined) {
     try {
@@ -289,7 +329,7 @@ async function runCommand(inventory: string, opts: CommonOptions & RunOptions): 
     const result = await rollout(session, hosts, planned, policy, progress?.hooks(pauseBetweenBatches) ?? { pause: pauseBetweenBatches }, { shownIsFresh: pending === 0 || opts.yes });
     progress?.finish();
     const recordFile = writeRecord(opts.stateDir, recordFor(result, {
-      startedAt, inventory, playbook: opts.playbook ?? defaultPlaybook(), limit: opts.limit, policy,
+      startedAt, inventory: [...inventory, ...opts.inventory], playbook: opts.playbook ?? choosePlaybook(process.cwd()).file, limit: opts.limit, policy,
     }));
     if (opts.json) process.stdout.write(`${toJson("run", result.reports, { stopped: result.stopped ?? null, record: recordFile })}\n`);
     else {
@@ -304,7 +344,7 @@ async function runCommand(inventory: string, opts: CommonOptions & RunOptions): 
   }
 }
 
-async function rollbackCommand(inventory: string, opts: CommonOptions): Promise<number> {
+async function rollbackCommand(inventory: string[], opts: CommonOptions): Promise<number> {
   const prepared = await prepare(inventory, opts);
   if (!prepared) return EXIT_ERROR;
   const { hosts, session } = prepared;
@@ -338,7 +378,7 @@ async function pauseBetweenBatches(pause: RolloutPolicy["pause"]): Promise<boole
   return true;
 }
 
-async function verifyCommand(inventory: string, opts: CommonOptions): Promise<number> {
+async function verifyCommand(inventory: string[], opts: CommonOptions): Promise<number> {
   const prepared = await prepare(inventory, opts);
   if (!prepared) return EXIT_ERROR;
   try {
@@ -369,17 +409,17 @@ function confirmEnter(question: string): Promise<boolean> {
 }
 
 /** Ctrl-C and Ctrl-D answer "no" (readline swallows SIGINT, and the open SSH sockets would keep us alive). */
-function explainCommand(role: string | undefined, opts: { inventory?: string; limit?: string; playbook?: string }): number {
+function explainCommand(role: string | undefined, opts: { inventory: string[]; limit?: string; playbook?: string }): number {
   if (role !== undefined && !findRole(role)) {
     const guess = closest(role, ROLES.map((r) => r.name));
     process.stderr.write(`unknown role "${role}". ${guess ? `Did you mean "${guess}"?` : `Roles: ${ROLES.map((r) => r.name).join(", ")}.`}\n`);
     return EXIT_ERROR;
   }
-  if (!opts.inventory) {
+  if (opts.inventory.length === 0) {
     process.stdout.write(explainRoles(role ? [findRole(role)!] : ROLES));
     return EXIT_OK;
   }
-  const { hosts, problems } = loadConfig(opts.inventory, opts.playbook ?? defaultPlaybook(), opts.limit);
+  const { hosts, problems } = loadConfig(opts.inventory, playbookFor(opts), opts.limit);
   for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
   if (hasErrors(problems)) return EXIT_ERROR;
   process.stdout.write(explainHosts(hosts, role, process.cwd()));
@@ -387,6 +427,7 @@ function explainCommand(role: string | undefined, opts: { inventory?: string; li
 }
 
 interface ProbeOptions {
+  inventory: string[];
   client: string;
   server: string;
   max: number;
@@ -407,8 +448,10 @@ function wholeNumber(name: string, min: number, max: number) {
   };
 }
 
-async function probeCommand(inventory: string, opts: ProbeOptions): Promise<number> {
-  const { client, server, problems } = loadProbeHosts(inventory, opts.client, opts.server);
+async function probeCommand(inventory: string[], opts: ProbeOptions): Promise<number> {
+  const sources = inventorySources(inventory, opts);
+  if (!sources) return EXIT_ERROR;
+  const { client, server, problems } = loadProbeHosts(sources, opts.client, opts.server);
   for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
   if (!client || !server || hasErrors(problems)) return EXIT_ERROR;
   let password: string | undefined;
@@ -438,14 +481,60 @@ async function probeCommand(inventory: string, opts: ProbeOptions): Promise<numb
   }
 }
 
-function lintCommand(inventory: string, opts: { limit?: string; playbook?: string }): number {
-  const { hosts, problems } = loadConfig(inventory, opts.playbook ?? defaultPlaybook(), opts.limit);
+function lintCommand(inventory: string[], opts: { inventory: string[]; limit?: string; playbook?: string }): number {
+  const sources = inventorySources(inventory, opts);
+  if (!sources) return EXIT_ERROR;
+  const { hosts, problems } = loadConfig(sources, playbookFor(opts), opts.limit);
   const all = sortProblems([...problems, ...(hasErrors(problems) ? [] : lintHosts(hosts))]);
   for (const p of all) process.stderr.write(`${formatProblem(p)}\n`);
   const errors = all.filter((p) => p.severity === "error").length;
   const warnings = all.length - errors;
   process.stdout.write(`Lint: ${hosts.length} host${hosts.length === 1 ? "" : "s"}, ${errors} error${errors === 1 ? "" : "s"}, ${warnings} warning${warnings === 1 ? "" : "s"}; nothing was sent to any host.\n`);
   return errors > 0 ? EXIT_ERROR : EXIT_OK;
+}
+
+interface InventoryOptions {
+  inventory: string[];
+  list: boolean;
+  host?: string;
+  graph?: string | true;
+  playbookDir?: string;
+}
+
+function inventoryCommand(inventory: string[], opts: InventoryOptions): number {
+  const sources = inventorySources(inventory, opts);
+  if (!sources) return EXIT_ERROR;
+  const modes = [opts.list, opts.host !== undefined, opts.graph !== undefined].filter(Boolean).length;
+  if (modes !== 1) {
+    process.stderr.write("provision inventory needs exactly one of --list, --host HOST, --graph [GROUP].\n");
+    return EXIT_ERROR;
+  }
+  const problems: ConfigProblem[] = [];
+  const loaded = loadInventory(sources, problems, { playbookDir: opts.playbookDir });
+  for (const p of sortProblems(problems)) process.stderr.write(`${formatProblem(p)}\n`);
+  if (!loaded || hasErrors(problems)) return EXIT_ERROR;
+  if (opts.list) {
+    process.stdout.write(`${listJson(loaded)}\n`);
+    return EXIT_OK;
+  }
+  if (opts.host !== undefined) {
+    const out = hostJson(loaded, opts.host);
+    if (out === null) {
+      const guess = closest(opts.host, loaded.hosts.map((h) => h.name));
+      process.stderr.write(`host ${JSON.stringify(opts.host)} is not in the inventory.${guess ? ` Did you mean "${guess}"?` : ""}\n`);
+      return EXIT_ERROR;
+    }
+    process.stdout.write(`${out}\n`);
+    return EXIT_OK;
+  }
+  const start = opts.graph === true || opts.graph === undefined ? "all" : opts.graph;
+  const out = graph(loaded, start);
+  if (out === null) {
+    process.stderr.write(`group ${JSON.stringify(start)} is not in the inventory.\n`);
+    return EXIT_ERROR;
+  }
+  process.stdout.write(`${out}\n`);
+  return EXIT_OK;
 }
 
 function confirm(question: string): Promise<boolean> {

@@ -1,5 +1,5 @@
 import type { AnyRole, ParamSchema } from "./role.js";
-import { CONNECTION_VARS } from "./config/schemas.js";
+import { USED_VARS } from "./inventory/usedVars.js";
 import { roleVarName } from "./roles.js";
 
 /** Pure: the params reference (docs/roles.md), generated from the schemas so it can't drift from them. */
@@ -20,9 +20,16 @@ export function renderReference(roles: readonly AnyRole[]): string {
     }
     out.push("");
   }
-  out.push("## Host variables", "", "| var | type | meaning |", "|---|---|---|");
-  for (const [name, schema] of Object.entries(CONNECTION_VARS)) {
-    out.push(`| \`${name}\` | ${typeOf(schema as unknown as ParamSchema)} | ${cell(schema.description)} |`);
+  out.push(
+    "## Host variables",
+    "",
+    "The vars provision reads, with Ansible's names; every other var in an inventory is left alone. Where a var has two names and both are set, the second one wins, as in Ansible.",
+    "",
+    "| var | type | meaning |",
+    "|---|---|---|",
+  );
+  for (const spec of Object.values(USED_VARS)) {
+    out.push(`| ${spec.names.map((n) => `\`${n}\``).join(", ")} | ${spec.type} | ${cell(spec.description)} |`);
   }
   out.push("");
   return out.join("\n");

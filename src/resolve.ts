@@ -2,8 +2,8 @@ import { homedir, userInfo } from "node:os";
 import { isAbsolute, join, dirname } from "node:path";
 import type { ConfigProblem } from "./config/errors.js";
 import { formatKeyPath, type KeyPath, type YamlFile } from "./config/yamlFile.js";
-import { CONNECTION_VARS } from "./config/schemas.js";
 import type { Inventory, InventoryHost, VarLayer } from "./inventory/load.js";
+import { plain, USED_VARS, type UsedVarKey } from "./inventory/usedVars.js";
 import { LimitError, selectHosts } from "./inventory/limit.js";
 import type { Play } from "./playbook.js";
 import type { AnyRole, InventoryHints } from "./role.js";
@@ -83,6 +83,7 @@ export function resolveTargets(
   }
 
   const resolved: ResolvedHost[] = [];
+  const merged = new MergedParams();
   for (const host of inventory.hosts) {
     const entries = rolesByHost.get(host.name);
     if (!entries) continue;
@@ -102,25 +103,61 @@ export function resolveTargets(
       }
       seen.set(playRole.role.name, play);
       if (play.become !== undefined) become = play.become;
-      const r = mergeParams(playRole.role, host.layers, playRole.params, play.source, playRole.path);
-      for (const p of playRole.role.validate?.(r.params) ?? []) {
-        const at = r.sources[p.param]!;
-        problems.push({ file: at.file, line: at.line, col: at.col, keyPath: at.keyPath, severity: p.severity, problem: `${p.problem} (host ${host.name})`, fix: p.fix });
+      const { resolved: r, fresh } = merged.get(play, playRole, host.layers);
+      // Equal params give equal problems: reported for the first host that has them.
+      if (fresh) {
+        for (const p of playRole.role.validate?.(r.params) ?? []) {
+          const at = r.sources[p.param]!;
+          problems.push({ file: at.file, line: at.line, col: at.col, keyPath: at.keyPath, severity: p.severity, problem: `${p.problem} (host ${host.name})`, fix: p.fix });
+        }
       }
       roles.push(r);
     }
-    const vars = mergedVars(host.layers);
-    if (vars.ansible_host === undefined) checkNameAsAddress(host, problems);
-    const becomeVar = vars.ansible_become as boolean | undefined;
+    const vars = usedVars(host.layers);
+    if (vars.host === undefined) checkNameAsAddress(host, problems);
+    const hostBecome = (vars.become?.value as boolean | undefined) ?? become ?? false;
+    checkPrivilegeAndConnection(host.name, vars, hostBecome && roles.length > 0, problems);
     resolved.push({
       name: host.name,
-      become: becomeVar ?? become ?? false,
+      become: hostBecome,
       roles,
       connection: connectionFor(host.name, vars, inventory.file),
       hints: hintsFrom(vars),
     });
   }
   return dedupe(problems, resolved);
+}
+
+/**
+ * A role's params depend only on the layers that hold its block; across a fleet few combinations
+ * exist, so each is merged once and shared (frozen: no host may change another's params).
+ */
+class MergedParams {
+  private readonly ids = new WeakMap<object, number>();
+  private nextId = 1;
+  private readonly cache = new Map<string, ResolvedRole>();
+
+  get(play: Play, playRole: Play["roles"][number], layers: VarLayer[]): { resolved: ResolvedRole; fresh: boolean } {
+    const varName = roleVarName(playRole.role.name);
+    const relevant = layers.filter((l) => l.vars[varName] !== undefined && l.vars[varName] !== null);
+    const key = [this.id(playRole), ...relevant.map((l) => this.id(l))].join(",");
+    const cached = this.cache.get(key);
+    if (cached) return { resolved: cached, fresh: false };
+    const resolved = mergeParams(playRole.role, relevant, playRole.params, play.source, playRole.path);
+    Object.freeze(resolved.params);
+    Object.freeze(resolved.sources);
+    this.cache.set(key, resolved);
+    return { resolved, fresh: true };
+  }
+
+  private id(o: object): number {
+    let id = this.ids.get(o);
+    if (id === undefined) {
+      id = this.nextId++;
+      this.ids.set(o, id);
+    }
+    return id;
+  }
 }
 
 function mergeParams(role: AnyRole, layers: VarLayer[], playParams: Record<string, unknown>, playbook: YamlFile, rolePath: KeyPath): ResolvedRole {
@@ -133,7 +170,7 @@ function mergeParams(role: AnyRole, layers: VarLayer[], playParams: Record<strin
     sources[key] = { kind: "default", ...defaultAt };
   }
   for (const layer of layers) {
-    const block = layer.vars[varName] as Record<string, unknown> | null | undefined;
+    const block = plain(layer.vars[varName]) as Record<string, unknown> | null | undefined;
     if (!block) continue;
     for (const [key, value] of Object.entries(block)) {
       const path = [...layer.basePath, varName, key];
@@ -149,11 +186,69 @@ function mergeParams(role: AnyRole, layers: VarLayer[], playParams: Record<strin
   return { role, params, sources };
 }
 
-const ADDRESS = CONNECTION_VARS.ansible_host;
+/** A var provision uses, as the host ends up with it, and the layer that set it. */
+interface UsedValue {
+  value: unknown;
+  name: string;
+  layer: VarLayer;
+}
+
+/**
+ * The vars provision uses, merged as Ansible merges them (a later layer replaces a var); where a
+ * var has several names (ansible_host, ansible_ssh_host) the name Ansible's ssh plugin prefers
+ * wins, wherever each was set. Values were checked per layer, so `check` only converts here.
+ */
+function usedVars(layers: VarLayer[]): Partial<Record<UsedVarKey, UsedValue>> {
+  const last = new Map<string, { raw: unknown; layer: VarLayer }>();
+  for (const layer of layers) for (const [k, v] of Object.entries(layer.vars)) last.set(k, { raw: v, layer });
+  const out: Partial<Record<UsedVarKey, UsedValue>> = {};
+  for (const [key, spec] of Object.entries(USED_VARS) as Array<[UsedVarKey, (typeof USED_VARS)[UsedVarKey]]>) {
+    for (const name of spec.names) {
+      const found = last.get(name);
+      if (found === undefined || found.raw === null) continue;
+      const checked = spec.check(plain(found.raw));
+      if (checked.ok) out[key] = { value: checked.value, name, layer: found.layer };
+    }
+  }
+  return out;
+}
+
+const CONNECTIONS_OVER_SSH = ["ssh", "smart", "paramiko", "ansible.builtin.ssh", "ansible.builtin.paramiko_ssh", "paramiko_ssh"];
+
+/** Settings Ansible users write that provision cannot honour are refused on the hosts they reach, where they were written. */
+function checkPrivilegeAndConnection(hostName: string, vars: Partial<Record<UsedVarKey, UsedValue>>, needsRoot: boolean, problems: ConfigProblem[]): void {
+  const refuse = (v: UsedValue, problem: string, fix: string) => {
+    const path = [...v.layer.basePath, v.name];
+    problems.push({ file: v.layer.source.file, ...v.layer.source.locate(path), keyPath: formatKeyPath(path), severity: "error", problem: `${problem} (host ${hostName})`, fix });
+  };
+  const method = vars.becomeMethod;
+  if (needsRoot && method && method.value !== "sudo" && method.value !== "ansible.builtin.sudo") {
+    refuse(method, `become method ${JSON.stringify(method.value)} is not supported: provision becomes root with sudo only (su would need root's password typed at a terminal; doas and others are not implemented)`,
+      "set ansible_become_method: sudo for the hosts provision tunes (a host_vars/ or group_vars/ entry overrides it), or configure sudo on them");
+  }
+  const user = vars.becomeUser;
+  if (needsRoot && user && user.value !== "root") {
+    refuse(user, `become user ${JSON.stringify(user.value)} cannot run provision's steps: they write /etc/sysctl.d, /etc/security and /proc/sys, which only root may`,
+      "set ansible_become_user: root for these hosts, or remove it (root is the default)");
+  }
+  const connection = vars.connection;
+  if (connection && !CONNECTIONS_OVER_SSH.includes(String(connection.value))) {
+    refuse(connection, connection.value === "local" || connection.value === "ansible.builtin.local"
+      ? "ansible_connection: local is not supported yet: provision reaches every host over SSH"
+      : `connection type ${JSON.stringify(connection.value)} is not supported: provision reaches hosts over SSH only`,
+    "remove the host from provision's run (--limit '!NAME' or a play pattern), or reach it over SSH (ansible_connection: ssh)");
+  }
+  for (const args of [vars.sshCommonArgs, vars.sshExtraArgs]) {
+    if (args && String(args.value).trim() !== "") {
+      refuse(args, `${args.name} is not supported yet (${JSON.stringify(args.value)}): provision connects with its own SSH client and would silently ignore these options`,
+        "remove it for the hosts provision tunes, or reach them directly; ProxyJump and ssh_config support are tracked in issue 11");
+    }
+  }
+}
 
 /** Without ansible_host the name is what ssh2 connects to and known_hosts records, so it must be an address like ansible_host. */
 function checkNameAsAddress(host: InventoryHost, problems: ConfigProblem[]): void {
-  if (host.name.length <= ADDRESS.maxLength && new RegExp(ADDRESS.pattern, "u").test(host.name)) return;
+  if (USED_VARS.host.check(host.name).ok) return;
   const { source, path } = host.definedAt;
   problems.push({
     file: source.file, ...source.locate(path, "key"), keyPath: formatKeyPath(path), severity: "error",
@@ -162,28 +257,22 @@ function checkNameAsAddress(host: InventoryHost, problems: ConfigProblem[]): voi
   });
 }
 
-function hintsFrom(vars: Record<string, unknown>): InventoryHints {
-  const port = vars.ansible_port as number | undefined;
-  const listen = (vars.listen_ports as number[] | undefined) ?? [];
+function hintsFrom(vars: Partial<Record<UsedVarKey, UsedValue>>): InventoryHints {
+  const port = vars.port?.value as number | undefined;
+  const listen = (vars.listenPorts?.value as number[] | undefined) ?? [];
   const ports = port !== undefined && port !== 22 ? [...listen, port] : listen;
   return {
     listenPorts: [...new Set(ports)].sort((a, b) => a - b),
-    memTotalMb: (vars.ansible_memtotal_mb as number | undefined) ?? null,
+    memTotalMb: (vars.memTotalMb?.value as number | undefined) ?? null,
   };
 }
 
-function mergedVars(layers: VarLayer[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const layer of layers) Object.assign(out, layer.vars);
-  return out;
-}
-
-function connectionFor(name: string, vars: Record<string, unknown>, inventoryFile: string): ConnectionSettings {
-  const keyFile = vars.ansible_ssh_private_key_file as string | undefined;
+function connectionFor(name: string, vars: Partial<Record<UsedVarKey, UsedValue>>, inventoryFile: string): ConnectionSettings {
+  const keyFile = vars.privateKeyFile?.value as string | undefined;
   return {
-    host: (vars.ansible_host as string | undefined) ?? name,
-    port: (vars.ansible_port as number | undefined) ?? 22,
-    user: (vars.ansible_user as string | undefined) ?? defaultUser(),
+    host: (vars.host?.value as string | undefined) ?? name,
+    port: (vars.port?.value as number | undefined) ?? 22,
+    user: (vars.user?.value as string | undefined) ?? defaultUser(),
     privateKeyFile: keyFile === undefined ? undefined : expandPath(keyFile, inventoryFile),
   };
 }

@@ -23,18 +23,8 @@ function compile(schema: object): ValidateFunction {
   return fn;
 }
 
-const SECRET_IN_INVENTORY = {
-  problem: "passwords are not read from inventory files: they would sit in the repository and in every copy of it",
-  fix: "remove it; give the sudo password with PROVISION_BECOME_PASSWORD or -K, and use SSH keys or ssh-agent to log in",
-};
-
-/** Settings whose mere presence is refused with a reason, wherever they appear. */
+/** Settings whose mere presence is refused with a reason, wherever a schema meets them. */
 const REFUSED_KEYS: Record<string, { problem: string; fix: string }> = {
-  ansible_become_password: SECRET_IN_INVENTORY,
-  ansible_become_pass: SECRET_IN_INVENTORY,
-  ansible_password: SECRET_IN_INVENTORY,
-  ansible_ssh_pass: SECRET_IN_INVENTORY,
-  ansible_ssh_password: SECRET_IN_INVENTORY,
   tcp_tw_recycle: {
     problem:
       "tcp_tw_recycle is refused: it drops SYNs from clients behind NAT (their timestamps are not monotonic per address) and was removed in Linux 4.12",

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from "yaml";
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node, type Tags } from "yaml";
+import { UnsafeValue, VaultValue } from "./ansibleValues.js";
 import type { ConfigProblem } from "./errors.js";
 
 export type KeyPath = ReadonlyArray<string | number>;
@@ -29,7 +30,7 @@ export function loadYamlFile(file: string, problems: ConfigProblem[]): YamlFile 
 
 export function parseYamlText(text: string, file: string, problems: ConfigProblem[]): YamlFile | null {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, version: "1.1", merge: true, customTags: asPyYaml });
   if (doc.errors.length > 0) {
     for (const e of doc.errors) {
       const pos = lineCounter.linePos(e.pos[0]);
@@ -41,9 +42,14 @@ export function parseYamlText(text: string, file: string, problems: ConfigProble
     }
     return null;
   }
+  // Memoized: every host of a large inventory asks for the same group and role keys.
+  const located = new Map<string, { line: number; col: number }>();
   const locate = (path: KeyPath, at: "key" | "value" = "value") => {
-    const offset = findOffset(doc, path, at);
-    const pos = lineCounter.linePos(offset);
+    const id = `${at}\u0000${path.join("\u0000")}`;
+    const known = located.get(id);
+    if (known) return { ...known };
+    const pos = lineCounter.linePos(findOffset(doc, path, at));
+    located.set(id, { line: pos.line, col: pos.col });
     return { line: pos.line, col: pos.col };
   };
   let data: unknown;
@@ -69,8 +75,46 @@ export function parseYamlText(text: string, file: string, problems: ConfigProble
   return { file, data, locate };
 }
 
+// Ansible reads YAML with PyYAML: YAML 1.1 scalars, but `y`/`n` stay strings, an exponent needs a
+// dot and a sign (`1e3` is a string), and dates stay text in what ansible-inventory prints.
+const PYYAML_TESTS: Record<string, RegExp> = {
+  "/^(?:Y|y|[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)$/": /^(?:[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)$/,
+  "/^(?:N|n|[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/": /^(?:[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/,
+  "/^[-+]?(?:[0-9][0-9_]*)?(?:\\.[0-9_]*)?[eE][-+]?[0-9]+$/": /^[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9_]+)[eE][-+][0-9]+$/,
+};
+
+const TIMESTAMP = /^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:(?:[Tt]|[ \t]+)([0-9]{1,2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]*))?(?:[ \t]*(Z|([-+])([0-9]{1,2})(?::([0-9]{2}))?))?)?$/;
+
+/** A YAML timestamp as ansible-inventory prints it: Python's isoformat() of what PyYAML builds. */
+function pythonIsoTimestamp(text: string): string {
+  const m = TIMESTAMP.exec(text);
+  if (!m) return text;
+  const two = (s: string | undefined) => (s ?? "0").padStart(2, "0");
+  const date = `${m[1]}-${two(m[2])}-${two(m[3])}`;
+  if (m[4] === undefined) return date;
+  const fraction = m[7] ? `.${m[7].slice(0, 6).padEnd(6, "0")}` : "";
+  const zone = m[8] === undefined ? "" : m[8] === "Z" ? "+00:00" : `${m[9]}${two(m[10])}:${two(m[11])}`;
+  return `${date}T${two(m[4])}:${m[5]}:${m[6]}${fraction === ".000000" ? "" : fraction}${zone}`;
+}
+
+function asPyYaml(tags: Tags): Tags {
+  const adjusted = tags
+    .filter((t) => typeof t === "string" || t.tag !== "tag:yaml.org,2002:timestamp")
+    .map((t) => {
+      if (typeof t === "string" || !("test" in t) || !t.test) return t;
+      const test = PYYAML_TESTS[String(t.test)];
+      return test ? { ...t, test } : t;
+    });
+  return [
+    ...adjusted,
+    { tag: "tag:yaml.org,2002:timestamp", test: TIMESTAMP, default: true, resolve: pythonIsoTimestamp },
+    { tag: "!vault", resolve: (s: string) => new VaultValue(s) },
+    { tag: "!unsafe", resolve: (s: string) => new UnsafeValue(s) },
+  ];
+}
+
 function isCyclic(value: unknown, ancestors = new Set<unknown>()): boolean {
-  if (value === null || typeof value !== "object") return false;
+  if (value === null || typeof value !== "object" || value instanceof VaultValue || value instanceof UnsafeValue) return false;
   if (ancestors.has(value)) return true;
   ancestors.add(value);
   const children = Array.isArray(value) ? value : Object.values(value as object);

@@ -1,11 +1,11 @@
-import { existsSync, readdirSync, statSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { resolve as resolvePath } from "node:path";
 import type { ConfigProblem } from "../config/errors.js";
-import { INVENTORY_SCHEMA, VARS_SCHEMA } from "../config/schemas.js";
-import { refusedKey, validateAgainstSchema } from "../config/validate.js";
-import { formatKeyPath, loadYamlFile, type KeyPath, type YamlFile } from "../config/yamlFile.js";
-import { expandHostPattern, hasHostRange, HostPatternError } from "./hostRange.js";
+import { formatKeyPath, type KeyPath } from "../config/yamlFile.js";
 import type { HostUniverse } from "./limit.js";
+import type { Located, SourceFile, SourceEvent, VarBlock } from "./sources/model.js";
+import { readSources, type ReadSource } from "./sources/read.js";
+import { checkVarBlock } from "./usedVars.js";
+import { canonicalDir, VarsFiles } from "./varsFiles.js";
 
 /** One mapping of variables and where it was written, so every value can say where it came from. */
 export interface VarLayer {
@@ -13,243 +13,314 @@ export interface VarLayer {
   /** Group or host name the layer belongs to. */
   name: string;
   vars: Record<string, unknown>;
-  source: YamlFile;
+  source: SourceFile;
   basePath: KeyPath;
 }
 
 export interface InventoryHost {
   name: string;
-  /** Where the host is first listed under a `hosts:` mapping, for errors about the name itself. */
-  definedAt: { source: YamlFile; path: KeyPath };
-  /** Variable layers in precedence order, lowest first: `all`, parent groups, child groups, then the host's own. */
+  /** Where the host is first listed, for errors about the name itself. */
+  definedAt: Located;
+  /** Variable layers in Ansible's precedence order, lowest first (see `hostLayers`). */
   layers: VarLayer[];
+  /** Every group the host is in (with ancestors), `all` first, then in Ansible's merge order. */
   groups: string[];
 }
 
-export interface Inventory {
-  file: string;
-  hosts: InventoryHost[];
-  universe: HostUniverse;
-}
-
-interface GroupInfo {
+export interface InventoryGroup {
   name: string;
-  children: Set<string>;
+  /** Child groups and direct hosts, in the order the sources declared them. */
+  children: string[];
   hosts: string[];
-  layers: VarLayer[];
+  /** Longest path from `all`; deeper groups override shallower ones. */
+  depth: number;
+  /** `ansible_group_priority`: among groups of one depth, higher wins. */
+  priority: number;
 }
 
-/** Reads an Ansible YAML inventory and its group_vars/ and host_vars/; appends every problem found. */
-export function loadInventory(file: string, problems: ConfigProblem[]): Inventory | null {
-  const yaml = loadYamlFile(file, problems);
-  if (!yaml) return null;
-  const refused = refusedTopLevelKeys(yaml, problems);
-  const groupsOnly = refused.length === 0 ? yaml.data : Object.fromEntries(Object.entries(yaml.data as object).filter(([k]) => !refused.includes(k)));
-  if (!validateAgainstSchema(INVENTORY_SCHEMA, groupsOnly, yaml, [], problems) || refused.length > 0) {
-    // Still validate group_vars/ and host_vars/ so every file's problems are reported in one go.
-    loadVarsDir(join(dirname(file), "group_vars"), "group", null, problems, () => undefined);
-    loadVarsDir(join(dirname(file), "host_vars"), "host", null, problems, () => undefined);
-    return null;
+export interface Inventory {
+  /** The first source: relative key paths are resolved from its directory. */
+  file: string;
+  sources: string[];
+  hosts: InventoryHost[];
+  /** Every group, `all` and `ungrouped` first, then in declaration order. */
+  groups: Map<string, InventoryGroup>;
+  universe: HostUniverse;
+  /** Vault-encrypted vars files that were not read. */
+  encryptedVarsFiles: string[];
+}
+
+export interface InventoryOptions {
+  /** group_vars/ and host_vars/ beside the playbook override those beside the inventory, as in Ansible. */
+  playbookDir?: string;
+  readStdin?: () => string;
+}
+
+/**
+ * Reads Ansible inventory sources (YAML, INI, `ansible-inventory --list` JSON, directories,
+ * comma lists) with their group_vars/ and host_vars/, merges them as Ansible does, and checks the
+ * vars provision uses. Appends every problem found. What could be read is returned even when some
+ * of it had errors, so later steps report their problems in the same run; null only when the
+ * groups form a cycle. Callers check the problems for errors before using it.
+ */
+export function loadInventory(sourceArgs: string | string[], problems: ConfigProblem[], options: InventoryOptions = {}): Inventory | null {
+  const args = typeof sourceArgs === "string" ? [sourceArgs] : sourceArgs;
+  const sources = readSources(args, problems, options.readStdin);
+  const graph = buildGraph(sources.flatMap((s) => s.parsed.flatMap((p) => p.events)), problems);
+  if (!graph) return null;
+
+  const varsFiles = new VarsFiles(problems);
+  // Not deduplicated: Ansible reads a directory's group_vars once per source in it, and the last read wins.
+  const inventoryDirs = sources.flatMap((s) => (s.varsDir === null ? [] : [canonicalDir(s.varsDir)]));
+  const playDirs = options.playbookDir ? [canonicalDir(options.playbookDir)] : [];
+  const varsDirs = [...new Set([...inventoryDirs, ...playDirs])];
+  for (const dir of varsDirs) {
+    varsFiles.checkEntries(dir, "group_vars", new Set(graph.groups.keys()), "group");
+    varsFiles.checkEntries(dir, "host_vars", new Set(graph.hostOrder), "host");
   }
 
-  const groups = new Map<string, GroupInfo>();
-  const hostLayers = new Map<string, VarLayer[]>();
-  const hostOrder: string[] = [];
-  const hostPaths = new Map<string, KeyPath>();
-  const group = (name: string) => {
+  const groupBlocks = (name: string, dirs: string[]) => dirs.flatMap((d) => varsFiles.find(d, "group_vars", name));
+  const hostBlocks = (name: string, dirs: string[]) => dirs.flatMap((d) => varsFiles.find(d, "host_vars", name));
+  const members = groupMembers(graph.groups);
+  const blocks = new Set<VarBlock>([...graph.groups.values()].flatMap((g) => g.blocks));
+  const layer = (kind: "group" | "host", owner: string) => (b: VarBlock): VarLayer => {
+    blocks.add(b);
+    return { kind, name: owner, ...b };
+  };
+  // Hosts in the same groups share their group layers: a large fleet has few distinct memberships.
+  const groupsOfHost = new Map<string, string[]>(graph.hostOrder.map((h) => [h, []]));
+  for (const [g, hostsOfGroup] of members) if (g !== "all") for (const h of hostsOfGroup) groupsOfHost.get(h)!.push(g);
+  const byMembership = new Map<string, { groups: string[]; layers: VarLayer[] }>();
+  const groupLayers = (memberOf: string[]) => {
+    const key = memberOf.join("\u0000");
+    let shared = byMembership.get(key);
+    if (!shared) {
+      const groups = mergeOrder(graph.groups, [...memberOf]);
+      // Ansible's order, lowest first: `all` then the other groups as written in the inventory, then
+      // group_vars/ of `all` (beside each inventory, then the playbook), then group_vars/ of the other
+      // groups (source by source, group by group, then beside the playbook).
+      const layers = [
+        ...graph.groups.get("all")!.blocks.map(layer("group", "all")),
+        ...groups.flatMap((g) => graph.groups.get(g)!.blocks.map(layer("group", g))),
+        ...groupBlocks("all", inventoryDirs).map(layer("group", "all")),
+        ...groupBlocks("all", playDirs).map(layer("group", "all")),
+        ...inventoryDirs.flatMap((d) => groups.flatMap((g) => groupBlocks(g, [d]).map(layer("group", g)))),
+        ...groups.flatMap((g) => groupBlocks(g, playDirs).map(layer("group", g))),
+      ];
+      shared = { groups: ["all", ...groups], layers };
+      byMembership.set(key, shared);
+    }
+    return shared;
+  };
+  const hosts: InventoryHost[] = graph.hostOrder.map((name) => {
+    const { groups, layers } = groupLayers(groupsOfHost.get(name)!);
+    // Then the host's vars as written in the inventory, then host_vars/ (beside the sources, then the playbook).
+    const own = [
+      ...(graph.hostBlocks.get(name) ?? []).map(layer("host", name)),
+      ...hostBlocks(name, inventoryDirs).map(layer("host", name)),
+      ...hostBlocks(name, playDirs).map(layer("host", name)),
+    ];
+    return { name, definedAt: graph.definedAt.get(name)!, layers: own.length === 0 ? layers : [...layers, ...own], groups };
+  });
+
+  for (const b of blocks) checkVarBlock(b, problems);
+
+  const universe: HostUniverse = {
+    hosts: graph.hostOrder,
+    groups: Object.fromEntries([...graph.groups.keys()].map((g) => [g, graph.hostOrder.filter((h) => members.get(g)!.has(h))])),
+  };
+  universe.groups.all = [...graph.hostOrder];
+  return {
+    file: resolvePath(args.find((a) => a !== "-" && !a.includes(",")) ?? "."),
+    sources: args,
+    hosts,
+    groups: new Map([...graph.groups].map(([n, g]) => [n, { name: n, children: g.children, hosts: g.hosts, depth: g.depth, priority: g.priority }])),
+    universe,
+    encryptedVarsFiles: varsFiles.encrypted,
+  };
+}
+
+interface GraphGroup {
+  children: string[];
+  hosts: string[];
+  /** The same hosts, for membership tests at inventory size. */
+  hostSet: Set<string>;
+  blocks: VarBlock[];
+  depth: number;
+  priority: number;
+  at: Located | null;
+}
+
+interface Graph {
+  groups: Map<string, GraphGroup>;
+  hostOrder: string[];
+  hostBlocks: Map<string, VarBlock[]>;
+  definedAt: Map<string, Located>;
+}
+
+/** Replays every source's declarations on one inventory, then Ansible's reconcile step. */
+function buildGraph(events: SourceEvent[], problems: ConfigProblem[]): Graph | null {
+  const groups = new Map<string, GraphGroup>();
+  const group = (name: string, at: Located | null = null) => {
     let g = groups.get(name);
     if (!g) {
-      g = { name, children: new Set(), hosts: [], layers: [] };
+      g = { children: [], hosts: [], hostSet: new Set(), blocks: [], depth: 0, priority: 1, at };
       groups.set(name, g);
     }
     return g;
   };
   group("all");
+  group("ungrouped");
+  groups.get("all")!.children.push("ungrouped");
+  const hostOrder: string[] = [];
+  const hostBlocks = new Map<string, VarBlock[]>();
+  const definedAt = new Map<string, Located>();
+  const parents = new Map<string, Set<string>>();
+  let failed = false;
 
-  const walkGroup = (name: string, body: unknown, path: KeyPath) => {
-    const g = group(name);
-    const b = (body ?? {}) as { hosts?: Record<string, unknown> | null; vars?: Record<string, unknown> | null; children?: Record<string, unknown> | null };
-    if (b.vars) g.layers.push({ kind: "group", name, vars: b.vars, source: yaml, basePath: [...path, "vars"] });
-    for (const [pattern, hostVars] of Object.entries(b.hosts ?? {})) {
-      const hostPath = [...path, "hosts", pattern];
-      for (const host of expandHosts(pattern, yaml, hostPath, problems)) {
-        if (!hostLayers.has(host)) {
-          hostLayers.set(host, []);
-          hostOrder.push(host);
-          hostPaths.set(host, hostPath);
+  for (const e of events) {
+    switch (e.kind) {
+      case "group":
+        group(e.name, e.at);
+        break;
+      case "child": {
+        const parent = group(e.parent);
+        group(e.child, e.at);
+        if (parent.children.includes(e.child)) break;
+        if (e.child === "all" || ancestors(e.parent, parents).has(e.child) || e.child === e.parent) {
+          problems.push({
+            file: e.at.source.file, ...e.at.source.locate(e.at.path, "key"), keyPath: formatKeyPath(e.at.path), severity: "error",
+            problem: `making "${e.child}" a child of "${e.parent}" creates a cycle: ${cyclePath(e.parent, e.child, groups)}`,
+            fix: "remove one of these children links",
+          });
+          failed = true;
+          break;
         }
-        if (!g.hosts.includes(host)) g.hosts.push(host);
-        if (hostVars) hostLayers.get(host)!.push({ kind: "host", name: host, vars: hostVars as Record<string, unknown>, source: yaml, basePath: hostPath });
+        parent.children.push(e.child);
+        (parents.get(e.child) ?? parents.set(e.child, new Set()).get(e.child)!).add(e.parent);
+        break;
+      }
+      case "host": {
+        const g = group(e.group);
+        if (!definedAt.has(e.name)) {
+          definedAt.set(e.name, e.at);
+          hostOrder.push(e.name);
+          if (e.port !== undefined) hostBlocks.set(e.name, [{ vars: { ansible_port: e.port }, source: e.at.source, basePath: e.at.path }]);
+        }
+        if (!g.hostSet.has(e.name)) {
+          g.hostSet.add(e.name);
+          g.hosts.push(e.name);
+        }
+        break;
+      }
+      case "groupVars": {
+        const g = group(e.group);
+        const { ansible_group_priority: priority, ...rest } = e.block.vars;
+        if (priority !== undefined) {
+          const n = Number(priority);
+          if (Number.isInteger(n)) g.priority = n;
+          else {
+            const path = [...e.block.basePath, "ansible_group_priority"];
+            problems.push({ file: e.block.source.file, ...e.block.source.locate(path), keyPath: formatKeyPath(path), severity: "error", problem: `ansible_group_priority must be a whole number, got ${JSON.stringify(priority)}`, fix: "write a whole number such as 10 (higher wins among groups of one depth)" });
+            failed = true;
+          }
+        }
+        g.blocks.push(priority === undefined ? e.block : { ...e.block, vars: rest });
+        break;
+      }
+      case "hostVars":
+        (hostBlocks.get(e.host) ?? hostBlocks.set(e.host, []).get(e.host)!).push(e.block);
+        break;
+    }
+  }
+  if (failed) return null;
+
+  // Reconcile as Ansible does: every parentless group hangs off `all`; hosts in no other group go to `ungrouped`.
+  for (const [name] of groups) {
+    if (name !== "all" && !parents.has(name)) {
+      groups.get("all")!.children.includes(name) || groups.get("all")!.children.push(name);
+      (parents.get(name) ?? parents.set(name, new Set()).get(name)!).add("all");
+    }
+  }
+  const all = groups.get("all")!;
+  const ungrouped = groups.get("ungrouped")!;
+  const inSomeGroup = new Set<string>();
+  for (const [name, g] of groups) if (name !== "all" && name !== "ungrouped") for (const h of g.hosts) inSomeGroup.add(h);
+  ungrouped.hosts = [...new Set([...ungrouped.hosts, ...all.hosts])].filter((h) => !inSomeGroup.has(h));
+  ungrouped.hostSet = new Set(ungrouped.hosts);
+  all.hosts = [];
+  all.hostSet.clear();
+  setDepths(groups);
+  return { groups, hostOrder, hostBlocks, definedAt };
+}
+
+function ancestors(name: string, parents: Map<string, Set<string>>): Set<string> {
+  const out = new Set<string>();
+  const stack = [name];
+  while (stack.length > 0) {
+    for (const p of parents.get(stack.pop()!) ?? []) {
+      if (!out.has(p)) {
+        out.add(p);
+        stack.push(p);
       }
     }
-    for (const [child, childBody] of Object.entries(b.children ?? {})) {
-      if (child === name) {
-        const at = [...path, "children", child];
-        problems.push({
-          file, ...yaml.locate(at, "key"), keyPath: formatKeyPath(at), severity: "error",
-          problem: `group "${name}" is its own child`, fix: "remove it from its own children",
-        });
-        continue;
+  }
+  return out;
+}
+
+/** `parent → child → … → parent`: the loop the new link would close. */
+function cyclePath(parent: string, child: string, groups: Map<string, GraphGroup>): string {
+  const cameFrom = new Map<string, string>([[child, ""]]);
+  const queue = [child];
+  while (queue.length > 0) {
+    const current = queue.shift()!;
+    if (current === parent) break;
+    for (const next of groups.get(current)?.children ?? []) {
+      if (!cameFrom.has(next)) {
+        cameFrom.set(next, current);
+        queue.push(next);
       }
-      g.children.add(child);
-      walkGroup(child, childBody, [...path, "children", child]);
     }
+  }
+  const path = [parent];
+  for (let at = cameFrom.get(parent); at !== undefined && at !== ""; at = cameFrom.get(at)) path.unshift(at);
+  return [parent, ...path].join(" → ");
+}
+
+/** Depth as Ansible keeps it: the longest chain of parents from `all`. */
+function setDepths(groups: Map<string, GraphGroup>): void {
+  const visit = (name: string, depth: number, path: Set<string>) => {
+    const g = groups.get(name)!;
+    if (g.depth >= depth && name !== "all") return;
+    g.depth = depth;
+    path.add(name);
+    for (const child of g.children) if (!path.has(child)) visit(child, depth + 1, path);
+    path.delete(name);
   };
-  for (const [name, body] of Object.entries(yaml.data as Record<string, unknown>)) {
-    walkGroup(name, body, [name]);
-    if (name !== "all") group("all").children.add(name);
-  }
-  const cycle = findCycle(groups);
-  if (cycle) {
-    problems.push({
-      file, line: 1, col: 1, keyPath: "", severity: "error",
-      problem: `groups form a cycle: ${cycle.join(" → ")}`, fix: "remove one of these children links",
-    });
-    return null;
-  }
+  visit("all", 0, new Set());
+}
 
-  loadVarsDir(join(dirname(file), "group_vars"), "group", new Set(groups.keys()), problems, (name, layer) => group(name).layers.push(layer));
-  loadVarsDir(join(dirname(file), "host_vars"), "host", new Set(hostOrder), problems, (name, layer) => hostLayers.get(name)?.push(layer));
-
-  const depth = groupDepths(groups);
-  const members = groupMembers(groups);
-  const hosts: InventoryHost[] = hostOrder.map((name) => {
-    const hostGroups = [...groups.keys()]
-      .filter((g) => members.get(g)!.has(name))
-      .sort((a, b) => (depth.get(a) ?? 0) - (depth.get(b) ?? 0) || a.localeCompare(b));
-    const layers = [...hostGroups.flatMap((g) => groups.get(g)!.layers), ...(hostLayers.get(name) ?? [])];
-    return { name, definedAt: { source: yaml, path: hostPaths.get(name)! }, layers, groups: hostGroups };
+/** Ansible's sort_groups: by depth, then ansible_group_priority, then name. */
+function mergeOrder(groups: Map<string, GraphGroup>, names: string[]): string[] {
+  return names.sort((a, b) => {
+    const ga = groups.get(a)!;
+    const gb = groups.get(b)!;
+    return ga.depth - gb.depth || ga.priority - gb.priority || (a < b ? -1 : a > b ? 1 : 0);
   });
-  const universe: HostUniverse = {
-    hosts: hostOrder,
-    groups: Object.fromEntries([...groups.keys()].map((g) => [g, hostOrder.filter((h) => members.get(g)!.has(h))])),
-  };
-  universe.groups.all = [...hostOrder];
-  return { file, hosts, universe };
-}
-
-/** A top-level key is a group name to the schema, so refused settings written there need their own check. */
-function refusedTopLevelKeys(yaml: YamlFile, problems: ConfigProblem[]): string[] {
-  if (!yaml.data || typeof yaml.data !== "object" || Array.isArray(yaml.data)) return [];
-  const found: string[] = [];
-  for (const key of Object.keys(yaml.data)) {
-    const refused = refusedKey(key);
-    if (!refused) continue;
-    found.push(key);
-    problems.push({ file: yaml.file, ...yaml.locate([key], "key"), keyPath: key, severity: "error", ...refused });
-  }
-  return found;
-}
-
-function expandHosts(pattern: string, yaml: YamlFile, path: KeyPath, problems: ConfigProblem[]): string[] {
-  if (!hasHostRange(pattern) && !pattern.includes("[")) return [pattern];
-  try {
-    return expandHostPattern(pattern);
-  } catch (err) {
-    if (!(err instanceof HostPatternError)) throw err;
-    problems.push({
-      file: yaml.file, ...yaml.locate(path, "key"), keyPath: formatKeyPath(path), severity: "error",
-      problem: err.problem, fix: err.fix,
-    });
-    return [];
-  }
-}
-
-/** group_vars/<name>.yaml (or .yml, .json, no extension) and group_vars/<name>/*.yaml, the way Ansible reads them. */
-function loadVarsDir(
-  dir: string,
-  kind: "group" | "host",
-  known: Set<string> | null,
-  problems: ConfigProblem[],
-  add: (name: string, layer: VarLayer) => void,
-): void {
-  if (!existsSync(dir)) return;
-  for (const entry of readdirSync(dir).sort()) {
-    if (entry.startsWith(".")) continue;
-    const full = join(dir, entry);
-    let isDir: boolean;
-    try {
-      isDir = statSync(full).isDirectory();
-    } catch (err) {
-      problems.push({
-        file: full, line: 1, col: 1, keyPath: "", severity: "error",
-        problem: `cannot read ${basename(dir)}/${entry} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
-        fix: "fix or remove the broken link or file",
-      });
-      continue;
-    }
-    // Ansible reads `name`, `name.yml`, `name.yaml`, `name.json`; host names often contain dots.
-    const hasVarsExtension = /\.(ya?ml|json)$/.test(entry);
-    const name = isDir || (known?.has(entry) ?? false) || !hasVarsExtension ? entry : entry.replace(/\.(ya?ml|json)$/, "");
-    if (!isDir && !hasVarsExtension && !(known?.has(entry) ?? false)) continue; // README.md, notes.txt, …
-    const files = isDir
-      ? readdirSync(full).filter((f) => /\.(ya?ml|json)$/.test(f)).sort().map((f) => join(full, f))
-      : [full];
-    for (const f of files) {
-      const yaml = loadYamlFile(f, problems);
-      if (!yaml) continue;
-      if (known && !known.has(name)) {
-        problems.push({
-          file: f, line: 1, col: 1, keyPath: "", severity: "warning",
-          problem: `${basename(dir)}/${entry} names no ${kind} in the inventory, so it applies to nothing`,
-          fix: `rename it after a ${kind} of the inventory, or delete it`,
-        });
-        continue;
-      }
-      if (!validateAgainstSchema(VARS_SCHEMA, yaml.data, yaml, [], problems)) continue;
-      if (yaml.data) add(name, { kind, name, vars: yaml.data as Record<string, unknown>, source: yaml, basePath: [] });
-    }
-  }
-}
-
-function findCycle(groups: Map<string, GroupInfo>): string[] | null {
-  const state = new Map<string, "visiting" | "done">();
-  const stack: string[] = [];
-  const visit = (name: string): string[] | null => {
-    if (state.get(name) === "done") return null;
-    if (state.get(name) === "visiting") return [...stack.slice(stack.indexOf(name)), name];
-    state.set(name, "visiting");
-    stack.push(name);
-    for (const child of groups.get(name)?.children ?? []) {
-      const c = visit(child);
-      if (c) return c;
-    }
-    stack.pop();
-    state.set(name, "done");
-    return null;
-  };
-  for (const name of groups.keys()) {
-    const c = visit(name);
-    if (c) return c;
-  }
-  return null;
-}
-
-/** Distance of each group from `all` along the longest parent chain: deeper groups override shallower ones, as in Ansible. */
-function groupDepths(groups: Map<string, GroupInfo>): Map<string, number> {
-  const depth = new Map<string, number>([["all", 0]]);
-  const visit = (name: string, d: number) => {
-    if ((depth.get(name) ?? -1) >= d && name !== "all") return;
-    depth.set(name, d);
-    for (const child of groups.get(name)?.children ?? []) visit(child, d + 1);
-  };
-  visit("all", 0);
-  return depth;
 }
 
 /** Every host of each group, including those of its descendant groups. */
-function groupMembers(groups: Map<string, GroupInfo>): Map<string, Set<string>> {
+function groupMembers(groups: Map<string, GraphGroup>): Map<string, Set<string>> {
   const memo = new Map<string, Set<string>>();
   const members = (name: string): Set<string> => {
     const cached = memo.get(name);
     if (cached) return cached;
-    const g = groups.get(name);
-    const set = new Set(g?.hosts ?? []);
+    const g = groups.get(name)!;
+    const set = new Set(g.hosts);
     memo.set(name, set);
-    for (const child of g?.children ?? []) for (const h of members(child)) set.add(h);
+    for (const child of g.children) for (const h of members(child)) set.add(h);
     return set;
   };
   for (const name of groups.keys()) members(name);
-  memo.set("all", new Set([...groups.values()].flatMap((g) => [...members(g.name)])));
   return memo;
 }

@@ -15,10 +15,10 @@ export interface ProbeHosts {
  * The probe's two hosts with their connection settings, straight from the inventory (no playbook:
  * the probe applies no role). Host names must match exactly.
  */
-export function loadProbeHosts(inventoryFile: string, clientName: string, serverName: string): ProbeHosts {
+export function loadProbeHosts(inventorySources: string[], clientName: string, serverName: string): ProbeHosts {
   const problems: ConfigProblem[] = [];
-  const file = resolvePath(inventoryFile);
-  const inventory = loadInventory(file, problems);
+  const inventory = loadInventory(inventorySources, problems);
+  const file = inventory?.file ?? resolvePath(inventorySources[0] ?? ".");
   if (!inventory) return { client: null, server: null, problems: sortProblems(problems) };
   const everyHost: Play = {
     name: "probe", hosts: "all", become: undefined, rollout: undefined, roles: [], index: 0,

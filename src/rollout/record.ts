@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { HostReport, HostStatus } from "../engine.js";
 import type { RolloutPolicy } from "./policy.js";
@@ -29,7 +29,7 @@ const RUNS = "runs";
 
 export function recordFor(
   result: RolloutResult,
-  meta: { startedAt: Date; inventory: string; playbook: string; limit: string | undefined; policy: RolloutPolicy },
+  meta: { startedAt: Date; inventory: string | string[]; playbook: string; limit: string | undefined; policy: RolloutPolicy },
 ): RunRecord {
   const batchOf = new Map<string, number>();
   for (const b of result.batches) for (const h of b.hosts) batchOf.set(h, b.index);
@@ -38,7 +38,7 @@ export function recordFor(
     id: `${meta.startedAt.toISOString().replace(/[:.]/g, "-")}-${randomBytes(3).toString("hex")}`,
     startedAt: meta.startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
-    inventory: resolve(meta.inventory),
+    inventory: [meta.inventory].flat().map((i) => (i === "-" || (i.includes(",") && !existsSync(i)) ? i : resolve(i))).join(" "),
     playbook: resolve(meta.playbook),
     limit: meta.limit ?? null,
     policy: meta.policy,

@@ -1,12 +1,16 @@
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import {
   ansibleWorkFromPlan, busyPercent, evaluateTargets, fmtRatio, formatSizeTable, formatTargets, hostsWithChanges, median, OptionError, parseOptions,
   parseSizes, planDifferences, ratios, resultFileName, resultJson, snapshotsFromPlan, textTable, type BenchResult, type MemoryResult,
-  type PlanJson, type SizeResult, type Timing,
+  type PlanJson, type SizeResult, type Timing, inventoryTarget,
 } from "../../scripts/benchCore.js";
+import { INVENTORY_TARGETS, inventoryFiles, writeInventory } from "../../scripts/benchInventory.js";
+import type { ConfigProblem } from "../../src/config/errors.js";
+import { loadInventory } from "../../src/inventory/load.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 
@@ -41,6 +45,9 @@ describe("parseOptions", () => {
     ["environment", [], { BENCH_SIZES: "20", BENCH_MEMORY_HOSTS: "0", BENCH_OUT: "/tmp/x.json", BENCH_ANSIBLE: "0" }, { sizes: [20], memoryHosts: 0, out: "/tmp/x.json", ansible: false }],
     ["flags win over the environment", ["--sizes", "50", "--memory-hosts", "100", "--out", "r.json"], { BENCH_SIZES: "20", BENCH_MEMORY_HOSTS: "0" }, { sizes: [50], memoryHosts: 100, out: "r.json" }],
     ["--no-ansible", ["--no-ansible"], {}, { ansible: false }],
+    ["inventory defaults", [], {}, { inventoryHosts: 10_000, inventoryOnly: false }],
+    ["inventory flags", ["--inventory-hosts", "500", "--inventory-only"], { BENCH_INVENTORY_HOSTS: "20" }, { inventoryHosts: 500, inventoryOnly: true }],
+    ["inventory from the environment", [], { BENCH_INVENTORY_HOSTS: "0" }, { inventoryHosts: 0 }],
   ])("%s", (_what, argv, env, expected) => {
     expect(parseOptions(argv, env)).toMatchObject(expected);
   });
@@ -50,6 +57,7 @@ describe("parseOptions", () => {
     [["--sizes", "--no-ansible"], /--sizes needs a value/],
     [["--memory-hosts", "300"], /not a host count in 0\.\.250/],
     [["--fast"], /unknown option --fast/],
+    [["--inventory-hosts", "lots"], /not a host count in 0\.\.1000000/],
   ])("%j is refused", (argv, message) => {
     expect(() => parseOptions(argv, {})).toThrow(message);
   });
@@ -266,7 +274,7 @@ describe("output", () => {
   it("writes the result as JSON with the ratios of each size", () => {
     const result: BenchResult = {
       version: 1, startedAt: "2026-11-21T05:00:00.000Z", durationMs: 1000, machine: { cpus: 2 },
-      sizes: [size(20, { first: ok(4000), noop: ok(1800), def: ok(100_000), tuned: ok(40_000), floor: 1200 })], memory: null, targets: [],
+      sizes: [size(20, { first: ok(4000), noop: ok(1800), def: ok(100_000), tuned: ok(40_000), floor: 1200 })], memory: null, inventory: null, targets: [],
     };
     const back = JSON.parse(resultJson(result));
     expect(back.sizes[0].ratios).toEqual({ speedupVsAnsibleDefault: 25, speedupVsAnsibleTuned: 10, noopOverFloor: 1.5 });
@@ -284,5 +292,32 @@ describe("bench/ansible/site.yml", () => {
     const provisionRoles = (parse(readFileSync(join(ROOT, "playbooks", "site.yaml"), "utf8")) as Array<{ roles: string[] }>)[0]!.roles;
     const ansiblePlay = (parse(readFileSync(join(ROOT, "bench", "ansible", "site.yml"), "utf8")) as Array<{ tasks: Array<{ vars: { bench_role: string } }> }>)[0]!;
     expect(ansiblePlay.tasks.map((t) => t.vars.bench_role)).toEqual(provisionRoles);
+  });
+});
+
+describe("inventory bench", () => {
+  it.each<[string, { wallMs: number; peakRssKb: number | undefined; exitCode: number | null }, string]>([
+    ["fast and small", { wallMs: 1500, peakRssKb: 200 * 1024, exitCode: 0 }, "PASS"],
+    ["too slow", { wallMs: 2100, peakRssKb: 200 * 1024, exitCode: 0 }, "MISS"],
+    ["too big", { wallMs: 1500, peakRssKb: 310 * 1024, exitCode: 0 }, "MISS"],
+    ["failed", { wallMs: 100, peakRssKb: 50 * 1024, exitCode: 1 }, "MISS"],
+    ["unmeasured memory", { wallMs: 100, peakRssKb: undefined, exitCode: 0 }, "MISS"],
+  ])("%s → %s", (_what, r, verdict) => {
+    expect(inventoryTarget({ hosts: 10_000, ...r }, INVENTORY_TARGETS).verdict).toBe(verdict);
+  });
+
+  it("generates the number of hosts asked for, in groups by role and region", () => {
+    const files = inventoryFiles(10_000);
+    const problems: ConfigProblem[] = [];
+    const dir = mkdtempSync(join(tmpdir(), "bench-inventory-"));
+    try {
+      const inventory = loadInventory(writeInventory(dir, 10_000), problems);
+      expect(problems.filter((p) => p.severity === "error")).toEqual([]);
+      expect(inventory!.hosts).toHaveLength(10_000);
+      expect(inventory!.universe.groups.ws!.length).toBeGreaterThan(1000);
+      expect(Object.keys(files)).toContain("group_vars/ws/main.yml");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -274,17 +274,19 @@ const PLACES: Place[] = [
   {
     name: "key: host var",
     files: { [INVENTORY]: "all:\n  hosts:\n    h1:\n      ansible_host: 198.18.0.2\n      ? @K@\n      : 1\n" },
-    at: INVENTORY, keyPath: (k) => formatKeyPath(["all", "hosts", "h1", k]),
+    // A var provision doesn't read is the user's business (Ansible's may be any name): ignored, never sent.
+    at: INVENTORY, keyPath: (k) => formatKeyPath(["all", "hosts", "h1", k]), legit: () => true,
   },
   {
     name: "key: group_vars file",
     files: { "group_vars/all.yaml": "? @K@\n: {tcp_tw_reuse: 1}\n" },
-    at: "group_vars/all.yaml", keyPath: (k) => formatKeyPath([k]),
+    at: "group_vars/all.yaml", keyPath: (k) => formatKeyPath([k]), legit: () => true,
   },
   {
     name: "key: group body",
     files: { [INVENTORY]: "all:\n  hosts:\n    h1:\n      ansible_host: 198.18.0.2\n  ? @K@\n  : {}\n" },
-    at: INVENTORY, keyPath: (k) => formatKeyPath(["all", k]),
+    // Ansible skips an unknown key in a group with a warning; so does provision: never sent.
+    at: INVENTORY, keyPath: (k) => formatKeyPath(["all", k]), legit: () => true,
   },
   {
     name: "key: play",

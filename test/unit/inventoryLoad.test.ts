@@ -71,11 +71,11 @@ describe("loadInventory: structure", () => {
   });
 
   it("knows exactly the groups of the file", () => {
-    expect(Object.keys(inventory!.universe.groups).sort()).toEqual(["all", "canary", "db", "prod", "web"]);
+    expect(Object.keys(inventory!.universe.groups).sort()).toEqual(["all", "canary", "db", "prod", "ungrouped", "web"]);
   });
 
   it.each<[string, string[]]>([
-    ["bastion", ["all"]],
+    ["bastion", ["all", "ungrouped"]],
     ["web01", ["all", "prod", "web"]],
     ["web02", ["all", "canary", "prod", "web"]],
     ["web03", ["all", "prod", "web"]],
@@ -214,83 +214,88 @@ describe("loadInventory: vars files naming nothing", () => {
 });
 
 describe("loadInventory: validation errors", () => {
-  it.each<[string, string, string, string, string, string, string]>([
-    // case, line needle, token, keyPath, problem, fix
-    ["unknown-keys", "hostz:", "hostz", "all.hostz", 'unknown key "hostz"', 'did you mean "hosts"?', "key"],
-    ["unknown-keys", "ansible_prot:", "ansible_prot", "all.children.web.hosts.web02.ansible_prot", 'unknown key "ansible_prot"', 'did you mean "ansible_port"?', "key"],
+  it.each<[string, string, string, string, string, string, "error" | "warning"]>([
+    // case, line needle, token, keyPath, problem, fix, severity
+    [
+      "unknown-keys", "hostz:", "hostz", "all.hostz", 'unknown key "hostz" in group "all", so what it holds applies to nothing (Ansible skips it too)',
+      'a group holds only hosts, vars and children: did you mean "hosts"?', "warning",
+    ],
+    ["unknown-keys", "ansible_prot:", "ansible_prot", "all.children.web.hosts.web02.ansible_prot", '"ansible_prot" is not a var provision reads, so it has no effect', 'did you mean "ansible_port"?', "warning"],
     [
       "unknown-keys", "port_range_strat:", "port_range_strat", "all.children.web.vars.ephemeral_ports.port_range_strat",
-      'unknown key "port_range_strat"', 'did you mean "port_range_start"?', "key",
+      'unknown key "port_range_strat"', 'did you mean "port_range_start"?', "error",
     ],
-    ["wrong-types", 'ansible_port: "22"', '"22"', "all.hosts.web01.ansible_port", 'expected an integer, got a string "22"', "use a port from 1 to 65535", "value"],
-    ["wrong-types", 'ansible_become: "yes"', '"yes"', "all.hosts.web02.ansible_become", 'expected a boolean (true/false), got a string "yes"', "write true or false", "value"],
     [
       "wrong-types", "tcp_tw_reuse: 3", "3", "all.hosts.web03.tw_reuse.tcp_tw_reuse", "3 is not one of 0, 1, 2",
-      "use 1 (reuse for all outgoing connections), 2 (loopback only, the kernel default) or 0 (never)", "value",
+      "use 1 (reuse for all outgoing connections), 2 (loopback only, the kernel default) or 0 (never)", "error",
     ],
     [
       "wrong-types", "reserve_listening_ports: 1", "1", "all.vars.ephemeral_ports.reserve_listening_ports",
-      "expected a boolean (true/false), got an integer 1", "write a boolean (true/false)", "value",
+      "expected a boolean (true/false), got an integer 1", "write a boolean (true/false)", "error",
     ],
     [
       "wrong-types", "reserved_ports: 8080", "8080", "all.vars.ephemeral_ports.reserved_ports", "expected a list, got an integer 8080",
-      'write ports as integers (8080) or ranges as strings ("9000-9100") between 1 and 65535', "value",
+      'write ports as integers (8080) or ranges as strings ("9000-9100") between 1 and 65535', "error",
     ],
     [
       "out-of-range", "port_range_start: 80", "80", "all.vars.ephemeral_ports.port_range_start", "80 is out of range (must be >= 1024)",
-      "use a port between 1024 and 65534, below port_range_end", "value",
+      "use a port between 1024 and 65534, below port_range_end", "error",
     ],
-    ["out-of-range", "ansible_port: 70000", "70000", "all.hosts.web01.ansible_port", "70000 is out of range (must be <= 65535)", "use a port from 1 to 65535", "value"],
+    ["out-of-range", "ansible_port: 70000", "70000", "all.hosts.web01.ansible_port", "70000 is not a whole number from 1 to 65535", "use a port from 1 to 65535", "error"],
     [
       "out-of-range", "tcp_fin_timeout: 1", "1", "all.hosts.web01.tw_reuse.tcp_fin_timeout", "1 is out of range (must be >= 5)",
-      "use an integer from 5 to 300, or null to leave it alone", "value",
+      "use an integer from 5 to 300, or null to leave it alone", "error",
     ],
-    ["bad-range", "web[03:01]:", "web[03:01]", "all.hosts.web[03:01]", '"[03:01]" in "web[03:01]" starts after it ends', "Put the smaller bound first, e.g. [01:03]", "key"],
-  ])("%s: `%s` is reported where it is written", (caseName, needle, token, keyPath, problem, fix) => {
+    ["bad-range", "web[03:01]:", "web[03:01]", "all.hosts.web[03:01]", '"[03:01]" in "web[03:01]" starts after it ends', "Put the smaller bound first, e.g. [01:03]", "error"],
+  ])("%s: `%s` is reported where it is written", (caseName, needle, token, keyPath, problem, fix, severity) => {
     const { problems } = load(caseName);
     const found = problems.find((p) => p.keyPath === keyPath);
     expect(found, JSON.stringify(problems, null, 1)).toEqual({
-      file: inv(caseName), ...posIn(inv(caseName), needle, token), keyPath, severity: "error", problem, fix,
+      file: inv(caseName), ...posIn(inv(caseName), needle, token), keyPath, severity, problem, fix,
     });
   });
 
+  it("takes Ansible's values for its connection vars: a quoted port, ansible_become: \"yes\"", () => {
+    const { inventory, problems } = load("wrong-types");
+    expect(problems.map((p) => p.keyPath)).not.toContain("all.hosts.web01.ansible_port");
+    expect(problems.map((p) => p.keyPath)).not.toContain("all.hosts.web02.ansible_become");
+    expect(effective(host(inventory, "web01"), "ansible_port")).toBe("22");
+  });
+
   it.each([
-    ["unknown-keys", 3],
-    ["wrong-types", 5],
-    ["out-of-range", 3],
-  ])("%s: reports all %i problems and returns no inventory", (caseName, count) => {
-    const { inventory, problems } = load(caseName);
-    expect(inventory).toBeNull();
-    expect(problems).toHaveLength(count);
-    expect(problems.every((p) => p.severity === "error")).toBe(true);
+    ["unknown-keys", 1, 2],
+    ["wrong-types", 3, 0],
+    ["out-of-range", 3, 0],
+  ])("%s: reports all %i errors (and %i warnings) at once", (caseName, errors, warnings) => {
+    const { problems } = load(caseName);
+    expect(problems.filter((p) => p.severity === "error")).toHaveLength(errors);
+    expect(problems.filter((p) => p.severity === "warning")).toHaveLength(warnings);
   });
 
   it("reports every error of one file at once, each at its own place", () => {
     const file = inv("many-errors");
-    const { inventory, problems } = load("many-errors");
-    expect(inventory).toBeNull();
-    const got = problems.map((p) => `${p.line}:${p.col} ${p.keyPath}: ${p.problem}`).sort();
+    const { problems } = load("many-errors");
+    const got = problems.map((p) => `${p.line}:${p.col} ${p.keyPath}: ${p.severity === "warning" ? "warning: " : ""}${p.problem}`).sort();
     const at = (needle: string, token: string) => {
       const p = posIn(file, needle, token);
       return `${p.line}:${p.col}`;
     };
     expect(got).toEqual(
       [
-        `${at("ansible_port: 0", "0")} all.vars.ansible_port: 0 is out of range (must be >= 1)`,
-        `${at("ansible_usr:", "ansible_usr")} all.vars.ansible_usr: unknown key "ansible_usr"`,
+        `${at("ansible_port: 0", "0")} all.vars.ansible_port: 0 is not a whole number from 1 to 65535`,
+        `${at("ansible_usr:", "ansible_usr")} all.vars.ansible_usr: warning: "ansible_usr" is not a var provision reads, so it has no effect`,
         `${at("port_range_start: 80", "80")} all.hosts.web01.ephemeral_ports.port_range_start: 80 is out of range (must be >= 1024)`,
         `${at('port_range_end: "65535"', '"65535"')} all.hosts.web01.ephemeral_ports.port_range_end: expected an integer, got a string "65535"`,
         `${at("tcp_timestamps: 5", "5")} all.hosts.web02.tw_reuse.tcp_timestamps: 5 is not one of 0, 1, 2`,
-        `${at("childs:", "childs")} all.children.db.childs: unknown key "childs"`,
+        `${at("childs:", "childs")} all.children.db.childs: warning: unknown key "childs" in group "db", so what it holds applies to nothing (Ansible skips it too)`,
       ].sort(),
     );
     const childs = problems.find((p) => p.keyPath === "all.children.db.childs")!;
-    expect(childs.fix).toBe("remove it; allowed keys here: hosts, vars, children");
+    expect(childs.fix).toBe('a group holds only hosts, vars and children: did you mean "children"?');
   });
 
   it("reports a YAML syntax error with its line and column", () => {
-    const { inventory, problems } = load("syntax-error");
-    expect(inventory).toBeNull();
+    const { problems } = load("syntax-error");
     expect(problems).toHaveLength(1);
     expect(problems[0]).toMatchObject({ file: inv("syntax-error"), severity: "error", problem: "YAML syntax error: Map keys must be unique" });
     expect(problems[0]!.line).toBeGreaterThanOrEqual(3);
@@ -299,9 +304,12 @@ describe("loadInventory: validation errors", () => {
 
   it("reports a missing inventory file", () => {
     const { inventory, problems } = load("no-such-case");
-    expect(inventory).toBeNull();
+    expect(inventory!.hosts).toEqual([]);
     expect(problems).toEqual([
-      { file: inv("no-such-case"), line: 1, col: 1, keyPath: "", severity: "error", problem: "cannot read the file (ENOENT)", fix: "check the path and its permissions" },
+      {
+        file: inv("no-such-case"), line: 1, col: 1, keyPath: "", severity: "error", problem: "no such inventory file or directory",
+        fix: "check the path, or write hosts as a comma-separated list (-i 'web1,web2,')",
+      },
     ]);
   });
 
@@ -354,8 +362,8 @@ describe("loadInventory: group cycles", () => {
     expect(inventory).toBeNull();
     expect(problems).toEqual([
       {
-        file: inv("cycle"), line: 1, col: 1, keyPath: "", severity: "error",
-        problem: "groups form a cycle: a → b → c → a", fix: "remove one of these children links",
+        file: inv("cycle"), ...posIn(inv("cycle"), "b:", "b"), keyPath: "all.children.a.children.b", severity: "error",
+        problem: 'making "b" a child of "a" creates a cycle: a → b → c → a', fix: "remove one of these children links",
       },
     ]);
   });
@@ -378,7 +386,7 @@ describe("loadInventory: top-level groups and dotted names", () => {
   it("makes top-level groups children of all", () => {
     const { inventory, problems } = load("top-level-groups");
     expect(problems).toEqual([]);
-    expect(inventory!.universe).toEqual({ hosts: ["web01", "db01"], groups: { all: ["web01", "db01"], web: ["web01"], db: ["db01"] } });
+    expect(inventory!.universe).toEqual({ hosts: ["web01", "db01"], groups: { all: ["web01", "db01"], ungrouped: [], web: ["web01"], db: ["db01"] } });
     expect(host(inventory, "db01").groups).toEqual(["all", "db"]);
     expect(effective(host(inventory, "db01"), "ansible_port")).toBe(2222);
   });

@@ -170,7 +170,7 @@ describe("loadConfig: params precedence and provenance", () => {
   });
 
   it("defaults the user to the local user and leaves the key unset", () => {
-    const { hosts: h } = loadConfig(inv("resolve-cross"), pb("plain"), undefined);
+    const { hosts: h } = resolveDespiteErrors(inv("resolve-cross"), pb("plain"));
     expect(hostOf(h, "web02").connection).toEqual({ host: "web02", port: 22, user: userInfo().username, privateKeyFile: undefined });
     expect(hostOf(h, "web02").become).toBe(false);
   });
@@ -300,9 +300,20 @@ describe("loadConfig: cross-field role rules", () => {
   });
 });
 
+/** resolveTargets on its own: loadConfig hands out no hosts when there are errors. */
+function resolveDespiteErrors(inventory: string, playbook: string): { hosts: ResolvedHost[]; problems: ConfigProblem[] } {
+  const problems: ConfigProblem[] = [];
+  const hosts = resolveTargets(loadInventory(inventory, problems)!, loadPlaybook(playbook, problems)!, undefined, problems);
+  return { hosts, problems };
+}
+
 describe("loadConfig: same role twice for a host", () => {
   const file = pb("twice");
-  const { hosts, problems } = loadConfig(inv("resolve"), file, undefined);
+  const { hosts, problems } = resolveDespiteErrors(inv("resolve"), file);
+
+  it("hands out no hosts from loadConfig, since there are errors", () => {
+    expect(loadConfig(inv("resolve"), file, undefined).hosts).toEqual([]);
+  });
 
   it("reports each host that gets the role twice, at the second role entry", () => {
     // line 9 is the second play's `- tw-reuse`
@@ -333,7 +344,7 @@ describe("loadConfig: problems of every file", () => {
     const { hosts, problems } = loadConfig(inv("no-such-case"), pb("no-such-playbook"), undefined);
     expect(hosts).toEqual([]);
     expect(problems.map((p) => [p.file, p.problem])).toEqual([
-      [inv("no-such-case"), "cannot read the file (ENOENT)"],
+      [inv("no-such-case"), "no such inventory file or directory"],
       [pb("no-such-playbook"), "cannot read the file (ENOENT)"],
     ]);
   });

@@ -11,8 +11,9 @@ describe("editDistance", () => {
     ["hosts", "hostz", 1],
     ["hosts", "host", 1],
     ["hosts", "hostss", 1],
-    ["ab", "ba", 2],
-    ["port_range_start", "port_range_strat", 2],
+    ["ab", "ba", 1], // a swap of neighbours is one typo
+    ["port_range_start", "port_range_strat", 1],
+    ["abc", "ca", 3],
     ["Hosts", "hosts", 1],
   ])("%j → %j = %i", (a, b, d) => {
     expect(editDistance(a, b)).toBe(d);
