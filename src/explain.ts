@@ -32,8 +32,17 @@ export function explainHosts(hosts: readonly ResolvedHost[], roleFilter: string 
     }
     out.push("");
   }
+  if (hosts.length > 0) out.push(PRECEDENCE_NOTE, "");
   return `${out.join("\n")}\n`;
 }
+
+/** Where provision's precedence is Ansible's, and the one place it deliberately is not. */
+export const PRECEDENCE_NOTE = [
+  "Precedence is Ansible's (lowest first: all's inventory vars, other groups' by depth, ansible_group_priority and name,",
+  "group_vars/all, other group_vars/, the host's inventory vars, host_vars/; each beside the inventory, then the playbook),",
+  "then playbook params. One difference: a role's block is merged param by param across these layers (Ansible would",
+  "replace the whole mapping), so the source shown is per param.",
+].join("\n");
 
 export function describeSource(s: ParamSource, cwd: string): string {
   const where = `${relative(cwd, s.file) || s.file}:${s.line}:${s.col}`;

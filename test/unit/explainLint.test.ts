@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { explainHosts, explainRoles } from "../../src/explain.js";
+import { explainHosts, explainRoles, PRECEDENCE_NOTE } from "../../src/explain.js";
 import { lintHosts } from "../../src/lint.js";
 import { loadConfig } from "../../src/load.js";
 import { DEFAULT_PLAYBOOK, PROJECT_ROOT } from "../../src/paths.js";
@@ -34,6 +34,12 @@ describe("explainHosts", () => {
     const a2 = text.split("\n\n").find((b) => b.startsWith("a2 "))!;
     expect(a2).toMatch(/port_range_start +\= 10000 +host a2 /);
     expect(text).not.toContain("tw-reuse");
+  });
+
+  it("says the precedence is Ansible's and where it deliberately differs", () => {
+    const text = explainHosts(hosts, undefined, PROJECT_ROOT);
+    expect(text.trimEnd().endsWith(PRECEDENCE_NOTE)).toBe(true);
+    expect(PRECEDENCE_NOTE).toContain("merged param by param");
   });
 });
 
