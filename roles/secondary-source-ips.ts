@@ -215,6 +215,7 @@ function probeFields(facts: Facts, probe: string, what: string): Fields {
 }
 
 function sshAddressOf(ctx: PlanContext): string {
+  if (ctx.sshAddress === "") throw new Error("this host is reached with ansible_connection: local, so there is no SSH address to keep safe while addresses change; refusing to change addresses. Run this role over SSH");
   const ssh = canonicalIp(ctx.sshAddress);
   // Without the session's address we can't promise to leave it alone.
   if (ssh === null) throw new Error(`cannot tell which address the SSH session uses (got "${ctx.sshAddress}"); refusing to change addresses. Connect by IP address (ansible_host)`);

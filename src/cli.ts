@@ -13,6 +13,7 @@ import { graph, hostJson, listJson } from "./inventory/ansibleView.js";
 import { loadInventory } from "./inventory/load.js";
 import type { ResolvedHost } from "./resolve.js";
 import { connectSsh, defaultKnownHostsFile, type SshOptions } from "./transport/ssh.js";
+import { LocalTransport } from "./transport/local.js";
 import { LoggingTransport } from "./transport/logging.js";
 import type { Transport } from "./transport/types.js";
 import { toJson } from "./output/json.js";
@@ -210,6 +211,8 @@ function style(): Style {
 }
 
 interface Prepared {
+  /** The playbook used: -p, or the one choosePlaybook found. */
+  playbook: string;
   hosts: ResolvedHost[];
   session: Session;
   policy: RolloutPolicy;
@@ -219,7 +222,8 @@ interface Prepared {
 async function prepare(inventory: string[], opts: CommonOptions & Partial<RunOptions>, restrictTo?: string[], withProgress = false): Promise<Prepared | null> {
   const sources = inventorySources(inventory, opts);
   if (!sources) return null;
-  const loaded = loadConfig(sources, playbookFor(opts), opts.limit, opts);
+  const playbook = playbookFor(opts);
+  const loaded = loadConfig(sources, playbook, opts.limit, opts);
   const { problems, policy } = loaded;
   const hosts = restrictTo ? loaded.hosts.filter((h) => restrictTo.includes(h.name)) : loaded.hosts;
   for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
@@ -249,13 +253,15 @@ async function prepare(inventory: string[], opts: CommonOptions & Partial<RunOpt
   };
   const progress = withProgress ? new Progress(hosts.length, (t) => process.stderr.write(t), process.stderr.isTTY === true) : undefined;
   const log = (line: string) => process.stderr.write(`[${new Date().toISOString()}] ${line}\n`);
+  const open = (host: ResolvedHost): Promise<Transport> =>
+    host.connection.kind === "local" ? Promise.resolve(new LocalTransport(host.name, sshOptions.commandTimeoutMs)) : connectSsh(host.name, host.connection, sshOptions);
   const connect = async (host: ResolvedHost): Promise<Transport> => {
-    if (!opts.verbose) return connectSsh(host.name, host.connection, sshOptions);
+    if (!opts.verbose) return open(host);
     const started = Date.now();
-    log(`${host.name}: connecting to ${host.connection.user}@${host.connection.host}:${host.connection.port}`);
+    log(host.connection.kind === "local" ? `${host.name}: local (no SSH)` : `${host.name}: connecting to ${host.connection.user}@${host.connection.host}:${host.connection.port}`);
     try {
-      const t = await connectSsh(host.name, host.connection, sshOptions);
-      log(`${host.name}: connected (${t.remoteAddress}) in ${Date.now() - started} ms`);
+      const t = await open(host);
+      log(`${host.name}: connected (${t.remoteAddress || "local"}) in ${Date.now() - started} ms`);
       return new LoggingTransport(t, log);
     } catch (err) {
       log(`${host.name}: connect failed in ${Date.now() - started} ms: ${(err as Error).message}`);
@@ -263,7 +269,7 @@ async function prepare(inventory: string[], opts: CommonOptions & Partial<RunOpt
     }
   };
   const session = new Session(connect, opts.forks, progress ?? {});
-  return { hosts, session, policy, progress };
+  return { hosts, session, policy, progress, playbook };
 }
 
 async function becomePassword(opts: CommonOptions, hosts: ResolvedHost[]): Promise<string | undefined> {
@@ -303,7 +309,7 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
   }
   const prepared = await prepare(inventory, opts, restrictTo, true);
   if (!prepared) return EXIT_ERROR;
-  const { hosts, session, policy, progress } = prepared;
+  const { hosts, session, policy, progress, playbook } = prepared;
   if (policy.pause === "prompt" && !process.stdin.isTTY) {
     process.stderr.write("rollout pause: \"prompt\" needs a terminal to press Enter on; use seconds (--pause 30) in CI.\n");
     await session.close();
@@ -329,7 +335,7 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
     const result = await rollout(session, hosts, planned, policy, progress?.hooks(pauseBetweenBatches) ?? { pause: pauseBetweenBatches }, { shownIsFresh: pending === 0 || opts.yes });
     progress?.finish();
     const recordFile = writeRecord(opts.stateDir, recordFor(result, {
-      startedAt, inventory: [...inventory, ...opts.inventory], playbook: opts.playbook ?? choosePlaybook(process.cwd()).file, limit: opts.limit, policy,
+      startedAt, inventory: [...inventory, ...opts.inventory], playbook, limit: opts.limit, policy,
     }));
     if (opts.json) process.stdout.write(`${toJson("run", result.reports, { stopped: result.stopped ?? null, record: recordFile })}\n`);
     else {
@@ -454,6 +460,11 @@ async function probeCommand(inventory: string[], opts: ProbeOptions): Promise<nu
   const { client, server, problems } = loadProbeHosts(sources, opts.client, opts.server);
   for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
   if (!client || !server || hasErrors(problems)) return EXIT_ERROR;
+  const local = [client, server].find((h) => h.connection.kind === "local");
+  if (local) {
+    process.stderr.write(`probe: ${local.name} has ansible_connection: local; the probe reaches both hosts over SSH. Give it an SSH address (ansible_host) for the probe.\n`);
+    return EXIT_ERROR;
+  }
   let password: string | undefined;
   try {
     password = [client, server].some((h) => h.become)

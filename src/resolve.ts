@@ -27,6 +27,8 @@ export interface ResolvedRole {
 }
 
 export interface ConnectionSettings {
+  /** `local`: the machine provision runs on, without SSH (ansible_connection: local). */
+  kind: "ssh" | "local";
   host: string;
   port: number;
   user: string;
@@ -114,7 +116,7 @@ export function resolveTargets(
       roles.push(r);
     }
     const vars = usedVars(host.layers);
-    if (vars.host === undefined) checkNameAsAddress(host, problems);
+    if (vars.host === undefined && !isLocal(vars.connection?.value)) checkNameAsAddress(host, problems);
     const hostBecome = (vars.become?.value as boolean | undefined) ?? become ?? false;
     checkPrivilegeAndConnection(host.name, vars, hostBecome && roles.length > 0, problems);
     resolved.push({
@@ -144,8 +146,8 @@ class MergedParams {
     const cached = this.cache.get(key);
     if (cached) return { resolved: cached, fresh: false };
     const resolved = mergeParams(playRole.role, relevant, playRole.params, play.source, playRole.path);
-    Object.freeze(resolved.params);
-    Object.freeze(resolved.sources);
+    deepFreeze(resolved.params);
+    deepFreeze(resolved.sources);
     this.cache.set(key, resolved);
     return { resolved, fresh: true };
   }
@@ -158,6 +160,12 @@ class MergedParams {
     }
     return id;
   }
+}
+
+function deepFreeze(value: unknown): void {
+  if (value === null || typeof value !== "object" || Object.isFrozen(value)) return;
+  Object.freeze(value);
+  for (const v of Object.values(value)) deepFreeze(v);
 }
 
 function mergeParams(role: AnyRole, layers: VarLayer[], playParams: Record<string, unknown>, playbook: YamlFile, rolePath: KeyPath): ResolvedRole {
@@ -213,6 +221,10 @@ function usedVars(layers: VarLayer[]): Partial<Record<UsedVarKey, UsedValue>> {
   return out;
 }
 
+function isLocal(value: unknown): boolean {
+  return value === "local" || value === "ansible.builtin.local";
+}
+
 const CONNECTIONS_OVER_SSH = ["ssh", "smart", "paramiko", "ansible.builtin.ssh", "ansible.builtin.paramiko_ssh", "paramiko_ssh"];
 
 /** Settings Ansible users write that provision cannot honour are refused on the hosts they reach, where they were written. */
@@ -232,11 +244,9 @@ function checkPrivilegeAndConnection(hostName: string, vars: Partial<Record<Used
       "set ansible_become_user: root for these hosts, or remove it (root is the default)");
   }
   const connection = vars.connection;
-  if (connection && !CONNECTIONS_OVER_SSH.includes(String(connection.value))) {
-    refuse(connection, connection.value === "local" || connection.value === "ansible.builtin.local"
-      ? "ansible_connection: local is not supported yet: provision reaches every host over SSH"
-      : `connection type ${JSON.stringify(connection.value)} is not supported: provision reaches hosts over SSH only`,
-    "remove the host from provision's run (--limit '!NAME' or a play pattern), or reach it over SSH (ansible_connection: ssh)");
+  if (connection && !isLocal(connection.value) && !CONNECTIONS_OVER_SSH.includes(String(connection.value))) {
+    refuse(connection, `connection type ${JSON.stringify(connection.value)} is not supported: provision reaches hosts over SSH, or locally with ansible_connection: local`,
+      "remove the host from provision's run (--limit '!NAME' or a play pattern), or reach it over SSH (ansible_connection: ssh)");
   }
   for (const args of [vars.sshCommonArgs, vars.sshExtraArgs]) {
     if (args && String(args.value).trim() !== "") {
@@ -270,6 +280,7 @@ function hintsFrom(vars: Partial<Record<UsedVarKey, UsedValue>>): InventoryHints
 function connectionFor(name: string, vars: Partial<Record<UsedVarKey, UsedValue>>, inventoryFile: string): ConnectionSettings {
   const keyFile = vars.privateKeyFile?.value as string | undefined;
   return {
+    kind: isLocal(vars.connection?.value) ? "local" : "ssh",
     host: (vars.host?.value as string | undefined) ?? name,
     port: (vars.port?.value as number | undefined) ?? 22,
     user: (vars.user?.value as string | undefined) ?? defaultUser(),

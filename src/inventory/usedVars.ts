@@ -80,7 +80,7 @@ export const USED_VARS = {
     check: (v) => (typeof v === "string" && /^[a-z0-9_.]+$/.test(v) ? ok(v) : bad(`${JSON.stringify(v)} is not a become method`, "write sudo")),
   },
   connection: {
-    names: ["ansible_connection"], type: "string", description: "ssh (also smart, paramiko); local and other connection types are refused on the hosts that have them, for now",
+    names: ["ansible_connection"], type: "string", description: "ssh (also smart, paramiko), or local: the machine provision runs on, without SSH (become through sudo -n unless provision runs as root); other types are refused on the hosts that have them",
     check: (v) => (typeof v === "string" && /^[a-z0-9_.]+$/.test(v) ? ok(v) : bad(`${JSON.stringify(v)} is not a connection type`, "write ssh or local")),
   },
   sshCommonArgs: { names: ["ansible_ssh_common_args"], type: "string", description: "Extra ssh options; refused with a reason until provision honours them", check: (v) => (typeof v === "string" ? ok(v) : bad(`${JSON.stringify(v)} is not text`, "write the ssh options as one string")) },

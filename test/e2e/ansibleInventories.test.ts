@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFleet, type Fleet } from "../fleet/fleet.js";
-import { provision, tempDir } from "./helpers.js";
+import { PROJECT_ROOT, provision, tempDir } from "./helpers.js";
 
 /**
  * An existing Ansible repository, as users have them, pointed at real sshd hosts: an INI
@@ -95,5 +95,47 @@ describe("an Ansible repository's inventory, unchanged, on real hosts", () => {
     expect(data._meta.hostvars[fleet.hosts[1]!.name]).toMatchObject({ ansible_ssh_port: 22, datacenter: "fra1", motd: "Welcome to {{ inventory_hostname }}" });
     const verified = await run(["verify", "-i", "-"], list.stdout);
     expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+  });
+});
+
+/**
+ * ansible_connection: local — provision run on the host itself (as in an image build), here inside
+ * a fleet host's namespaces: plan, run, plan again = no changes, and the same host verified over
+ * SSH from outside agrees with what the local run applied.
+ */
+describe("ansible_connection: local, on the machine provision runs on", () => {
+  let fleet: Fleet;
+  let dir: string;
+  const inside = (args: string[]) =>
+    fleet.exec("h1", `cd ${dir} && ${process.execPath} ${join(PROJECT_ROOT, "bin", "provision.js")} ${args.join(" ")} 2>&1`, { timeoutMs: 120_000 });
+
+  beforeAll(async () => {
+    fleet = await startFleet({ hosts: 1 });
+    dir = tempDir("local-connection");
+    mkdirSync(join(dir, "inventory", "group_vars"), { recursive: true });
+    writeFileSync(join(dir, "inventory", "hosts"), "[controller]\nlocalhost ansible_connection=local\n");
+    writeFileSync(join(dir, "inventory", "group_vars", "all.yml"), readFileSync(join(dirname(fleet.inventoryFile), "group_vars", "fleet.yaml"), "utf8"));
+  }, 120_000);
+  afterAll(async () => {
+    await fleet?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("plans, applies without SSH, verifies, and then has nothing left to do", async () => {
+    const plan = await inside(["plan", "-i", "inventory/hosts"]);
+    expect(plan.code, plan.stdout).toBe(2);
+    expect(plan.stdout).toMatch(/localhost \(1 host\)|^localhost/m);
+    const run = await inside(["run", "-i", "inventory/hosts", "--yes", "--state-dir", join(dir, "state")]);
+    expect(run.code, run.stdout).toBe(0);
+    expect(run.stdout).toContain("not an SSH session (no sshd above it)");
+    expect(run.stdout).toMatch(/localhost: changed \(\d+ applied\), verified (\d+)\/\1/);
+    expect(run.stdout).toMatch(/Run: 1 changed, 0 unchanged, 0 failed, 0 unreachable\./);
+    const again = await inside(["plan", "-i", "inventory/hosts"]);
+    expect(again.code, again.stdout).toBe(0);
+  });
+
+  it("the same host, verified over SSH from outside, has what the local run applied", async () => {
+    const r = await provision(["verify", fleet.inventoryFile, "--known-hosts", fleet.knownHostsFile], { timeoutMs: 120_000 });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
   });
 });

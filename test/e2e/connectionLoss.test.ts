@@ -67,7 +67,7 @@ describe("a lost connection reads the same whichever path notices it", () => {
   });
 
   const connect = async (options: Partial<SshOptions> = {}) => {
-    const t = await connectSsh("h", { host: "127.0.0.1", port, user: "root", privateKeyFile: keyFile }, { ...opts, ...options });
+    const t = await connectSsh("h", { kind: "ssh", host: "127.0.0.1", port, user: "root", privateKeyFile: keyFile }, { ...opts, ...options });
     transports.push(t);
     return t;
   };

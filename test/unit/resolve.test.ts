@@ -147,17 +147,18 @@ describe("loadConfig: params precedence and provenance", () => {
     }
   });
 
-  it("does not share default arrays between hosts", () => {
+  it("shares no mutable value between hosts: params merged once for equal layers are frozen to the leaves", () => {
     const a = roleOf(hosts, "web01", "ephemeral-ports").params.reserved_ports as unknown[];
-    const b = roleOf(hosts, "web02", "ephemeral-ports").params.reserved_ports as unknown[];
     expect(a).toEqual([]);
-    expect(a).not.toBe(b);
+    expect(Object.isFrozen(a)).toBe(true);
+    expect(() => a.push(1)).toThrow(TypeError);
+    for (const h of hosts) for (const r of h.roles) expect(Object.isFrozen(r.params)).toBe(true);
   });
 
-  it.each<[string, { host: string; port: number; user: string; privateKeyFile: string | undefined }, boolean]>([
-    ["web01", { host: "10.0.0.1", port: 2222, user: "deploy", privateKeyFile: join(fixture("inventory", "resolve"), "keys", "id_ed25519") }, true],
-    ["web02", { host: "web02", port: 22, user: "deploy", privateKeyFile: join(homedir(), ".ssh", "web02_key") }, true],
-    ["db01", { host: "db01", port: 22, user: "postgres", privateKeyFile: "/etc/provision/db_key" }, false],
+  it.each<[string, { kind: "ssh"; host: string; port: number; user: string; privateKeyFile: string | undefined }, boolean]>([
+    ["web01", { kind: "ssh", host: "10.0.0.1", port: 2222, user: "deploy", privateKeyFile: join(fixture("inventory", "resolve"), "keys", "id_ed25519") }, true],
+    ["web02", { kind: "ssh", host: "web02", port: 22, user: "deploy", privateKeyFile: join(homedir(), ".ssh", "web02_key") }, true],
+    ["db01", { kind: "ssh", host: "db01", port: 22, user: "postgres", privateKeyFile: "/etc/provision/db_key" }, false],
   ])("connects to %s with %j, become=%s", (name, connection, become) => {
     const h = hostOf(hosts, name);
     expect(h.connection).toEqual(connection);
@@ -171,7 +172,7 @@ describe("loadConfig: params precedence and provenance", () => {
 
   it("defaults the user to the local user and leaves the key unset", () => {
     const { hosts: h } = resolveDespiteErrors(inv("resolve-cross"), pb("plain"));
-    expect(hostOf(h, "web02").connection).toEqual({ host: "web02", port: 22, user: userInfo().username, privateKeyFile: undefined });
+    expect(hostOf(h, "web02").connection).toEqual({ kind: "ssh", host: "web02", port: 22, user: userInfo().username, privateKeyFile: undefined });
     expect(hostOf(h, "web02").become).toBe(false);
   });
 });
