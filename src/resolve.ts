@@ -1,6 +1,7 @@
 import { homedir, userInfo } from "node:os";
 import { isAbsolute, join, dirname } from "node:path";
 import type { ConfigProblem } from "./config/errors.js";
+import { satisfies } from "./config/validate.js";
 import { formatKeyPath, type KeyPath, type YamlFile } from "./config/yamlFile.js";
 import type { Inventory, InventoryHost, VarLayer } from "./inventory/load.js";
 import { plain, USED_VARS, type UsedVarKey } from "./inventory/usedVars.js";
@@ -106,8 +107,9 @@ export function resolveTargets(
       seen.set(playRole.role.name, play);
       if (play.become !== undefined) become = play.become;
       const { resolved: r, fresh } = merged.get(play, playRole, host.layers);
-      // Equal params give equal problems: reported for the first host that has them.
-      if (fresh) {
+      // Equal params give equal problems: reported for the first host that has them. Params that
+      // break the schema were reported where they are written; the role's own checks would repeat them.
+      if (fresh && satisfies(playRole.role.schema, r.params)) {
         for (const p of playRole.role.validate?.(r.params) ?? []) {
           const at = r.sources[p.param]!;
           problems.push({ file: at.file, line: at.line, col: at.col, keyPath: at.keyPath, severity: p.severity, problem: `${p.problem} (host ${host.name})`, fix: p.fix });

@@ -36,6 +36,11 @@ export function refusedKey(key: string): { problem: string; fix: string } | unde
   return REFUSED_KEYS[key] ?? REFUSED_KEYS[key.split(".").pop() ?? ""];
 }
 
+/** Whether `data` satisfies `schema`, without reporting anything. */
+export function satisfies(schema: object, data: unknown): boolean {
+  return compile(schema)(data) === true;
+}
+
 /**
  * Validates `data` (found at `basePath` inside `source`) against `schema` and appends every
  * problem, located at the offending key or value.
