@@ -66,6 +66,7 @@ function positiveInt(name: string) {
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
+const PLAYBOOK_HELP = "playbook: which roles apply to which groups (default: ./provision.yaml, else ./playbooks/site.yaml when it is provision's, else the bundled one)";
 const INVENTORY_HELP = "inventory source, as Ansible's -i: a YAML or INI file, ansible-inventory --list JSON (- for stdin), a directory of sources, or 'host1,host2,' (repeatable)";
 
 function withInventory(cmd: Command): Command {
@@ -98,7 +99,7 @@ function playbookFor(opts: { playbook?: string }): string {
 
 function withCommonOptions(cmd: Command): Command {
   return withInventory(cmd)
-    .option("-p, --playbook <file>", "playbook: which roles apply to which groups (default: ./provision.yaml, else ./playbooks/site.yaml when it is provision's, else the bundled one)")
+    .option("-p, --playbook <file>", PLAYBOOK_HELP)
     .option("-l, --limit <pattern>", "only these hosts (Ansible patterns: host, group, !exclude, &intersect, a,b)")
     .option("-f, --forks <n>", "hosts handled at once", positiveInt("--forks"), 50)
     .option("--known-hosts <file>", "known_hosts file to trust (repeatable; new keys are recorded in the first)", (v: string, prev: string[]) => [...prev, v], [] as string[])
@@ -155,7 +156,7 @@ async function main(argv: string[]): Promise<number> {
     .argument("[role]", "only this role")
     .option("-i, --inventory <source>", `show the values resolved for the hosts of this inventory; ${INVENTORY_HELP}`, collect, [] as string[])
     .option("-l, --limit <pattern>", "only these hosts (with --inventory)")
-    .option("-p, --playbook <file>", "playbook (default: ./provision.yaml, else ./playbooks/site.yaml when it is provision's, else the bundled one)")
+    .option("-p, --playbook <file>", PLAYBOOK_HELP)
     .action((role: string | undefined, opts: { inventory: string[]; limit?: string; playbook?: string }) => {
       exitCode = explainCommand(role, opts);
     });
@@ -177,7 +178,7 @@ async function main(argv: string[]): Promise<number> {
   withInventory(program.command("lint"))
     .description("validate inventory and playbook and check cross-role rules, without connecting (exit 1 on errors)")
     .option("-l, --limit <pattern>", "only these hosts")
-    .option("-p, --playbook <file>", "playbook (default: ./provision.yaml, else ./playbooks/site.yaml when it is provision's, else the bundled one)")
+    .option("-p, --playbook <file>", PLAYBOOK_HELP)
     .action((inventory: string[], opts: { inventory: string[]; limit?: string; playbook?: string }) => {
       exitCode = lintCommand(inventory, opts);
     });
