@@ -36,6 +36,9 @@ export function refusedKey(key: string): { problem: string; fix: string } | unde
   return REFUSED_KEYS[key] ?? REFUSED_KEYS[key.split(".").pop() ?? ""];
 }
 
+/** Where validated data was read from: a YAML file, or any source that can locate a key path. */
+type Located = Pick<YamlFile, "file" | "locate">;
+
 /** Whether `data` satisfies `schema`, without reporting anything. */
 export function satisfies(schema: object, data: unknown): boolean {
   return compile(schema)(data) === true;
@@ -48,7 +51,7 @@ export function satisfies(schema: object, data: unknown): boolean {
 export function validateAgainstSchema(
   schema: object,
   data: unknown,
-  source: YamlFile,
+  source: Located,
   basePath: KeyPath,
   problems: ConfigProblem[],
 ): boolean {
@@ -65,7 +68,7 @@ export function validateAgainstSchema(
   return false;
 }
 
-function describe(err: ErrorObject, source: YamlFile, basePath: KeyPath): ConfigProblem {
+function describe(err: ErrorObject, source: Located, basePath: KeyPath): ConfigProblem {
   const path = [...basePath, ...pointerToPath(err.instancePath)];
   const fixFromSchema = typeof err.parentSchema?.fix === "string" ? (err.parentSchema.fix as string) : undefined;
   const at = (p: KeyPath, kind: "key" | "value") => ({ file: source.file, ...source.locate(p, kind) });

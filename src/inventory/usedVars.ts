@@ -2,7 +2,7 @@ import { isTemplate, UnsafeValue, VaultValue } from "../config/ansibleValues.js"
 import type { ConfigProblem } from "../config/errors.js";
 import { editDistance } from "../config/suggest.js";
 import { validateAgainstSchema } from "../config/validate.js";
-import { formatKeyPath, type KeyPath, type YamlFile } from "../config/yamlFile.js";
+import { formatKeyPath, type KeyPath } from "../config/yamlFile.js";
 import { ROLES, roleVarName } from "../roles.js";
 import type { VarBlock } from "./sources/model.js";
 
@@ -171,7 +171,7 @@ export function checkVarBlock(block: VarBlock, problems: ConfigProblem[]): void 
       const result = USED_VARS[used].check(value);
       if (!result.ok) problems.push({ ...at(name, result.at ?? []), severity: "error", problem: result.problem, fix: result.fix });
     } else if (role && value !== null && value !== undefined) {
-      validateAgainstSchema(role.schema, value, block.source as YamlFile, [...block.basePath, name], problems);
+      validateAgainstSchema(role.schema, value, block.source, [...block.basePath, name], problems);
     }
   }
 }

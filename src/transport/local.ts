@@ -19,9 +19,9 @@ export class LocalTransport implements Transport {
   exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
     const timeoutMs = opts.timeoutMs ?? this.commandTimeoutMs;
     return new Promise((resolve, reject) => {
+      const throughSudo = opts.sudo === true && process.getuid?.() !== 0;
+      const [file, args] = throughSudo ? ["sudo", ["-n", "--", "sh", "-s"]] : ["sh", ["-s"]];
       // Its own process group, so a timeout ends the script and everything it started.
-      const asRoot = opts.sudo === true && process.getuid?.() !== 0;
-      const [file, args] = asRoot ? ["sudo", ["-n", "--", "sh", "-s"]] : ["sh", ["-s"]];
       const child = spawn(file, args, { stdio: ["pipe", "pipe", "pipe"], detached: true });
       const stdout: Buffer[] = [];
       const stderr: Buffer[] = [];
@@ -47,7 +47,7 @@ export class LocalTransport implements Transport {
           return;
         }
         const result = { stdout: Buffer.concat(stdout).toString("utf8"), stderr: Buffer.concat(stderr).toString("utf8"), code, signal };
-        if (asRoot && code === 1 && /sudo: (a password is required|a terminal is required)/.test(result.stderr)) {
+        if (throughSudo && code === 1 && /sudo: (a password is required|a terminal is required)/.test(result.stderr)) {
           reject(new HostError(`sudo on ${this.hostName} (local) needs a password: with ansible_connection: local, run provision as root or allow NOPASSWD sudo for this user`, "sudo"));
           return;
         }
