@@ -525,6 +525,9 @@ function inventoryCommand(inventory: string[], opts: InventoryOptions): number {
   const loaded = loadInventory(sources, problems, { playbookDir: opts.playbookDir });
   for (const p of sortProblems(problems)) process.stderr.write(`${formatProblem(p)}\n`);
   if (!loaded || hasErrors(problems)) return EXIT_ERROR;
+  for (const file of loaded.encryptedVarsFiles) {
+    process.stderr.write(`note: ${file} is vault-encrypted and provision never decrypts, so its vars are not shown (ansible-inventory with --vault-password-file shows them)\n`);
+  }
   if (opts.list) {
     process.stdout.write(`${listJson(loaded)}\n`);
     return EXIT_OK;

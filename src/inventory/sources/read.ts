@@ -132,10 +132,14 @@ function fromYaml(yaml: YamlFile, problems: ConfigProblem[]): ParsedSource | nul
   return isListJson(data) ? parseListJson(yaml, problems) : parseYamlInventory(yaml, problems);
 }
 
-/** A mapping whose values are all groups (mappings or empty): INI text never parses as that, except a lone `host:port` line. */
+/**
+ * A mapping of groups (mappings or empty), the JSON of ansible-inventory --list, or a plugin's
+ * config: INI text never parses as any of these, except a lone `host:port` line.
+ */
 function looksLikeYamlInventory(data: unknown): boolean {
   if (data === null || data === undefined) return false;
   if (typeof data !== "object" || Array.isArray(data)) return false;
+  if (isListJson(data) || typeof (data as Record<string, unknown>).plugin === "string") return true;
   return Object.values(data).every((v) => v === null || (typeof v === "object" && !Array.isArray(v)));
 }
 
