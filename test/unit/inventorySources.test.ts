@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -84,6 +84,13 @@ describe("which parser reads a source", () => {
     expect(errors[0]!.problem).toMatch(problem);
     expect(errors[0]!.fix.length).toBeGreaterThan(10);
   });
+});
+
+it("a broken link in an inventory directory is a located error, not a crash", () => {
+  const dir = write({ "inv/hosts": "web1\n" });
+  symlinkSync(join(dir, "nowhere"), join(dir, "inv", "zz-broken"));
+  const { errors } = load([join(dir, "inv")]);
+  expect(errors.map((p) => [p.file, p.problem])).toEqual([[join(dir, "inv", "zz-broken"), "cannot read zz-broken (ENOENT)"]]);
 });
 
 describe("several sources make one inventory, later ones winning", () => {

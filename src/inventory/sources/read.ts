@@ -63,7 +63,14 @@ function readDirectory(dir: string, problems: ConfigProblem[], seen: Seen): Pars
   for (const entry of readdirSync(dir).sort()) {
     if (IGNORED_IN_DIRECTORY.test(entry)) continue;
     const full = join(dir, entry);
-    const parsed = statSync(full).isDirectory() ? readDirectory(full, problems, seen) : compact([readFile(full, problems, seen)]);
+    let isDir: boolean;
+    try {
+      isDir = statSync(full).isDirectory();
+    } catch (err) {
+      problems.push({ file: full, line: 1, col: 1, keyPath: "", severity: "error", problem: `cannot read ${entry} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, fix: "fix or remove the broken link or file" });
+      continue;
+    }
+    const parsed = isDir ? readDirectory(full, problems, seen) : compact([readFile(full, problems, seen)]);
     for (const p of parsed) remember(p, seen);
     out.push(...parsed);
   }
