@@ -43,10 +43,6 @@ export function choosePlaybook(cwd: string = process.cwd(), isRoleName: (name: s
   };
 }
 
-export function defaultPlaybook(cwd: string = process.cwd()): string {
-  return choosePlaybook(cwd).file;
-}
-
 /** Null when the file looks like provision's playbook; else what gives it away as someone else's. */
 function foreignPlaybookReason(file: string, isRoleName: (name: string) => boolean): string | null {
   let text: string;

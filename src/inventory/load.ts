@@ -3,7 +3,7 @@ import type { ConfigProblem } from "../config/errors.js";
 import { formatKeyPath, type KeyPath } from "../config/yamlFile.js";
 import type { HostUniverse } from "./limit.js";
 import type { Located, SourceFile, SourceEvent, VarBlock } from "./sources/model.js";
-import { readSources, type ReadSource } from "./sources/read.js";
+import { readSources } from "./sources/read.js";
 import { checkVarBlock } from "./usedVars.js";
 import { canonicalDir, VarsFiles } from "./varsFiles.js";
 
@@ -41,7 +41,6 @@ export interface InventoryGroup {
 export interface Inventory {
   /** The first source: relative key paths are resolved from its directory. */
   file: string;
-  sources: string[];
   hosts: InventoryHost[];
   /** Every group, `all` and `ungrouped` first, then in declaration order. */
   groups: Map<string, InventoryGroup>;
@@ -132,7 +131,6 @@ export function loadInventory(sourceArgs: string | string[], problems: ConfigPro
   universe.groups.all = [...graph.hostOrder];
   return {
     file: resolvePath(args.find((a) => a !== "-" && !a.includes(",")) ?? "."),
-    sources: args,
     hosts,
     groups: new Map([...graph.groups].map(([n, g]) => [n, { name: n, children: g.children, hosts: g.hosts, depth: g.depth, priority: g.priority }])),
     universe,
@@ -148,7 +146,6 @@ interface GraphGroup {
   blocks: VarBlock[];
   depth: number;
   priority: number;
-  at: Located | null;
 }
 
 interface Graph {
@@ -161,10 +158,10 @@ interface Graph {
 /** Replays every source's declarations on one inventory, then Ansible's reconcile step. */
 function buildGraph(events: SourceEvent[], problems: ConfigProblem[]): Graph | null {
   const groups = new Map<string, GraphGroup>();
-  const group = (name: string, at: Located | null = null) => {
+  const group = (name: string) => {
     let g = groups.get(name);
     if (!g) {
-      g = { children: [], hosts: [], hostSet: new Set(), blocks: [], depth: 0, priority: 1, at };
+      g = { children: [], hosts: [], hostSet: new Set(), blocks: [], depth: 0, priority: 1 };
       groups.set(name, g);
     }
     return g;
@@ -181,11 +178,11 @@ function buildGraph(events: SourceEvent[], problems: ConfigProblem[]): Graph | n
   for (const e of events) {
     switch (e.kind) {
       case "group":
-        group(e.name, e.at);
+        group(e.name);
         break;
       case "child": {
         const parent = group(e.parent);
-        group(e.child, e.at);
+        group(e.child);
         if (parent.children.includes(e.child)) break;
         if (e.child === "all" || ancestors(e.parent, parents).has(e.child) || e.child === e.parent) {
           problems.push({

@@ -1,7 +1,7 @@
 import { isTemplate, UnsafeValue, VaultValue } from "../config/ansibleValues.js";
 import type { ConfigProblem } from "../config/errors.js";
 import { editDistance } from "../config/suggest.js";
-import { validateAgainstSchema } from "../config/validate.js";
+import { refusedKey, validateAgainstSchema } from "../config/validate.js";
 import { formatKeyPath, type KeyPath } from "../config/yamlFile.js";
 import { ROLES, roleVarName } from "../roles.js";
 import type { VarBlock } from "./sources/model.js";
@@ -109,21 +109,8 @@ export type UsedVarKey = keyof typeof USED_VARS;
 const USED_NAMES = new Map<string, UsedVarKey>(Object.entries(USED_VARS).flatMap(([key, v]) => v.names.map((n) => [n, key as UsedVarKey] as const)));
 const ROLE_VARS = new Map(ROLES.map((r) => [roleVarName(r.name), r]));
 
-const REFUSED: Record<string, { problem: string; fix: string }> = {
-  tcp_tw_recycle: {
-    problem:
-      "tcp_tw_recycle is refused: it drops SYNs from clients behind NAT (their timestamps are not monotonic per address) and was removed in Linux 4.12",
-    fix: "remove it; for outbound TIME_WAIT churn use the tw-reuse role (tcp_tw_reuse: 1 with tcp_timestamps: 1)",
-  },
-};
-
 // Real vars of other tools a letter away from ours: keepalived's role, an app's listen_port.
 const OTHER_PROJECTS = new Set(["keepalived"]);
-
-/** Refused wherever it is written, also as the full sysctl name (net.ipv4.tcp_tw_recycle). */
-export function refusedVar(name: string): { problem: string; fix: string } | undefined {
-  return REFUSED[name] ?? REFUSED[name.split(".").pop() ?? ""];
-}
 
 const SECRET_NAMES = ["ansible_password", "ansible_ssh_pass", "ansible_ssh_password", "ansible_become_password", "ansible_become_pass", "ansible_sudo_pass", "ansible_sudo_password"];
 
@@ -143,7 +130,7 @@ export function checkVarBlock(block: VarBlock, problems: ConfigProblem[]): void 
     return { file: block.source.file, ...block.source.locate(path, where), keyPath: formatKeyPath(path) };
   };
   for (const [name, raw] of Object.entries(block.vars)) {
-    const refused = refusedVar(name);
+    const refused = refusedKey(name);
     if (refused) {
       problems.push({ ...at(name, [], "key"), severity: "error", ...refused });
       continue;

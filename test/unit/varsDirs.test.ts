@@ -4,7 +4,7 @@ import { dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ConfigProblem } from "../../src/config/errors.js";
 import { loadInventory } from "../../src/inventory/load.js";
-import { choosePlaybook, defaultPlaybook, DEFAULT_PLAYBOOK } from "../../src/paths.js";
+import { choosePlaybook, DEFAULT_PLAYBOOK } from "../../src/paths.js";
 import { findRole } from "../../src/roles.js";
 
 const root = mkdtempSync(join(tmpdir(), "provision-varsdirs-"));
@@ -37,7 +37,7 @@ describe("choosePlaybook", () => {
   it("prefers ./playbooks/site.yaml where the user runs, when it is provision's", () => {
     const dir = project("project", { "playbooks/site.yaml": "- hosts: all\n  roles: [tw-reuse]\n" });
     expect(choosePlaybook(dir, isRole)).toEqual({ file: join(dir, "playbooks", "site.yaml") });
-    expect(defaultPlaybook(dir)).toBe(join(dir, "playbooks", "site.yaml"));
+    expect(choosePlaybook(dir).file).toBe(join(dir, "playbooks", "site.yaml"));
   });
 
   it("prefers ./provision.yaml over everything", () => {

@@ -22,11 +22,7 @@ const IGNORED_IN_DIRECTORY = /^\.|^host_vars$|^group_vars$|^vars_plugins$|(\.pyc
 /** Reads every `-i` source in order, the way `ansible-inventory -i A -i B` does; appends every problem. */
 export function readSources(args: string[], problems: ConfigProblem[], readStdin: () => string = () => readFileSync(0, "utf8")): ReadSource[] {
   const seen: Seen = { groups: new Set(), hosts: new Set() };
-  return args.map((arg) => {
-    const read = readArg(arg, problems, readStdin, seen);
-    for (const p of read.parsed) remember(p, seen);
-    return read;
-  });
+  return args.map((arg) => readArg(arg, problems, readStdin, seen));
 }
 
 /** What earlier sources declared: Ansible's sources share one inventory, and INI checks groups against it. */
@@ -35,18 +31,19 @@ interface Seen {
   hosts: Set<string>;
 }
 
-function remember(parsed: ParsedSource, seen: Seen): void {
+function remember(parsed: ParsedSource, seen: Seen): ParsedSource {
   for (const e of parsed.events) {
     if (e.kind === "group") seen.groups.add(e.name);
     else if (e.kind === "host") seen.hosts.add(e.name);
   }
+  return parsed;
 }
 
 function readArg(arg: string, problems: ConfigProblem[], readStdin: () => string, seen: Seen): ReadSource {
   if (arg === "-") return { arg, parsed: compact([parseText(readStdin(), "<stdin>", "", problems, seen)]), varsDir: null };
   const path = resolve(arg);
   if (!existsSync(path)) {
-    if (arg.includes(",")) return { arg, parsed: [hostList(arg)], varsDir: null };
+    if (arg.includes(",")) return { arg, parsed: [remember(hostList(arg), seen)], varsDir: null };
     problems.push({
       file: arg, line: 1, col: 1, keyPath: "", severity: "error",
       problem: "no such inventory file or directory",
@@ -70,9 +67,7 @@ function readDirectory(dir: string, problems: ConfigProblem[], seen: Seen): Pars
       problems.push({ file: full, line: 1, col: 1, keyPath: "", severity: "error", problem: `cannot read ${entry} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, fix: "fix or remove the broken link or file" });
       continue;
     }
-    const parsed = isDir ? readDirectory(full, problems, seen) : compact([readFile(full, problems, seen)]);
-    for (const p of parsed) remember(p, seen);
-    out.push(...parsed);
+    out.push(...(isDir ? readDirectory(full, problems, seen) : compact([readFile(full, problems, seen)])));
   }
   return out;
 }
@@ -102,6 +97,11 @@ function readFile(file: string, problems: ConfigProblem[], seen: Seen): ParsedSo
  * else INI; any other extension is INI, as Ansible's ini plugin takes any file.
  */
 function parseText(text: string, file: string, ext: string, problems: ConfigProblem[], seen: Seen): ParsedSource | null {
+  const parsed = parseWithPlugin(text, file, ext, problems, seen);
+  return parsed && remember(parsed, seen);
+}
+
+function parseWithPlugin(text: string, file: string, ext: string, problems: ConfigProblem[], seen: Seen): ParsedSource | null {
   if (text.startsWith("$ANSIBLE_VAULT;")) {
     problems.push({
       file, line: 1, col: 1, keyPath: "", severity: "error",

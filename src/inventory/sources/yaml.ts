@@ -1,8 +1,8 @@
 import type { ConfigProblem } from "../../config/errors.js";
 import { closest } from "../../config/suggest.js";
+import { refusedKey } from "../../config/validate.js";
 import { formatKeyPath, type KeyPath, type YamlFile } from "../../config/yamlFile.js";
 import { expandHostPattern, hasHostRange, HostPatternError } from "../hostRange.js";
-import { refusedVar } from "../usedVars.js";
 import { parseAddress } from "./ini.js";
 import type { ParsedSource, SourceEvent } from "./model.js";
 
@@ -93,7 +93,7 @@ export function parseYamlInventory(yaml: YamlFile, problems: ConfigProblem[]): P
   }
   for (const [name, body] of Object.entries(yaml.data)) {
     // A setting written where groups go would otherwise read as a group named after it.
-    const refused = refusedVar(name);
+    const refused = refusedKey(name);
     if (refused) problems.push({ file: yaml.file, ...yaml.locate([name], "key"), keyPath: name, severity: "error", ...refused });
     else walkGroup(name, body, [name]);
   }
