@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 // Keeps a local fleet of real SSH hosts running for the demo and manual testing.
-//   node dist/test/fleet/cli.js up --hosts N [--json] [--dir DIR]
+//   node dist/test/fleet/cli.js up --hosts N [--segment VIA:COUNT]... [--json] [--dir DIR]
 //   node dist/test/fleet/cli.js down PREFIX
 //   node dist/test/fleet/cli.js cleanup
 import { parseArgs } from 'node:util';
-import { cleanupStaleFleets, fleetExists, startFleet, stopFleetByPrefix, type Fleet } from './fleet.js';
+import { cleanupStaleFleets, fleetExists, startFleet, stopFleetByPrefix, type Fleet, type FleetHost, type SegmentOptions } from './fleet.js';
 
 const USAGE = `usage:
-  cli.js up --hosts N [--json] [--dir DIR]   start N hosts and leave them running
+  cli.js up --hosts N [--segment VIA:COUNT]... [--json] [--dir DIR]
+                                            start N hosts and leave them running; each --segment hides
+                                            COUNT more hosts behind host VIA (e.g. h1:2, then h3:1)
   cli.js down PREFIX                        stop the fleet with that prefix
   cli.js cleanup                            remove fleets whose creator is gone`;
 
@@ -29,16 +31,27 @@ async function main(argv: string[]): Promise<number> {
 async function up(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { hosts: { type: 'string' }, json: { type: 'boolean', default: false }, dir: { type: 'string' } },
+    options: {
+      hosts: { type: 'string' },
+      segment: { type: 'string', multiple: true, default: [] },
+      json: { type: 'boolean', default: false },
+      dir: { type: 'string' },
+    },
   });
   const hostCount = Number(values.hosts);
-  if (!values.hosts || !Number.isInteger(hostCount)) {
+  const segments = values.segment.map(parseSegment);
+  if (!values.hosts || !Number.isInteger(hostCount) || segments.includes(undefined)) {
     console.error(USAGE);
     return 2;
   }
-  const fleet = await startFleet({ hosts: hostCount, dir: values.dir, keepAfterExit: true });
+  const fleet = await startFleet({ hosts: hostCount, segments: segments as SegmentOptions[], dir: values.dir, keepAfterExit: true });
   console.log(values.json ? JSON.stringify(describeFleet(fleet), null, 2) : humanSummary(fleet));
   return 0;
+}
+
+function parseSegment(text: string): SegmentOptions | undefined {
+  const match = /^(h\d+):(\d+)$/.exec(text);
+  return match ? { via: match[1]!, hosts: Number(match[2]) } : undefined;
 }
 
 function down(args: string[]): number {
@@ -71,24 +84,31 @@ function describeFleet(fleet: Fleet) {
     prefix: fleet.prefix,
     dir: fleet.dir,
     subnet: fleet.subnet,
-    files: { clientKey: fleet.clientKeyFile, knownHosts: fleet.knownHostsFile, inventory: fleet.inventoryFile },
+    segments: fleet.segments,
+    files: { clientKey: fleet.clientKeyFile, knownHosts: fleet.knownHostsFile, inventory: fleet.inventoryFile, sshConfig: fleet.sshConfigFile },
     sudoPassword: fleet.sudoPassword,
     hosts: fleet.hosts,
   };
 }
 
 function humanSummary(fleet: Fleet): string {
-  const first = fleet.hosts[0];
+  const last = fleet.hosts.at(-1);
   return [
     `fleet ${fleet.prefix}: ${fleet.hosts.length} hosts on ${fleet.subnet} (${fleet.dir})`,
-    ...fleet.hosts.map((host) => `  ${host.name}\t${host.address}`),
+    ...fleet.hosts.map((host) => `  ${host.name}\t${host.address}${hiddenNote(fleet, host)}`),
     `inventory:   ${fleet.inventoryFile}`,
     `client key:  ${fleet.clientKeyFile}`,
     `known hosts: ${fleet.knownHostsFile}`,
+    `ssh config:  ${fleet.sshConfigFile}`,
     `deployw sudo password: ${fleet.sudoPassword}`,
-    first ? `try:  ssh -i ${fleet.clientKeyFile} -o UserKnownHostsFile=${fleet.knownHostsFile} root@${first.address} hostname` : '',
+    last ? `try:  ssh -F ${fleet.sshConfigFile} ${last.address} hostname` : '',
     `stop: node dist/test/fleet/cli.js down ${fleet.prefix}`,
   ].join('\n');
+}
+
+function hiddenNote(fleet: Fleet, host: FleetHost): string {
+  if (host.via === undefined) return '';
+  return `\tsegment ${host.segment}, hidden behind ${fleet.jumpHostsOf(host.name).map((bastion) => bastion.name).join(' → ')}`;
 }
 
 main(process.argv.slice(2)).then(

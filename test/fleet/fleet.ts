@@ -3,9 +3,18 @@ import { randomBytes } from 'node:crypto';
 import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { isAbsolute, join, resolve } from 'node:path';
-import { buildTemplate, prepareHostFs, publicKeyWithoutComment } from './hostfs.js';
+import {
+  createHostCertificateAuthorities,
+  createUserCertificate,
+  signHostKey,
+  type HostCertificateAuthorities,
+  type HostCertificatePolicy,
+  type HostCertificateSpec,
+  type UserCertificate,
+} from './certificates.js';
+import { buildTemplate, prepareHostFs } from './hostfs.js';
 import { listRecordedPrefixes, prefixesOwningSubnets, readFleetRecord, reserveSubnet, writeFleetRecord } from './registry.js';
-import { isProcessRunning, mapWithConcurrency, runChecked, runCommand, sleep, SYSTEM_ENV, type CommandResult } from './shell.js';
+import { allOrThrow, isProcessRunning, mapWithConcurrency, runChecked, runCommand, sleep, SYSTEM_ENV, type CommandResult } from './shell.js';
 import {
   DEFAULT_FLEET_DIR_PREFIX,
   DEFAULT_FLEET_PARENT_DIR,
@@ -17,6 +26,9 @@ import {
   pidsInNetns,
   teardownFleetSync,
 } from './teardown.js';
+import { createNetwork, MAX_HOSTS_PER_NETWORK, planTopology, validateSegments, type HostSpec, type SegmentOptions, type Topology } from './topology.js';
+
+export type { HostCertificatePolicy, HostCertificateSpec, SegmentOptions };
 
 export interface FleetHost {
   name: string;
@@ -24,6 +36,19 @@ export interface FleetHost {
   netns: string;
   etcDir: string;
   sshdPid: number;
+  /** Set on a host hidden in a segment: that segment's number (see Fleet.segments). */
+  segment?: number;
+  /** Set on a host hidden in a segment: the bastion it is reached through. */
+  via?: string;
+}
+
+export interface FleetSegment {
+  /** 1-based, in the order of StartFleetOptions.segments. */
+  number: number;
+  /** The segment's own /24; the bastion holds its .1, the hosts .2 and up. The controller cannot reach it. */
+  subnet: string;
+  /** Name of the bastion host. */
+  via: string;
 }
 
 export interface ExecOptions {
@@ -34,14 +59,30 @@ export interface ExecOptions {
 export interface Fleet {
   prefix: string;
   dir: string;
+  /** The /24 of the directly reachable hosts. */
   subnet: string;
+  /** Every host: the directly reachable ones (h1..h<hosts>) first, then each segment's in order. */
   hosts: FleetHost[];
+  segments: FleetSegment[];
   /** ed25519 private key (no passphrase) authorized for root, deploy and deployw on every host. */
   clientKeyFile: string;
-  /** One line per host: "<address> ssh-ed25519 <key>". */
+  /** One line per host, hidden ones included: "<address> ssh-ed25519 <key>". */
   knownHostsFile: string;
-  /** Ansible YAML inventory: all.children.fleet.hosts.<name>.ansible_host. */
+  /** Ansible YAML inventory of the directly reachable hosts only: all.children.fleet.hosts.<name>.ansible_host. */
   inventoryFile: string;
+  /**
+   * OpenSSH client config: `ssh -F <file> <address>` logs into any host as root, a hidden one through its bastions.
+   * Jump hosts get only `-F` from the command line (never `-o` or `-i`), so this is how they learn key and known_hosts.
+   */
+  sshConfigFile: string;
+  /** With hostCertificates: the fleet host CA's public key. */
+  hostCaPublicKeyFile?: string;
+  /** With hostCertificates: only "@cert-authority <every fleet /24> <fleet host CA>", no plain host keys. */
+  certKnownHostsFile?: string;
+  /** With userCertificates: the CA every host's sshd trusts (TrustedUserCAKeys). */
+  userCaPublicKeyFile?: string;
+  /** With userCertificates: a key in no authorized_keys; its `<file>-cert.pub` is valid for root, deploy and deployw. */
+  userCertKeyFile?: string;
   /** Password of user `deployw`, whose sudo asks for it. */
   sudoPassword: string;
   /**
@@ -49,19 +90,30 @@ export interface Fleet {
    * Never throws on a non-zero exit; a command still running after timeoutMs (default 60 s) is killed and reports 124.
    */
   exec(host: string, script: string, options?: ExecOptions): Promise<CommandResult>;
-  /** Idempotent; kills every process of every host and removes netns, interfaces, subnet claim and dir. */
+  /** The hosts hidden in segment `segment` (1-based). */
+  hostsBehind(segment: number): FleetHost[];
+  /** The bastions to pass through to reach a host, outermost first (the order of `ssh -J`); empty for a reachable host. */
+  jumpHostsOf(host: string): FleetHost[];
+  /** Idempotent; kills every process of every host and removes netns, interfaces, routes, subnet claims and dir. */
   stop(): Promise<void>;
 }
 
 export interface StartFleetOptions {
+  /** Directly reachable hosts, h1..h<hosts>. */
   hosts: number;
+  /** Private networks behind bastions; their hosts continue the numbering (h<hosts+1>, …). */
+  segments?: SegmentOptions[];
+  /** Which hosts present a host certificate, and what kind; null for a host without one. */
+  hostCertificates?: HostCertificatePolicy;
+  /** Every host trusts a fleet user CA, and the fleet gets a client key that only its certificate lets in. */
+  userCertificates?: boolean;
   prefix?: string;
   dir?: string;
   /** Leave the fleet running when this process exits (used by the CLI); remove it with `cli.js down PREFIX`. */
   keepAfterExit?: boolean;
 }
 
-export const MAX_HOSTS = 250;
+export const MAX_HOSTS = MAX_HOSTS_PER_NETWORK;
 const MAX_INTERFACE_NAME_LENGTH = 15;
 const STARTUP_CONCURRENCY = 16;
 const SSHD_READY_TIMEOUT_MS = 10_000;
@@ -88,10 +140,10 @@ export function checkFleetPrerequisites(): string[] {
 export async function startFleet(opts: StartFleetOptions): Promise<Fleet> {
   const prefix = opts.prefix ?? newFleetPrefix();
   const dir = resolve(opts.dir ?? names.defaultDir(prefix));
-  assertCanStart(opts.hosts, prefix, dir);
+  assertCanStart(opts, prefix, dir);
   cleanUpOnExit(prefix, dir);
   try {
-    const fleet = await createFleet(opts.hosts, prefix, dir, opts.keepAfterExit ?? false);
+    const fleet = await createFleet(opts, prefix, dir);
     if (opts.keepAfterExit) stopCleaningUpOnExit(prefix);
     return fleet;
   } catch (error) {
@@ -152,12 +204,14 @@ function ownerPidOfStandardPrefix(prefix: string): number | undefined {
   return STANDARD_PREFIX.test(prefix) ? parseInt(prefix.slice(2, 2 + PID_DIGITS), 36) : undefined;
 }
 
-function assertCanStart(hostCount: number, prefix: string, dir: string): void {
+function assertCanStart(opts: StartFleetOptions, prefix: string, dir: string): void {
   const problems = checkFleetPrerequisites();
   if (problems.length > 0) throw new Error(`cannot start a fleet:\n- ${problems.join('\n- ')}`);
+  const hostCount = opts.hosts;
   if (!Number.isInteger(hostCount) || hostCount < 1 || hostCount > MAX_HOSTS) {
     throw new Error(`hosts must be an integer in 1..${MAX_HOSTS}, got ${hostCount}`);
   }
+  validateSegments(hostCount, opts.segments ?? []);
   if (!/^[a-z][0-9a-z]*$/.test(prefix) || names.veth(prefix, hostCount).length > MAX_INTERFACE_NAME_LENGTH) {
     throw new Error(`prefix '${prefix}' must be lowercase alphanumeric and short enough for '${names.veth(prefix, hostCount)}' to fit ${MAX_INTERFACE_NAME_LENGTH} chars`);
   }
@@ -168,37 +222,88 @@ function assertCanStart(hostCount: number, prefix: string, dir: string): void {
   }
 }
 
-interface HostSpec {
-  index: number;
-  name: string;
-  address: string;
-  netns: string;
-  hostDir: string;
+interface FleetFiles {
+  clientKeyFile: string;
+  knownHostsFile: string;
+  inventoryFile: string;
+  sshConfigFile: string;
 }
 
-async function createFleet(hostCount: number, prefix: string, dir: string, keepAfterExit: boolean): Promise<Fleet> {
-  const subnet = reserveSubnet(prefix);
-  writeFleetRecord({ prefix, dir, ownerPid: process.pid, ownerGroup: processGroupOf(process.pid), keepAfterExit });
+interface FleetCertificates {
+  host?: HostCertificateAuthorities;
+  user?: UserCertificate;
+}
+
+/** What every host's startup shares. */
+interface HostSetup {
+  templateDir: string;
+  certificates: FleetCertificates;
+  certificateFor: (spec: HostSpec) => HostCertificateSpec | null;
+}
+
+async function createFleet(opts: StartFleetOptions, prefix: string, dir: string): Promise<Fleet> {
+  const topology = planTopology(prefix, dir, opts.hosts, opts.segments ?? [], () => reserveSubnet(prefix));
+  writeFleetRecord({ prefix, dir, ownerPid: process.pid, ownerGroup: processGroupOf(process.pid), keepAfterExit: opts.keepAfterExit ?? false });
   await mountMemoryBackedDir(dir, prefix);
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
 
-  const files = { clientKeyFile: join(dir, 'client_ed25519'), knownHostsFile: join(dir, 'known_hosts'), inventoryFile: join(dir, 'inventory.yml') };
+  const files: FleetFiles = {
+    clientKeyFile: join(dir, 'client_ed25519'),
+    knownHostsFile: join(dir, 'known_hosts'),
+    inventoryFile: join(dir, 'inventory.yml'),
+    sshConfigFile: join(dir, 'ssh_config'),
+  };
   const sudoPassword = randomBytes(18).toString('base64url');
-  await runChecked('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `provision-fleet-${prefix}`, '-f', files.clientKeyFile]);
+  const [, certificates] = await allOrThrow([
+    runChecked('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `provision-fleet-${prefix}`, '-f', files.clientKeyFile]),
+    createCertificates(opts, prefix, dir, topology),
+  ] as const);
   const templateDir = join(dir, 'template');
-  await buildTemplate(templateDir, readFileSync(`${files.clientKeyFile}.pub`, 'utf8'), sudoPassword);
+  const userCaPublicKey = certificates.user && readFileSync(certificates.user.userCaPublicKeyFile, 'utf8');
+  await buildTemplate(templateDir, readFileSync(`${files.clientKeyFile}.pub`, 'utf8'), sudoPassword, userCaPublicKey);
 
-  const specs = hostSpecs(hostCount, prefix, dir, subnet);
-  await createNetwork(prefix, subnet, specs);
-  const started = await mapWithConcurrency(specs, STARTUP_CONCURRENCY, (spec) => startHost(spec, templateDir));
+  await createNetwork(prefix, topology);
+  const setup: HostSetup = { templateDir, certificates, certificateFor: certificatePolicy(opts, certificates) };
+  const started = await mapWithConcurrency(topology.hosts, STARTUP_CONCURRENCY, (spec) => startHost(spec, setup));
   rmSync(templateDir, { recursive: true, force: true });
 
   writeFileSync(files.knownHostsFile, started.map(({ host, publicKey }) => `${host.address} ${publicKey}\n`).join(''));
   const hosts = started.map(({ host }) => host);
-  writeFileSync(files.inventoryFile, inventoryYaml(hosts, files.clientKeyFile));
+  writeFileSync(files.inventoryFile, inventoryYaml(hosts.filter(isDirectlyReachable), files.clientKeyFile));
+  writeFileSync(files.sshConfigFile, sshClientConfig(hosts, files));
   mkdirSync(join(dir, 'group_vars'), { recursive: true });
   writeFileSync(join(dir, 'group_vars', 'fleet.yaml'), FLEET_GROUP_VARS);
-  return fleetHandle({ prefix, dir, subnet, hosts, sudoPassword, ...files });
+  return fleetHandle({ prefix, dir, subnet: topology.subnet, hosts, segments: fleetSegments(topology), sudoPassword, ...files, ...certificateFiles(certificates) });
+}
+
+async function createCertificates(opts: StartFleetOptions, prefix: string, dir: string, topology: Topology): Promise<FleetCertificates> {
+  const subnets = [topology.subnet, ...topology.segments.map((segment) => segment.subnet)];
+  const [host, user] = await allOrThrow([
+    opts.hostCertificates ? createHostCertificateAuthorities(dir, prefix, subnets) : undefined,
+    opts.userCertificates ? createUserCertificate(dir, prefix) : undefined,
+  ] as const);
+  return { host, user };
+}
+
+function certificatePolicy(opts: StartFleetOptions, certificates: FleetCertificates): (spec: HostSpec) => HostCertificateSpec | null {
+  const policy = opts.hostCertificates;
+  if (!policy || !certificates.host) return () => null;
+  return (spec) => policy({ name: spec.name, address: spec.address });
+}
+
+function certificateFiles({ host, user }: FleetCertificates): Partial<Fleet> {
+  return {
+    ...(host && { hostCaPublicKeyFile: host.hostCaPublicKeyFile, certKnownHostsFile: host.certKnownHostsFile }),
+    ...(user && { userCaPublicKeyFile: user.userCaPublicKeyFile, userCertKeyFile: user.userCertKeyFile }),
+  };
+}
+
+function fleetSegments(topology: Topology): FleetSegment[] {
+  return topology.segments.map(({ number, subnet, via }) => ({ number, subnet, via }));
+}
+
+function isDirectlyReachable(host: { via?: string }): boolean {
+  return host.via === undefined;
 }
 
 /**
@@ -210,37 +315,20 @@ async function mountMemoryBackedDir(dir: string, prefix: string): Promise<void> 
   await runChecked('mount', ['-t', 'tmpfs', '-o', 'mode=0755', `provision-fleet-${prefix}`, dir]);
 }
 
-function hostSpecs(hostCount: number, prefix: string, dir: string, subnet: string): HostSpec[] {
-  const base = subnet.split('.').slice(0, 3).join('.');
-  return Array.from({ length: hostCount }, (_, i) => {
-    const index = i + 1;
-    return { index, name: `h${index}`, address: `${base}.${index + 1}`, netns: names.netns(prefix, index), hostDir: join(dir, `h${index}`) };
-  });
-}
-
-async function createNetwork(prefix: string, subnet: string, specs: HostSpec[]): Promise<void> {
-  const bridge = names.bridge(prefix);
-  const gateway = subnet.replace(/\.0\/24$/, '.1/24');
-  const commands = [
-    `link add ${bridge} type bridge`,
-    `addr add ${gateway} dev ${bridge}`,
-    `link set ${bridge} up`,
-    ...specs.flatMap((spec) => [
-      `netns add ${spec.netns}`,
-      `link add ${names.veth(prefix, spec.index)} type veth peer name eth0 netns ${spec.netns}`,
-      `link set ${names.veth(prefix, spec.index)} master ${bridge} up`,
-    ]),
-  ];
-  // One `ip` process for all hosts: a few hundred separate invocations would dominate startup time.
-  await runChecked('ip', ['-batch', '-'], { input: commands.join('\n') + '\n' });
-}
-
-async function startHost(spec: HostSpec, templateDir: string): Promise<{ host: FleetHost; publicKey: string }> {
-  const publicKey = await prepareHostFs(templateDir, spec.hostDir, spec.name, spec.address);
+async function startHost(spec: HostSpec, setup: HostSetup): Promise<{ host: FleetHost; publicKey: string }> {
+  const certificate = setup.certificateFor(spec);
+  const features = { hostCertificate: certificate !== null, trustedUserCa: setup.certificates.user !== undefined };
+  const { publicKey, hostPublicKeyFile } = await prepareHostFs(setup.templateDir, spec.hostDir, spec.name, spec.address, features);
+  if (certificate && setup.certificates.host) await signHostKey(setup.certificates.host, hostPublicKeyFile, spec, certificate);
   const logFile = join(spec.hostDir, 'sshd.log');
   const sshdPid = launchSshd(spec, logFile);
   await waitForSshd(spec, sshdPid, logFile);
-  return { host: { name: spec.name, address: spec.address, netns: spec.netns, etcDir: join(spec.hostDir, 'etc'), sshdPid }, publicKey };
+  return { host: fleetHostOf(spec, sshdPid), publicKey };
+}
+
+function fleetHostOf(spec: HostSpec, sshdPid: number): FleetHost {
+  const host: FleetHost = { name: spec.name, address: spec.address, netns: spec.netns, etcDir: join(spec.hostDir, 'etc'), sshdPid };
+  return spec.via === undefined ? host : { ...host, segment: spec.segment, via: spec.via };
 }
 
 // Runs in the host's netns and a fresh mount+uts namespace; every step execs, so the spawned pid ends up being sshd's.
@@ -276,6 +364,8 @@ async function waitForSshd(spec: HostSpec, pid: number, logFile: string): Promis
   const deadline = Date.now() + SSHD_READY_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (!isProcessRunning(pid)) throw sshdFailure(spec, 'sshd exited during startup', logFile);
+    // The controller cannot probe a hidden host; its listening socket already queues connections.
+    if (!isDirectlyReachable(spec) && logSaysListening(logFile)) return assertIsSshd(spec, pid, logFile);
     // Probing before sshd listens costs a full SYN retransmit (1 s) when the address is not up yet, so ask the log first.
     const probePort = logSaysListening(logFile) ? await connectAndClose(spec.address, 22, 1_000) : undefined;
     if (probePort !== undefined) {
@@ -358,17 +448,37 @@ function inventoryYaml(hosts: FleetHost[], clientKeyFile: string): string {
   return lines.join('\n') + '\n';
 }
 
+function sshClientConfig(hosts: FleetHost[], files: FleetFiles): string {
+  const addressOf = (name: string) => findHost(hosts, name).address;
+  // One hop per hidden host: the jump ssh reads this same file, so a chain unrolls by itself.
+  const jumps = hosts.flatMap((host) => (host.via === undefined ? [] : [`Host ${host.address}`, `  ProxyJump root@${addressOf(host.via)}`]));
+  return [
+    ...jumps,
+    'Host *',
+    '  User root',
+    `  IdentityFile ${files.clientKeyFile}`,
+    '  IdentitiesOnly yes',
+    `  UserKnownHostsFile ${files.knownHostsFile}`,
+    '  StrictHostKeyChecking yes',
+    '  BatchMode yes',
+    '  ConnectTimeout 10',
+    '',
+  ].join('\n');
+}
+
 function yamlScalar(value: string): string {
   return /^[\w./-]+$/.test(value) ? value : JSON.stringify(value);
 }
 
-type FleetState = Omit<Fleet, 'exec' | 'stop'>;
+type FleetState = Omit<Fleet, 'exec' | 'stop' | 'hostsBehind' | 'jumpHostsOf'>;
 
 function fleetHandle(state: FleetState): Fleet {
   let stopped = false;
   return {
     ...state,
     exec: (host, script, options) => execInHost(findHost(state.hosts, host), script, options),
+    hostsBehind: (segment) => state.hosts.filter((host) => host.segment === segment),
+    jumpHostsOf: (host) => jumpHostsOf(state.hosts, findHost(state.hosts, host)),
     async stop() {
       if (stopped) return;
       const leftovers = teardownFleetSync(state.prefix, state.dir);
@@ -383,6 +493,12 @@ function findHost(hosts: FleetHost[], nameOrAddress: string): FleetHost {
   const host = hosts.find((candidate) => candidate.name === nameOrAddress || candidate.address === nameOrAddress);
   if (!host) throw new Error(`no fleet host '${nameOrAddress}' (have ${hosts.map((h) => h.name).join(', ')})`);
   return host;
+}
+
+function jumpHostsOf(hosts: FleetHost[], host: FleetHost): FleetHost[] {
+  const chain: FleetHost[] = [];
+  for (let bastion = host.via; bastion !== undefined; bastion = chain[0]!.via) chain.unshift(findHost(hosts, bastion));
+  return chain;
 }
 
 async function execInHost(host: FleetHost, script: string, options: ExecOptions = {}): Promise<CommandResult> {

@@ -13,39 +13,62 @@ export const PRIVATE_DIRS = ['etc', 'home', 'root'] as const;
 const SUDOERS_FILE = 'etc/sudoers.d/provision-fleet';
 const AUTHORIZED_KEYS_DIR = 'etc/ssh/authorized_keys';
 
-export async function buildTemplate(templateDir: string, clientPublicKey: string, sudoPassword: string): Promise<void> {
+const HOST_KEY_FILE = 'ssh/ssh_host_ed25519_key';
+const HOST_CERTIFICATE_FILE = `${HOST_KEY_FILE}-cert.pub`;
+const USER_CA_FILE = 'ssh/user_ca.pub';
+
+export interface SshdFeatures {
+  /** sshd presents /etc/ssh/ssh_host_ed25519_key-cert.pub; the caller signs the host key before sshd starts. */
+  hostCertificate: boolean;
+  /** sshd accepts user certificates of the CA that buildTemplate put in every host's /etc/ssh. */
+  trustedUserCa: boolean;
+}
+
+export interface PreparedHost {
+  /** "ssh-ed25519 AAAA…" */
+  publicKey: string;
+  /** On the controller's side, for signing. */
+  hostPublicKeyFile: string;
+}
+
+export async function buildTemplate(templateDir: string, clientPublicKey: string, sudoPassword: string, userCaPublicKey?: string): Promise<void> {
   mkdirSync(templateDir, { recursive: true });
   await runChecked('cp', ['-a', '/etc', join(templateDir, 'etc')]);
   await createHomeDirs(templateDir);
   removeMachineSshdSettings(templateDir);
   writeAuthorizedKeys(templateDir, clientPublicKey);
+  if (userCaPublicKey !== undefined) writeFileSync(join(templateDir, 'etc', USER_CA_FILE), `${userCaPublicKey.trim()}\n`);
   await writeSudoers(templateDir);
   await createUsers(templateDir, sudoPassword);
 }
 
-/** Copies the template into hostDir and makes it a distinct host; returns the host's public key ("ssh-ed25519 AAAA…"). */
-export async function prepareHostFs(templateDir: string, hostDir: string, hostName: string, address: string): Promise<string> {
+/** Copies the template into hostDir and makes it a distinct host. */
+export async function prepareHostFs(templateDir: string, hostDir: string, hostName: string, address: string, features: SshdFeatures): Promise<PreparedHost> {
   await runChecked('cp', ['-a', templateDir, hostDir]);
   const etc = join(hostDir, 'etc');
-  const hostKeyFile = join(etc, 'ssh/ssh_host_ed25519_key');
+  const hostKeyFile = join(etc, HOST_KEY_FILE);
   await runChecked('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', hostName, '-f', hostKeyFile]);
-  writeFileSync(join(etc, 'ssh/sshd_config'), sshdConfig(address));
+  writeFileSync(join(etc, 'ssh/sshd_config'), sshdConfig(address, features));
   writeFileSync(join(etc, 'hostname'), `${hostName}\n`);
   writeFileSync(join(etc, 'hosts'), hostsFileFor(readFileSync(join(etc, 'hosts'), 'utf8'), hostName));
   // Facts gathering may identify hosts by machine-id, so each host needs its own.
   writeFileSync(join(etc, 'machine-id'), `${randomBytes(16).toString('hex')}\n`);
-  return publicKeyWithoutComment(readFileSync(`${hostKeyFile}.pub`, 'utf8'));
+  return { publicKey: publicKeyWithoutComment(readFileSync(`${hostKeyFile}.pub`, 'utf8')), hostPublicKeyFile: `${hostKeyFile}.pub` };
 }
 
 export function publicKeyWithoutComment(publicKeyLine: string): string {
   return publicKeyLine.trim().split(/\s+/).slice(0, 2).join(' ');
 }
 
-function sshdConfig(address: string): string {
+// sshd keeps the FIRST occurrence of most keywords: a line a test appends overrides nothing set here. Hence
+// AllowTcpForwarding stays unset (default yes, which bastions need), so a test can still append `AllowTcpForwarding no`.
+function sshdConfig(address: string, features: SshdFeatures): string {
   return [
     '# Private sshd of a provision test-fleet host (test/fleet).',
     `ListenAddress ${address}`,
-    'HostKey /etc/ssh/ssh_host_ed25519_key',
+    `HostKey /etc/${HOST_KEY_FILE}`,
+    ...(features.hostCertificate ? [`HostCertificate /etc/${HOST_CERTIFICATE_FILE}`] : []),
+    ...(features.trustedUserCa ? [`TrustedUserCAKeys /etc/${USER_CA_FILE}`] : []),
     'PidFile none',
     'AuthorizedKeysFile /etc/ssh/authorized_keys/%u',
     'PermitRootLogin prohibit-password',

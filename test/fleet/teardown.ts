@@ -26,7 +26,12 @@ export function fleetInterfaceNames(prefix: string): string[] {
 }
 
 export function pidsInNetns(netnsNames: readonly string[]): number[] {
-  const inodes = new Set(netnsNames.map(netnsInode).filter((inode): inode is number => inode !== undefined));
+  return pidsInNetInodes(netnsNames.map(netnsInode).filter((inode): inode is number => inode !== undefined));
+}
+
+/** Processes in any of these network namespaces; still works once their /run/netns names are gone. */
+export function pidsInNetInodes(netInodes: readonly number[]): number[] {
+  const inodes = new Set(netInodes);
   if (inodes.size === 0) return [];
   return listDir('/proc')
     .filter((entry) => /^\d+$/.test(entry))
@@ -48,17 +53,22 @@ export function teardownFleetSync(prefix: string, dir = fleetDirOf(prefix)): str
   deleteRoutesInto(subnets);
   unmountAllUnder(dir);
   rmSync(dir, { recursive: true, force: true });
-  releaseSubnetsOf(prefix);
+  const routesLeft = routesInto(subnets);
+  // The claims are how a later cleanupStaleFleets finds routes it still has to remove.
+  if (routesLeft.length === 0) releaseSubnetsOf(prefix);
   removeFleetRecord(prefix);
-  return [...leftoversOf(prefix, dir, survivors), ...routesInto(subnets).map((route) => `route ${route}`)];
+  return [...leftoversOf(prefix, dir, survivors), ...routesLeft.map((route) => `route ${route}`)];
 }
 
+/** Route types the root namespace holds towards fleet addresses, besides the bridge's own. */
+const FLEET_ROUTE_TYPES = new Set(['blackhole', 'unreachable']);
+
 /**
- * Routes a test added in the root namespace towards fleet addresses (a blackhole to fake a dead
- * host): a test killed before its cleanup leaves them, and the next fleet on this /24 would be
- * unreachable.
+ * Routes in the root namespace towards fleet addresses: the fleet's own `unreachable` routes for
+ * its hidden segments, and what a test added (a blackhole to fake a dead host). A test killed
+ * before its cleanup leaves them, and the next fleet on this /24 would be unreachable.
  */
-function routesInto(subnetBases: string[]): string[] {
+export function routesInto(subnetBases: readonly string[]): string[] {
   if (subnetBases.length === 0) return [];
   let routes: { dst?: string; type?: string }[];
   try {
@@ -67,11 +77,11 @@ function routesInto(subnetBases: string[]): string[] {
     return [];
   }
   return routes
-    .filter((r) => r.type === 'blackhole' && typeof r.dst === 'string' && subnetBases.some((base) => r.dst!.startsWith(`${base}.`)))
-    .map((r) => `blackhole ${r.dst}`);
+    .filter((r) => FLEET_ROUTE_TYPES.has(r.type ?? '') && typeof r.dst === 'string' && subnetBases.some((base) => r.dst!.startsWith(`${base}.`)))
+    .map((r) => `${r.type} ${r.dst}`);
 }
 
-function deleteRoutesInto(subnetBases: string[]): void {
+function deleteRoutesInto(subnetBases: readonly string[]): void {
   for (const route of routesInto(subnetBases)) {
     try {
       execFileSync('ip', ['route', 'del', ...route.split(' ')], { env: SYSTEM_ENV, stdio: 'ignore' });
@@ -155,7 +165,7 @@ function netnsInode(name: string): number | undefined {
   }
 }
 
-function netInodeOfProcess(pid: number): number | undefined {
+export function netInodeOfProcess(pid: number): number | undefined {
   try {
     const match = /^net:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/ns/net`));
     return match ? Number(match[1]) : undefined;
