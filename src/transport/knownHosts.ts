@@ -1,4 +1,14 @@
-import { createHash, createHmac } from "node:crypto";
+import { createHmac } from "node:crypto";
+import {
+  checkHostCertificate,
+  fingerprintSha256,
+  HOST_CERTIFICATE_ALGORITHMS,
+  isCertificateBlob,
+  type CertificateInfo,
+  type CertificateRefusalReason,
+} from "./hostCertificate.js";
+
+export { fingerprintSha256, isCertificateBlob, type CertificateInfo, type CertificateRefusalReason };
 
 /**
  * OpenSSH known_hosts semantics (sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT"), as pure functions.
@@ -15,11 +25,23 @@ export interface KnownHostEntry {
   line: number; // 1-based line number
 }
 
+export interface CertificateRefusal {
+  reason: CertificateRefusalReason;
+  detail: string; // a sentence for the user, e.g. `certificate "web-1" (serial 7) expired at 2020-01-02T00:00:00Z`
+}
+
 export type HostKeyVerdict =
-  | { status: "known"; entry: KnownHostEntry }
+  /**
+   * For a certificate, `entry` is the @cert-authority line that vouched for it, or (as OpenSSH
+   * falls back to the certified key) the plain line that pins that key; then
+   * `certificateRefusal` says why the certificate itself did not do.
+   */
+  | { status: "known"; entry: KnownHostEntry; certificate?: CertificateInfo; certificateRefusal?: CertificateRefusal }
   | { status: "unknown" }
   | { status: "changed"; expected: KnownHostEntry[] } // host has entries, none with this key
-  | { status: "revoked"; entry: KnownHostEntry };
+  | { status: "revoked"; entry: KnownHostEntry; certificate?: CertificateInfo }
+  /** Never "unknown" for a certificate: a certificate is not a key to record in known_hosts. */
+  | ({ status: "certificate-refused"; certificate?: CertificateInfo } & CertificateRefusal);
 
 const DEFAULT_SSH_PORT = 22;
 const HASHED_TOKEN_PREFIX = "|1|";
@@ -174,7 +196,13 @@ export function checkHostKey(
   host: string,
   port: number,
   keyBlob: Buffer,
+  now: Date = new Date(),
 ): HostKeyVerdict {
+  if (isCertificateBlob(keyBlob)) return checkCertificate(entries, host, port, keyBlob, now);
+  return checkPlainKey(entries, host, port, keyBlob);
+}
+
+function checkPlainKey(entries: KnownHostEntry[], host: string, port: number, keyBlob: Buffer): HostKeyVerdict {
   const matching = entries.filter((entry) => entryMatchesHost(entry, host, port));
   const revoked = matching.find((entry) => entry.marker === "revoked" && hasKey(entry, keyBlob));
   if (revoked) return { status: "revoked", entry: revoked };
@@ -184,6 +212,44 @@ export function checkHostKey(
   if (known) return { status: "known", entry: known };
   if (plain.length > 0) return { status: "changed", expected: plain };
   return { status: "unknown" };
+}
+
+/** Reasons for which ssh(1) drops the certificate and checks the bare key instead ("Retry with plain key"). */
+const FALLS_BACK_TO_PLAIN_KEY: ReadonlySet<CertificateRefusalReason> = new Set([
+  "untrusted-ca", "not-a-host-certificate", "not-yet-valid", "expired", "wrong-principal", "critical-options",
+]);
+
+function checkCertificate(entries: KnownHostEntry[], host: string, port: number, certificate: Buffer, now: Date): HostKeyVerdict {
+  const candidates = certificateLookupEntries(entries, host, port);
+  const check = checkHostCertificate(certificate, {
+    authorities: candidates.filter((entry) => entry.marker === "cert-authority"),
+    revocations: candidates.filter((entry) => entry.marker === "revoked"),
+    host,
+    port,
+    now,
+  });
+  if (check.ok) return { status: "known", entry: check.ca, certificate: check.cert };
+  if (check.reason === "revoked") return { status: "revoked", entry: check.revokedBy, certificate: check.cert };
+
+  const refusal: CertificateRefusal = { reason: check.reason, detail: check.detail };
+  if (check.cert && FALLS_BACK_TO_PLAIN_KEY.has(check.reason)) {
+    const plain = checkPlainKey(entries, host, port, check.cert.key.blob);
+    if (plain.status === "known") return { ...plain, certificate: check.cert, certificateRefusal: refusal };
+  }
+  return { status: "certificate-refused", ...refusal, ...(check.cert ? { certificate: check.cert } : {}) };
+}
+
+/**
+ * ssh(1) looks a certificate's CA up under `[host]:port` and, when no line there names it, under
+ * the bare host name (sshconnect.c, "checking without port identifier"); so
+ * `@cert-authority *.example.com` covers every port, as users expect.
+ */
+function certificateLookupEntries(entries: KnownHostEntry[], host: string, port: number): KnownHostEntry[] {
+  return entries.filter(
+    (entry) =>
+      entryMatchesHost(entry, host, port) ||
+      (port !== DEFAULT_SSH_PORT && entryMatchesHost(entry, host, DEFAULT_SSH_PORT)),
+  );
 }
 
 function hasKey(entry: KnownHostEntry, keyBlob: Buffer): boolean {
@@ -207,11 +273,6 @@ function tryKeyTypeOfBlob(blob: Buffer): string | null {
   return blob.subarray(4, 4 + length).toString("latin1");
 }
 
-export function fingerprintSha256(blob: Buffer): string {
-  const digest = createHash("sha256").update(blob).digest("base64");
-  return `SHA256:${digest.replace(/=+$/, "")}`;
-}
-
 export function knownHostsLine(host: string, port: number, blob: Buffer): string {
   return `${hostToken(host, port)} ${keyTypeOfBlob(blob)} ${blob.toString("base64")}`;
 }
@@ -229,11 +290,29 @@ const HOST_KEY_ALGORITHMS_BY_KEY_TYPE: ReadonlyArray<[keyType: string, algorithm
   ["ssh-dss", ["ssh-dss"]],
 ];
 
+/** What ssh2 offers when nothing is pinned: its defaults, without ssh-dss. */
+export const PLAIN_HOST_KEY_ALGORITHMS: readonly string[] = HOST_KEY_ALGORITHMS_BY_KEY_TYPE.filter(
+  ([keyType]) => keyType !== "ssh-dss",
+).flatMap(([, algorithms]) => algorithms);
+
+/**
+ * With an @cert-authority line for the host, the certificate algorithms come first (as ssh(1)
+ * orders them), then the plain ones. Without one they are not offered at all: no CA could vouch
+ * for the certificate the server would send, and such hosts keep working with an unpatched ssh2,
+ * which refuses these algorithm names (see ssh2Capabilities.ts).
+ */
 export function hostKeyAlgorithmsFor(
   entries: KnownHostEntry[],
   host: string,
   port: number,
 ): string[] | null {
+  const plain = plainAlgorithmsFor(entries, host, port);
+  const hasAuthority = certificateLookupEntries(entries, host, port).some((entry) => entry.marker === "cert-authority");
+  if (!hasAuthority) return plain;
+  return [...HOST_CERTIFICATE_ALGORITHMS, ...(plain ?? PLAIN_HOST_KEY_ALGORITHMS)];
+}
+
+function plainAlgorithmsFor(entries: KnownHostEntry[], host: string, port: number): string[] | null {
   const knownTypes = new Set(
     entries
       .filter((entry) => entry.marker === null && entryMatchesHost(entry, host, port))

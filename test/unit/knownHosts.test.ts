@@ -493,7 +493,6 @@ describe("hostKeyAlgorithmsFor", () => {
     ["hashed entry", "hashed", 22, ["ecdsa-sha2-nistp256"]],
     ["unknown host", "nobody", 22, null],
     ["unknown port", "ed", 2222, null],
-    ["cert-authority only", "ca", 22, null],
     ["revoked only", "revoked", 22, null],
     ["only types ssh2 cannot negotiate", "sk", 22, null],
   ])("%s", (_name, host, port, expected) => {
@@ -502,5 +501,55 @@ describe("hostKeyAlgorithmsFor", () => {
 
   it("returns null for no entries", () => {
     expect(hostKeyAlgorithmsFor([], "ed", 22)).toBeNull();
+  });
+});
+
+describe("hostKeyAlgorithmsFor with @cert-authority lines", () => {
+  const CERTIFICATE_ALGORITHMS = [
+    "ssh-ed25519-cert-v01@openssh.com",
+    "ecdsa-sha2-nistp256-cert-v01@openssh.com",
+    "ecdsa-sha2-nistp384-cert-v01@openssh.com",
+    "ecdsa-sha2-nistp521-cert-v01@openssh.com",
+    "rsa-sha2-512-cert-v01@openssh.com",
+    "rsa-sha2-256-cert-v01@openssh.com",
+  ];
+  const ALL_PLAIN = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"];
+  const entries = parseKnownHosts(
+    [
+      `@cert-authority ca,*.corp,[ported]:2222 ssh-ed25519 ${ED}`,
+      `both ecdsa-sha2-nistp256 ${EC}`,
+      `@cert-authority both ssh-ed25519 ${ED}`,
+      `plain ssh-rsa ${RSA}`,
+      `@revoked plain ssh-ed25519 ${ED2}`,
+      `${hashedToken("hashed-ca")} ssh-ed25519 ${ED}`,
+      `@cert-authority ${hashedToken("hashed-ca")} ssh-ed25519 ${ED2}`,
+    ].join("\n"),
+    "kh",
+  );
+
+  it("parses every fixture line", () => {
+    expect(entries).toHaveLength(7);
+  });
+
+  it.each<[string, string, number, string[] | null]>([
+    ["CA only: certificates first, then every plain algorithm", "ca", 22, [...CERTIFICATE_ALGORITHMS, ...ALL_PLAIN]],
+    ["CA by wildcard", "gw.corp", 22, [...CERTIFICATE_ALGORITHMS, ...ALL_PLAIN]],
+    ["CA and a pinned key: certificates, then the pinned key's algorithms", "both", 22, [...CERTIFICATE_ALGORITHMS, "ecdsa-sha2-nistp256"]],
+    ["pinned key without a CA: no certificate algorithms", "plain", 22, ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]],
+    ["@revoked is no CA", "plain", 22, ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]],
+    ["no entry at all", "nobody", 22, null],
+    ["CA for [host]:port on that port", "ported", 2222, [...CERTIFICATE_ALGORITHMS, ...ALL_PLAIN]],
+    ["CA for [host]:port not on port 22", "ported", 22, null],
+    // ssh(1) retries the CA lookup without the port, and checkHostKey does too.
+    ["CA for the bare host on another port", "ca", 2200, [...CERTIFICATE_ALGORITHMS, ...ALL_PLAIN]],
+    ["CA and pinned key both hashed", "hashed-ca", 22, [...CERTIFICATE_ALGORITHMS, "ssh-ed25519"]],
+  ])("%s", (_name, host, port, expected) => {
+    expect(hostKeyAlgorithmsFor(entries, host, port)).toEqual(expected);
+  });
+
+  it("offers no certificate algorithm for a host only a negated CA pattern names", () => {
+    const negated = parseKnownHosts(`@cert-authority *.example,!db.example ssh-ed25519 ${ED}`, "kh");
+    expect(hostKeyAlgorithmsFor(negated, "db.example", 22)).toBeNull();
+    expect(hostKeyAlgorithmsFor(negated, "web.example", 22)?.[0]).toBe("ssh-ed25519-cert-v01@openssh.com");
   });
 });
