@@ -12,8 +12,8 @@ import { choosePlaybook } from "./paths.js";
 import { graph, hostJson, listJson } from "./inventory/ansibleView.js";
 import { loadInventory } from "./inventory/load.js";
 import type { ResolvedHost } from "./resolve.js";
-import { connectSsh, defaultKnownHostsFile, type SshOptions } from "./transport/ssh.js";
-import { LocalTransport } from "./transport/local.js";
+import { defaultKnownHostsFile } from "./transport/ssh.js";
+import { prepareConnector, type ConnectorOptions, type SshClientChoice } from "./transport/connector.js";
 import { LoggingTransport } from "./transport/logging.js";
 import type { Transport } from "./transport/types.js";
 import { toJson } from "./output/json.js";
@@ -46,6 +46,8 @@ interface CommonOptions {
   acceptNewHostKeys: boolean;
   connectTimeout: number;
   commandTimeout: number;
+  sshConfig?: string;
+  sshClient: SshClientChoice;
   askBecomePass: boolean;
   json: boolean;
   verbose: boolean;
@@ -97,6 +99,25 @@ function playbookFor(opts: { playbook?: string }): string {
   return choice.file;
 }
 
+const SSH_CLIENT_OPTION = new Option("--ssh-client <client>", "ssh2 (in-process), openssh (the ssh command, with a master connection per host), or auto: ssh2 unless a host needs what only OpenSSH does (user certificates, FIDO/PKCS#11 keys)")
+  .choices(["auto", "ssh2", "openssh"])
+  .default("auto");
+
+/** What reaching hosts needs, from the command line and the environment. */
+function connectorOptions(opts: { knownHosts: string[]; acceptNewHostKeys: boolean; connectTimeout: number; sshConfig?: string; sshClient: SshClientChoice }, commandTimeoutMs: number, becomePassword: string | undefined): ConnectorOptions {
+  return {
+    // Without --known-hosts, the files ssh_config names (by default ~/.ssh/known_hosts first).
+    knownHostsFiles: opts.knownHosts,
+    acceptNewHostKeys: opts.acceptNewHostKeys,
+    connectTimeoutMs: opts.connectTimeout * 1000,
+    commandTimeoutMs,
+    becomePassword,
+    keyPassphrase: process.env.PROVISION_KEY_PASSPHRASE,
+    sshConfigFile: opts.sshConfig,
+    sshClient: opts.sshClient,
+  };
+}
+
 function withCommonOptions(cmd: Command): Command {
   return withInventory(cmd)
     .option("-p, --playbook <file>", PLAYBOOK_HELP)
@@ -105,6 +126,8 @@ function withCommonOptions(cmd: Command): Command {
     .option("--known-hosts <file>", "known_hosts file to trust (repeatable; new keys are recorded in the first)", (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option("--accept-new-host-keys", "record keys of hosts not yet in known_hosts (a changed key is still refused)", false)
     .option("--connect-timeout <seconds>", "SSH connect and handshake timeout", positiveInt("--connect-timeout"), 10)
+    .option("--ssh-config <file>", "ssh_config file to read instead of ~/.ssh/config and /etc/ssh/ssh_config, as ssh -F")
+    .addOption(SSH_CLIENT_OPTION)
     .option("--command-timeout <seconds>", "timeout of each remote step", positiveInt("--command-timeout"), 120)
     .option("-K, --ask-become-pass", "prompt for the sudo password (or set PROVISION_BECOME_PASSWORD)", false)
     .option("--json", "print machine-readable JSON instead of text", false)
@@ -171,6 +194,8 @@ async function main(argv: string[]): Promise<number> {
     .option("--known-hosts <file>", "known_hosts file to trust (repeatable; new keys are recorded in the first)", (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option("--accept-new-host-keys", "record keys of hosts not yet in known_hosts (a changed key is still refused)", false)
     .option("--connect-timeout <seconds>", "SSH connect and handshake timeout", positiveInt("--connect-timeout"), 10)
+    .option("--ssh-config <file>", "ssh_config file to read instead of ~/.ssh/config and /etc/ssh/ssh_config, as ssh -F")
+    .addOption(SSH_CLIENT_OPTION)
     .option("-K, --ask-become-pass", "prompt for the sudo password (or set PROVISION_BECOME_PASSWORD)", false)
     .action(async (inventory: string[], opts: ProbeOptions) => {
       exitCode = await probeCommand(inventory, opts);
@@ -244,24 +269,16 @@ async function prepare(inventory: string[], opts: CommonOptions & Partial<RunOpt
     process.stderr.write(`${(err as Error).message}\n`);
     return null;
   }
-  const sshOptions: SshOptions = {
-    knownHostsFiles: [...opts.knownHosts, defaultKnownHostsFile(), "/etc/ssh/ssh_known_hosts"],
-    acceptNewHostKeys: opts.acceptNewHostKeys,
-    connectTimeoutMs: opts.connectTimeout * 1000,
-    commandTimeoutMs: opts.commandTimeout * 1000,
-    becomePassword: password,
-    keyPassphrase: process.env.PROVISION_KEY_PASSPHRASE,
-  };
+  const connector = await prepareConnector(hosts, connectorOptions(opts, opts.commandTimeout * 1000, password));
+  if (connector.notice) process.stderr.write(`note: ${connector.notice}\n`);
   const progress = withProgress ? new Progress(hosts.length, (t) => process.stderr.write(t), process.stderr.isTTY === true) : undefined;
   const log = (line: string) => process.stderr.write(`[${new Date().toISOString()}] ${line}\n`);
-  const open = (host: ResolvedHost): Promise<Transport> =>
-    host.connection.kind === "local" ? Promise.resolve(new LocalTransport(host.name, sshOptions.commandTimeoutMs)) : connectSsh(host.name, host.connection, sshOptions);
   const connect = async (host: ResolvedHost): Promise<Transport> => {
-    if (!opts.verbose) return open(host);
+    if (!opts.verbose) return connector.connect(host);
     const started = Date.now();
-    log(host.connection.kind === "local" ? `${host.name}: local (no SSH)` : `${host.name}: connecting to ${host.connection.user}@${host.connection.host}:${host.connection.port}`);
+    log(`${host.name}: connecting (${connector.describe(host)})`);
     try {
-      const t = await open(host);
+      const t = await connector.connect(host);
       log(`${host.name}: connected (${t.remoteAddress || "local"}) in ${Date.now() - started} ms`);
       return new LoggingTransport(t, log);
     } catch (err) {
@@ -269,7 +286,7 @@ async function prepare(inventory: string[], opts: CommonOptions & Partial<RunOpt
       throw err;
     }
   };
-  const session = new Session(connect, opts.forks, progress ?? {});
+  const session = new Session(connect, opts.forks, progress ?? {}, () => connector.close());
   return { hosts, session, policy, progress, playbook };
 }
 
@@ -444,6 +461,8 @@ interface ProbeOptions {
   knownHosts: string[];
   acceptNewHostKeys: boolean;
   connectTimeout: number;
+  sshConfig?: string;
+  sshClient: SshClientChoice;
   askBecomePass: boolean;
 }
 
@@ -475,21 +494,17 @@ async function probeCommand(inventory: string[], opts: ProbeOptions): Promise<nu
     process.stderr.write(`${(err as Error).message}\n`);
     return EXIT_ERROR;
   }
-  const sshOptions: SshOptions = {
-    knownHostsFiles: [...opts.knownHosts, defaultKnownHostsFile(), "/etc/ssh/ssh_known_hosts"],
-    acceptNewHostKeys: opts.acceptNewHostKeys,
-    connectTimeoutMs: opts.connectTimeout * 1000,
-    commandTimeoutMs: 60_000,
-    becomePassword: password,
-    keyPassphrase: process.env.PROVISION_KEY_PASSPHRASE,
-  };
+  const connector = await prepareConnector([client, server], connectorOptions(opts, 60_000, password));
+  if (connector.notice) process.stderr.write(`note: ${connector.notice}\n`);
   try {
-    const report = await runProbe(client, server, { bound: opts.max, port: opts.port, holdSeconds: opts.duration }, (h) => connectSsh(h.name, h.connection, sshOptions));
+    const report = await runProbe(client, server, { bound: opts.max, port: opts.port, holdSeconds: opts.duration }, (h) => connector.connect(h));
     process.stdout.write(opts.json ? `${probeJson(report)}\n` : renderProbeText(report));
     return report.cleanup.ok ? EXIT_OK : EXIT_ERROR;
   } catch (err) {
     process.stderr.write(`probe: ${err instanceof Error ? err.message : String(err)}\n`);
     return EXIT_ERROR;
+  } finally {
+    await connector.close();
   }
 }
 

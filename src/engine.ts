@@ -46,6 +46,8 @@ export class Session {
     private readonly connect: Connector,
     private readonly forks: number,
     private readonly events: SessionEvents = {},
+    /** Ends what the hosts' connections shared (bastion connections, OpenSSH masters). */
+    private readonly releaseShared: () => Promise<void> = async () => undefined,
   ) {}
 
   async plan(hosts: ResolvedHost[], purpose: "plan" | "verify" = "plan"): Promise<HostReport[]> {
@@ -267,6 +269,7 @@ export class Session {
   async close(): Promise<void> {
     await Promise.all([...this.transports.values()].map((t) => t.close().catch(() => undefined)));
     this.transports.clear();
+    await this.releaseShared();
   }
 
   private async transport(host: ResolvedHost): Promise<Transport> {

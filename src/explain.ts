@@ -1,6 +1,6 @@
 import { relative } from "node:path";
 import type { AnyRole } from "./role.js";
-import type { ParamSource, ResolvedHost } from "./resolve.js";
+import { describeConnection, type ParamSource, type ResolvedHost } from "./resolve.js";
 import { commentLines } from "./render.js";
 
 /** Pure: each role's params with their default and their why — the schema is the only source. */
@@ -21,7 +21,7 @@ export function explainRoles(roles: readonly AnyRole[]): string {
 export function explainHosts(hosts: readonly ResolvedHost[], roleFilter: string | undefined, cwd: string): string {
   const out: string[] = [];
   for (const host of hosts) {
-    out.push(`${host.name}  (${host.connection.user}@${host.connection.host}:${host.connection.port}${host.become ? ", become" : ""})`);
+    out.push(`${host.name}  (${describeConnection(host.connection)}${host.become ? ", become" : ""})`);
     for (const r of host.roles) {
       if (roleFilter && r.role.name !== roleFilter) continue;
       out.push(`  ${r.role.name}`);

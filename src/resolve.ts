@@ -1,4 +1,4 @@
-import { homedir, userInfo } from "node:os";
+import { homedir } from "node:os";
 import { isAbsolute, join, dirname } from "node:path";
 import type { ConfigProblem } from "./config/errors.js";
 import { satisfies } from "./config/validate.js";
@@ -9,6 +9,7 @@ import { LimitError, selectHosts } from "./inventory/limit.js";
 import type { Play } from "./playbook.js";
 import type { AnyRole, InventoryHints } from "./role.js";
 import { roleVarName } from "./roles.js";
+import { checkSshArgs } from "./transport/sshArgs.js";
 
 /** Where a param's value came from: `provision explain` prints this, errors point at it. */
 export interface ParamSource {
@@ -27,13 +28,31 @@ export interface ResolvedRole {
   sources: Record<string, ParamSource>;
 }
 
+/**
+ * What the inventory says about reaching a host. Only what it sets is set: ssh_config fills the
+ * rest when the route is resolved (transport/sshConfig.ts), as with Ansible's ssh plugin.
+ */
 export interface ConnectionSettings {
   /** `local`: the machine provision runs on, without SSH (ansible_connection: local). */
   kind: "ssh" | "local";
+  /** ansible_host, else the inventory name: the destination given to ssh. */
   host: string;
-  port: number;
-  user: string;
+  port: number | undefined;
+  user: string | undefined;
   privateKeyFile: string | undefined;
+  /** ansible_ssh_common_args + ansible_ssh_extra_args, checked (transport/sshArgs.ts). */
+  sshArgs: string[];
+  /** Options in sshArgs only the OpenSSH client honours (the host is reached through it). */
+  openSshOnlyOptions: string[];
+}
+
+/** `user@host:port` with what the inventory leaves to ssh_config shown as such. */
+export function describeConnection(c: ConnectionSettings): string {
+  if (c.kind === "local") return "local";
+  const user = c.user === undefined ? "" : `${c.user}@`;
+  const port = c.port === undefined ? "" : `:${c.port}`;
+  const via = c.sshArgs.length > 0 ? ` ${c.sshArgs.join(" ")}` : "";
+  return `${user}${c.host}${port}${via}`;
 }
 
 export interface ResolvedHost {
@@ -251,10 +270,9 @@ function checkPrivilegeAndConnection(hostName: string, vars: Partial<Record<Used
       "remove the host from provision's run (--limit '!NAME' or a play pattern), or reach it over SSH (ansible_connection: ssh)");
   }
   for (const args of [vars.sshCommonArgs, vars.sshExtraArgs]) {
-    if (args && String(args.value).trim() !== "") {
-      refuse(args, `${args.name} is not supported yet (${JSON.stringify(args.value)}): provision connects with its own SSH client and would silently ignore these options`,
-        "remove it for the hosts provision tunes, or reach them directly; ProxyJump and ssh_config support are tracked in issue 11");
-    }
+    if (!args) continue;
+    const checked = checkSshArgs(String(args.value));
+    if (!checked.ok) refuse(args, `${args.name}: ${checked.problem}`, checked.fix);
   }
 }
 
@@ -281,12 +299,23 @@ function hintsFrom(vars: Partial<Record<UsedVarKey, UsedValue>>): InventoryHints
 
 function connectionFor(name: string, vars: Partial<Record<UsedVarKey, UsedValue>>, inventoryFile: string): ConnectionSettings {
   const keyFile = vars.privateKeyFile?.value as string | undefined;
+  const sshArgs: string[] = [];
+  const openSshOnlyOptions: string[] = [];
+  for (const args of [vars.sshCommonArgs, vars.sshExtraArgs]) {
+    const checked = args ? checkSshArgs(String(args.value)) : undefined;
+    if (checked?.ok) {
+      sshArgs.push(...checked.args);
+      openSshOnlyOptions.push(...checked.openSshOnly);
+    }
+  }
   return {
     kind: isLocal(vars.connection?.value) ? "local" : "ssh",
     host: (vars.host?.value as string | undefined) ?? name,
-    port: (vars.port?.value as number | undefined) ?? 22,
-    user: (vars.user?.value as string | undefined) ?? defaultUser(),
+    port: vars.port?.value as number | undefined,
+    user: vars.user?.value as string | undefined,
     privateKeyFile: keyFile === undefined ? undefined : expandPath(keyFile, inventoryFile),
+    sshArgs,
+    openSshOnlyOptions,
   };
 }
 
@@ -294,14 +323,6 @@ function connectionFor(name: string, vars: Partial<Record<UsedVarKey, UsedValue>
 function expandPath(p: string, inventoryFile: string): string {
   if (p.startsWith("~/")) return join(homedir(), p.slice(2));
   return isAbsolute(p) ? p : join(dirname(inventoryFile), p);
-}
-
-function defaultUser(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return "root";
-  }
 }
 
 /** The same cross-field problem found on many hosts is reported once per location. */

@@ -50,17 +50,17 @@ const LOGIN = /^[A-Za-z0-9_][A-Za-z0-9_.@$\\-]{0,255}$/;
 /** The variables provision reads, keyed by what it uses them for. Every other var is the user's business. */
 export const USED_VARS = {
   host: {
-    names: ["ansible_host", "ansible_ssh_host"], type: "string", description: "Address to connect to (default: the inventory name)",
+    names: ["ansible_host", "ansible_ssh_host"], type: "string", description: "Address or ssh_config alias to connect to (default: the inventory name)",
     check: (v) => (typeof v === "string" && v.length <= 253 && ADDRESS.test(v) ? ok(v) : bad(`${JSON.stringify(v)} is not a host name or IP address`, "write a host name or IP address (letters, digits and . : _ - only, at most 253 characters)")),
   },
-  port: { names: ["ansible_port", "ansible_ssh_port"], type: "integer, 1–65535", description: "SSH port (default 22)", check: wholeNumber(1, 65535, "use a port from 1 to 65535") },
+  port: { names: ["ansible_port", "ansible_ssh_port"], type: "integer, 1–65535", description: "SSH port (default: Port in ssh_config, else 22)", check: wholeNumber(1, 65535, "use a port from 1 to 65535") },
   user: {
-    names: ["ansible_user", "ansible_ssh_user"], type: "string", description: "Login user (default: the user running provision)",
+    names: ["ansible_user", "ansible_ssh_user"], type: "string", description: "Login user (default: User in ssh_config, else the user running provision)",
     check: (v) => (typeof v === "string" && LOGIN.test(v) ? ok(v) : bad(`${JSON.stringify(v)} is not a login name`, "write the login name, such as deploy or jdoe@corp.example.com")),
   },
   privateKeyFile: {
     names: ["ansible_private_key_file", "ansible_ssh_private_key_file"], type: "string",
-    description: "Private key file (default: ssh-agent via SSH_AUTH_SOCK, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa)",
+    description: "Private key file, tried before IdentityFile entries of ssh_config (default: those, else ssh-agent and ~/.ssh/id_rsa, id_ecdsa, id_ed25519 … as OpenSSH tries them)",
     // A path with a newline or NUL would only fail at connect time, host by host, and forge lines where it is printed.
     check: (v) => (typeof v === "string" && v.length > 0 && v.length <= 4096 && !/[\u0000-\u001f\u007f]/.test(v) ? ok(v) : bad(`${JSON.stringify(v)} is not a file path`, "write the path of a private key file (no control characters such as newlines, at most 4096 characters)")),
   },
@@ -83,8 +83,8 @@ export const USED_VARS = {
     names: ["ansible_connection"], type: "string", description: "ssh (also smart, paramiko), or local: the machine provision runs on, without SSH (become through sudo -n unless provision runs as root); other types are refused on the hosts that have them",
     check: (v) => (typeof v === "string" && /^[a-z0-9_.]+$/.test(v) ? ok(v) : bad(`${JSON.stringify(v)} is not a connection type`, "write ssh or local")),
   },
-  sshCommonArgs: { names: ["ansible_ssh_common_args"], type: "string", description: "Extra ssh options; refused with a reason until provision honours them", check: (v) => (typeof v === "string" ? ok(v) : bad(`${JSON.stringify(v)} is not text`, "write the ssh options as one string")) },
-  sshExtraArgs: { names: ["ansible_ssh_extra_args"], type: "string", description: "Extra ssh options; refused with a reason until provision honours them", check: (v) => (typeof v === "string" ? ok(v) : bad(`${JSON.stringify(v)} is not text`, "write the ssh options as one string")) },
+  sshCommonArgs: { names: ["ansible_ssh_common_args"], type: "string", description: "Extra ssh options, split as Ansible splits them: -o Key=Value, -J (ProxyJump), -i, -l, -p, -F; options only the OpenSSH client honours send the host through it; forwarding and terminal flags are refused", check: (v) => (typeof v === "string" ? ok(v) : bad(`${JSON.stringify(v)} is not text`, "write the ssh options as one string")) },
+  sshExtraArgs: { names: ["ansible_ssh_extra_args"], type: "string", description: "Extra ssh options, split as Ansible splits them: -o Key=Value, -J (ProxyJump), -i, -l, -p, -F; options only the OpenSSH client honours send the host through it; forwarding and terminal flags are refused", check: (v) => (typeof v === "string" ? ok(v) : bad(`${JSON.stringify(v)} is not text`, "write the ssh options as one string")) },
   memTotalMb: {
     names: ["ansible_memtotal_mb"], type: "integer, ≥ 64",
     description: "The host's memory in MiB, as Ansible's fact of that name; lets `provision lint` check memory-bound settings without connecting",

@@ -1,22 +1,21 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { isIP } from "node:net";
 import type { Socket } from "node:net";
 import { homedir } from "node:os";
-import { dirname, join } from "node:path";
-import { randomBytes } from "node:crypto";
-import { NodeSSH } from "node-ssh";
-import ssh2, { type ClientChannel } from "ssh2";
-import type { ConnectionSettings } from "../resolve.js";
-import {
-  checkHostKey, fingerprintSha256, hostKeyAlgorithmsFor, keyTypeOfBlob, knownHostsLine, parseKnownHosts,
-  type HostKeyVerdict, type KnownHostEntry,
-} from "./knownHosts.js";
+import { join } from "node:path";
+import type { NodeSSH } from "node-ssh";
+import type { ClientChannel } from "ssh2";
+import { BastionPool, type BastionLease } from "./bastions.js";
+import { startProxyCommand, type ProxyProcess } from "./proxyCommand.js";
+import type { SshRoute } from "./route.js";
+import { openHop } from "./sshHop.js";
+import { checkSudo, SudoPasswordExchange, SUDO_WITHOUT_PASSWORD } from "./sudo.js";
 import { HostError, type ExecOptions, type ExecResult, type Transport } from "./types.js";
 import { CLOSED_BY_US, connectionLostError, endCauseOf, silenceLimitMs, stoppedAnswering, type Keepalive } from "./connectionLoss.js";
 
-/** The only file that knows node-ssh / ssh2. */
+/** The ssh2 transport: a target reached over TCP, through ProxyJump hops (bastions.ts) or a ProxyCommand. */
 
 export interface SshOptions {
-  /** known_hosts files to trust; the first one receives keys accepted with acceptNewHostKeys. */
+  /** known_hosts files to trust before the ones ssh_config names; the first one receives keys accepted with acceptNewHostKeys. */
   knownHostsFiles: string[];
   acceptNewHostKeys: boolean;
   connectTimeoutMs: number;
@@ -33,182 +32,87 @@ export const DEFAULT_KEEPALIVE: Keepalive = { intervalMs: 5000, countMax: 3 };
 /** On top of one keepalive interval: time for the ping's answer to come back. */
 const SILENCE_GRACE_MS = 1000;
 
-const ALL_HOST_KEY_ALGORITHMS = [
-  "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa",
-];
-
 export function defaultKnownHostsFile(): string {
   return join(homedir(), ".ssh", "known_hosts");
 }
 
-export async function connectSsh(hostName: string, conn: ConnectionSettings, opts: SshOptions): Promise<Transport> {
-  const entries = readKnownHosts(opts.knownHostsFiles);
-  let verdict: HostKeyVerdict | undefined;
-  let presented: Buffer | undefined;
-  let recorded = false;
+/** One pool per options object: hosts of one run share their bastion connections. */
+const pools = new WeakMap<SshOptions, BastionPool>();
 
-  // Must return a boolean synchronously: ssh2 treats any other truthy value (e.g. a Promise) as "accept".
-  const hostVerifier = (key: Buffer): boolean => {
-    presented = key;
-    verdict = checkHostKey(entries, conn.host, conn.port, key);
-    if (verdict.status === "known") return true;
-    if (verdict.status === "unknown" && opts.acceptNewHostKeys) {
-      recordHostKey(opts.knownHostsFiles[0] ?? defaultKnownHostsFile(), conn.host, conn.port, key);
-      recorded = true;
-      return true;
-    }
-    return false;
-  };
-
-  const known = hostKeyAlgorithmsFor(entries, conn.host, conn.port);
-  const serverHostKey = known ? [...known, ...ALL_HOST_KEY_ALGORITHMS.filter((a) => !known.includes(a))] : ALL_HOST_KEY_ALGORITHMS;
-  const keepalive = opts.keepalive ?? DEFAULT_KEEPALIVE;
-  const ssh = new NodeSSH();
-  const where = `${conn.user}@${conn.host}:${conn.port}`;
-  try {
-    await ssh.connect({
-      host: conn.host,
-      port: conn.port,
-      username: conn.user,
-      ...authConfig(conn, opts),
-      readyTimeout: opts.connectTimeoutMs,
-      keepaliveInterval: keepalive.intervalMs,
-      keepaliveCountMax: keepalive.countMax,
-      hostVerifier,
-      algorithms: { serverHostKey: serverHostKey as never },
-    });
-  } catch (err) {
-    ssh.dispose();
-    if (verdict && verdict.status !== "known" && !recorded) throw hostKeyError(conn, verdict, presented!, opts);
-    throw connectError(err, where, conn, opts);
+function bastionPool(opts: SshOptions): BastionPool {
+  let pool = pools.get(opts);
+  if (!pool) {
+    pool = new BastionPool(hopOptions(opts));
+    pools.set(opts, pool);
   }
+  return pool;
+}
+
+function hopOptions(opts: SshOptions) {
+  return {
+    knownHostsFiles: opts.knownHostsFiles,
+    acceptNewHostKeys: opts.acceptNewHostKeys,
+    connectTimeoutMs: opts.connectTimeoutMs,
+    keyPassphrase: opts.keyPassphrase,
+    keepalive: opts.keepalive ?? DEFAULT_KEEPALIVE,
+  };
+}
+
+/** Ends the bastion connections hosts of this run shared. */
+export function closeBastions(opts: SshOptions): void {
+  pools.get(opts)?.closeAll();
+  pools.delete(opts);
+}
+
+export async function connectSsh(hostName: string, route: SshRoute, opts: SshOptions): Promise<Transport> {
+  const target = route.target;
+  let lease: BastionLease | undefined;
+  let proxy: ProxyProcess | undefined;
+  let ssh: NodeSSH;
+  try {
+    let sock;
+    if (route.jumps.length > 0) {
+      lease = await bastionPool(opts).acquire(route.jumps);
+      sock = await lease.forward(target.hostname, target.port);
+    } else if (target.proxyCommand !== null) {
+      proxy = startProxyCommand(target.proxyCommand);
+      sock = proxy.stream;
+    }
+    ssh = await openHop(target, sock, hopOptions(opts), "");
+  } catch (err) {
+    lease?.release();
+    proxy?.stop();
+    throw proxy && err instanceof HostError && err.kind === "unreachable" ? proxyFailure(target.proxyCommand!, proxy, err) : err;
+  }
+  const keepalive = target.serverAlive ?? opts.keepalive ?? DEFAULT_KEEPALIVE;
   const socket = (ssh.connection as unknown as { _sock?: Socket } | null)?._sock;
-  const transport = new SshTransport(hostName, ssh, socket, opts, where, socket?.remoteAddress ?? conn.host, keepalive);
+  const where = `${target.user}@${target.hostname}:${target.port}`;
+  const viaTcp = lease === undefined && proxy === undefined;
+  const transport = new SshTransport(hostName, ssh, socket, opts, where, viaTcp ? socket?.remoteAddress ?? target.hostname : target.hostname, keepalive, () => {
+    lease?.release();
+    proxy?.stop();
+  });
   // ssh2 emits 'error' after connect too (keepalive timeout, reset); unhandled it would end the
   // whole run. The host's pending or next exec fails instead. ssh2 emits these before it fails the
   // pending channel requests, so every exec sees the cause that was noticed first.
   const client = ssh.connection;
-  client?.on("error", (err: Error) => transport.endWith(endCauseOf(err, keepalive)));
-  client?.on("end", () => transport.endWith(endCauseOf("end", keepalive)));
-  client?.on("close", () => transport.endWith(endCauseOf("close", keepalive)));
+  const upstream = () => lease?.lostHop() ?? (proxy?.exitStatus() ? `the ProxyCommand ended (${proxy.exitStatus()})` : undefined);
+  client?.on("error", (err: Error) => transport.endWith(upstream() ?? endCauseOf(err, keepalive)));
+  client?.on("end", () => transport.endWith(upstream() ?? endCauseOf("end", keepalive)));
+  // When a bastion dies its tunnels close first: give the bastion's own events a turn, so the
+  // message names the hop that went away.
+  client?.on("close", () => setImmediate(() => transport.endWith(upstream() ?? endCauseOf("close", keepalive))));
+  if (!viaTcp && isIP(target.hostname) === 0) await transport.learnServerAddress();
   return transport;
 }
 
-/**
- * Parsed once per file version, not once per connection: a run over N hosts would otherwise parse
- * an N-line file N times. A key recorded with --accept-new-host-keys changes the file's size and
- * mtime, so the next connection reads it again.
- */
-const knownHostsCache = new Map<string, { version: string; entries: KnownHostEntry[] }>();
-
-function readKnownHosts(files: string[]): KnownHostEntry[] {
-  return files.flatMap((f) => {
-    let version: string;
-    try {
-      const st = statSync(f);
-      version = `${st.size}:${st.mtimeMs}:${st.ino}`;
-    } catch {
-      return [];
-    }
-    const cached = knownHostsCache.get(f);
-    if (cached?.version === version) return cached.entries;
-    const entries = parseKnownHosts(readFileSync(f, "utf8"), f);
-    knownHostsCache.set(f, { version, entries });
-    return entries;
-  });
-}
-
-function recordHostKey(file: string, host: string, port: number, key: Buffer): void {
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  appendFileSync(file, `${knownHostsLine(host, port, key)}\n`, { mode: 0o600 });
-}
-
-function authConfig(conn: ConnectionSettings, opts: SshOptions): Record<string, unknown> {
-  const agent = process.env.SSH_AUTH_SOCK;
-  const keyFile = conn.privateKeyFile ?? defaultKeyFile();
-  const out: Record<string, unknown> = {};
-  if (agent) out.agent = agent;
-  if (keyFile) {
-    let text: string;
-    try {
-      text = readFileSync(keyFile, "utf8");
-    } catch (err) {
-      throw new HostError(`cannot read private key ${keyFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}. Check ansible_ssh_private_key_file.`, "auth");
-    }
-    const parsed = ssh2.utils.parseKey(text, opts.keyPassphrase);
-    if (!(parsed instanceof Error)) {
-      out.privateKey = text;
-      if (opts.keyPassphrase) out.passphrase = opts.keyPassphrase;
-    } else if (!agent) {
-      // With an agent, a key we can't decrypt is most likely loaded there: use the agent alone.
-      throw new HostError(keyProblem(keyFile, parsed, opts.keyPassphrase !== undefined), "auth");
-    }
-  }
-  if (!agent && !keyFile) {
-    throw new HostError("no SSH credentials: set ansible_ssh_private_key_file, start ssh-agent (SSH_AUTH_SOCK), or create ~/.ssh/id_ed25519.", "auth");
-  }
-  return out;
-}
-
-function keyProblem(keyFile: string, err: Error, hadPassphrase: boolean): string {
-  if (/encrypted/i.test(err.message) && !hadPassphrase) {
-    return `private key ${keyFile} is encrypted: set PROVISION_KEY_PASSPHRASE or load the key into ssh-agent (SSH_AUTH_SOCK)`;
-  }
-  if (hadPassphrase && /decrypt|bad|passphrase|integrity/i.test(err.message)) {
-    return `cannot decrypt private key ${keyFile} with PROVISION_KEY_PASSPHRASE (wrong passphrase?)`;
-  }
-  return `cannot use private key ${keyFile}: ${err.message}`;
-}
-
-function defaultKeyFile(): string | undefined {
-  return ["id_ed25519", "id_ecdsa", "id_rsa"].map((k) => join(homedir(), ".ssh", k)).find((f) => existsSync(f));
-}
-
-function hostKeyError(conn: ConnectionSettings, verdict: HostKeyVerdict, key: Buffer, opts: SshOptions): HostError {
-  const fp = `${keyTypeOfBlob(key)} ${fingerprintSha256(key)}`;
-  const files = opts.knownHostsFiles.join(", ");
-  switch (verdict.status) {
-    case "unknown":
-      return new HostError(
-        `host key of ${conn.host}:${conn.port} is unknown (${fp}); refused before authenticating. ` +
-          `Check the fingerprint out of band, then add it to ${files} or rerun with --accept-new-host-keys.`,
-        "hostkey",
-      );
-    case "changed": {
-      const expected = verdict.expected.map((e) => `${e.keyType} ${fingerprintSha256(Buffer.from(e.keyBase64, "base64"))} (${e.file}:${e.line})`).join("; ");
-      return new HostError(
-        `HOST KEY CHANGED for ${conn.host}:${conn.port}: it presented ${fp} but known_hosts has ${expected}; refused before authenticating. ` +
-          "This can be a man-in-the-middle attack or a reinstalled host. If the change is expected, remove the old line (ssh-keygen -R) and connect again.",
-        "hostkey",
-      );
-    }
-    case "revoked":
-      return new HostError(
-        `host key of ${conn.host}:${conn.port} (${fp}) is marked @revoked in ${verdict.entry.file}:${verdict.entry.line}; refused. Re-key the host.`,
-        "hostkey",
-      );
-    case "known":
-      return new HostError(`host key of ${conn.host}:${conn.port} matched but the connection failed`, "hostkey");
-  }
-}
-
-function connectError(err: unknown, where: string, conn: ConnectionSettings, opts: SshOptions): HostError {
-  if (err instanceof HostError) return err;
-  const e = err as NodeJS.ErrnoException & { level?: string };
-  const msg = e.message ?? String(err);
-  if (e.code === "ECONNREFUSED") return new HostError(`connection refused by ${conn.host}:${conn.port}: is sshd running and listening there?`, "unreachable");
-  if (e.code === "EHOSTUNREACH" || e.code === "ENETUNREACH") return new HostError(`no route to ${conn.host}:${conn.port} (${e.code})`, "unreachable");
-  // A local blackhole route makes connect() fail at once with EINVAL instead of timing out.
-  if (e.code === "EINVAL" && e.syscall === "connect") return new HostError(`no route to ${conn.host}:${conn.port}: this machine's routing table discards it (a blackhole route?)`, "unreachable");
-  if (e.code === "ENOTFOUND" || e.code === "EAI_AGAIN") return new HostError(`cannot resolve ${conn.host} (${e.code}); set ansible_host to its address`, "unreachable");
-  if (/Timed out while waiting for handshake/i.test(msg) || e.code === "ETIMEDOUT") {
-    return new HostError(`no SSH handshake from ${conn.host}:${conn.port} within ${opts.connectTimeoutMs / 1000} s (host down, packets dropped, or a firewall)`, "unreachable");
-  }
-  if (e.level === "client-authentication" || /authentication methods failed/i.test(msg)) {
-    return new HostError(`authentication failed for ${where}: the server refused our key${conn.privateKeyFile ? ` ${conn.privateKeyFile}` : "s"}. Check ansible_user and that the public key is in its authorized_keys.`, "auth");
-  }
-  if (/passphrase/i.test(msg)) return new HostError(`the private key is encrypted: set PROVISION_KEY_PASSPHRASE or load it into ssh-agent`, "auth");
-  return new HostError(`cannot connect to ${where}: ${msg}`, "unreachable");
+function proxyFailure(command: string, proxy: ProxyProcess, err: HostError): HostError {
+  const status = proxy.exitStatus();
+  const stderr = proxy.stderr();
+  return new HostError(
+    `ProxyCommand ${JSON.stringify(command)} ${status ? `ended (${status})` : "gave no SSH connection"}${stderr ? `: ${stderr.split("\n").slice(-3).join(" ")}` : ""} (${err.message})`,
+    "unreachable",
+  );
 }
 
 class SshTransport implements Transport {
@@ -220,12 +124,14 @@ class SshTransport implements Transport {
   constructor(
     readonly hostName: string,
     private readonly ssh: NodeSSH,
-    /** ssh2's TCP socket; without it (an ssh2 that hides it) silence can't be told from slowness. */
+    /** ssh2's socket (TCP, or the tunnel through a bastion or ProxyCommand); without it silence can't be told from slowness. */
     private readonly socket: Socket | undefined,
     private readonly opts: SshOptions,
     private readonly where: string,
-    readonly remoteAddress: string,
+    public remoteAddress: string,
     private readonly keepalive: Keepalive,
+    /** Releases what the connection rode on (its bastion lease, its ProxyCommand). */
+    private readonly released: () => void,
   ) {
     // ssh2 reads the socket through 'data' events too, so a second listener sees the same bytes
     // without changing its flow.
@@ -248,13 +154,24 @@ class SshTransport implements Transport {
   private hangUp(): void {
     this.ssh.dispose();
     this.socket?.destroy();
+    this.released();
+  }
+
+  /**
+   * Through a tunnel to a host name, the address the host was reached at is not known here; the
+   * host says it (SSH_CONNECTION's third field). Roles must know it: it is never to be removed.
+   */
+  async learnServerAddress(): Promise<void> {
+    const r = await this.exec('set -- $SSH_CONNECTION; printf "%s" "$3"');
+    const address = r.stdout.trim();
+    if (r.code === 0 && isIP(address) !== 0) this.remoteAddress = address;
   }
 
   async exec(script: string, execOpts: ExecOptions = {}): Promise<ExecResult> {
     const timeoutMs = execOpts.timeoutMs ?? this.opts.commandTimeoutMs;
     const body = `export LC_ALL=C\n${script}`;
     if (execOpts.sudo && this.opts.becomePassword !== undefined) return this.execWithSudoPassword(body, this.opts.becomePassword, timeoutMs);
-    const command = execOpts.sudo ? "sudo -n -- sh -s" : "sh -s";
+    const command = execOpts.sudo ? SUDO_WITHOUT_PASSWORD : "sh -s";
     const result = await this.withTimeout((onChannel) => this.rawExec(command, (ch) => {
       onChannel(ch);
       ch.end(body);
@@ -271,44 +188,20 @@ class SshTransport implements Transport {
     return result;
   }
 
-  /**
-   * sudo reads the password from stdin only after printing our random prompt; the script is sent
-   * only after sudo has authenticated and our marker shows the shell runs as root. So the password
-   * can never reach the shell, even when sudo needs no password at all.
-   */
   private async execWithSudoPassword(body: string, password: string, timeoutMs: number): Promise<ExecResult> {
-    const nonce = randomBytes(12).toString("hex");
-    const prompt = `[provision-sudo-${nonce}]`;
-    const ready = `provision-root-${nonce}`;
-    const command = `sudo -S -p '${prompt}' -- sh -c 'echo ${ready} >&2; exec sh -s'`;
+    const sudo = new SudoPasswordExchange(password);
     let stderrSeen = "";
-    let prompts = 0;
-    let sentScript = false;
-    const result = await this.withTimeout((onChannel) => this.rawExec(command, (ch) => {
+    const result = await this.withTimeout((onChannel) => this.rawExec(sudo.command, (ch) => {
       onChannel(ch);
       ch.stderr.on("data", (chunk: Buffer) => {
         stderrSeen += chunk.toString("latin1");
-        const count = stderrSeen.split(prompt).length - 1;
-        if (count > prompts) {
-          prompts = count;
-          if (prompts > 1) {
-            ch.close();
-            return;
-          }
-          ch.write(`${password}\n`);
-        }
-        if (!sentScript && stderrSeen.includes(ready)) {
-          sentScript = true;
-          ch.end(body);
-        }
+        const step = sudo.next(stderrSeen, body);
+        if (step === "give-up") ch.close();
+        else if (step && "write" in step) ch.write(step.write);
+        else if (step) ch.end(step.endWith);
       });
     }), timeoutMs);
-    if (!sentScript && (prompts > 1 || /incorrect password|Sorry, try again/i.test(stderrSeen))) {
-      throw new HostError(`sudo on ${this.where} rejected the become password`, "sudo");
-    }
-    if (!sentScript) checkSudo(result, this.where);
-    const stderr = result.stderr.split(prompt).join("").replace(`${ready}\n`, "");
-    return this.requireExitStatus({ ...result, stderr });
+    return this.requireExitStatus(sudo.finish(result, this.where));
   }
 
   /** ssh2's exec, decoding output only once complete (a UTF-8 character can straddle two chunks). */
@@ -400,17 +293,5 @@ class SshTransport implements Transport {
 
   async close(): Promise<void> {
     this.endWith(CLOSED_BY_US);
-  }
-}
-
-function checkSudo(result: ExecResult, where: string): void {
-  if (result.code === 1 && /sudo: (a password is required|a terminal is required)/.test(result.stderr)) {
-    throw new HostError(
-      `sudo on ${where} needs a password: set PROVISION_BECOME_PASSWORD, pass --ask-become-pass, or allow NOPASSWD for this user`,
-      "sudo",
-    );
-  }
-  if (result.code === 1 && /is not in the sudoers file|not allowed to execute/.test(result.stderr)) {
-    throw new HostError(`the login user on ${where} may not use sudo: ${result.stderr.trim()}`, "sudo");
   }
 }

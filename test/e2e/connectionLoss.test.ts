@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { knownHostsLine } from "../../src/transport/knownHosts.js";
 import { connectSsh, type SshOptions } from "../../src/transport/ssh.js";
 import { HostError, type Transport } from "../../src/transport/types.js";
-import { PROJECT_ROOT, tempDir } from "./helpers.js";
+import { directRoute, PROJECT_ROOT, tempDir } from "./helpers.js";
 
 /**
  * A connection that ends under a running command reaches ssh2 by one of several paths, and which
@@ -67,7 +67,7 @@ describe("a lost connection reads the same whichever path notices it", () => {
   });
 
   const connect = async (options: Partial<SshOptions> = {}) => {
-    const t = await connectSsh("h", { kind: "ssh", host: "127.0.0.1", port, user: "root", privateKeyFile: keyFile }, { ...opts, ...options });
+    const t = await connectSsh("h", directRoute("127.0.0.1", port, "root", keyFile), { ...opts, ...options });
     transports.push(t);
     return t;
   };
@@ -187,7 +187,7 @@ describe("a lost connection reads the same whichever path notices it", () => {
     // The user's view: the CLI must not linger after its last line, held by a half-closed socket.
     const script = [
       `import { connectSsh } from ${JSON.stringify(join(PROJECT_ROOT, "dist", "src", "transport", "ssh.js"))};`,
-      `const t = await connectSsh("h", { host: "127.0.0.1", port: ${port}, user: "root", privateKeyFile: ${JSON.stringify(keyFile)} }, ${JSON.stringify({ ...opts, keepalive: { intervalMs: 60_000, countMax: 3 } })});`,
+      `const t = await connectSsh("h", ${JSON.stringify(directRoute("127.0.0.1", port, "root", keyFile))}, ${JSON.stringify({ ...opts, keepalive: { intervalMs: 60_000, countMax: 3 } })});`,
       step,
       "await t.close();",
       "console.log('done');",

@@ -96,7 +96,7 @@ describe("rollout and faults on a fleet of real hosts", () => {
    * took as measured by provision itself. Deadlines are asserted on these, not on the whole run's
    * wall time, which on a loaded machine also counts the other hosts' work and Node's start.
    */
-  const connectAttempts = (r: TimedResult, host: string) => r.stderr.split("\n").filter((l) => new RegExp(`^\\[[^\\]]+\\] ${host}: connecting to `).test(l)).length;
+  const connectAttempts = (r: TimedResult, host: string) => r.stderr.split("\n").filter((l) => new RegExp(`^\\[[^\\]]+\\] ${host}: connecting \\(`).test(l)).length;
   const connectFailure = (r: TimedResult, host: string) => {
     const m = new RegExp(`^\\[[^\\]]+\\] ${host}: connect failed in (\\d+) ms: (.*)$`, "m").exec(r.stderr);
     expect(m, r.stderr).not.toBeNull();

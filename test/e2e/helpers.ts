@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import type { SshEndpoint, SshRoute } from "../../src/transport/route.js";
 
 export const PROJECT_ROOT = resolve(import.meta.dirname, "..", "..");
 const BIN = join(PROJECT_ROOT, "bin", "provision.js");
@@ -54,4 +55,17 @@ export function writeFile(dir: string, name: string, content: string): string {
   const p = join(dir, name);
   writeFileSync(p, content);
   return p;
+}
+
+/** A route straight to host:port with one key, as sshConfig.ts resolves one for a config that says nothing else. */
+export function directRoute(hostname: string, port: number, user: string, identityFile: string, extra: Partial<SshEndpoint> = {}): SshRoute {
+  return {
+    jumps: [],
+    target: {
+      alias: hostname, hostname, port, user, identityFiles: [identityFile], identityFilesConfigured: true, identitiesOnly: true,
+      certificateFiles: [], knownHostsFiles: [], hostKeyName: hostname, strictHostKeyChecking: "yes", connectTimeoutMs: null,
+      serverAlive: null, proxyCommand: null, sshArgv: ["-F", "none", "-o", `User=${user}`, "-o", `Port=${port}`, "-o", `IdentityFile=${identityFile}`, hostname],
+      needsOpenSsh: null, ...extra,
+    },
+  };
 }

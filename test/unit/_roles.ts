@@ -12,7 +12,7 @@ export function paramsOf(role: AnyRole, over: Record<string, unknown> = {}): Rec
 export function hostWith(name: string, roles: Array<[AnyRole, Record<string, unknown>?]>): ResolvedHost {
   return {
     name,
-    connection: { kind: "ssh", host: name, port: 22, user: "root", privateKeyFile: undefined },
+    connection: { kind: "ssh", host: name, port: 22, user: "root", privateKeyFile: undefined, sshArgs: [], openSshOnlyOptions: [] },
     become: true,
     roles: roles.map(([role, over]) => ({ role, params: paramsOf(role, over), sources: {} })),
     hints: { listenPorts: [], memTotalMb: null },

@@ -37,7 +37,7 @@ const fakeRole = defineRole<Record<string, never>>({
 
 const host: ResolvedHost = {
   name: "h1",
-  connection: { kind: "ssh", host: "198.18.0.2", port: 22, user: "root", privateKeyFile: undefined },
+  connection: { kind: "ssh", host: "198.18.0.2", port: 22, user: "root", privateKeyFile: undefined, sshArgs: [], openSshOnlyOptions: [] },
   become: false,
   roles: [{ role: fakeRole, params: {}, sources: {} }],
   hints: { listenPorts: [], memTotalMb: null },

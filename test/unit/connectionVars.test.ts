@@ -42,7 +42,8 @@ describe("Ansible's connection vars, as an INI inventory writes them", () => {
     ["ansible_become_method=su", "ansible_become=true ansible_become_method=su", 'become method "su" is not supported'],
     ["ansible_become_user=deploy", "ansible_become=true ansible_become_user=deploy", 'become user "deploy" cannot run provision\'s steps'],
     ["ansible_connection=docker", "ansible_connection=docker", 'connection type "docker" is not supported'],
-    ["ansible_ssh_common_args", "ansible_ssh_common_args='-o ProxyJump=bastion'", "ansible_ssh_common_args is not supported yet"],
+    ["ansible_ssh_common_args with a forwarding flag", "ansible_ssh_common_args='-J bastion -L 8080:localhost:80'", "ansible_ssh_common_args: ssh flag -L is not supported"],
+    ["ansible_ssh_extra_args with an unclosed quote", "ansible_ssh_extra_args='-o \"ProxyJump=b'", "ansible_ssh_extra_args: the ssh options cannot be split"],
   ])("%s is refused for the host, at the line that sets it", (_what, vars, problem) => {
     const { problems, dir } = load({ hosts: `[web]\nweb1 ansible_host=10.0.0.1 ${vars}\nweb2 ansible_host=10.0.0.2 ${vars}\n` });
     const errors = problems.filter((p) => p.severity === "error");
@@ -51,6 +52,18 @@ describe("Ansible's connection vars, as an INI inventory writes them", () => {
       [join(dir, "hosts"), 2, true, true],
       [join(dir, "hosts"), 3, true, true],
     ]);
+  });
+
+  it("ssh options are split as Ansible splits them and handed to ssh resolution; inventory user and port stay unset when not written", () => {
+    const { hosts, problems } = load({
+      hosts: "[web]\nweb1 ansible_host=10.0.0.1 ansible_ssh_common_args='-o ProxyJump=admin@bastion:2222 -C' ansible_ssh_extra_args='-o \"Ciphers aes256-ctr\" -i ~/k'\n",
+    });
+    expect(problems.filter((p) => p.severity === "error")).toEqual([]);
+    expect(hosts[0]!.connection).toMatchObject({
+      host: "10.0.0.1", user: undefined, port: undefined,
+      sshArgs: ["-o", "ProxyJump=admin@bastion:2222", "-o", "Ciphers aes256-ctr", "-o", "IdentityFile=~/k"],
+      openSshOnlyOptions: ["Ciphers"],
+    });
   });
 
   it("a become method is only refused where become is used", () => {

@@ -1,4 +1,4 @@
-import { homedir, userInfo } from "node:os";
+import { homedir } from "node:os";
 import { join } from "node:path";
 import { ROLES } from "../../src/roles.js";
 import { describe, expect, it } from "vitest";
@@ -6,7 +6,7 @@ import type { ConfigProblem } from "../../src/config/errors.js";
 import { loadInventory } from "../../src/inventory/load.js";
 import { hasErrors, loadConfig } from "../../src/load.js";
 import { loadPlaybook } from "../../src/playbook.js";
-import { resolveTargets, type ParamSource, type ResolvedHost } from "../../src/resolve.js";
+import { resolveTargets, type ConnectionSettings, type ParamSource, type ResolvedHost } from "../../src/resolve.js";
 import { fixture, posIn } from "./_helpers.js";
 
 const inv = (name: string) => fixture("inventory", name, "hosts.yaml");
@@ -155,10 +155,11 @@ describe("loadConfig: params precedence and provenance", () => {
     for (const h of hosts) for (const r of h.roles) expect(Object.isFrozen(r.params)).toBe(true);
   });
 
-  it.each<[string, { kind: "ssh"; host: string; port: number; user: string; privateKeyFile: string | undefined }, boolean]>([
-    ["web01", { kind: "ssh", host: "10.0.0.1", port: 2222, user: "deploy", privateKeyFile: join(fixture("inventory", "resolve"), "keys", "id_ed25519") }, true],
-    ["web02", { kind: "ssh", host: "web02", port: 22, user: "deploy", privateKeyFile: join(homedir(), ".ssh", "web02_key") }, true],
-    ["db01", { kind: "ssh", host: "db01", port: 22, user: "postgres", privateKeyFile: "/etc/provision/db_key" }, false],
+  // What the inventory leaves unset (port here) stays unset: ssh_config or OpenSSH's default fills it when the route is resolved.
+  it.each<[string, ConnectionSettings, boolean]>([
+    ["web01", { kind: "ssh", host: "10.0.0.1", port: 2222, user: "deploy", privateKeyFile: join(fixture("inventory", "resolve"), "keys", "id_ed25519"), sshArgs: [], openSshOnlyOptions: [] }, true],
+    ["web02", { kind: "ssh", host: "web02", port: undefined, user: "deploy", privateKeyFile: join(homedir(), ".ssh", "web02_key"), sshArgs: [], openSshOnlyOptions: [] }, true],
+    ["db01", { kind: "ssh", host: "db01", port: undefined, user: "postgres", privateKeyFile: "/etc/provision/db_key", sshArgs: [], openSshOnlyOptions: [] }, false],
   ])("connects to %s with %j, become=%s", (name, connection, become) => {
     const h = hostOf(hosts, name);
     expect(h.connection).toEqual(connection);
@@ -170,9 +171,9 @@ describe("loadConfig: params precedence and provenance", () => {
     expect(hostOf(relative.hosts, "web01").connection.privateKeyFile).toBe(join(fixture("inventory", "resolve"), "keys", "id_ed25519"));
   });
 
-  it("defaults the user to the local user and leaves the key unset", () => {
+  it("leaves user, port and key to ssh_config when the inventory sets none", () => {
     const { hosts: h } = resolveDespiteErrors(inv("resolve-cross"), pb("plain"));
-    expect(hostOf(h, "web02").connection).toEqual({ kind: "ssh", host: "web02", port: 22, user: userInfo().username, privateKeyFile: undefined });
+    expect(hostOf(h, "web02").connection).toEqual({ kind: "ssh", host: "web02", port: undefined, user: undefined, privateKeyFile: undefined, sshArgs: [], openSshOnlyOptions: [] });
     expect(hostOf(h, "web02").become).toBe(false);
   });
 });
@@ -203,7 +204,7 @@ describe("loadConfig: group precedence reaches role params", () => {
   });
 
   it.each([
-    ["web01", { host: "10.0.0.11", port: 22, user: "from-all" }],
+    ["web01", { host: "10.0.0.11", port: undefined, user: "from-all" }],
     ["db01", { host: "db01", port: 2202, user: "db-file-extra" }],
   ])("merges connection vars of %s across layers", (name, connection) => {
     expect(hostOf(hosts, name).connection).toMatchObject(connection);

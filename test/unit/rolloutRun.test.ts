@@ -7,7 +7,7 @@ import { REUSE, changed } from "./_reports.js";
 
 const host = (name: string): ResolvedHost => ({
   name, become: false, roles: [], hints: { listenPorts: [], memTotalMb: null },
-  connection: { kind: "ssh", host: name, port: 22, user: "root", privateKeyFile: undefined },
+  connection: { kind: "ssh", host: name, port: 22, user: "root", privateKeyFile: undefined, sshArgs: [], openSshOnlyOptions: [] },
 });
 
 /** A session whose plan and apply outcomes are scripted per host; it records what it was asked. */
