@@ -1,6 +1,7 @@
 import type { Duplex } from "node:stream";
 import type { NodeSSH } from "node-ssh";
 import { endCauseOf, type Keepalive } from "./connectionLoss.js";
+import { startProxyCommand, type ProxyProcess } from "./proxyCommand.js";
 import { endpointLabel, type SshEndpoint } from "./route.js";
 import { openHop, type HopOptions } from "./sshHop.js";
 import { HostError } from "./types.js";
@@ -23,6 +24,8 @@ export interface BastionLease {
 
 interface Link {
   ssh: NodeSSH;
+  /** The first hop's own ProxyCommand, when ssh_config gives it one. */
+  proxy: ProxyProcess | undefined;
   label: string;
   parent: Link | null;
   users: number;
@@ -34,6 +37,8 @@ export class BastionPool {
   /** Hops being opened, or that failed (kept: every host behind a broken hop gets its message, once). */
   private readonly opening = new Map<string, Promise<Link>>();
   private readonly open = new Map<string, Link>();
+  /** After closeAll, a hop whose handshake was still under way is closed as soon as it is up. */
+  private closed = false;
 
   constructor(private readonly opts: HopOptions) {}
 
@@ -53,7 +58,8 @@ export class BastionPool {
 
   /** Ends every hop (end of run). */
   closeAll(): void {
-    for (const link of this.open.values()) link.ssh.dispose();
+    this.closed = true;
+    for (const link of this.open.values()) endLink(link);
     this.open.clear();
     this.opening.clear();
   }
@@ -82,14 +88,22 @@ export class BastionPool {
     const label = `bastion ${endpointLabel(hop)}${jumps.length > 1 ? ` (hop ${jumps.length} of ${jumps.map((j) => j.alias).join(" → ")})` : ""}`;
     const parent = jumps.length > 1 ? await this.link(jumps.slice(0, -1)) : null;
     let ssh: NodeSSH;
+    let proxy: ProxyProcess | undefined;
     try {
-      const sock = parent ? await forward(parent, hop.hostname, hop.port) : undefined;
+      let sock;
+      if (parent) sock = await forward(parent, hop.hostname, hop.port);
+      else if (hop.proxyCommand !== null) sock = (proxy = startProxyCommand(hop.proxyCommand)).stream;
       ssh = await openHop(hop, sock, this.opts, label);
     } catch (err) {
+      proxy?.stop();
       if (parent) this.drop(parent);
       throw err;
     }
-    const link: Link = { ssh, label, parent, users: 0, endCause: undefined, key };
+    const link: Link = { ssh, proxy, label, parent, users: 0, endCause: undefined, key };
+    if (this.closed) {
+      endLink(link);
+      throw new HostError(`${label}: provision closed it (the run ended)`, "unreachable");
+    }
     this.open.set(key, link);
     this.opening.delete(key);
     const keepalive: Keepalive = hop.serverAlive ?? this.opts.keepalive;
@@ -97,7 +111,7 @@ export class BastionPool {
       if (link.endCause !== undefined) return;
       link.endCause = cause;
       this.forget(link);
-      ssh.dispose();
+      endLink(link);
     };
     ssh.connection?.on("error", (err: Error) => ended(endCauseOf(err, keepalive)));
     ssh.connection?.on("close", () => ended(endCauseOf("close", keepalive)));
@@ -109,7 +123,7 @@ export class BastionPool {
     if (link.users > 0) return;
     link.endCause ??= "provision closed it";
     this.forget(link);
-    link.ssh.dispose();
+    endLink(link);
     if (link.parent) this.drop(link.parent);
   }
 
@@ -122,9 +136,17 @@ function chainKey(jumps: SshEndpoint[]): string {
   return JSON.stringify(jumps.map((j) => [j.sshArgv, j.hostname, j.port, j.user, j.identityFiles, j.proxyCommand]));
 }
 
+function endLink(link: Link): void {
+  link.ssh.dispose();
+  link.proxy?.stop();
+}
+
+/** The hop nearest the controller that went away: when it goes, every tunnel beyond it goes too. */
 function chainEndCause(link: Link): string | undefined {
-  for (let l: Link | null = link; l; l = l.parent) if (l.endCause !== undefined) return `${l.label} went away: ${l.endCause}`;
-  return undefined;
+  const chain: Link[] = [];
+  for (let l: Link | null = link; l; l = l.parent) chain.unshift(l);
+  const lost = chain.find((l) => l.endCause !== undefined);
+  return lost ? `${lost.label} went away: ${lost.endCause}` : undefined;
 }
 
 /** ssh2's forwardOut reason codes (RFC 4254 §5.1), in words a user can act on. */

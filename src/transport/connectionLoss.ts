@@ -18,6 +18,9 @@ export interface Keepalive {
   countMax: number;
 }
 
+/** A frozen host is noticed 15–20 s after it stops answering (sooner only as a --command-timeout shorter than that). */
+export const DEFAULT_KEEPALIVE: Keepalive = { intervalMs: 5000, countMax: 3 };
+
 /** What ssh2 hands to a connection's "error" listener. */
 export interface ConnectionErrorLike {
   message?: string;

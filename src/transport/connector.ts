@@ -1,7 +1,7 @@
 import type { ConnectionSettings } from "../resolve.js";
 import { LocalTransport } from "./local.js";
 import { closeOpenSshMasters, connectOpenSsh } from "./openssh.js";
-import { RouteError, type RouteRequest, type SshRoute } from "./route.js";
+import { endpointLabel, RouteError, type RouteRequest, type SshRoute } from "./route.js";
 import { closeBastions, connectSsh, type SshOptions } from "./ssh.js";
 import { resolveRoutes } from "./sshConfig.js";
 import { HostError, type Transport } from "./types.js";
@@ -62,10 +62,10 @@ export async function prepareConnector(hosts: HostToReach[], opts: ConnectorOpti
       try {
         client = clientFor(host.connection, r, opts.sshClient);
       } catch {
-        client = "ssh2";
+        client = "refused: needs the OpenSSH client";
       }
-      const via = r.jumps.length > 0 ? ` via ${r.jumps.map((j) => `${j.user}@${j.hostname}:${j.port}`).join(" → ")}` : r.target.proxyCommand ? ` via ProxyCommand` : "";
-      return `${client} ${r.target.user}@${r.target.hostname}:${r.target.port}${via}`;
+      const via = r.jumps.length > 0 ? ` via ${r.jumps.map(endpointLabel).join(" → ")}` : r.target.proxyCommand ? ` via ProxyCommand` : "";
+      return `${client} ${endpointLabel(r.target)}${via}`;
     },
     async close() {
       closeBastions(opts);

@@ -25,19 +25,8 @@ export interface MasterSettings {
   acceptNewHostKeys: boolean;
   connectTimeoutMs: number;
   keepalive: Keepalive;
-  /** For every ssh process: the environment, without provision's secrets (see environmentWithout). */
+  /** For every ssh process: the environment, without provision's secrets (childEnvironment). */
   env: NodeJS.ProcessEnv;
-}
-
-/** Variables that carry provision's secrets; a child process has no use for them. */
-const SECRET_VARIABLES = ["PROVISION_BECOME_PASSWORD", "PROVISION_KEY_PASSPHRASE"];
-
-/** This process's environment without the secret variables, nor any variable holding one of `secrets`. */
-export function environmentWithout(secrets: Array<string | undefined>): NodeJS.ProcessEnv {
-  const known = secrets.filter((s): s is string => s !== undefined && s !== "");
-  return Object.fromEntries(
-    Object.entries(process.env).filter(([name, value]) => !SECRET_VARIABLES.includes(name) && !known.some((s) => value?.includes(s))),
-  );
 }
 
 /** A sun_path is 108 bytes and ssh binds to `<ControlPath>.<16 random characters>` before renaming. */
@@ -167,10 +156,19 @@ let serial = 0;
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.once("exit", () => {
+  const killAll = () => {
     for (const m of live) m.killNow();
     if (createdControlDir) rmSync(createdControlDir, { recursive: true, force: true });
-  });
+  };
+  process.once("exit", killAll);
+  // A signal ends node without 'exit', and a master holds an authenticated socket: end them,
+  // then let the signal do what it would have done (unless someone else handles it).
+  for (const signal of ["SIGTERM", "SIGHUP", "SIGINT"] as const) {
+    process.once(signal, () => {
+      killAll();
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    });
+  }
 }
 
 /** The directory for sockets and logs: the one given (created 0700 if missing), else one per process. */
@@ -216,7 +214,8 @@ interface EffectiveSettings {
 function effectiveSettings(endpoint: SshEndpoint, settings: MasterSettings): EffectiveSettings {
   const keepalive = endpoint.serverAlive ?? settings.keepalive;
   return {
-    knownHostsFiles: [...new Set([...settings.knownHostsFiles, ...endpoint.knownHostsFiles])],
+    // ssh records new keys in the first file: provision's, else where ssh_config says (/dev/null: nowhere, never a global file).
+    knownHostsFiles: [...new Set([...settings.knownHostsFiles, endpoint.recordHostKeysIn ?? "/dev/null", ...endpoint.knownHostsFiles])],
     acceptNew: settings.acceptNewHostKeys || endpoint.strictHostKeyChecking === "accept-new" || endpoint.strictHostKeyChecking === "no",
     connectTimeoutMs: endpoint.connectTimeoutMs ?? settings.connectTimeoutMs,
     keepalive: { intervalMs: Math.max(1, Math.round(keepalive.intervalMs / 1000)) * 1000, countMax: keepalive.countMax },
@@ -241,7 +240,11 @@ function masterArgv(endpoint: SshEndpoint, via: OpenSshMaster | undefined, eff: 
     "-o", `ConnectTimeout=${Math.max(1, Math.ceil(eff.connectTimeoutMs / 1000))}`,
     "-o", `ServerAliveInterval=${eff.keepalive.intervalMs / 1000}`,
     "-o", `ServerAliveCountMax=${eff.keepalive.countMax}`,
-    ...(via ? ["-o", `ProxyCommand=${forwardThrough(via, sshBinary)}`] : []),
+    ...(via ? ["-o", `ProxyCommand=${forwardThrough(via, endpoint, sshBinary)}`] : []),
+    // Nothing provision did not ask for: no keys written behind its back, nothing forwarded to managed hosts.
+    "-o", "UpdateHostKeys=no",
+    "-o", "ForwardAgent=no",
+    "-o", "ForwardX11=no",
     "-v", "-E", logPath,
     ...(via ? withoutProxyJump(endpoint.sshArgv) : endpoint.sshArgv),
   ];
@@ -251,9 +254,11 @@ function masterArgv(endpoint: SshEndpoint, via: OpenSshMaster | undefined, eff: 
  * A stdio forward over the previous hop's master. `-F none` and `ProxyCommand=false` make sure it
  * can never fall back to a connection of its own (ssh does when the socket is gone).
  */
-function forwardThrough(via: OpenSshMaster, sshBinary: string): string {
+function forwardThrough(via: OpenSshMaster, to: SshEndpoint, sshBinary: string): string {
+  // The target is written in, quoted, instead of %h/%p: the shell that runs a ProxyCommand would
+  // glob `[host]:port` against the working directory, and a name is never shell syntax here.
   const quoted = (s: string) => escapePercent(shQuote(s));
-  return `${quoted(sshBinary)} -F none -S ${quoted(via.socketPath)} -o ControlMaster=no -o ProxyCommand=false -o BatchMode=yes -W [%h]:%p ${quoted(via.endpoint.alias)}`;
+  return `${quoted(sshBinary)} -F none -S ${quoted(via.socketPath)} -o ControlMaster=no -o ProxyCommand=false -o BatchMode=yes -W ${quoted(`[${to.hostname}]:${to.port}`)} ${quoted(via.endpoint.alias)}`;
 }
 
 /** ssh expands %-tokens in ControlPath, ProxyCommand and UserKnownHostsFile. */

@@ -4,11 +4,11 @@ import { isIP } from "node:net";
 import { constants } from "node:os";
 import type { Readable, Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import { CLOSED_BY_US, connectionLostError, type Keepalive } from "./connectionLoss.js";
-import { acquireHops, controlDirFor, environmentWithout, startMaster, stopAllMasters, type HopLease, type MasterSettings, type OpenSshMaster } from "./openSshMaster.js";
+import { CLOSED_BY_US, connectionLostError, DEFAULT_KEEPALIVE, type Keepalive } from "./connectionLoss.js";
+import { childEnvironment } from "./childEnvironment.js";
+import { acquireHops, controlDirFor, startMaster, stopAllMasters, type HopLease, type MasterSettings, type OpenSshMaster } from "./openSshMaster.js";
 import { endpointLabel, type SshRoute } from "./route.js";
 import { shQuote } from "./shell.js";
-import { DEFAULT_KEEPALIVE } from "./ssh.js";
 import { checkSudo, SudoPasswordExchange, SUDO_WITHOUT_PASSWORD } from "./sudo.js";
 import { HostError, type ExecOptions, type ExecResult, type Transport } from "./types.js";
 
@@ -49,7 +49,7 @@ export async function connectOpenSsh(hostName: string, route: SshRoute, opts: Op
     acceptNewHostKeys: opts.acceptNewHostKeys,
     connectTimeoutMs: opts.connectTimeoutMs,
     keepalive: opts.keepalive ?? DEFAULT_KEEPALIVE,
-    env: environmentWithout([opts.becomePassword]),
+    env: childEnvironment(),
   };
   const target = route.target;
   const lease = await acquireHops(route.jumps, settings);

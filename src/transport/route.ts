@@ -33,14 +33,18 @@ export interface SshEndpoint {
   certificateFiles: string[];
   /** UserKnownHostsFile then GlobalKnownHostsFile, absolute, as configured (files may not exist). */
   knownHostsFiles: string[];
+  /** Where accepted new host keys are recorded: the first UserKnownHostsFile; null when it is /dev/null or none (nothing is kept). */
+  recordHostKeysIn: string | null;
   /** The name known_hosts is searched for (HostKeyAlias, else hostname). */
   hostKeyName: string;
+  /** The port it is searched for: the port, or 22 with a HostKeyAlias (ssh looks the alias up bare). */
+  hostKeyPort: number;
   strictHostKeyChecking: "yes" | "no" | "ask" | "accept-new";
   /** ConnectTimeout; null when unset. */
   connectTimeoutMs: number | null;
   /** ServerAliveInterval/CountMax; null when ServerAliveInterval is 0 (off). */
   serverAlive: { intervalMs: number; countMax: number } | null;
-  /** ProxyCommand with %h %p %r %n %% expanded; null when unset or "none". Mutually exclusive with jumps. */
+  /** ProxyCommand with %h %p %r %n %% expanded; null when unset or "none". A target has either this or jumps; jumps[0] may have its own. */
   proxyCommand: string | null;
   /**
    * The arguments that make `ssh` reach this endpoint with exactly these settings, destination

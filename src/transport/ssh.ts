@@ -10,7 +10,7 @@ import type { SshRoute } from "./route.js";
 import { openHop } from "./sshHop.js";
 import { checkSudo, SudoPasswordExchange, SUDO_WITHOUT_PASSWORD } from "./sudo.js";
 import { HostError, type ExecOptions, type ExecResult, type Transport } from "./types.js";
-import { CLOSED_BY_US, connectionLostError, endCauseOf, silenceLimitMs, stoppedAnswering, type Keepalive } from "./connectionLoss.js";
+import { CLOSED_BY_US, connectionLostError, DEFAULT_KEEPALIVE, endCauseOf, silenceLimitMs, stoppedAnswering, type Keepalive } from "./connectionLoss.js";
 
 /** The ssh2 transport: a target reached over TCP, through ProxyJump hops (bastions.ts) or a ProxyCommand. */
 
@@ -27,8 +27,6 @@ export interface SshOptions {
   keepalive?: Keepalive;
 }
 
-/** A frozen host is noticed 15–20 s after it stops answering (sooner only as a --command-timeout shorter than that). */
-export const DEFAULT_KEEPALIVE: Keepalive = { intervalMs: 5000, countMax: 3 };
 /** On top of one keepalive interval: time for the ping's answer to come back. */
 const SILENCE_GRACE_MS = 1000;
 
@@ -102,7 +100,14 @@ export async function connectSsh(hostName: string, route: SshRoute, opts: SshOpt
   // When a bastion dies its tunnels close first: give the bastion's own events a turn, so the
   // message names the hop that went away.
   client?.on("close", () => setImmediate(() => transport.endWith(upstream() ?? endCauseOf("close", keepalive))));
-  if (!viaTcp && isIP(target.hostname) === 0) await transport.learnServerAddress();
+  if (!viaTcp && isIP(target.hostname) === 0) {
+    try {
+      await transport.learnServerAddress();
+    } catch (err) {
+      await transport.close();
+      throw err;
+    }
+  }
   return transport;
 }
 

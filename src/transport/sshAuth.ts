@@ -1,4 +1,5 @@
-import { existsSync, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import ssh2, { type AnyAuthMethod, type AuthenticationType, type NextAuthHandler, type ParsedKey } from "ssh2";
 import { fingerprintSha256, keyTypeOfBlob } from "./knownHosts.js";
 import type { SshEndpoint } from "./route.js";
@@ -61,7 +62,28 @@ interface IdentityFile {
   privateKey?: ParsedKey;
 }
 
+/**
+ * Parsed once per file version and passphrase, not once per connection: an encrypted key costs
+ * ssh2's bcrypt about a second per parse, on the event loop, and 10,000 hosts name the same key.
+ */
+const identityCache = new Map<string, { version: string; identity: IdentityFile | { skip: string | null } }>();
+
 function readIdentity(path: string, passphrase: string | undefined, configured: boolean): IdentityFile | { skip: string | null } {
+  let version: string;
+  try {
+    const st = statSync(path);
+    version = `${st.size}:${st.mtimeMs}:${st.ino}:${configured}:${passphrase === undefined ? "" : createHash("sha256").update(passphrase).digest("hex")}`;
+  } catch {
+    return parseIdentity(path, passphrase, configured);
+  }
+  const cached = identityCache.get(path);
+  if (cached?.version === version) return cached.identity;
+  const identity = parseIdentity(path, passphrase, configured);
+  identityCache.set(path, { version, identity });
+  return identity;
+}
+
+function parseIdentity(path: string, passphrase: string | undefined, configured: boolean): IdentityFile | { skip: string | null } {
   let text: string;
   try {
     text = readFileSync(path, "utf8");

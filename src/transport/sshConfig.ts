@@ -5,6 +5,7 @@ import { readFile } from "node:fs/promises";
 import { SocketAddress } from "node:net";
 import { availableParallelism, homedir, hostname as localHostname, userInfo } from "node:os";
 import { delimiter, join, resolve } from "node:path";
+import { childEnvironment } from "./childEnvironment.js";
 import { RouteError, type RouteRequest, type SshEndpoint, type SshRoute } from "./route.js";
 import { ConfigSyntaxError, hostLineMatcher, parseConfigLine, parseJumpList, percentExpand, scanSshConfig, tildeExpand, type ConfigScope, type JumpEntry } from "./sshConfigFiles.js";
 
@@ -43,10 +44,13 @@ const MAX_JUMP_DEPTH = 10;
 const DEFAULT_IDENTITY_FILES = ["~/.ssh/id_rsa", "~/.ssh/id_ecdsa", "~/.ssh/id_ecdsa_sk", "~/.ssh/id_ed25519", "~/.ssh/id_ed25519_sk", "~/.ssh/id_xmss", "~/.ssh/id_dsa"];
 const DEFAULT_USER_KNOWN_HOSTS = ["~/.ssh/known_hosts", "~/.ssh/known_hosts2"];
 const DEFAULT_GLOBAL_KNOWN_HOSTS = ["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"];
+/** Host-key checks ssh_config can add that only the OpenSSH client performs: an endpoint with one set goes through it. */
+const HOST_KEY_CHECKS_ONLY_OPENSSH_DOES = ["revokedhostkeys", "knownhostscommand"];
 /** The `ssh -G` keys an SshEndpoint is built from (and so the only ones a derived result must get right). */
 const ENDPOINT_KEYS = [
   "host", "hostname", "user", "port", "identityfile", "identitiesonly", "certificatefile", "userknownhostsfile", "globalknownhostsfile",
   "hostkeyalias", "stricthostkeychecking", "connecttimeout", "serveraliveinterval", "serveralivecountmax", "proxycommand", "proxyjump", "pkcs11provider",
+  ...HOST_KEY_CHECKS_ONLY_OPENSSH_DOES, "identityagent",
 ];
 const ENDPOINT_KEY_SET = new Set(ENDPOINT_KEYS);
 /** A name no Host pattern is written for, used to ask ssh which files it reads. */
@@ -210,7 +214,7 @@ function runProcess(file: string, args: string[], timeoutMs: number): Promise<Pr
     const stderr: Buffer[] = [];
     let timedOut = false;
     let finished = false;
-    const child = spawn(file, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
+    const child = spawn(file, args, { stdio: ["ignore", "pipe", "pipe"], detached: true, env: childEnvironment() });
     const finish = (code: number | null, startError: string | null) => {
       if (finished) return;
       finished = true;
@@ -596,13 +600,16 @@ async function endpointFrom(settings: SshGSettings, alias: string, sshArgv: stri
     identitiesOnly: isYes(first(settings, "identitiesonly")),
     certificateFiles,
     knownHostsFiles: knownHostsFiles(settings, local),
+    recordHostKeysIn: recordHostKeysIn(settings, local),
     hostKeyName: hostKeyAlias ?? hostname,
+    // With HostKeyAlias, ssh looks the key up under the bare alias, whatever the port.
+    hostKeyPort: hostKeyAlias === null ? port : 22,
     strictHostKeyChecking: strictHostKeyChecking(first(settings, "stricthostkeychecking")),
     connectTimeoutMs: secondsToMs(first(settings, "connecttimeout")),
     serverAlive: serverAlive(settings),
     proxyCommand,
     sshArgv,
-    needsOpenSsh: await openSshOnlyReason(identityFiles, certificateFiles, pkcs11Provider(settings), files),
+    needsOpenSsh: configOnlyOpenSshHonours(settings) ?? (await openSshOnlyReason(identityFiles, certificateFiles, pkcs11Provider(settings), files)),
   };
 }
 
@@ -655,6 +662,13 @@ function serverAlive(settings: SshGSettings): SshEndpoint["serverAlive"] {
 function knownHostsFiles(settings: SshGSettings, local: LocalUser): string[] {
   const listed = (key: string) => (first(settings, key) ?? "").split(" ").filter((f) => f !== "" && f.toLowerCase() !== "none");
   return [...listed("userknownhostsfile"), ...listed("globalknownhostsfile")].map((f) => resolve(local.cwd, tildeExpand(f, local.home) ?? f));
+}
+
+/** Where accepted new keys go: the first UserKnownHostsFile, as ssh does; none when it is /dev/null or `none`. */
+function recordHostKeysIn(settings: SshGSettings, local: LocalUser): string | null {
+  const firstUserFile = (first(settings, "userknownhostsfile") ?? "").split(" ")[0] ?? "";
+  if (firstUserFile === "" || firstUserFile.toLowerCase() === "none" || firstUserFile === "/dev/null") return null;
+  return resolve(local.cwd, tildeExpand(firstUserFile, local.home) ?? firstUserFile);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -719,6 +733,16 @@ function proxyCommandOf(settings: SshGSettings, tokens: Tokens): string | null |
 
 // ---------------------------------------------------------------------------------------------
 // What only the OpenSSH client can do
+
+function configOnlyOpenSshHonours(settings: SshGSettings): string | null {
+  for (const key of HOST_KEY_CHECKS_ONLY_OPENSSH_DOES) {
+    const value = first(settings, key);
+    if (value !== undefined) return `ssh_config sets ${key} ${value}, a host-key check only the OpenSSH client performs`;
+  }
+  const agent = first(settings, "identityagent");
+  if (agent !== undefined && agent !== "SSH_AUTH_SOCK" && agent !== process.env.SSH_AUTH_SOCK) return `ssh_config sets IdentityAgent ${agent}`;
+  return null;
+}
 
 async function openSshOnlyReason(identityFiles: string[], certificateFiles: string[], pkcs11Provider: string | null, files: FileFacts): Promise<string | null> {
   if (pkcs11Provider !== null) return `PKCS11Provider ${pkcs11Provider} is set (keys on a PKCS#11 token)`;

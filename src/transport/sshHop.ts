@@ -33,26 +33,35 @@ export async function openHop(endpoint: SshEndpoint, sock: Readable | undefined,
   const files = knownHostsFilesFor(endpoint, opts);
   const entries = readKnownHosts(files);
   const name = endpoint.hostKeyName;
+  const port = endpoint.hostKeyPort;
   const acceptNew = opts.acceptNewHostKeys || endpoint.strictHostKeyChecking === "accept-new" || endpoint.strictHostKeyChecking === "no";
+  // Like ssh: the first --known-hosts file, else the first UserKnownHostsFile; a user who set it
+  // to /dev/null has asked for nothing to be kept (never the global file).
+  const recordIn = opts.knownHostsFiles[0] ?? endpoint.recordHostKeysIn;
   let verdict: HostKeyVerdict | undefined;
   let presented: Buffer | undefined;
   let recorded = false;
+  let recordError: string | undefined;
 
   // Must return a boolean synchronously: ssh2 treats any other truthy value (e.g. a Promise) as "accept".
   const hostVerifier = (key: Buffer): boolean => {
     presented = key;
-    verdict = checkHostKey(entries, name, endpoint.port, key);
+    verdict = checkHostKey(entries, name, port, key);
     if (verdict.status === "known") return true;
     if (verdict.status === "unknown" && acceptNew) {
-      // Like OpenSSH, a user who set UserKnownHostsFile /dev/null has asked for nothing to be kept.
-      if (files.length > 0) recordHostKey(files[0]!, name, endpoint.port, key);
+      try {
+        if (recordIn !== null) recordHostKey(recordIn, name, port, key);
+      } catch (err) {
+        recordError = `could not record it in ${recordIn}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
+        return false;
+      }
       recorded = true;
       return true;
     }
     return false;
   };
 
-  const known = hostKeyAlgorithmsFor(entries, name, endpoint.port);
+  const known = hostKeyAlgorithmsFor(entries, name, port);
   if (known?.some((a) => HOST_CERTIFICATE_ALGORITHMS.includes(a)) && !ssh2NegotiatesHostCertificates()) {
     throw new HostError(
       `${role === "" ? "" : `${role}: `}known_hosts has an @cert-authority line for ${name}, but this installation's ssh2 cannot negotiate host certificates (patches/ssh2+1.17.0.patch was not applied). Reinstall with npm ci, or use --ssh-client openssh.`,
@@ -83,6 +92,7 @@ export async function openHop(endpoint: SshEndpoint, sock: Readable | undefined,
   } catch (err) {
     ssh.dispose();
     const prefix = role === "" ? "" : `${role}: `;
+    if (recordError) throw new HostError(`${prefix}host key of ${name}:${port} is new and accepted, but ${recordError}; refused before authenticating`, "hostkey");
     if (verdict && verdict.status !== "known" && !recorded) throw withPrefix(prefix, hostKeyError(endpoint, verdict, presented!, files));
     const e = err as { level?: string; message?: string; description?: string };
     if (e.level === "client-authentication" || /authentication methods failed/i.test(e.message ?? "")) {
@@ -138,7 +148,7 @@ function hostKeyError(endpoint: SshEndpoint, verdict: HostKeyVerdict, presented:
   // A certificate is named by the key it certifies: that is what `ssh-keygen -l` shows for the host.
   const key = plainKeyOf(presented);
   const fp = `${keyTypeOfBlob(key)} ${fingerprintSha256(key)}`;
-  const at = `${endpoint.hostKeyName}:${endpoint.port}`;
+  const at = `${endpoint.hostKeyName}:${endpoint.hostKeyPort}`;
   const fileList = files.length > 0 ? files.join(", ") : "a known_hosts file (ssh_config sets UserKnownHostsFile /dev/null)";
   switch (verdict.status) {
     case "unknown":

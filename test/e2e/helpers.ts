@@ -63,7 +63,7 @@ export function directRoute(hostname: string, port: number, user: string, identi
     jumps: [],
     target: {
       alias: hostname, hostname, port, user, identityFiles: [identityFile], identityFilesConfigured: true, identitiesOnly: true,
-      certificateFiles: [], knownHostsFiles: [], hostKeyName: hostname, strictHostKeyChecking: "yes", connectTimeoutMs: null,
+      certificateFiles: [], knownHostsFiles: [], recordHostKeysIn: null, hostKeyName: hostname, hostKeyPort: port, strictHostKeyChecking: "yes", connectTimeoutMs: null,
       serverAlive: null, proxyCommand: null, sshArgv: ["-F", "none", "-o", `User=${user}`, "-o", `Port=${port}`, "-o", `IdentityFile=${identityFile}`, hostname],
       needsOpenSsh: null, ...extra,
     },

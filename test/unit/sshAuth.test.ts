@@ -19,7 +19,7 @@ function keygen(name: string, type: string, passphrase = ""): string {
 function endpoint(identityFiles: string[], extra: Partial<SshEndpoint> = {}): SshEndpoint {
   return {
     alias: "h", hostname: "198.18.0.9", port: 22, user: "root", identityFiles, identityFilesConfigured: true, identitiesOnly: false,
-    certificateFiles: [], knownHostsFiles: [], hostKeyName: "198.18.0.9", strictHostKeyChecking: "yes", connectTimeoutMs: null,
+    certificateFiles: [], knownHostsFiles: [], recordHostKeysIn: null, hostKeyName: "198.18.0.9", hostKeyPort: 22, strictHostKeyChecking: "yes", connectTimeoutMs: null,
     serverAlive: null, proxyCommand: null, sshArgv: ["198.18.0.9"], needsOpenSsh: null, ...extra,
   };
 }

@@ -102,7 +102,9 @@ Host *
       identitiesOnly: true,
       certificateFiles: [],
       knownHostsFiles: [`${dir}/kh/10.1.2.3_2222`, `${HOME}/global_kh`],
+      recordHostKeysIn: `${dir}/kh/10.1.2.3_2222`,
       hostKeyName: "web-alias",
+      hostKeyPort: 22,
       strictHostKeyChecking: "yes",
       connectTimeoutMs: 7000,
       serverAlive: { intervalMs: 5000, countMax: 4 },
@@ -362,6 +364,19 @@ describe("resolveRoutes: errors", () => {
   });
 });
 
+describe("resolveRoutes: where new host keys are recorded", () => {
+  it.each([
+    ["default", "", `${HOME}/.ssh/known_hosts`],
+    ["a user file", "UserKnownHostsFile /tmp/kh-a /tmp/kh-b", "/tmp/kh-a"],
+    ["/dev/null", "UserKnownHostsFile /dev/null\n  GlobalKnownHostsFile /etc/ssh/ssh_known_hosts", null],
+    ["none", "UserKnownHostsFile none", null],
+  ])("%s", async (name, block, expected) => {
+    const config = writeConfig(`record-${name.replace(/\W/g, "")}.conf`, `Host *\n  ${block}\n`);
+    const { target } = await routeOf(request("h"), config);
+    expect(target.recordHostKeysIn).toBe(expected);
+  });
+});
+
 describe("resolveRoutes: needsOpenSsh", () => {
   let keys: string;
   beforeAll(() => {
@@ -379,6 +394,9 @@ describe("resolveRoutes: needsOpenSsh", () => {
     ["cert-sibling", `IdentityFile KEYS/certified`, /certified-cert\.pub is a user certificate/],
     ["fido", `IdentityFile KEYS/fido`, /fido is a FIDO security key \(sk-ssh-ed25519@openssh\.com\)/],
     ["pkcs11", `PKCS11Provider /usr/lib/none-such.so`, /PKCS11Provider \/usr\/lib\/none-such\.so is set/],
+    ["krl", `RevokedHostKeys /etc/ssh/revoked.krl`, /ssh_config sets revokedhostkeys \/etc\/ssh\/revoked\.krl, a host-key check only the OpenSSH client performs/],
+    ["khcommand", `KnownHostsCommand /usr/local/bin/kh %H`, /ssh_config sets knownhostscommand/],
+    ["agent-none", `IdentityAgent none`, /ssh_config sets IdentityAgent none/],
   ])("%s", async (name, block, reason) => {
     const config = writeConfig(`needs-${name}.conf`, `Host *\n  ${block.replace("KEYS", keys)}\n`);
     const { target } = await routeOf(request(name), config);
