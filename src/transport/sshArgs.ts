@@ -13,7 +13,7 @@ export type SshArgsCheck =
   | { ok: true; args: string[]; openSshOnly: string[] }
   | { ok: false; problem: string; fix: string };
 
-/** Keys the resolved endpoint carries (sshConfig.ts reads them from `ssh -G`): honoured on every path. */
+/** Keys the resolved endpoint carries (sshEndpoint.ts reads them from `ssh -G`): honoured on every path. */
 const RESOLVED_KEYS = [
   "hostname", "user", "port", "identityfile", "identitiesonly", "certificatefile", "proxyjump", "proxycommand",
   "userknownhostsfile", "globalknownhostsfile", "stricthostkeychecking", "connecttimeout", "serveraliveinterval",
