@@ -1,19 +1,21 @@
 import { spawn, spawnSync } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, release, tmpdir, totalmem } from "node:os";
+import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { checkFleetPrerequisites, startFleet, type Fleet } from "../test/fleet/fleet.js";
 import {
   ansibleWorkFromPlan, BUSY_PERCENT, busyPercent, evaluateTargets, formatSizeTable, formatTargets, hostsWithChanges, median, OptionError, parseOptions,
   planDifferences, resultFileName, resultJson, snapshotsFromPlan, type AnsibleWork, type BenchOptions, type BenchResult,
-  type MemoryResult, type PlanJson, type SizeResult, type Timing, inventoryTarget, type InventoryLoadResult,
+  type MemoryResult, type PlanJson, type SizeResult, type Timing, inventoryTarget, type InventoryLoadResult, type Floor, type OpenSshPath,
+  type RouteResolutionResult, formatRouteResolution, routeResolutionTarget, USAGE,
 } from "./benchCore.js";
-import { benchInventoryLoad, INVENTORY_TARGETS } from "./benchInventory.js";
+import { benchInventoryLoad, benchRouteResolution, INVENTORY_TARGETS, ROUTE_TARGETS } from "./benchInventory.js";
 
 /**
- * `npm run bench`: provision against Ansible and against the floor (one `ssh host true` per
- * host, all at once) on local fleets of real sshd hosts, side by side in one run. Prints a table
- * per fleet size and PASS/MISS per target, and writes the results as JSON.
+ * `npm run bench`: provision — over ssh2 and over the OpenSSH client — against Ansible and against
+ * the floor (one `ssh host true` per host, all at once) on local fleets of real sshd hosts, side by
+ * side in one run. Prints a table per fleet size and PASS/MISS per target, and writes the results
+ * as JSON.
  */
 const ROOT = resolve(import.meta.dirname, "..", "..");
 const BIN = join(ROOT, "bin", "provision.js");
@@ -96,6 +98,32 @@ function tail(text: string, lines = 15): string {
   return text.trimEnd().split("\n").slice(-lines).join("\n");
 }
 
+/** What a failed run said about its failed hosts (one line each, the first 12), else the end of its output. */
+function failureLines(r: Spawned): string {
+  const perHost = `${r.stdout}\n${r.stderr}`.split("\n").filter((l) => /^\S+: (FAILED|UNREACHABLE)\b/.test(l));
+  const shown = perHost.length > 0 ? [...perHost.slice(0, 12), ...(perHost.length > 12 ? [`… and ${perHost.length - 12} more`] : [])].join("\n") : tail(r.stdout);
+  return `${shown}\n${tail(r.stderr, 5)}`;
+}
+
+/**
+ * A first run must change every host. When it did not, the failures are logged, the run's logs are
+ * kept (`keep.logs`), and one untimed run finishes the work, so the no-op samples that follow
+ * time a real no-op rather than the first run's leftovers.
+ */
+async function checkFirstRun(first: Spawned, hosts: number, runArgs: string[], dir: string, label: string, keep: { logs: boolean }): Promise<void> {
+  if (first.exitCode === 0 && new RegExp(`^Run: ${hosts} changed`).test(first.summary ?? "")) return;
+  keep.logs = true;
+  log(`provision first run (${label}): exit ${first.exitCode}, ${first.summary ?? "no summary"}\n${failureLines(first)}`);
+  const again = await provision(runArgs, dir, `provision-${label}-finish`);
+  log(`an untimed run (${label}) finished the first run's work before the no-op samples: exit ${again.exitCode}, ${again.summary ?? "no summary"}`);
+}
+
+function checkNoop(noop: Spawned, label: string, keep: { logs: boolean }): void {
+  if (noop.exitCode === 0 && /^Run: 0 changed/.test(noop.summary ?? "")) return;
+  keep.logs = true;
+  log(`provision no-op run (${label}): exit ${noop.exitCode}, ${noop.summary ?? "no summary"}\n${failureLines(noop)}`);
+}
+
 async function planJson(fleet: Fleet, logDir: string, name: string, allowed: number[]): Promise<PlanJson> {
   const r = await provision(["plan", fleet.inventoryFile, "--known-hosts", fleet.knownHostsFile, "--json"], logDir, name);
   if (!allowed.includes(r.exitCode)) throw new BenchError(`provision plan (${name}) exited ${r.exitCode}:\n${tail(r.stderr)}\n${tail(r.stdout)}`);
@@ -155,7 +183,7 @@ async function floorSample(fleet: Fleet): Promise<{ ms: number; failures: number
  * The floor and the no-op run, taken in turns (floor, no-op, floor, no-op, …) so both see the
  * same machine; each is the median of its samples.
  */
-async function floorAndNoop(fleet: Fleet, runArgs: string[], dir: string): Promise<{ floor: SizeResult["floor"]; noop: Spawned; noopSamplesMs: number[] }> {
+async function floorAndNoop(fleet: Fleet, runArgs: string[], dir: string, name: string): Promise<{ floor: Floor; noop: Spawned; noopSamplesMs: number[] }> {
   const floorMs: number[] = [];
   const noops: Spawned[] = [];
   let failures = 0;
@@ -163,7 +191,7 @@ async function floorAndNoop(fleet: Fleet, runArgs: string[], dir: string): Promi
     const f = await floorSample(fleet);
     floorMs.push(f.ms);
     failures += f.failures;
-    noops.push(await provision(runArgs, dir, `provision-noop-${i + 1}`));
+    noops.push(await provision(runArgs, dir, `${name}-${i + 1}`));
   }
   const noopMs = noops.map((n) => n.wallMs);
   const noop = noops.find((n) => n.wallMs === median(noopMs)) ?? noops[0]!;
@@ -261,25 +289,49 @@ async function placeSnapshots(fleet: Fleet, snapshots: Record<string, string>): 
 
 // ---------------------------------------------------------------------------------------------
 
-async function benchSize(hosts: number, ansibleAvailable: AnsibleAvailability): Promise<SizeResult> {
+/**
+ * The OpenSSH-client path on a fleet just rolled back to fresh: a first run, then no-op runs in
+ * turns with floor samples, then a rollback to fresh again (checked against the fresh plan).
+ */
+async function benchOpenSsh(fleet: Fleet, common: string[], fresh: PlanJson, dir: string, background: Record<string, number>, keep: { logs: boolean }): Promise<{ path: OpenSshPath; restored: string[] }> {
+  const hosts = fleet.hosts.length;
+  const runArgs = ["run", ...common, "--ssh-client", "openssh", "--yes"];
+  await quietBefore("provision first run (openssh)", background);
+  log(`${hosts} hosts: provision run --ssh-client openssh --yes (first run)`);
+  const first = await provision(runArgs, dir, "provision-openssh-first");
+  await checkFirstRun(first, hosts, runArgs, dir, "openssh", keep);
+  await quietBefore("floor and no-op (openssh)", background);
+  log(`${hosts} hosts: floor and provision run --ssh-client openssh --yes again (no-op), ${SAMPLES} times each, in turns`);
+  const { floor, noop, noopSamplesMs } = await floorAndNoop(fleet, runArgs, dir, "provision-openssh-noop");
+  checkNoop(noop, "openssh", keep);
+  await rollback(fleet, dir, "rollback-openssh");
+  const differ = planDifferences(fresh, await planJson(fleet, dir, "plan-after-openssh-rollback", [2]));
+  if (differ.length > 0) log(`rollback after the OpenSSH-client runs did not restore ${differ.join(", ")} to fresh`);
+  return { path: { firstRun: timing(first), noop: timing(noop), noopSamplesMs, floor }, restored: differ };
+}
+
+async function benchSize(hosts: number, ansibleAvailable: AnsibleAvailability, withOpenSsh: boolean): Promise<SizeResult> {
   const dir = mkdtempSync(join(tmpdir(), `provision-bench-${hosts}-`));
+  /** Set when a measured provision run failed: its output stays in dir for a look. */
+  const keep = { logs: false };
   log(`${hosts} hosts: starting the fleet`);
   const fleet = await startFleet({ hosts });
   try {
     const stateDir = join(dir, "state");
     const common = [fleet.inventoryFile, "--known-hosts", fleet.knownHostsFile, "--state-dir", stateDir];
+    const ssh2Args = ["run", ...common, "--ssh-client", "ssh2", "--yes"];
     const fresh = await planJson(fleet, dir, "plan-fresh", [2]);
     const work = ansibleWorkFromPlan(fresh);
     const snapshots = snapshotsFromPlan(fresh);
     const background: Record<string, number> = {};
-    await quietBefore("provision first run", background);
-    log(`${hosts} hosts: provision run --yes (first run)`);
-    const first = await provision(["run", ...common, "--yes"], dir, "provision-first");
-    if (first.exitCode !== 0 || !new RegExp(`^Run: ${hosts} changed`).test(first.summary ?? "")) log(`provision first run: exit ${first.exitCode}, ${first.summary ?? "no summary"}\n${tail(first.stderr)}\n${tail(first.stdout)}`);
-    await quietBefore("floor and no-op", background);
-    log(`${hosts} hosts: floor (${hosts} parallel \`ssh host true\`) and provision run --yes again (no-op), ${SAMPLES} times each, in turns`);
-    const { floor: floorResult, noop, noopSamplesMs } = await floorAndNoop(fleet, ["run", ...common, "--yes"], dir);
-    if (noop.exitCode !== 0 || !/^Run: 0 changed/.test(noop.summary ?? "")) log(`provision no-op run: exit ${noop.exitCode}, ${noop.summary ?? "no summary"}\n${tail(noop.stderr)}`);
+    await quietBefore("provision first run (ssh2)", background);
+    log(`${hosts} hosts: provision run --ssh-client ssh2 --yes (first run)`);
+    const first = await provision(ssh2Args, dir, "provision-first");
+    await checkFirstRun(first, hosts, ssh2Args, dir, "ssh2", keep);
+    await quietBefore("floor and no-op (ssh2)", background);
+    log(`${hosts} hosts: floor (${hosts} parallel \`ssh host true\`) and provision run --ssh-client ssh2 --yes again (no-op), ${SAMPLES} times each, in turns`);
+    const { floor: floorResult, noop, noopSamplesMs } = await floorAndNoop(fleet, ssh2Args, dir, "provision-noop");
+    checkNoop(noop, "ssh2", keep);
 
     await rollback(fleet, dir, "rollback-provision");
     const afterRollback = planDifferences(fresh, await planJson(fleet, dir, "plan-after-rollback", [2]));
@@ -290,16 +342,26 @@ async function benchSize(hosts: number, ansibleAvailable: AnsibleAvailability): 
       provision: { firstRun: timing(first), noop: timing(noop), noopSamplesMs, forks: Math.min(PROVISION_DEFAULT_FORKS, hosts) },
       ansible: { default: null, tuned: null },
       floor: floorResult,
-      checks: { ansibleLeftNothingToDo: {}, rollbackRestoredFresh: afterRollback.length === 0, resetBeforeTuned: null },
+      checks: { ansibleLeftNothingToDo: {}, rollbackRestoredFresh: afterRollback.length === 0, opensshRollbackRestoredFresh: null, resetBeforeTuned: null },
       work: work.counts,
       backgroundCpuPercent: background,
     };
+    // The fleet must be fresh before each path's first run and before Ansible: a later step is skipped, saying why, when it is not.
+    let notFresh: string | null = afterRollback.length > 0 ? `the fleet could not be put back to fresh after the ssh2 runs (${afterRollback.join(", ")} differ)` : null;
+    if (!withOpenSsh) result.provision.opensshSkipped = "--no-openssh (or BENCH_OPENSSH=0) was given";
+    else if (notFresh !== null) result.provision.opensshSkipped = notFresh;
+    else {
+      const { path, restored } = await benchOpenSsh(fleet, common, fresh, dir, background, keep);
+      result.provision.openssh = path;
+      result.checks.opensshRollbackRestoredFresh = restored.length === 0;
+      if (restored.length > 0) notFresh = `the fleet could not be put back to fresh after the OpenSSH-client runs (${restored.join(", ")} differ)`;
+    }
     if (!ansibleAvailable.version) {
       result.ansible.skipped = ansibleAvailable.missing;
       return result;
     }
-    if (afterRollback.length > 0) {
-      result.ansible.skipped = `the fleet could not be put back to fresh for Ansible (${afterRollback.join(", ")} differ)`;
+    if (notFresh !== null) {
+      result.ansible.skipped = notFresh;
       return result;
     }
     const files = writeAnsibleWork(work, dir);
@@ -330,7 +392,8 @@ async function benchSize(hosts: number, ansibleAvailable: AnsibleAvailability): 
   } finally {
     log(`${hosts} hosts: stopping the fleet`);
     await fleet.stop();
-    rmSync(dir, { recursive: true, force: true });
+    if (keep.logs) log(`${hosts} hosts: a provision run failed: its output (*.out, *.err) is kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -340,8 +403,8 @@ async function benchMemory(hosts: number): Promise<MemoryResult> {
   const fleet = await startFleet({ hosts });
   try {
     await quietBefore("provision memory run", {});
-    log(`${hosts} hosts: provision run --yes (first run, peak RSS)`);
-    const r = await provision(["run", fleet.inventoryFile, "--known-hosts", fleet.knownHostsFile, "--state-dir", join(dir, "state"), "--yes"], dir, "provision-memory");
+    log(`${hosts} hosts: provision run --ssh-client ssh2 --yes (first run, peak RSS)`);
+    const r = await provision(["run", fleet.inventoryFile, "--known-hosts", fleet.knownHostsFile, "--state-dir", join(dir, "state"), "--ssh-client", "ssh2", "--yes"], dir, "provision-memory");
     if (r.exitCode !== 0) log(`provision run on ${hosts} hosts exited ${r.exitCode}:\n${tail(r.stderr)}\n${tail(r.stdout)}`);
     return { hosts, run: timing(r) };
   } finally {
@@ -351,9 +414,16 @@ async function benchMemory(hosts: number): Promise<MemoryResult> {
   }
 }
 
-function machine(ansibleAvailable: AnsibleAvailability): BenchResult["machine"] {
+/** "1.26 4.46 4.82": the 1, 5 and 15 minute load averages (on 2 cores, anything near 2 or above skews the times). */
+function loadAverages(): string {
+  return loadavg().map((l) => l.toFixed(2)).join(" ");
+}
+
+function machine(ansibleAvailable: AnsibleAvailability, loadAtStart: string): BenchResult["machine"] {
   const ssh = spawnSync("ssh", ["-V"], { encoding: "utf8", env: { PATH: SYSTEM_PATH } });
   return {
+    loadAverageAtStart: loadAtStart,
+    loadAverageAtEnd: loadAverages(),
     cpus: cpus().length,
     memoryMb: Math.round(totalmem() / 2 ** 20),
     kernel: release(),
@@ -399,6 +469,18 @@ async function benchInventory(hosts: number): Promise<InventoryLoadResult> {
   }
 }
 
+/** resolveRoutes for the generated inventory's hosts through a generated ssh_config, in this process; the median of SAMPLES runs. */
+async function benchRoutes(hosts: number): Promise<RouteResolutionResult> {
+  const dir = mkdtempSync(join(tmpdir(), "provision-bench-routes-"));
+  try {
+    const result = await benchRouteResolution(dir, hosts, SAMPLES, (i) => quietBefore(`route resolution ${i + 1}/${SAMPLES}`, {}));
+    process.stdout.write(formatRouteResolution(result));
+    return result;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<number> {
   let opts: BenchOptions;
   try {
@@ -408,18 +490,23 @@ async function main(): Promise<number> {
     process.stderr.write(`bench: ${err.message}\n`);
     return 2;
   }
+  if (opts.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
   const problems = opts.inventoryOnly ? inventoryPrerequisites() : prerequisites();
   if (problems.length > 0) {
     process.stderr.write(`bench: cannot run:\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
     return 1;
   }
   const startedAt = new Date();
+  const loadAtStart = loadAverages();
   const ansibleAvailable = ensureAnsible(opts.ansible && !opts.inventoryOnly);
   if (ansibleAvailable.missing) log(`Ansible columns skipped: ${ansibleAvailable.missing}`);
 
   const sizes: SizeResult[] = [];
   for (const n of opts.inventoryOnly ? [] : opts.sizes) {
-    const r = await benchSize(n, ansibleAvailable);
+    const r = await benchSize(n, ansibleAvailable, opts.openssh);
     sizes.push(r);
     process.stdout.write(formatSizeTable(r));
   }
@@ -427,13 +514,18 @@ async function main(): Promise<number> {
   if (memory) process.stdout.write(`\n${memory.hosts} hosts, one provision run: ${(memory.run.wallMs / 1000).toFixed(2)} s, peak RSS ${memory.run.peakRssKb === undefined ? "-" : `${(memory.run.peakRssKb / 1024).toFixed(1)} MB`} (exit ${memory.run.exitCode})\n`);
 
   const inventory = opts.inventoryHosts > 0 ? await benchInventory(opts.inventoryHosts) : null;
-  const targets = [...evaluateTargets(sizes, memory, opts.inventoryOnly ? 0 : opts.memoryHosts), ...(inventory ? [inventoryTarget(inventory, INVENTORY_TARGETS)] : [])];
+  const routes = opts.inventoryHosts > 0 ? await benchRoutes(opts.inventoryHosts) : null;
+  const targets = [
+    ...evaluateTargets(sizes, memory, opts.inventoryOnly ? 0 : opts.memoryHosts),
+    ...(inventory ? [inventoryTarget(inventory, INVENTORY_TARGETS)] : []),
+    ...(routes ? [routeResolutionTarget(routes, ROUTE_TARGETS)] : []),
+  ];
   process.stdout.write(formatTargets(targets));
-  const result: BenchResult = { version: 1, startedAt: startedAt.toISOString(), durationMs: Date.now() - startedAt.getTime(), machine: machine(ansibleAvailable), sizes, memory, inventory, targets };
+  const result: BenchResult = { version: 1, startedAt: startedAt.toISOString(), durationMs: Date.now() - startedAt.getTime(), machine: machine(ansibleAvailable, loadAtStart), sizes, memory, inventory, routes, targets };
   const out = resolve(opts.out ?? join(RESULTS_DIR, resultFileName(startedAt)));
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, resultJson(result));
-  process.stdout.write(`\nresults: ${out} (bench took ${Math.round(result.durationMs / 1000)} s)\n`);
+  process.stdout.write(`\nresults: ${out} (bench took ${Math.round(result.durationMs / 1000)} s; load average ${loadAtStart} at the start, ${result.machine.loadAverageAtEnd} at the end)\n`);
   return targets.some((t) => t.verdict === "MISS") ? 1 : 0;
 }
 

@@ -32,7 +32,29 @@ export interface BenchOptions {
   inventoryHosts: number;
   /** Only the inventory measurement: no fleet is started. */
   inventoryOnly: boolean;
+  /** Also measure the OpenSSH-client path (`--ssh-client openssh`) per size. */
+  openssh: boolean;
+  /** --help: print USAGE and run nothing. */
+  help: boolean;
 }
+
+export const USAGE = `npm run bench -- [options]
+
+Per fleet size: provision's first run and no-op run over ssh2 (in-process) and over the OpenSSH
+client (--ssh-client openssh), Ansible with its defaults and tuned, and the floor (\`ssh host true\`
+to every host in parallel); one run for peak memory; loading a generated INI inventory and
+resolving its hosts' routes through ssh_config.
+
+  --sizes 20,50          fleet sizes, 1..${MAX_FLEET_HOSTS} hosts each                  (BENCH_SIZES)
+  --memory-hosts 200     hosts of the peak-memory run; 0 = none          (BENCH_MEMORY_HOSTS)
+  --no-ansible           skip the Ansible runs                           (BENCH_ANSIBLE=0)
+  --no-openssh           skip the OpenSSH-client runs (per size: a first
+                         run, 3 no-op runs beside 3 floors, a rollback)  (BENCH_OPENSSH=0)
+  --inventory-hosts N    hosts of the generated inventory; 0 = none      (BENCH_INVENTORY_HOSTS)
+  --inventory-only       only the inventory part (load + resolve, routes; no fleet)
+  --out FILE             the result JSON; default bench/results/<date>.json  (BENCH_OUT)
+  --help                 this text
+`;
 
 export class OptionError extends Error {}
 
@@ -63,7 +85,7 @@ function parseInventoryHosts(text: string, what: string): number {
   return n;
 }
 
-/** Flags win over the environment: --sizes 20,50 --memory-hosts 200 --out FILE --no-ansible. */
+/** Flags win over the environment: --sizes 20,50 --memory-hosts 200 --out FILE --no-ansible --no-openssh. */
 export function parseOptions(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): BenchOptions {
   const opts: BenchOptions = {
     sizes: env.BENCH_SIZES ? parseSizes(env.BENCH_SIZES) : DEFAULT_SIZES,
@@ -72,6 +94,8 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
     ansible: env.BENCH_ANSIBLE !== "0",
     inventoryHosts: env.BENCH_INVENTORY_HOSTS ? parseInventoryHosts(env.BENCH_INVENTORY_HOSTS, "BENCH_INVENTORY_HOSTS") : DEFAULT_INVENTORY_HOSTS,
     inventoryOnly: false,
+    openssh: env.BENCH_OPENSSH !== "0",
+    help: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
@@ -86,7 +110,9 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
     else if (flag === "--no-ansible") opts.ansible = false;
     else if (flag === "--inventory-hosts") opts.inventoryHosts = parseInventoryHosts(value(), "--inventory-hosts");
     else if (flag === "--inventory-only") opts.inventoryOnly = true;
-    else throw new OptionError(`unknown option ${flag}. Options: --sizes 20,50  --memory-hosts 200 (0 = none)  --out FILE  --no-ansible  --inventory-hosts 10000 (0 = none)  --inventory-only`);
+    else if (flag === "--no-openssh") opts.openssh = false;
+    else if (flag === "--help" || flag === "-h") opts.help = true;
+    else throw new OptionError(`unknown option ${flag}. Options: --sizes 20,50  --memory-hosts 200 (0 = none)  --out FILE  --no-ansible  --no-openssh  --inventory-hosts 10000 (0 = none)  --inventory-only  --help`);
   }
   return opts;
 }
@@ -201,16 +227,68 @@ export interface Timing {
   summary?: string;
 }
 
+export interface Floor {
+  /** Median of samplesMs. */
+  wallMs: number;
+  samplesMs: number[];
+  /** `ssh host true` commands that failed, over all samples. */
+  failures: number;
+}
+
+/**
+ * The OpenSSH-client path (`provision run --ssh-client openssh`), measured on the same fleet after
+ * the ssh2 path and a rollback to fresh: a first run, then no-op runs taken in turns with floor
+ * samples of their own (noop and floor are the medians).
+ */
+export interface OpenSshPath {
+  firstRun: Timing;
+  noop: Timing;
+  noopSamplesMs: number[];
+  floor: Floor;
+}
+
 export interface SizeResult {
   hosts: number;
-  /** noop: the median of the no-op runs (noopSamplesMs), each taken right after a floor sample. */
-  provision: { firstRun: Timing; noop: Timing; noopSamplesMs?: number[]; forks: number };
+  /**
+   * firstRun/noop: the ssh2 path (`--ssh-client ssh2`, provision's default transport); noop is the
+   * median of the no-op runs (noopSamplesMs), each taken right after a floor sample.
+   * openssh: the same over the OpenSSH client; absent when not measured (opensshSkipped says why).
+   */
+  provision: { firstRun: Timing; noop: Timing; noopSamplesMs?: number[]; forks: number; openssh?: OpenSshPath; opensshSkipped?: string };
   ansible: { default: Timing | null; tuned: Timing | null; skipped?: string };
-  floor: { wallMs: number; samplesMs: number[]; failures: number };
-  checks: { ansibleLeftNothingToDo: Record<string, boolean>; rollbackRestoredFresh: boolean | null; resetBeforeTuned: boolean | null };
+  /** The floor taken in turns with the ssh2 no-op runs. */
+  floor: Floor;
+  checks: {
+    ansibleLeftNothingToDo: Record<string, boolean>;
+    /** After the ssh2 runs. */
+    rollbackRestoredFresh: boolean | null;
+    /** After the OpenSSH-client runs (null: not run). */
+    opensshRollbackRestoredFresh?: boolean | null;
+    resetBeforeTuned: boolean | null;
+  };
   work: AnsibleWork["counts"];
   /** CPU busy % of the whole machine in the second before each measurement (others' work skews the times). */
   backgroundCpuPercent: Record<string, number>;
+}
+
+export type SshClientPath = "ssh2" | "openssh";
+
+/** One transport's measurements of a size, the same shape for both paths. */
+export interface PathMeasurements {
+  client: SshClientPath;
+  firstRun: Timing;
+  noop: Timing;
+  noopSamples: number;
+  floor: Floor;
+}
+
+/** The paths measured for a size: ssh2 always, openssh when it was run. */
+export function pathsOf(r: SizeResult): { ssh2: PathMeasurements; openssh: PathMeasurements | null } {
+  const o = r.provision.openssh;
+  return {
+    ssh2: { client: "ssh2", firstRun: r.provision.firstRun, noop: r.provision.noop, noopSamples: r.provision.noopSamplesMs?.length ?? 1, floor: r.floor },
+    openssh: o ? { client: "openssh", firstRun: o.firstRun, noop: o.noop, noopSamples: o.noopSamplesMs.length, floor: o.floor } : null,
+  };
 }
 
 /** Above this, another workload is running: the times are printed with a warning. */
@@ -228,20 +306,30 @@ export function busyPercent(before: string, after: string): number {
   return total <= 0 ? 0 : Math.round((100 * (total - idle)) / total);
 }
 
-export interface Ratios {
+export interface PathRatios {
   /** Ansible defaults ÷ provision first run: how many times faster provision is. */
   speedupVsAnsibleDefault: number | null;
   speedupVsAnsibleTuned: number | null;
   noopOverFloor: number;
 }
 
-export function ratios(r: SizeResult): Ratios {
-  const first = r.provision.firstRun.wallMs;
+/** The ssh2 path's ratios at the top level (as before the OpenSSH client was measured), the OpenSSH client's under `openssh`. */
+export interface Ratios extends PathRatios {
+  openssh: PathRatios | null;
+}
+
+function pathRatios(r: SizeResult, p: PathMeasurements): PathRatios {
+  const first = p.firstRun.wallMs;
   return {
     speedupVsAnsibleDefault: r.ansible.default && r.ansible.default.exitCode === 0 ? r.ansible.default.wallMs / first : null,
     speedupVsAnsibleTuned: r.ansible.tuned && r.ansible.tuned.exitCode === 0 ? r.ansible.tuned.wallMs / first : null,
-    noopOverFloor: r.provision.noop.wallMs / r.floor.wallMs,
+    noopOverFloor: p.noop.wallMs / p.floor.wallMs,
   };
+}
+
+export function ratios(r: SizeResult): Ratios {
+  const paths = pathsOf(r);
+  return { ...pathRatios(r, paths.ssh2), openssh: paths.openssh ? pathRatios(r, paths.openssh) : null };
 }
 
 export function median(samples: readonly number[]): number {
@@ -271,24 +359,15 @@ export interface MemoryResult {
 export function evaluateTargets(sizes: readonly SizeResult[], memory: MemoryResult | null, memoryHostsWanted: number): TargetResult[] {
   const out: TargetResult[] = [];
   for (const r of sizes) {
-    const q = ratios(r);
-    const firstOk = r.provision.firstRun.exitCode === 0;
-    out.push(speedupTarget("first run vs Ansible defaults", r, q.speedupVsAnsibleDefault, TARGETS.speedupVsAnsibleDefault, firstOk, r.ansible.default));
-    out.push(speedupTarget("first run vs Ansible tuned", r, q.speedupVsAnsibleTuned, TARGETS.speedupVsAnsibleTuned, firstOk, r.ansible.tuned));
-    const noopOk = r.provision.noop.exitCode === 0 && r.floor.failures === 0;
-    out.push({
-      name: "no-op run vs floor",
-      hosts: r.hosts,
-      target: `≤ ${TARGETS.noopOverFloor}×`,
-      measured: `${fmtRatio(q.noopOverFloor)}`,
-      verdict: noopOk && q.noopOverFloor <= TARGETS.noopOverFloor ? "PASS" : "MISS",
-      ...(noopOk ? {} : { reason: r.floor.failures > 0 ? `${r.floor.failures} floor ssh commands failed` : `provision no-op exited ${r.provision.noop.exitCode}` }),
-    });
+    const paths = pathsOf(r);
+    out.push(...pathTargets(r, paths.ssh2));
+    if (paths.openssh) out.push(...pathTargets(r, paths.openssh));
+    else out.push(...skippedPathTargets(r, "openssh", r.provision.opensshSkipped ?? "not measured"));
   }
   if (memoryHostsWanted > 0) {
     const rssKb = memory?.run.peakRssKb;
     out.push({
-      name: "peak RSS of one run",
+      name: "peak RSS of one run (ssh2)",
       hosts: memory?.hosts ?? memoryHostsWanted,
       target: `< ${TARGETS.memoryMb} MB`,
       measured: rssKb === undefined ? "-" : `${fmtMb(rssKb)} MB`,
@@ -299,11 +378,48 @@ export function evaluateTargets(sizes: readonly SizeResult[], memory: MemoryResu
   return out;
 }
 
-function speedupTarget(name: string, r: SizeResult, speedup: number | null, min: number, firstOk: boolean, ansible: Timing | null): TargetResult {
+/** The three per-size targets, named by path: "first run vs Ansible defaults (openssh)". */
+const PATH_TARGET_NAMES = (client: SshClientPath) => ({
+  defaults: `first run vs Ansible defaults (${client})`,
+  tuned: `first run vs Ansible tuned (${client})`,
+  noop: `no-op run vs floor (${client})`,
+});
+
+function pathTargets(r: SizeResult, p: PathMeasurements): TargetResult[] {
+  const q = pathRatios(r, p);
+  const names = PATH_TARGET_NAMES(p.client);
+  const run = `provision run --ssh-client ${p.client}`;
+  const firstFailed = p.firstRun.exitCode === 0 ? null : `${run} exited ${p.firstRun.exitCode}`;
+  const noopFailed =
+    p.noop.exitCode !== 0 ? `${run} (no-op) exited ${p.noop.exitCode}` : p.floor.failures > 0 ? `${p.floor.failures} floor ssh commands failed` : null;
+  return [
+    speedupTarget(names.defaults, r, q.speedupVsAnsibleDefault, TARGETS.speedupVsAnsibleDefault, firstFailed, r.ansible.default),
+    speedupTarget(names.tuned, r, q.speedupVsAnsibleTuned, TARGETS.speedupVsAnsibleTuned, firstFailed, r.ansible.tuned),
+    {
+      name: names.noop,
+      hosts: r.hosts,
+      target: `≤ ${TARGETS.noopOverFloor}×`,
+      measured: fmtRatio(q.noopOverFloor),
+      verdict: noopFailed === null && q.noopOverFloor <= TARGETS.noopOverFloor ? "PASS" : "MISS",
+      ...(noopFailed === null ? {} : { reason: noopFailed }),
+    },
+  ];
+}
+
+function skippedPathTargets(r: SizeResult, client: SshClientPath, reason: string): TargetResult[] {
+  const names = PATH_TARGET_NAMES(client);
+  return [
+    { name: names.defaults, hosts: r.hosts, target: `≥ ${TARGETS.speedupVsAnsibleDefault}× faster`, measured: "-", verdict: "SKIP", reason },
+    { name: names.tuned, hosts: r.hosts, target: `≥ ${TARGETS.speedupVsAnsibleTuned}× faster`, measured: "-", verdict: "SKIP", reason },
+    { name: names.noop, hosts: r.hosts, target: `≤ ${TARGETS.noopOverFloor}×`, measured: "-", verdict: "SKIP", reason },
+  ];
+}
+
+function speedupTarget(name: string, r: SizeResult, speedup: number | null, min: number, firstFailed: string | null, ansible: Timing | null): TargetResult {
   const base = { name, hosts: r.hosts, target: `≥ ${min}× faster` };
   if (!ansible) return { ...base, measured: "-", verdict: "SKIP", reason: r.ansible.skipped ?? "Ansible was not run" };
   if (ansible.exitCode !== 0) return { ...base, measured: "-", verdict: "SKIP", reason: `ansible-playbook exited ${ansible.exitCode}` };
-  if (!firstOk || speedup === null) return { ...base, measured: speedup === null ? "-" : fmtRatio(speedup), verdict: "MISS", reason: `provision run exited ${r.provision.firstRun.exitCode}` };
+  if (firstFailed !== null || speedup === null) return { ...base, measured: speedup === null ? "-" : fmtRatio(speedup), verdict: "MISS", reason: firstFailed ?? "no ratio" };
   return { ...base, measured: fmtRatio(speedup), verdict: speedup >= min ? "PASS" : "MISS" };
 }
 
@@ -339,24 +455,67 @@ function medianOf(samples: number): string {
   return samples > 1 ? ` (median of ${samples})` : "";
 }
 
-/** One table per fleet size: each wall time, the ratios, and provision's peak RSS. */
+/**
+ * One table per fleet size: each wall time, the ratios, and provision's peak RSS, with the ssh2
+ * and the OpenSSH-client path on rows of their own. Each no-op is set against the floor sampled in
+ * turns with it; Ansible against each path's first run.
+ */
 export function formatSizeTable(r: SizeResult): string {
+  const paths = pathsOf(r);
   const q = ratios(r);
-  const rss = (t: Timing) => (t.peakRssKb === undefined ? "-" : `${fmtMb(t.peakRssKb)} MB`);
-  const vsFirst = (t: Timing | null) => (t && t.exitCode === 0 ? fmtRatio(t.wallMs / r.provision.firstRun.wallMs) : "-");
-  const rows: string[][] = [
-    [`provision run, first (forks ${r.provision.forks})`, timingCell(r.provision.firstRun), "1.00×", rss(r.provision.firstRun)],
-    [`provision run, no-op${medianOf(r.provision.noopSamplesMs?.length ?? 1)}`, timingCell(r.provision.noop), "", rss(r.provision.noop)],
-    ["Ansible, defaults (forks 5, no pipelining)", timingCell(r.ansible.default), vsFirst(r.ansible.default), ""],
-    [`Ansible, tuned (forks ${r.hosts}, pipelining)`, timingCell(r.ansible.tuned), vsFirst(r.ansible.tuned), ""],
-    [`floor: ${r.hosts} × \`ssh host true\` in parallel${medianOf(r.floor.samplesMs.length)}`, fmtSeconds(r.floor.wallMs), "", ""],
+  const rss = (t: Timing | undefined) => (t?.peakRssKb === undefined ? "-" : `${fmtMb(t.peakRssKb)} MB`);
+  // No ratio from or against a failed run.
+  const vs = (t: Timing | null | undefined, first: Timing | undefined) => (t && first && t.exitCode === 0 && first.exitCode === 0 ? fmtRatio(t.wallMs / first.wallMs) : "-");
+  const ssh2First = paths.ssh2.firstRun;
+  const osshFirst = paths.openssh?.firstRun;
+  const firstRow = (p: PathMeasurements | null, client: SshClientPath) => [
+    `provision first run, ${client} (forks ${r.provision.forks})`,
+    timingCell(p?.firstRun ?? null),
+    vs(p?.firstRun, ssh2First),
+    vs(p?.firstRun, osshFirst),
+    "",
+    rss(p?.firstRun),
   ];
+  const noopRow = (p: PathMeasurements | null, client: SshClientPath) => [
+    `provision no-op, ${client}${p ? medianOf(p.noopSamples) : ""}`,
+    timingCell(p?.noop ?? null),
+    "",
+    "",
+    p && p.noop.exitCode === 0 ? fmtRatio(p.noop.wallMs / p.floor.wallMs) : "-",
+    rss(p?.noop),
+  ];
+  const floorRow = (p: PathMeasurements | null, client: SshClientPath) => [
+    `floor, beside the ${client} no-op${p ? medianOf(p.floor.samplesMs.length) : ""}`,
+    p ? `${fmtSeconds(p.floor.wallMs)}${p.floor.failures > 0 ? ` (${p.floor.failures} failed)` : ""}` : "-",
+    "",
+    "",
+    "",
+    "",
+  ];
+  const rows: string[][] = [
+    firstRow(paths.ssh2, "ssh2"),
+    firstRow(paths.openssh, "openssh"),
+    noopRow(paths.ssh2, "ssh2"),
+    noopRow(paths.openssh, "openssh"),
+    ["Ansible, defaults (forks 5, no pipelining)", timingCell(r.ansible.default), vs(r.ansible.default, ssh2First), vs(r.ansible.default, osshFirst), "", ""],
+    [`Ansible, tuned (forks ${r.hosts}, pipelining)`, timingCell(r.ansible.tuned), vs(r.ansible.tuned, ssh2First), vs(r.ansible.tuned, osshFirst), "", ""],
+    floorRow(paths.ssh2, "ssh2"),
+    floorRow(paths.openssh, "openssh"),
+  ];
+  const summary = (client: SshClientPath, m: PathMeasurements | null, p: PathRatios | null) => {
+    if (m === null || p === null) return `${client}: not measured${r.provision.opensshSkipped ? ` (${r.provision.opensshSkipped})` : ""}`;
+    const speedup = (x: number | null) => (x === null || m.firstRun.exitCode !== 0 ? "-" : `1/${fmtRatio(x)}`);
+    return (
+      `${`${client}:`.padEnd(9)}provision ÷ Ansible defaults: ${speedup(p.speedupVsAnsibleDefault)}   provision ÷ Ansible tuned: ${speedup(p.speedupVsAnsibleTuned)}` +
+      `   no-op ÷ floor: ${m.noop.exitCode === 0 ? fmtRatio(p.noopOverFloor) : "-"}`
+    );
+  };
   const lines = [
     `\n${r.hosts} hosts — ${r.work.files} files, ${r.work.sysctl} live values, ${r.work.commands} commands to apply in all`,
-    textTable(["", "wall", "÷ provision first", "peak RSS"], rows),
-    `provision ÷ Ansible defaults: ${q.speedupVsAnsibleDefault === null ? "-" : `1/${fmtRatio(q.speedupVsAnsibleDefault)}`}` +
-      `   provision ÷ Ansible tuned: ${q.speedupVsAnsibleTuned === null ? "-" : `1/${fmtRatio(q.speedupVsAnsibleTuned)}`}` +
-      `   no-op ÷ floor: ${fmtRatio(q.noopOverFloor)}`,
+    textTable(["", "wall", "÷ ssh2 first", "÷ openssh first", "÷ floor", "peak RSS"], rows),
+    `floor: ${r.hosts} × \`ssh host true\` in parallel, sampled in turns with each path's no-op runs`,
+    summary("ssh2", paths.ssh2, q),
+    summary("openssh", paths.openssh, q.openssh),
   ];
   if (r.ansible.skipped) lines.push(`Ansible skipped: ${r.ansible.skipped}`);
   const busy = Object.entries(r.backgroundCpuPercent).filter(([, pct]) => pct > BUSY_PERCENT);
@@ -377,6 +536,8 @@ export interface BenchResult {
   sizes: SizeResult[];
   memory: MemoryResult | null;
   inventory: InventoryLoadResult | null;
+  /** Route resolution through ssh_config for the generated inventory's hosts (absent in results from before it was measured). */
+  routes?: RouteResolutionResult | null;
   targets: TargetResult[];
 }
 
@@ -394,6 +555,44 @@ export function inventoryTarget(r: InventoryLoadResult, targets: { seconds: numb
   if (r.exitCode !== 0) return { ...base, verdict: "MISS", reason: `provision lint exited ${r.exitCode}` };
   if (r.peakRssKb === undefined) return { ...base, verdict: "MISS", reason: "peak RSS not measured" };
   return { ...base, verdict: r.wallMs < targets.seconds * 1000 && r.peakRssKb / 1024 < targets.memoryMb ? "PASS" : "MISS" };
+}
+
+/** `resolveRoutes` for every host of the generated inventory, through a generated ssh_config (`-F`). */
+export interface RouteResolutionResult {
+  /** Hosts whose routes were resolved. */
+  hosts: number;
+  /** Median of samplesMs (resolveRoutes only: the inventory is loaded before the clock starts). */
+  wallMs: number;
+  samplesMs: number[];
+  /** `ssh` processes the median sample ran (`ssh -G` per probe, one `ssh -v -G` per config file check). */
+  sshGCalls: number;
+  /** Routes through the bastion, and how many hosts the config's ProxyJump block matches. */
+  behindBastion: number;
+  expectedBehindBastion: number;
+  /** Hosts that got a RouteError instead of a route; the first one's message. */
+  errors: number;
+  firstError?: string;
+  /** Why nothing was measured (no ssh installed). */
+  skipped?: string;
+}
+
+/** Route resolution: every host gets a route, exactly the matching ones through the bastion, in under the target time. */
+export function routeResolutionTarget(r: RouteResolutionResult, targets: { seconds: number }): TargetResult {
+  const base = { name: "resolve routes through ssh_config (ssh -G)", hosts: r.hosts, target: `< ${targets.seconds} s` };
+  if (r.skipped !== undefined) return { ...base, measured: "-", verdict: "SKIP", reason: r.skipped };
+  const measured = `${fmtSeconds(r.wallMs)}, ${r.sshGCalls} ssh -G`;
+  if (r.errors > 0) return { ...base, measured, verdict: "MISS", reason: `${r.errors} hosts got no route: ${r.firstError ?? "?"}` };
+  if (r.behindBastion !== r.expectedBehindBastion) {
+    return { ...base, measured, verdict: "MISS", reason: `${r.behindBastion} routes go through the bastion, ${r.expectedBehindBastion} hosts match its Host block` };
+  }
+  return { ...base, measured, verdict: r.wallMs < targets.seconds * 1000 ? "PASS" : "MISS" };
+}
+
+export function formatRouteResolution(r: RouteResolutionResult): string {
+  if (r.skipped !== undefined) return `\nroute resolution (ssh_config, ssh -G): skipped: ${r.skipped}\n`;
+  const samples = r.samplesMs.length > 1 ? ` (median of ${r.samplesMs.length}: ${r.samplesMs.map((ms) => fmtSeconds(ms)).join(", ")})` : "";
+  const errors = r.errors > 0 ? `, ${r.errors} hosts without a route (${r.firstError ?? "?"})` : "";
+  return `\n${r.hosts}-host routes through ssh_config (resolveRoutes, hybrid): ${fmtSeconds(r.wallMs)}${samples}, ${r.sshGCalls} ssh -G calls, ${r.behindBastion} through the bastion (${r.expectedBehindBastion} expected)${errors}\n`;
 }
 
 export function resultJson(result: BenchResult): string {
