@@ -115,7 +115,7 @@ async function checkFirstRun(first: Spawned, hosts: number, runArgs: string[], d
   keep.logs = true;
   log(`provision first run (${label}): exit ${first.exitCode}, ${first.summary ?? "no summary"}\n${failureLines(first)}`);
   const again = await provision(runArgs, dir, `provision-${label}-finish`);
-  log(`an untimed run (${label}) finished the first run's work before the no-op samples: exit ${again.exitCode}, ${again.summary ?? "no summary"}`);
+  log(`an untimed run (${label}) to finish the first run's work before the no-op samples: exit ${again.exitCode}, ${again.summary ?? "no summary"}`);
 }
 
 function checkNoop(noop: Spawned, label: string, keep: { logs: boolean }): void {

@@ -108,10 +108,11 @@ export function benchInventoryLoad(bin: string, timeBin: string, dir: string, ho
 // behind a bastion. Nothing connects: `ssh -G` only prints the settings.
 
 /**
- * Time budget for resolveRoutes over the 10,000-host inventory. Measured 0.45–0.7 s on 2 cores
- * with other work running: ~0.16 s for 8 `ssh -G` runs (some wait on others), the rest ~40 µs a
- * host deriving settings and building routes. 2 s leaves ~3× headroom; one `ssh -G` per host
- * (~15 ms of CPU each) would take over a minute, so a fall back to per-host resolution cannot hide.
+ * Time budget for resolveRoutes over the 10,000-host inventory. Measured 0.41–0.79 s on 2 cores
+ * with other work running (load average 7–30): ~0.16 s for 8 `ssh -G` runs (some wait on others),
+ * the rest ~40 µs a host deriving settings and building routes. 2 s leaves over 2.5× headroom;
+ * one `ssh -G` per host (~15 ms of CPU each) would take over a minute, so a fall back to per-host
+ * resolution cannot hide under it.
  */
 export const ROUTE_TARGETS = { seconds: 2 } as const;
 

@@ -36,8 +36,6 @@ export interface OpenSshOptions {
   sshBinary?: string;
 }
 
-/** After ssh's own exit, how long its stdout and stderr may take to reach their end. */
-const OUTPUT_DRAIN_MS = 2000;
 /** A command that ended without its status: how long the master gets to show it went away. */
 const MASTER_EXIT_GRACE_MS = 2000;
 
@@ -204,8 +202,7 @@ interface MuxRun {
 
 /**
  * One `ssh -S` session over the master. Its own process group, so a timeout ends it whole. It
- * is done when ssh has exited and its output has reached its end, not on 'close': a process that
- * inherited the pipes could hold that back indefinitely.
+ * is done when ssh has exited and its output has reached its end.
  */
 class MuxClient {
   private readonly child: ChildProcessByStdio<Writable, Readable, Readable>;
@@ -242,7 +239,10 @@ class MuxClient {
     const outputEnded = Promise.all([ended(this.child.stdout), ended(this.child.stderr)]);
     return new Promise((resolve) => {
       const finish = (code: number | null, signal: NodeJS.Signals | null, spawnError?: Error) => {
-        void Promise.race([outputEnded, sleep(OUTPUT_DRAIN_MS, undefined, { ref: false })]).then(() => {
+        // No timer of its own: on a starved event loop a drain deadline fired before buffered
+        // output was read and lost the status trailer. Nothing else holds these pipes (no master
+        // is forked here, no ProxyCommand runs), and the command timeout bounds the wait.
+        void outputEnded.then(() => {
           this.child.stdout.destroy();
           this.child.stderr.destroy();
           resolve({ stdout: Buffer.concat(this.stdout), stderr: Buffer.concat(this.stderr), code, signal, ...(spawnError ? { spawnError } : {}) });
