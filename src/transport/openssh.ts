@@ -10,6 +10,7 @@ import { acquireHops, controlDirFor, startMaster, stopAllMasters, type HopLease,
 import { endpointLabel, type SshRoute } from "./route.js";
 import { shQuote } from "./shell.js";
 import { checkSudo, SudoPasswordExchange, SUDO_WITHOUT_PASSWORD } from "./sudo.js";
+import { addressTheHostSees } from "./serverAddress.js";
 import { HostError, type ExecOptions, type ExecResult, type Transport } from "./types.js";
 
 /**
@@ -92,11 +93,8 @@ class OpenSshTransport implements Transport {
     this.where = master.label;
   }
 
-  /** Through a proxy, or to a name, the host says which of its addresses we reached (SSH_CONNECTION's third field). */
   async learnServerAddress(): Promise<void> {
-    const r = await this.exec('set -- $SSH_CONNECTION; printf "%s" "$3"');
-    const address = r.stdout.trim();
-    if (r.code === 0 && isIP(address) !== 0) this.remoteAddress = address;
+    this.remoteAddress = (await addressTheHostSees(this)) ?? this.remoteAddress;
   }
 
   async exec(script: string, execOpts: ExecOptions = {}): Promise<ExecResult> {

@@ -9,6 +9,7 @@ import { startProxyCommand, type ProxyProcess } from "./proxyCommand.js";
 import type { SshRoute } from "./route.js";
 import { openHop } from "./sshHop.js";
 import { checkSudo, SudoPasswordExchange, SUDO_WITHOUT_PASSWORD } from "./sudo.js";
+import { addressTheHostSees } from "./serverAddress.js";
 import { HostError, type ExecOptions, type ExecResult, type Transport } from "./types.js";
 import { CLOSED_BY_US, connectionLostError, DEFAULT_KEEPALIVE, endCauseOf, silenceLimitMs, stoppedAnswering, type Keepalive } from "./connectionLoss.js";
 
@@ -162,14 +163,8 @@ class SshTransport implements Transport {
     this.released();
   }
 
-  /**
-   * Through a tunnel to a host name, the address the host was reached at is not known here; the
-   * host says it (SSH_CONNECTION's third field). Roles must know it: it is never to be removed.
-   */
   async learnServerAddress(): Promise<void> {
-    const r = await this.exec('set -- $SSH_CONNECTION; printf "%s" "$3"');
-    const address = r.stdout.trim();
-    if (r.code === 0 && isIP(address) !== 0) this.remoteAddress = address;
+    this.remoteAddress = (await addressTheHostSees(this)) ?? this.remoteAddress;
   }
 
   async exec(script: string, execOpts: ExecOptions = {}): Promise<ExecResult> {
