@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CLOSED_BY_US, endCauseOf, stoppedAnswering, type Keepalive } from "./connectionLoss.js";
 import { connectedAddress, explainConnectFailure, forwardRefusal, lastWords, masterEndFromLog } from "./openSshLog.js";
+import { configQuote } from "./sshConfigFiles.js";
 import { endpointLabel, type SshEndpoint } from "./route.js";
 import { shQuote } from "./shell.js";
 import { HostError } from "./types.js";
@@ -236,7 +237,7 @@ function masterArgv(endpoint: SshEndpoint, via: OpenSshMaster | undefined, eff: 
     "-o", "ControlPersist=no",
     "-o", "BatchMode=yes",
     "-o", `StrictHostKeyChecking=${eff.acceptNew ? "accept-new" : "yes"}`,
-    "-o", `UserKnownHostsFile=${eff.knownHostsFiles.map(configQuote).join(" ") || "none"}`,
+    "-o", `UserKnownHostsFile=${eff.knownHostsFiles.map((f) => configQuote(escapePercent(f))).join(" ") || "none"}`,
     "-o", `ConnectTimeout=${Math.max(1, Math.ceil(eff.connectTimeoutMs / 1000))}`,
     "-o", `ServerAliveInterval=${eff.keepalive.intervalMs / 1000}`,
     "-o", `ServerAliveCountMax=${eff.keepalive.countMax}`,
@@ -264,12 +265,6 @@ function forwardThrough(via: OpenSshMaster, to: SshEndpoint, sshBinary: string):
 /** ssh expands %-tokens in ControlPath, ProxyCommand and UserKnownHostsFile. */
 function escapePercent(s: string): string {
   return s.replace(/%/g, "%%");
-}
-
-/** One word of an ssh_config value: ssh splits on spaces and honours double quotes. */
-function configQuote(path: string): string {
-  const escaped = escapePercent(path);
-  return /[\s"\\]/.test(escaped) ? `"${escaped.replace(/(["\\])/g, "\\$1")}"` : escaped;
 }
 
 function withoutProxyJump(argv: string[]): string[] {

@@ -5,9 +5,9 @@ import { fingerprintSha256, keyTypeOfBlob } from "./knownHosts.js";
 import type { SshEndpoint } from "./route.js";
 
 /**
- * Public-key authentication the way OpenSSH offers keys (sshconnect2.c pubkey_prepare): agent keys
- * that are also configured identity files, then the agent's other keys (not with IdentitiesOnly),
- * then configured keys the agent does not hold. Each key is one attempt, so a failure can say
+ * Public-key authentication the way OpenSSH offers keys (sshconnect2.c pubkey_prepare): the
+ * agent's keys in the agent's order (with IdentitiesOnly only those that are configured identity
+ * files), then configured keys the agent does not hold. Each key is one attempt, so a failure can say
  * exactly which identities were offered and what the server would still accept.
  */
 
@@ -44,8 +44,7 @@ export async function planAuthentication(endpoint: SshEndpoint, sources: AuthSou
   const agentKeys = sources.agentSocket ? await agentIdentities(sources.agentSocket, skipped) : [];
   const isConfigured = (k: AgentKey) => files.some((f) => f.publicBlob.equals(k.blob));
   const ordered: Attempt[] = [
-    ...files.flatMap((f) => agentKeys.filter((k) => k.blob.equals(f.publicBlob)).map((k) => agentAttempt(sources.agentSocket!, k))),
-    ...(endpoint.identitiesOnly ? [] : agentKeys.filter((k) => !isConfigured(k)).map((k) => agentAttempt(sources.agentSocket!, k))),
+    ...agentKeys.filter((k) => isConfigured(k) || !endpoint.identitiesOnly).map((k) => agentAttempt(sources.agentSocket!, k)),
     ...files.filter((f) => !agentKeys.some((k) => k.blob.equals(f.publicBlob))).flatMap((f) => {
       if (f.privateKey) return [fileAttempt(f.path, f.privateKey, f.publicBlob)];
       skipped.push(`private key ${f.path} is encrypted: set PROVISION_KEY_PASSPHRASE or load the key into ssh-agent${sources.agentSocket ? " (the running agent does not hold it)" : ""}`);

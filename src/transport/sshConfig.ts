@@ -3,7 +3,7 @@ import { availableParallelism } from "node:os";
 import { delimiter, join } from "node:path";
 import { RouteError, type RouteRequest, type SshEndpoint, type SshRoute } from "./route.js";
 import { nameKind, resolveTargets } from "./sshConfigGroups.js";
-import { parseJumpList, percentExpand, tildeExpand, type JumpEntry } from "./sshConfigFiles.js";
+import { configQuote, parseJumpList, percentExpand, tildeExpand, type JumpEntry } from "./sshConfigFiles.js";
 import { connectionTokens, DEFAULT_IDENTITY_FILES, endpointFrom, FileFacts, localUser, type LocalUser } from "./sshEndpoint.js";
 import { configFileOf, destinationProblem, directivesOf, first, SshG, type SshGResult, type SshGSettings } from "./sshG.js";
 
@@ -70,9 +70,6 @@ function requestArgv(request: RouteRequest, configFile: string | undefined): str
 }
 
 /** ssh splits `-o` values like config lines, so a value with blanks, quotes or `#` needs quoting. */
-function configQuote(value: string): string {
-  return value === "" || /[\s"'\\#]/.test(value) ? `"${value.replace(/[\\"']/g, "\\$&")}"` : value;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Routes and ProxyJump chains

@@ -440,3 +440,8 @@ function passwdHome(userName: string): string | null {
     return null;
   }
 }
+
+/** One word of an ssh_config value or `-o` argument, as ssh splits it (quotes, backslash escapes). */
+export function configQuote(value: string): string {
+  return value === "" || /[\s"'\\#]/.test(value) ? `"${value.replace(/[\\"']/g, "\\$&")}"` : value;
+}

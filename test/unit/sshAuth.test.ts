@@ -66,11 +66,11 @@ describe("the order identities are offered in (OpenSSH's pubkey_prepare)", () =>
     expect(wrong.skipped[0]).toBe(`cannot decrypt private key ${locked} with PROVISION_KEY_PASSPHRASE (wrong passphrase?)`);
   });
 
-  it("with an agent: agent keys that are configured files first, then the agent's others, then files the agent lacks", async () => {
+  it("with an agent: the agent's keys in its order, then files the agent lacks", async () => {
     const plan = await planAuthentication(endpoint([ed, locked]), { agentSocket, passphrase: undefined });
     expect(plan.attempts.map((a) => a.label.replace(/ \(.*\)$/, ""))).toEqual([
-      `agent key "comment-id_locked"`,
       `agent key "comment-id_agent_only"`,
+      `agent key "comment-id_locked"`,
       ed,
     ]);
     expect(plan.skipped).toEqual([]);
