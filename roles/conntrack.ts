@@ -1,11 +1,9 @@
-import { defineRole, probeKey, type Change, type Check, type Facts, type ParamProblem, type PlanContext, type RolePlan } from "../src/role.js";
-import { conntrackProbe, HASHSIZE_PATH, memTotalProbe, parseConntrackFields, type ConntrackState } from "../src/facts/conntrack.js";
-import { registerProbes } from "../src/facts/probes.js";
-import { planManagedFile } from "../src/managedFile.js";
+import { defineRole, probeCheck, probeRequest, probeResult, refused, type Change, type Check, type Facts, type ParamProblem, type PlanContext, type RolePlan } from "../src/role.js";
+import { conntrackProbe, HASHSIZE_PATH, memTotalProbe, type ConntrackState } from "../src/facts/conntrack.js";
+import { planManagedFile, planStaleFile } from "../src/managedFile.js";
 import { bootTruthChecks, sysctlDropinPath } from "../src/sysctl/dropin.js";
 import { normalizeSysctlValue, sysctlEqual } from "../src/sysctl/value.js";
-
-registerProbes(conntrackProbe, memTotalProbe);
+import { thousands as n } from "../src/output/words.js";
 
 export interface ConntrackParams {
   nf_conntrack_max: number | null;
@@ -13,6 +11,7 @@ export interface ConntrackParams {
   tcp_timeout_time_wait: number | null;
   tcp_timeout_established: number | null;
   max_memory_percent: number;
+  load_module: boolean;
 }
 
 const ROLE = "conntrack";
@@ -68,7 +67,6 @@ export function memoryBound(max: number, buckets: number, memTotalBytes: number,
   };
 }
 
-const n = (v: number) => v.toLocaleString("en-US");
 const gib = (bytes: number) => `${(bytes / 1073741824).toFixed(1)} GiB`;
 const size = (bytes: number) => (bytes >= 1073741824 ? gib(bytes) : `${(bytes / 1048576).toFixed(1)} MiB`);
 const pct = (v: number) => `${Number(v.toFixed(2))}%`;
@@ -130,6 +128,15 @@ export default defineRole<ConntrackParams>({
           "5% allows 1,048,576 entries (322 MiB) from about 6.3 GiB of RAM up.",
         fix: "use a percentage above 0 and at most 50, e.g. 5",
       },
+      load_module: {
+        type: "boolean", default: false,
+        description:
+          "Load nf_conntrack (and list it in /etc/modules-load.d) on a host that does not use it yet. Off by default: a host whose kernel has neither loaded nor built in " +
+          "the connection tracker (no NAT, no stateful firewall rule) tracks nothing and cannot hit \"table full\"; loading it there would start tracking, and limiting, every connection " +
+          "(each costing about 320 bytes and a hash lookup per packet). " +
+          "Where the module is already loaded or built in, the role tunes it either way.",
+        fix: "use true to load nf_conntrack where it is not in use, or false to tune it only where it is",
+      },
     },
   },
 
@@ -176,15 +183,20 @@ export default defineRole<ConntrackParams>({
   facts: () => [
     ...Object.values(KEYS).map((key) => ({ kind: "sysctl" as const, key })),
     ...Object.values(PATHS).map((path) => ({ kind: "file" as const, path })),
-    { kind: "probe", probe: conntrackProbe.name },
-    { kind: "probe", probe: memTotalProbe.name },
+    probeRequest(conntrackProbe),
+    probeRequest(memTotalProbe),
   ],
 
   plan(p, facts, ctx) {
-    const state = readState(facts);
+    const read = probeResult(facts, conntrackProbe);
+    if (!read?.ok) return refused([`cannot read nf_conntrack's state on this host: ${read?.error ?? "the conntrack probe was not gathered"}`]);
+    const state = read.value;
+    if (state.module === "absent" && !p.load_module) {
+      return { changes: [], checks: [], refusals: [], notes: [`nf_conntrack is not in use on this host (neither loaded nor built into kernel ${state.kernel}): nothing tracks connections, so there is no table to size. Set load_module: true to load it and tune it anyway`] };
+    }
     const desired = desiredSysctls(p);
     const refusals = [...moduleRefusals(state), ...writeRefusals(p, state, desired.length > 0), ...memoryRefusals(p, state, facts)];
-    if (refusals.length > 0) throw new Error(refusals.join("; "));
+    if (refusals.length > 0) return refused(refusals);
 
     const files = planFiles(p, state, desired, facts, ctx);
     const commands = planCommands(p, state);
@@ -194,22 +206,16 @@ export default defineRole<ConntrackParams>({
       changes: [...files.changes, ...commands, ...sysctls],
       checks: [...files.checks, ...sysctlChecks(desired), ...moduleChecks(p)],
       notes: notes(p, state, facts),
+      refusals: [],
     };
   },
 });
 
-function readState(facts: Facts): ConntrackState {
-  const result = facts.probes?.[probeKey(conntrackProbe.name)];
-  if (!result) throw new Error("the conntrack probe was not gathered");
-  if (!result.ok) throw new Error(`cannot read nf_conntrack's state on this host: ${result.error}`);
-  return parseConntrackFields(result.fields);
-}
-
 function memTotalBytes(facts: Facts): number | string {
-  const result = facts.probes?.[probeKey(memTotalProbe.name)];
-  if (!result) return "the meminfo probe was not gathered";
-  if (!result.ok) return `cannot read MemTotal from /proc/meminfo: ${result.error}`;
-  return Number(result.fields.mem_total_kb) * 1024;
+  const read = probeResult(facts, memTotalProbe);
+  if (!read) return "the meminfo probe was not gathered";
+  if (!read.ok) return `cannot read MemTotal from /proc/meminfo: ${read.error}`;
+  return read.value * 1024;
 }
 
 function desiredSysctls(p: ConntrackParams): Array<[string, string]> {
@@ -288,21 +294,30 @@ function planFiles(p: ConntrackParams, s: ConntrackState, desired: Array<[string
     changes.push(...planned.changes);
     checks.push(...planned.checks);
   };
-  add(PATHS.modulesLoad, ctx.render("modules-load.conf.hbs", {}));
-  if (p.hashsize !== null) add(PATHS.modprobe, ctx.render("modprobe.conf.hbs", { why: ctx.why, hashsize: p.hashsize, kernelDefault: KERNEL_MAX_DEFAULT_BUCKETS }));
+  const remove = (path: string, why: string) => {
+    if (facts.files[path] == null) return;
+    const stale = planStaleFile({ path, why, message: `${path} is back though ${why}: it applies at boot again` });
+    changes.push(...stale.changes);
+    checks.push(...stale.checks);
+  };
+  add(PATHS.modulesLoad, ctx.render("modules-load.conf.hbs"));
+  if (p.hashsize !== null) add(PATHS.modprobe, ctx.render("modprobe.conf.hbs", { hashsize: p.hashsize, kernelDefault: KERNEL_MAX_DEFAULT_BUCKETS }));
+  else remove(PATHS.modprobe, "hashsize is null now (the next module load takes the kernel's size)");
   if (desired.length > 0) {
     const sysctlContent = renderSysctl(p, s, ctx);
     add(PATHS.sysctl, sysctlContent);
     checks.push(...bootTruthChecks(PATHS.sysctl, sysctlContent, desired.map(([key]) => key)));
-    if (s.sysctlApplier !== null) add(PATHS.udev, ctx.render("udev.rules.hbs", udevData(s.sysctlApplier)));
+  } else {
+    remove(PATHS.sysctl, "all three sysctls are null now (the next boot takes the kernel's values)");
   }
+  if (desired.length > 0 && s.sysctlApplier !== null) add(PATHS.udev, ctx.render("udev.rules.hbs", udevData(s.sysctlApplier)));
+  else remove(PATHS.udev, desired.length > 0 ? "this host has no sysctl binary for it to run" : "no conntrack sysctl is set any more");
   return { changes, checks };
 }
 
 function renderSysctl(p: ConntrackParams, s: ConntrackState, ctx: PlanContext): string {
   const buckets = bucketsFor(p, s);
   return ctx.render("sysctl.conf.hbs", {
-    why: ctx.why,
     max: p.nf_conntrack_max,
     tableSize: p.nf_conntrack_max === null ? null : size(conntrackTableBytes(p.nf_conntrack_max, buckets)),
     chain: p.nf_conntrack_max === null || p.hashsize === null ? null : ((2 * p.nf_conntrack_max) / p.hashsize).toFixed(1),
@@ -345,17 +360,17 @@ function sysctlChecks(desired: Array<[string, string]>): Check[] {
 }
 
 function moduleChecks(p: ConntrackParams): Check[] {
-  const checks: Check[] = [{
-    kind: "probe", probe: conntrackProbe.name, field: "loaded", expected: "yes", compare: "equal",
+  const checks: Check[] = [probeCheck(conntrackProbe, {
+    field: ["loaded"], expected: "true", compare: "equal",
     label: "nf_conntrack loaded",
     message: "nf_conntrack is not loaded: its sysctls don't exist and the table can't be sized; check /etc/modules-load.d and `modprobe nf_conntrack`",
-  }];
+  })];
   if (p.hashsize !== null) {
-    checks.push({
-      kind: "probe", probe: conntrackProbe.name, field: "hashsize", expected: String(p.hashsize), compare: "equal",
+    checks.push(probeCheck(conntrackProbe, {
+      field: ["hashsize"], expected: String(p.hashsize), compare: "equal",
       label: "nf_conntrack hashsize",
       message: `${HASHSIZE_PATH} is not ${p.hashsize}: the module was loaded without /etc/modprobe.d options (built in: set nf_conntrack.hashsize on the kernel command line) or someone resized it`,
-    });
+    }));
   }
   return checks;
 }
@@ -376,10 +391,6 @@ function notes(p: ConntrackParams, s: ConntrackState, facts: Facts): string[] {
   if (p.nf_conntrack_max !== null && typeof mem === "number") {
     const b = memoryBound(p.nf_conntrack_max, bucketsFor(p, s), mem, p.max_memory_percent);
     out.push(`a full conntrack table takes ${size(b.tableBytes)}, ${pct(b.percentOfMemory)} of ${gib(mem)} MemTotal (limit ${p.max_memory_percent}%)`);
-  }
-  for (const [path, param] of [[PATHS.modprobe, "hashsize"], [PATHS.sysctl, "all three sysctls"]] as const) {
-    const unmanaged = path === PATHS.modprobe ? p.hashsize === null : desiredSysctls(p).length === 0;
-    if (unmanaged && facts.files[path] != null) out.push(`${path} from an earlier run still applies at boot although ${param} is null now: delete it to go back to the kernel's values`);
   }
   return out;
 }

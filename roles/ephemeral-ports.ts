@@ -1,6 +1,7 @@
-import { defineRole, type Facts, type ParamProblem } from "../src/role.js";
+import { defineRole, refused, type Facts, type ParamProblem } from "../src/role.js";
 import { planSysctlDropin, sysctlDropinPath } from "../src/sysctl/dropin.js";
-import { formatPortList, normalizePortRanges, parsePortList, parsePortRange, portsToRanges, type PortRange } from "../src/sysctl/portList.js";
+import { plural, thousands } from "../src/output/words.js";
+import { formatPortList, normalizePortRanges, parseLocalPortRange, parsePortList, parsePortRange, portsToRanges, type PortRange } from "../src/sysctl/portList.js";
 
 export interface EphemeralPortsParams {
   port_range_start: number;
@@ -24,16 +25,16 @@ function extraRanges(p: EphemeralPortsParams): PortRange[] {
  * reserves) is refused: the service's next restart can find its port taken by an outgoing
  * connection and fail to bind() with EADDRINUSE.
  */
-function refuseSwallowedListeners(facts: Facts, p: EphemeralPortsParams, reserved: PortRange[]): void {
+function swallowedListeners(facts: Facts, p: EphemeralPortsParams, reserved: PortRange[]): string[] {
   const inRange = (port: number) => port >= p.port_range_start && port <= p.port_range_end;
   const swallowed = (facts.listeningPorts?.tcp ?? []).filter((port) => inRange(port) && !reserved.some((r) => port >= r.from && port <= r.to));
-  if (swallowed.length === 0) return;
+  if (swallowed.length === 0) return [];
   const list = formatPortList(portsToRanges(swallowed));
-  throw new Error(
+  return [
     `the range ${p.port_range_start}-${p.port_range_end} swallows port${swallowed.length === 1 ? "" : "s"} ${list} that this host listens on, with reserve_listening_ports: false and nothing reserving ${swallowed.length === 1 ? "it" : "them"}: ` +
       `an outgoing connection can take ${swallowed.length === 1 ? "it" : "one"} and the service fails to bind() with EADDRINUSE on its next restart. ` +
       `Set reserve_listening_ports: true, add ${list} to reserved_ports, or start the range above ${Math.max(...swallowed)}`,
-  );
+  ];
 }
 
 function reservedInFile(content: string | null): PortRange[] {
@@ -49,8 +50,8 @@ function reservedInFile(content: string | null): PortRange[] {
 function listeningCandidates(facts: Facts, p: EphemeralPortsParams): number[] {
   const bound = facts.listeningPorts;
   if (!bound) return [];
-  const current = /^(\d+)\s+(\d+)$/.exec((facts.sysctl[RANGE_KEY] ?? "").trim());
-  const inCurrent = (port: number) => current !== null && port >= Number(current[1]) && port <= Number(current[2]);
+  const current = parseLocalPortRange(facts.sysctl[RANGE_KEY]);
+  const inCurrent = (port: number) => current !== null && port >= current.from && port <= current.to;
   const udp = current === null ? [] : bound.udp.filter((port) => !inCurrent(port));
   const inNewRange = (port: number) => port >= p.port_range_start && port <= p.port_range_end;
   return [...new Set([...bound.tcp, ...udp])].filter(inNewRange).sort((a, b) => a - b);
@@ -162,12 +163,12 @@ export default defineRole<EphemeralPortsParams>({
     const live = parsePortList(existingText);
     if (live === null) {
       // Replacing a list we can't read would drop reservations someone relies on.
-      throw new Error(`cannot parse the host's ${RESERVED_KEY} ${JSON.stringify(existingText)}; refusing to replace it`);
+      return refused([`cannot parse the host's ${RESERVED_KEY} ${JSON.stringify(existingText)}; refusing to replace it`]);
     }
     // Reservations are only ever added: the live list, plus what our own file already reserved
     // (so a reservation lost live is restored), plus the params.
     const base = normalizePortRanges([...live, ...reservedInFile(facts.files[path] ?? null), ...extraRanges(p)]);
-    if (!p.reserve_listening_ports) refuseSwallowedListeners(facts, p, base);
+    const refusals = p.reserve_listening_ports ? [] : swallowedListeners(facts, p, base);
     const candidates = p.reserve_listening_ports ? listeningCandidates(facts, p) : [];
     const unreserved = candidates.filter((port) => !base.some((r) => port >= r.from && port <= r.to));
     // verify checks what was applied; a listener that appeared since is a pending change, not drift.
@@ -178,15 +179,15 @@ export default defineRole<EphemeralPortsParams>({
     const desired: Array<[string, string]> = [[RANGE_KEY, `${p.port_range_start} ${p.port_range_end}`]];
     if (reservedList.length >= MAX_SYSCTL_WRITE) {
       // The kernel takes at most one page per write to /proc/sys and cuts the rest off.
-      throw new Error(
+      refusals.push(
         `the reserved port list would be ${reservedList.length} characters, more than the ${MAX_SYSCTL_WRITE} the kernel accepts in one write to ${RESERVED_KEY}: ` +
           "merge reserved_ports into fewer, wider ranges",
       );
     }
+    if (refusals.length > 0) return refused(refusals);
     if (reservedList !== "") desired.push([RESERVED_KEY, reservedList]);
 
     const content = ctx.render("sysctl.conf.hbs", {
-      why: ctx.why,
       start: p.port_range_start,
       end: p.port_range_end,
       portCount,
@@ -195,7 +196,7 @@ export default defineRole<EphemeralPortsParams>({
     });
     const plan = planSysctlDropin({ role: "ephemeral-ports", content, desired, facts });
     plan.notes.push(
-      `outbound capacity per destination ip:port: ${portCount.toLocaleString("en-US")} ports (default ${KERNEL_DEFAULT_PORTS.toLocaleString("en-US")})`,
+      `outbound capacity per destination ip:port: ${plural(portCount, "port")} (default ${thousands(KERNEL_DEFAULT_PORTS)})`,
     );
     const list = formatPortList(portsToRanges(unreserved));
     if (unreserved.length > 0) {

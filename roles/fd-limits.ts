@@ -5,20 +5,23 @@
  * Notes:
  * - Every file the role writes is named 60-provision-fd-limits.conf. A probe lists the ones on the
  *   host, including drop-ins of services no longer in `services`, and the plan removes each one
- *   the params no longer want (`rm -f -- <that exact path>`, only for paths of that name in the
- *   role's own directories), then runs `systemctl daemon-reload` where systemd runs. Running
- *   services keep their limit until restarted; provision never restarts them.
+ *   the params no longer want (planStaleFile: `rm -f -- <that exact path>`, only for paths of that
+ *   name in the role's own directories), then runs `systemctl daemon-reload` where systemd runs.
+ *   Running services keep their limit until restarted; provision never restarts them.
  * - The fleet machine has no systemd (PID 1 is not systemd): there the e2e tests check the drop-in
  *   files (written, removed), and `daemon-reload`, NeedDaemonReload and the DefaultLimitNOFILE /
  *   LimitNOFILE systemd loaded are covered by unit tests only (test/unit/fdLimits.test.ts).
  */
-import { defineRole, probeKey, type Change, type Check, type Facts, type FactRequest, type ParamProblem, type PlanContext, type RolePlan } from "../src/role.js";
-import { planManagedFile } from "../src/managedFile.js";
+import { defineRole, probeCheck, probeRequest, probeResult, refused, type Change, type Check, type Facts, type FactRequest, type ParamProblem, type PlanContext, type RolePlan } from "../src/role.js";
+import type { Probe } from "../src/facts/probe.js";
+import { planManagedFile, planStaleFile } from "../src/managedFile.js";
 import { bootTruthChecks } from "../src/sysctl/dropin.js";
-import { registerProbes } from "../src/facts/probes.js";
-import { FD_LIMITS_PATHS, FD_LIMITS_PROBES, isOwnFile, ownFilesOf, serviceDropinPath, serviceOfDropin, unitName } from "../src/facts/fdLimits.js";
-
-registerProbes(...FD_LIMITS_PROBES);
+import { sysctlBootProbe } from "../src/facts/sysctlBoot.js";
+import {
+  FD_FILES_PROBE, FD_INIT_PROBE, FD_KERNEL_PROBE, FD_LIMITS_PATHS, FD_LOGIN_PROBE, FD_SERVICE_PROBE, FD_USER_PROBE,
+  isOwnFile, serviceDropinPath, serviceOfDropin, unitName,
+  type InitState, type KernelFiles, type LoginState, type ServiceState, type UserState,
+} from "../src/facts/fdLimits.js";
 
 export interface FdLimitsParams {
   soft_nofile: number;
@@ -40,425 +43,6 @@ export { serviceDropinPath };
 /** The kernel's own ceiling for fs.nr_open on 64-bit: min(INT_MAX, SIZE_MAX/sizeof(void *)) rounded down to 64. */
 const NR_OPEN_MAX = 2147483584;
 const KERNEL_NR_OPEN_DEFAULT = 1048576;
-
-const PROBE = {
-  kernel: "fd-limits-kernel",
-  login: "fd-limits-login",
-  init: "fd-limits-init",
-  service: "fd-limits-service",
-  user: "fd-limits-user",
-  files: "fd-limits-files",
-} as const;
-
-/** The two raise-only kernel values: param, sysctl key, probe field. */
-const KERNEL_KEYS = [
-  { param: "nr_open", key: "fs.nr_open", field: "nr_open" },
-  { param: "file_max", key: "fs.file-max", field: "file_max" },
-] as const;
-
-type Fields = Record<string, string>;
-
-/** `name@.service`: one drop-in for every instance, and no process of its own to check. */
-function isTemplate(service: string): boolean {
-  return unitName(service).endsWith("@.service");
-}
-
-function probeFields(facts: Facts, probe: string, arg?: string): Fields {
-  const result = facts.probes?.[probeKey(probe, arg)];
-  if (!result) throw new Error(`${probe}${arg === undefined ? "" : ` ${arg}`} was not gathered`);
-  if (!result.ok) throw new Error(`could not read ${probe}${arg === undefined ? "" : ` for ${arg}`}: ${result.error}`);
-  return result.fields;
-}
-
-/** The role's own files on the host (see FD_FILES_PROBE), wanted or not. */
-function ownFiles(facts: Facts): string[] {
-  return ownFilesOf(probeFields(facts, PROBE.files).files ?? "");
-}
-
-interface Removal {
-  path: string;
-  /** Why the file is no longer wanted, e.g. "users is empty". */
-  reason: string;
-  /** What a leftover still does, for the check's message. */
-  stillDoes: string;
-}
-
-/**
- * One of the role's own files the params no longer want: `rm -f` of that exact path (refused for
- * any path that is not the role's own file name in its own directories) and a check that it is gone.
- */
-function planRemoval(r: Removal): { changes: Change[]; checks: Check[] } {
-  if (!isOwnFile(r.path)) throw new Error(`refusing to remove ${JSON.stringify(r.path)}: not a file fd-limits writes; remove it by hand if it must go`);
-  return {
-    changes: [{ kind: "command", argv: ["rm", "-f", "--", r.path], description: `remove ${r.path}: ${r.reason}` }],
-    checks: [{
-      kind: "probe", probe: PROBE.files, field: "files", expected: r.path, compare: "excludes",
-      label: `${r.path} removed`,
-      message: `${r.path} is still there though ${r.reason}: ${r.stillDoes}; provision run removes it`,
-    }],
-  };
-}
-
-function big(value: string | undefined | null): bigint | null {
-  return value !== undefined && value !== null && /^\d+$/.test(value.trim()) ? BigInt(value.trim()) : null;
-}
-
-function maxOf(values: Array<bigint | null>): bigint {
-  return values.reduce<bigint>((m, v) => (v !== null && v > m ? v : m), 0n);
-}
-
-// One formatter for every call: BigInt's toLocaleString builds a new one each time (~0.15 ms, every plan of every host).
-const EN_US = new Intl.NumberFormat("en-US");
-
-function thousands(n: number | bigint): string {
-  return EN_US.format(n);
-}
-
-function recordedValue(file: string | null, key: string): bigint | null {
-  const m = file === null ? null : new RegExp(`^${key.replace(/\./g, "\\.")} = (\\d+)$`, "m").exec(file);
-  return m ? BigInt(m[1]!) : null;
-}
-
-interface KernelTarget {
-  key: string;
-  field: string;
-  wanted: number;
-  live: bigint | null;
-  target: bigint;
-}
-
-/**
- * Raise only: the value written is the largest of the param, what the role's own file recorded,
- * and (when planning a run) the host's live value. Verify leaves the live value out, so a value
- * raised by someone else since is a change the next run records, not drift.
- */
-function kernelTargets(p: FdLimitsParams, kernel: Fields, ownFile: string | null, purpose: PlanContext["purpose"]): KernelTarget[] {
-  return KERNEL_KEYS.flatMap(({ param, key, field }) => {
-    const wanted = p[param];
-    if (wanted === null) return [];
-    const live = big(kernel[field]);
-    const target = maxOf([BigInt(wanted), recordedValue(ownFile, key), purpose === "plan" ? live : null]);
-    return [{ key, field, wanted, live, target }];
-  });
-}
-
-/** What fs.nr_open will be once this plan ran. */
-function effectiveNrOpen(targets: KernelTarget[], kernel: Fields): bigint | null {
-  return targets.find((t) => t.key === "fs.nr_open")?.target ?? big(kernel.nr_open);
-}
-
-function planKernel(targets: KernelTarget[], facts: Facts, ctx: PlanContext): RolePlan {
-  if (targets.length === 0) {
-    if (!ownFiles(facts).includes(SYSCTL_PATH)) return { changes: [], checks: [], notes: [] };
-    const removal = planRemoval({ path: SYSCTL_PATH, reason: "nr_open and file_max are both null", stillDoes: "the values it records are set again at every boot" });
-    return {
-      ...removal,
-      notes: [`nr_open and file_max are both null: removing ${SYSCTL_PATH}; the live values stay (never lowered) until the next boot, which takes the kernel's defaults or other sysctl files`],
-    };
-  }
-  const value = (key: string) => targets.find((t) => t.key === key)?.target;
-  const content = ctx.render("sysctl.conf.hbs", {
-    why: ctx.why,
-    nrOpen: value("fs.nr_open")?.toString() ?? null,
-    fileMax: value("fs.file-max")?.toString() ?? null,
-    kernelNrOpenDefault: KERNEL_NR_OPEN_DEFAULT,
-  });
-  const file = planManagedFile({ path: SYSCTL_PATH, content, role: ROLE }, facts);
-  const changes: Change[] = [...file.changes];
-  const checks: Check[] = [...bootTruthChecks(SYSCTL_PATH, content, targets.map((t) => t.key))];
-  const notes: string[] = [];
-  for (const t of targets) {
-    if (t.live === null || t.live < t.target) {
-      changes.push({ kind: "sysctl", key: t.key, before: t.live?.toString() ?? null, after: t.target.toString(), description: `raise ${t.key} live` });
-    }
-    if (ctx.purpose === "verify" && t.live !== null && t.live > t.target) {
-      notes.push(`${t.key} is ${thousands(t.live)} live, above the ${thousands(t.target)} in ${SYSCTL_PATH}: the next run records it (raise only)`);
-    }
-    checks.push({
-      kind: "probe", probe: PROBE.kernel, field: t.field, expected: t.target.toString(), compare: "at-least",
-      label: t.key,
-      message: `${t.key} on the running kernel is below the ${thousands(t.target)} that ${SYSCTL_PATH} sets: something lowered it after provision ran, or another sysctl file won at boot`,
-    });
-  }
-  checks.push(...file.checks);
-  return { changes, checks, notes };
-}
-
-interface Login {
-  session: boolean;
-  user: string;
-  uid: string;
-  groups: string[];
-  sshdPid?: string;
-  sshdHard?: string;
-  sshdCanRaise?: boolean;
-}
-
-function loginOf(facts: Facts): Login {
-  const f = probeFields(facts, PROBE.login);
-  return {
-    session: f.session !== "none",
-    user: f.user!, uid: f.uid!,
-    groups: (f.groups ?? "").split(",").filter(Boolean),
-    ...(f.sshd ? { sshdPid: f.sshd, sshdHard: f.sshd_hard!, sshdCanRaise: f.sshd_cap_sys_resource === "yes" } : {}),
-  };
-}
-
-/** pam_limits never applies `*` or `@group` lines to root: root must be named. */
-function covers(domain: string, user: string, uid: string, groups: string[]): boolean {
-  if (domain === user) return true;
-  if (uid === "0") return false;
-  return domain === "*" || (domain.startsWith("@") && groups.includes(domain.slice(1)));
-}
-
-/** The hard nofile a login cannot exceed: the sshd that runs pam_limits, when it lacks CAP_SYS_RESOURCE. */
-function loginCeiling(login: Login): bigint | null {
-  if (!login.session || login.sshdCanRaise !== false || login.sshdHard === "unlimited") return null;
-  return big(login.sshdHard);
-}
-
-function ceilingReason(login: Login, ceiling: bigint): string {
-  return (
-    `sshd (pid ${login.sshdPid}) holds hard nofile ${thousands(ceiling)} and lacks CAP_SYS_RESOURCE (a container or a capped parent), ` +
-    `so pam_limits' setrlimit() fails for any login asking more, and the login keeps its old soft and hard limits (measured on Debian 12: the session still opens)`
-  );
-}
-
-/** Refusals: values this host cannot take. In verify they shape the checks' messages instead. */
-/** Whether any file of the role hands out hard_nofile: then fs.nr_open must stay at least that at boot. */
-function writesHardLimit(p: FdLimitsParams): boolean {
-  return p.users.length > 0 || p.services.length > 0 || p.systemd_default_limit;
-}
-
-function refusals(p: FdLimitsParams, nrOpen: bigint | null, login: Login, ceiling: bigint | null, recordedNrOpen: bigint | null): string[] {
-  const out: string[] = [];
-  if (p.nr_open === null && recordedNrOpen !== null && writesHardLimit(p) && BigInt(p.hard_nofile) > BigInt(KERNEL_NR_OPEN_DEFAULT)) {
-    out.push(
-      `nr_open is null, so ${SYSCTL_PATH} would stop setting the fs.nr_open ${thousands(recordedNrOpen)} it records: from the next boot fs.nr_open is the kernel's ` +
-        `${thousands(KERNEL_NR_OPEN_DEFAULT)}, below hard_nofile ${thousands(p.hard_nofile)}, and pam_limits' setrlimit() fails with EPERM (services with that LimitNOFILE fail to start). ` +
-        `Keep nr_open at least ${thousands(p.hard_nofile)}, or lower hard_nofile to ${thousands(KERNEL_NR_OPEN_DEFAULT)}`,
-    );
-  }
-  if (nrOpen !== null && BigInt(p.hard_nofile) > nrOpen) {
-    out.push(
-      `hard_nofile ${thousands(p.hard_nofile)} is above this host's fs.nr_open ${thousands(nrOpen)}: pam_limits' setrlimit() fails with EPERM, ` +
-        `logins get none of the file's limits and some PAM stacks refuse the session. Set nr_open to at least ${thousands(p.hard_nofile)} ` +
-        `(the role then raises fs.nr_open first), or lower hard_nofile to ${thousands(nrOpen)}`,
-    );
-  }
-  if (p.users.length > 0 && ceiling !== null && BigInt(p.hard_nofile) > ceiling) {
-    out.push(
-      `hard_nofile ${thousands(p.hard_nofile)} is above what a login can get on this host: ${ceilingReason(login, ceiling)}. ` +
-        `Lower hard_nofile to ${thousands(ceiling)} or less, or raise the limit sshd starts with (LimitNOFILE of ssh.service, or the container's nofile ulimit)`,
-    );
-  }
-  return out;
-}
-
-function describeDomain(domain: string): string {
-  if (domain === "*") return "every user except root (pam_limits never applies * to root)";
-  if (domain.startsWith("@")) return `members of group ${domain.slice(1)} (never root)`;
-  return `user ${domain}`;
-}
-
-function loginMismatchMessage(who: string, which: "soft" | "hard", p: FdLimitsParams, login: Login, ceiling: bigint | null): string {
-  const base = `${who} does not get the ${which} nofile ${thousands(which === "soft" ? p.soft_nofile : p.hard_nofile)} that ${LIMITS_PATH} sets`;
-  if (ceiling !== null && BigInt(p.hard_nofile) > ceiling) return `${base}: ${ceilingReason(login, ceiling)}`;
-  return (
-    `${base}: its parent could not raise it (no CAP_SYS_RESOURCE, e.g. a container), a more specific or later line in /etc/security/limits.conf ` +
-    `or limits.d wins (grep -r nofile /etc/security), or pam_limits is missing from the PAM stack (/etc/pam.d/sshd, /etc/pam.d/su)`
-  );
-}
-
-function planLogins(p: FdLimitsParams, facts: Facts, ctx: PlanContext, login: Login, ceiling: bigint | null): RolePlan {
-  const notes: string[] = [];
-  if (p.users.length === 0) {
-    if (!ownFiles(facts).includes(LIMITS_PATH)) return { changes: [], checks: [], notes };
-    const removal = planRemoval({ path: LIMITS_PATH, reason: "users is empty", stillDoes: "pam_limits applies it to every new session" });
-    notes.push(`users is empty: removing ${LIMITS_PATH}; PAM sessions opened from now on get the limits of limits.conf or of their parent, sessions already open keep theirs`);
-    return { ...removal, notes };
-  }
-  const content = ctx.render("limits.conf.hbs", {
-    why: ctx.why,
-    soft: p.soft_nofile,
-    hard: p.hard_nofile,
-    entries: p.users.map((domain) => ({ domain, who: describeDomain(domain) })),
-  });
-  const file = planManagedFile({ path: LIMITS_PATH, content, role: ROLE }, facts);
-  const checks: Check[] = [...file.checks];
-  if (file.changes.length > 0) notes.push(`${LIMITS_PATH} applies to PAM sessions opened from now on (ssh, login, su, sudo); sessions already open keep their limits`);
-
-  if (!login.session) {
-    notes.push(`not an SSH session (no sshd above it): a fresh login's limits are not checked`);
-  } else if (p.users.some((d) => covers(d, login.user, login.uid, login.groups))) {
-    for (const which of ["soft", "hard"] as const) {
-      checks.push({
-        kind: "probe", probe: PROBE.login, field: which, expected: String(which === "soft" ? p.soft_nofile : p.hard_nofile), compare: "equal",
-        freshLogin: true, label: `fresh login (${login.user}): ${which} nofile`,
-        message: loginMismatchMessage(`a fresh SSH login as ${login.user}`, which, p, login, ceiling),
-      });
-    }
-  } else {
-    notes.push(`the login user ${login.user} is not matched by users${login.uid === "0" ? " (* and @group lines never apply to root)" : ""}: its fresh login is not checked`);
-  }
-
-  for (const user of namedUsers(p).filter((u) => u !== login.user)) {
-    const f = probeFields(facts, PROBE.user, user);
-    if (f.exists !== "yes") {
-      notes.push(`user ${user} does not exist on this host: its lines apply once it does; not checked`);
-    } else if (f.checked !== "yes") {
-      notes.push(`checking what user ${user} gets needs root (su -l): log in as root or set ansible_become; not checked`);
-    } else {
-      for (const which of ["soft", "hard"] as const) {
-        checks.push({
-          kind: "probe", probe: PROBE.user, arg: user, field: which, expected: String(which === "soft" ? p.soft_nofile : p.hard_nofile), compare: "equal",
-          freshLogin: true, label: `su -l ${user}: ${which} nofile`,
-          message: loginMismatchMessage(`a new PAM session of ${user} (su -l)`, which, p, login, ceiling),
-        });
-      }
-    }
-  }
-  return { changes: file.changes, checks, notes };
-}
-
-function namedUsers(p: FdLimitsParams): string[] {
-  return p.users.filter((d) => d !== "*" && !d.startsWith("@"));
-}
-
-interface Init {
-  systemd: boolean;
-  pid1: string;
-  pid1Hard: string | undefined;
-  pid1CanRaise: boolean;
-}
-
-function initOf(facts: Facts): Init {
-  const f = probeFields(facts, PROBE.init);
-  return {
-    systemd: f.systemd === "yes", pid1: f.pid1 ?? "(unknown)", pid1Hard: f.pid1_hard, pid1CanRaise: f.pid1_cap_sys_resource !== "no",
-  };
-}
-
-function planSystemd(p: FdLimitsParams, facts: Facts, ctx: PlanContext, init: Init): RolePlan {
-  const changes: Change[] = [];
-  const checks: Check[] = [];
-  const notes: string[] = [];
-  const files: Array<{ path: string; content: string }> = [];
-  if (p.systemd_default_limit) {
-    files.push({ path: SYSTEMD_DEFAULT_PATH, content: ctx.render("system.conf.hbs", { why: ctx.why, soft: p.systemd_default_soft_nofile, hard: p.hard_nofile }) });
-  }
-  for (const service of p.services) {
-    files.push({ path: serviceDropinPath(service), content: ctx.render("service.conf.hbs", { why: ctx.why, unit: unitName(service), soft: p.soft_nofile, hard: p.hard_nofile }) });
-  }
-  for (const f of files) {
-    const planned = planManagedFile({ path: f.path, content: f.content, role: ROLE }, facts);
-    changes.push(...planned.changes);
-    checks.push(...planned.checks);
-  }
-  const leftovers = unwantedDropins(facts, new Set(files.map((f) => f.path)));
-  for (const { removal, note } of leftovers) {
-    const planned = planRemoval(removal);
-    changes.push(...planned.changes);
-    checks.push(...planned.checks);
-    notes.push(note);
-  }
-  const skipped = Number(probeFields(facts, PROBE.files).skipped ?? "0");
-  if (skipped > 0) notes.push(`${skipped} file(s) named 60-provision-fd-limits.conf in directories whose names no service can have were left alone`);
-  if (files.length === 0 && leftovers.length === 0) return { changes, checks, notes };
-
-  if (!init.systemd) {
-    notes.push(
-      files.length > 0
-        ? `systemd is not running here (PID 1 is ${init.pid1}): the systemd drop-ins wait for the next boot with systemd; no daemon-reload`
-        : `systemd is not running here (PID 1 is ${init.pid1}): no daemon-reload after the removals`,
-    );
-  } else {
-    if (p.systemd_default_limit) checks.push(...defaultLimitChecks(p));
-    const pidCap = big(init.pid1Hard);
-    if (!init.pid1CanRaise && pidCap !== null && BigInt(p.hard_nofile) > pidCap) {
-      notes.push(`systemd (PID 1) holds hard nofile ${thousands(pidCap)} without CAP_SYS_RESOURCE: it caps every service at ${thousands(pidCap)}, below hard_nofile ${thousands(p.hard_nofile)}; verify reports running services that got less`);
-    }
-  }
-  const serviceNeedsReload = init.systemd && p.services.some((s) => !isTemplate(s) && probeFields(facts, PROBE.service, s).need_reload === "yes");
-  if (init.systemd && (changes.length > 0 || serviceNeedsReload)) {
-    changes.push({ kind: "command", argv: ["systemctl", "daemon-reload"], description: "reload systemd so it reads the LimitNOFILE drop-ins as they now are (running services keep their limit until restarted)" });
-  }
-  for (const service of p.services) {
-    const plan = planService(p, facts, service, init, changes.some((c) => c.kind === "file" && c.path === serviceDropinPath(service)));
-    checks.push(...plan.checks);
-    notes.push(...plan.notes);
-  }
-  return { changes, checks, notes };
-}
-
-/** The role's systemd drop-ins on the host that the params no longer want, in path order. */
-function unwantedDropins(facts: Facts, wanted: Set<string>): Array<{ removal: Removal; note: string }> {
-  return ownFiles(facts).flatMap((path) => {
-    if (wanted.has(path)) return [];
-    if (path === SYSTEMD_DEFAULT_PATH) {
-      const reason = "systemd_default_limit is false";
-      return [{
-        removal: { path, reason, stillDoes: "systemd reads it again at the next daemon-reload or boot" },
-        note: `${reason}: removing ${path}; services started after the next daemon-reload get systemd's own DefaultLimitNOFILE, running ones keep their limit until restarted`,
-      }];
-    }
-    const unit = serviceOfDropin(path);
-    if (unit === null) return [];
-    const reason = `${unit} is no longer in services`;
-    return [{
-      removal: { path, reason, stillDoes: `systemd gives ${unit} its LimitNOFILE again at the next daemon-reload or boot` },
-      note: `${reason}: removing ${path}; it keeps its current limit until restarted (systemctl restart ${unit}), then gets DefaultLimitNOFILE; provision never restarts services`,
-    }];
-  });
-}
-
-function defaultLimitChecks(p: FdLimitsParams): Check[] {
-  const message = `systemd's DefaultLimitNOFILE is not what ${SYSTEMD_DEFAULT_PATH} sets: a later file in /etc/systemd/system.conf.d wins, or systemd has not re-read its configuration (systemctl daemon-reload; daemon-reexec on systemd older than 224)`;
-  return [
-    { kind: "probe", probe: PROBE.init, field: "default_soft", expected: String(p.systemd_default_soft_nofile), compare: "equal", label: "systemd DefaultLimitNOFILE (soft)", message },
-    { kind: "probe", probe: PROBE.init, field: "default_hard", expected: String(p.hard_nofile), compare: "equal", label: "systemd DefaultLimitNOFILE (hard)", message },
-  ];
-}
-
-function planService(p: FdLimitsParams, facts: Facts, service: string, init: Init, dropinChanges: boolean): { checks: Check[]; notes: string[] } {
-  const unit = unitName(service);
-  const checks: Check[] = [];
-  const notes: string[] = [];
-  if (isTemplate(service)) {
-    notes.push(`${unit} is a template: its drop-in applies to every instance; instances are not checked`);
-    return { checks, notes };
-  }
-  const f = probeFields(facts, PROBE.service, service);
-  const wanted = { soft: p.soft_nofile, hard: p.hard_nofile };
-  if (init.systemd && f.load_state === "not-found") {
-    notes.push(`${unit} is not installed: its drop-in applies once it is`);
-  } else if (init.systemd) {
-    for (const which of ["soft", "hard"] as const) {
-      checks.push({
-        kind: "probe", probe: PROBE.service, arg: service, field: `unit_${which}`, expected: String(wanted[which]), compare: "equal",
-        label: `${unit} LimitNOFILE (${which})`,
-        message: `systemd's LimitNOFILE for ${unit} is not what ${serviceDropinPath(service)} sets: a later drop-in or the unit itself wins (systemctl cat ${unit}), or systemd has not reloaded (systemctl daemon-reload)`,
-      });
-    }
-  }
-  if (f.running !== "yes") {
-    notes.push(`${service} is not running: no /proc/<pid>/limits check; its limit applies when it starts`);
-    return { checks, notes };
-  }
-  if (dropinChanges) notes.push(`${service} (pid ${f.pid}) is running and keeps its current limit until restarted (systemctl restart ${unit}); provision never restarts services`);
-  const cause = init.systemd
-    ? `it started before the drop-in (restart it: systemctl restart ${unit}), or systemd could not raise the limit (PID 1 without CAP_SYS_RESOURCE, e.g. a container)`
-    : `systemd does not run here, so the drop-in does not apply: whatever starts ${service} must raise its limit, and a parent without CAP_SYS_RESOURCE (e.g. a container) caps it`;
-  for (const which of ["soft", "hard"] as const) {
-    checks.push({
-      kind: "probe", probe: PROBE.service, arg: service, field: which, expected: String(wanted[which]), compare: "at-least",
-      label: `${service} running: ${which} nofile`,
-      message: `${service} (pid ${f.pid}) runs with ${which} nofile ${f[which]}, below the ${thousands(wanted[which])} set for it: ${cause}`,
-    });
-  }
-  return { checks, notes };
-}
-
 const NAME_CHARS = "letters, digits, and . _ - only";
 
 export default defineRole<FdLimitsParams>({
@@ -589,38 +173,448 @@ export default defineRole<FdLimitsParams>({
 
   facts(p) {
     const requests: FactRequest[] = [
-      { kind: "probe", probe: PROBE.kernel },
-      { kind: "probe", probe: PROBE.login },
-      { kind: "probe", probe: PROBE.init },
-      { kind: "probe", probe: PROBE.files },
+      ...[FD_KERNEL_PROBE, FD_LOGIN_PROBE, FD_INIT_PROBE, FD_FILES_PROBE].map((probe) => probeRequest(probe)),
       { kind: "file", path: SYSCTL_PATH },
       { kind: "file", path: LIMITS_PATH },
     ];
+    // The sysctl file's checks read which file wins at boot (bootTruthChecks): verify may only check probes gathered here.
+    if (p.nr_open !== null || p.file_max !== null) requests.push(probeRequest(sysctlBootProbe));
     if (p.systemd_default_limit) requests.push({ kind: "file", path: SYSTEMD_DEFAULT_PATH });
     for (const service of p.services) {
       requests.push({ kind: "file", path: serviceDropinPath(service) });
-      if (!isTemplate(service)) requests.push({ kind: "probe", probe: PROBE.service, arg: service });
+      if (!isTemplate(service)) requests.push(probeRequest(FD_SERVICE_PROBE, service));
     }
-    if (p.users.length > 0) for (const user of namedUsers(p)) requests.push({ kind: "probe", probe: PROBE.user, arg: user });
+    for (const user of namedUsers(p)) requests.push(probeRequest(FD_USER_PROBE, user));
     return requests;
   },
 
   plan(p, facts, ctx) {
-    const kernel = probeFields(facts, PROBE.kernel);
-    const login = loginOf(facts);
-    const init = initOf(facts);
-    const targets = kernelTargets(p, kernel, facts.files[SYSCTL_PATH] ?? null, ctx.purpose);
-    const ceiling = loginCeiling(login);
-    const refused = refusals(p, effectiveNrOpen(targets, kernel), login, ceiling, recordedValue(facts.files[SYSCTL_PATH] ?? null, "fs.nr_open"));
-    // Planning a run refuses what would lock logins out or never apply; verify lets the checks say it.
-    if (ctx.purpose === "plan" && refused.length > 0) throw new Error(refused.join("; "));
+    const read = readHost(p, facts);
+    const sysctlFile = facts.files[SYSCTL_PATH] ?? null;
+    const targets = kernelTargets(p, read.host.kernel, sysctlFile, ctx.purpose);
+    const ceiling = loginCeiling(read.host.login);
+    const cannot = refusals(p, effectiveNrOpen(targets, read.host.kernel), ceiling, recordedValue(sysctlFile, "fs.nr_open"));
+    // Planning a run refuses what would lock logins out or never apply; verify plans the checks and
+    // lets them say it. Either refuses a host whose probes it could not read.
+    const refuse = ctx.purpose === "plan" ? cannot : [];
+    if (!read.ok) return refused([...refuse, ...read.unreadable]);
+    if (refuse.length > 0) return refused(refuse);
 
     // Plan order is apply order: fs.nr_open is raised before any limit that needs it is written.
-    const parts = [planKernel(targets, facts, ctx), planLogins(p, facts, ctx, login, ceiling), planSystemd(p, facts, ctx, init)];
+    const parts = [planKernel(targets, read.host, facts, ctx), planLogins(p, read.host, facts, ctx, ceiling), planSystemd(p, read.host, facts, ctx)];
     return {
       changes: parts.flatMap((x) => x.changes),
       checks: parts.flatMap((x) => x.checks),
-      notes: [...refused.map((r) => `cannot apply: ${r}`), ...parts.flatMap((x) => x.notes)],
+      notes: [...cannot.map((r) => `cannot apply: ${r}`), ...parts.flatMap((x) => x.notes)],
+      refusals: [],
     };
   },
 });
+
+/** A slice of the role's plan; only plan() decides refusals. */
+type Part = Omit<RolePlan, "refusals">;
+
+const NOFILE = ["soft", "hard"] as const;
+
+/** The soft and hard nofile the limits file and the drop-ins hand out. */
+const wantedNofile = (p: FdLimitsParams) => ({ soft: p.soft_nofile, hard: p.hard_nofile });
+
+/** `name@.service`: one drop-in for every instance, and no process of its own to check. */
+function isTemplate(service: string): boolean {
+  return unitName(service).endsWith("@.service");
+}
+
+/** Users named in `users` (not `*` or `@group`): each one's new session is read through su -l. */
+function namedUsers(p: FdLimitsParams): string[] {
+  return p.users.filter((d) => d !== "*" && !d.startsWith("@"));
+}
+
+// ---- Reading the host ----------------------------------------------------------------------
+
+/** The probe answers a plan reads. */
+interface Host {
+  kernel: KernelFiles;
+  login: LoginState;
+  init: InitState;
+  /** The role's own files on the host, wanted or not (see FD_FILES_PROBE). */
+  own: string[];
+  /** Files of the role's name in directories no service name has, left alone. */
+  skipped: number;
+  /** Each service that is not a template (a template has no process to read). */
+  services: Map<string, ServiceState>;
+  /** Each named user other than the login's own. */
+  users: Map<string, UserState>;
+}
+
+type HostRead = { ok: true; host: Host } | { ok: false; host: Partial<Host>; unreadable: string[] };
+
+/** What to do when a probe's script failed on the host. */
+const WHEN_UNREADABLE: Record<string, string> = {
+  [FD_KERNEL_PROBE.name]: "Check that /proc is mounted and /proc/sys/fs/nr_open and file-max are readable",
+  [FD_LOGIN_PROBE.name]: "Let the login read /proc/<pid>/status and limits of its sshd processes: mount /proc without hidepid, or log in as root or set ansible_become",
+  [FD_INIT_PROBE.name]: "Let the login read /proc/1 and run systemctl show: log in as root or set ansible_become",
+  [FD_SERVICE_PROBE.name]: "Let the login run systemctl show (where systemd does not run: pgrep, and read /proc/<pid>/limits): log in as root or set ansible_become",
+  [FD_USER_PROBE.name]: "Check that su -l works for that user as root (its login shell, /etc/pam.d/su), or remove it from users",
+  [FD_FILES_PROBE.name]: "Let the login list /etc/sysctl.d, /etc/security/limits.d and /etc/systemd/system: log in as root or set ansible_become",
+};
+
+/** Every probe answer the plan reads; each one that could not be read is a refusal saying what to do. */
+function readHost(p: FdLimitsParams, facts: Facts): HostRead {
+  const unreadable: string[] = [];
+  function read<T>(probe: Probe<T>, arg?: string): T | undefined {
+    const result = probeResult(facts, probe, arg);
+    if (result?.ok) return result.value;
+    unreadable.push(
+      result === undefined
+        ? `${probe.name}${arg === undefined ? "" : ` ${arg}`} was not gathered: a bug (fd-limits asks for it before planning); please report it`
+        : `could not read ${probe.name}${arg === undefined ? "" : ` for ${arg}`}: ${result.error.replace(/\.$/, "")}. ${WHEN_UNREADABLE[probe.name]}`,
+    );
+    return undefined;
+  }
+  function readEach<T>(probe: Probe<T>, args: string[]): Map<string, T> {
+    const values = new Map<string, T>();
+    for (const arg of args) {
+      const value = read(probe, arg);
+      if (value !== undefined) values.set(arg, value);
+    }
+    return values;
+  }
+  const kernel = read(FD_KERNEL_PROBE);
+  const login = read(FD_LOGIN_PROBE);
+  const init = read(FD_INIT_PROBE);
+  const files = read(FD_FILES_PROBE);
+  const host: Partial<Host> = {
+    kernel, login, init,
+    // Only the role's own paths, whatever the probe says: these are the only paths it may remove.
+    own: files?.files.filter(isOwnFile),
+    skipped: files?.skipped,
+    services: readEach(FD_SERVICE_PROBE, p.services.filter((s) => !isTemplate(s))),
+    users: readEach(FD_USER_PROBE, namedUsers(p).filter((u) => u !== login?.user)),
+  };
+  return unreadable.length === 0 ? { ok: true, host: host as Host } : { ok: false, host, unreadable };
+}
+
+// ---- Refusals: values this host cannot take (in verify they are notes, and shape the checks' messages) ----
+
+/** The hard nofile a login cannot exceed: the sshd that runs pam_limits, when it lacks CAP_SYS_RESOURCE. */
+interface Ceiling {
+  sshdPid: number;
+  hard: number;
+}
+
+function loginCeiling(login: LoginState | undefined): Ceiling | null {
+  const sshd = login?.sshd;
+  if (!sshd || sshd.capSysResource || sshd.hard === "unlimited") return null;
+  return { sshdPid: sshd.pid, hard: sshd.hard };
+}
+
+function ceilingReason(c: Ceiling): string {
+  return (
+    `sshd (pid ${c.sshdPid}) holds hard nofile ${thousands(c.hard)} and lacks CAP_SYS_RESOURCE (a container or a capped parent), ` +
+    `so pam_limits' setrlimit() fails for any login asking more, and the login keeps its old soft and hard limits (measured on Debian 12: the session still opens)`
+  );
+}
+
+/** Whether any file of the role hands out hard_nofile: then fs.nr_open must stay at least that at boot. */
+function writesHardLimit(p: FdLimitsParams): boolean {
+  return p.users.length > 0 || p.services.length > 0 || p.systemd_default_limit;
+}
+
+function refusals(p: FdLimitsParams, nrOpen: bigint | null, ceiling: Ceiling | null, recordedNrOpen: bigint | null): string[] {
+  const out: string[] = [];
+  if (p.nr_open === null && recordedNrOpen !== null && writesHardLimit(p) && p.hard_nofile > KERNEL_NR_OPEN_DEFAULT) {
+    out.push(
+      `nr_open is null, so ${SYSCTL_PATH} would stop setting the fs.nr_open ${thousands(recordedNrOpen)} it records: from the next boot fs.nr_open is the kernel's ` +
+        `${thousands(KERNEL_NR_OPEN_DEFAULT)}, below hard_nofile ${thousands(p.hard_nofile)}, and pam_limits' setrlimit() fails with EPERM (services with that LimitNOFILE fail to start). ` +
+        `Keep nr_open at least ${thousands(p.hard_nofile)}, or lower hard_nofile to ${thousands(KERNEL_NR_OPEN_DEFAULT)}`,
+    );
+  }
+  if (nrOpen !== null && BigInt(p.hard_nofile) > nrOpen) {
+    out.push(
+      `hard_nofile ${thousands(p.hard_nofile)} is above this host's fs.nr_open ${thousands(nrOpen)}: pam_limits' setrlimit() fails with EPERM, ` +
+        `logins get none of the file's limits and some PAM stacks refuse the session. Set nr_open to at least ${thousands(p.hard_nofile)} ` +
+        `(the role then raises fs.nr_open first), or lower hard_nofile to ${thousands(nrOpen)}`,
+    );
+  }
+  if (p.users.length > 0 && ceiling !== null && p.hard_nofile > ceiling.hard) {
+    out.push(
+      `hard_nofile ${thousands(p.hard_nofile)} is above what a login can get on this host: ${ceilingReason(ceiling)}. ` +
+        `Lower hard_nofile to ${thousands(ceiling.hard)} or less, or raise the limit sshd starts with (LimitNOFILE of ssh.service, or the container's nofile ulimit)`,
+    );
+  }
+  return out;
+}
+
+// ---- Kernel: fs.nr_open and fs.file-max, raise only ------------------------------------------
+
+/** The two raise-only kernel values: param, sysctl key, field of the kernel probe. */
+const KERNEL_KEYS = [
+  { param: "nr_open", key: "fs.nr_open", field: "nr_open" },
+  { param: "file_max", key: "fs.file-max", field: "file_max" },
+] as const;
+
+interface KernelTarget {
+  key: string;
+  field: keyof KernelFiles;
+  live: bigint | null;
+  target: bigint;
+}
+
+/**
+ * Raise only: the value written is the largest of the param, what the role's own file recorded,
+ * and (when planning a run) the host's live value. Verify leaves the live value out, so a value
+ * raised by someone else since is a change the next run records, not drift.
+ */
+function kernelTargets(p: FdLimitsParams, kernel: KernelFiles | undefined, ownFile: string | null, purpose: PlanContext["purpose"]): KernelTarget[] {
+  return KERNEL_KEYS.flatMap(({ param, key, field }) => {
+    const wanted = p[param];
+    if (wanted === null) return [];
+    const live = kernel ? BigInt(kernel[field]) : null;
+    const target = maxOf([BigInt(wanted), recordedValue(ownFile, key), purpose === "plan" ? live : null]);
+    return [{ key, field, live, target }];
+  });
+}
+
+/** What fs.nr_open will be once this plan ran. */
+function effectiveNrOpen(targets: KernelTarget[], kernel: KernelFiles | undefined): bigint | null {
+  return targets.find((t) => t.key === "fs.nr_open")?.target ?? (kernel ? BigInt(kernel.nr_open) : null);
+}
+
+function maxOf(values: Array<bigint | null>): bigint {
+  return values.reduce<bigint>((m, v) => (v !== null && v > m ? v : m), 0n);
+}
+
+function recordedValue(file: string | null, key: string): bigint | null {
+  const m = file === null ? null : new RegExp(`^${key.replace(/\./g, "\\.")} = (\\d+)$`, "m").exec(file);
+  return m ? BigInt(m[1]!) : null;
+}
+
+function planKernel(targets: KernelTarget[], host: Host, facts: Facts, ctx: PlanContext): Part {
+  if (targets.length === 0) return planLeftovers(host.own.filter((path) => path === SYSCTL_PATH));
+  const value = (key: string) => targets.find((t) => t.key === key)?.target.toString() ?? null;
+  const content = ctx.render("sysctl.conf.hbs", { why: ctx.why, nrOpen: value("fs.nr_open"), fileMax: value("fs.file-max"), kernelNrOpenDefault: KERNEL_NR_OPEN_DEFAULT });
+  const file = planManagedFile({ path: SYSCTL_PATH, content, role: ROLE }, facts);
+  const changes: Change[] = [...file.changes];
+  const checks: Check[] = [...bootTruthChecks(SYSCTL_PATH, content, targets.map((t) => t.key))];
+  const notes: string[] = [];
+  for (const t of targets) {
+    if (t.live === null || t.live < t.target) {
+      changes.push({ kind: "sysctl", key: t.key, before: t.live?.toString() ?? null, after: t.target.toString(), description: `raise ${t.key} live` });
+    }
+    if (ctx.purpose === "verify" && t.live !== null && t.live > t.target) {
+      notes.push(`${t.key} is ${thousands(t.live)} live, above the ${thousands(t.target)} in ${SYSCTL_PATH}: the next run records it (raise only)`);
+    }
+    checks.push(probeCheck(FD_KERNEL_PROBE, {
+      field: [t.field], expected: t.target.toString(), compare: "at-least",
+      label: t.key,
+      message: `${t.key} on the running kernel is below the ${thousands(t.target)} that ${SYSCTL_PATH} sets: something lowered it after provision ran, or another sysctl file won at boot`,
+    }));
+  }
+  checks.push(...file.checks);
+  return { changes, checks, notes };
+}
+
+// ---- Logins: limits.d, and what a fresh login and su -l get -----------------------------------
+
+function planLogins(p: FdLimitsParams, host: Host, facts: Facts, ctx: PlanContext, ceiling: Ceiling | null): Part {
+  if (p.users.length === 0) return planLeftovers(host.own.filter((path) => path === LIMITS_PATH));
+  const content = ctx.render("limits.conf.hbs", {
+    why: ctx.why,
+    soft: p.soft_nofile,
+    hard: p.hard_nofile,
+    entries: p.users.map((domain) => ({ domain, who: describeDomain(domain) })),
+  });
+  const file = planManagedFile({ path: LIMITS_PATH, content, role: ROLE }, facts);
+  const checks: Check[] = [...file.checks];
+  const notes: string[] = [];
+  if (file.changes.length > 0) notes.push(`${LIMITS_PATH} applies to PAM sessions opened from now on (ssh, login, su, sudo); sessions already open keep their limits`);
+
+  const { login } = host;
+  if (login.session === null) {
+    notes.push(`not an SSH session (no sshd above it): a fresh login's limits are not checked`);
+  } else if (p.users.some((d) => covers(d, login))) {
+    checks.push(...freshLoginChecks(p, ceiling, FD_LOGIN_PROBE, undefined, `fresh login (${login.user})`, `a fresh SSH login as ${login.user}`));
+  } else {
+    notes.push(`the login user ${login.user} is not matched by users${login.uid === 0 ? " (* and @group lines never apply to root)" : ""}: its fresh login is not checked`);
+  }
+
+  for (const [user, state] of host.users) {
+    if (!state.exists) notes.push(`user ${user} does not exist on this host: its lines apply once it does; not checked`);
+    else if (state.nofile === null) notes.push(`checking what user ${user} gets needs root (su -l): log in as root or set ansible_become; not checked`);
+    else checks.push(...freshLoginChecks(p, ceiling, FD_USER_PROBE, user, `su -l ${user}`, `a new PAM session of ${user} (su -l)`));
+  }
+  return { changes: file.changes, checks, notes };
+}
+
+/** pam_limits never applies `*` or `@group` lines to root: root must be named. */
+function covers(domain: string, login: LoginState): boolean {
+  if (domain === login.user) return true;
+  if (login.uid === 0) return false;
+  return domain === "*" || (domain.startsWith("@") && login.groups.includes(domain.slice(1)));
+}
+
+function describeDomain(domain: string): string {
+  if (domain === "*") return "every user except root (pam_limits never applies * to root)";
+  if (domain.startsWith("@")) return `members of group ${domain.slice(1)} (never root)`;
+  return `user ${domain}`;
+}
+
+/** That a new session (read through PAM) gets exactly the file's soft and hard nofile. */
+function freshLoginChecks<T extends { nofile: unknown }>(p: FdLimitsParams, ceiling: Ceiling | null, probe: Probe<T>, arg: string | undefined, label: string, who: string): Check[] {
+  return NOFILE.map((which) => probeCheck(probe, {
+    ...(arg === undefined ? {} : { arg }),
+    field: ["nofile", which], expected: String(wantedNofile(p)[which]), compare: "equal",
+    freshLogin: true, label: `${label}: ${which} nofile`,
+    message: loginMismatchMessage(who, which, p, ceiling),
+  }));
+}
+
+function loginMismatchMessage(who: string, which: "soft" | "hard", p: FdLimitsParams, ceiling: Ceiling | null): string {
+  const base = `${who} does not get the ${which} nofile ${thousands(wantedNofile(p)[which])} that ${LIMITS_PATH} sets`;
+  if (ceiling !== null && p.hard_nofile > ceiling.hard) return `${base}: ${ceilingReason(ceiling)}`;
+  return (
+    `${base}: its parent could not raise it (no CAP_SYS_RESOURCE, e.g. a container), a more specific or later line in /etc/security/limits.conf ` +
+    `or limits.d wins (grep -r nofile /etc/security), or pam_limits is missing from the PAM stack (/etc/pam.d/sshd, /etc/pam.d/su)`
+  );
+}
+
+// ---- systemd: DefaultLimitNOFILE, LimitNOFILE drop-ins, and what services run with -------------
+
+function planSystemd(p: FdLimitsParams, host: Host, facts: Facts, ctx: PlanContext): Part {
+  const files: Array<{ path: string; content: string }> = [];
+  if (p.systemd_default_limit) {
+    files.push({ path: SYSTEMD_DEFAULT_PATH, content: ctx.render("system.conf.hbs", { why: ctx.why, soft: p.systemd_default_soft_nofile, hard: p.hard_nofile }) });
+  }
+  for (const service of p.services) {
+    files.push({ path: serviceDropinPath(service), content: ctx.render("service.conf.hbs", { why: ctx.why, unit: unitName(service), soft: p.soft_nofile, hard: p.hard_nofile }) });
+  }
+  const written = files.map((f) => planManagedFile({ ...f, role: ROLE }, facts));
+  const wanted = new Set(files.map((f) => f.path));
+  const leftovers = planLeftovers(host.own.filter((path) => !wanted.has(path) && (path === SYSTEMD_DEFAULT_PATH || serviceOfDropin(path) !== null)));
+  const changes: Change[] = [...written.flatMap((w) => w.changes), ...leftovers.changes];
+  const checks: Check[] = [...written.flatMap((w) => w.checks), ...leftovers.checks];
+  const notes = [...leftovers.notes];
+  if (host.skipped > 0) notes.push(`${host.skipped} file(s) named 60-provision-fd-limits.conf in directories whose names no service can have were left alone`);
+  if (files.length === 0 && leftovers.changes.length === 0) return { changes, checks, notes };
+
+  const { init } = host;
+  if (!init.systemd) {
+    notes.push(`systemd is not running here (PID 1 is ${init.pid1}): ${files.length > 0 ? "the systemd drop-ins wait for the next boot with systemd; no daemon-reload" : "no daemon-reload after the removals"}`);
+  } else {
+    if (p.systemd_default_limit) checks.push(...defaultLimitChecks(p));
+    const cap = init.pid1Hard;
+    if (init.pid1CapSysResource === false && typeof cap === "number" && p.hard_nofile > cap) {
+      notes.push(`systemd (PID 1) holds hard nofile ${thousands(cap)} without CAP_SYS_RESOURCE: it caps every service at ${thousands(cap)}, below hard_nofile ${thousands(p.hard_nofile)}; verify reports running services that got less`);
+    }
+  }
+  const unitNeedsReload = [...host.services.values()].some((s) => s.needReload);
+  if (init.systemd && (changes.length > 0 || unitNeedsReload)) {
+    changes.push({ kind: "command", argv: ["systemctl", "daemon-reload"], description: "reload systemd so it reads the LimitNOFILE drop-ins as they now are (running services keep their limit until restarted)" });
+  }
+  for (const service of p.services) {
+    const dropinChanges = changes.some((c) => c.kind === "file" && c.path === serviceDropinPath(service));
+    const plan = planService(p, service, host.services.get(service), init, dropinChanges);
+    checks.push(...plan.checks);
+    notes.push(...plan.notes);
+  }
+  return { changes, checks, notes };
+}
+
+function defaultLimitChecks(p: FdLimitsParams): Check[] {
+  const expected = { soft: p.systemd_default_soft_nofile, hard: p.hard_nofile };
+  const message = `systemd's DefaultLimitNOFILE is not what ${SYSTEMD_DEFAULT_PATH} sets: a later file in /etc/systemd/system.conf.d wins, or systemd has not re-read its configuration (systemctl daemon-reload; daemon-reexec on systemd older than 224)`;
+  return NOFILE.map((which) => probeCheck(FD_INIT_PROBE, { field: ["defaultNofile", which], expected: String(expected[which]), compare: "equal", label: `systemd DefaultLimitNOFILE (${which})`, message }));
+}
+
+/** One service's checks: the LimitNOFILE systemd loaded, and what its running process holds. `state` is undefined for a template. */
+function planService(p: FdLimitsParams, service: string, state: ServiceState | undefined, init: InitState, dropinChanges: boolean): { checks: Check[]; notes: string[] } {
+  const unit = unitName(service);
+  if (!state) return { checks: [], notes: [`${unit} is a template: its drop-in applies to every instance; instances are not checked`] };
+  const wanted = wantedNofile(p);
+  const checks: Check[] = [];
+  const notes: string[] = [];
+  if (init.systemd && state.loadState === "not-found") {
+    notes.push(`${unit} is not installed: its drop-in applies once it is`);
+  } else if (init.systemd) {
+    checks.push(...NOFILE.map((which) => probeCheck(FD_SERVICE_PROBE, {
+      arg: service, field: ["unitNofile", which], expected: String(wanted[which]), compare: "equal",
+      label: `${unit} LimitNOFILE (${which})`,
+      message: `systemd's LimitNOFILE for ${unit} is not what ${serviceDropinPath(service)} sets: a later drop-in or the unit itself wins (systemctl cat ${unit}), or systemd has not reloaded (systemctl daemon-reload)`,
+    })));
+  }
+  const running = state.process;
+  if (running === null) {
+    notes.push(`${service} is not running: no /proc/<pid>/limits check; its limit applies when it starts`);
+    return { checks, notes };
+  }
+  if (dropinChanges) notes.push(`${service} (pid ${running.pid}) is running and keeps its current limit until restarted (systemctl restart ${unit}); provision never restarts services`);
+  const cause = init.systemd
+    ? `it started before the drop-in (restart it: systemctl restart ${unit}), or systemd could not raise the limit (PID 1 without CAP_SYS_RESOURCE, e.g. a container)`
+    : `systemd does not run here, so the drop-in does not apply: whatever starts ${service} must raise its limit, and a parent without CAP_SYS_RESOURCE (e.g. a container) caps it`;
+  checks.push(...NOFILE.map((which) => probeCheck(FD_SERVICE_PROBE, {
+    arg: service, field: ["process", "nofile", which], expected: String(wanted[which]), compare: "at-least",
+    label: `${service} running: ${which} nofile`,
+    message: `${service} (pid ${running.pid}) runs with ${which} nofile ${running.nofile[which]}, below the ${thousands(wanted[which])} set for it: ${cause}`,
+  })));
+  return { checks, notes };
+}
+
+// ---- Files the params no longer want ----------------------------------------------------------
+
+interface Leftover {
+  /** Why the file is no longer wanted, e.g. "users is empty". */
+  why: string;
+  /** What a leftover still does, for the check's message. */
+  stillDoes: string;
+  /** What happens once it is gone, for the plan's note. */
+  then: string;
+}
+
+const FIXED_LEFTOVERS: Record<string, Leftover> = {
+  [SYSCTL_PATH]: {
+    why: "nr_open and file_max are both null",
+    stillDoes: "the values it records are set again at every boot",
+    then: "the live values stay (never lowered) until the next boot, which takes the kernel's defaults or other sysctl files",
+  },
+  [LIMITS_PATH]: {
+    why: "users is empty",
+    stillDoes: "pam_limits applies it to every new session",
+    then: "PAM sessions opened from now on get the limits of limits.conf or of their parent, sessions already open keep theirs",
+  },
+  [SYSTEMD_DEFAULT_PATH]: {
+    why: "systemd_default_limit is false",
+    stillDoes: "systemd reads it again at the next daemon-reload or boot",
+    then: "services started after the next daemon-reload get systemd's own DefaultLimitNOFILE, running ones keep their limit until restarted",
+  },
+};
+
+function leftoverOf(path: string): Leftover | undefined {
+  const unit = serviceOfDropin(path);
+  if (unit === null) return FIXED_LEFTOVERS[path];
+  return {
+    why: `${unit} is no longer in services`,
+    stillDoes: `systemd gives ${unit} its LimitNOFILE again at the next daemon-reload or boot`,
+    then: `it keeps its current limit until restarted (systemctl restart ${unit}), then gets DefaultLimitNOFILE; provision never restarts services`,
+  };
+}
+
+/** These of the role's own files (from the files probe) are no longer wanted: each removed and checked gone. */
+function planLeftovers(paths: string[]): Part {
+  const part: Part = { changes: [], checks: [], notes: [] };
+  for (const path of paths) {
+    const l = leftoverOf(path);
+    if (!l) continue;
+    const stale = planStaleFile({ path, why: l.why, message: `${path} is still there though ${l.why}: ${l.stillDoes}; provision run removes it` });
+    part.changes.push(...stale.changes);
+    part.checks.push(...stale.checks);
+    part.notes.push(`${l.why}: removing ${path}; ${l.then}`);
+  }
+  return part;
+}
+
+// One formatter for every call: BigInt's toLocaleString builds a new one each time (~0.15 ms, every plan of every host).
+const EN_US = new Intl.NumberFormat("en-US");
+
+function thousands(n: number | bigint): string {
+  return EN_US.format(n);
+}

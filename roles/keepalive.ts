@@ -123,7 +123,6 @@ export default defineRole<KeepaliveParams>({
 
   plan(p, facts, ctx) {
     const content = ctx.render("sysctl.conf.hbs", {
-      why: ctx.why,
       ...p,
       before: describeDetection(KERNEL_DEFAULTS),
       after: describeDetection(p),

@@ -3,7 +3,6 @@ import { posix } from "node:path";
 import {
   canonicalIp,
   deletedAlongWith,
-  IP_ADDRESSES_PROBE,
   ipAddressesProbe,
   isLinkLocal,
   liveAddresses,
@@ -12,27 +11,25 @@ import {
   promotesSecondaries,
   unusableReason,
   type Cidr,
+  type IpAddresses,
   type LiveAddress,
 } from "../src/facts/ipAddresses.js";
 import {
-  decodeListEntries,
-  encodeListEntry,
   IFUPDOWN_DROPIN,
   IFUPDOWN_HOOK,
   IFUPDOWN_MAIN,
   isOwnFileName,
   matchesNameList,
-  NETWORK_STACK_PROBE,
   networkStackProbe,
   NETWORKD_DROPIN_NAME,
   STATE_FILE,
+  type NetworkFile,
+  type NetworkStack,
 } from "../src/facts/networkStack.js";
-import { registerProbes } from "../src/facts/probes.js";
-import { planManagedFile } from "../src/managedFile.js";
-import { defineRole, probeKey, type Change, type Check, type Facts, type ParamProblem, type PlanContext } from "../src/role.js";
+import type { Probe } from "../src/facts/probe.js";
+import { managedFileChanges, planStaleFile } from "../src/managedFile.js";
+import { defineRole, probeCheck, probeRequest, probeResult, refused, type Change, type Check, type Facts, type ParamProblem, type PlanContext } from "../src/role.js";
 import { shJoin, shQuote } from "../src/transport/shell.js";
-
-registerProbes(ipAddressesProbe, networkStackProbe);
 
 export interface SecondarySourceIpsParams {
   interface: string | null;
@@ -43,30 +40,6 @@ export interface SecondarySourceIpsParams {
 
 const ROLE = "secondary-source-ips";
 const PORT_RANGE_KEY = "net.ipv4.ip_local_port_range";
-/** run-parts skips a hook that is not executable. */
-const HOOK_MODE = "755";
-
-type Fields = Record<string, string>;
-
-/** Where the addresses are persisted. */
-interface Target {
-  stack: "networkd" | "ifupdown";
-  path: string;
-  /** networkd: the .network file the drop-in extends. */
-  networkFile?: string;
-}
-
-/** An address this role put on an interface in an earlier run (read from its own files). */
-interface Owned {
-  iface: string;
-  cidr: Cidr;
-}
-
-/** One of the role's own files as the network-stack probe read it. */
-interface OwnFile {
-  path: string;
-  content: string;
-}
 
 export default defineRole<SecondarySourceIpsParams>({
   name: ROLE,
@@ -155,44 +128,48 @@ export default defineRole<SecondarySourceIpsParams>({
     return problems;
   },
 
-  facts: () => [
-    { kind: "probe", probe: IP_ADDRESSES_PROBE },
-    { kind: "probe", probe: NETWORK_STACK_PROBE },
-    { kind: "sysctl", key: PORT_RANGE_KEY },
-  ],
+  facts: () => [probeRequest(ipAddressesProbe), probeRequest(networkStackProbe), { kind: "sysctl", key: PORT_RANGE_KEY }],
 
   plan(p, facts, ctx) {
-    const net = probeFields(facts, NETWORK_STACK_PROBE, "detect the host's network stack");
+    const net = answer(facts, networkStackProbe, "detect the host's network stack");
+    if (net instanceof Refusal) return refused([net.text]);
     const files = ownFiles(net);
     // The default playbook applies this role to every host; one without addresses (and nothing
     // from an earlier run to undo) must not fail for reasons that only matter when adding some.
     if (p.addresses.length === 0 && files.length === 0) {
-      return { changes: [], checks: [], notes: ["no addresses for this host: set secondary_source_ips.addresses in its host vars to add source IPs"] };
+      return { changes: [], checks: [], notes: ["no addresses for this host: set secondary_source_ips.addresses in its host vars to add source IPs"], refusals: [] };
     }
-    const ipFields = probeFields(facts, IP_ADDRESSES_PROBE, "read the host's addresses (`ip -j addr show`)");
-    const live = liveAddresses(ipFields);
+    const ip = answer(facts, ipAddressesProbe, "read the host's addresses (`ip -j addr show`)");
     const ssh = sshAddressOf(ctx);
+    if (ip instanceof Refusal || ssh instanceof Refusal) return refused(reasons(ip, ssh));
+    const live = liveAddresses(ip);
     const iface = chooseInterface(p, live, ssh);
+    if (iface instanceof Refusal) return refused([iface.text]);
     const wanted = p.addresses.map((a) => parseCidr(a) as Cidr);
-    refuseSshAddress(wanted, ssh, iface);
 
     const state = files.find((f) => f.path === STATE_FILE) ?? null;
     const configs = files.filter((f) => f.path !== STATE_FILE);
-    const owned = ownedFrom([...(state ? [state] : []), ...(p.persist ? configs : [])], net, live);
+    const owned = ownedFrom([...(state ? [state] : []), ...(p.persist ? configs : [])], net.networkd.files, live);
     const removed = owned.filter((o) => !(o.iface === iface && wanted.some((w) => w.text === o.cidr.text)) && liveAddress(live, o.iface, o.cidr) !== null);
-    for (const r of removed) refuseSshAddress([r.cidr], ssh, r.iface);
-    refuseConflicts(wanted, live, iface, removed);
     const failedDad = wanted.filter((w) => liveAddress(live, iface, w)?.dadfailed === true);
     const deletions = secondariesFirst([...removed, ...failedDad.map((cidr) => ({ iface, cidr }))], live);
-    refuseCascades(deletions, live, ipFields, ssh);
-
     const target = p.persist && wanted.length > 0 ? chooseTarget(p, iface, net) : null;
+    // The SSH address is refused once; no other refusal may advise deleting it.
+    const notSsh = (c: Cidr) => c.address !== ssh;
+    const refusals = [
+      ...sshAddressRefusals([...wanted.map((cidr) => ({ iface, cidr })), ...removed], ssh),
+      ...conflictRefusals(wanted.filter(notSsh), live, iface, removed),
+      ...cascadeRefusals(deletions.filter((d) => notSsh(d.cidr)), live, ip, ssh),
+      ...reasons(target),
+    ];
+    if (refusals.length > 0 || target instanceof Refusal) return refused(refusals);
+
     // Deletions first: if one fails, nothing else changes and the files still record what to delete next time.
     const steps = [
       ...deletions.map((d) => (removed.includes(d) ? removeStep(d) : readdPrepStep(d))),
       ...stateSteps(ctx, state, iface, wanted, net),
-      ...(target ? fileSteps(ctx, target, iface, wanted, net) : []),
-      ...(p.persist ? configs.filter((m) => m.path !== target?.path).map((m) => staleFileStep(m.path)) : []),
+      ...(target ? [fileStep(target.path, renderFile(ctx, target, iface, wanted, net), net, MODE[target.stack])] : []),
+      ...(p.persist ? configs.filter((m) => m.path !== target?.path).map(staleFileStep) : []),
       ...wanted.map((w) => addStep(w, iface, live)),
     ];
     const changes = steps.flatMap((s) => s.changes);
@@ -203,67 +180,98 @@ export default defineRole<SecondarySourceIpsParams>({
       ...detectionNotes(live, iface, wanted),
       ...persistNotes(p, target, iface, net, configs),
     ];
-    return { changes, checks, notes };
+    return { changes, checks, notes, refusals: [] };
   },
 });
 
-function probeFields(facts: Facts, probe: string, what: string): Fields {
-  const result = facts.probes?.[probeKey(probe)];
-  if (!result) throw new Error(`could not ${what}: no answer from the ${probe} probe`);
-  if (!result.ok) throw new Error(`could not ${what}: ${result.error}`);
-  return result.fields;
+/** Why the role can't go on: becomes one of its plan's refusals. */
+class Refusal {
+  constructor(readonly text: string) {}
 }
 
-function sshAddressOf(ctx: PlanContext): string {
-  if (ctx.sshAddress === "") throw new Error("this host is reached with ansible_connection: local, so there is no SSH address to keep safe while addresses change; refusing to change addresses. Run this role over SSH");
-  const ssh = canonicalIp(ctx.sshAddress);
+function reasons(...results: unknown[]): string[] {
+  return results.flatMap((r) => (r instanceof Refusal ? [r.text] : []));
+}
+
+/** Where the addresses are persisted. */
+interface Target {
+  stack: "networkd" | "ifupdown";
+  path: string;
+  /** networkd: the .network file the drop-in extends. */
+  networkFile?: string;
+}
+
+/** The mode of each stack's file: run-parts skips an ifupdown hook that is not executable. */
+const MODE: Record<Target["stack"], string | undefined> = { networkd: undefined, ifupdown: "755" };
+
+/** An address this role put on an interface in an earlier run (read from its own files). */
+interface Owned {
+  iface: string;
+  cidr: Cidr;
+}
+
+/** One of the role's own files as the network-stack probe read it. */
+interface OwnFile {
+  path: string;
+  content: string;
+}
+
+/** Part of a plan: the changes of one thing and the checks that read it back. */
+interface Step {
+  changes: Change[];
+  checks: Check[];
+}
+
+function answer<T>(facts: Facts, probe: Probe<T>, what: string): T | Refusal {
+  const result = probeResult(facts, probe);
+  if (!result) return new Refusal(`could not ${what}: no answer from the ${probe.name} probe`);
+  return result.ok ? result.value : new Refusal(`could not ${what}: ${result.error}`);
+}
+
+function sshAddressOf(ctx: PlanContext): string | Refusal {
+  if (ctx.sshAddress === "") {
+    return new Refusal("this host is reached with ansible_connection: local, so there is no SSH address to keep safe while addresses change; refusing to change addresses. Run this role over SSH");
+  }
   // Without the session's address we can't promise to leave it alone.
-  if (ssh === null) throw new Error(`cannot tell which address the SSH session uses (got "${ctx.sshAddress}"); refusing to change addresses. Connect by IP address (ansible_host)`);
-  return ssh;
+  return canonicalIp(ctx.sshAddress) ?? new Refusal(`cannot tell which address the SSH session uses (got "${ctx.sshAddress}"); refusing to change addresses. Connect by IP address (ansible_host)`);
 }
 
-function chooseInterface(p: SecondarySourceIpsParams, live: Map<string, LiveAddress[]>, ssh: string): string {
+function chooseInterface(p: SecondarySourceIpsParams, live: Map<string, LiveAddress[]>, ssh: string): string | Refusal {
   const existing = [...live.keys()].join(", ");
   if (p.interface !== null) {
-    if (!live.has(p.interface)) {
-      throw new Error(`interface "${p.interface}" does not exist on this host (it has: ${existing}). Set secondary_source_ips.interface to one of them`);
-    }
-    return p.interface;
+    return live.has(p.interface) ? p.interface : new Refusal(`interface "${p.interface}" does not exist on this host (it has: ${existing}). Set secondary_source_ips.interface to one of them`);
   }
   const holder = [...live.entries()].find(([, addrs]) => addrs.some((a) => a.address === ssh));
-  if (!holder) {
-    throw new Error(
-      `the SSH session's address ${ssh} is on none of this host's interfaces (${existing}): NAT or a jump host is in between. ` +
-        "Set secondary_source_ips.interface to the interface that should get the addresses",
-    );
-  }
-  return holder[0];
+  return holder
+    ? holder[0]
+    : new Refusal(
+        `the SSH session's address ${ssh} is on none of this host's interfaces (${existing}): NAT or a jump host is in between. ` +
+          "Set secondary_source_ips.interface to the interface that should get the addresses",
+      );
 }
 
-function refuseSshAddress(cidrs: Cidr[], ssh: string, iface: string): void {
-  const hit = cidrs.find((c) => c.address === ssh);
-  if (hit) {
-    throw new Error(
-      `${hit.text} on ${iface} is the address this SSH session uses (${ssh}); secondary-source-ips never adds, changes or removes it. ` +
+function sshAddressRefusals(touched: Owned[], ssh: string): string[] {
+  return touched
+    .filter((o) => o.cidr.address === ssh)
+    .map(
+      ({ iface, cidr }) =>
+        `${cidr.text} on ${iface} is the address this SSH session uses (${ssh}); secondary-source-ips never adds, changes or removes it. ` +
         "Remove it from secondary_source_ips.addresses (the primary address already counts as a source IP)",
     );
-  }
 }
 
 /** An address can't sit on two interfaces, or on one with two prefixes, without surprising routing. */
-function refuseConflicts(wanted: Cidr[], live: Map<string, LiveAddress[]>, iface: string, removed: Owned[]): void {
+function conflictRefusals(wanted: Cidr[], live: Map<string, LiveAddress[]>, iface: string, removed: Owned[]): string[] {
   const goingAway = (name: string, c: Cidr) => removed.some((r) => r.iface === name && r.cidr.text === c.text);
-  for (const w of wanted) {
-    for (const [name, addrs] of live) {
+  return wanted.flatMap((w) =>
+    [...live].flatMap(([name, addrs]) => {
       const clash = addrs.find((a) => a.address === w.address && !(name === iface && a.prefix === w.prefix) && !goingAway(name, a));
-      if (!clash) continue;
-      throw new Error(
-        name === iface
-          ? `${w.address} is already on ${iface} as ${clash.text}, not ${w.text}. Remove it by hand (ip addr del ${clash.text} dev ${iface}) or list it as ${clash.text}`
-          : `${w.address} is already on ${name} (${clash.text}); an address belongs to one interface. Remove it there (ip addr del ${clash.text} dev ${name}) or drop it from addresses`,
-      );
-    }
-  }
+      if (!clash) return [];
+      return name === iface
+        ? [`${w.address} is already on ${iface} as ${clash.text}, not ${w.text}. Remove it by hand (ip addr del ${clash.text} dev ${iface}) or list it as ${clash.text}`]
+        : [`${w.address} is already on ${name} (${clash.text}); an address belongs to one interface. Remove it there (ip addr del ${clash.text} dev ${name}) or drop it from addresses`];
+    }),
+  );
 }
 
 function liveAddress(live: Map<string, LiveAddress[]>, iface: string, c: Cidr): LiveAddress | null {
@@ -279,20 +287,26 @@ function secondariesFirst(deletions: Owned[], live: Map<string, LiveAddress[]>):
 /**
  * Refuses to delete a primary IPv4 address while other addresses of its subnet stay on the
  * interface and promote_secondaries is off: the kernel would delete them too, the SSH address
- * among them (a lockout that no later step can repair). Walks the deletions in order, as the kernel would.
+ * among them (a lockout that no later step can repair). Walks the deletions in order, as the kernel
+ * would; a refused deletion is left out of the walk.
  */
-function refuseCascades(deletions: Owned[], live: Map<string, LiveAddress[]>, ipFields: Fields, ssh: string): void {
+function cascadeRefusals(deletions: Owned[], live: Map<string, LiveAddress[]>, ip: IpAddresses, ssh: string): string[] {
   const remaining = new Map([...live].map(([name, addrs]) => [name, addrs.map((a) => ({ ...a }))]));
+  const refusals: string[] = [];
   for (const d of deletions) {
     const onInterface = remaining.get(d.iface) ?? [];
     const doomed = onInterface.find((a) => a.text === d.cidr.text);
     if (!doomed) continue;
     const along = deletedAlongWith(doomed, onInterface);
-    const promote = promotesSecondaries(ipFields, d.iface);
-    if (along.length > 0 && promote !== true) throw new Error(cascadeMessage(d, along, promote, ssh));
+    const promote = promotesSecondaries(ip, d.iface);
+    if (along.length > 0 && promote !== true) {
+      refusals.push(cascadeMessage(d, along, promote, ssh));
+      continue;
+    }
     if (along.length > 0) along[0]!.secondary = false;
     remaining.set(d.iface, onInterface.filter((a) => a !== doomed));
   }
+  return refusals;
 }
 
 function cascadeMessage(d: Owned, along: LiveAddress[], promote: boolean | null, ssh: string): string {
@@ -309,57 +323,44 @@ function cascadeMessage(d: Owned, along: LiveAddress[], promote: boolean | null,
   );
 }
 
-/** Part of a plan: the changes of one thing and the checks that read it back. */
-interface Step {
-  changes: Change[];
-  checks: Check[];
-}
-
-function fileSteps(ctx: PlanContext, target: Target, iface: string, wanted: Cidr[], net: Fields): Step[] {
-  const content = renderFile(ctx, target, iface, wanted, net);
-  const mode = target.stack === "ifupdown" ? HOOK_MODE : undefined;
-  return [ownFileStep(target.path, content, net, mode)];
-}
-
 /** A whole file of the role's, checked by sha256 (and mode, for a hook run-parts must be able to execute). */
-function ownFileStep(path: string, content: string, net: Fields, mode?: string): Step {
-  const file = planManagedFile({ path, content, role: ROLE, ...(mode ? { mode: `0${mode}` } : {}) }, fileFacts(net, path));
-  const modeNow = net[`managed.mode:${path}`];
+function fileStep(path: string, content: string, net: NetworkStack, mode?: string): Step {
+  const now = net.managed.files[path];
+  const changes = managedFileChanges({ path, content, role: ROLE, ...(mode ? { mode: `0${mode}` } : {}) }, now?.content ?? null, now?.sha256 ?? "absent");
   // A file change sets the mode itself; an unchanged file may still have lost it.
-  const chmod: Change[] =
-    mode && file.changes.length === 0 && modeNow !== mode
-      ? [{ kind: "command", argv: ["chmod", `0${mode}`, "--", path], description: `make ${path} mode ${mode} (it is ${modeNow ?? "unknown"}): run-parts skips a hook it can't execute` }]
-      : [];
-  const checks: Check[] = [fileCheck(path, content)];
-  if (mode) {
-    checks.push({
-      kind: "probe", probe: NETWORK_STACK_PROBE, field: `managed.mode:${path}`, expected: mode, compare: "equal", label: `${path} (mode)`,
-      message: `${path} is not mode ${mode}: run-parts skips a hook it can't execute, so the addresses would not come back at ifup or boot`,
-    });
+  if (mode && changes.length === 0 && now?.mode !== mode) {
+    changes.push({ kind: "command", argv: ["chmod", `0${mode}`, "--", path], description: `make ${path} mode ${mode} (it is ${now?.mode ?? "unknown"}): run-parts skips a hook it can't execute` });
   }
-  return { changes: [...file.changes, ...chmod], checks };
+  const what = path === STATE_FILE ? "a later run may delete the wrong addresses, or miss some" : "the addresses may not come back at boot";
+  const checks = [
+    probeCheck(networkStackProbe, {
+      field: ["managed", "files", path, "sha256"], expected: sha256(content), compare: "equal", label: `${path} (sha256)`,
+      message: `${path} differs from what ${ROLE} renders (edited by hand, or removed): ${what}; \`provision plan\` shows the diff`,
+    }),
+  ];
+  if (mode) {
+    checks.push(
+      probeCheck(networkStackProbe, {
+        field: ["managed", "files", path, "mode"], expected: mode, compare: "equal", label: `${path} (mode)`,
+        message: `${path} is not mode ${mode}: run-parts skips a hook it can't execute, so the addresses would not come back at ifup or boot`,
+      }),
+    );
+  }
+  return { changes, checks };
 }
 
 /** The record of what was added live: rewritten with the wanted addresses, removed once there are none. */
-function stateSteps(ctx: PlanContext, state: OwnFile | null, iface: string, wanted: Cidr[], net: Fields): Step[] {
-  if (wanted.length === 0) return state ? [staleFileStep(STATE_FILE)] : [];
+function stateSteps(ctx: PlanContext, state: OwnFile | null, iface: string, wanted: Cidr[], net: NetworkStack): Step[] {
+  if (wanted.length === 0) return state ? [staleFileStep(state)] : [];
   const addresses = wanted.map((c, i) => ({ cidr: c.text, n: i + 1 }));
-  return [ownFileStep(STATE_FILE, ctx.render("state.hbs", { iface, addresses, total: wanted.length }), net)];
+  return [fileStep(STATE_FILE, ctx.render("state.hbs", { iface, addresses, total: wanted.length }), net)];
 }
 
-function staleFileStep(path: string): Step {
-  // The probe only reports the role's own names; this guards the one command that deletes files.
-  if (!isOwnFileName(path)) throw new Error(`refusing to delete ${JSON.stringify(path)}: it is not one of ${ROLE}'s file names`);
-  const why = path === STATE_FILE ? "no address is left to record" : "an earlier run wrote it, and no address is persisted there any more";
-  return {
-    changes: [{ kind: "command", argv: ["rm", "-f", "--", path], description: `remove ${path}: ${why}` }],
-    checks: [
-      {
-        kind: "probe", probe: NETWORK_STACK_PROBE, field: "managed.files", expected: encodeListEntry(path), compare: "excludes", label: `${path} removed`,
-        message: path === STATE_FILE ? `${path} is back: a later run would delete the addresses it lists` : `${path} is back: it would re-add old addresses at boot`,
-      },
-    ],
-  };
+/** Only ever one of the role's own files (ownFiles keeps nothing else): this plans a deletion. */
+function staleFileStep(f: OwnFile): Step {
+  return f.path === STATE_FILE
+    ? planStaleFile({ path: f.path, why: "no address is left to record", message: `${f.path} is back: a later run would delete the addresses it lists` })
+    : planStaleFile({ path: f.path, why: "an earlier run wrote it, and no address is persisted there any more", message: `${f.path} is back: it would re-add old addresses at boot` });
 }
 
 function removeStep(r: Owned): Step {
@@ -391,26 +392,35 @@ function addArgv(c: Cidr, iface: string): string[] {
 }
 
 /** The role's own files, by exact name; anything else the probe reported is ignored, never deleted. */
-function ownFiles(net: Fields): OwnFile[] {
-  return decodeListEntries(net["managed.files"] ?? "")
-    .filter(isOwnFileName)
-    .map((path) => ({ path, content: net[`managed.content:${path}`] ?? "" }));
+function ownFiles(net: NetworkStack): OwnFile[] {
+  return net.managed.paths.filter(isOwnFileName).map((path) => ({ path, content: net.managed.files[path]?.content ?? "" }));
 }
 
-function ownedFrom(files: OwnFile[], net: Fields, live: Map<string, LiveAddress[]>): Owned[] {
-  const all = files.flatMap((f) => ownedAddresses(f.path, f.content, net, live));
+function ownedFrom(files: OwnFile[], networkFiles: NetworkFile[], live: Map<string, LiveAddress[]>): Owned[] {
+  const all = files.flatMap((f) => ownedAddresses(f.path, f.content, networkFiles, live));
   return all.filter((o, i) => all.findIndex((x) => x.iface === o.iface && x.cidr.text === o.cidr.text) === i);
 }
 
 /**
- * Addresses an earlier run added, with their interface: the state file's `ADDRESS/PREFIX IFACE` lines,
- * the ifupdown hook's `add A dev I` lines, an older version's `up ip addr replace A dev I` stanza lines,
- * and a networkd drop-in's `Address=` lines, credited to every interface its .network file matches
- * (networkd applies the drop-in there, whatever interface it was written for).
+ * How each of the role's files names an address and its interface: the state file's
+ * `ADDRESS/PREFIX IFACE` lines, the ifupdown hook's `add A dev I` lines, an older version's
+ * `up ip addr replace A dev I` stanza lines. A networkd drop-in has only `Address=` lines.
  */
-export function ownedAddresses(path: string, content: string, net: Fields, live: Map<string, LiveAddress[]>): Owned[] {
-  const pattern = path === STATE_FILE ? /^([0-9A-Fa-f:.]+\/\d+) (\S+)$/ : path === IFUPDOWN_HOOK ? /\badd (\S+) dev ([^\s;]+)/ : path === IFUPDOWN_DROPIN ? /^\s*up ip addr replace (\S+) dev (\S+)/ : /^Address=(\S+)\s*$/;
-  const networkdIfaces = path === STATE_FILE || path === IFUPDOWN_HOOK || path === IFUPDOWN_DROPIN ? [] : interfacesOfDropin(path, net, live);
+const OWNED_LINE = new Map<string, RegExp>([
+  [STATE_FILE, /^([0-9A-Fa-f:.]+\/\d+) (\S+)$/],
+  [IFUPDOWN_HOOK, /\badd (\S+) dev ([^\s;]+)/],
+  [IFUPDOWN_DROPIN, /^\s*up ip addr replace (\S+) dev (\S+)/],
+]);
+const NETWORKD_ADDRESS_LINE = /^Address=(\S+)\s*$/;
+
+/**
+ * Addresses an earlier run added, with their interface (see OWNED_LINE). A networkd drop-in's are
+ * credited to every interface its .network file matches (networkd applies the drop-in there,
+ * whatever interface it was written for).
+ */
+export function ownedAddresses(path: string, content: string, networkFiles: NetworkFile[], live: Map<string, LiveAddress[]>): Owned[] {
+  const pattern = OWNED_LINE.get(path) ?? NETWORKD_ADDRESS_LINE;
+  const networkdIfaces = OWNED_LINE.has(path) ? [] : interfacesOfDropin(path, networkFiles, live);
   const out: Owned[] = [];
   for (const line of content.split("\n")) {
     if (line.trimStart().startsWith("#")) continue;
@@ -424,124 +434,94 @@ export function ownedAddresses(path: string, content: string, net: Fields, live:
 }
 
 /** The live interfaces the .network file a drop-in extends matches by Name= (none when that file is gone). */
-function interfacesOfDropin(path: string, net: Fields, live: Map<string, LiveAddress[]>): string[] {
+function interfacesOfDropin(path: string, networkFiles: NetworkFile[], live: Map<string, LiveAddress[]>): string[] {
   const networkName = posix.basename(posix.dirname(path)).replace(/\.d$/, "");
-  const networkFile = (net["networkd.files"] ?? "").split("\n").find((f) => f !== "" && posix.basename(f) === networkName);
-  if (!networkFile) return [];
-  const names = (net[`networkd.names:${networkFile}`] ?? "").split(" ").filter(Boolean);
-  return [...live.keys()].filter((iface) => matchesNameList(names, iface));
-}
-
-/** The facts planManagedFile needs, taken from the probe (a drop-in's path is only known after gathering). */
-function fileFacts(net: Fields, path: string): Facts {
-  const exists = decodeListEntries(net["managed.files"] ?? "").includes(path);
-  return {
-    sysctl: {},
-    listeningPorts: null,
-    files: { [path]: exists ? (net[`managed.content:${path}`] ?? "") : null },
-    fileSha256: { [path]: exists ? (net[`managed.sha256:${path}`] ?? "unreadable") : "absent" },
-  };
+  const networkFile = networkFiles.find((f) => posix.basename(f.path) === networkName);
+  return networkFile ? [...live.keys()].filter((iface) => matchesNameList(networkFile.names, iface)) : [];
 }
 
 function sha256(content: string): string {
   return createHash("sha256").update(content, "utf8").digest("hex");
 }
 
-function fileCheck(path: string, content: string): Check {
-  const what = path === STATE_FILE ? "a later run may delete the wrong addresses, or miss some" : "the addresses may not come back at boot";
-  return {
-    kind: "probe", probe: NETWORK_STACK_PROBE, field: `managed.sha256:${path}`, expected: sha256(content), compare: "equal",
-    label: `${path} (sha256)`,
-    message: `${path} differs from what ${ROLE} renders (edited by hand, or removed): ${what}; \`provision plan\` shows the diff`,
-  };
-}
-
-/** Includes reads `usable:` (dadfailed left out, tentative kept: it becomes usable within seconds); excludes reads every address. */
+/** Includes reads `usable` (dadfailed left out, tentative kept: it becomes usable within seconds); excludes reads every address. */
 function addressCheck(iface: string, c: Cidr, compare: "includes" | "excludes", now: LiveAddress | null): Check {
   if (compare === "excludes") {
-    return {
-      kind: "probe", probe: IP_ADDRESSES_PROBE, field: `addrs:${iface}`, expected: c.text, compare, label: `${c.text} gone from ${iface}`,
+    return probeCheck(ipAddressesProbe, {
+      field: ["interfaces", iface, "cidrs"], expected: c.text, compare, label: `${c.text} gone from ${iface}`,
       message: `${c.text} is still on ${iface} though it left addresses`,
-    };
+    });
   }
-  return {
-    kind: "probe", probe: IP_ADDRESSES_PROBE, field: `usable:${iface}`, expected: c.text, compare, label: `${c.text} on ${iface}`,
+  return probeCheck(ipAddressesProbe, {
+    field: ["interfaces", iface, "usable"], expected: c.text, compare, label: `${c.text} on ${iface}`,
     message: now?.dadfailed
       ? `${c.text} is on ${iface} but failed duplicate address detection (dadfailed): another node on the link uses it, and the kernel never sends from it. ` +
         "Pick another address, or stop the other node using it, then `provision run` (it deletes and re-adds it to repeat the detection)"
       : `${c.text} is not on ${iface}: removed by hand, by ifdown, or by the network stack reconfiguring the link; outbound capacity is down one source IP until \`provision run\` adds it back`,
-  };
+  });
 }
 
 /** Read through a brand-new login: proves the host still takes SSH connections after its addresses changed. */
 function freshLoginCheck(live: Map<string, LiveAddress[]>, ssh: string, iface: string): Check {
   const sshIsLocal = [...live.values()].some((addrs) => addrs.some((a) => a.address === ssh));
   return sshIsLocal
-    ? {
-        kind: "probe", probe: IP_ADDRESSES_PROBE, field: "locals", expected: ssh, compare: "includes", freshLogin: true,
+    ? probeCheck(ipAddressesProbe, {
+        field: ["locals"], expected: ssh, compare: "includes", freshLogin: true,
         label: `fresh login: SSH address ${ssh} still on the host`,
         message: `a new SSH login does not find ${ssh} on the host any more: the address this session uses must never change`,
-      }
-    : {
-        kind: "probe", probe: IP_ADDRESSES_PROBE, field: "interfaces", expected: iface, compare: "includes", freshLogin: true,
+      })
+    : probeCheck(ipAddressesProbe, {
+        field: ["names"], expected: iface, compare: "includes", freshLogin: true,
         label: `fresh login: ${iface} still present`,
         message: `a new SSH login does not see ${iface}`,
-      };
+      });
 }
 
-function chooseTarget(p: SecondarySourceIpsParams, iface: string, net: Fields): Target {
-  const networkd = networkdFileFor(iface, net);
-  const ifupdown = (net["ifupdown.ifaces"] ?? "").split(" ").includes(iface);
+function chooseTarget(p: SecondarySourceIpsParams, iface: string, net: NetworkStack): Target | Refusal {
+  const networkd = networkdFileFor(iface, net.networkd.files);
+  const ifupdown = net.ifupdown.ifaces.includes(iface);
   if (p.stack === "networkd") return networkdTarget(iface, networkd);
   if (p.stack === "ifupdown") return ifupdownTarget(net);
 
   const netplan = netplanFileNaming(iface, net, networkd);
   if (netplan) {
-    throw new Error(
+    return new Refusal(
       `netplan manages ${iface} (${netplan}); ${ROLE} does not write netplan configuration. Add the addresses under network.ethernets.${iface}.addresses ` +
         "there and run `netplan apply`, or set persist: false to add them live only",
     );
   }
-  const nm = (net["networkmanager.ifaces"] ?? "").split(" ").includes(iface);
-  const claims = [networkd ? "systemd-networkd" : "", ifupdown ? "ifupdown" : "", nm ? "NetworkManager" : ""].filter(Boolean);
-  if (claims.length > 1) {
-    throw new Error(`${claims.join(" and ")} all configure ${iface}; can't tell which one runs. Set secondary_source_ips.stack to networkd or ifupdown`);
-  }
+  const nm = net.networkManager.ifaces.includes(iface);
+  const claims = Object.entries({ "systemd-networkd": networkd !== null, ifupdown, NetworkManager: nm }).flatMap(([stack, claimed]) => (claimed ? [stack] : []));
+  if (claims.length > 1) return new Refusal(`${claims.join(" and ")} all configure ${iface}; can't tell which one runs. Set secondary_source_ips.stack to networkd or ifupdown`);
   if (nm) {
-    throw new Error(
+    return new Refusal(
       `NetworkManager manages ${iface}; ${ROLE} does not write NetworkManager profiles. Run \`nmcli connection modify <profile> +ipv4.addresses ADDRESS/PREFIX\` ` +
         "and `nmcli connection up <profile>`, or set persist: false to add them live only",
     );
   }
   if (networkd) return networkdTarget(iface, networkd);
   if (ifupdown) return ifupdownTarget(net);
-  throw new Error(
+  return new Refusal(
     `no network stack configures ${iface} here: no .network file matches it by Name= (in ${["/etc", "/run", "/usr/lib"].map((d) => `${d}/systemd/network`).join(", ")}), ` +
       `${IFUPDOWN_MAIN} does not name it, and netplan/NetworkManager don't either, so the addresses could not be persisted. ` +
       "Set persist: false to add them live only (they vanish at reboot), or configure the interface with systemd-networkd or ifupdown",
   );
 }
 
-function networkdFileFor(iface: string, net: Fields): string | null {
-  for (const path of (net["networkd.files"] ?? "").split("\n").filter(Boolean)) {
-    const names = (net[`networkd.names:${path}`] ?? "").split(" ").filter(Boolean);
-    const other = (net[`networkd.other:${path}`] ?? "").split(",").filter(Boolean);
-    // A file that matches only by other keys (Type=, MACAddress=, …) can't be judged from here; it is skipped.
-    if (names.length === 0 && other.length > 0) continue;
-    if (matchesNameList(names, iface)) return path;
-  }
-  return null;
+/** The first .network file that matches by Name=; one that matches only by other keys (Type=, MACAddress=, …) can't be judged from here and is skipped. */
+function networkdFileFor(iface: string, files: NetworkFile[]): string | null {
+  return files.find((f) => !(f.names.length === 0 && f.other.length > 0) && matchesNameList(f.names, iface))?.path ?? null;
 }
 
-function netplanFileNaming(iface: string, net: Fields, networkdFile: string | null): string | null {
+function netplanFileNaming(iface: string, net: NetworkStack, networkdFile: string | null): string | null {
   if (networkdFile && /^\/run\/systemd\/network\/10-netplan-/.test(networkdFile)) return networkdFile;
   const word = new RegExp(`(^|[^A-Za-z0-9_.@-])${iface.replace(/[.]/g, "\\.")}([^A-Za-z0-9_.@-]|$)`, "m");
-  return (net["netplan.files"] ?? "").split("\n").filter(Boolean).find((path) => word.test(net[`netplan.text:${path}`] ?? "")) ?? null;
+  return Object.entries(net.netplan).find(([, text]) => word.test(text))?.[0] ?? null;
 }
 
-function networkdTarget(iface: string, networkFile: string | null): Target {
+function networkdTarget(iface: string, networkFile: string | null): Target | Refusal {
   if (!networkFile) {
-    throw new Error(
+    return new Refusal(
       `stack is networkd but no .network file matches ${iface} by [Match] Name=, so networkd would never read a drop-in. ` +
         `Create one (e.g. /etc/systemd/network/10-${iface}.network with [Match] Name=${iface}) or set persist: false`,
     );
@@ -549,19 +529,17 @@ function networkdTarget(iface: string, networkFile: string | null): Target {
   return { stack: "networkd", networkFile, path: `/etc/systemd/network/${posix.basename(networkFile)}.d/${NETWORKD_DROPIN_NAME}` };
 }
 
-function ifupdownTarget(net: Fields): Target {
-  if (net["ifupdown.main"] !== "present") {
-    throw new Error(`stack is ifupdown but ${IFUPDOWN_MAIN} does not exist. Install and configure ifupdown, or set stack to networkd or persist: false`);
-  }
+function ifupdownTarget(net: NetworkStack): Target | Refusal {
+  if (!net.ifupdown.main) return new Refusal(`stack is ifupdown but ${IFUPDOWN_MAIN} does not exist. Install and configure ifupdown, or set stack to networkd or persist: false`);
   return { stack: "ifupdown", path: IFUPDOWN_HOOK };
 }
 
-function renderFile(ctx: PlanContext, target: Target, iface: string, wanted: Cidr[], net: Fields): string {
+function renderFile(ctx: PlanContext, target: Target, iface: string, wanted: Cidr[], net: NetworkStack): string {
   if (target.stack === "networkd") {
     const addresses = wanted.map((c, i) => ({ cidr: c.text, address: c.address, ipv6: c.family === 6, n: i + 1 }));
     return ctx.render("networkd.conf.hbs", { why: ctx.why, iface, addresses, total: wanted.length, networkFile: target.networkFile ?? "" });
   }
-  const families = (net[`ifupdown.families:${iface}`] ?? "").split(" ");
+  const families = Object.hasOwn(net.ifupdown.families, iface) ? net.ifupdown.families[iface]! : [];
   const addresses = wanted.map((c, i) => {
     const line = hookLine(c, iface, families);
     return { cidr: c.text, command: line.command, note: `Extra source address ${i + 1} of ${wanted.length} (${c.address}): ${line.when}.` };
@@ -615,7 +593,7 @@ function detectionNotes(live: Map<string, LiveAddress[]>, iface: string, wanted:
   });
 }
 
-function persistNotes(p: SecondarySourceIpsParams, target: Target | null, iface: string, net: Fields, configs: OwnFile[]): string[] {
+function persistNotes(p: SecondarySourceIpsParams, target: Target | null, iface: string, net: NetworkStack, configs: OwnFile[]): string[] {
   if (!p.persist) {
     const earlier = configs.map((m) => m.path);
     return [
@@ -627,11 +605,11 @@ function persistNotes(p: SecondarySourceIpsParams, target: Target | null, iface:
   if (target.stack === "networkd") {
     return [
       `persisted for systemd-networkd: a drop-in for ${target.networkFile}, read at networkd's next reload (\`networkctl reload\`) or boot; the addresses are added live now`,
-      ...(net["networkd.daemon"] === "yes" ? [] : ["systemd-networkd is not installed here: nothing reads the drop-in until it is"]),
+      ...(net.networkd.daemon ? [] : ["systemd-networkd is not installed here: nothing reads the drop-in until it is"]),
     ];
   }
   return [
     `persisted for ifupdown: ${IFUPDOWN_HOOK} adds them each time ${iface} comes up (ifup, boot), after ${iface}'s own stanzas; the addresses are added live now`,
-    ...(net["ifupdown.ifup"] === "yes" ? [] : [`ifup is not installed here: nothing reads ${IFUPDOWN_MAIN} at boot, so the addresses won't come back after a reboot until ifupdown is installed`]),
+    ...(net.ifupdown.ifup ? [] : [`ifup is not installed here: nothing reads ${IFUPDOWN_MAIN} at boot, so the addresses won't come back after a reboot until ifupdown is installed`]),
   ];
 }

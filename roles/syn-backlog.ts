@@ -1,10 +1,6 @@
-import { defineRole, probeKey, type Facts, type ParamProblem, type ProbeResult } from "../src/role.js";
+import { defineRole, probeRequest, probeResult, refused, type Facts, type ParamProblem, type ProbeResult } from "../src/role.js";
 import { planSysctlDropin, sysctlDropinPath } from "../src/sysctl/dropin.js";
-import { endpointName, LISTEN_BACKLOGS_PROBE, listenersFromFields, type Listener } from "../src/facts/listenBacklogs.js";
-import { registerProbes } from "../src/facts/probes.js";
-import { ProbeParseError } from "../src/facts/probe.js";
-
-registerProbes(LISTEN_BACKLOGS_PROBE);
+import { endpointName, LISTEN_BACKLOGS_PROBE, type Listener } from "../src/facts/listenBacklogs.js";
 
 export interface SynBacklogParams {
   somaxconn: number;
@@ -120,15 +116,16 @@ export default defineRole<SynBacklogParams>({
   facts: (p) => [
     ...desiredKeys(p).map(([key]) => ({ kind: "sysctl" as const, key })),
     { kind: "file", path: sysctlDropinPath("syn-backlog") },
-    { kind: "probe", probe: LISTEN_BACKLOGS_PROBE.name },
+    probeRequest(LISTEN_BACKLOGS_PROBE),
   ],
 
   plan(p, facts, ctx) {
     const desired = desiredKeys(p);
-    refuseMissingKeys(desired, facts);
-    const content = ctx.render("sysctl.conf.hbs", { why: ctx.why, ...p });
+    const missing = missingKeys(desired, facts);
+    if (missing.length > 0) return refused(missing);
+    const content = ctx.render("sysctl.conf.hbs", { ...p });
     const plan = planSysctlDropin({ role: "syn-backlog", content, desired, facts });
-    plan.notes.push(...listenerNotes(p.somaxconn, facts.probes?.[probeKey(LISTEN_BACKLOGS_PROBE.name)]));
+    plan.notes.push(...listenerNotes(p.somaxconn, probeResult(facts, LISTEN_BACKLOGS_PROBE)));
     return plan;
   },
 });
@@ -139,32 +136,23 @@ function desiredKeys(p: SynBacklogParams): Array<[string, string]> {
 }
 
 /** A key the host does not have can't be set; say why rather than let apply fail on a missing /proc/sys file. */
-function refuseMissingKeys(desired: Array<[string, string]>, facts: Facts): void {
-  for (const [key] of desired) {
-    if ((facts.sysctl[key] ?? null) !== null) continue;
-    if (key === KEYS.netdev_max_backlog) {
-      throw new Error(
-        `${key} does not exist on this host: it is one value for the whole machine, and a non-initial network namespace (a container) does not show it. ` +
-          "Set syn_backlog.netdev_max_backlog: null for this host to leave it alone, and tune it on the machine that owns the network stack",
-      );
-    }
-    throw new Error(`${key} does not exist on this host's kernel (/proc/sys/${key.replace(/\./g, "/")} is missing), so syn-backlog cannot set it. Remove the role from this host`);
-  }
+function missingKeys(desired: Array<[string, string]>, facts: Facts): string[] {
+  return desired
+    .filter(([key]) => (facts.sysctl[key] ?? null) === null)
+    .map(([key]) =>
+      key === KEYS.netdev_max_backlog
+        ? `${key} does not exist on this host: it is one value for the whole machine, and a non-initial network namespace (a container) does not show it. ` +
+          "Set syn_backlog.netdev_max_backlog: null for this host to leave it alone, and tune it on the machine that owns the network stack"
+        : `${key} does not exist on this host's kernel (/proc/sys/${key.replace(/\./g, "/")} is missing), so syn-backlog cannot set it. Remove the role from this host`,
+    );
 }
 
 /** One note per port and backlog whose accept queue is smaller than somaxconn allows. */
-export function listenerNotes(somaxconn: number, result: ProbeResult | undefined): string[] {
+export function listenerNotes(somaxconn: number, result: ProbeResult<Listener[]> | undefined): string[] {
   if (!result) return ["listening sockets' backlogs were not read; listeners that cap their own queue below somaxconn are not reported"];
   if (!result.ok) return [`cannot report listeners that cap their own queue below somaxconn: ${result.error}`];
-  let listeners: Listener[];
-  try {
-    listeners = listenersFromFields(result.fields);
-  } catch (err) {
-    if (err instanceof ProbeParseError) return [`cannot report listeners that cap their own queue below somaxconn: ${err.message}`];
-    throw err;
-  }
   const groups = new Map<string, { port: number; backlog: number; on: string[] }>();
-  for (const l of listeners.filter((x) => x.backlog < somaxconn)) {
+  for (const l of result.value.filter((x) => x.backlog < somaxconn)) {
     const id = `${l.port}/${l.backlog}`;
     const group = groups.get(id) ?? { port: l.port, backlog: l.backlog, on: [] };
     const on = sharedScopeName(endpointName(l).replace(/:\d+$/, ""));

@@ -74,7 +74,6 @@ export default defineRole<TwReuseParams>({
   plan(p, facts, ctx) {
     const desired = desiredKeys(p);
     const content = ctx.render("sysctl.conf.hbs", {
-      why: ctx.why,
       tcp_tw_reuse: p.tcp_tw_reuse,
       tcp_timestamps: p.tcp_timestamps,
       tcp_fin_timeout: p.tcp_fin_timeout,

@@ -2,7 +2,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { hasErrors, loadConfig } from "../src/load.js";
-import { DEFAULT_PLAYBOOK } from "../src/paths.js";
+import { DEFAULT_PLAYBOOK } from "../src/installRoot.js";
 import { routeRequest } from "../src/transport/connector.js";
 import { RouteError, type RouteRequest } from "../src/transport/route.js";
 import { resolveRoutes } from "../src/transport/sshConfig.js";

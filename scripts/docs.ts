@@ -1,6 +1,6 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { PROJECT_ROOT } from "../src/paths.js";
+import { PROJECT_ROOT } from "../src/installRoot.js";
 import { renderReference } from "../src/reference.js";
 import { ROLES } from "../src/roles.js";
 

@@ -16,6 +16,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from "node:os";
 import { basename, join, relative } from "node:path";
 import { listCases, INVENTORY_CASES_DIR, type InventoryCase } from "./inventoryCases.js";
+import { plural } from "../src/output/words.js";
 
 const INSTALL_HINT = "ansible-inventory not found: apt-get install -y --no-install-recommends ansible-core";
 
@@ -202,7 +203,7 @@ function main(argv: string[]): number {
   }
   if (wanted.length > 0) cases = cases.filter((c) => wanted.includes(c.name));
 
-  console.log(`${versionLine}: ${check ? "checking" : "recording"} ${cases.length} inventory case${cases.length === 1 ? "" : "s"}`);
+  console.log(`${versionLine}: ${check ? "checking" : "recording"} ${plural(cases.length, "inventory case")}`);
   const sandbox = makeSandbox();
   const failed: string[] = [];
   const differ: string[] = [];
@@ -239,9 +240,9 @@ function main(argv: string[]): number {
     rmSync(sandbox.root, { recursive: true, force: true });
   }
 
-  if (failed.length > 0) console.error(`${failed.length} case${failed.length === 1 ? "" : "s"} failed: ${failed.join(", ")}`);
+  if (failed.length > 0) console.error(`${plural(failed.length, "case")} failed: ${failed.join(", ")}`);
   if (differ.length > 0) {
-    console.error(`${differ.length} recording${differ.length === 1 ? "" : "s"} differ from ansible-inventory: ${differ.join(", ")} (npm run inventory:oracle rewrites them)`);
+    console.error(`${plural(differ.length, "recording")} differ from ansible-inventory: ${differ.join(", ")} (npm run inventory:oracle rewrites them)`);
   }
   if (failed.length > 0 || differ.length > 0) return 1;
   if (check) console.log(`all ${cases.length} recordings match ansible-inventory`);

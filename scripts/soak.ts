@@ -6,6 +6,7 @@ import { join, relative, resolve } from "node:path";
 import {
   countsOf, isGreen, parseSoakOptions, runLines, SoakOptionError, summaryLine, type RunResult, type SoakOptions, type VitestJson,
 } from "./soakCore.js";
+import { plural } from "../src/output/words.js";
 
 /**
  * `npm run test:soak -- --runs K [--busy-cores N]`: the whole suite K times in a row, one line per
@@ -163,7 +164,7 @@ async function main(): Promise<number> {
   const dir = join(ROOT, ".provision", "soak", new Date().toISOString().replace(/[:.]/g, "-"));
   mkdirSync(dir, { recursive: true });
   const what = opts.vitestArgs.length > 0 ? `vitest ${opts.vitestArgs.join(" ")}` : "the whole suite";
-  say(`soak: ${opts.runs} run${opts.runs === 1 ? "" : "s"} of ${what}${opts.busyCores > 0 ? `, ${opts.busyCores} busy loop${opts.busyCores === 1 ? "" : "s"} beside it` : ""}; logs in ${relative(ROOT, dir)}`);
+  say(`soak: ${plural(opts.runs, "run")} of ${what}${opts.busyCores > 0 ? `, ${plural(opts.busyCores, "busy loop")} beside it` : ""}; logs in ${relative(ROOT, dir)}`);
 
   const busy = startBusyLoops(opts.busyCores);
   const stopBusy = () => busy.forEach((b) => b.kill("SIGKILL"));

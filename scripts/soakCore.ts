@@ -1,4 +1,5 @@
 import { relative } from "node:path";
+import { plural } from "../src/output/words.js";
 
 /**
  * The pure half of `npm run test:soak`: options, what one vitest run reported, what a run left
@@ -131,7 +132,7 @@ export function summaryLine(results: RunResult[], busyCores: number, busyCpuPerc
   const durations = results.map((r) => r.durationMs).sort((a, b) => a - b);
   const median = durations[Math.floor((durations.length - 1) / 2)] ?? 0;
   const range = durations.length > 0 ? `${seconds(durations[0]!)}–${seconds(durations.at(-1)!)}, median ${seconds(median)}` : "none";
-  const busy = busyCores === 0 ? "no extra load" : `${busyCores} busy loop${busyCores === 1 ? "" : "s"} beside it${busyCpuPercent === null ? "" : ` (they got ${busyCpuPercent.toFixed(0)}% CPU of ${busyCores * 100}%)`}`;
+  const busy = busyCores === 0 ? "no extra load" : `${plural(busyCores, "busy loop")} beside it${busyCpuPercent === null ? "" : ` (they got ${busyCpuPercent.toFixed(0)}% CPU of ${busyCores * 100}%)`}`;
   return `soak: ${green} of ${results.length} runs green · durations ${range} · ${busy}`;
 }
 

@@ -5,14 +5,13 @@ import { closest } from "./config/suggest.js";
 import { explainHosts, explainRoles } from "./explain.js";
 import { lintHosts } from "./lint.js";
 import { findRole, ROLES } from "./roles.js";
-import { Session, type HostReport } from "./engine.js";
+import { Session } from "./session.js";
 import { hasErrors, loadConfig } from "./load.js";
 import { plainStyle, renderPlan, renderRollback, renderRunResult, renderVerify, ttyStyle, type Format, type Style } from "./output/format.js";
-import { choosePlaybook } from "./paths.js";
+import { choosePlaybook } from "./playbookChoice.js";
 import { graph, hostJson, listJson } from "./inventory/ansibleView.js";
 import { loadInventory } from "./inventory/load.js";
 import type { ResolvedHost } from "./resolve.js";
-import { defaultKnownHostsFile } from "./transport/ssh.js";
 import { prepareConnector, type ConnectorOptions, type SshClientChoice } from "./transport/connector.js";
 import { LoggingTransport } from "./transport/logging.js";
 import type { Transport } from "./transport/types.js";
@@ -21,9 +20,10 @@ import { Progress } from "./output/progress.js";
 import type { RolloutPolicy } from "./rollout/policy.js";
 import { hostsToResume, readRecord, RecordError, recordFor, STATE_DIR, writeRecord } from "./rollout/record.js";
 import { rollout } from "./rollout/run.js";
-import { loadProbeHosts } from "./probe/hosts.js";
-import { probeJson, renderProbeText } from "./probe/report.js";
-import { runProbe } from "./probe/run.js";
+import { loadCapacityHosts } from "./capacity/hosts.js";
+import { capacityJson, renderCapacityText } from "./capacity/report.js";
+import { runCapacityProbe } from "./capacity/run.js";
+import { plural } from "./output/words.js";
 
 /** The only place that parses argv, prints, and exits. */
 
@@ -255,7 +255,7 @@ async function prepare(inventory: string[], opts: CommonOptions & Partial<RunOpt
   for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
   if (hasErrors(problems)) {
     const n = problems.filter((p) => p.severity === "error").length;
-    process.stderr.write(`${n} error${n === 1 ? "" : "s"} in the configuration; nothing was sent to any host.\n`);
+    process.stderr.write(`${plural(n, "error")} in the configuration; nothing was sent to any host.\n`);
     return null;
   }
   if (hosts.length === 0) {
@@ -317,7 +317,7 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
     try {
       const { file, record } = readRecord(opts.stateDir, opts.resume === true ? undefined : opts.resume);
       restrictTo = hostsToResume(record);
-      process.stderr.write(`resuming ${file}: ${restrictTo.length} host${restrictTo.length === 1 ? "" : "s"} failed or were not reached${restrictTo.length > 0 ? ` (${restrictTo.join(", ")})` : ""}\n`);
+      process.stderr.write(`resuming ${file}: ${plural(restrictTo.length, "host")} failed or were not reached${restrictTo.length > 0 ? ` (${restrictTo.join(", ")})` : ""}\n`);
       if (restrictTo.length === 0) return EXIT_OK;
     } catch (err) {
       if (!(err instanceof RecordError)) throw err;
@@ -344,7 +344,7 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
         process.stderr.write("refusing to apply without confirmation: stdin is not a terminal. Pass --yes to apply.\n");
         return EXIT_ERROR;
       }
-      if (!(await confirm(`Apply these changes to ${pending} host${pending === 1 ? "" : "s"}? [y/N] `))) {
+      if (!(await confirm(`Apply these changes to ${plural(pending, "host")}? [y/N] `))) {
         process.stderr.write("not applied.\n");
         return EXIT_ERROR;
       }
@@ -378,7 +378,7 @@ async function rollbackCommand(inventory: string[], opts: CommonOptions): Promis
         process.stderr.write("refusing to roll back without confirmation: stdin is not a terminal. Pass --yes.\n");
         return EXIT_ERROR;
       }
-      if (!(await confirm(`Restore the original values of ${hosts.length} host${hosts.length === 1 ? "" : "s"} from their snapshots? [y/N] `))) {
+      if (!(await confirm(`Restore the original values of ${plural(hosts.length, "host")} from their snapshots? [y/N] `))) {
         process.stderr.write("not rolled back.\n");
         return EXIT_ERROR;
       }
@@ -477,7 +477,7 @@ function wholeNumber(name: string, min: number, max: number) {
 async function probeCommand(inventory: string[], opts: ProbeOptions): Promise<number> {
   const sources = inventorySources(inventory, opts);
   if (!sources) return EXIT_ERROR;
-  const { client, server, problems } = loadProbeHosts(sources, opts.client, opts.server);
+  const { client, server, problems } = loadCapacityHosts(sources, opts.client, opts.server);
   for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
   if (!client || !server || hasErrors(problems)) return EXIT_ERROR;
   const local = [client, server].find((h) => h.connection.kind === "local");
@@ -497,8 +497,8 @@ async function probeCommand(inventory: string[], opts: ProbeOptions): Promise<nu
   const connector = await prepareConnector([client, server], connectorOptions(opts, 60_000, password));
   if (connector.notice) process.stderr.write(`note: ${connector.notice}\n`);
   try {
-    const report = await runProbe(client, server, { bound: opts.max, port: opts.port, holdSeconds: opts.duration }, (h) => connector.connect(h));
-    process.stdout.write(opts.json ? `${probeJson(report)}\n` : renderProbeText(report));
+    const report = await runCapacityProbe(client, server, { bound: opts.max, port: opts.port, holdSeconds: opts.duration }, connector);
+    process.stdout.write(opts.json ? `${capacityJson(report)}\n` : renderCapacityText(report));
     return report.cleanup.ok ? EXIT_OK : EXIT_ERROR;
   } catch (err) {
     process.stderr.write(`probe: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -516,7 +516,7 @@ function lintCommand(inventory: string[], opts: { inventory: string[]; limit?: s
   for (const p of all) process.stderr.write(`${formatProblem(p)}\n`);
   const errors = all.filter((p) => p.severity === "error").length;
   const warnings = all.length - errors;
-  process.stdout.write(`Lint: ${hosts.length} host${hosts.length === 1 ? "" : "s"}, ${errors} error${errors === 1 ? "" : "s"}, ${warnings} warning${warnings === 1 ? "" : "s"}; nothing was sent to any host.\n`);
+  process.stdout.write(`Lint: ${plural(hosts.length, "host")}, ${plural(errors, "error")}, ${plural(warnings, "warning")}; nothing was sent to any host.\n`);
   return errors > 0 ? EXIT_ERROR : EXIT_OK;
 }
 

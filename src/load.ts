@@ -2,7 +2,7 @@ import { dirname, resolve as resolvePath } from "node:path";
 import { sortProblems, type ConfigProblem } from "./config/errors.js";
 import { loadInventory } from "./inventory/load.js";
 import { loadPlaybook } from "./playbook.js";
-import { DEFAULT_PLAYBOOK } from "./paths.js";
+import { DEFAULT_PLAYBOOK } from "./installRoot.js";
 import { resolveTargets, type ResolvedHost } from "./resolve.js";
 import { rolloutPolicy, type RolloutFlags } from "./rollout/fromConfig.js";
 import type { RolloutPolicy } from "./rollout/policy.js";

@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import Handlebars from "handlebars";
-import { TEMPLATES_DIR } from "./paths.js";
+import { TEMPLATES_DIR } from "./installRoot.js";
+import { thousands } from "./output/words.js";
 
 /** The only place handlebars is used. Rendering is pure: same template and data, same bytes. */
 const hb = Handlebars.create();
@@ -11,7 +12,7 @@ const COMMENT_WIDTH = 96;
 /** `{{comment text}}`: the text as `# ` comment lines wrapped at 96 columns. */
 hb.registerHelper("comment", (text: unknown) => new Handlebars.SafeString(commentLines(String(text ?? ""))));
 /** `{{thousands n}}`: 28232 → 28,232, so the numbers in a why read at a glance. */
-hb.registerHelper("thousands", (n: unknown) => Number(n).toLocaleString("en-US"));
+hb.registerHelper("thousands", (n: unknown) => thousands(Number(n)));
 
 export function commentLines(text: string): string {
   const out: string[] = [];

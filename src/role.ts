@@ -1,13 +1,15 @@
+import type { AnyProbe, Probe } from "./facts/probe.js";
+
 /** What a role asks to read from a host before planning. Gathered for all roles in one exec. */
 export type FactRequest =
   | { kind: "sysctl"; key: string }
   | { kind: "file"; path: string }
   | { kind: "listening-ports" }
-  /** A named probe from src/facts/probes.ts; `arg` must already be validated by the role's schema. */
-  | { kind: "probe"; probe: string; arg?: string };
+  /** The probe itself; `arg` must already be validated by the role's schema. */
+  | { kind: "probe"; probe: AnyProbe; arg?: string };
 
-/** A probe's answer: flat named fields, or why it could not be read. */
-export type ProbeResult = { ok: true; fields: Record<string, string> } | { ok: false; error: string };
+/** A probe's answer: its typed value, or why it could not be read. */
+export type ProbeResult<T = unknown> = { ok: true; value: T } | { ok: false; error: string };
 
 export interface BoundPorts {
   tcp: number[];
@@ -29,6 +31,15 @@ export interface Facts {
 
 export function probeKey(probe: string, arg?: string): string {
   return arg === undefined ? probe : `${probe}:${arg}`;
+}
+
+export function probeRequest(probe: AnyProbe, arg?: string): FactRequest {
+  return arg === undefined ? { kind: "probe", probe } : { kind: "probe", probe, arg };
+}
+
+/** The typed answer of a probe the role asked for; undefined when it was not gathered. */
+export function probeResult<T>(facts: Facts, probe: Probe<T>, arg?: string): ProbeResult<T> | undefined {
+  return facts.probes?.[probeKey(probe.name, arg)] as ProbeResult<T> | undefined;
 }
 
 /**
@@ -74,9 +85,10 @@ export type Check =
       kind: "probe";
       probe: string;
       arg?: string;
-      field: string;
+      /** Where the value is in the probe's typed answer: object keys (and record keys such as a path). */
+      field: string[];
       expected: string;
-      /** equal: by words; at-least/at-most: as integers ("unlimited" is infinite); includes: comma-list membership. */
+      /** equal: by words; at-least/at-most: as integers ("unlimited" is infinite); includes/excludes: membership in a list. */
       compare: "equal" | "at-least" | "at-most" | "includes" | "excludes";
       /** Read through a brand-new SSH login (through PAM), not the connection that applied the change. */
       freshLogin?: boolean;
@@ -85,10 +97,30 @@ export type Check =
       message: string;
     };
 
+export type ProbeCheck = Extract<Check, { kind: "probe" }>;
+
+/** A check of one field of a probe's typed answer; its first key is checked against the probe's type. */
+export function probeCheck<T>(
+  probe: Probe<T>,
+  check: Omit<ProbeCheck, "kind" | "probe" | "field"> & { field: [keyof T & string, ...string[]] },
+): ProbeCheck {
+  return { ...check, kind: "probe", probe: probe.name, field: [...check.field] };
+}
+
 export interface RolePlan {
   changes: Change[];
   checks: Check[];
   notes: string[];
+  /**
+   * Why this role must not run on this host, each with its fix. A role never throws to refuse:
+   * planning collects every refusal of every role of a host, so one `plan` shows them all.
+   */
+  refusals: string[];
+}
+
+/** The plan of a role that refuses: nothing to change or check, only the reasons. */
+export function refused(refusals: string[], notes: string[] = []): RolePlan {
+  return { changes: [], checks: [], notes, refusals };
 }
 
 export interface PlanContext {
@@ -97,8 +129,8 @@ export interface PlanContext {
   sshAddress: string;
   /** "plan" for plan/run; "verify" when only checking what was applied (no new discoveries). */
   purpose: "plan" | "verify";
-  /** Renders `templates/<role>/<name>` with the given data (pure, cached). */
-  render(template: string, data: Record<string, unknown>): string;
+  /** Renders `templates/<role>/<name>` with the given data plus `why` (each param's reason), pure and cached. */
+  render(template: string, data?: Record<string, unknown>): string;
   /** The schema description of each param: the single home of each value's "why". */
   why: Record<string, string>;
 }

@@ -1,4 +1,5 @@
 import { probeKey, type FactRequest, type Facts } from "./role.js";
+import type { AnyProbe } from "./facts/probe.js";
 import type { PlannedCheck } from "./plan.js";
 import { sysctlEqual } from "./sysctl/value.js";
 
@@ -8,15 +9,22 @@ export interface CheckResult {
   ok: boolean;
 }
 
-export function factRequestsForChecks(checks: PlannedCheck[]): FactRequest[] {
+/**
+ * What reading these checks back costs. A probe check names its probe; `probes` are the ones the
+ * host's roles asked for (see probesOf), so a check can only name a probe its role gathers.
+ */
+export function factRequestsForChecks(checks: PlannedCheck[], probes: ReadonlyMap<string, AnyProbe>): FactRequest[] {
   return checks.map((c): FactRequest => {
     switch (c.kind) {
       case "sysctl":
         return { kind: "sysctl", key: c.key };
       case "file":
         return { kind: "file", path: c.path };
-      case "probe":
-        return c.arg === undefined ? { kind: "probe", probe: c.probe } : { kind: "probe", probe: c.probe, arg: c.arg };
+      case "probe": {
+        const probe = probes.get(c.probe);
+        if (!probe) throw new Error(`role ${c.role} checks probe ${c.probe}, which none of the host's roles gathers`);
+        return c.arg === undefined ? { kind: "probe", probe } : { kind: "probe", probe, arg: c.arg };
+      }
     }
   });
 }
@@ -35,13 +43,40 @@ export function evaluateChecks(checks: PlannedCheck[], facts: Facts): CheckResul
     const result = facts.probes?.[probeKey(check.probe, check.arg)];
     if (!result) return { check, actual: null, ok: false };
     if (!result.ok) return { check, actual: `(unreadable: ${result.error})`, ok: false };
-    const actual = result.fields[check.field] ?? null;
-    return { check, actual, ok: actual !== null && compareValues(check.compare, actual, check.expected) };
+    const at = fieldAt(result.value, check.field);
+    const actual = textOf(at);
+    if (actual === null) return { check, actual, ok: false };
+    const ok = check.compare === "includes" || check.compare === "excludes"
+      ? (check.compare === "includes") === listOf(at).includes(check.expected.trim())
+      : compareValues(check.compare, actual, check.expected);
+    return { check, actual, ok };
   });
 }
 
+/** The value at `path` in a probe's typed answer; undefined when the path leads nowhere. */
+export function fieldAt(value: unknown, path: readonly string[]): unknown {
+  let at: unknown = value;
+  for (const key of path) {
+    if (at === null || typeof at !== "object" || !Object.hasOwn(at, key)) return undefined;
+    at = (at as Record<string, unknown>)[key];
+  }
+  return at;
+}
+
+/** How a field's value reads in reports: numbers and booleans as JS prints them, lists comma-joined. */
+function textOf(at: unknown): string | null {
+  if (Array.isArray(at)) return at.map(String).join(", ");
+  if (typeof at === "string" || typeof at === "number" || typeof at === "boolean") return String(at);
+  return null;
+}
+
+/** A list field's members; a text field is one member. */
+function listOf(at: unknown): string[] {
+  return Array.isArray(at) ? at.map((v) => String(v).trim()) : [String(at).trim()];
+}
+
 /** Integers compare numerically, with "unlimited"/"infinity" above every number. */
-export function compareValues(compare: "equal" | "at-least" | "at-most" | "includes" | "excludes", actual: string, expected: string): boolean {
+export function compareValues(compare: "equal" | "at-least" | "at-most", actual: string, expected: string): boolean {
   switch (compare) {
     case "equal":
       return sysctlEqual(actual, expected);
@@ -49,10 +84,6 @@ export function compareValues(compare: "equal" | "at-least" | "at-most" | "inclu
       return toNumber(actual) >= toNumber(expected);
     case "at-most":
       return toNumber(actual) <= toNumber(expected);
-    case "includes":
-      return listOf(actual).includes(expected.trim());
-    case "excludes":
-      return !listOf(actual).includes(expected.trim());
   }
 }
 
@@ -60,8 +91,4 @@ function toNumber(v: string): number {
   const t = v.trim().toLowerCase();
   if (t === "unlimited" || t === "infinity") return Infinity;
   return /^-?\d+$/.test(t) ? Number(t) : NaN;
-}
-
-function listOf(v: string): string[] {
-  return v.split(",").map((s) => s.trim()).filter(Boolean);
 }

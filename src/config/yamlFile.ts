@@ -175,7 +175,7 @@ export function formatKeyPath(path: KeyPath): string {
   let out = "";
   for (const seg of path) {
     // A hostile key (a newline, a quote) is printed escaped, so one problem stays one line.
-    const name = /^[\w@%+,:\[\]*./-]*$/.test(seg as string) ? String(seg) : JSON.stringify(seg);
+    const name = /^[\w@%+,:[\]*./-]*$/.test(seg as string) ? String(seg) : JSON.stringify(seg);
     if (typeof seg === "number") out += `[${seg}]`;
     else out += out === "" ? name : `.${name}`;
   }

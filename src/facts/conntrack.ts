@@ -10,6 +10,8 @@ export type KeyAccess = "absent" | "writable" | "read-only";
 export interface ConntrackState {
   /** builtin: /sys/module/nf_conntrack without initstate; loaded: a loaded module (has initstate). */
   module: "builtin" | "loaded" | "absent";
+  /** In use: loaded or built in (what verify checks after a run). */
+  loaded: boolean;
   max: KeyAccess;
   /** A per-namespace key, to tell "not root / read-only /proc/sys" from "read-only because of the namespace". */
   timeouts: KeyAccess;
@@ -43,7 +45,7 @@ const ACCESS = `access() { if [ ! -e "$1" ]; then echo absent; elif [ -w "$1" ];
  */
 export const conntrackProbe = defineProbe({
   name: "conntrack",
-  command: () =>
+  script: () =>
     [
       ACCESS,
       `echo "max=$(access ${NETFILTER}/nf_conntrack_max)"`,
@@ -60,21 +62,21 @@ export const conntrackProbe = defineProbe({
       `echo "sysctl=$(command -v sysctl 2>/dev/null)"`,
       `echo "kernel=$(uname -r)"`,
     ].join("\n"),
-  parse: (raw) => {
+  parse: (raw): ConntrackState => {
     const fields = keyValues(raw);
     for (const key of ["max", "timeouts", "module", "hashsize", "netns_self", "netns_pid1", "module_support", "kernel"]) {
       if (fields[key] === undefined) throw new ProbeParseError(`conntrack probe printed no ${key}= line`);
     }
-    const state = parseConntrackFields(fields);
-    return { ...fields, netns: state.netns, loaded: state.module === "absent" ? "no" : "yes" };
+    return conntrackState(fields);
   },
 });
 
 /** MemTotal from /proc/meminfo, in kB (the kernel's unit there is KiB). */
 export const memTotalProbe = defineProbe({
   name: "conntrack-meminfo",
-  command: () => "cat /proc/meminfo",
-  parse: (raw) => ({ mem_total_kb: String(parseMemTotalKb(raw)) }),
+  script: () => "cat /proc/meminfo",
+  /** MemTotal in kB. */
+  parse: (raw): number => parseMemTotalKb(raw),
 });
 
 export function parseMemTotalKb(meminfo: string): number {
@@ -120,8 +122,8 @@ export function detectNetns(f: Record<string, string>): ConntrackState["netns"] 
   return "unknown";
 }
 
-/** Pure: the probe's fields (as stored in Facts) back into a typed state. */
-export function parseConntrackFields(f: Record<string, string>): ConntrackState {
+/** Pure: the probe's `key=value` lines as a typed state. */
+function conntrackState(f: Record<string, string>): ConntrackState {
   const module = f.module;
   if (module !== "builtin" && module !== "loaded" && module !== "absent") throw new ProbeParseError(`conntrack probe: module=${module ?? ""} is unexpected`);
   const hashsize = /^\d+$/.test(f.hashsize ?? "") ? Number(f.hashsize) : null;
@@ -129,6 +131,7 @@ export function parseConntrackFields(f: Record<string, string>): ConntrackState 
   const sysctl = f.sysctl && SAFE_PATH.test(f.sysctl) ? f.sysctl : null;
   return {
     module,
+    loaded: module !== "absent",
     max: access(f.max, "max"),
     timeouts: access(f.timeouts, "timeouts"),
     hashsize,

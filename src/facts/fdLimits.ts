@@ -1,11 +1,11 @@
 import { sysctlDropinPath } from "../sysctl/dropin.js";
 import { shQuote } from "../transport/shell.js";
-import { defineProbe, ProbeParseError, type Probe } from "./probe.js";
+import { defineProbe, ProbeParseError } from "./probe.js";
 
 /**
- * Probes of the fd-limits role. Each prints `key=value` lines; the parsers keep those lines and
- * require the fields the role reads. Every command that could read stdin gets </dev/null: the
- * gather script itself arrives on stdin and must not be eaten.
+ * Probes of the fd-limits role. Each script prints `key=value` lines; each parser turns them into a
+ * typed value and refuses output without the lines the role reads. Every command that could read
+ * stdin gets </dev/null: the gather script itself arrives on stdin and must not be eaten.
  */
 
 // /proc is read with the shell's own `read`: every gather of every host runs these, and on a
@@ -19,8 +19,18 @@ const NOFILE_OF = `nofile_of() { while read -r w1 w2 w3 soft hard _; do [ "$w1 $
 /** The first word after `<key>:` in /proc/<pid>/status (e.g. PPid, the real Uid, CapEff). */
 const STATUS_FIELD = `status_field() { while read -r k v _; do [ "$k" = "$2:" ] && { echo "$v"; return 0; }; done 2>/dev/null <"/proc/$1/status"; return 0; }`;
 
-export function parseKeyValues(raw: string): Record<string, string> {
-  const fields: Record<string, string> = {};
+/** An rlimit as /proc/<pid>/limits, ulimit and systemctl show print it: a number, or RLIM_INFINITY. */
+export type Limit = number | "unlimited";
+
+export interface Nofile {
+  soft: Limit;
+  hard: Limit;
+}
+
+type Fields = Record<string, string>;
+
+export function parseKeyValues(raw: string): Fields {
+  const fields: Fields = {};
   for (const line of raw.split("\n")) {
     const m = /^([a-z0-9_]+)=(.*)$/.exec(line.trim());
     if (m) fields[m[1]!] = m[2]!;
@@ -28,7 +38,7 @@ export function parseKeyValues(raw: string): Record<string, string> {
   return fields;
 }
 
-function requireFields(probe: string, fields: Record<string, string>, names: string[], raw: string): Record<string, string> {
+function requireFields(probe: string, fields: Fields, names: string[], raw: string): Fields {
   const missing = names.filter((n) => fields[n] === undefined || fields[n] === "");
   if (missing.length > 0) {
     throw new ProbeParseError(`${probe}: no ${missing.join(", ")} in its output ${JSON.stringify(raw.trim().slice(0, 300))}`);
@@ -36,23 +46,49 @@ function requireFields(probe: string, fields: Record<string, string>, names: str
   return fields;
 }
 
-const LIMIT_VALUE = /^(\d+|unlimited)$/;
+function notANumber(probe: string, name: string, value: string): ProbeParseError {
+  return new ProbeParseError(`${probe}: ${name} is ${JSON.stringify(value)}, not a number`);
+}
 
-function requireLimits(probe: string, fields: Record<string, string>, names: string[]): void {
-  for (const n of names) {
-    if (fields[n] !== undefined && !LIMIT_VALUE.test(fields[n]!)) throw new ProbeParseError(`${probe}: ${n} is ${JSON.stringify(fields[n])}, not a number`);
-  }
+/** A limit the script printed, or undefined when it printed no such line. */
+function limitField(probe: string, f: Fields, name: string): Limit | undefined {
+  const v = f[name];
+  if (v === undefined) return undefined;
+  if (!/^(\d+|unlimited)$/.test(v)) throw notANumber(probe, name, v);
+  return v === "unlimited" ? v : Number(v);
+}
+
+/** A field requireFields already found: a count (pid, uid, nr_open). */
+function countField(probe: string, f: Fields, name: string): number {
+  const v = f[name]!;
+  if (!/^\d+$/.test(v)) throw notANumber(probe, name, v);
+  return Number(v);
+}
+
+/** `<prefix>soft` and `<prefix>hard`, each where the script printed it. */
+function nofileFields(probe: string, f: Fields, prefix = ""): Partial<Nofile> {
+  const soft = limitField(probe, f, `${prefix}soft`);
+  const hard = limitField(probe, f, `${prefix}hard`);
+  return { ...(soft === undefined ? {} : { soft }), ...(hard === undefined ? {} : { hard }) };
 }
 
 /** fs.nr_open and fs.file-max, read for the raise-only targets and the at-least checks. */
-export const FD_KERNEL_PROBE: Probe = defineProbe({
+export interface KernelFiles {
+  /** At most 2,147,483,584 (the kernel's own ceiling on 64-bit). */
+  nr_open: number;
+  /** Decimal digits: up to LONG_MAX, beyond what a number holds exactly. */
+  file_max: string;
+}
+
+export const FD_KERNEL_PROBE = defineProbe<KernelFiles>({
   name: "fd-limits-kernel",
   // cat, not `read`: dash reads a byte at a time, and a /proc/sys value answers only the first read.
-  command: () => `printf 'nr_open=%s\\nfile_max=%s\\n' "$(cat /proc/sys/fs/nr_open)" "$(cat /proc/sys/fs/file-max)"`,
+  script: () => `printf 'nr_open=%s\\nfile_max=%s\\n' "$(cat /proc/sys/fs/nr_open)" "$(cat /proc/sys/fs/file-max)"`,
   parse(raw) {
     const f = requireFields("fd-limits-kernel", parseKeyValues(raw), ["nr_open", "file_max"], raw);
-    requireLimits("fd-limits-kernel", f, ["nr_open", "file_max"]);
-    return { nr_open: f.nr_open!, file_max: f.file_max! };
+    const nrOpen = countField("fd-limits-kernel", f, "nr_open");
+    if (!/^\d+$/.test(f.file_max!)) throw notANumber("fd-limits-kernel", "file_max", f.file_max!);
+    return { nr_open: nrOpen, file_max: f.file_max! };
   },
 });
 
@@ -63,9 +99,24 @@ export const FD_KERNEL_PROBE: Probe = defineProbe({
  * listener: pam_limits runs in its children, so without CAP_SYS_RESOURCE no login can get a hard
  * limit above the listener's.
  */
-export const FD_LOGIN_PROBE: Probe = defineProbe({
+export interface LoginState {
+  /** Who the script runs as (0 under sudo). */
+  euid: number;
+  /** The login's user, uid and groups (`id -Gn`): whom pam_limits' lines apply to. */
+  user: string;
+  uid: number;
+  groups: string[];
+  /** What the login holds: its sshd session process's limits, or the script's own outside SSH. */
+  nofile: Nofile;
+  /** The sshd session process above the script; null when no sshd is above it. */
+  session: number | null;
+  /** The sshd listener that runs pam_limits for every login; null when no sshd is above the script. */
+  sshd: { pid: number; hard: Limit; capSysResource: boolean } | null;
+}
+
+export const FD_LOGIN_PROBE = defineProbe<LoginState>({
   name: "fd-limits-login",
-  command: () =>
+  script: () =>
     [
       NOFILE_OF,
       STATUS_FIELD,
@@ -86,17 +137,25 @@ export const FD_LOGIN_PROBE: Probe = defineProbe({
       `echo "sshd_cap_eff=$(status_field "$listener" CapEff)"`,
     ].join("\n"),
   parse(raw) {
+    const P = "fd-limits-login";
     const f = parseKeyValues(raw);
     const base = ["euid", "session", "user", "uid", "soft", "hard"];
-    requireFields("fd-limits-login", f, f.session === "none" ? base : [...base, "sshd", "sshd_hard", "sshd_cap_eff"], raw);
-    requireLimits("fd-limits-login", f, ["soft", "hard", "sshd_hard"]);
+    const ssh = f.session !== "none";
+    requireFields(P, f, ssh ? [...base, "sshd", "sshd_hard", "sshd_cap_eff"] : base, raw);
+    const nofile = nofileFields(P, f) as Nofile;
+    const sshdHard = limitField(P, f, "sshd_hard");
     if (f.sshd_cap_eff !== undefined && !/^[0-9a-f]{1,16}$/.test(f.sshd_cap_eff)) {
-      throw new ProbeParseError(`fd-limits-login: sshd_cap_eff ${JSON.stringify(f.sshd_cap_eff)} is not a capability mask`);
+      throw new ProbeParseError(`${P}: sshd_cap_eff ${JSON.stringify(f.sshd_cap_eff)} is not a capability mask`);
     }
-    const fields: Record<string, string> = {};
-    for (const k of [...base, "groups", "sshd", "sshd_hard"]) if (f[k] !== undefined) fields[k] = f[k]!;
-    if (f.sshd_cap_eff !== undefined) fields.sshd_cap_sys_resource = hasCapSysResource(f.sshd_cap_eff) ? "yes" : "no";
-    return fields;
+    return {
+      euid: countField(P, f, "euid"),
+      user: f.user!,
+      uid: countField(P, f, "uid"),
+      groups: (f.groups ?? "").split(",").filter(Boolean),
+      nofile,
+      session: ssh ? countField(P, f, "session") : null,
+      sshd: ssh ? { pid: countField(P, f, "sshd"), hard: sshdHard!, capSysResource: hasCapSysResource(f.sshd_cap_eff!) } : null,
+    };
   },
 });
 
@@ -108,9 +167,20 @@ export function hasCapSysResource(capEffHex: string): boolean {
 }
 
 /** PID 1: whether systemd runs the host, and (where it does) the DefaultLimitNOFILE it loaded. */
-export const FD_INIT_PROBE: Probe = defineProbe({
+export interface InitState {
+  systemd: boolean;
+  /** PID 1's command name, "(unknown)" when unreadable. */
+  pid1: string;
+  pid1Hard: Limit | null;
+  /** Whether PID 1 may raise a hard limit; null when its CapEff was unreadable. */
+  pid1CapSysResource: boolean | null;
+  /** DefaultLimitNOFILE systemd loaded (where it runs), each part where systemctl printed it. */
+  defaultNofile: Partial<Nofile>;
+}
+
+export const FD_INIT_PROBE = defineProbe<InitState>({
   name: "fd-limits-init",
-  command: () =>
+  script: () =>
     [
       STATUS_FIELD,
       `pid1=; read -r pid1 2>/dev/null </proc/1/comm; echo "pid1=$pid1"`,
@@ -122,11 +192,15 @@ export const FD_INIT_PROBE: Probe = defineProbe({
   parse(raw) {
     const f = requireFields("fd-limits-init", parseKeyValues(raw), ["systemd"], raw);
     if (f.systemd !== "yes" && f.systemd !== "no") throw new ProbeParseError(`fd-limits-init: systemd=${JSON.stringify(f.systemd)}`);
-    requireLimits("fd-limits-init", f, ["pid1_hard", "default_hard", "default_soft"]);
-    const fields: Record<string, string> = { systemd: f.systemd, pid1: f.pid1 || "(unknown)" };
-    for (const k of ["pid1_hard", "default_hard", "default_soft"]) if (f[k]) fields[k] = f[k]!;
-    if (f.pid1_cap_eff && /^[0-9a-f]{1,16}$/.test(f.pid1_cap_eff)) fields.pid1_cap_sys_resource = hasCapSysResource(f.pid1_cap_eff) ? "yes" : "no";
-    return fields;
+    const pid1Hard = limitField("fd-limits-init", f, "pid1_hard") ?? null;
+    const cap = f.pid1_cap_eff && /^[0-9a-f]{1,16}$/.test(f.pid1_cap_eff) ? f.pid1_cap_eff : null;
+    return {
+      systemd: f.systemd === "yes",
+      pid1: f.pid1 || "(unknown)",
+      pid1Hard,
+      pid1CapSysResource: cap === null ? null : hasCapSysResource(cap),
+      defaultNofile: nofileFields("fd-limits-init", f, "default_"),
+    };
   },
 });
 
@@ -151,9 +225,20 @@ export function processName(service: string): string | null {
  * elsewhere the lowest-numbered live process with the service's name. A running process's /proc/<pid>/limits is
  * what it really got.
  */
-export const FD_SERVICE_PROBE: Probe = defineProbe({
+export interface ServiceState {
+  via: "systemd" | "pgrep";
+  /** systemd's LoadState of the unit ("not-found": no unit file); null without systemd. */
+  loadState: string | null;
+  needReload: boolean;
+  /** The LimitNOFILE systemd loaded for the unit, each part where systemctl printed it. */
+  unitNofile: Partial<Nofile>;
+  /** The running process (MainPID, or the lowest live match of pgrep) and what it holds; null when none runs. */
+  process: { pid: number; nofile: Nofile } | null;
+}
+
+export const FD_SERVICE_PROBE = defineProbe<ServiceState>({
   name: "fd-limits-service",
-  command(arg) {
+  script(arg) {
     if (arg === undefined) throw new Error("fd-limits-service needs a service name");
     const unit = shQuote(unitName(arg));
     const comm = processName(arg);
@@ -177,13 +262,19 @@ export const FD_SERVICE_PROBE: Probe = defineProbe({
     ].join("\n");
   },
   parse(raw) {
+    const P = "fd-limits-service";
     const f = parseKeyValues(raw);
-    requireFields("fd-limits-service", f, f.running === "yes" ? ["via", "running", "pid", "soft", "hard"] : ["via", "running"], raw);
-    requireLimits("fd-limits-service", f, ["soft", "hard", "unit_soft", "unit_hard"]);
-    const fields: Record<string, string> = {};
-    for (const k of ["via", "running", "pid", "soft", "hard", "unit_soft", "unit_hard", "need_reload", "load_state"]) if (f[k]) fields[k] = f[k]!;
-    if (fields.running === "no") delete fields.pid;
-    return fields;
+    const running = f.running === "yes";
+    requireFields(P, f, running ? ["via", "running", "pid", "soft", "hard"] : ["via", "running"], raw);
+    if (f.via !== "systemd" && f.via !== "pgrep") throw new ProbeParseError(`${P}: via=${JSON.stringify(f.via)}`);
+    const nofile = nofileFields(P, f) as Nofile;
+    return {
+      via: f.via,
+      loadState: f.load_state || null,
+      needReload: f.need_reload === "yes",
+      unitNofile: nofileFields(P, f, "unit_"),
+      process: running ? { pid: countField(P, f, "pid"), nofile } : null,
+    };
   },
 });
 
@@ -191,9 +282,15 @@ export const FD_SERVICE_PROBE: Probe = defineProbe({
  * What a new PAM session of a named user gets: `su -l` goes through pam_limits like a login.
  * Only root can su without a password; otherwise only whether the user exists is reported.
  */
-export const FD_USER_PROBE: Probe = defineProbe({
+export interface UserState {
+  exists: boolean;
+  /** What `su -l` gave the new session; null when not read (no such user, or the probe is not root). */
+  nofile: Nofile | null;
+}
+
+export const FD_USER_PROBE = defineProbe<UserState>({
   name: "fd-limits-user",
-  command(arg) {
+  script(arg) {
     if (arg === undefined) throw new Error("fd-limits-user needs a user name");
     return [
       `u=${shQuote(arg)}`,
@@ -206,12 +303,12 @@ export const FD_USER_PROBE: Probe = defineProbe({
       `printf '%s\\n' "$out"`,
     ].join("\n");
   },
-  parse(raw): Record<string, string> {
+  parse(raw) {
     const f = requireFields("fd-limits-user", parseKeyValues(raw), ["exists"], raw);
-    if (f.exists === "no") return { exists: "no" };
+    if (f.exists === "no") return { exists: false, nofile: null };
     requireFields("fd-limits-user", f, f.checked === "yes" ? ["checked", "soft", "hard"] : ["checked"], raw);
-    requireLimits("fd-limits-user", f, ["soft", "hard"]);
-    return f.checked === "yes" ? { exists: "yes", checked: "yes", soft: f.soft!, hard: f.hard! } : { exists: "yes", checked: "no" };
+    const nofile = nofileFields("fd-limits-user", f) as Nofile;
+    return { exists: true, nofile: f.checked === "yes" ? nofile : null };
   },
 });
 
@@ -245,13 +342,6 @@ export function isOwnFile(path: string): boolean {
   return Object.values(FD_LIMITS_PATHS).includes(path as never) || serviceOfDropin(path) !== null;
 }
 
-const NONE = "(none)";
-
-/** The comma list of the files-probe's `files` field (which never holds a comma: see isOwnFile). */
-export function ownFilesOf(field: string): string[] {
-  return field === NONE ? [] : field.split(",");
-}
-
 /**
  * Which of the role's own files exist: the fixed ones, and its drop-in in every service's `.d`
  * directory, whether or not the service is still in `services`, so files no longer wanted are found.
@@ -270,9 +360,16 @@ export function ownFilesCommand(root = ""): string {
   ].join("\n");
 }
 
-export const FD_FILES_PROBE: Probe = defineProbe({
+export interface OwnFiles {
+  /** The role's own files on the host, in path order (only paths isOwnFile accepts). */
+  files: string[];
+  /** Files of that name found where the role never writes (counted, never listed). */
+  skipped: number;
+}
+
+export const FD_FILES_PROBE = defineProbe<OwnFiles>({
   name: "fd-limits-files",
-  command: () => ownFilesCommand(),
+  script: () => ownFilesCommand(),
   parse(raw) {
     const lines = raw.split("\n");
     if (!lines.includes("done=yes")) throw new ProbeParseError(`fd-limits-files: the listing did not finish: ${JSON.stringify(raw.trim().slice(0, 300))}`);
@@ -285,8 +382,6 @@ export const FD_FILES_PROBE: Probe = defineProbe({
       if (isOwnFile(path)) files.add(path);
       else skipped++;
     }
-    return { files: [...files].sort().join(",") || NONE, skipped: String(skipped) };
+    return { files: [...files].sort(), skipped };
   },
 });
-
-export const FD_LIMITS_PROBES: Probe[] = [FD_KERNEL_PROBE, FD_LOGIN_PROBE, FD_INIT_PROBE, FD_SERVICE_PROBE, FD_USER_PROBE, FD_FILES_PROBE];

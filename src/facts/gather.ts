@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
 import { probeKey, type FactRequest, type Facts, type ProbeResult } from "../role.js";
-import { ProbeParseError } from "./probe.js";
-import { findProbe } from "./probes.js";
+import { ProbeParseError, type AnyProbe } from "./probe.js";
 import { parseRecords, recordPrelude } from "../remote/records.js";
 import { shQuote } from "../transport/shell.js";
 import { sysctlProcPath } from "../sysctl/value.js";
@@ -23,7 +22,7 @@ export function requestId(r: FactRequest): string {
     case "listening-ports":
       return "listening-ports";
     case "probe":
-      return `probe:${probeKey(r.probe, r.arg)}`;
+      return `probe:${probeKey(r.probe.name, r.arg)}`;
   }
 }
 
@@ -61,7 +60,7 @@ export function buildGatherScript(requests: FactRequest[], nonce: string): strin
         break;
       case "probe": {
         // A subshell keeps one probe's `exit` or `set` from touching the others.
-        const cmd = findProbe(r.probe).command(r.arg);
+        const cmd = r.probe.script(r.arg);
         // A here-document feeds base64 without the two processes of `printf | b64`; it adds one
         // newline, which the parser takes off ($(...) already dropped the output's own).
         lines.push(`out=$( (\n${cmd}\n) 2>&1 ); rc=$?`, `if [ $rc -eq 0 ]; then rec ${id} ok; else rec ${id} fail; fi; b64 <<${PROBE_OUT_END}\n$out\n${PROBE_OUT_END}`);
@@ -119,17 +118,17 @@ export function parseGatherOutput(stdout: string, nonce: string, requests: FactR
         facts.listeningPorts = parseListeningPorts(rec.payload);
         break;
       case "probe":
-        facts.probes![probeKey(r.probe, r.arg)] = probeResult(r.probe, r.arg, rec.status, rec.payload.replace(/\n$/, ""));
+        facts.probes![probeKey(r.probe.name, r.arg)] = probeResult(r.probe, r.arg, rec.status, rec.payload.replace(/\n$/, ""));
         break;
     }
   });
   return facts;
 }
 
-function probeResult(name: string, arg: string | undefined, status: string, output: string): ProbeResult {
+function probeResult(probe: AnyProbe, arg: string | undefined, status: string, output: string): ProbeResult {
   if (status !== "ok") return { ok: false, error: output.trim() || "failed without a message" };
   try {
-    return { ok: true, fields: findProbe(name).parse(output, arg) };
+    return { ok: true, value: probe.parse(output, arg) };
   } catch (err) {
     if (err instanceof ProbeParseError) return { ok: false, error: err.message };
     throw err;

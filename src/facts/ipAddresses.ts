@@ -128,18 +128,13 @@ export function isLinkLocal(c: Cidr): boolean {
   return c.family === 4 ? c.address.startsWith("169.254.") : /^fe[89ab]/i.test(c.address);
 }
 
-export const IP_ADDRESSES_PROBE = "ip-addresses";
-
 /** Separates `ip -j addr show` from the promote_secondaries lines in the probe's output. */
 const PROMOTE_MARKER = "# promote_secondaries";
 
-interface IpJsonLink {
-  ifname?: unknown;
-  addr_info?: unknown;
-}
-
 /** An address as the kernel holds it, with the flags that decide what deleting or using it does. */
 export interface LiveAddress extends Cidr {
+  /** As `ip` prints it: global, link, host (empty when it printed none). */
+  scope: string;
   /** IPv4: not the first address of its subnet on the interface; deleting the first (primary) takes these along unless promote_secondaries is on. */
   secondary: boolean;
   /** IPv6 duplicate address detection still running (the kernel also keeps a failed one tentative; that one counts as dadfailed only). */
@@ -148,19 +143,43 @@ export interface LiveAddress extends Cidr {
   dadfailed: boolean;
 }
 
+/** One link of `ip -j addr show`: its name and its addresses, in `ip` order. */
+export interface IpLink {
+  name: string;
+  addresses: LiveAddress[];
+}
+
+/** One interface in the ip-addresses probe's answer. */
+export interface IpInterface {
+  /** Its addresses with their flags, in `ip` order. */
+  addresses: LiveAddress[];
+  /** Every address as ADDRESS/PREFIX. */
+  cidrs: string[];
+  /** Those duplicate address detection did not reject, as ADDRESS/PREFIX (tentative ones included: usable within a second or two). */
+  usable: string[];
+  /**
+   * Whether deleting a primary IPv4 address promotes a secondary (the interface's setting or `all`'s
+   * is 1) or deletes them all; null when unreadable.
+   */
+  promoteSecondaries: boolean | null;
+}
+
+/** The ip-addresses probe's answer. */
+export interface IpAddresses {
+  /** Interface names, in `ip` order. */
+  names: string[];
+  interfaces: Record<string, IpInterface>;
+  /** Every address of the host, without prefix. */
+  locals: string[];
+}
+
 /**
  * Every interface and its addresses, from `ip -j addr show` (iproute2 4.14+), and
- * /proc/sys/net/ipv4/conf/<iface>/promote_secondaries. Fields (comma lists):
- * - `interfaces`; `locals` every address of the host without prefix;
- * - `addrs:<ifname>` its addresses as local/prefix; `usable:<ifname>` those not rejected by
- *   duplicate address detection (tentative ones included: usable within a second or two);
- * - `secondary:`, `tentative:`, `dadfailed:<ifname>` the addresses with that flag (only when some have it);
- * - `promote_secondaries:<ifname>` 1 when deleting a primary IPv4 address promotes a secondary
- *   (the interface's setting or `all`'s is 1), 0 when it deletes them; absent when unreadable.
+ * /proc/sys/net/ipv4/conf/<iface>/promote_secondaries.
  */
-export const ipAddressesProbe = defineProbe({
-  name: IP_ADDRESSES_PROBE,
-  command: () =>
+export const ipAddressesProbe = defineProbe<IpAddresses>({
+  name: "ip-addresses",
+  script: () =>
     [
       `command -v ip >/dev/null 2>&1 || { echo 'ip (iproute2) is not installed; install iproute2' >&2; exit 1; }`,
       `ip -j addr show`,
@@ -170,57 +189,62 @@ export const ipAddressesProbe = defineProbe({
     ].join("\n"),
   parse(raw) {
     const at = raw.indexOf(`\n${PROMOTE_MARKER}`);
-    const json = at === -1 ? raw : raw.slice(0, at);
-    const promote = at === -1 ? null : parsePromoteLines(raw.slice(at + PROMOTE_MARKER.length + 1));
-    let data: unknown;
-    try {
-      data = JSON.parse(json);
-    } catch {
-      throw new ProbeParseError(`\`ip -j addr show\` did not print JSON (iproute2 older than 4.14?): ${raw.slice(0, 200)}`);
-    }
-    if (!Array.isArray(data)) throw new ProbeParseError("`ip -j addr show` did not print a JSON array");
-    const fields: Record<string, string> = {};
-    const names: string[] = [];
-    const locals: string[] = [];
-    const list = (addrs: LiveAddress[]) => addrs.map((a) => a.text).join(",");
-    for (const link of data as IpJsonLink[]) {
-      // iproute2 prints empty objects for links it filtered out.
-      if (typeof link?.ifname !== "string") continue;
-      const name = link.ifname;
-      const addrs = addressesOf(link);
-      names.push(name);
-      fields[`addrs:${name}`] = list(addrs);
-      fields[`usable:${name}`] = list(addrs.filter((a) => !a.dadfailed));
-      for (const flag of ["secondary", "tentative", "dadfailed"] as const) {
-        const flagged = addrs.filter((a) => a[flag]);
-        if (flagged.length > 0) fields[`${flag}:${name}`] = list(flagged);
-      }
-      const own = promote?.get(name);
-      if (own !== undefined) fields[`promote_secondaries:${name}`] = own === "1" || promote?.get("all") === "1" ? "1" : "0";
-      locals.push(...addrs.map((a) => a.address));
-    }
-    fields.interfaces = names.join(",");
-    fields.locals = locals.join(",");
-    return fields;
+    const links = parseIpAddr(at === -1 ? raw : raw.slice(0, at));
+    const promote = at === -1 ? new Map<string, boolean>() : parsePromoteLines(raw.slice(at + PROMOTE_MARKER.length + 1));
+    const all = promote.get("all") === true;
+    const texts = (addrs: LiveAddress[]) => addrs.map((a) => a.text);
+    return {
+      names: links.map((l) => l.name),
+      interfaces: Object.fromEntries(
+        links.map((l): [string, IpInterface] => {
+          const own = promote.get(l.name);
+          const promoteSecondaries = own === undefined ? null : own || all;
+          return [l.name, { addresses: l.addresses, cidrs: texts(l.addresses), usable: texts(l.addresses.filter((a) => !a.dadfailed)), promoteSecondaries }];
+        }),
+      ),
+      locals: links.flatMap((l) => l.addresses.map((a) => a.address)),
+    };
   },
 });
 
-/** `<ifname> <value>` lines; a value that is not a number (unreadable file) is left out. */
-function parsePromoteLines(text: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const line of text.split("\n")) {
-    const m = /^(\S+) (\d+)$/.exec(line.trim());
-    if (m) out.set(m[1]!, m[2]! === "0" ? "0" : "1");
-  }
-  return out;
+interface IpJsonLink {
+  ifname?: unknown;
+  addr_info?: unknown;
 }
 
 interface IpJsonAddr {
   local?: unknown;
   prefixlen?: unknown;
+  scope?: unknown;
   secondary?: unknown;
   tentative?: unknown;
   dadfailed?: unknown;
+}
+
+/**
+ * Pure: the links and addresses in the output of `ip -j addr show` (iproute2 4.14+), in `ip` order;
+ * the empty objects iproute2 prints for links it filtered out are skipped. Throws ProbeParseError
+ * when the output is not a JSON array or lists an address that is not one.
+ */
+export function parseIpAddr(json: string): IpLink[] {
+  let data: unknown;
+  try {
+    data = JSON.parse(json);
+  } catch {
+    throw new ProbeParseError(`\`ip -j addr show\` did not print JSON (iproute2 older than 4.14?): ${json.slice(0, 200)}`);
+  }
+  if (!Array.isArray(data)) throw new ProbeParseError("`ip -j addr show` did not print a JSON array");
+  return (data as IpJsonLink[]).flatMap((link) => (typeof link?.ifname === "string" ? [{ name: link.ifname, addresses: addressesOf(link) }] : []));
+}
+
+/** `<ifname> <value>` lines; a value that is not a number (unreadable file) is left out. */
+function parsePromoteLines(text: string): Map<string, boolean> {
+  const out = new Map<string, boolean>();
+  for (const line of text.split("\n")) {
+    const m = /^(\S+) (\d+)$/.exec(line.trim());
+    if (m) out.set(m[1]!, m[2]! !== "0");
+  }
+  return out;
 }
 
 function addressesOf(link: IpJsonLink): LiveAddress[] {
@@ -230,33 +254,30 @@ function addressesOf(link: IpJsonLink): LiveAddress[] {
     if (typeof info?.local !== "string" || typeof info.prefixlen !== "number") continue;
     const c = parseCidr(`${info.local}/${info.prefixlen}`);
     if ("error" in c) throw new ProbeParseError(`\`ip -j addr show\` listed ${info.local}/${info.prefixlen} on ${String(link.ifname)}, which ${c.error}`);
-    out.push({ ...c, secondary: info.secondary === true, tentative: info.tentative === true && info.dadfailed !== true, dadfailed: info.dadfailed === true });
+    out.push({
+      ...c,
+      scope: typeof info.scope === "string" ? info.scope : "",
+      secondary: info.secondary === true,
+      tentative: info.tentative === true && info.dadfailed !== true,
+      dadfailed: info.dadfailed === true,
+    });
   }
   return out;
 }
 
-/** The parsed `ip-addresses` fields: interface name → its addresses with their flags, in `ip` order. */
-export function liveAddresses(fields: Record<string, string>): Map<string, LiveAddress[]> {
-  const out = new Map<string, LiveAddress[]>();
-  const listOf = (key: string) => (fields[key] ?? "").split(",").filter(Boolean);
-  for (const name of listOf("interfaces")) {
-    const flagged = (flag: string) => new Set(listOf(`${flag}:${name}`));
-    const [secondary, tentative, dadfailed] = [flagged("secondary"), flagged("tentative"), flagged("dadfailed")];
-    const list = listOf(`addrs:${name}`).map(parseCidr);
-    out.set(
-      name,
-      list
-        .filter((c): c is Cidr => !("error" in c))
-        .map((c) => ({ ...c, secondary: secondary.has(c.text), tentative: tentative.has(c.text), dadfailed: dadfailed.has(c.text) })),
-    );
-  }
-  return out;
+/** Interface name → its addresses with their flags, in `ip` order. */
+export function liveAddresses(ip: IpAddresses): Map<string, LiveAddress[]> {
+  return new Map(ip.names.map((name) => [name, interfaceOf(ip, name)?.addresses ?? []]));
 }
 
 /** Whether deleting a primary IPv4 address of `iface` promotes a secondary (true), deletes them all (false), or is unknown (null). */
-export function promotesSecondaries(fields: Record<string, string>, iface: string): boolean | null {
-  const value = fields[`promote_secondaries:${iface}`];
-  return value === undefined ? null : value === "1";
+export function promotesSecondaries(ip: IpAddresses, iface: string): boolean | null {
+  return interfaceOf(ip, iface)?.promoteSecondaries ?? null;
+}
+
+/** An interface by name (an own key only: a name like `constructor` is no Object property). */
+function interfaceOf(ip: IpAddresses, name: string): IpInterface | undefined {
+  return Object.hasOwn(ip.interfaces, name) ? ip.interfaces[name] : undefined;
 }
 
 /**

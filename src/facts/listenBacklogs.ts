@@ -55,28 +55,21 @@ export function endpointName(l: Pick<Listener, "address" | "iface" | "port">): s
 }
 
 /**
- * Probe fields: endpoint → backlog. Sockets sharing an endpoint (SO_REUSEPORT, one per worker)
- * each have their own queue; the smallest is the one that overflows first.
+ * One listener per endpoint. Sockets sharing an endpoint (SO_REUSEPORT, one per worker) each have
+ * their own queue; the smallest is the one that overflows first.
  */
-export function listenersToFields(listeners: Listener[]): Record<string, string> {
-  const smallest = new Map<string, number>();
+export function smallestPerEndpoint(listeners: Listener[]): Listener[] {
+  const smallest = new Map<string, Listener>();
   for (const l of listeners) {
     const name = endpointName(l);
-    smallest.set(name, Math.min(smallest.get(name) ?? Infinity, l.backlog));
+    const seen = smallest.get(name);
+    if (!seen || l.backlog < seen.backlog) smallest.set(name, l);
   }
-  return Object.fromEntries([...smallest].map(([name, backlog]) => [name, String(backlog)]));
-}
-
-/** The inverse of listenersToFields, for a role reading the probe's answer. */
-export function listenersFromFields(fields: Record<string, string>): Listener[] {
-  return Object.entries(fields).map(([name, backlog]) => {
-    if (!/^\d+$/.test(backlog)) throw new ProbeParseError(`backlog of ${name} is not a number: ${JSON.stringify(backlog)}`);
-    return { ...parseEndpoint(name, name), backlog: Number(backlog) };
-  });
+  return [...smallest.values()];
 }
 
 export const LISTEN_BACKLOGS_PROBE = defineProbe({
   name: "listen-backlogs",
-  command: () => LISTEN_BACKLOGS_COMMAND,
-  parse: (raw) => listenersToFields(parseSsListeners(raw)),
+  script: () => LISTEN_BACKLOGS_COMMAND,
+  parse: (raw): Listener[] => smallestPerEndpoint(parseSsListeners(raw)),
 });

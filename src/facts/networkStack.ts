@@ -2,12 +2,6 @@ import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import { defineProbe, ProbeParseError } from "./probe.js";
 
-/**
- * Which network stack's configuration exists on a host, read from configuration files only (a
- * daemon may not run while provision looks: containers, rescue boots, this project's fleet).
- */
-export const NETWORK_STACK_PROBE = "network-stack";
-
 /** The name every file of the secondary-source-ips role carries, so the probe can find them all. */
 export const MANAGED_NAME = "60-provision-secondary-ips";
 export const NETWORKD_DROPIN_NAME = `${MANAGED_NAME}.conf`;
@@ -28,18 +22,6 @@ const NETWORKD_DROPIN_PATH = new RegExp(`^/etc/systemd/network/[^/]+\\.network\\
 /** True only for a path the role itself writes: it never removes anything else. */
 export function isOwnFileName(path: string): boolean {
   return path === STATE_FILE || path === IFUPDOWN_HOOK || path === IFUPDOWN_DROPIN || NETWORKD_DROPIN_PATH.test(path);
-}
-
-/**
- * A path as one entry of a comma list (verify's includes/excludes split on commas): percent-encoded,
- * so a `,`, a space or a newline in a file name can't split it; `/` and ordinary names stay readable.
- */
-export function encodeListEntry(path: string): string {
-  return encodeURIComponent(path).replace(/%2F/g, "/");
-}
-
-export function decodeListEntries(list: string): string[] {
-  return list.split(",").filter(Boolean).map((entry) => decodeURIComponent(entry));
 }
 
 /** networkd's search path, highest priority first: a file in /etc shadows one of the same name below. */
@@ -107,53 +89,87 @@ function parseEntries(raw: string): Entry[] {
     });
 }
 
+/** A .network file networkd uses, with the [Match] keys that decide which links it configures. */
+export interface NetworkFile {
+  path: string;
+  /** [Match] Name= globs, `!` kept. */
+  names: string[];
+  /** The other [Match] keys it has (Type=, MACAddress=, …), sorted. */
+  other: string[];
+}
+
+/** One of the role's own files as found on the host. */
+export interface ManagedFileState {
+  /** Its text; "" when it is not a readable regular file (sha256 is then "unreadable"). */
+  content: string;
+  /** sha256 of its raw bytes, or "unreadable". */
+  sha256: string;
+  /** Octal permission bits as stat prints them (e.g. 755); null when unknown. */
+  mode: string | null;
+}
+
 /**
- * Fields (lists joined by newlines unless said otherwise):
- * - `networkd.files`: the .network files networkd uses, in its order (by file name across
- *   directories; a name in a higher directory shadows the same name below; empty or /dev/null = masked);
- *   `networkd.names:<path>` its [Match] Name= globs (space-separated, `!` kept), `networkd.other:<path>`
- *   its other [Match] keys (comma list); `networkd.daemon` yes/no.
- * - `managed.files` (comma list of percent-encoded paths, see encodeListEntry) this role's files;
- *   `managed.content:<path>`, `managed.sha256:<path>`, `managed.mode:<path>` (octal, e.g. 755).
- * - `ifupdown.main` present/absent; `ifupdown.sources-dropin` yes/no (does /etc/network/interfaces
- *   read IFUPDOWN_DROPIN); `ifupdown.ifaces` (space list) interfaces named by iface/auto/allow-
- *   stanzas outside this role's file; `ifupdown.families:<iface>` (space list) the address families
- *   of its `iface` stanzas (inet, inet6); `ifupdown.ifup` yes/no.
- * - `netplan.files`; `netplan.text:<path>`.
- * - `networkmanager` yes/no; `networkmanager.ifaces` (space list) devices NM manages or profiles name.
+ * Which network stack's configuration exists on a host, read from configuration files only (a
+ * daemon may not run while provision looks: containers, rescue boots, this project's fleet).
  */
-export const networkStackProbe = defineProbe({
-  name: NETWORK_STACK_PROBE,
-  command: () => COMMAND.trim(),
+export interface NetworkStack {
+  networkd: {
+    /**
+     * The .network files networkd uses, in its order: by file name across directories; a name in a
+     * higher directory shadows the same name below; an empty or /dev/null file masks it.
+     */
+    files: NetworkFile[];
+    /** systemd-networkd is installed. */
+    daemon: boolean;
+  };
+  /** The role's own files on the host (only its exact names, see isOwnFileName). */
+  managed: { paths: string[]; files: Record<string, ManagedFileState> };
+  ifupdown: {
+    /** /etc/network/interfaces exists. */
+    main: boolean;
+    /** /etc/network/interfaces reads IFUPDOWN_DROPIN (a `source` or `source-directory` line). */
+    sourcesDropin: boolean;
+    /** Interfaces named by iface/auto/allow- stanzas outside the role's own file. */
+    ifaces: string[];
+    /** Interface → the address families of its `iface` stanzas (inet, inet6). */
+    families: Record<string, string[]>;
+    /** ifup is installed. */
+    ifup: boolean;
+  };
+  /** netplan files by path → their text. */
+  netplan: Record<string, string>;
+  networkManager: {
+    present: boolean;
+    /** Devices NetworkManager manages or its profiles name. */
+    ifaces: string[];
+  };
+}
+
+export const networkStackProbe = defineProbe<NetworkStack>({
+  name: "network-stack",
+  script: () => COMMAND.trim(),
   parse(raw) {
     const entries = parseEntries(raw);
     const flags = new Set(entries.filter((e) => e.kind === "flag").map((e) => e.path));
+    const managed = entries.filter((e) => e.kind === "managed" && isOwnFileName(e.path));
     return {
-      ...networkdFields(entries.filter((e) => e.kind === "networkd")),
-      "networkd.daemon": flags.has("networkd-daemon") ? "yes" : "no",
-      ...managedFields(entries.filter((e) => e.kind === "managed" && isOwnFileName(e.path)), entries.filter((e) => e.kind === "mode")),
-      ...ifupdownFields(entries, flags.has("ifup")),
-      ...netplanFields(entries.filter((e) => e.kind === "netplan" && e.content !== null)),
-      ...networkManagerFields(entries, flags.has("networkmanager")),
+      networkd: { files: networkdFiles(entries.filter((e) => e.kind === "networkd")), daemon: flags.has("networkd-daemon") },
+      managed: { paths: managed.map((e) => e.path), files: Object.fromEntries(managed.map((e) => [e.path, managedFile(e, entries)])) },
+      ifupdown: ifupdownOf(entries, flags.has("ifup")),
+      netplan: Object.fromEntries(entries.flatMap((e) => (e.kind === "netplan" && e.content !== null ? [[e.path, e.content]] : []))),
+      networkManager: networkManagerOf(entries, flags.has("networkmanager")),
     };
   },
 });
 
-function networkdFields(entries: Entry[]): Record<string, string> {
+function networkdFiles(entries: Entry[]): NetworkFile[] {
   const byName = new Map<string, Entry>();
   // The probe lists directories highest priority first; the first file of a name wins.
   for (const e of entries) if (!byName.has(posix.basename(e.path))) byName.set(posix.basename(e.path), e);
-  const used = [...byName.entries()]
+  return [...byName.entries()]
     .filter(([, e]) => e.content !== null && e.content.trim() !== "")
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([, e]) => e);
-  const fields: Record<string, string> = { "networkd.files": used.map((e) => e.path).join("\n") };
-  for (const e of used) {
-    const match = parseMatchSection(e.content!);
-    fields[`networkd.names:${e.path}`] = match.names.join(" ");
-    fields[`networkd.other:${e.path}`] = match.other.join(",");
-  }
-  return fields;
+    .map(([, e]) => ({ path: e.path, ...parseMatchSection(e.content!) }));
 }
 
 /** The [Match] section of a .network file: Name= globs (an empty Name= resets the list) and the other keys present. */
@@ -214,33 +230,24 @@ export function fnmatch(glob: string, text: string): boolean {
   return new RegExp(`${re}$`).test(text);
 }
 
-function managedFields(entries: Entry[], modes: Entry[]): Record<string, string> {
-  const fields: Record<string, string> = { "managed.files": entries.map((e) => encodeListEntry(e.path)).join(",") };
-  for (const e of entries) {
-    fields[`managed.content:${e.path}`] = e.content ?? "";
-    fields[`managed.sha256:${e.path}`] = e.raw ? createHash("sha256").update(e.raw).digest("hex") : "unreadable";
-    const mode = modes.find((m) => m.path === e.path)?.content?.trim();
-    if (mode) fields[`managed.mode:${e.path}`] = mode;
-  }
-  return fields;
+function managedFile(e: Entry, entries: Entry[]): ManagedFileState {
+  const mode = entries.find((m) => m.kind === "mode" && m.path === e.path)?.content?.trim();
+  return { content: e.content ?? "", sha256: e.raw ? createHash("sha256").update(e.raw).digest("hex") : "unreadable", mode: mode || null };
 }
 
-function ifupdownFields(entries: Entry[], ifup: boolean): Record<string, string> {
+function ifupdownOf(entries: Entry[], ifup: boolean): NetworkStack["ifupdown"] {
   const main = entries.find((e) => e.kind === "ifupdown-main");
   const others = entries.filter((e) => e.kind === "ifupdown-file" && e.path !== IFUPDOWN_DROPIN && e.content !== null);
   const parsedMain = main?.content ? parseInterfaces(main.content) : { ifaces: [], stanzas: [], sources: [], sourceDirs: [] };
-  const parsedOthers = others.map((e) => parseInterfaces(e.content!));
-  const ifaces = new Set([...parsedMain.ifaces, ...parsedOthers.flatMap((p) => p.ifaces)]);
+  const parsed = [parsedMain, ...others.map((e) => parseInterfaces(e.content!))];
   const families = new Map<string, Set<string>>();
-  for (const s of [...parsedMain.stanzas, ...parsedOthers.flatMap((p) => p.stanzas)]) {
-    families.set(s.iface, (families.get(s.iface) ?? new Set()).add(s.family));
-  }
+  for (const s of parsed.flatMap((p) => p.stanzas)) families.set(s.iface, (families.get(s.iface) ?? new Set()).add(s.family));
   return {
-    "ifupdown.main": main ? "present" : "absent",
-    "ifupdown.sources-dropin": sourcesDropin(parsedMain) ? "yes" : "no",
-    "ifupdown.ifaces": [...ifaces].join(" "),
-    ...Object.fromEntries([...families].map(([iface, set]) => [`ifupdown.families:${iface}`, [...set].join(" ")])),
-    "ifupdown.ifup": ifup ? "yes" : "no",
+    main: main !== undefined,
+    sourcesDropin: sourcesDropin(parsedMain),
+    ifaces: [...new Set(parsed.flatMap((p) => p.ifaces))],
+    families: Object.fromEntries([...families].map(([iface, set]) => [iface, [...set]])),
+    ifup,
   };
 }
 
@@ -271,13 +278,7 @@ function sourcesDropin(main: { sources: string[]; sourceDirs: string[] }): boole
   return main.sources.some((glob) => fnmatch(glob, IFUPDOWN_DROPIN)) || main.sourceDirs.some((d) => posix.normalize(d).replace(/\/$/, "") === dir);
 }
 
-function netplanFields(entries: Entry[]): Record<string, string> {
-  const fields: Record<string, string> = { "netplan.files": entries.map((e) => e.path).join("\n") };
-  for (const e of entries) fields[`netplan.text:${e.path}`] = e.content!;
-  return fields;
-}
-
-function networkManagerFields(entries: Entry[], present: boolean): Record<string, string> {
+function networkManagerOf(entries: Entry[], present: boolean): NetworkStack["networkManager"] {
   const text = (kind: string) => entries.find((e) => e.kind === kind)?.content ?? "";
   // `nmcli -t` escapes ':' in values as '\:'; device names never contain one.
   const managed = text("nm-devices")
@@ -289,5 +290,5 @@ function networkManagerFields(entries: Entry[], present: boolean): Record<string
     .split("\n")
     .map((l) => /^interface-name=(.+)$/.exec(l.trim())?.[1])
     .filter((x): x is string => Boolean(x));
-  return { networkmanager: present ? "yes" : "no", "networkmanager.ifaces": [...new Set([...managed, ...profiles])].join(" ") };
+  return { present, ifaces: [...new Set([...managed, ...profiles])] };
 }

@@ -62,7 +62,7 @@ export const sysctlBootProbe = defineProbe({
   // (one process, not one per file). Globs that match nothing stay literal and are skipped.
   // A directory seen under another name (/lib is /usr/lib on merged-/usr systems) is read once:
   // its files are all shadowed by the same names in the first one.
-  command: () =>
+  script: () =>
     [
       "seen=; files=",
       `for d in ${SYSCTL_DIRS.join(" ")}; do`,
@@ -76,12 +76,18 @@ export const sysctlBootProbe = defineProbe({
       // Only lines with a `=` can set a key; the rest (comments, mostly) stays on the host.
       `if [ $# -gt 0 ]; then awk 'index($0, "=") { printf "L\\t%s\\t%d\\t%s\\n", FILENAME, FNR, $0 }' "$@"; fi`,
     ].join("\n"),
-  parse(raw) {
-    const fields: Record<string, string> = {};
-    for (const [key, s] of bootSettings(parseBootListing(raw))) fields[key] = `${s.path}:${s.line}`;
-    return fields;
+  /** key → `path:line` of the line that sets it last at boot. */
+  parse(raw): Record<string, string> {
+    return bootWinners(parseBootListing(raw));
   },
 });
+
+/** key → `path:line` of the setting that wins at boot across these files. */
+export function bootWinners(files: SysctlFile[]): Record<string, string> {
+  const winners: Record<string, string> = {};
+  for (const [key, s] of bootSettings(files)) winners[key] = `${s.path}:${s.line}`;
+  return winners;
+}
 
 /** Pure: the files of the probe's listing, each line back at its number. */
 export function parseBootListing(raw: string): SysctlFile[] {

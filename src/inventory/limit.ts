@@ -1,5 +1,6 @@
 import { isIPv6 } from "node:net";
 import { editDistance } from "../config/suggest.js";
+import { plural } from "../output/words.js";
 
 export interface HostUniverse {
   /** Every host, in inventory order. */
@@ -137,7 +138,7 @@ function applySubscript(body: string, base: string, hosts: string[], subscript: 
   const host = hosts[index];
   if (host === undefined) {
     throw new LimitError(
-      `"${body}" asks for position ${subscript.start} but "${base}" has ${hosts.length} host${hosts.length === 1 ? "" : "s"}`,
+      `"${body}" asks for position ${subscript.start} but "${base}" has ${plural(hosts.length, "host")}`,
       hosts.length === 0
         ? `Check that "${base}" matches some hosts before picking one by position`
         : `Use a position from 0 to ${hosts.length - 1}, or -1 for the last host`,

@@ -235,7 +235,7 @@ function buildGraph(events: SourceEvent[], problems: ConfigProblem[]): Graph | n
   // Reconcile as Ansible does: every parentless group hangs off `all`; hosts in no other group go to `ungrouped`.
   for (const [name] of groups) {
     if (name !== "all" && !parents.has(name)) {
-      groups.get("all")!.children.includes(name) || groups.get("all")!.children.push(name);
+      if (!groups.get("all")!.children.includes(name)) groups.get("all")!.children.push(name);
       (parents.get(name) ?? parents.set(name, new Set()).get(name)!).add("all");
     }
   }

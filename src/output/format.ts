@@ -1,7 +1,8 @@
-import type { HostReport } from "../engine.js";
+import type { HostReport } from "../report.js";
 import { changeTarget, checkTarget, type PlannedChange } from "../plan.js";
 import { SNAPSHOT_ROLE } from "../snapshot.js";
 import { fileDiff } from "../diff.js";
+import { plural } from "./words.js";
 
 export type Format = "text" | "markdown";
 
@@ -42,12 +43,12 @@ export function renderPlan(reports: HostReport[], format: Format, style: Style =
   if (md) out.push("### provision plan", "");
   for (const { hosts, report } of groupIdenticalPlans(reports)) {
     const changes = report.plan!.changes;
-    const title = `${hosts.join(", ")} (${hosts.length} host${hosts.length === 1 ? "" : "s"})`;
+    const title = `${hosts.join(", ")} (${plural(hosts.length, "host")})`;
     if (changes.length === 0) {
       out.push(md ? `**${title}**: no changes` : `${style.bold(title)}: no changes`);
       continue;
     }
-    out.push(md ? `#### ${title}: ${changes.length} change${changes.length === 1 ? "" : "s"}` : style.bold(`${title}: ${changes.length} change${changes.length === 1 ? "" : "s"}`));
+    out.push(md ? `#### ${title}: ${plural(changes.length, "change")}` : style.bold(`${title}: ${plural(changes.length, "change")}`));
     for (const role of [...new Set(changes.map((c) => c.role))]) {
       const roleChanges = changes.filter((c) => c.role === role);
       out.push(md ? `\n**${role}**\n` : `  ${role}:`);
@@ -100,12 +101,19 @@ function colorDiffLine(line: string, style: Style): string {
   return line;
 }
 
+/** A host's error: one line, or (several planning problems) a headline and a line per problem. */
+function errorText(error: NonNullable<HostReport["error"]>, indent: string): string {
+  const problems = error.problems ?? [];
+  if (problems.length < 2) return error.message;
+  return [`planning failed, ${problems.length} problems:`, ...problems.map((p) => `${indent}- ${p}`)].join("\n");
+}
+
 export function renderErrors(reports: HostReport[], format: Format, style: Style = plainStyle): string[] {
   const failed = reports.filter((r) => r.error);
   if (failed.length === 0) return [];
   const md = format === "markdown";
   const out = [md ? "#### errors" : style.bold(style.red("errors:"))];
-  for (const r of failed) out.push(md ? `- **${r.host}** (${r.status}): ${r.error!.message}` : `  ${r.host}: ${style.red(r.status.toUpperCase())}: ${r.error!.message}`);
+  for (const r of failed) out.push(md ? `- **${r.host}** (${r.status}): ${errorText(r.error!, "  ")}` : `  ${r.host}: ${style.red(r.status.toUpperCase())}: ${errorText(r.error!, "    ")}`);
   out.push("");
   return out;
 }
@@ -115,14 +123,14 @@ export function planSummary(reports: HostReport[]): string {
   const changes = changed.reduce((n, r) => n + (r.plan?.changes.length ?? 0), 0);
   const unchanged = reports.filter((r) => !r.error && r.status === "unchanged").length;
   const failed = reports.filter((r) => r.error).length;
-  return `Plan: ${changes} change${changes === 1 ? "" : "s"} on ${changed.length} host${changed.length === 1 ? "" : "s"}, ${unchanged} unchanged, ${failed} failed.`;
+  return `Plan: ${plural(changes, "change")} on ${plural(changed.length, "host")}, ${unchanged} unchanged, ${failed} failed.`;
 }
 
 export function renderRunResult(reports: HostReport[], style: Style = plainStyle): string {
   const out: string[] = [];
   for (const r of reports) {
     if (r.error) {
-      out.push(`${r.host}: ${style.red(r.status.toUpperCase())}: ${r.error.message}`);
+      out.push(`${r.host}: ${style.red(r.status.toUpperCase())}: ${errorText(r.error, "  ")}`);
       continue;
     }
     if (r.status === "not-reached") {
@@ -145,7 +153,7 @@ export function renderVerify(reports: HostReport[], format: Format, style: Style
   const out: string[] = md ? ["### provision verify", "", "| host | check | expected | actual | |", "|---|---|---|---|---|"] : [];
   for (const r of reports) {
     if (r.error && !r.checks) {
-      out.push(md ? `| ${r.host} | — | — | — | ${r.status}: ${r.error.message} |` : `${r.host}: ${style.red(r.status.toUpperCase())}: ${r.error.message}`);
+      out.push(md ? `| ${r.host} | — | — | — | ${r.status}: ${r.error.message} |` : `${r.host}: ${style.red(r.status.toUpperCase())}: ${errorText(r.error, "  ")}`);
       continue;
     }
     const results = r.checks ?? [];
@@ -168,7 +176,7 @@ export function renderVerify(reports: HostReport[], format: Format, style: Style
   const bad = reports.filter((r) => r.status !== "unchanged");
   const checks = reports.reduce((n, r) => n + (r.checks?.length ?? 0), 0);
   const mismatches = reports.reduce((n, r) => n + (r.checks?.filter((c) => !c.ok).length ?? 0), 0);
-  out.push("", `Verify: ${checks - mismatches}/${checks} checks ok on ${reports.length - bad.length}/${reports.length} hosts; ${mismatches} mismatch${mismatches === 1 ? "" : "es"}, ${reports.filter((r) => r.error && !r.checks).length} host errors.`);
+  out.push("", `Verify: ${checks - mismatches}/${checks} checks ok on ${reports.length - bad.length}/${reports.length} hosts; ${plural(mismatches, "mismatch")}, ${reports.filter((r) => r.error && !r.checks).length} host errors.`);
   return `${out.join("\n")}\n`;
 }
 
@@ -185,7 +193,7 @@ export function renderRollback(reports: HostReport[], style: Style = plainStyle)
     }
     const steps = r.outcomes?.length ?? 0;
     const ok = r.checks?.filter((c) => c.ok).length ?? 0;
-    out.push(`${r.host}: ${style.green(`restored (${steps} step${steps === 1 ? "" : "s"})`)}, verified ${ok}/${r.checks?.length ?? 0}`);
+    out.push(`${r.host}: ${style.green(`restored (${plural(steps, "step")})`)}, verified ${ok}/${r.checks?.length ?? 0}`);
     for (const o of r.outcomes ?? []) out.push(`  ${style.dim(o.change.description)}`);
   }
   const count = (s: string) => reports.filter((r) => r.status === s).length;

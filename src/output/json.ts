@@ -1,4 +1,4 @@
-import type { HostReport } from "../engine.js";
+import type { HostReport } from "../report.js";
 import { changeTarget, checkTarget } from "../plan.js";
 
 /** `--json`: the same reports as the text output, as data. A plan's changes are exactly what run executes. */

@@ -1,5 +1,6 @@
-import type { HostReport, HostStage, SessionEvents } from "../engine.js";
+import type { HostReport, HostStage, SessionEvents } from "../report.js";
 import type { BatchSummary, RolloutHooks } from "../rollout/run.js";
+import { plural } from "./words.js";
 
 type Write = (text: string) => void;
 
@@ -32,7 +33,7 @@ export class Progress implements SessionEvents {
       batchStart: (batch, count, hosts) => {
         this.batch = batch;
         this.batches = count;
-        this.line(`batch ${batch}/${count}: ${hosts.length} host${hosts.length === 1 ? "" : "s"} (${abbreviate(hosts)})`);
+        this.line(`batch ${batch}/${count}: ${plural(hosts.length, "host")} (${abbreviate(hosts)})`);
       },
       hostDone: (r) => {
         this.active.delete(r.host);

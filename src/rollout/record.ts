@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { HostReport, HostStatus } from "../engine.js";
+import type { HostReport, HostStatus } from "../report.js";
 import type { RolloutPolicy } from "./policy.js";
 import type { RolloutResult } from "./run.js";
 

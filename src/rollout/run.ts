@@ -1,4 +1,5 @@
-import type { HostReport, Session } from "../engine.js";
+import type { HostReport } from "../report.js";
+import type { Session } from "../session.js";
 import type { ResolvedHost } from "../resolve.js";
 import { batchSizes, exceeds, partition, resolveAmount, type RolloutPolicy } from "./policy.js";
 

@@ -1,10 +1,7 @@
-import type { Change, Check, Facts, RolePlan } from "../role.js";
+import { probeCheck, type Change, type Check, type Facts, type RolePlan } from "../role.js";
 import { normalizeSysctlValue, sysctlEqual } from "./value.js";
 import { planManagedFile } from "../managedFile.js";
-import { registerProbes } from "../facts/probes.js";
 import { parseLine, sysctlBootProbe } from "../facts/sysctlBoot.js";
-
-registerProbes(sysctlBootProbe);
 
 export const SYSCTL_DROPIN_DIR = "/etc/sysctl.d";
 
@@ -45,7 +42,7 @@ export function planSysctlDropin(p: SysctlDropinPlan): RolePlan {
     });
   }
   checks.push(...file.checks, ...bootTruthChecks(path, p.content, p.desired.map(([key]) => key)));
-  return { changes, checks, notes: [] };
+  return { changes, checks, notes: [], refusals: [] };
 }
 
 /**
@@ -58,10 +55,10 @@ export function bootTruthChecks(path: string, content: string, keys: readonly st
   return keys.flatMap((key): Check[] => {
     const index = lines.findLastIndex((l) => parseLine(l)?.key === key);
     if (index === -1) return [];
-    return [{
-      kind: "probe", probe: sysctlBootProbe.name, field: key, compare: "equal", expected: `${path}:${index + 1}`,
+    return [probeCheck(sysctlBootProbe, {
+      field: [key], compare: "equal", expected: `${path}:${index + 1}`,
       label: `at boot: ${key}`,
       message: `another sysctl file sets ${key} after ours, so it wins at boot and undoes this value at the next reboot: remove the key from that file, or rename it to sort before ${path.split("/").pop()}`,
-    }];
+    })];
   });
 }

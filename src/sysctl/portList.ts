@@ -52,3 +52,9 @@ export function formatPortList(ranges: PortRange[]): string {
 export function portsToRanges(ports: readonly number[]): PortRange[] {
   return normalizePortRanges(ports.map((p) => ({ from: p, to: p })));
 }
+
+/** net.ipv4.ip_local_port_range as the kernel prints it ("32768\t60999"); null when it is not two numbers. */
+export function parseLocalPortRange(text: string | null | undefined): PortRange | null {
+  const m = /^\s*(\d+)\s+(\d+)\s*$/.exec(text ?? "");
+  return m ? { from: Number(m[1]), to: Number(m[2]) } : null;
+}

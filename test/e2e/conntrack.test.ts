@@ -1,7 +1,8 @@
 import { readFileSync, rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { sysctlProcPath } from "../../src/sysctl/value.js";
 import { startFleet, type Fleet } from "../fleet/fleet.js";
-import { provision, tempDir, writeFile } from "./helpers.js";
+import { provision, readSysctls, tempDir, writeFile } from "./helpers.js";
 
 const TIME_WAIT = "net.netfilter.nf_conntrack_tcp_timeout_time_wait";
 const ESTABLISHED = "net.netfilter.nf_conntrack_tcp_timeout_established";
@@ -12,7 +13,6 @@ const FILES = {
   udev: "/etc/udev/rules.d/60-provision-conntrack.rules",
 };
 const HASHSIZE = "/sys/module/nf_conntrack/parameters/hashsize";
-const proc = (key: string) => `/proc/sys/${key.replace(/\./g, "/")}`;
 
 /**
  * The fleet's hosts are non-initial network namespaces on a kernel with nf_conntrack built in:
@@ -26,14 +26,14 @@ describe("conntrack on a fleet of real hosts (non-initial network namespaces)", 
   let timeoutsOnly: (command: string, ...extra: string[]) => string[];
   let withMax: (command: string, ...extra: string[]) => string[];
   const machine = { hashsize: "", max: "", timeWait: "" };
-  const live = async (host: string) => (await fleet.exec(host, `cat ${proc(TIME_WAIT)} ${proc(ESTABLISHED)}`)).stdout.trim().split("\n");
+  const live = (host: string) => readSysctls(fleet, host, [TIME_WAIT, ESTABLISHED]);
   const etcState = async (host: string) =>
     (await fleet.exec(host, `for f in ${Object.values(FILES).join(" ")}; do if [ -e "$f" ]; then sha256sum "$f"; else echo "absent $f"; fi; done`)).stdout;
 
   beforeAll(async () => {
     machine.hashsize = readFileSync(HASHSIZE, "utf8");
-    machine.max = readFileSync(proc("net.netfilter.nf_conntrack_max"), "utf8");
-    machine.timeWait = readFileSync(proc(TIME_WAIT), "utf8");
+    machine.max = readFileSync(sysctlProcPath("net.netfilter.nf_conntrack_max"), "utf8");
+    machine.timeWait = readFileSync(sysctlProcPath(TIME_WAIT), "utf8");
     fleet = await startFleet({ hosts: 2 });
     dir = tempDir("conntrack");
     const play = (name: string, params: string[]) =>
@@ -65,6 +65,26 @@ describe("conntrack on a fleet of real hosts (non-initial network namespaces)", 
     expect({ h1: await etcState("h1"), h2: await etcState("h2") }).toEqual(before);
     // not even the timeouts the same play sets: a refused host gets no change at all
     expect(await live("h1")).toEqual(["120", "432000"]);
+  });
+
+  it("a host two roles refuse gets every refusal of both in one plan (fd-limits two, conntrack one), each named by its role", async () => {
+    writeFile(dir, "two-refusals.yaml", [
+      "- name: two roles that must refuse here",
+      "  hosts: all",
+      "  roles:",
+      "    - role: fd-limits",
+      "      params: { soft_nofile: 65536, hard_nofile: 2000000, nr_open: null }",
+      "    - role: conntrack",
+      "      params: { nf_conntrack_max: 524288, hashsize: null }",
+      "",
+    ].join("\n"));
+    const plan = await provision(withPlaybook(`${dir}/two-refusals.yaml`)("plan"));
+    expect(plan.code, plan.stdout + plan.stderr).toBe(1);
+    for (const h of ["h1", "h2"]) {
+      expect(plan.stdout).toMatch(new RegExp(`${h}: FAILED: planning failed, 3 problems:`));
+    }
+    expect(plan.stdout).toMatch(/fd-limits: hard_nofile 2,000,000 is above this host's fs\.nr_open 1,048,576/);
+    expect(plan.stdout).toContain("conntrack: nf_conntrack_max is read-only in this network namespace (a container)");
   });
 
   it("plan shows the timeouts, the module-load file, the drop-in and the udev rule, and exits 2", async () => {
@@ -124,7 +144,7 @@ describe("conntrack on a fleet of real hosts (non-initial network namespaces)", 
 
   it("left the machine's own conntrack table alone: hashsize, nf_conntrack_max and the initial namespace's timeouts", () => {
     expect(readFileSync(HASHSIZE, "utf8")).toBe(machine.hashsize);
-    expect(readFileSync(proc("net.netfilter.nf_conntrack_max"), "utf8")).toBe(machine.max);
-    expect(readFileSync(proc(TIME_WAIT), "utf8")).toBe(machine.timeWait);
+    expect(readFileSync(sysctlProcPath("net.netfilter.nf_conntrack_max"), "utf8")).toBe(machine.max);
+    expect(readFileSync(sysctlProcPath(TIME_WAIT), "utf8")).toBe(machine.timeWait);
   });
 });

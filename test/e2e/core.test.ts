@@ -1,13 +1,13 @@
 import { readFileSync, rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFleet, type Fleet } from "../fleet/fleet.js";
-import { provision, tempDir } from "./helpers.js";
+import { provision, readSysctl, tempDir } from "./helpers.js";
 
 /** plan → run → verify → plan again → drift → verify catches it → run repairs it, on real sshd hosts. */
 describe("plan | run | verify on a fleet of real hosts", () => {
   let fleet: Fleet;
   let common: string[];
-  const sysctl = async (host: string, key: string) => (await fleet.exec(host, `cat /proc/sys/${key.replace(/\./g, "/")}`)).stdout.trim();
+  const sysctl = (host: string, key: string) => readSysctl(fleet, host, key);
 
   beforeAll(async () => {
     fleet = await startFleet({ hosts: 3 });

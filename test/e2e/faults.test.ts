@@ -7,7 +7,7 @@ import {
   addBlackholeRoute, clearRootQdisc, hostOf, killSessions, killSshd, processesOf, removeBlackholeRoute, restartSshd, rootVeth,
   setRootQdisc, sleep, unackedBytesTo, waitForQuiet,
 } from "./faultKit.js";
-import { provision, tempDir, writeFile } from "./helpers.js";
+import { provision, readSysctl, tempDir, writeFile } from "./helpers.js";
 import { startProvision as startLive, type LiveRun, type TimedResult } from "./liveRun.js";
 
 /**
@@ -66,7 +66,7 @@ describe("rollout and faults on a fleet of real hosts", () => {
     expectPromptExit(r);
     return r;
   };
-  const reuse = async (host: string) => (await fleet.exec(host, "cat /proc/sys/net/ipv4/tcp_tw_reuse")).stdout.trim();
+  const reuse = (host: string) => readSysctl(fleet, host, "net.ipv4.tcp_tw_reuse");
   /** A one-value drift (tcp_tw_reuse 1 → 0) so the next run has a change to make on these hosts. */
   const drift = async (hosts: string[]) => {
     for (const h of hosts) expect((await fleet.exec(h, "sysctl -qw net.ipv4.tcp_tw_reuse=0")).code).toBe(0);

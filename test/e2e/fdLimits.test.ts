@@ -92,7 +92,9 @@ describe("fd-limits on a fleet of real hosts", () => {
     const above = playbook(`soft_nofile: ${SOFT}, hard_nofile: 2000000, nr_open: null`);
     const plan = await provision(["plan", inventory, ...common, "--playbook", above]);
     expect(plan.code).toBe(1);
-    expect(plan.stdout).toMatch(/h1: FAILED: planning failed: hard_nofile 2,000,000 is above this host's fs\.nr_open 1,048,576: pam_limits' setrlimit\(\) fails with EPERM/);
+    // Both refusals in one plan: above fs.nr_open, and above what sshd (no CAP_SYS_RESOURCE) can give a login.
+    expect(plan.stdout).toMatch(/h1: FAILED: planning failed, 2 problems:\n\s+- fd-limits: hard_nofile 2,000,000 is above this host's fs\.nr_open 1,048,576: pam_limits' setrlimit\(\) fails with EPERM/);
+    expect(plan.stdout).toMatch(/- fd-limits: hard_nofile 2,000,000 is above what a login can get on this host: sshd \(pid \d+\) holds hard nofile 20,000/);
     const run = await provision(["run", inventory, ...common, "--playbook", above, "--yes"]);
     expect(run.code).toBe(1);
     expect(run.stdout).toMatch(/Run: 0 changed, 0 unchanged, 3 failed/);

@@ -2,7 +2,9 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { sysctlProcPath } from "../../src/sysctl/value.js";
 import type { SshEndpoint, SshRoute } from "../../src/transport/route.js";
+import type { Fleet } from "../fleet/fleet.js";
 
 export const PROJECT_ROOT = resolve(import.meta.dirname, "..", "..");
 const BIN = join(PROJECT_ROOT, "bin", "provision.js");
@@ -68,4 +70,14 @@ export function directRoute(hostname: string, port: number, user: string, identi
       needsOpenSsh: null, ...extra,
     },
   };
+}
+
+/** The live values of sysctl keys on a fleet host, in order, as the kernel prints them (tabs kept). */
+export async function readSysctls(fleet: Fleet, host: string, keys: readonly string[]): Promise<string[]> {
+  const r = await fleet.exec(host, keys.map((key) => `cat ${sysctlProcPath(key)}`).join("; "));
+  return r.stdout.trim().split("\n");
+}
+
+export async function readSysctl(fleet: Fleet, host: string, key: string): Promise<string> {
+  return (await readSysctls(fleet, host, [key]))[0]!;
 }

@@ -1,7 +1,7 @@
 import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFleet, type Fleet } from "../fleet/fleet.js";
-import { provision, tempDir, writeFile } from "./helpers.js";
+import { provision, readSysctls, tempDir, writeFile } from "./helpers.js";
 
 const KEYS = ["net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes"];
 const DROPIN = "/etc/sysctl.d/60-provision-keepalive.conf";
@@ -11,7 +11,7 @@ describe("keepalive on a fleet of real hosts", () => {
   let fleet: Fleet;
   let dir: string;
   let args: (command: string, ...extra: string[]) => string[];
-  const live = async (host: string) => (await fleet.exec(host, KEYS.map((k) => `cat /proc/sys/${k.replace(/\./g, "/")}`).join("; "))).stdout.trim().split("\n");
+  const live = (host: string) => readSysctls(fleet, host, KEYS);
 
   beforeAll(async () => {
     fleet = await startFleet({ hosts: 2 });

@@ -1,7 +1,7 @@
 import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFleet, type Fleet } from "../fleet/fleet.js";
-import { provision, tempDir, writeFile } from "./helpers.js";
+import { provision, readSysctl, tempDir, writeFile } from "./helpers.js";
 
 const DROPIN = "/etc/sysctl.d/60-provision-syn-backlog.conf";
 const LISTEN_PORT = 8080;
@@ -34,7 +34,7 @@ describe("syn-backlog on a fleet of real hosts", () => {
   let listenerPid = "";
   let args: (command: string, ...extra: string[]) => string[];
   let withDefaults: (command: string, ...extra: string[]) => string[];
-  const sysctl = async (host: string, key: string) => (await fleet.exec(host, `cat /proc/sys/${key.replace(/\./g, "/")}`)).stdout.trim();
+  const sysctl = (host: string, key: string) => readSysctl(fleet, host, key);
 
   beforeAll(async () => {
     fleet = await startFleet({ hosts: 2 });

@@ -1,4 +1,4 @@
-import type { HostReport } from "../../src/engine.js";
+import type { HostReport } from "../../src/report.js";
 import type { PlannedChange } from "../../src/plan.js";
 
 export const FILE: PlannedChange = {
@@ -9,7 +9,7 @@ export const REUSE: PlannedChange = { kind: "sysctl", key: "net.ipv4.tcp_tw_reus
 export const RANGE: PlannedChange = { kind: "sysctl", key: "net.ipv4.ip_local_port_range", before: null, after: "1024 65535", description: "set net.ipv4.ip_local_port_range live", role: "ephemeral-ports" };
 
 export function changed(host: string, changes: PlannedChange[], notes: Array<{ role: string; text: string }> = []): HostReport {
-  return { host, status: changes.length > 0 ? "changed" : "unchanged", plan: { host, changes, checks: [], notes } };
+  return { host, status: changes.length > 0 ? "changed" : "unchanged", plan: { host, changes, checks: [], notes, refusals: [] } };
 }
 
 export function failed(host: string, status: "failed" | "unreachable", message: string): HostReport {

@@ -1,4 +1,4 @@
-import { bootSettings, SYSCTL_CONF, SYSCTL_DIRS } from "../../src/facts/sysctlBoot.js";
+import { bootWinners, SYSCTL_CONF, SYSCTL_DIRS, sysctlBootProbe } from "../../src/facts/sysctlBoot.js";
 import type { HostPlan } from "../../src/plan.js";
 import type { AnyRole, Facts } from "../../src/role.js";
 import type { ResolvedHost } from "../../src/resolve.js";
@@ -61,9 +61,7 @@ export function withBootTruth(facts: Facts): Facts {
   const files = Object.entries(facts.files)
     .filter((e): e is [string, string] => e[1] !== null && (SYSCTL_DIRS.some((d) => e[0].startsWith(`${d}/`)) || e[0] === SYSCTL_CONF))
     .map(([path, content]) => ({ path, content }));
-  const fields: Record<string, string> = {};
-  for (const [key, s] of bootSettings(files)) fields[key] = `${s.path}:${s.line}`;
-  return { ...facts, probes: { ...facts.probes, "sysctl-boot": { ok: true, fields } } };
+  return { ...facts, probes: { ...facts.probes, [sysctlBootProbe.name]: { ok: true, value: bootWinners(files) } } };
 }
 
 /** Checks minus the "which file wins at boot" ones, which test/unit/sysctlBoot.test.ts covers for every role. */

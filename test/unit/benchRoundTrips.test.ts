@@ -1,8 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { Session } from "../../src/engine.js";
-import { FD_KERNEL_PROBE } from "../../src/facts/fdLimits.js";
-import { registerProbes } from "../../src/facts/probes.js";
-import { defineRole, type Facts } from "../../src/role.js";
+import { Session } from "../../src/session.js";
+import { defineProbe } from "../../src/facts/probe.js";
+import { defineRole, probeCheck, probeRequest, type Facts } from "../../src/role.js";
 import type { ResolvedHost } from "../../src/resolve.js";
 import { DEFAULT_POLICY } from "../../src/rollout/policy.js";
 import { rollout } from "../../src/rollout/run.js";
@@ -13,25 +12,31 @@ import { HostError, type ExecResult, type Transport } from "../../src/transport/
  * scripted host: which connections a run opens and which scripts it sends through each.
  */
 
-registerProbes(FD_KERNEL_PROBE);
+/** Reads fs.nr_open the way a fact probe does: `nr_open=N` lines parsed into a typed value. */
+const NR_OPEN_PROBE = defineProbe({
+  name: "test-nr-open",
+  script: () => `printf 'nr_open=%s\\n' "$(cat /proc/sys/fs/nr_open)"`,
+  parse: (raw) => ({ nrOpen: Number(/^nr_open=(\d+)$/m.exec(raw)?.[1]) }),
+});
 
 const PATH = "/etc/fake/60-provision-fake.conf";
 const CONTENT = "# managed\nfake = 1\n";
 
-/** Writes one file; a brand-new login must get nr_open 1048576 (read through the fd-limits-kernel probe). */
+/** Writes one file; a brand-new login must get nr_open 1048576 (read through a probe). */
 const fakeRole = defineRole<Record<string, never>>({
   name: "fake",
   summary: "one file, and a check read through a fresh login",
   schema: { type: "object", additionalProperties: false, properties: {} },
   touchesLogin: true,
-  facts: () => [{ kind: "file", path: PATH }, { kind: "probe", probe: FD_KERNEL_PROBE.name }],
+  facts: () => [{ kind: "file", path: PATH }, probeRequest(NR_OPEN_PROBE)],
   plan: (_p, facts: Facts) => ({
     changes: facts.files[PATH] === CONTENT ? [] : [{ kind: "file", path: PATH, before: facts.files[PATH] ?? null, after: CONTENT, mode: "0644", owner: "root", group: "root", description: `write ${PATH}` }],
     checks: [
       { kind: "file", path: PATH, expected: CONTENT, message: `${PATH} differs` },
-      { kind: "probe", probe: FD_KERNEL_PROBE.name, field: "nr_open", expected: "1048576", compare: "equal", freshLogin: true, label: "fresh login: nr_open", message: "a fresh login sees another nr_open" },
+      probeCheck(NR_OPEN_PROBE, { field: ["nrOpen"], expected: "1048576", compare: "equal", freshLogin: true, label: "fresh login: nr_open", message: "a fresh login sees another nr_open" }),
     ],
     notes: [],
+    refusals: [],
   }),
 });
 
@@ -63,7 +68,7 @@ function scriptedHost(opts: { refuseLoginsAfter?: number } = {}) {
       const content = files.get(m[1]!);
       out.push(content === undefined ? `@@${nonce} ${m[2]} absent` : `@@${nonce} ${m[2]} ok`, content === undefined ? "" : b64(content));
     }
-    for (const m of script.matchAll(/then rec (f\d+) ok; else rec f\d+ fail; fi/g)) out.push(`@@${nonce} ${m[1]} ok`, b64("nr_open=1048576\nfile_max=9223372036854775807\n"));
+    for (const m of script.matchAll(/then rec (f\d+) ok; else rec f\d+ fail; fi/g)) out.push(`@@${nonce} ${m[1]} ok`, b64("nr_open=1048576\n"));
     return `${out.join("\n")}\n`;
   };
   const connect = async (h: ResolvedHost): Promise<Transport> => {

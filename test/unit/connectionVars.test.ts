@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ConfigProblem } from "../../src/config/errors.js";
 import { loadConfig } from "../../src/load.js";
-import { DEFAULT_PLAYBOOK } from "../../src/paths.js";
+import { DEFAULT_PLAYBOOK } from "../../src/installRoot.js";
 import { LocalTransport } from "../../src/transport/local.js";
 import { HostError } from "../../src/transport/types.js";
 

@@ -7,9 +7,8 @@ import conntrack, {
 import type { ConfigProblem } from "../../src/config/errors.js";
 import { validateAgainstSchema } from "../../src/config/validate.js";
 import { parseYamlText } from "../../src/config/yamlFile.js";
-import { conntrackProbe, detectNetns, memTotalProbe, parseConntrackFields, parseMemTotalKb } from "../../src/facts/conntrack.js";
+import { conntrackProbe, detectNetns, memTotalProbe, parseMemTotalKb, type ConntrackState } from "../../src/facts/conntrack.js";
 import { ProbeParseError } from "../../src/facts/probe.js";
-import { findProbe } from "../../src/facts/probes.js";
 import { planHost, type HostPlan } from "../../src/plan.js";
 import type { Facts } from "../../src/role.js";
 import { evaluateChecks } from "../../src/verify.js";
@@ -48,14 +47,14 @@ function memInfoKb(kb: number): string {
 const LIVE_DEFAULTS = { [KEYS.nf_conntrack_max]: "262144", [KEYS.tcp_timeout_time_wait]: "120", [KEYS.tcp_timeout_established]: "432000" };
 
 function hostFacts(probeRaw: string, opts: { meminfo?: string; sysctl?: Record<string, string | null>; files?: Record<string, string | null> } = {}): Facts {
-  const fields = conntrackProbe.parse(probeRaw, undefined);
-  const absentKeys = fields.module === "absent" ? { [KEYS.nf_conntrack_max]: null, [KEYS.tcp_timeout_time_wait]: null, [KEYS.tcp_timeout_established]: null } : LIVE_DEFAULTS;
+  const state = conntrackProbe.parse(probeRaw, undefined);
+  const absentKeys = state.module === "absent" ? { [KEYS.nf_conntrack_max]: null, [KEYS.tcp_timeout_time_wait]: null, [KEYS.tcp_timeout_established]: null } : LIVE_DEFAULTS;
   return facts({
     sysctl: { ...absentKeys, ...opts.sysctl },
     files: { ...opts.files },
     probes: {
-      conntrack: { ok: true, fields },
-      "conntrack-meminfo": { ok: true, fields: memTotalProbe.parse(opts.meminfo ?? MEMINFO, undefined) },
+      [conntrackProbe.name]: { ok: true, value: state },
+      [memTotalProbe.name]: { ok: true, value: memTotalProbe.parse(opts.meminfo ?? MEMINFO, undefined) },
     },
   });
 }
@@ -65,12 +64,15 @@ function plan(over: Partial<ConntrackParams>, f: Facts, purpose: "plan" | "verif
 }
 
 function planError(over: Partial<ConntrackParams>, f: Facts): string {
-  try {
-    plan(over, f);
-  } catch (err) {
-    return (err as Error).message;
-  }
-  throw new Error("the plan did not refuse");
+  const refusals = plan(over, f).refusals;
+  if (refusals.length === 0) throw new Error("the plan did not refuse");
+  return refusals.map((r) => r.text).join("; ");
+}
+
+function stateOf(f: Facts): ConntrackState {
+  const read = f.probes![conntrackProbe.name]!;
+  if (!read.ok) throw new Error(read.error);
+  return read.value as ConntrackState;
 }
 
 const summary = (p: HostPlan) =>
@@ -85,23 +87,23 @@ function fileContent(p: HostPlan, path: string): string {
 /** What the host looks like after apply: files written, the module loaded (with its options file), hashsize and sysctls set. */
 function appliedFacts(p: HostPlan, before: Facts): Facts {
   const after: Facts = structuredClone(before);
-  const fields = after.probes!.conntrack!.ok ? after.probes!.conntrack!.fields : {};
+  const state = stateOf(after);
   for (const c of p.changes) {
     if (c.kind === "file") after.files[c.path] = c.after;
     else if (c.kind === "sysctl") after.sysctl[c.key] = c.after;
     else if (c.argv[0] === "modprobe") {
       const option = /hashsize=(\d+)/.exec(after.files[PATHS.modprobe] ?? "");
-      Object.assign(fields, { module: "loaded", loaded: "yes", max: "writable", timeouts: "writable", hashsize: option ? option[1] : "262144", hashsize_writable: "yes" });
+      Object.assign(state, { module: "loaded", loaded: true, max: "writable", timeouts: "writable", hashsize: option ? Number(option[1]) : 262144, hashsizeWritable: true });
       for (const [key, value] of Object.entries(LIVE_DEFAULTS)) after.sysctl[key] ??= value;
     } else {
-      fields.hashsize = /^echo (\d+) > /.exec(c.argv[2]!)![1]!;
+      state.hashsize = Number(/^echo (\d+) > /.exec(c.argv[2]!)![1]!);
     }
   }
   return withBootTruth(after);
 }
 
 describe("conntrack probe parser (output captured on this machine)", () => {
-  it.each<[string, string, Partial<ReturnType<typeof parseConntrackFields>>]>([
+  it.each<[string, string, Partial<ConntrackState>]>([
     ["the machine itself (initial netns, built-in nf_conntrack, no module support)", PROBE.initial, {
       module: "builtin", max: "writable", timeouts: "writable", hashsize: 262144, hashsizeWritable: true, netns: "initial",
       moduleSupport: false, modprobe: false, loadable: false, sysctlApplier: { kind: "systemd-sysctl", path: "/lib/systemd/systemd-sysctl" }, kernel: "6.18.44-fc-v595",
@@ -114,14 +116,9 @@ describe("conntrack probe parser (output captured on this machine)", () => {
       sysctlApplier: { kind: "systemd-sysctl", path: "/lib/systemd/systemd-sysctl" },
     }],
   ])("%s", (_what, raw, expected) => {
-    const fields = conntrackProbe.parse(raw, undefined);
-    expect(parseConntrackFields(fields)).toMatchObject(expected);
-    expect(fields.loaded).toBe("yes");
-  });
-
-  it("is registered under its name when the role module loads", () => {
-    expect(findProbe("conntrack")).toBe(conntrackProbe);
-    expect(findProbe("conntrack-meminfo")).toBe(memTotalProbe);
+    const state = conntrackProbe.parse(raw, undefined);
+    expect(state).toMatchObject(expected);
+    expect(state.loaded).toBe(true);
   });
 
   it("refuses output that lacks a field", () => {
@@ -130,8 +127,8 @@ describe("conntrack probe parser (output captured on this machine)", () => {
   });
 
   it("ignores a tool path with characters a udev rule can't carry", () => {
-    const fields = conntrackProbe.parse(withFields(PROBE.initial, { systemd_sysctl: "/opt/x y/systemd-sysctl", sysctl: "/usr/sbin/sysctl" }), undefined);
-    expect(parseConntrackFields(fields).sysctlApplier).toEqual({ kind: "sysctl", path: "/usr/sbin/sysctl" });
+    const state = conntrackProbe.parse(withFields(PROBE.initial, { systemd_sysctl: "/opt/x y/systemd-sysctl", sysctl: "/usr/sbin/sysctl" }), undefined);
+    expect(state.sysctlApplier).toEqual({ kind: "sysctl", path: "/usr/sbin/sysctl" });
   });
 
   it.each<[string, Record<string, string>, string]>([
@@ -150,7 +147,7 @@ describe("conntrack probe parser (output captured on this machine)", () => {
 describe("MemTotal parser", () => {
   it("reads this machine's /proc/meminfo", () => {
     expect(parseMemTotalKb(MEMINFO)).toBe(24684096);
-    expect(memTotalProbe.parse(MEMINFO, undefined)).toEqual({ mem_total_kb: "24684096" });
+    expect(memTotalProbe.parse(MEMINFO, undefined)).toBe(24684096);
   });
 
   it.each([["no MemTotal line", MEMINFO.replace(/^MemTotal:.*\n/m, "")], ["a zero", memInfoKb(0)], ["empty output", ""]])("refuses %s", (_what, raw) => {
@@ -217,7 +214,7 @@ describe("conntrack on this machine's initial netns (built-in nf_conntrack)", ()
     expect(withoutBootChecks(p.checks).map((c) => (c.kind === "file" ? c.path : c.kind === "sysctl" ? `${c.key}=${c.expected}` : `${c.label}: ${c.field} ${c.compare} ${c.expected}`))).toEqual([
       PATHS.modulesLoad, PATHS.modprobe, PATHS.sysctl, PATHS.udev,
       `${KEYS.nf_conntrack_max}=1048576`, `${KEYS.tcp_timeout_time_wait}=60`, `${KEYS.tcp_timeout_established}=86400`,
-      "nf_conntrack loaded: loaded equal yes", "nf_conntrack hashsize: hashsize equal 262144",
+      "nf_conntrack loaded: loaded equal true", "nf_conntrack hashsize: hashsize equal 262144",
     ]);
   });
 
@@ -235,20 +232,20 @@ describe("conntrack on this machine's initial netns (built-in nf_conntrack)", ()
       "nf_conntrack_max 1,048,576 would let a full conntrack table take 322.0 MiB (1,048,576 entries × 320 bytes + 262,144 buckets × 8 bytes), " +
         "7.86% of this host's 4.0 GiB MemTotal, above max_memory_percent 5%: set nf_conntrack_max to at most 664,535 for this host, or raise max_memory_percent",
     );
-    expect(() => plan({ max_memory_percent: 10 }, hostFacts(PROBE.initial, { meminfo: memInfoKb(4 * 1024 * 1024) }))).not.toThrow();
-    expect(() => plan({ nf_conntrack_max: null }, hostFacts(PROBE.initial, { meminfo: memInfoKb(256 * 1024) }))).not.toThrow();
+    expect(plan({ max_memory_percent: 10 }, hostFacts(PROBE.initial, { meminfo: memInfoKb(4 * 1024 * 1024) })).refusals).toEqual([]);
+    expect(plan({ nf_conntrack_max: null }, hostFacts(PROBE.initial, { meminfo: memInfoKb(256 * 1024) })).refusals).toEqual([]);
   });
 
   it("bounds by the live hash size when hashsize is null", () => {
     const f2 = hostFacts(withFields(PROBE.initial, { hashsize: "4194304" }), { meminfo: memInfoKb(8 * 1024 * 1024) });
     // 1,250,000 entries fit in 5% of 8 GiB with 262,144 buckets, not with the host's 4,194,304
-    expect(() => plan({ hashsize: 262144, nf_conntrack_max: 1250000 }, f2)).not.toThrow();
+    expect(plan({ hashsize: 262144, nf_conntrack_max: 1250000 }, f2).refusals).toEqual([]);
     expect(planError({ hashsize: null, nf_conntrack_max: 1250000 }, f2)).toMatch(/4,194,304 buckets × 8 bytes/);
   });
 
   it("refuses when MemTotal can't be read", () => {
     const f2 = hostFacts(PROBE.initial);
-    f2.probes!["conntrack-meminfo"] = { ok: false, error: "/proc/meminfo has no \"MemTotal: N kB\" line" };
+    f2.probes![memTotalProbe.name] = { ok: false, error: "/proc/meminfo has no \"MemTotal: N kB\" line" };
     expect(planError({}, f2)).toMatch(/^cannot read MemTotal from \/proc\/meminfo: .*: cannot bound nf_conntrack_max by the host's memory$/);
   });
 });
@@ -256,8 +253,18 @@ describe("conntrack on this machine's initial netns (built-in nf_conntrack)", ()
 describe("conntrack on a host whose nf_conntrack module is not loaded yet", () => {
   const f = hostFacts(MODULE_ABSENT);
 
+  it("leaves a host that does not use nf_conntrack alone, unless load_module asks", () => {
+    const p = plan({}, f);
+    expect(p.changes).toEqual([]);
+    expect(p.checks).toEqual([]);
+    expect(p.refusals).toEqual([]);
+    expect(p.notes.map((n) => n.text)).toEqual([
+      "nf_conntrack is not in use on this host (neither loaded nor built into kernel 6.1.0-41-amd64): nothing tracks connections, so there is no table to size. Set load_module: true to load it and tune it anyway",
+    ]);
+  });
+
   it("writes the module option first, then loads the module, then sets the sysctls that now exist", () => {
-    expect(summary(plan({}, f))).toEqual([
+    expect(summary(plan({ load_module: true }, f))).toEqual([
       `file ${PATHS.modulesLoad}`,
       `file ${PATHS.modprobe}`,
       `file ${PATHS.sysctl}`,
@@ -267,11 +274,11 @@ describe("conntrack on a host whose nf_conntrack module is not loaded yet", () =
       `sysctl ${KEYS.tcp_timeout_time_wait}=60`,
       `sysctl ${KEYS.tcp_timeout_established}=86400`,
     ]);
-    expect(plan({}, f).changes.filter((c) => c.kind === "sysctl").every((c) => c.kind === "sysctl" && c.before === null)).toBe(true);
+    expect(plan({ load_module: true }, f).changes.filter((c) => c.kind === "sysctl").every((c) => c.kind === "sysctl" && c.before === null)).toBe(true);
   });
 
   it("loads the module even when every value is left alone", () => {
-    const p = plan({ nf_conntrack_max: null, hashsize: null, tcp_timeout_time_wait: null, tcp_timeout_established: null }, f);
+    const p = plan({ load_module: true, nf_conntrack_max: null, hashsize: null, tcp_timeout_time_wait: null, tcp_timeout_established: null }, f);
     expect(summary(p)).toEqual([`file ${PATHS.modulesLoad}`, "command modprobe nf_conntrack"]);
   });
 
@@ -281,7 +288,7 @@ describe("conntrack on a host whose nf_conntrack module is not loaded yet", () =
     ["no modprobe", { modprobe: "no", loadable: "no" }, /^nf_conntrack is not loaded and modprobe is not installed: install kmod/],
     ["a module modprobe can't find", { loadable: "no" }, /^nf_conntrack is not loaded and `modprobe -n nf_conntrack` cannot find it for kernel 6\.1\.0-41-amd64: install the modules/],
   ])("refuses %s, naming why the module can't load", (_what, over, message) => {
-    expect(planError({}, hostFacts(withFields(MODULE_ABSENT, over)))).toMatch(message);
+    expect(planError({ load_module: true }, hostFacts(withFields(MODULE_ABSENT, over)))).toMatch(message);
   });
 });
 
@@ -341,7 +348,7 @@ describe("conntrack hashsize outside a container", () => {
   });
 
   it("a read-only hashsize that already has the value is fine", () => {
-    expect(() => plan({}, hostFacts(withFields(PROBE.initial, { hashsize_writable: "no" })))).not.toThrow();
+    expect(plan({}, hostFacts(withFields(PROBE.initial, { hashsize_writable: "no" }))).refusals).toEqual([]);
   });
 });
 
@@ -350,8 +357,8 @@ describe("conntrack idempotence", () => {
     ["this machine, defaults", {}, hostFacts(PROBE.initial)],
     ["this machine, a new hash size", { hashsize: 524288 }, hostFacts(PROBE.initial)],
     ["a fleet host, timeouts only", { nf_conntrack_max: null, hashsize: null }, hostFacts(PROBE.fleetRoot)],
-    ["a module not loaded yet", {}, hostFacts(MODULE_ABSENT)],
-    ["a module not loaded yet, only timeouts", { nf_conntrack_max: null, hashsize: null }, hostFacts(MODULE_ABSENT)],
+    ["a module not loaded yet", { load_module: true }, hostFacts(MODULE_ABSENT)],
+    ["a module not loaded yet, only timeouts", { load_module: true, nf_conntrack_max: null, hashsize: null }, hostFacts(MODULE_ABSENT)],
   ])("%s: a second plan after apply has zero changes and verify passes", (_what, over, before) => {
     const first = plan(over, before);
     expect(first.changes.length).toBeGreaterThan(0);
@@ -367,7 +374,7 @@ describe("conntrack idempotence", () => {
     const first = plan({}, before);
     const after = appliedFacts(first, before);
     after.sysctl[KEYS.tcp_timeout_established] = "432000";
-    after.probes!.conntrack = { ok: true, fields: { ...(after.probes!.conntrack as { fields: Record<string, string> }).fields, hashsize: "65536" } };
+    stateOf(after).hashsize = 65536;
     after.files[PATHS.udev] = `${after.files[PATHS.udev]}# edited\n`;
     const failed = evaluateChecks(plan({}, after, "verify").checks, after).filter((r) => !r.ok);
     expect(failed.map((r) => [r.check.kind === "probe" ? r.check.label : r.check.kind === "sysctl" ? r.check.key : r.check.path, r.actual === null ? null : r.actual.slice(0, 20)])).toEqual([
@@ -377,11 +384,15 @@ describe("conntrack idempotence", () => {
     ]);
   });
 
-  it("notes a file left from an earlier run once its params are null", () => {
+  it("removes a file left from an earlier run once its params are null, and checks it stays gone", () => {
     const before = hostFacts(PROBE.initial);
     const after = appliedFacts(plan({}, before), before);
-    const notes = plan({ hashsize: null }, after).notes.map((n) => n.text);
-    expect(notes).toContain(`${PATHS.modprobe} from an earlier run still applies at boot although hashsize is null now: delete it to go back to the kernel's values`);
+    const p = plan({ hashsize: null, nf_conntrack_max: null, tcp_timeout_time_wait: null, tcp_timeout_established: null }, after);
+    expect(summary(p)).toEqual([`command rm -f -- ${PATHS.modprobe}`, `command rm -f -- ${PATHS.sysctl}`, `command rm -f -- ${PATHS.udev}`]);
+    expect(p.checks.filter((c) => c.kind === "file" && c.expected === null).map((c) => c.kind === "file" && c.path)).toEqual([PATHS.modprobe, PATHS.sysctl, PATHS.udev]);
+    const removed = structuredClone(after);
+    for (const path of [PATHS.modprobe, PATHS.sysctl, PATHS.udev]) removed.files[path] = null;
+    expect(plan({ hashsize: null, nf_conntrack_max: null, tcp_timeout_time_wait: null, tcp_timeout_established: null }, removed).changes).toEqual([]);
   });
 });
 
@@ -448,8 +459,8 @@ describe("conntrack facts", () => {
       { kind: "file", path: PATHS.modprobe },
       { kind: "file", path: PATHS.sysctl },
       { kind: "file", path: PATHS.udev },
-      { kind: "probe", probe: "conntrack" },
-      { kind: "probe", probe: "conntrack-meminfo" },
+      { kind: "probe", probe: conntrackProbe },
+      { kind: "probe", probe: memTotalProbe },
     ]);
   });
 });
@@ -482,13 +493,8 @@ describe("conntrack schema", () => {
     return problems;
   }
 
-  it("gives every param a default and a why with numbers, and the defaults are valid", () => {
-    for (const [key, s] of Object.entries(conntrack.schema.properties)) {
-      expect(s.description.length, key).toBeGreaterThan(100);
-      expect(s.description, key).toMatch(/\d/);
-      expect(typeof s.fix, key).toBe("string");
-    }
-    expect(paramsOf(conntrack)).toEqual({ nf_conntrack_max: 1048576, hashsize: 262144, tcp_timeout_time_wait: 60, tcp_timeout_established: 86400, max_memory_percent: 5 });
+  it("has these defaults, and they are valid", () => {
+    expect(paramsOf(conntrack)).toEqual({ nf_conntrack_max: 1048576, hashsize: 262144, tcp_timeout_time_wait: 60, tcp_timeout_established: 86400, max_memory_percent: 5, load_module: false });
     expect(validateAgainstSchema(conntrack.schema, paramsOf(conntrack), parseYamlText("{}", "d.yaml", [])!, [], [])).toBe(true);
   });
 

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/load.js";
-import { DEFAULT_PLAYBOOK, PROJECT_ROOT } from "../../src/paths.js";
+import { DEFAULT_PLAYBOOK, PROJECT_ROOT } from "../../src/installRoot.js";
 
 /** The shipped example must stay valid: it is what a new user copies. */
 describe("inventory/example with playbooks/site.yaml", () => {

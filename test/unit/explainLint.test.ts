@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { explainHosts, explainRoles, PRECEDENCE_NOTE } from "../../src/explain.js";
 import { lintHosts } from "../../src/lint.js";
 import { loadConfig } from "../../src/load.js";
-import { DEFAULT_PLAYBOOK, PROJECT_ROOT } from "../../src/paths.js";
+import { DEFAULT_PLAYBOOK, PROJECT_ROOT } from "../../src/installRoot.js";
 import { ROLES } from "../../src/roles.js";
 import { fixture, posIn } from "./_helpers.js";
 
@@ -30,9 +30,9 @@ describe("explainHosts", () => {
     const p1 = text.split("\n\n").find((b) => b.startsWith("p1 "))!;
     const { line, col } = posIn(inv, "reserve_listening_ports: false", "false");
     expect(p1).toMatch(new RegExp(`reserve_listening_ports = false +group proxies  test/fixtures/inventory/lint/hosts.yaml:${line}:${col}`));
-    expect(p1).toMatch(/port_range_start +\= 1024 +default/);
+    expect(p1).toMatch(/port_range_start += 1024 +default/);
     const a2 = text.split("\n\n").find((b) => b.startsWith("a2 "))!;
-    expect(a2).toMatch(/port_range_start +\= 10000 +host a2 /);
+    expect(a2).toMatch(/port_range_start += 10000 +host a2 /);
     expect(text).not.toContain("tw-reuse");
   });
 

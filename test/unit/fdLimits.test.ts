@@ -5,9 +5,10 @@ import fdLimits, { LIMITS_PATH, serviceDropinPath, SYSCTL_PATH, SYSTEMD_DEFAULT_
 import type { ConfigProblem } from "../../src/config/errors.js";
 import { validateAgainstSchema } from "../../src/config/validate.js";
 import { parseYamlText } from "../../src/config/yamlFile.js";
-import { isOwnFile, ownFilesOf } from "../../src/facts/fdLimits.js";
-import { findProbe } from "../../src/facts/probes.js";
-import { planHost, type HostPlan, type PlannedCheck } from "../../src/plan.js";
+import { FD_FILES_PROBE, FD_INIT_PROBE, FD_KERNEL_PROBE, FD_LOGIN_PROBE, FD_SERVICE_PROBE, FD_USER_PROBE, isOwnFile, type KernelFiles, type OwnFiles } from "../../src/facts/fdLimits.js";
+import type { Probe } from "../../src/facts/probe.js";
+import { sysctlBootProbe } from "../../src/facts/sysctlBoot.js";
+import { planHost, probesOf, type HostPlan, type PlannedCheck } from "../../src/plan.js";
 import { probeKey, type Facts, type ProbeResult } from "../../src/role.js";
 import { evaluateChecks } from "../../src/verify.js";
 import { hostWith, paramsOf, withBootTruth } from "./_roles.js";
@@ -30,8 +31,13 @@ interface HostShape {
   present?: string[];
 }
 
-function parsed(probe: string, raw: string, arg?: string): ProbeResult {
-  return { ok: true, fields: findProbe(probe).parse(raw, arg) };
+function parsed<T>(probe: Probe<T>, raw: string, arg?: string): ProbeResult<T> {
+  return { ok: true, value: probe.parse(raw, arg) };
+}
+
+/** The typed answer of a probe in these facts (the test built it, so it is there). */
+function answer<T>(f: Facts, probe: Probe<T>, arg?: string): T {
+  return (f.probes![probeKey(probe.name, arg)] as { ok: true; value: T }).value;
 }
 
 /** The files probe's output for these paths, in the format its command prints. */
@@ -40,13 +46,13 @@ const filesListing = (paths: Iterable<string>) => [...[...paths].map((p) => `fil
 /** Facts built by the real parsers from probe output (captured on this machine unless said otherwise). */
 function hostFacts(shape: HostShape = {}): Facts {
   const probes: Record<string, ProbeResult> = {
-    [probeKey("fd-limits-kernel")]: parsed("fd-limits-kernel", shape.kernel ?? captured("kernel")),
-    [probeKey("fd-limits-login")]: parsed("fd-limits-login", shape.login ?? captured("login-root")),
-    [probeKey("fd-limits-init")]: parsed("fd-limits-init", shape.init ?? captured("init")),
-    [probeKey("fd-limits-files")]: parsed("fd-limits-files", filesListing([...Object.keys(shape.files ?? {}).filter(isOwnFile), ...(shape.present ?? [])])),
+    [FD_KERNEL_PROBE.name]: parsed(FD_KERNEL_PROBE, shape.kernel ?? captured("kernel")),
+    [FD_LOGIN_PROBE.name]: parsed(FD_LOGIN_PROBE, shape.login ?? captured("login-root")),
+    [FD_INIT_PROBE.name]: parsed(FD_INIT_PROBE, shape.init ?? captured("init")),
+    [FD_FILES_PROBE.name]: parsed(FD_FILES_PROBE, filesListing([...Object.keys(shape.files ?? {}).filter(isOwnFile), ...(shape.present ?? [])])),
   };
-  for (const [name, raw] of Object.entries(shape.services ?? {})) probes[probeKey("fd-limits-service", name)] = parsed("fd-limits-service", raw, name);
-  for (const [name, raw] of Object.entries(shape.users ?? {})) probes[probeKey("fd-limits-user", name)] = parsed("fd-limits-user", raw, name);
+  for (const [name, raw] of Object.entries(shape.services ?? {})) probes[probeKey(FD_SERVICE_PROBE.name, name)] = parsed(FD_SERVICE_PROBE, raw, name);
+  for (const [name, raw] of Object.entries(shape.users ?? {})) probes[probeKey(FD_USER_PROBE.name, name)] = parsed(FD_USER_PROBE, raw, name);
   return { sysctl: {}, files: { ...shape.files }, listeningPorts: null, probes };
 }
 
@@ -74,21 +80,22 @@ const checkName = (c: PlannedCheck) => (c.kind === "probe" ? `${c.label} ${c.com
 /** The host after run: files written, raised values live, and what PAM/systemd would now give. */
 function afterRun(p: HostPlan, before: Facts, fresh: { login?: string; users?: Record<string, string>; services?: Record<string, string> } = {}): Facts {
   const after = structuredClone(before);
-  const kernel = after.probes![probeKey("fd-limits-kernel")]! as { ok: true; fields: Record<string, string> };
-  const own = new Set(ownFilesOf((after.probes![probeKey("fd-limits-files")]! as { ok: true; fields: Record<string, string> }).fields.files!));
+  const kernel: KernelFiles = answer(after, FD_KERNEL_PROBE);
+  const own = new Set(answer<OwnFiles>(after, FD_FILES_PROBE).files);
   for (const c of p.changes) {
     if (c.kind === "file") after.files[c.path] = c.after;
     if (c.kind === "file") own.add(c.path);
-    if (c.kind === "sysctl") kernel.fields[c.key === "fs.nr_open" ? "nr_open" : "file_max"] = c.after;
+    if (c.kind === "sysctl" && c.key === "fs.nr_open") kernel.nr_open = Number(c.after);
+    if (c.kind === "sysctl" && c.key === "fs.file-max") kernel.file_max = c.after;
     if (c.kind === "command" && c.argv[0] === "rm") {
       after.files[c.argv[3]!] = null;
       own.delete(c.argv[3]!);
     }
   }
-  after.probes![probeKey("fd-limits-files")] = parsed("fd-limits-files", filesListing(own));
-  if (fresh.login) after.probes![probeKey("fd-limits-login")] = parsed("fd-limits-login", fresh.login);
-  for (const [name, raw] of Object.entries(fresh.users ?? {})) after.probes![probeKey("fd-limits-user", name)] = parsed("fd-limits-user", raw, name);
-  for (const [name, raw] of Object.entries(fresh.services ?? {})) after.probes![probeKey("fd-limits-service", name)] = parsed("fd-limits-service", raw, name);
+  after.probes![FD_FILES_PROBE.name] = parsed(FD_FILES_PROBE, filesListing(own));
+  if (fresh.login) after.probes![FD_LOGIN_PROBE.name] = parsed(FD_LOGIN_PROBE, fresh.login);
+  for (const [name, raw] of Object.entries(fresh.users ?? {})) after.probes![probeKey(FD_USER_PROBE.name, name)] = parsed(FD_USER_PROBE, raw, name);
+  for (const [name, raw] of Object.entries(fresh.services ?? {})) after.probes![probeKey(FD_SERVICE_PROBE.name, name)] = parsed(FD_SERVICE_PROBE, raw, name);
   return withBootTruth(after);
 }
 
@@ -241,9 +248,21 @@ describe("fd-limits refuses what a host cannot take", () => {
     ["an sshd with CAP_SYS_RESOURCE can raise", { ...HERE, hard_nofile: 30000 }, { login: loginWith({ sshd_hard: "20000" }) }, null],
     ["not an SSH session", { ...HERE, hard_nofile: 30000 }, { login: "euid=0\nsession=none\nuser=root\nuid=0\nsoft=1024\nhard=20000\n" }, null],
   ])("%s", (_what, over, shape, error) => {
-    const run = () => plan(over, hostFacts(shape));
-    if (error) expect(run).toThrow(error);
-    else expect(run).not.toThrow();
+    const p = plan(over, hostFacts(shape));
+    if (error) {
+      expect(p.refusals.map((r) => r.text)).toEqual([expect.stringMatching(error)]);
+      expect(p.changes).toEqual([]);
+    } else expect(p.refusals).toEqual([]);
+  });
+
+  it("refuses every value the host cannot take in one plan: hard_nofile above fs.nr_open and above what sshd can give", () => {
+    const p = plan({ ...HERE, nr_open: null, hard_nofile: 2000000 }, hostFacts({ login: capped }));
+    expect(p.refusals.map((r) => r.role)).toEqual(["fd-limits", "fd-limits"]);
+    expect(p.refusals.map((r) => r.text)).toEqual([
+      expect.stringMatching(/^hard_nofile 2,000,000 is above this host's fs\.nr_open 1,048,576: pam_limits' setrlimit\(\) fails with EPERM/),
+      expect.stringMatching(/^hard_nofile 2,000,000 is above what a login can get on this host: sshd \(pid 19283\) holds hard nofile 20,000 and lacks CAP_SYS_RESOURCE/),
+    ]);
+    expect([p.changes, p.checks, p.notes]).toEqual([[], [], []]);
   });
 
   it("raises fs.nr_open live before it writes the limits that need it", () => {
@@ -377,17 +396,30 @@ describe("fd-limits services", () => {
     expect(p.checks.filter((c) => c.kind === "probe" && c.probe === "fd-limits-service")).toEqual([]);
   });
 
-  it("a probe that failed is a plan error naming it", () => {
+  it("a probe that failed is a refusal naming it and what to do, in plan and verify", () => {
     const f = hostFacts();
-    f.probes![probeKey("fd-limits-service", "gateway")] = { ok: false, error: "sh: 1: systemctl: Permission denied" };
-    expect(() => plan({ ...HERE, services: ["gateway"] }, f)).toThrow("could not read fd-limits-service for gateway: sh: 1: systemctl: Permission denied");
+    f.probes![probeKey(FD_SERVICE_PROBE.name, "gateway")] = { ok: false, error: "sh: 1: systemctl: Permission denied" };
+    for (const purpose of ["plan", "verify"] as const) {
+      const p = plan({ ...HERE, services: ["gateway"] }, f, purpose);
+      expect(p.refusals.map((r) => r.text)).toEqual([expect.stringContaining("could not read fd-limits-service for gateway: sh: 1: systemctl: Permission denied. Let the login run systemctl show")]);
+      expect(p.checks).toEqual([]);
+    }
+  });
+
+  it("a probe missing from the facts is a refusal too, beside the host's other refusals", () => {
+    const f = hostFacts({ login: loginWith({}) });
+    delete f.probes![FD_INIT_PROBE.name];
+    const p = plan({ nr_open: null, hard_nofile: 2000000, soft_nofile: 1024 }, f);
+    expect(p.refusals.map((r) => r.text)).toEqual([
+      expect.stringMatching(/^hard_nofile 2,000,000 is above this host's fs\.nr_open/),
+      expect.stringMatching(/^fd-limits-init was not gathered/),
+    ]);
   });
 });
 
 describe("fd-limits removes its own files that the params no longer want", () => {
   const rm = (path: string) => `rm -f -- ${path}`;
   const gateway = serviceDropinPath("gateway");
-  const api = serviceDropinPath("api");
   const stopped = captured("service-stopped");
   const systemdStopped = systemdService("running=no\n");
 
@@ -453,32 +485,32 @@ describe("fd-limits removes its own files that the params no longer want", () =>
     // verify before the run: each leftover fails, named; after the run: gone, and nothing more to do
     const leftovers = changes.filter((c) => c.startsWith("rm ")).map((c) => c.slice("rm -f -- ".length));
     const verifyBefore = plan(then, applied, "verify");
-    const failed = evaluateChecks(verifyBefore.checks, applied).filter((r) => !r.ok && r.check.kind === "probe" && r.check.probe === "fd-limits-files");
-    expect(failed.map((r) => r.check.kind === "probe" && r.check.expected)).toEqual(leftovers);
+    const failed = evaluateChecks(verifyBefore.checks, applied).filter((r) => !r.ok && r.check.kind === "file" && r.check.expected === null);
+    expect(failed.map((r) => r.check.kind === "file" && r.check.path)).toEqual(leftovers);
     for (const r of failed) expect(r.check.message).toMatch(/ is still there though .*; provision run removes it$/);
     const after = afterRun(p, applied);
-    expect(evaluateChecks(p.checks.filter((c) => c.kind === "probe" && c.probe === "fd-limits-files"), after).every((r) => r.ok)).toBe(true);
+    expect(evaluateChecks(p.checks.filter((c) => c.kind === "file" && c.expected === null), after).every((r) => r.ok)).toBe(true);
     expect(plan(then, after).changes).toEqual([]);
   });
 
   it("the removal check names the leftover and what it still does", () => {
     const applied = appliedWith({ ...HERE, services: ["gateway"] }, { services: { gateway: stopped } });
-    const [result] = evaluateChecks(plan({ ...HERE, services: [] }, applied, "verify").checks.filter((c) => c.kind === "probe" && c.probe === "fd-limits-files"), applied);
-    expect(result).toMatchObject({ ok: false, actual: expect.stringContaining(gateway) });
+    const [result] = evaluateChecks(plan({ ...HERE, services: [] }, applied, "verify").checks.filter((c) => c.kind === "file" && c.expected === null), applied);
+    expect(result).toMatchObject({ ok: false, check: { path: gateway }, actual: expect.stringContaining("LimitNOFILE=16384:20000") });
     expect(result!.check.message).toBe(`${gateway} is still there though gateway.service is no longer in services: systemd gives gateway.service its LimitNOFILE again at the next daemon-reload or boot; provision run removes it`);
   });
 
   it("never removes a path that is not the role's own, whatever the probe says", () => {
     const f = hostFacts({ files: { [SYSCTL_PATH]: "x", [LIMITS_PATH]: "x" } });
     const foreign = ["/etc/passwd", `${gateway}.bak`, "/etc/systemd/system/nginx.service.d/override.conf", "/etc/systemd/system/ssh.socket.d/60-provision-fd-limits.conf", "/etc/systemd/system/../x.service.d/60-provision-fd-limits.conf"];
-    f.probes![probeKey("fd-limits-files")] = { ok: true, fields: { files: foreign.join(","), skipped: "0" } };
+    f.probes![FD_FILES_PROBE.name] = { ok: true, value: { files: foreign, skipped: 0 } };
     const p = plan({ ...HERE, users: [], nr_open: null, file_max: null, systemd_default_limit: false }, f);
     expect(p.changes).toEqual([]);
   });
 
   it("says when drop-ins in directories no service name has were left alone", () => {
     const f = hostFacts();
-    f.probes![probeKey("fd-limits-files")] = parsed("fd-limits-files", captured("files"));
+    f.probes![FD_FILES_PROBE.name] = parsed(FD_FILES_PROBE, captured("files"));
     expect(plan(HERE, f).notes.map((n) => n.text)).toContain("1 file(s) named 60-provision-fd-limits.conf in directories whose names no service can have were left alone");
   });
 
@@ -488,8 +520,8 @@ describe("fd-limits removes its own files that the params no longer want", () =>
     ["no file hands out the hard limit any more", { nr_open: null, soft_nofile: 1024, hard_nofile: 2000000, users: [], systemd_default_limit: false }, null],
   ])("nr_open null after the role raised it: %s", (_what, then, refused) => {
     const applied = appliedWith({ nr_open: 2097152, soft_nofile: 1024, hard_nofile: 2000000 }, { login: loginWith({}), kernel: kernelWith("1048576", "2466193") });
-    if (refused) expect(() => plan(then, applied)).toThrow(refused);
-    else expect(() => plan(then, applied)).not.toThrow();
+    const refusals = plan(then, applied).refusals.map((r) => r.text);
+    expect(refusals).toEqual(refused ? [expect.stringMatching(refused)] : []);
   });
 });
 
@@ -497,19 +529,32 @@ describe("fd-limits facts", () => {
   it("reads the probes, every managed file, each service and each named user", () => {
     const p = paramsOf(fdLimits, { users: ["*", "root", "@ops", "app"], services: ["nginx", "worker@"] }) as unknown as FdLimitsParams;
     expect(fdLimits.facts(p)).toEqual([
-      { kind: "probe", probe: "fd-limits-kernel" },
-      { kind: "probe", probe: "fd-limits-login" },
-      { kind: "probe", probe: "fd-limits-init" },
-      { kind: "probe", probe: "fd-limits-files" },
+      { kind: "probe", probe: FD_KERNEL_PROBE },
+      { kind: "probe", probe: FD_LOGIN_PROBE },
+      { kind: "probe", probe: FD_INIT_PROBE },
+      { kind: "probe", probe: FD_FILES_PROBE },
       { kind: "file", path: SYSCTL_PATH },
       { kind: "file", path: LIMITS_PATH },
+      { kind: "probe", probe: sysctlBootProbe },
       { kind: "file", path: SYSTEMD_DEFAULT_PATH },
       { kind: "file", path: "/etc/systemd/system/nginx.service.d/60-provision-fd-limits.conf" },
-      { kind: "probe", probe: "fd-limits-service", arg: "nginx" },
+      { kind: "probe", probe: FD_SERVICE_PROBE, arg: "nginx" },
       { kind: "file", path: "/etc/systemd/system/worker@.service.d/60-provision-fd-limits.conf" },
-      { kind: "probe", probe: "fd-limits-user", arg: "root" },
-      { kind: "probe", probe: "fd-limits-user", arg: "app" },
+      { kind: "probe", probe: FD_USER_PROBE, arg: "root" },
+      { kind: "probe", probe: FD_USER_PROBE, arg: "app" },
     ]);
+  });
+
+  it("gathers every probe its checks name (verify finds a check's probe among them), and no boot truth without a sysctl file", () => {
+    const over = { init: SYSTEMD_INIT, login: loginWith({}), services: { nginx: systemdService("running=yes\npid=812\nsoft=1024\nhard=524288\n") }, users: { app: captured("user-as-root") } };
+    const params = { users: ["*", "root", "app"], services: ["nginx"] };
+    const p = plan(params, withBootTruth(hostFacts(over)), "verify");
+    const named = new Set(p.checks.flatMap((c) => (c.kind === "probe" ? [c.probe] : [])));
+    expect([...named].sort()).toEqual([FD_INIT_PROBE.name, FD_KERNEL_PROBE.name, FD_LOGIN_PROBE.name, FD_SERVICE_PROBE.name, FD_USER_PROBE.name, sysctlBootProbe.name].sort());
+    const gathered = probesOf(hostWith("web01", [[fdLimits, params]]));
+    for (const name of named) expect(gathered.has(name), name).toBe(true);
+    const noKernel = paramsOf(fdLimits, { nr_open: null, file_max: null }) as unknown as FdLimitsParams;
+    expect(fdLimits.facts(noKernel)).not.toContainEqual({ kind: "probe", probe: sysctlBootProbe });
   });
 });
 

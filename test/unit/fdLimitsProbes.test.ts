@@ -13,13 +13,12 @@ import {
   hasCapSysResource,
   isOwnFile,
   ownFilesCommand,
-  ownFilesOf,
   parseKeyValues,
   serviceOfDropin,
   processName,
   unitName,
 } from "../../src/facts/fdLimits.js";
-import { ProbeParseError, type Probe } from "../../src/facts/probe.js";
+import { ProbeParseError, type AnyProbe } from "../../src/facts/probe.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures", "fd-limits");
 /** Probe output captured on this machine's fleet: see test/fixtures/fd-limits/README.md. */
@@ -44,56 +43,69 @@ const SYSTEMD = {
 };
 
 describe("fd-limits probe parsers on output captured on this machine", () => {
-  it.each<[string, Probe, string, string | undefined, Record<string, string>]>([
-    ["kernel", FD_KERNEL_PROBE, CAPTURED.kernel, undefined, { nr_open: "1048576", file_max: "2466193" }],
+  const sshd = { pid: 19283, hard: 20000, capSysResource: false };
+  it.each<[string, AnyProbe, string, string | undefined, unknown]>([
+    ["kernel", FD_KERNEL_PROBE, CAPTURED.kernel, undefined, { nr_open: 1048576, file_max: "2466193" }],
     [
       "a root login",
       FD_LOGIN_PROBE,
       CAPTURED.loginRoot,
       undefined,
-      { euid: "0", session: "26223", user: "root", uid: "0", soft: "20000", hard: "20000", groups: "root", sshd: "19283", sshd_hard: "20000", sshd_cap_sys_resource: "no" },
+      { euid: 0, session: 26223, user: "root", uid: 0, nofile: { soft: 20000, hard: 20000 }, groups: ["root"], sshd },
     ],
     [
       "deploy's login read under sudo",
       FD_LOGIN_PROBE,
       CAPTURED.loginDeploySudo,
       undefined,
-      { euid: "0", session: "26989", user: "deploy", uid: "1001", soft: "4096", hard: "8000", groups: "deploy", sshd: "19283", sshd_hard: "20000", sshd_cap_sys_resource: "no" },
+      { euid: 0, session: 26989, user: "deploy", uid: 1001, nofile: { soft: 4096, hard: 8000 }, groups: ["deploy"], sshd },
     ],
     [
       "no sshd above the shell",
       FD_LOGIN_PROBE,
       "euid=0\nsession=none\nuser=root\nuid=0\nsoft=1024\nhard=4096\n",
       undefined,
-      { euid: "0", session: "none", user: "root", uid: "0", soft: "1024", hard: "4096" },
+      { euid: 0, session: null, user: "root", uid: 0, nofile: { soft: 1024, hard: 4096 }, groups: [], sshd: null },
     ],
-    ["PID 1 not systemd", FD_INIT_PROBE, CAPTURED.init, undefined, { systemd: "no", pid1: "process_api", pid1_hard: "32768", pid1_cap_sys_resource: "yes" }],
+    ["PID 1 not systemd", FD_INIT_PROBE, CAPTURED.init, undefined, { systemd: false, pid1: "process_api", pid1Hard: 32768, pid1CapSysResource: true, defaultNofile: {} }],
     [
       "PID 1 systemd",
       FD_INIT_PROBE,
       SYSTEMD.init,
       undefined,
-      { systemd: "yes", pid1: "systemd", pid1_hard: "524288", pid1_cap_sys_resource: "yes", default_hard: "524288", default_soft: "1024" },
+      { systemd: true, pid1: "systemd", pid1Hard: 524288, pid1CapSysResource: true, defaultNofile: { hard: 524288, soft: 1024 } },
     ],
-    ["a running process found by pgrep", FD_SERVICE_PROBE, CAPTURED.serviceRunning, "sshd", { via: "pgrep", running: "yes", pid: "19283", soft: "20000", hard: "20000" }],
-    ["no such process", FD_SERVICE_PROBE, CAPTURED.serviceStopped, "nosuch", { via: "pgrep", running: "no" }],
+    [
+      "a running process found by pgrep",
+      FD_SERVICE_PROBE,
+      CAPTURED.serviceRunning,
+      "sshd",
+      { via: "pgrep", loadState: null, needReload: false, unitNofile: {}, process: { pid: 19283, nofile: { soft: 20000, hard: 20000 } } },
+    ],
+    ["no such process", FD_SERVICE_PROBE, CAPTURED.serviceStopped, "nosuch", { via: "pgrep", loadState: null, needReload: false, unitNofile: {}, process: null }],
     [
       "a systemd unit with a MainPID",
       FD_SERVICE_PROBE,
       SYSTEMD.serviceRunning,
       "nginx",
-      { via: "systemd", load_state: "loaded", need_reload: "no", unit_hard: "524288", unit_soft: "1024", running: "yes", pid: "812", soft: "1024", hard: "524288" },
+      { via: "systemd", loadState: "loaded", needReload: false, unitNofile: { hard: 524288, soft: 1024 }, process: { pid: 812, nofile: { soft: 1024, hard: 524288 } } },
     ],
-    ["a stopped systemd unit (MainPID=0)", FD_SERVICE_PROBE, "via=systemd\nload_state=loaded\nunit_hard=20000\nunit_soft=16384\nneed_reload=no\nrunning=no\n", "nginx", { via: "systemd", load_state: "loaded", unit_hard: "20000", unit_soft: "16384", need_reload: "no", running: "no" }],
-    ["su -l as root", FD_USER_PROBE, CAPTURED.userAsRoot, "deploy", { exists: "yes", checked: "yes", soft: "4096", hard: "8000" }],
-    ["su -l warns about a missing home", FD_USER_PROBE, "exists=yes\nchecked=yes\nsu: warning: cannot change directory to /nonexistent: No such file or directory\nsoft=1024\nhard=4096\n", "nobody", { exists: "yes", checked: "yes", soft: "1024", hard: "4096" }],
-    ["not root: not checked", FD_USER_PROBE, CAPTURED.userNotRoot, "deploy", { exists: "yes", checked: "no" }],
-    ["no such user", FD_USER_PROBE, CAPTURED.userAbsent, "nosuch", { exists: "no" }],
+    [
+      "a stopped systemd unit (MainPID=0)",
+      FD_SERVICE_PROBE,
+      "via=systemd\nload_state=loaded\nunit_hard=20000\nunit_soft=16384\nneed_reload=no\nrunning=no\n",
+      "nginx",
+      { via: "systemd", loadState: "loaded", needReload: false, unitNofile: { hard: 20000, soft: 16384 }, process: null },
+    ],
+    ["su -l as root", FD_USER_PROBE, CAPTURED.userAsRoot, "deploy", { exists: true, nofile: { soft: 4096, hard: 8000 } }],
+    ["su -l warns about a missing home", FD_USER_PROBE, "exists=yes\nchecked=yes\nsu: warning: cannot change directory to /nonexistent: No such file or directory\nsoft=1024\nhard=4096\n", "nobody", { exists: true, nofile: { soft: 1024, hard: 4096 } }],
+    ["not root: not checked", FD_USER_PROBE, CAPTURED.userNotRoot, "deploy", { exists: true, nofile: null }],
+    ["no such user", FD_USER_PROBE, CAPTURED.userAbsent, "nosuch", { exists: false, nofile: null }],
   ])("%s", (_what, probe, raw, arg, expected) => {
     expect(probe.parse(raw, arg)).toEqual(expected);
   });
 
-  it.each<[string, Probe, string, RegExp]>([
+  it.each<[string, AnyProbe, string, RegExp]>([
     ["kernel without file-max", FD_KERNEL_PROBE, "nr_open=1048576\n", /no file_max/],
     ["kernel with a word for a number", FD_KERNEL_PROBE, "nr_open=lots\nfile_max=1\n", /nr_open is "lots", not a number/],
     ["a login without its sshd's limits", FD_LOGIN_PROBE, "euid=0\nsession=5\nuid=0\nuser=root\nsoft=1\nhard=2\nsshd=4\n", /no sshd_hard, sshd_cap_eff/],
@@ -139,52 +151,52 @@ describe("service names", () => {
   });
 
   it("quotes the unit and escapes dots in the pgrep pattern", () => {
-    const cmd = FD_SERVICE_PROBE.command("my.gateway");
+    const cmd = FD_SERVICE_PROBE.script("my.gateway");
     expect(cmd).toContain("systemctl show -p MainPID -p LimitNOFILE -p LimitNOFILESoft -p NeedDaemonReload -p LoadState my.gateway.service </dev/null");
     expect(cmd).toContain("pgrep -x 'my\\.gateway' </dev/null");
   });
 
   it("never looks for a process of a template", () => {
-    expect(FD_SERVICE_PROBE.command("worker@")).toContain("  pid=\n");
+    expect(FD_SERVICE_PROBE.script("worker@")).toContain("  pid=\n");
   });
 
   it("passes a user name to su only as one quoted word", () => {
-    expect(FD_USER_PROBE.command("deploy")).toContain("u=deploy\n");
-    expect(FD_USER_PROBE.command("o'hara")).toContain("u='o'\\''hara'\n");
-    expect(FD_USER_PROBE.command("deploy")).toContain(`su -s /bin/sh -l "$u" -c`);
+    expect(FD_USER_PROBE.script("deploy")).toContain("u=deploy\n");
+    expect(FD_USER_PROBE.script("o'hara")).toContain("u='o'\\''hara'\n");
+    expect(FD_USER_PROBE.script("deploy")).toContain(`su -s /bin/sh -l "$u" -c`);
   });
 });
 
 /** The commands really run in sh on this machine (they only read /proc). */
 describe("fd-limits probe commands in a real shell", () => {
-  const run = (probe: Probe, arg?: string) => execFileSync("/bin/sh", ["-c", probe.command(arg)], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  const run = (probe: AnyProbe, arg?: string) => execFileSync("/bin/sh", ["-c", probe.script(arg)], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
   const procValue = (path: string) => readFileSync(path, "utf8").trim();
 
   it("kernel: the machine's fs.nr_open and fs.file-max", () => {
-    expect(FD_KERNEL_PROBE.parse(run(FD_KERNEL_PROBE), undefined)).toEqual({ nr_open: procValue("/proc/sys/fs/nr_open"), file_max: procValue("/proc/sys/fs/file-max") });
+    expect(FD_KERNEL_PROBE.parse(run(FD_KERNEL_PROBE), undefined)).toEqual({ nr_open: Number(procValue("/proc/sys/fs/nr_open")), file_max: procValue("/proc/sys/fs/file-max") });
   });
 
   it("init: PID 1 and whether systemd runs", () => {
     const fields = FD_INIT_PROBE.parse(run(FD_INIT_PROBE), undefined);
     expect(fields.pid1).toBe(procValue("/proc/1/comm"));
-    expect(fields.systemd).toMatch(/^(yes|no)$/);
+    expect(typeof fields.systemd).toBe("boolean");
   });
 
   it("login: this process's own limits when no sshd is above it, else its session's", () => {
     const fields = FD_LOGIN_PROBE.parse(run(FD_LOGIN_PROBE), undefined);
-    expect(fields.euid).toBe(String(process.getuid?.()));
-    expect(fields.soft).toMatch(/^(\d+|unlimited)$/);
+    expect(fields.euid).toBe(process.getuid?.());
+    expect(String(fields.nofile.soft)).toMatch(/^(\d+|unlimited)$/);
   });
 
   it("service: a name no process has is not running", () => {
-    expect(FD_SERVICE_PROBE.parse(run(FD_SERVICE_PROBE, "no-such-fd-limits-test-svc"), "no-such-fd-limits-test-svc")).toMatchObject({ running: "no" });
+    expect(FD_SERVICE_PROBE.parse(run(FD_SERVICE_PROBE, "no-such-fd-limits-test-svc"), "no-such-fd-limits-test-svc")).toMatchObject({ process: null });
   });
 });
 
 describe("fd-limits-files: the role's own files on the host", () => {
   const NAME = "60-provision-fd-limits.conf";
 
-  it.each<[string, string, Record<string, string>]>([
+  it.each<[string, string, { files: string[]; skipped: number }]>([
     [
       "captured on a fleet host (one in a directory no service name has)",
       CAPTURED.files,
@@ -194,12 +206,12 @@ describe("fd-limits-files: the role's own files on the host", () => {
           `/etc/systemd/system.conf.d/${NAME}`,
           `/etc/systemd/system/nginx.service.d/${NAME}`,
           `/etc/systemd/system/worker@.service.d/${NAME}`,
-        ].join(","),
-        skipped: "1",
+        ],
+        skipped: 1,
       },
     ],
-    ["none on the host", "done=yes\n", { files: "(none)", skipped: "0" }],
-    ["a listed path that is not the role's own is counted, never listed", `file=/etc/passwd\nfile=/etc/systemd/system/a.service.d/${NAME}.bak\nfile=/etc/sysctl.d/${NAME}\ndone=yes\n`, { files: `/etc/sysctl.d/${NAME}`, skipped: "2" }],
+    ["none on the host", "done=yes\n", { files: [], skipped: 0 }],
+    ["a listed path that is not the role's own is counted, never listed", `file=/etc/passwd\nfile=/etc/systemd/system/a.service.d/${NAME}.bak\nfile=/etc/sysctl.d/${NAME}\ndone=yes\n`, { files: [`/etc/sysctl.d/${NAME}`], skipped: 2 }],
   ])("%s", (_what, raw, expected) => {
     expect(FD_FILES_PROBE.parse(raw, undefined)).toEqual(expected);
   });
@@ -246,9 +258,9 @@ describe("fd-limits-files: the role's own files on the host", () => {
     expect(isOwnFile(path)).toBe(false);
   });
 
-  it("reads the files field back as a list", () => {
-    expect(ownFilesOf("(none)")).toEqual([]);
-    expect(ownFilesOf("/a,/b")).toEqual(["/a", "/b"]);
+  it("answers the files as a list, in path order", () => {
+    expect(FD_FILES_PROBE.parse("done=yes\n", undefined).files).toEqual([]);
+    expect(FD_FILES_PROBE.parse(`file=/etc/sysctl.d/${NAME}\nfile=/etc/security/limits.d/${NAME}\ndone=yes\n`, undefined).files).toEqual([`/etc/security/limits.d/${NAME}`, `/etc/sysctl.d/${NAME}`]);
   });
 
   it("lists exactly the role's files in a real shell, whatever else the directories hold", () => {
@@ -278,8 +290,8 @@ describe("fd-limits-files: the role's own files on the host", () => {
           `/etc/systemd/system/dangling.service.d/${NAME}`,
           `/etc/systemd/system/nginx.service.d/${NAME}`,
           `/etc/systemd/system/worker@.service.d/${NAME}`,
-        ].join(","),
-        skipped: "3",
+        ],
+        skipped: 3,
       });
       expect(() => readFileSync(join(root, "pwned"))).toThrow();
     } finally {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { HostReport } from "../../src/engine.js";
+import type { HostReport } from "../../src/report.js";
 import { groupIdenticalPlans, planSummary, plainStyle, renderErrors, renderPlan, ttyStyle } from "../../src/output/format.js";
 import { changed, failed, FILE, RANGE, REUSE } from "./_reports.js";
 

@@ -9,7 +9,6 @@ import { LISTENING_PORTS_COMMAND, parseListeningPorts } from "../../src/facts/li
 import { newNonce } from "../../src/remote/records.js";
 import type { FactRequest } from "../../src/role.js";
 import { defineProbe } from "../../src/facts/probe.js";
-import { registerProbes } from "../../src/facts/probes.js";
 import { shQuote } from "../../src/transport/shell.js";
 
 /** Runs a script the way the transport does: on stdin of `sh -s`, with LC_ALL=C. */
@@ -170,10 +169,9 @@ describe("probe output through the gather script (run locally with sh -s)", () =
   // The command prints the file named by arg, byte for byte, then exits with the code in its name.
   const echoProbe = defineProbe({
     name: "test-echo-file",
-    command: (arg) => `cat ${shQuote(arg!)}; exit ${/exit(\d)/.exec(arg!)?.[1] ?? 0}`,
+    script: (arg) => `cat ${shQuote(arg!)}; exit ${/exit(\d)/.exec(arg!)?.[1] ?? 0}`,
     parse: (raw) => ({ raw }),
   });
-  registerProbes(echoProbe);
   const outputs: Array<[string, string, string]> = [
     ["no final newline", "a\nb", "a\nb"],
     ["final newlines are dropped, as $(...) always did", "x\ty\n\n\n", "x\ty"],
@@ -187,16 +185,16 @@ describe("probe output through the gather script (run locally with sh -s)", () =
   const requests: FactRequest[] = outputs.map(([, content], i) => {
     const path = join(probeDir, `out${i}`);
     writeFileSync(path, content);
-    return { kind: "probe", probe: echoProbe.name, arg: path };
+    return { kind: "probe", probe: echoProbe, arg: path };
   });
   const failing = join(probeDir, "exit3");
   writeFileSync(failing, "it broke\n");
-  requests.push({ kind: "probe", probe: echoProbe.name, arg: failing });
+  requests.push({ kind: "probe", probe: echoProbe, arg: failing });
   const nonce = newNonce();
   const facts = parseGatherOutput(runSh(buildGatherScript(requests, nonce)), nonce, requests);
 
   it.each(outputs.map(([what, , expected], i) => [what, i, expected] as const))("%s", (_what, i, expected) => {
-    expect(facts.probes![`${echoProbe.name}:${join(probeDir, `out${i}`)}`]).toEqual({ ok: true, fields: { raw: expected } });
+    expect(facts.probes![`${echoProbe.name}:${join(probeDir, `out${i}`)}`]).toEqual({ ok: true, value: { raw: expected } });
   });
 
   it("a probe that exits non-zero is a failed probe with its output as the error", () => {

@@ -19,10 +19,10 @@ import twReuse from "../../roles/tw-reuse.js";
 import { buildApplyScript } from "../../src/apply.js";
 import { formatProblem, type ConfigProblem } from "../../src/config/errors.js";
 import { buildGatherScript } from "../../src/facts/gather.js";
-import { FD_SERVICE_PROBE, FD_USER_PROBE, processName, unitName } from "../../src/facts/fdLimits.js";
+import { FD_FILES_PROBE, FD_INIT_PROBE, FD_KERNEL_PROBE, FD_LOGIN_PROBE, FD_SERVICE_PROBE, FD_USER_PROBE, processName, unitName } from "../../src/facts/fdLimits.js";
+import type { AnyProbe } from "../../src/facts/probe.js";
 import { ipAddressesProbe } from "../../src/facts/ipAddresses.js";
 import { networkStackProbe } from "../../src/facts/networkStack.js";
-import { findProbe } from "../../src/facts/probes.js";
 import { hasErrors, loadConfig, type LoadedConfig } from "../../src/load.js";
 import { factRequestsFor, planHost } from "../../src/plan.js";
 import type { ResolvedHost } from "../../src/resolve.js";
@@ -467,7 +467,7 @@ function applyOne(change: Change): SandboxRun {
   return runInSandbox(script);
 }
 
-function gatherProbe(probe: string, arg: string): SandboxRun {
+function gatherProbe(probe: AnyProbe, arg: string): SandboxRun {
   const script = buildGatherScript([{ kind: "probe", probe, arg }], NONCE);
   expect(shSyntaxOk(script)).toBe(true);
   return runInSandbox(script);
@@ -493,12 +493,12 @@ describe("every shell sink quotes: the value reaches the command as one intact a
   });
 
   it.each(QUOTABLE)("fd-limits-user probe argument ← %s", (_, v) => {
-    const r = gatherProbe(FD_USER_PROBE.name, v);
+    const r = gatherProbe(FD_USER_PROBE, v);
     expect(r.calls[0]).toEqual(["id", "-u", v]);
   });
 
   it.each(QUOTABLE)("fd-limits-service probe argument ← %s", (_, v) => {
-    const r = gatherProbe(FD_SERVICE_PROBE.name, v);
+    const r = gatherProbe(FD_SERVICE_PROBE, v);
     // No systemd on this machine: the probe looks the process up by name.
     const comm = processName(v);
     const pgrep = r.calls.find((c) => c[0] === "pgrep");
@@ -513,8 +513,8 @@ describe("every shell sink quotes: the value reaches the command as one intact a
 
 const SSH = "198.18.1.2";
 
-function parsedProbe(name: string, raw: string, arg?: string): ProbeResult {
-  return { ok: true, fields: findProbe(name).parse(raw, arg) };
+function parsedProbe(probe: AnyProbe, raw: string, arg?: string): ProbeResult {
+  return { ok: true, value: probe.parse(raw, arg) };
 }
 
 function stackLine(kind: string, path: string, content: string): string {
@@ -532,8 +532,8 @@ describe("interface -rf (a legal Linux name) reaches `ip` only as the word after
     files: {},
     listeningPorts: null,
     probes: {
-      [probeKey("ip-addresses")]: parsedProbe(ipAddressesProbe.name, `${ipJson}\n\n# promote_secondaries\nall 0\n${iface} 1\n`),
-      [probeKey("network-stack")]: parsedProbe(networkStackProbe.name, stackLine("ifupdown-main", "/etc/network/interfaces", `auto ${iface}\niface ${iface} inet static\n  address ${SSH}/24\n`)),
+      [probeKey(ipAddressesProbe.name)]: parsedProbe(ipAddressesProbe, `${ipJson}\n\n# promote_secondaries\nall 0\n${iface} 1\n`),
+      [probeKey(networkStackProbe.name)]: parsedProbe(networkStackProbe, stackLine("ifupdown-main", "/etc/network/interfaces", `auto ${iface}\niface ${iface} inet static\n  address ${SSH}/24\n`)),
     },
   };
   const host = hostWith("web01", [[secondarySourceIps, { interface: iface, addresses: ["198.18.1.10/24"], stack: "ifupdown" }]]);
@@ -568,10 +568,10 @@ describe("users * (pam_limits' every user) is a limits.conf domain, never a prob
     const facts: Facts = {
       sysctl: {}, files: {}, listeningPorts: null,
       probes: {
-        [probeKey("fd-limits-kernel")]: parsedProbe("fd-limits-kernel", captured("kernel")),
-        [probeKey("fd-limits-login")]: parsedProbe("fd-limits-login", captured("login-root")),
-        [probeKey("fd-limits-init")]: parsedProbe("fd-limits-init", captured("init")),
-        [probeKey("fd-limits-files")]: parsedProbe("fd-limits-files", "done=yes\n"),
+        [probeKey(FD_KERNEL_PROBE.name)]: parsedProbe(FD_KERNEL_PROBE, captured("kernel")),
+        [probeKey(FD_LOGIN_PROBE.name)]: parsedProbe(FD_LOGIN_PROBE, captured("login-root")),
+        [probeKey(FD_INIT_PROBE.name)]: parsedProbe(FD_INIT_PROBE, captured("init")),
+        [probeKey(FD_FILES_PROBE.name)]: parsedProbe(FD_FILES_PROBE, "done=yes\n"),
       },
     };
     const plan = planHost(host, facts);
@@ -592,11 +592,13 @@ describe("a hostile SSH address never becomes part of a change", () => {
     const facts: Facts = {
       sysctl: {}, files: {}, listeningPorts: null,
       probes: {
-        [probeKey("ip-addresses")]: parsedProbe(ipAddressesProbe.name, ipJson),
-        [probeKey("network-stack")]: parsedProbe(networkStackProbe.name, ""),
+        [probeKey(ipAddressesProbe.name)]: parsedProbe(ipAddressesProbe, ipJson),
+        [probeKey(networkStackProbe.name)]: parsedProbe(networkStackProbe, ""),
       },
     };
     expect(planHost(host, facts, "plan", SSH).changes.length).toBeGreaterThan(0);
-    expect(() => planHost(host, facts, "plan", v)).toThrow(/cannot tell which address the SSH session uses/);
+    const refused = planHost(host, facts, "plan", v);
+    expect(refused.refusals.every((r) => r.role === "secondary-source-ips")).toBe(true);
+    expect(refused.refusals.map((r) => r.text).join("\n")).toMatch(/cannot tell which address the SSH session uses/);
   });
 });

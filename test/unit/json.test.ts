@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { HostReport } from "../../src/engine.js";
+import type { HostReport } from "../../src/report.js";
 import type { PlannedCheck } from "../../src/plan.js";
 import { toJson } from "../../src/output/json.js";
 import { changed, failed, FILE, RANGE, REUSE } from "./_reports.js";

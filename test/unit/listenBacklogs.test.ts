@@ -7,9 +7,8 @@ import {
   endpointName,
   LISTEN_BACKLOGS_COMMAND,
   LISTEN_BACKLOGS_PROBE,
-  listenersFromFields,
-  listenersToFields,
   parseSsListeners,
+  smallestPerEndpoint,
   SS_MISSING_EXIT,
   type Listener,
 } from "../../src/facts/listenBacklogs.js";
@@ -88,27 +87,23 @@ describe("probe fields", () => {
     expect(endpointName(listener)).toBe(name);
   });
 
-  it("maps each endpoint to its backlog, and back", () => {
-    const fields = LISTEN_BACKLOGS_PROBE.parse(SS_OUTPUT, undefined);
-    expect(fields).toEqual({
-      "0.0.0.0:8080": "511",
-      "198.18.250.1:443": "0",
-      "127.0.0.1:6379": "4096",
-      "127.0.0.1%lo:53": "4096",
-      "[fe80::1]%va:7000": "50",
-      "[::]:8080": "511",
-      "*:9000": "16",
-      "[::1]:5432": "244",
+  it("answers one listener per endpoint with its backlog", () => {
+    const listeners = LISTEN_BACKLOGS_PROBE.parse(SS_OUTPUT, undefined);
+    expect(Object.fromEntries(listeners.map((x) => [endpointName(x), x.backlog]))).toEqual({
+      "0.0.0.0:8080": 511,
+      "198.18.250.1:443": 0,
+      "127.0.0.1:6379": 4096,
+      "127.0.0.1%lo:53": 4096,
+      "[fe80::1]%va:7000": 50,
+      "[::]:8080": 511,
+      "*:9000": 16,
+      "[::1]:5432": 244,
     });
-    expect(listenersFromFields(fields)).toEqual(parseSsListeners(SS_OUTPUT));
+    expect(listeners).toEqual(parseSsListeners(SS_OUTPUT));
   });
 
   it("keeps the smallest backlog of sockets sharing an endpoint (SO_REUSEPORT workers)", () => {
-    expect(listenersToFields([l("0.0.0.0", null, 80, 511), l("0.0.0.0", null, 80, 128), l("0.0.0.0", null, 80, 4096)])).toEqual({ "0.0.0.0:80": "128" });
-  });
-
-  it("rejects a field whose backlog is not a number", () => {
-    expect(() => listenersFromFields({ "0.0.0.0:80": "many" })).toThrow(ProbeParseError);
+    expect(smallestPerEndpoint([l("0.0.0.0", null, 80, 511), l("0.0.0.0", null, 80, 128), l("0.0.0.0", null, 80, 4096)])).toEqual([l("0.0.0.0", null, 80, 128)]);
   });
 });
 

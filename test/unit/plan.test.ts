@@ -31,7 +31,7 @@ describe("planHost", () => {
   });
 
   it("plans nothing for a host without roles", () => {
-    expect(planHost(hostWith("idle", []), f)).toEqual({ host: "idle", changes: [], checks: [], notes: [] });
+    expect(planHost(hostWith("idle", []), f)).toEqual({ host: "idle", changes: [], checks: [], notes: [], refusals: [] });
   });
 });
 
@@ -47,7 +47,7 @@ describe("factRequestsFor / whyOf", () => {
     ["sysctl roles: with which file wins at boot, so run and verify read it in the same round trip", hostWith("h", [[ephemeralPorts], [twReuse]]), true],
     ["no role that reads sysctls: not read", hostWith("h", []), false],
   ])("%s", (_what, host, wanted) => {
-    expect(factRequestsFor(host).some((r) => r.kind === "probe" && r.probe === "sysctl-boot")).toBe(wanted);
+    expect(factRequestsFor(host).some((r) => r.kind === "probe" && r.probe.name === "sysctl-boot")).toBe(wanted);
   });
 
   it("maps each param to its schema description", () => {

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { PROJECT_ROOT } from "../../src/paths.js";
+import { PROJECT_ROOT } from "../../src/installRoot.js";
 import { renderReference } from "../../src/reference.js";
 import { ROLES } from "../../src/roles.js";
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { HostReport, Session } from "../../src/engine.js";
+import type { HostReport } from "../../src/report.js";
+import type { Session } from "../../src/session.js";
 import type { ResolvedHost } from "../../src/resolve.js";
 import { DEFAULT_POLICY, type RolloutPolicy } from "../../src/rollout/policy.js";
 import { rollout } from "../../src/rollout/run.js";

@@ -9,9 +9,10 @@ import type { ConfigProblem } from "../../src/config/errors.js";
 import { validateAgainstSchema } from "../../src/config/validate.js";
 import { parseYamlText } from "../../src/config/yamlFile.js";
 import { ipAddressesProbe, liveAddresses, networkOf, parseCidr, type Cidr } from "../../src/facts/ipAddresses.js";
-import { decodeListEntries, encodeListEntry, networkStackProbe } from "../../src/facts/networkStack.js";
+import { networkStackProbe } from "../../src/facts/networkStack.js";
+import type { Probe } from "../../src/facts/probe.js";
 import { planHost, type HostPlan, type PlannedChange } from "../../src/plan.js";
-import type { Facts } from "../../src/role.js";
+import { probeResult, type Facts } from "../../src/role.js";
 import { evaluateChecks } from "../../src/verify.js";
 import { hostWith, paramsOf } from "./_roles.js";
 
@@ -71,8 +72,8 @@ function hostFacts(shape: HostShape): Facts {
     files: {},
     listeningPorts: null,
     probes: {
-      "ip-addresses": { ok: true, fields: ipAddressesProbe.parse(ip, undefined) },
-      "network-stack": { ok: true, fields: networkStackProbe.parse((shape.stack ?? []).join("\n"), undefined) },
+      "ip-addresses": { ok: true, value: ipAddressesProbe.parse(ip, undefined) },
+      "network-stack": { ok: true, value: networkStackProbe.parse((shape.stack ?? []).join("\n"), undefined) },
     },
   };
 }
@@ -85,6 +86,21 @@ const stateLine = (entries: string[]) => line("managed", STATE, `# managed\n${en
 
 function plan(over: Record<string, unknown>, f: Facts, opts: { purpose?: "plan" | "verify"; ssh?: string } = {}): HostPlan {
   return planHost(hostWith("web01", [[secondarySourceIps, over]]), f, opts.purpose ?? "plan", opts.ssh ?? SSH);
+}
+
+/** Why the role refuses to plan, one reason a line; it then plans nothing. */
+function refusals(over: Record<string, unknown>, f: Facts, opts: { purpose?: "plan" | "verify"; ssh?: string } = {}): string {
+  const p = plan(over, f, opts);
+  expect(p.refusals.every((r) => r.role === "secondary-source-ips")).toBe(true);
+  expect(p.changes).toEqual([]);
+  return p.refusals.map((r) => r.text).join("\n");
+}
+
+/** A probe's typed answer in these facts (an object of the facts: changing it changes them). */
+function answer<T>(f: Facts, probe: Probe<T>): T {
+  const r = probeResult(f, probe);
+  if (!r?.ok) throw new Error(`probe ${probe.name} failed`);
+  return r.value;
 }
 
 /** The file change of the network configuration (or of `path`). */
@@ -104,24 +120,22 @@ const failedLabels = (p: HostPlan, f: Facts) => evaluateChecks(p.checks, f).filt
  */
 function factsAfter(p: HostPlan, before: Facts): Facts {
   const after = structuredClone(before);
-  const ip = after.probes!["ip-addresses"]!;
-  const net = after.probes!["network-stack"]!;
-  if (!ip.ok || !net.ok) throw new Error("probe failed");
-  const model = new Map([...liveAddresses(ip.fields)].map(([n, addrs]) => [n, addrs.map((a) => [a.text, ...(a.dadfailed ? ["dadfailed"] : []), ...(a.tentative ? ["tentative"] : [])].join(" "))]));
-  const promoteKnown = Object.keys(ip.fields).some((k) => k.startsWith("promote_secondaries:"));
-  const promote = Object.fromEntries([...model.keys()].map((n) => [n, ip.fields[`promote_secondaries:${n}`] ?? "0"]));
-  const files = () => decodeListEntries(net.fields["managed.files"] ?? "");
-  const setFiles = (list: string[]) => (net.fields["managed.files"] = [...new Set(list)].map(encodeListEntry).join(","));
+  const ip = answer(after, ipAddressesProbe);
+  const net = answer(after, networkStackProbe);
+  const model = new Map([...liveAddresses(ip)].map(([n, addrs]) => [n, addrs.map((a) => [a.text, ...(a.dadfailed ? ["dadfailed"] : []), ...(a.tentative ? ["tentative"] : [])].join(" "))]));
+  const promoteKnown = ip.names.some((n) => ip.interfaces[n]!.promoteSecondaries !== null);
+  const promote = Object.fromEntries([...model.keys()].map((n) => [n, ip.interfaces[n]!.promoteSecondaries ? "1" : "0"]));
   for (const c of p.changes) {
     if (c.kind === "file") {
-      setFiles([...files(), c.path]);
-      net.fields[`managed.content:${c.path}`] = c.after;
-      net.fields[`managed.sha256:${c.path}`] = createHash("sha256").update(c.after).digest("hex");
-      net.fields[`managed.mode:${c.path}`] = c.mode.replace(/^0/, "");
+      net.managed.paths = [...new Set([...net.managed.paths, c.path])];
+      net.managed.files[c.path] = { content: c.after, sha256: createHash("sha256").update(c.after).digest("hex"), mode: c.mode.replace(/^0/, "") };
+      after.files[c.path] = c.after;
     } else if (c.kind === "command" && c.argv[0] === "rm") {
-      setFiles(files().filter((x) => x !== c.argv[3]));
+      net.managed.paths = net.managed.paths.filter((x) => x !== c.argv[3]);
+      delete net.managed.files[c.argv[3]!];
+      after.files[c.argv[3]!] = null;
     } else if (c.kind === "command" && c.argv[0] === "chmod") {
-      net.fields[`managed.mode:${c.argv[3]!}`] = c.argv[1]!.replace(/^0/, "");
+      net.managed.files[c.argv[3]!]!.mode = c.argv[1]!.replace(/^0/, "");
     } else if (c.kind === "command" && c.argv[0] === "ip") {
       const [, , verb, text, , dev] = c.argv as [string, string, string, string, string, string];
       const list = model.get(dev) ?? [];
@@ -142,7 +156,7 @@ function factsAfter(p: HostPlan, before: Facts): Facts {
       model.set(dev, list.filter((e, i) => i !== at && !(cascade && subnet(e))));
     }
   }
-  ip.fields = ipAddressesProbe.parse(probeOutput(Object.fromEntries([...model].filter(([n]) => n !== "lo")), promoteKnown ? promote : null), undefined);
+  after.probes!["ip-addresses"] = { ok: true, value: ipAddressesProbe.parse(probeOutput(Object.fromEntries([...model].filter(([n]) => n !== "lo")), promoteKnown ? promote : null), undefined) };
   return after;
 }
 
@@ -191,11 +205,11 @@ describe("secondary-source-ips on a systemd-networkd host", () => {
   it("checks the files, each address and, through a fresh login, the SSH address", () => {
     const sha = (path: string) => createHash("sha256").update(fileChange(p, path).after).digest("hex");
     expect(p.checks.map((c) => (c.kind === "probe" ? [c.probe, c.field, c.compare, c.expected, c.freshLogin ?? false] : c.kind))).toEqual([
-      ["network-stack", `managed.sha256:${STATE}`, "equal", sha(STATE), false],
-      ["network-stack", `managed.sha256:${NETWORKD_DROPIN}`, "equal", sha(NETWORKD_DROPIN), false],
-      ["ip-addresses", "usable:eth0", "includes", "198.18.1.200/24", false],
-      ["ip-addresses", "usable:eth0", "includes", "198.18.1.201/24", false],
-      ["ip-addresses", "locals", "includes", SSH, true],
+      ["network-stack", ["managed", "files", STATE, "sha256"], "equal", sha(STATE), false],
+      ["network-stack", ["managed", "files", NETWORKD_DROPIN, "sha256"], "equal", sha(NETWORKD_DROPIN), false],
+      ["ip-addresses", ["interfaces", "eth0", "usable"], "includes", "198.18.1.200/24", false],
+      ["ip-addresses", ["interfaces", "eth0", "usable"], "includes", "198.18.1.201/24", false],
+      ["ip-addresses", ["locals"], "includes", SSH, true],
     ]);
   });
 
@@ -247,7 +261,7 @@ describe("secondary-source-ips on an ifupdown host", () => {
   it("writes an executable if-up.d hook and adds the addresses live", () => {
     expect(fileChange(p)).toMatchObject({ path: IFUPDOWN_HOOK, mode: "0755" });
     expect(commands(p)).toEqual(["ip addr add 198.18.1.200/24 dev eth0", "ip addr add 2001:db8:5::10/64 dev eth0 preferred_lft 0"]);
-    expect(p.checks).toContainEqual(expect.objectContaining({ field: `managed.mode:${IFUPDOWN_HOOK}`, expected: "755", compare: "equal" }));
+    expect(p.checks).toContainEqual(expect.objectContaining({ field: ["managed", "files", IFUPDOWN_HOOK, "mode"], expected: "755", compare: "equal" }));
   });
 
   it("renders a hook that adds each address after the interface's own stanza, each command after a comment", () => {
@@ -291,7 +305,7 @@ describe("secondary-source-ips on an ifupdown host", () => {
   });
 
   it("reads back what it wrote as the addresses it owns, with their interface", () => {
-    const owned = (path: string) => ownedAddresses(path, fileChange(p, path).after, {}, new Map()).map((o) => `${o.cidr.text}@${o.iface}`);
+    const owned = (path: string) => ownedAddresses(path, fileChange(p, path).after, [], new Map()).map((o) => `${o.cidr.text}@${o.iface}`);
     expect(owned(IFUPDOWN_HOOK)).toEqual(["198.18.1.200/24@eth0", "2001:db8:5::10/64@eth0"]);
     expect(owned(STATE)).toEqual(["198.18.1.200/24@eth0", "2001:db8:5::10/64@eth0"]);
   });
@@ -305,9 +319,7 @@ describe("secondary-source-ips on an ifupdown host", () => {
 
   it("restores the hook's mode when only that changed", () => {
     const applied = factsAfter(p, ifupdownHost());
-    const net = applied.probes!["network-stack"]!;
-    if (!net.ok) throw new Error("probe failed");
-    net.fields[`managed.mode:${IFUPDOWN_HOOK}`] = "644";
+    answer(applied, networkStackProbe).managed.files[IFUPDOWN_HOOK]!.mode = "644";
     expect(failedLabels(plan({ addresses: ["198.18.1.200/24", "2001:db8:5::10/64"] }, applied, { purpose: "verify" }), applied)).toEqual([`${IFUPDOWN_HOOK} (mode)`]);
     expect(commands(plan({ addresses: ["198.18.1.200/24", "2001:db8:5::10/64"] }, applied))).toEqual([`chmod 0755 -- ${IFUPDOWN_HOOK}`]);
   });
@@ -341,7 +353,7 @@ describe("secondary-source-ips idempotence and drift", () => {
   it("an address removed by hand is a mismatch, and the next plan only adds it back", () => {
     const over = { addresses: ["198.18.1.200/24", "198.18.1.201/24"] };
     const applied = factsAfter(plan(over, networkdHost()), networkdHost());
-    const drifted = factsAfter({ host: "web01", changes: [{ kind: "command", argv: ["ip", "addr", "del", "198.18.1.201/24", "dev", "eth0"], description: "", role: "x" }], checks: [], notes: [] }, applied);
+    const drifted = factsAfter({ host: "web01", changes: [{ kind: "command", argv: ["ip", "addr", "del", "198.18.1.201/24", "dev", "eth0"], description: "", role: "x" }], checks: [], notes: [], refusals: [] }, applied);
     const verify = plan(over, drifted, { purpose: "verify" });
     const failed = evaluateChecks(verify.checks, drifted).filter((r) => !r.ok);
     expect(failed.map((r) => (r.check.kind === "probe" ? r.check.label : ""))).toEqual(["198.18.1.201/24 on eth0"]);
@@ -353,10 +365,9 @@ describe("secondary-source-ips idempotence and drift", () => {
     const over = { addresses: ["198.18.1.200/24"] };
     const first = plan(over, networkdHost());
     const applied = factsAfter(first, networkdHost());
-    const net = applied.probes!["network-stack"]!;
-    if (!net.ok) throw new Error("probe failed");
-    net.fields[`managed.content:${NETWORKD_DROPIN}`] += "Address=10.0.0.1/8\n";
-    net.fields[`managed.sha256:${NETWORKD_DROPIN}`] = "0".repeat(64);
+    const dropin = answer(applied, networkStackProbe).managed.files[NETWORKD_DROPIN]!;
+    dropin.content += "Address=10.0.0.1/8\n";
+    dropin.sha256 = "0".repeat(64);
     expect(evaluateChecks(plan(over, applied, { purpose: "verify" }).checks, applied).filter((r) => !r.ok).map((r) => r.check.kind === "probe" && r.check.label)).toEqual([`${NETWORKD_DROPIN} (sha256)`]);
     const repair = plan(over, applied);
     expect(fileChange(repair)).toMatchObject({ before: `${fileChange(first).after}Address=10.0.0.1/8\n`, after: fileChange(first).after, beforeSha256: "0".repeat(64) });
@@ -376,7 +387,7 @@ describe("secondary-source-ips: addresses it added earlier", () => {
   it("changing an address's prefix replaces it", () => {
     const f = networkdHost([line("managed", NETWORKD_DROPIN, "Address=198.18.1.201/24\n")], [`${SSH}/24`, "198.18.1.201/24"]);
     expect(commands(plan({ addresses: ["198.18.1.201/32"] }, f))).toEqual(["ip addr del 198.18.1.201/24 dev eth0", "ip addr add 198.18.1.201/32 dev eth0"]);
-    expect(factsAfter(plan({ addresses: ["198.18.1.201/32"] }, f), f).probes!["ip-addresses"]).toMatchObject({ fields: { "addrs:eth0": `${SSH}/24,198.18.1.201/32` } });
+    expect(answer(factsAfter(plan({ addresses: ["198.18.1.201/32"] }, f), f), ipAddressesProbe).interfaces.eth0!.cidrs).toEqual([`${SSH}/24`, "198.18.1.201/32"]);
   });
 
   it("[] removes every address and file it added, addresses first", () => {
@@ -405,7 +416,7 @@ describe("secondary-source-ips: addresses it added earlier", () => {
 
   it("never removes the SSH address, even when a hand-edited file lists it", () => {
     const f = networkdHost([line("managed", NETWORKD_DROPIN, `Address=${SSH}/24\n`)]);
-    expect(() => plan({ addresses: [] }, f)).toThrow(/198\.18\.1\.2\/24 on eth0 is the address this SSH session uses/);
+    expect(refusals({ addresses: [] }, f)).toMatch(/198\.18\.1\.2\/24 on eth0 is the address this SSH session uses/);
   });
 });
 
@@ -419,14 +430,14 @@ describe("secondary-source-ips: live only and no addresses", () => {
 
   it("no addresses and nothing from earlier: nothing to do, whatever the stack", () => {
     const p = plan({}, hostFacts({}));
-    expect(p).toMatchObject({ changes: [], checks: [] });
+    expect(p).toMatchObject({ changes: [], checks: [], refusals: [] });
     expect(p.notes.map((n) => n.text)).toEqual(["no addresses for this host: set secondary_source_ips.addresses in its host vars to add source IPs"]);
   });
 
   it("no addresses is no error even where adding some would be refused (the default playbook runs it everywhere)", () => {
     const f = hostFacts({ stack: [line("netplan", "/etc/netplan/50-cloud-init.yaml", "network:\n  ethernets:\n    eth0: {}\n")] });
     f.probes!["ip-addresses"] = { ok: false, error: "ip (iproute2) is not installed; install iproute2" };
-    expect(plan({ interface: "eth9" }, f, { ssh: "web01" })).toMatchObject({ changes: [], checks: [] });
+    expect(plan({ interface: "eth9" }, f, { ssh: "web01" })).toMatchObject({ changes: [], checks: [], refusals: [] });
   });
 
   it("picks the interface holding the SSH address when none is named", () => {
@@ -436,7 +447,7 @@ describe("secondary-source-ips: live only and no addresses", () => {
 
   it("checks that a fresh login still sees the interface when the SSH address is not on the host (NAT)", () => {
     const p = plan({ interface: "eth0", addresses: ["198.18.1.210/24"], persist: false }, hostFacts({}), { ssh: "203.0.113.9" });
-    expect(p.checks.at(-1)).toMatchObject({ field: "interfaces", expected: "eth0", compare: "includes", freshLogin: true });
+    expect(p.checks.at(-1)).toMatchObject({ field: ["names"], expected: "eth0", compare: "includes", freshLogin: true });
   });
 });
 
@@ -459,7 +470,7 @@ describe("secondary-source-ips refusals (per-host plan errors)", () => {
     ["stack: networkd without a .network file", { ...v4, stack: "networkd" }, ifupdownHost(), /stack is networkd but no \.network file matches eth0 by \[Match\] Name=/],
     ["stack: ifupdown without /etc/network/interfaces", { ...v4, stack: "ifupdown" }, networkdHost(), /stack is ifupdown but \/etc\/network\/interfaces does not exist/],
   ])("%s", (_what, over, f, message, ssh) => {
-    expect(() => plan(over, f, { ssh })).toThrow(message);
+    expect(refusals(over, f, { ssh })).toMatch(message);
   });
 
   it("an explicit stack settles networkd-and-ifupdown", () => {
@@ -471,7 +482,20 @@ describe("secondary-source-ips refusals (per-host plan errors)", () => {
   it("a probe that failed is an error naming what could not be read", () => {
     const f = networkdHost();
     f.probes!["ip-addresses"] = { ok: false, error: "ip (iproute2) is not installed; install iproute2" };
-    expect(() => plan(v4, f)).toThrow("could not read the host's addresses (`ip -j addr show`): ip (iproute2) is not installed; install iproute2");
+    expect(refusals(v4, f)).toBe("could not read the host's addresses (`ip -j addr show`): ip (iproute2) is not installed; install iproute2");
+    delete f.probes!["network-stack"];
+    expect(refusals(v4, f)).toBe("could not detect the host's network stack: no answer from the network-stack probe");
+  });
+
+  it("gives every reason in one plan, and none that advises deleting the SSH address", () => {
+    const f = hostFacts({ more: { eth1: ["198.18.1.200/32"] } });
+    const p = plan({ addresses: [`${SSH}/32`, "198.18.1.200/24"] }, f);
+    expect(p.refusals.map((r) => r.text)).toEqual([
+      expect.stringMatching(/^198\.18\.1\.2\/32 on eth0 is the address this SSH session uses/),
+      expect.stringMatching(/^198\.18\.1\.200 is already on eth1 \(198\.18\.1\.200\/32\)/),
+      expect.stringMatching(/^no network stack configures eth0 here/),
+    ]);
+    expect(p).toMatchObject({ changes: [], checks: [], notes: [] });
   });
 });
 
@@ -481,12 +505,13 @@ describe("secondary-source-ips: deleting a primary IPv4 address (promote_seconda
   const sshSecondary = (promote?: Record<string, string> | null) => networkdHost([stateLine(["198.18.1.200/24 eth0"])], ["198.18.1.200/24", `${SSH}/24`], promote);
 
   it("the probe marks the SSH address secondary, as the kernel does", () => {
-    const f = sshSecondary().probes!["ip-addresses"]!;
-    expect(f).toMatchObject({ ok: true, fields: { "secondary:eth0": `${SSH}/24`, "promote_secondaries:eth0": "0" } });
+    const eth0 = answer(sshSecondary(), ipAddressesProbe).interfaces.eth0!;
+    expect(eth0.addresses.filter((a) => a.secondary).map((a) => a.text)).toEqual([`${SSH}/24`]);
+    expect(eth0.promoteSecondaries).toBe(false);
   });
 
   it("refuses to delete it while promote_secondaries is 0, naming the SSH address and the fix", () => {
-    expect(() => plan({ addresses: [] }, sshSecondary())).toThrow(
+    expect(refusals({ addresses: [] }, sshSecondary())).toBe(
       "deleting 198.18.1.200/24 from eth0 would also delete 198.18.1.2/24 (198.18.1.2 is the address this SSH session uses: the host would drop off the network): " +
         '198.18.1.200/24 is the primary address of 198.18.1.0/24 on eth0 (`ip addr` shows no "secondary" flag on it) and net.ipv4.conf.eth0.promote_secondaries is 0, ' +
         "so the kernel deletes the subnet's secondary addresses with it. Set net.ipv4.conf.eth0.promote_secondaries=1 first (sysctl -w net.ipv4.conf.eth0.promote_secondaries=1, " +
@@ -495,12 +520,12 @@ describe("secondary-source-ips: deleting a primary IPv4 address (promote_seconda
   });
 
   it("refuses when promote_secondaries could not be read (an older probe)", () => {
-    expect(() => plan({ addresses: [] }, sshSecondary(null))).toThrow(/net\.ipv4\.conf\.eth0\.promote_secondaries could not be read/);
+    expect(refusals({ addresses: [] }, sshSecondary(null))).toMatch(/net\.ipv4\.conf\.eth0\.promote_secondaries could not be read/);
   });
 
   it("refuses at verify too, and for a prefix change of the primary", () => {
-    expect(() => plan({ addresses: [] }, sshSecondary(), { purpose: "verify" })).toThrow(/would also delete 198\.18\.1\.2\/24/);
-    expect(() => plan({ addresses: ["198.18.1.200/32"] }, sshSecondary())).toThrow(/deleting 198\.18\.1\.200\/24 from eth0 would also delete 198\.18\.1\.2\/24/);
+    expect(refusals({ addresses: [] }, sshSecondary(), { purpose: "verify" })).toMatch(/would also delete 198\.18\.1\.2\/24/);
+    expect(refusals({ addresses: ["198.18.1.200/32"] }, sshSecondary())).toMatch(/deleting 198\.18\.1\.200\/24 from eth0 would also delete 198\.18\.1\.2\/24/);
   });
 
   it.each<[string, Record<string, string>]>([
@@ -512,7 +537,7 @@ describe("secondary-source-ips: deleting a primary IPv4 address (promote_seconda
     expect(commands(p)).toEqual(["ip addr del 198.18.1.200/24 dev eth0", `rm -f -- ${STATE}`]);
     const after = factsAfter(p, f);
     expect(failedLabels(p, after)).toEqual([]);
-    expect(after.probes!["ip-addresses"]).toMatchObject({ fields: { "addrs:eth0": `${SSH}/24` } });
+    expect(answer(after, ipAddressesProbe).interfaces.eth0!.cidrs).toEqual([`${SSH}/24`]);
   });
 
   it("deletes secondaries before their primary when all of them go", () => {
@@ -524,7 +549,7 @@ describe("secondary-source-ips: deleting a primary IPv4 address (promote_seconda
 
   it("refuses to delete a primary that would take a kept extra along", () => {
     const f = networkdHost([stateLine(["198.18.9.10/24 eth0", "198.18.9.11/24 eth0"])], [`${SSH}/24`, "198.18.9.10/24", "198.18.9.11/24"]);
-    expect(() => plan({ addresses: ["198.18.9.11/24"] }, f)).toThrow(/^deleting 198\.18\.9\.10\/24 from eth0 would also delete 198\.18\.9\.11\/24: 198\.18\.9\.10\/24 is the primary address of 198\.18\.9\.0\/24/);
+    expect(refusals({ addresses: ["198.18.9.11/24"] }, f)).toMatch(/^deleting 198\.18\.9\.10\/24 from eth0 would also delete 198\.18\.9\.11\/24: 198\.18\.9\.10\/24 is the primary address of 198\.18\.9\.0\/24/);
   });
 
   it("a /32 or another prefix is no secondary of the subnet: deleting it takes nothing along", () => {
@@ -575,9 +600,9 @@ describe("secondary-source-ips: what it added is recorded with its interface", (
   it("a drop-in is credited to every interface its .network file matches, not to the one named now", () => {
     const net = networkStackProbe.parse(line("networkd", "/etc/systemd/network/10-e.network", "[Match]\nName=eth*\n"), undefined);
     const live = liveAddresses(ipAddressesProbe.parse(probeOutput({ eth0: [], eth1: [], ens5: [] }), undefined));
-    const owned = ownedAddresses("/etc/systemd/network/10-e.network.d/60-provision-secondary-ips.conf", "Address=198.18.1.201/24\n", net, live);
+    const owned = ownedAddresses("/etc/systemd/network/10-e.network.d/60-provision-secondary-ips.conf", "Address=198.18.1.201/24\n", net.networkd.files, live);
     expect(owned.map((o) => `${o.cidr.text}@${o.iface}`)).toEqual(["198.18.1.201/24@eth0", "198.18.1.201/24@eth1"]);
-    expect(ownedAddresses("/etc/systemd/network/99-gone.network.d/60-provision-secondary-ips.conf", "Address=198.18.1.201/24\n", net, live)).toEqual([]);
+    expect(ownedAddresses("/etc/systemd/network/99-gone.network.d/60-provision-secondary-ips.conf", "Address=198.18.1.201/24\n", net.networkd.files, live)).toEqual([]);
   });
 });
 
@@ -586,8 +611,7 @@ describe("secondary-source-ips: its files, by exact name", () => {
 
   it("a .network file name with a comma stays one path: only that drop-in is removed, and verify reads it back", () => {
     const f = networkdHost([line("managed", commaDropin, "Address=198.18.1.201/24\n")], [`${SSH}/24`, "198.18.1.201/24"]);
-    const net = f.probes!["network-stack"]!;
-    expect(net).toMatchObject({ ok: true, fields: { "managed.files": "/etc/systemd/network/10-a%2Cb.network.d/60-provision-secondary-ips.conf" } });
+    expect(answer(f, networkStackProbe).managed.paths).toEqual([commaDropin]);
     const p = plan({ addresses: ["198.18.1.201/24"] }, f);
     expect(p.changes.filter((c) => c.kind === "command").map((c) => (c.kind === "command" ? c.argv : []))).toEqual([["rm", "-f", "--", commaDropin]]);
     const after = factsAfter(p, f);
@@ -598,13 +622,13 @@ describe("secondary-source-ips: its files, by exact name", () => {
   it("a path with a newline or a space is one entry too", () => {
     const odd = "/etc/systemd/network/10-x\ny, z.network.d/60-provision-secondary-ips.conf";
     const f = networkStackProbe.parse([line("managed", odd, "x"), line("managed", NETWORKD_DROPIN, "y")].join("\n"), undefined);
-    expect(decodeListEntries(f["managed.files"]!)).toEqual([odd, NETWORKD_DROPIN]);
-    expect(f["managed.files"]!.split(",")).toHaveLength(2);
+    expect(f.managed.paths).toEqual([odd, NETWORKD_DROPIN]);
+    expect(Object.keys(f.managed.files)).toEqual([odd, NETWORKD_DROPIN]);
   });
 
   it("a probe record for any other path is ignored, never deleted", () => {
     const f = networkdHost([line("managed", "/etc/passwd", "root:x:0:0\n"), line("managed", "/etc/systemd/network/x/../10-eth0.network.d/other.conf", "Address=198.18.1.201/24\n")]);
-    expect(f.probes!["network-stack"]).toMatchObject({ fields: { "managed.files": "" } });
+    expect(answer(f, networkStackProbe).managed).toEqual({ paths: [], files: {} });
     expect(plan({ addresses: [] }, f).changes).toEqual([]);
   });
 });
@@ -613,18 +637,18 @@ describe("secondary-source-ips: IPv6 duplicate address detection", () => {
   const live = (flag: string) => networkdHost([stateLine(["2001:db8:5::10/64 eth0"])], [`${SSH}/24`, `2001:db8:5::10/64 ${flag}`]);
 
   it("reads the flags of a captured namespace (duplicate on a veth peer, one still in detection)", () => {
-    const f = ipAddressesProbe.parse(fixture("netns-dad-ip-addr.txt"), undefined);
-    expect(f).toMatchObject({
-      "dadfailed:eth0": "2001:db8::5/64",
-      // the kernel keeps a failed address tentative too: it counts as failed only
-      "tentative:eth0": "2001:db8::6/64",
-      "secondary:eth0": "198.18.7.200/24,198.18.9.11/24",
-      "promote_secondaries:eth0": "0",
-      "promote_secondaries:peer0": "1",
-    });
-    expect(f["addrs:eth0"]).toContain("2001:db8::5/64");
-    expect(f["usable:eth0"]!.split(",")).toEqual(expect.arrayContaining(["2001:db8::6/64"]));
-    expect(f["usable:eth0"]).not.toContain("2001:db8::5/64");
+    const ip = ipAddressesProbe.parse(fixture("netns-dad-ip-addr.txt"), undefined);
+    const eth0 = ip.interfaces.eth0!;
+    const flagged = (flag: "secondary" | "tentative" | "dadfailed") => eth0.addresses.filter((a) => a[flag]).map((a) => a.text);
+    expect(flagged("dadfailed")).toEqual(["2001:db8::5/64"]);
+    // the kernel keeps a failed address tentative too: it counts as failed only
+    expect(flagged("tentative")).toEqual(["2001:db8::6/64"]);
+    expect(flagged("secondary")).toEqual(["198.18.7.200/24", "198.18.9.11/24"]);
+    expect(eth0.promoteSecondaries).toBe(false);
+    expect(ip.interfaces.peer0!.promoteSecondaries).toBe(true);
+    expect(eth0.cidrs).toContain("2001:db8::5/64");
+    expect(eth0.usable).toEqual(expect.arrayContaining(["2001:db8::6/64"]));
+    expect(eth0.usable).not.toContain("2001:db8::5/64");
   });
 
   it("a dadfailed address fails verify with the cause, and run deletes and re-adds it", () => {
@@ -723,8 +747,8 @@ function captured(host: "h1" | "h2"): Facts {
     files: {},
     listeningPorts: null,
     probes: {
-      "ip-addresses": { ok: true, fields: ipAddressesProbe.parse(fixture(`${host}-ip-addr.json`), undefined) },
-      "network-stack": { ok: true, fields: networkStackProbe.parse(fixture(`${host}-network-stack.txt`), undefined) },
+      "ip-addresses": { ok: true, value: ipAddressesProbe.parse(fixture(`${host}-ip-addr.json`), undefined) },
+      "network-stack": { ok: true, value: networkStackProbe.parse(fixture(`${host}-network-stack.txt`), undefined) },
     },
   };
 }

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { canonicalIp, ipAddressesProbe, liveAddresses, parseCidr, unusableReason, type Cidr } from "../../src/facts/ipAddresses.js";
+import { canonicalIp, ipAddressesProbe, liveAddresses, parseCidr, parseIpAddr, promotesSecondaries, unusableReason, type Cidr, type IpAddresses } from "../../src/facts/ipAddresses.js";
 import { fnmatch, matchesNameList, networkStackProbe, parseInterfaces, parseMatchSection } from "../../src/facts/networkStack.js";
 import { ProbeParseError } from "../../src/facts/probe.js";
 
@@ -95,53 +95,52 @@ describe("canonicalIp (the SSH session's address)", () => {
 });
 
 describe("ip-addresses probe", () => {
-  it.each<[string, Record<string, string>]>([
+  /** An interface's addresses as the probe's answer holds them: ADDRESS/PREFIX and the flags that are set. */
+  const flagged = (ip: IpAddresses, name: string) => ip.interfaces[name]!.addresses.map((a) => [a.text, ...(["secondary", "tentative", "dadfailed"] as const).filter((f) => a[f])].join(" "));
+
+  it.each<[string, string[], Record<string, string[]>, string[] | RegExp]>([
     [
       "h1-ip-addr.json",
+      ["lo", "eth0"],
       {
-        interfaces: "lo,eth0",
-        "addrs:lo": "127.0.0.1/8,::1/128",
-        "usable:lo": "127.0.0.1/8,::1/128",
-        "addrs:eth0": "198.18.1.2/24,198.18.1.201/24,2001:db8:5::10/64,fe80::dca4:b9ff:fe07:55ef/64",
-        "usable:eth0": "198.18.1.2/24,198.18.1.201/24,2001:db8:5::10/64,fe80::dca4:b9ff:fe07:55ef/64",
-        "secondary:eth0": "198.18.1.201/24",
-        "tentative:eth0": "fe80::dca4:b9ff:fe07:55ef/64",
-        locals: "127.0.0.1,::1,198.18.1.2,198.18.1.201,2001:db8:5::10,fe80::dca4:b9ff:fe07:55ef",
+        lo: ["127.0.0.1/8", "::1/128"],
+        eth0: ["198.18.1.2/24", "198.18.1.201/24 secondary", "2001:db8:5::10/64", "fe80::dca4:b9ff:fe07:55ef/64 tentative"],
       },
+      ["127.0.0.1", "::1", "198.18.1.2", "198.18.1.201", "2001:db8:5::10", "fe80::dca4:b9ff:fe07:55ef"],
     ],
     [
       "h2-ip-addr.json",
-      {
-        interfaces: "lo,eth0",
-        "addrs:lo": "127.0.0.1/8,::1/128",
-        "usable:lo": "127.0.0.1/8,::1/128",
-        "addrs:eth0": "198.18.1.3/24,fe80::484d:2aff:fe85:7884/64",
-        "usable:eth0": "198.18.1.3/24,fe80::484d:2aff:fe85:7884/64",
-        "tentative:eth0": "fe80::484d:2aff:fe85:7884/64",
-        locals: "127.0.0.1,::1,198.18.1.3,fe80::484d:2aff:fe85:7884",
-      },
+      ["lo", "eth0"],
+      { lo: ["127.0.0.1/8", "::1/128"], eth0: ["198.18.1.3/24", "fe80::484d:2aff:fe85:7884/64 tentative"] },
+      ["127.0.0.1", "::1", "198.18.1.3", "fe80::484d:2aff:fe85:7884"],
     ],
     [
       "netns-ip-addr.json",
+      ["lo", "peer0", "eth0"],
       {
-        interfaces: "lo,peer0,eth0",
-        "addrs:lo": "127.0.0.1/8,::1/128",
-        "usable:lo": "127.0.0.1/8,::1/128",
-        "addrs:peer0": expect.stringMatching(/^fe80::[0-9a-f:]+\/64$/) as unknown as string,
-        "usable:peer0": expect.stringMatching(/^fe80::[0-9a-f:]+\/64$/) as unknown as string,
-        "tentative:peer0": expect.stringMatching(/^fe80::[0-9a-f:]+\/64$/) as unknown as string,
-        "addrs:eth0": expect.stringMatching(/^198\.18\.7\.2\/24,10\.9\.0\.5\/32,198\.18\.7\.200\/24,2001:db8::5\/64,fe80::[0-9a-f:]+\/64$/) as unknown as string,
-        "usable:eth0": expect.stringMatching(/^198\.18\.7\.2\/24,10\.9\.0\.5\/32,198\.18\.7\.200\/24,2001:db8::5\/64,fe80::[0-9a-f:]+\/64$/) as unknown as string,
-        "secondary:eth0": "198.18.7.200/24",
-        "tentative:eth0": expect.stringMatching(/^fe80::[0-9a-f:]+\/64$/) as unknown as string,
-        locals: expect.stringContaining("198.18.7.200,2001:db8::5,") as unknown as string,
+        lo: ["127.0.0.1/8", "::1/128"],
+        peer0: [expect.stringMatching(/^fe80::[0-9a-f:]+\/64 tentative$/) as unknown as string],
+        eth0: ["198.18.7.2/24", "10.9.0.5/32", "198.18.7.200/24 secondary", "2001:db8::5/64", expect.stringMatching(/^fe80::[0-9a-f:]+\/64 tentative$/) as unknown as string],
       },
+      /198\.18\.7\.200,2001:db8::5,/,
     ],
-  ])("parses %s (captured on this machine)", (name, expected) => {
-    expect(ipAddressesProbe.parse(fixture(name), undefined)).toEqual(expected);
+  ])("parses %s (captured on this machine)", (name, names, addresses, locals) => {
+    const ip = ipAddressesProbe.parse(fixture(name), undefined);
+    expect(ip.names).toEqual(names);
+    expect(Object.keys(ip.interfaces)).toEqual(names);
+    for (const n of names) {
+      expect(flagged(ip, n), n).toEqual(addresses[n]);
+      // no duplicate address detection failed here: every address is usable
+      expect(ip.interfaces[n]!.usable, n).toEqual(ip.interfaces[n]!.cidrs);
+      expect(ip.interfaces[n]!.cidrs, n).toEqual(ip.interfaces[n]!.addresses.map((a) => a.text));
+      // a fixture without promote_secondaries lines: unknown
+      expect(ip.interfaces[n]!.promoteSecondaries, n).toBeNull();
+    }
+    if (Array.isArray(locals)) expect(ip.locals).toEqual(locals);
+    else expect(ip.locals.join(",")).toMatch(locals);
   });
 
-  it("turns fields back into addresses per interface", () => {
+  it("turns the answer into addresses per interface", () => {
     const live = liveAddresses(ipAddressesProbe.parse(fixture("h1-ip-addr.json"), undefined));
     expect([...live.keys()]).toEqual(["lo", "eth0"]);
     expect(live.get("eth0")!.map((c) => [c.family, c.address, c.prefix])).toEqual([
@@ -150,6 +149,12 @@ describe("ip-addresses probe", () => {
       [6, "2001:db8:5::10", 64],
       [6, "fe80::dca4:b9ff:fe07:55ef", 64],
     ]);
+  });
+
+  it("parseIpAddr reads `ip -j addr show` alone, with each address's scope", () => {
+    const links = parseIpAddr(fixture("h1-ip-addr.json"));
+    expect(links.map((l) => l.name)).toEqual(["lo", "eth0"]);
+    expect(links[1]!.addresses.map((a) => `${a.text} ${a.scope}`)).toEqual(["198.18.1.2/24 global", "198.18.1.201/24 global", "2001:db8:5::10/64 global", "fe80::dca4:b9ff:fe07:55ef/64 link"]);
   });
 
   it.each<[string, string, RegExp]>([
@@ -162,56 +167,70 @@ describe("ip-addresses probe", () => {
 
   it("skips the empty objects iproute2 prints for filtered links", () => {
     expect(ipAddressesProbe.parse('[{},{"ifname":"eth0","addr_info":[{"local":"198.18.1.2","prefixlen":24},{}]}]', undefined)).toEqual({
-      interfaces: "eth0",
-      "addrs:eth0": "198.18.1.2/24",
-      "usable:eth0": "198.18.1.2/24",
-      locals: "198.18.1.2",
+      names: ["eth0"],
+      interfaces: {
+        eth0: {
+          addresses: [{ family: 4, address: "198.18.1.2", prefix: 24, text: "198.18.1.2/24", scope: "", secondary: false, tentative: false, dadfailed: false }],
+          cidrs: ["198.18.1.2/24"],
+          usable: ["198.18.1.2/24"],
+          promoteSecondaries: null,
+        },
+      },
+      locals: ["198.18.1.2"],
     });
   });
 
-  it.each<[string, string, Record<string, string | undefined>]>([
-    ["the interface's own setting", "all 0\ndefault 0\neth0 1\nlo 0\n", { "promote_secondaries:eth0": "1", "promote_secondaries:lo": "0" }],
-    ["`all`, which the kernel ORs with the interface's", "all 1\ndefault 0\neth0 0\nlo 0\n", { "promote_secondaries:eth0": "1", "promote_secondaries:lo": "1" }],
-    ["neither (the kernel's default)", "all 0\ndefault 0\neth0 0\nlo 0\n", { "promote_secondaries:eth0": "0" }],
-    ["an unreadable value", "all 0\neth0 \n", { "promote_secondaries:eth0": undefined }],
-    ["no section at all (an older probe)", null as unknown as string, { "promote_secondaries:eth0": undefined }],
+  it.each<[string, string, Record<string, boolean | null>]>([
+    ["the interface's own setting", "all 0\ndefault 0\neth0 1\nlo 0\n", { eth0: true, lo: false }],
+    ["`all`, which the kernel ORs with the interface's", "all 1\ndefault 0\neth0 0\nlo 0\n", { eth0: true, lo: true }],
+    ["neither (the kernel's default)", "all 0\ndefault 0\neth0 0\nlo 0\n", { eth0: false }],
+    ["an unreadable value", "all 0\neth0 \n", { eth0: null }],
+    ["no section at all (an older probe)", null as unknown as string, { eth0: null }],
   ])("promote_secondaries from %s", (_what, lines, expected) => {
     const json = '[{"ifname":"lo","addr_info":[]},{"ifname":"eth0","addr_info":[{"local":"198.18.1.2","prefixlen":24}]}]';
     const raw = lines === null ? json : `${json}\n\n# promote_secondaries\n${lines}`;
-    const fields = ipAddressesProbe.parse(raw, undefined);
-    for (const [key, value] of Object.entries(expected)) expect(fields[key], key).toBe(value);
+    const ip = ipAddressesProbe.parse(raw, undefined);
+    for (const [name, value] of Object.entries(expected)) {
+      expect(ip.interfaces[name]!.promoteSecondaries, name).toBe(value);
+      expect(promotesSecondaries(ip, name), name).toBe(value);
+    }
+  });
+
+  it("a name that is also an Object property is no interface", () => {
+    const ip = ipAddressesProbe.parse('[{"ifname":"eth0","addr_info":[]}]', undefined);
+    expect(promotesSecondaries(ip, "constructor")).toBeNull();
   });
 
   it("runs locally and finds the loopback address", () => {
-    const raw = execFileSync("sh", ["-c", `set -u\n${ipAddressesProbe.command(undefined)}`], { encoding: "utf8" });
-    const fields = ipAddressesProbe.parse(raw, undefined);
-    expect(fields["addrs:lo"]).toContain("127.0.0.1/8");
+    const raw = execFileSync("sh", ["-c", `set -u\n${ipAddressesProbe.script(undefined)}`], { encoding: "utf8" });
+    const ip = ipAddressesProbe.parse(raw, undefined);
+    expect(ip.interfaces.lo!.cidrs).toContain("127.0.0.1/8");
   });
 });
 
 describe("network-stack probe", () => {
   it("parses a networkd host (captured: 10-eth0.network, a masked vendor file, this role's drop-in)", () => {
     const f = networkStackProbe.parse(fixture("h1-network-stack.txt"), undefined);
-    const files = f["networkd.files"]!.split("\n");
+    const files = f.networkd.files.map((n) => n.path);
     expect(files[0]).toBe("/etc/systemd/network/10-eth0.network");
     // masked in /etc by a /dev/null symlink: shadows the vendor file of the same name
     expect(files.some((p) => p.endsWith("80-wifi-adhoc.network"))).toBe(false);
     // /lib is a symlink to /usr/lib here: each name counted once, the higher directory first
     expect(files.filter((p) => p.endsWith("80-6rd-tunnel.network"))).toEqual(["/usr/lib/systemd/network/80-6rd-tunnel.network"]);
-    expect(f["networkd.names:/etc/systemd/network/10-eth0.network"]).toBe("eth0");
-    expect(f["networkd.other:/etc/systemd/network/10-eth0.network"]).toBe("");
-    expect(f["networkd.names:/usr/lib/systemd/network/80-6rd-tunnel.network"]).toBe("6rd-*");
-    expect(f["networkd.other:/usr/lib/systemd/network/80-6rd-tunnel.network"]).toBe("Type");
+    const byPath = (path: string) => f.networkd.files.find((n) => n.path === path);
+    expect(byPath("/etc/systemd/network/10-eth0.network")).toEqual({ path: "/etc/systemd/network/10-eth0.network", names: ["eth0"], other: [] });
+    expect(byPath("/usr/lib/systemd/network/80-6rd-tunnel.network")).toEqual({ path: "/usr/lib/systemd/network/80-6rd-tunnel.network", names: ["6rd-*"], other: ["Type"] });
     const dropin = "/etc/systemd/network/10-eth0.network.d/60-provision-secondary-ips.conf";
-    expect(f["managed.files"]).toBe(dropin);
-    expect(f[`managed.content:${dropin}`]).toBe("# managed\n[Address]\nAddress=198.18.1.201/24\n");
-    expect(f[`managed.sha256:${dropin}`]).toMatch(/^[0-9a-f]{64}$/);
-    expect(f).toMatchObject({ "networkd.daemon": "yes", "ifupdown.main": "absent", "ifupdown.ifup": "no", networkmanager: "no", "netplan.files": "" });
+    expect(f.managed.paths).toEqual([dropin]);
+    expect(f.managed.files[dropin]!.content).toBe("# managed\n[Address]\nAddress=198.18.1.201/24\n");
+    expect(f.managed.files[dropin]!.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(f).toMatchObject({ networkd: { daemon: true }, ifupdown: { main: false, ifup: false }, networkManager: { present: false } });
+    expect(f.netplan).toEqual({});
   });
 
   it("parses an ifupdown host (captured: interfaces sourcing interfaces.d, eth1 in interfaces.d)", () => {
     const f = networkStackProbe.parse(fixture("h2-network-stack.txt"), undefined);
-    expect(f).toMatchObject({ "ifupdown.main": "present", "ifupdown.sources-dropin": "yes", "ifupdown.ifaces": "lo eth0 eth1", "managed.files": "" });
+    expect(f).toMatchObject({ ifupdown: { main: true, sourcesDropin: true, ifaces: ["lo", "eth0", "eth1"] }, managed: { paths: [] } });
   });
 
   it("reads netplan and NetworkManager records", () => {
@@ -222,9 +241,9 @@ describe("network-stack probe", () => {
       line("nm-profiles", "-", "interface-name=eth2\n"),
     ].join("\n");
     const f = networkStackProbe.parse(raw, undefined);
-    expect(f["netplan.files"]).toBe("/etc/netplan/50-cloud-init.yaml");
-    expect(f["netplan.text:/etc/netplan/50-cloud-init.yaml"]).toContain("eth0:");
-    expect(f).toMatchObject({ networkmanager: "yes", "networkmanager.ifaces": "eth0 wlan0 eth2" });
+    expect(Object.keys(f.netplan)).toEqual(["/etc/netplan/50-cloud-init.yaml"]);
+    expect(f.netplan["/etc/netplan/50-cloud-init.yaml"]).toContain("eth0:");
+    expect(f.networkManager).toEqual({ present: true, ifaces: ["eth0", "wlan0", "eth2"] });
   });
 
   it("keeps bytes exact for the sha256 of this role's files (no final newline, non-UTF-8)", () => {
@@ -232,13 +251,13 @@ describe("network-stack probe", () => {
     const bytes = Buffer.from([0x23, 0x20, 0xff, 0x0a, 0x78]);
     const raw = `managed ${Buffer.from(path).toString("base64")} ${bytes.toString("base64")}`;
     const f = networkStackProbe.parse(raw, undefined);
-    expect(f[`managed.sha256:${path}`]).toBe(createHash("sha256").update(bytes).digest("hex"));
+    expect(f.managed.files[path]!.sha256).toBe(createHash("sha256").update(bytes).digest("hex"));
   });
 
   it("reads the mode of this role's files (run-parts skips a hook that is not executable)", () => {
     const hook = "/etc/network/if-up.d/60-provision-secondary-ips";
     const f = networkStackProbe.parse([line("managed", hook, "#!/bin/sh\n"), line("mode", hook, "644\n")].join("\n"), undefined);
-    expect(f[`managed.mode:${hook}`]).toBe("644");
+    expect(f.managed.files[hook]!.mode).toBe("644");
   });
 
   it("lists the families of each interface's stanzas, across interfaces.d", () => {
@@ -246,7 +265,7 @@ describe("network-stack probe", () => {
       [line("ifupdown-main", "/etc/network/interfaces", "source /etc/network/interfaces.d/*\niface eth0 inet static\n"), line("ifupdown-file", "/etc/network/interfaces.d/v6", "iface eth0 inet6 auto\n")].join("\n"),
       undefined,
     );
-    expect(f).toMatchObject({ "ifupdown.families:eth0": "inet inet6" });
+    expect(f.ifupdown.families).toEqual({ eth0: ["inet", "inet6"] });
   });
 
   it("refuses a line it does not know", () => {
@@ -263,22 +282,21 @@ describe("network-stack probe", () => {
       const file = join(dir, path.split("/").pop()!);
       writeFileSync(file, "[Match]\nName=eth0\n");
       // the probe's own emit, run on a file of that name
-      const script = `${networkStackProbe.command(undefined).split("\nseen=")[0]}\nemit networkd "$1"`;
+      const script = `${networkStackProbe.script(undefined).split("\nseen=")[0]}\nemit networkd "$1"`;
       const out = execFileSync("sh", ["-c", `set -u\n${script}`, "sh", file], { encoding: "utf8" });
       expect(out.startsWith(`networkd ${file} `)).toBe(!/[\s]/.test(file));
       const f = networkStackProbe.parse(out, undefined);
-      expect(f["networkd.files"]).toBe(file);
-      expect(f[`networkd.names:${file}`]).toBe("eth0");
+      expect(f.networkd.files).toEqual([{ path: file, names: ["eth0"], other: [] }]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
   it("runs locally (this machine: vendor .network files only, no ifupdown)", () => {
-    const raw = execFileSync("sh", ["-c", `set -u\n${networkStackProbe.command(undefined)}`], { encoding: "utf8" });
+    const raw = execFileSync("sh", ["-c", `set -u\n${networkStackProbe.script(undefined)}`], { encoding: "utf8" });
     const f = networkStackProbe.parse(raw.replace(/\n+$/, ""), undefined);
-    expect(f["networkd.files"]).toContain("/usr/lib/systemd/network/80-container-host0.network");
-    expect(f["ifupdown.main"]).toBe("absent");
+    expect(f.networkd.files.map((n) => n.path)).toContain("/usr/lib/systemd/network/80-container-host0.network");
+    expect(f.ifupdown.main).toBe(false);
   });
 });
 
@@ -333,15 +351,15 @@ describe("interfaces(5) parsing", () => {
     expect(parseInterfaces(content)).toEqual(expected);
   });
 
-  it.each<[string, string]>([
-    ["source /etc/network/interfaces.d/*\n", "yes"],
-    ["source-directory /etc/network/interfaces.d\n", "yes"],
-    ["source-directory interfaces.d/\n", "yes"],
-    ["source interfaces.d/*\n", "yes"],
-    ["source /etc/network/interfaces.d/*.cfg\n", "no"],
-    ["auto eth0\niface eth0 inet dhcp\n", "no"],
+  it.each<[string, boolean]>([
+    ["source /etc/network/interfaces.d/*\n", true],
+    ["source-directory /etc/network/interfaces.d\n", true],
+    ["source-directory interfaces.d/\n", true],
+    ["source interfaces.d/*\n", true],
+    ["source /etc/network/interfaces.d/*.cfg\n", false],
+    ["auto eth0\niface eth0 inet dhcp\n", false],
   ])("does %j read this role's file? %s", (content, expected) => {
     const f = networkStackProbe.parse(line("ifupdown-main", "/etc/network/interfaces", content), undefined);
-    expect(f["ifupdown.sources-dropin"]).toBe(expected);
+    expect(f.ifupdown.sourcesDropin).toBe(expected);
   });
 });

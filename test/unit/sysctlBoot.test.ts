@@ -56,7 +56,7 @@ describe("bootSettings: which file wins at boot (sysctl.d(5))", () => {
     try {
       writeFileSync(join(dir, "60-a.conf"), "# why\nk = 1\n");
       writeFileSync(join(dir, "empty.conf"), "");
-      const command = sysctlBootProbe.command(undefined).replace(`for d in ${SYSCTL_DIRS.join(" ")}; do`, `for d in ${dir} ${dir}; do`).replace(/\/etc\/sysctl\.conf/g, join(dir, "none"));
+      const command = sysctlBootProbe.script(undefined).replace(`for d in ${SYSCTL_DIRS.join(" ")}; do`, `for d in ${dir} ${dir}; do`).replace(/\/etc\/sysctl\.conf/g, join(dir, "none"));
       const out = execFileSync("sh", ["-c", `set -u\n${command}`], { encoding: "utf8" });
       // only lines that can set a key travel; each keeps its number
       expect(out).toBe(`F\t${dir}/60-a.conf\nF\t${dir}/empty.conf\nL\t${dir}/60-a.conf\t2\tk = 1\n`);
@@ -83,7 +83,7 @@ describe("every role that writes sysctls checks its file wins at boot", () => {
     const first = planHost(host, before);
     const boot = first.checks.filter((c) => c.kind === "probe" && c.label.startsWith("at boot: "));
     const keys = first.checks.filter((c) => c.kind === "sysctl").map((c) => (c as { key: string }).key);
-    expect(boot.map((c) => c.kind === "probe" && c.field).sort()).toEqual([...keys].sort());
+    expect(boot.map((c) => c.kind === "probe" && c.field[0]).sort()).toEqual([...keys].sort());
     const after = factsAfter(first, before);
     expect(evaluateChecks(planHost(host, after, "verify").checks, after).filter((r) => !r.ok)).toEqual([]);
 
@@ -97,8 +97,8 @@ describe("every role that writes sysctls checks its file wins at boot", () => {
   it("bootTruthChecks points at the last line that sets each key in our file", () => {
     const checks = bootTruthChecks("/etc/sysctl.d/60-provision-x.conf", "# why\na = 1\n\n# why\nb = 2\n", ["a", "b", "missing"]);
     expect(checks.map((c) => c.kind === "probe" && [c.field, c.expected])).toEqual([
-      ["a", "/etc/sysctl.d/60-provision-x.conf:2"],
-      ["b", "/etc/sysctl.d/60-provision-x.conf:5"],
+      [["a"], "/etc/sysctl.d/60-provision-x.conf:2"],
+      [["b"], "/etc/sysctl.d/60-provision-x.conf:5"],
     ]);
   });
 });

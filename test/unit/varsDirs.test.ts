@@ -4,7 +4,8 @@ import { dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ConfigProblem } from "../../src/config/errors.js";
 import { loadInventory } from "../../src/inventory/load.js";
-import { choosePlaybook, DEFAULT_PLAYBOOK } from "../../src/paths.js";
+import { choosePlaybook } from "../../src/playbookChoice.js";
+import { DEFAULT_PLAYBOOK } from "../../src/installRoot.js";
 import { findRole } from "../../src/roles.js";
 
 const root = mkdtempSync(join(tmpdir(), "provision-varsdirs-"));

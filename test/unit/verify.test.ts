@@ -36,7 +36,7 @@ describe("evaluateChecks", () => {
 
 describe("factRequestsForChecks", () => {
   it("asks for exactly what the checks read", () => {
-    expect(factRequestsForChecks([sysctlCheck("a.b", "1"), fileCheck("/f", "x")])).toEqual([
+    expect(factRequestsForChecks([sysctlCheck("a.b", "1"), fileCheck("/f", "x")], new Map())).toEqual([
       { kind: "sysctl", key: "a.b" },
       { kind: "file", path: "/f" },
     ]);

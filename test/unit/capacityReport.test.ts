@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { aggregate, diagnose, portCapacity, stopReason, type Outcome } from "../../src/probe/diagnose.js";
-import { parseClientFacts, parseServerFacts, type ClientFacts } from "../../src/probe/facts.js";
-import { parseClientResult, parseServerResult, type ClientResult, type ServerResult } from "../../src/probe/remote.js";
-import { probeJson, renderProbeText, spreadLine, type ProbeReport } from "../../src/probe/report.js";
-import { checkReady, helperConfigs } from "../../src/probe/run.js";
-import { spread } from "../../src/probe/spread.js";
+import { aggregate, diagnose, portCapacity, stopReason, type Outcome } from "../../src/capacity/diagnose.js";
+import { parseClientFacts, parseServerFacts, type ClientFacts } from "../../src/capacity/facts.js";
+import { parseClientResult, parseServerResult, type ClientResult, type ServerResult } from "../../src/capacity/remote.js";
+import { capacityJson, renderCapacityText, spreadLine, type CapacityReport } from "../../src/capacity/report.js";
+import { checkReady, helperConfigs } from "../../src/capacity/run.js";
+import { spread } from "../../src/capacity/spread.js";
 import {
   CLIENT_28K, CLIENT_EMFILE, CLIENT_REFUSED, CLIENT_TWO_SOURCES, clientOutput, ETH0_ONE, ETH0_TWO, SERVER_28K, SERVER_OUTPUT, SERVER_TWO_SOURCES,
-} from "./probeFixtures.js";
+} from "./capacityFixtures.js";
 
 const DEFAULT_CLIENT = parseClientFacts(clientOutput("32768 60999", "", ETH0_ONE), "n0nce", "h1", "198.18.1.3");
 const WIDE_CLIENT = parseClientFacts(clientOutput("1024 65535", "", ETH0_ONE), "n0nce", "h1", "198.18.1.3");
@@ -124,7 +124,7 @@ describe("diagnose: which setting explains the wall", () => {
   });
 });
 
-function report(): ProbeReport {
+function report(): CapacityReport {
   const outcome = aggregate(client(CLIENT_28K), server(SERVER_28K), 120_000, "198.18.1.2");
   const plan = helperConfigs({ bound: 120_000, port: 5201, holdSeconds: 1 }, "198.18.1.3", DEFAULT_CLIENT, SERVER);
   return {
@@ -139,9 +139,9 @@ function report(): ProbeReport {
   };
 }
 
-describe("renderProbeText", () => {
+describe("renderCapacityText", () => {
   it("says what was held, the wall, why, the fix, the settings, the spreading and the cleanup", () => {
-    expect(renderProbeText(report())).toBe(
+    expect(renderCapacityText(report())).toBe(
       [
         "Capacity probe: h1 → h2 198.18.1.3:5201, up to 120,000 concurrent connections",
         "  held 28,232 concurrent connections (opened in 1.5 s; ESTABLISHED in the kernel's table: 28,232 at the start of the 1 s hold, 28,232 at its end; the server accepted 28,232)",
@@ -165,13 +165,13 @@ describe("renderProbeText", () => {
     const r = report();
     r.cleanup = { client: { found: 2, left: 1, sockets: 3 }, server: { found: 0, left: 0, sockets: null }, ok: false };
     r.outcome.lostWorkers = { client: 1, server: 0 };
-    const text = renderProbeText(r);
+    const text = renderCapacityText(r);
     expect(text).toContain("warning: 1 client and 0 server helper processes died or had to be killed");
     expect(text).toContain("cleanup FAILED: h1: 2 helper processes still running (killed), 1 process left, 3 sockets on port 5201; h2: 0 helper processes still running, 0 processes left, sockets unknown (no ss) on port 5201");
   });
 
   it("--json carries the same report as data", () => {
-    const json = JSON.parse(probeJson(report())) as Record<string, unknown> & { outcome: Outcome };
+    const json = JSON.parse(capacityJson(report())) as Record<string, unknown> & { outcome: Outcome };
     expect(json.command).toBe("probe");
     expect(json.outcome.held).toBe(28_232);
     expect(json).toHaveProperty("client.spread.processes", 8);

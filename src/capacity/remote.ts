@@ -1,6 +1,7 @@
+import { readFileSync } from "node:fs";
+import { CAPACITY_HELPER_FILE } from "../installRoot.js";
 import { shQuote } from "../transport/shell.js";
-import { HELPER_SOURCE } from "./helper.py.js";
-import { ProbeError } from "./facts.js";
+import { CapacityError } from "./facts.js";
 
 /** What one helper run is told; the same JSON goes to the helper's argv. */
 export interface ClientConfig {
@@ -74,12 +75,24 @@ const HEREDOC_END = "PROVISION_PROBE_HELPER_END";
 /** The kill after the hard deadline, for a helper that ignores SIGTERM. */
 const KILL_GRACE_SECONDS = 5;
 
+let helper: string | undefined;
+
+/** helper.py (documented there), read once from the install root: tsc copies no .py file into dist/. */
+export function helperSource(): string {
+  try {
+    helper ??= readFileSync(CAPACITY_HELPER_FILE, "utf8");
+  } catch (err) {
+    throw new CapacityError(`cannot read the probe's helper ${CAPACITY_HELPER_FILE} (${(err as NodeJS.ErrnoException).code}); the installation is incomplete`);
+  }
+  return helper;
+}
+
 /**
  * Runs the helper from stdin (a here-document), under `timeout` where it exists; the helper's
  * own alarm is the second line of defence. The marker in argv is what cleanup looks for.
  */
 export function helperScript(marker: string, mode: "client" | "server", config: ClientConfig | ServerConfig): string {
-  if (HELPER_SOURCE.split("\n").includes(HEREDOC_END)) throw new Error("the helper source contains its here-document terminator");
+  if (helperSource().split("\n").includes(HEREDOC_END)) throw new Error("the helper source contains its here-document terminator");
   const argv = ["python3", "-", marker, mode, JSON.stringify(config)].map(shQuote).join(" ");
   return [
     "set -u",
@@ -87,7 +100,7 @@ export function helperScript(marker: string, mode: "client" | "server", config: 
     `set -- ${argv}`,
     `if command -v timeout >/dev/null 2>&1; then set -- timeout -k ${KILL_GRACE_SECONDS} ${config.hardSeconds + 10} "$@"; fi`,
     `exec "$@" <<'${HEREDOC_END}'`,
-    HELPER_SOURCE.trimEnd(),
+    helperSource().trimEnd(),
     HEREDOC_END,
   ].join("\n");
 }
@@ -127,7 +140,7 @@ export function serverSocketFilter(port: number): string {
 export function parseCleanup(stdout: string, marker: string, host: string): CleanupResult {
   const line = stdout.split("\n").find((l) => l.startsWith(`PROBE-CLEANUP ${marker} `));
   const m = line ? /^PROBE-CLEANUP \S+ (\d+) (\d+) ?(\d*)$/.exec(line.trim()) : null;
-  if (!m) throw new ProbeError(`${host}: the cleanup check printed no result: ${stdout.trim() || "(nothing)"}`);
+  if (!m) throw new CapacityError(`${host}: the cleanup check printed no result: ${stdout.trim() || "(nothing)"}`);
   return { found: Number(m[1]), left: Number(m[2]), sockets: m[3] === "" ? null : Number(m[3]) };
 }
 
@@ -137,12 +150,12 @@ function resultJson(stdout: string, stderr: string, marker: string, host: string
   const line = stdout.split("\n").find((l) => l.startsWith(prefix));
   if (!line) {
     const why = stderr.trim().split("\n").slice(-6).join("\n") || stdout.trim().slice(-400) || "(no output)";
-    throw new ProbeError(`${host}: the probe helper ended without a result:\n${why}`);
+    throw new CapacityError(`${host}: the probe helper ended without a result:\n${why}`);
   }
   try {
     return JSON.parse(line.slice(prefix.length));
   } catch {
-    throw new ProbeError(`${host}: the probe helper printed a malformed result`);
+    throw new CapacityError(`${host}: the probe helper printed a malformed result`);
   }
 }
 
@@ -167,14 +180,14 @@ export function parseClientResult(stdout: string, stderr: string, marker: string
   const ok = isObject(r) && Array.isArray(r.workers) && r.workers.every((w) => w === null || isClientWorker(w)) &&
     typeof r.rampSeconds === "number" && isCountOrNull(r.establishedAtHoldStart) && isCountOrNull(r.establishedAtHoldEnd) &&
     typeof r.holdSeconds === "number" && isCount(r.killedWorkers);
-  if (!ok) throw new ProbeError(`${host}: the client helper's result has an unexpected shape`);
+  if (!ok) throw new CapacityError(`${host}: the client helper's result has an unexpected shape`);
   return r as unknown as ClientResult;
 }
 
 export function parseServerResult(stdout: string, stderr: string, marker: string, host: string): ServerResult {
   const r = resultJson(stdout, stderr, marker, host);
-  if (isObject(r) && typeof r.error === "string") throw new ProbeError(`${host}: ${r.error}; pick a free port with --port`);
+  if (isObject(r) && typeof r.error === "string") throw new CapacityError(`${host}: ${r.error}; pick a free port with --port`);
   const ok = isObject(r) && Array.isArray(r.workers) && r.workers.every((w) => w === null || isServerWorker(w)) && isCounts(r.netstat) && isCount(r.killedWorkers);
-  if (!ok) throw new ProbeError(`${host}: the server helper's result has an unexpected shape`);
+  if (!ok) throw new CapacityError(`${host}: the server helper's result has an unexpected shape`);
   return r as unknown as ServerResult;
 }

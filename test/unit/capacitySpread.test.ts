@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { effectiveHardNofile, inFlightPerProcess, MAX_PROCESSES_PER_SIDE, socketsPerProcess, spread } from "../../src/probe/spread.js";
+import { effectiveHardNofile, inFlightPerProcess, MAX_PROCESSES_PER_SIDE, socketsPerProcess, spread } from "../../src/capacity/spread.js";
 
 describe("spread: the bound over processes that each stay under their hard nofile", () => {
   it.each<[string, number, number, { processes: number; perProcess: number; targets: number[]; capped: boolean }]>([

@@ -1,3 +1,4 @@
+import { plural, thousands } from "../output/words.js";
 import type { ClientFacts, ServerFacts } from "./facts.js";
 import type { ClientResult, ServerResult } from "./remote.js";
 import { MAX_PROCESSES_PER_SIDE, type Spread } from "./spread.js";
@@ -100,12 +101,6 @@ export function aggregate(client: ClientResult, server: ServerResult, bound: num
   };
 }
 
-export function fmt(n: number): string {
-  return n.toLocaleString("en-US");
-}
-
-export const plural = (n: number, word: string) => `${fmt(n)} ${word}${n === 1 ? "" : word.endsWith("s") ? "es" : "s"}`;
-
 export function portsPerSource(c: ClientFacts): number {
   return Math.max(0, c.portRange.to - c.portRange.from + 1 - c.reservedInRange);
 }
@@ -117,9 +112,9 @@ export function portCapacity(c: ClientFacts, sources: number): number {
 
 function portsWhy(c: ClientFacts, sources: string[], dst: string): string {
   const size = c.portRange.to - c.portRange.from + 1;
-  const reserved = c.reservedInRange > 0 ? `, minus ${fmt(c.reservedInRange)} in ip_local_reserved_ports` : "";
-  return `${plural(sources.length, "source IP")} × ${fmt(portsPerSource(c))} ports (ip_local_port_range ${c.portRange.from}–${c.portRange.to} = ${fmt(size)}${reserved}) ` +
-    `= ${fmt(portCapacity(c, sources.length))} connections to ${dst}`;
+  const reserved = c.reservedInRange > 0 ? `, minus ${thousands(c.reservedInRange)} in ip_local_reserved_ports` : "";
+  return `${plural(sources.length, "source IP")} × ${thousands(portsPerSource(c))} ports (ip_local_port_range ${c.portRange.from}–${c.portRange.to} = ${thousands(size)}${reserved}) ` +
+    `= ${thousands(portCapacity(c, sources.length))} connections to ${dst}`;
 }
 
 function portsFix(c: ClientFacts): string[] {
@@ -132,10 +127,10 @@ function portsFix(c: ClientFacts): string[] {
 }
 
 function queueWhy(s: ServerFacts, server: Spread, o: Outcome): string {
-  const backlog = s.somaxconn === null ? "?" : fmt(s.somaxconn);
-  const counters = Object.entries(o.netstat).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${fmt(n)}`);
+  const backlog = s.somaxconn === null ? "?" : thousands(s.somaxconn);
+  const counters = Object.entries(o.netstat).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${thousands(n)}`);
   return `server: somaxconn ${backlog} caps each listen() backlog (${plural(server.processes, "listener")} on one port), ` +
-    `tcp_max_syn_backlog ${s.maxSynBacklog === null ? "?" : fmt(s.maxSynBacklog)}, tcp_syncookies ${s.syncookies || "?"}; listen-queue counters during the probe: ${counters.length > 0 ? counters.join(", ") : "all 0"}`;
+    `tcp_max_syn_backlog ${s.maxSynBacklog === null ? "?" : thousands(s.maxSynBacklog)}, tcp_syncookies ${s.syncookies || "?"}; listen-queue counters during the probe: ${counters.length > 0 ? counters.join(", ") : "all 0"}`;
 }
 
 export interface DiagnosisInput {
@@ -169,10 +164,10 @@ export function diagnose(d: DiagnosisInput): Diagnosis {
     case "bound":
       return {
         ...base,
-        wall: `none hit: the probe's bound (--max ${fmt(d.bound)}) was reached`,
+        wall: `none hit: the probe's bound (--max ${thousands(d.bound)}) was reached`,
         why: [`the ports allow ${portsWhy(c, d.sources, d.destination)}`],
         fix: reach(d) > d.bound
-          ? [`raise --max to look further: up to ${fmt(reach(d))} (the port ranges allow ${fmt(capacity)}; ${MAX_PROCESSES_PER_SIDE} processes × hard nofile ${fmt(d.clientSpread.hardNofile)} = ${fmt(fdReach(d))})`]
+          ? [`raise --max to look further: up to ${thousands(reach(d))} (the port ranges allow ${thousands(capacity)}; ${MAX_PROCESSES_PER_SIDE} processes × hard nofile ${thousands(d.clientSpread.hardNofile)} = ${thousands(fdReach(d))})`]
           : [],
       };
     case "EADDRNOTAVAIL": {
@@ -180,7 +175,7 @@ export function diagnose(d: DiagnosisInput): Diagnosis {
       return {
         ...base,
         wall: "ports for one destination ip:port exhausted (EADDRNOTAVAIL)",
-        why: [`${portsWhy(c, d.sources, d.destination)}; reached ${fmt(o.held)}${inUse > 0 ? ` (${fmt(inUse)} taken by other sockets or still closing)` : ""}`],
+        why: [`${portsWhy(c, d.sources, d.destination)}; reached ${thousands(o.held)}${inUse > 0 ? ` (${thousands(inUse)} taken by other sockets or still closing)` : ""}`],
         fix: portsFix(c),
       };
     }
@@ -189,8 +184,8 @@ export function diagnose(d: DiagnosisInput): Diagnosis {
         ...base,
         wall: "open files per process (EMFILE)",
         why: [
-          `each client process may open ${fmt(d.clientSpread.hardNofile)} files (hard nofile; the helper raises its soft ${c.nofileSoft} to it), ` +
-            `and the probe runs at most ${plural(d.clientSpread.processes, "process")}: ${fmt(d.clientSpread.processes * d.clientSpread.hardNofile)} sockets in all`,
+          `each client process may open ${thousands(d.clientSpread.hardNofile)} files (hard nofile; the helper raises its soft ${c.nofileSoft} to it), ` +
+            `and the probe runs at most ${plural(d.clientSpread.processes, "process")}: ${thousands(d.clientSpread.processes * d.clientSpread.hardNofile)} sockets in all`,
         ],
         fix: ["raise the hard nofile of the service and its logins: role fd-limits (limits.d, LimitNOFILE); above the parent's hard limit it needs CAP_SYS_RESOURCE"],
       };
@@ -198,7 +193,7 @@ export function diagnose(d: DiagnosisInput): Diagnosis {
       return {
         ...base,
         wall: "open files of the whole system (ENFILE)",
-        why: [`fs.file-max is ${c.fileMax === null ? "?" : fmt(c.fileMax)} on the client`],
+        why: [`fs.file-max is ${c.fileMax === null ? "?" : thousands(c.fileMax)} on the client`],
         fix: ["raise fs.file-max: role fd-limits"],
       };
     case "ETIMEDOUT":
@@ -207,7 +202,7 @@ export function diagnose(d: DiagnosisInput): Diagnosis {
         wall: serverFull ? "the server's open files per process (EMFILE on accept), seen as connect timeouts" : "handshakes not completing (ETIMEDOUT): SYNs or ACKs dropped",
         why: [
           serverFull
-            ? `the server's accepting processes hit their hard nofile ${fmt(d.serverSpread.hardNofile)} (${plural(d.serverSpread.processes, "process")}); queued connections then time out`
+            ? `the server's accepting processes hit their hard nofile ${thousands(d.serverSpread.hardNofile)} (${plural(d.serverSpread.processes, "process")}); queued connections then time out`
             : queueWhy(s, d.serverSpread, o),
         ],
         fix: serverFull
@@ -229,14 +224,14 @@ export function diagnose(d: DiagnosisInput): Diagnosis {
       return {
         ...base,
         wall: "the probe's time limit for opening connections",
-        why: [`${fmt(o.held)} connections opened in ${o.rampSeconds.toFixed(1)} s; the hosts are too busy or the network too slow to go further in time`],
+        why: [`${thousands(o.held)} connections opened in ${o.rampSeconds.toFixed(1)} s; the hosts are too busy or the network too slow to go further in time`],
         fix: ["run the probe again on quieter hosts, or with a lower --max"],
       };
     default:
       return {
         ...base,
         wall: `an unexpected error stopped the client (${o.stop})`,
-        why: [`client errors: ${Object.entries(o.clientErrors).map(([k, n]) => `${k} ${fmt(n)}`).join(", ") || "none"}`],
+        why: [`client errors: ${Object.entries(o.clientErrors).map(([k, n]) => `${k} ${thousands(n)}`).join(", ") || "none"}`],
         fix: [],
       };
   }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { ProbeError } from "../../src/probe/facts.js";
-import { parseCleanup, parseClientResult, parseServerResult } from "../../src/probe/remote.js";
-import { CLIENT_28K, CLIENT_EMFILE, CLIENT_REFUSED, CLIENT_TWO_SOURCES, SERVER_28K } from "./probeFixtures.js";
+import { CapacityError } from "../../src/capacity/facts.js";
+import { parseCleanup, parseClientResult, parseServerResult } from "../../src/capacity/remote.js";
+import { CLIENT_28K, CLIENT_EMFILE, CLIENT_REFUSED, CLIENT_TWO_SOURCES, SERVER_28K } from "./capacityFixtures.js";
 
 describe("parseClientResult / parseServerResult (real helper output)", () => {
   it("sums nothing itself: it returns every worker's report as printed", () => {
@@ -34,7 +34,7 @@ describe("parseClientResult / parseServerResult (real helper output)", () => {
     ["a malformed result", "PROBE-RESULT provision-probe-0123456789ab-client {\"workers\": [\n", "", /malformed result/],
     ["a result of the wrong shape", "PROBE-RESULT provision-probe-0123456789ab-client {\"workers\": [{\"held\": -1}]}\n", "", /unexpected shape/],
   ])("refuses %s", (_, stdout, stderr, message) => {
-    expect(() => parseClientResult(stdout, stderr, "provision-probe-0123456789ab-client", "h1")).toThrow(ProbeError);
+    expect(() => parseClientResult(stdout, stderr, "provision-probe-0123456789ab-client", "h1")).toThrow(CapacityError);
     expect(() => parseClientResult(stdout, stderr, "provision-probe-0123456789ab-client", "h1")).toThrow(message);
   });
 

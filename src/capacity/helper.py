@@ -1,23 +1,24 @@
-/**
- * The probe's helper: a Python 3 program (standard library only) sent to each host as the stdin of
- * `python3 -`, so nothing is installed and no file is written. argv = [marker, "client" | "server",
- * config JSON]; it prints one line `PROBE-RESULT <marker> <json>` and exits.
- *
- * - Both sides fork bounded workers (the config says how many) so no process needs more open files
- *   than its hard nofile allows. Workers die with their parent (PR_SET_PDEATHSIG) and on their own
- *   alarm; the caller also wraps the whole program in `timeout`.
- * - Every socket has SO_LINGER {on, 0}: closing it sends a reset, so nothing is left in TIME_WAIT
- *   holding the 4-tuples (a second probe right after the first sees the same wall).
- * - Client: non-blocking connects from each source IP in turn (bind((ip, 0)) with
- *   IP_BIND_ADDRESS_NO_PORT so each source IP has its own port range), a bounded number in flight,
- *   a deadline per connection; each worker stops at its share of the bound or at the error that
- *   stops it. Then the parent counts the ESTABLISHED sockets (ss), holds them, counts again, and
- *   releases the workers, which close everything.
- * - Server: one listener per worker on the same port (SO_REUSEPORT), all listening before the first
- *   fork; a worker accepts and holds until all its connections are gone, and reports the kernel's
- *   listen-queue counters.
- */
-export const HELPER_SOURCE = String.raw`import errno, json, os, resource, select, signal, socket, struct, subprocess, sys, time
+"""
+The capacity probe's helper (`provision probe`): a Python 3 program (standard library only) sent
+to each host as the stdin of `python3 -`, so nothing is installed and no file is written. argv =
+[marker, "client" | "server", config JSON]; it prints one line `PROBE-RESULT <marker> <json>` and
+exits. src/capacity/remote.ts reads this file at run time and builds the script that sends it.
+
+- Both sides fork bounded workers (the config says how many) so no process needs more open files
+  than its hard nofile allows. Workers die with their parent (PR_SET_PDEATHSIG) and on their own
+  alarm; the caller also wraps the whole program in `timeout`.
+- Every socket has SO_LINGER {on, 0}: closing it sends a reset, so nothing is left in TIME_WAIT
+  holding the 4-tuples (a second probe right after the first sees the same wall).
+- Client: non-blocking connects from each source IP in turn (bind((ip, 0)) with
+  IP_BIND_ADDRESS_NO_PORT so each source IP has its own port range), a bounded number in flight,
+  a deadline per connection; each worker stops at its share of the bound or at the error that
+  stops it. Then the parent counts the ESTABLISHED sockets (ss), holds them, counts again, and
+  releases the workers, which close everything.
+- Server: one listener per worker on the same port (SO_REUSEPORT), all listening before the first
+  fork; a worker accepts and holds until all its connections are gone, and reports the kernel's
+  listen-queue counters.
+"""
+import errno, json, os, resource, select, signal, socket, struct, subprocess, sys, time
 
 IP_BIND_ADDRESS_NO_PORT = 24
 IP_LOCAL_PORT_RANGE = 51
@@ -409,4 +410,3 @@ def main():
 
 
 main()
-`;

@@ -5,7 +5,7 @@ import { loadInventory } from "../inventory/load.js";
 import type { Play } from "../playbook.js";
 import { resolveTargets, type ResolvedHost } from "../resolve.js";
 
-export interface ProbeHosts {
+export interface CapacityHosts {
   client: ResolvedHost | null;
   server: ResolvedHost | null;
   problems: ConfigProblem[];
@@ -15,7 +15,7 @@ export interface ProbeHosts {
  * The probe's two hosts with their connection settings, straight from the inventory (no playbook:
  * the probe applies no role). Host names must match exactly.
  */
-export function loadProbeHosts(inventorySources: string[], clientName: string, serverName: string): ProbeHosts {
+export function loadCapacityHosts(inventorySources: string[], clientName: string, serverName: string): CapacityHosts {
   const problems: ConfigProblem[] = [];
   const inventory = loadInventory(inventorySources, problems);
   const file = inventory?.file ?? resolvePath(inventorySources[0] ?? ".");

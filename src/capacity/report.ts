@@ -1,9 +1,10 @@
-import { fmt, plural, portsPerSource, type Diagnosis, type Outcome } from "./diagnose.js";
+import { plural, thousands } from "../output/words.js";
+import { portsPerSource, type Diagnosis, type Outcome } from "./diagnose.js";
 import type { ClientFacts, ServerFacts } from "./facts.js";
 import type { CleanupResult } from "./remote.js";
 import type { Spread } from "./spread.js";
 
-export interface ProbeReport {
+export interface CapacityReport {
   client: { host: string; facts: ClientFacts; spread: Spread; sources: string[] };
   server: { host: string; address: string; port: number; facts: ServerFacts; spread: Spread };
   bound: number;
@@ -19,50 +20,50 @@ export function cleanupOk(c: CleanupResult): boolean {
   return c.left === 0 && (c.sockets ?? 0) === 0;
 }
 
-export function probeJson(r: ProbeReport): string {
+export function capacityJson(r: CapacityReport): string {
   return JSON.stringify({ command: "probe", ...r }, null, 2);
 }
 
 
-function heldLine(r: ProbeReport): string {
+function heldLine(r: CapacityReport): string {
   const o = r.outcome;
   const counted = o.establishedAtHoldStart === null
     ? ""
-    : `; ESTABLISHED in the kernel's table: ${fmt(o.establishedAtHoldStart)} at the start of the ${o.holdSeconds} s hold, ${fmt(o.establishedAtHoldEnd ?? 0)} at its end`;
-  return `held ${fmt(o.held)} concurrent connections (opened in ${o.rampSeconds.toFixed(1)} s${counted}; the server accepted ${fmt(o.accepted)})`;
+    : `; ESTABLISHED in the kernel's table: ${thousands(o.establishedAtHoldStart)} at the start of the ${o.holdSeconds} s hold, ${thousands(o.establishedAtHoldEnd ?? 0)} at its end`;
+  return `held ${thousands(o.held)} concurrent connections (opened in ${o.rampSeconds.toFixed(1)} s${counted}; the server accepted ${thousands(o.accepted)})`;
 }
 
-function perSourceLine(r: ProbeReport): string {
-  const parts = r.outcome.perSource.map((p) => `${p.source} ${fmt(p.held)}${p.stop ? ` (${p.stop})` : ""}`);
+function perSourceLine(r: CapacityReport): string {
+  const parts = r.outcome.perSource.map((p) => `${p.source} ${thousands(p.held)}${p.stop ? ` (${p.stop})` : ""}`);
   return `per source IP: ${parts.join(", ")}`;
 }
 
 function clientSettings(host: string, c: ClientFacts, sources: string[]): string {
   const size = c.portRange.to - c.portRange.from + 1;
-  const reserved = c.reservedPorts === "" ? "(none)" : `${c.reservedPorts} (${fmt(c.reservedInRange)} in the range)`;
-  return `${host} (client): ip_local_port_range ${c.portRange.text} (${fmt(size)} ports${c.reservedInRange > 0 ? `, ${fmt(portsPerSource(c))} free of reservations` : ""}); ` +
+  const reserved = c.reservedPorts === "" ? "(none)" : `${c.reservedPorts} (${thousands(c.reservedInRange)} in the range)`;
+  return `${host} (client): ip_local_port_range ${c.portRange.text} (${thousands(size)} ports${c.reservedInRange > 0 ? `, ${thousands(portsPerSource(c))} free of reservations` : ""}); ` +
     `ip_local_reserved_ports ${reserved}; source IPs on ${c.interface}: ${sources.length} (${sources.join(", ")}); ` +
-    `nofile soft ${c.nofileSoft} / hard ${c.nofileHard}; fs.nr_open ${c.nrOpen === null ? "?" : fmt(c.nrOpen)}; fs.file-max ${c.fileMax === null ? "?" : fmt(c.fileMax)}`;
+    `nofile soft ${c.nofileSoft} / hard ${c.nofileHard}; fs.nr_open ${c.nrOpen === null ? "?" : thousands(c.nrOpen)}; fs.file-max ${c.fileMax === null ? "?" : thousands(c.fileMax)}`;
 }
 
 function serverSettings(host: string, s: ServerFacts, spread: Spread): string {
-  const backlog = s.somaxconn === null ? "?" : fmt(s.somaxconn);
+  const backlog = s.somaxconn === null ? "?" : thousands(s.somaxconn);
   return `${host} (server): somaxconn ${backlog} (= the backlog of each of its ${plural(spread.processes, "listener")}); ` +
-    `tcp_max_syn_backlog ${s.maxSynBacklog === null ? "?" : fmt(s.maxSynBacklog)}; tcp_syncookies ${s.syncookies || "?"}; ` +
+    `tcp_max_syn_backlog ${s.maxSynBacklog === null ? "?" : thousands(s.maxSynBacklog)}; tcp_syncookies ${s.syncookies || "?"}; ` +
     `tcp_abort_on_overflow ${s.abortOnOverflow || "?"}; nofile soft ${s.nofileSoft} / hard ${s.nofileHard}`;
 }
 
 /** The sentence that says how the probe worked around the per-process fd limit. */
 export function spreadLine(clientHost: string, client: Spread, serverHost: string, server: Spread): string {
   const clientPart = client.processes > 1
-    ? `spread over ${client.processes} client processes of ≤ ${fmt(Math.max(...client.targets))} sockets each because the hard nofile limit here is ${fmt(client.hardNofile)} (${clientHost})`
-    : `1 client process (${clientHost}'s hard nofile ${fmt(client.hardNofile)} holds the bound)`;
-  const capped = client.capped ? `; the bound needs more than ${client.processes} processes of ${fmt(client.perProcess)}, so the processes will meet their fd limit first` : "";
-  const serverPart = `${plural(server.processes, "server process")} accepting on one port with SO_REUSEPORT (${serverHost}: hard nofile ${fmt(server.hardNofile)})`;
+    ? `spread over ${client.processes} client processes of ≤ ${thousands(Math.max(...client.targets))} sockets each because the hard nofile limit here is ${thousands(client.hardNofile)} (${clientHost})`
+    : `1 client process (${clientHost}'s hard nofile ${thousands(client.hardNofile)} holds the bound)`;
+  const capped = client.capped ? `; the bound needs more than ${client.processes} processes of ${thousands(client.perProcess)}, so the processes will meet their fd limit first` : "";
+  const serverPart = `${plural(server.processes, "server process")} accepting on one port with SO_REUSEPORT (${serverHost}: hard nofile ${thousands(server.hardNofile)})`;
   return `${clientPart}${capped}; ${serverPart}`;
 }
 
-function cleanupLine(r: ProbeReport): string {
+function cleanupLine(r: CapacityReport): string {
   const c = r.cleanup;
   const port = r.server.port;
   if (c.ok && c.client.found === 0 && c.server.found === 0) {
@@ -73,10 +74,10 @@ function cleanupLine(r: ProbeReport): string {
   return `cleanup${c.ok ? "" : " FAILED"}: ${side(r.client.host, c.client)}; ${side(r.server.host, c.server)}`;
 }
 
-export function renderProbeText(r: ProbeReport): string {
+export function renderCapacityText(r: CapacityReport): string {
   const d = r.diagnosis;
   const lines = [
-    `Capacity probe: ${r.client.host} → ${r.server.host} ${r.server.address}:${r.server.port}, up to ${fmt(r.bound)} concurrent connections`,
+    `Capacity probe: ${r.client.host} → ${r.server.host} ${r.server.address}:${r.server.port}, up to ${thousands(r.bound)} concurrent connections`,
     `  ${heldLine(r)}`,
     `  ${perSourceLine(r)}`,
     `stopped by: ${d.wall}`,

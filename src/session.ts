@@ -1,35 +1,15 @@
 import { applyChanges, type ChangeOutcome } from "./apply.js";
 import { buildGatherScript, FactError, parseGatherOutput } from "./facts/gather.js";
-import { mapLimit } from "./pool.js";
-import { changeTarget, factRequestsFor, planHost, type HostPlan, type PlannedCheck } from "./plan.js";
+import { mapLimit } from "./mapLimit.js";
+import { changeTarget, factRequestsFor, planHost, probesOf, type HostPlan, type PlannedCheck } from "./plan.js";
 import { probeKey, type FactRequest, type Facts } from "./role.js";
 import type { ResolvedHost } from "./resolve.js";
 import { newNonce } from "./remote/records.js";
 import { parseSnapshot, restoreChanges, revertChanges, SNAPSHOT_PATH, SNAPSHOT_ROLE, snapshotChange, SnapshotError, type Snapshot } from "./snapshot.js";
 import { HostError, type Transport } from "./transport/types.js";
+import type { HostReport, SessionEvents } from "./report.js";
 import { evaluateChecks, factRequestsForChecks, type CheckResult } from "./verify.js";
-
-/** "not-reached": a rollout stopped before this host's batch. */
-export type HostStatus = "unchanged" | "changed" | "failed" | "unreachable" | "not-reached";
-
-export type HostStage = "connecting" | "reading facts" | "applying" | "checking a fresh login" | "verifying";
-
-/** Progress hooks: the CLI draws a progress line on a terminal, or prints plain events in CI. */
-export interface SessionEvents {
-  stage?(host: string, stage: HostStage): void;
-}
-
-/** What happened on one host; the CLI prints it and `--json` emits it. */
-export interface HostReport {
-  host: string;
-  status: HostStatus;
-  plan?: HostPlan;
-  outcomes?: ChangeOutcome[];
-  checks?: CheckResult[];
-  error?: { kind: string; message: string };
-}
-
-export type Connector = (host: ResolvedHost) => Promise<Transport>;
+import { plural } from "./output/words.js";
 
 /**
  * Holds one connection per host across plan → apply → verify, so a run costs one handshake and
@@ -43,7 +23,7 @@ export class Session {
   private readonly factsOfPlan = new WeakMap<HostPlan, Facts>();
 
   constructor(
-    private readonly connect: Connector,
+    private readonly connect: (host: ResolvedHost) => Promise<Transport>,
     private readonly forks: number,
     private readonly events: SessionEvents = {},
     /** Ends what the hosts' connections shared (bastion connections, OpenSSH masters). */
@@ -57,16 +37,12 @@ export class Session {
         this.events.stage?.(host.name, "reading facts");
         const facts = await gather(transport, [...factRequestsFor(host), { kind: "file", path: SNAPSHOT_PATH }], host.become);
         this.lastFacts.set(host.name, facts);
-        let plan: HostPlan;
-        try {
-          plan = planHost(host, facts, purpose, transport.remoteAddress);
-          // Before the first change, the host's originals are recorded for `provision rollback`.
-          const snapshot = purpose === "plan" ? snapshotChange(facts.files[SNAPSHOT_PATH] ?? null, plan.changes) : null;
-          if (snapshot) plan.changes.unshift(snapshot);
-          this.factsOfPlan.set(plan, facts);
-        } catch (err) {
-          throw new HostError(`planning failed: ${(err as Error).message}`, "plan");
-        }
+        const plan = planHost(host, facts, purpose, transport.remoteAddress);
+        if (plan.refusals.length > 0) return { host: host.name, status: "failed", error: planningFailed(plan.refusals) };
+        // Before the first change, the host's originals are recorded for `provision rollback`.
+        const snapshot = purpose === "plan" ? snapshotChange(facts.files[SNAPSHOT_PATH] ?? null, plan.changes) : null;
+        if (snapshot) plan.changes.unshift(snapshot);
+        this.factsOfPlan.set(plan, facts);
         return { host: host.name, status: plan.changes.length > 0 ? "changed" : "unchanged", plan };
       }),
     );
@@ -140,7 +116,7 @@ export class Session {
         this.events.stage?.(host.name, "reading facts");
         const first = await gather(transport, [{ kind: "file", path: SNAPSHOT_PATH }], host.become);
         const snapshot = parseSnapshotOrFail(first.files[SNAPSHOT_PATH] ?? null);
-        if (!snapshot) return { host: host.name, status: "unchanged", plan: { host: host.name, changes: [], checks: [], notes: [{ role: "rollback", text: "no snapshot: nothing to roll back" }] } };
+        if (!snapshot) return { host: host.name, status: "unchanged", plan: { host: host.name, changes: [], checks: [], notes: [{ role: "rollback", text: "no snapshot: nothing to roll back" }], refusals: [] } };
         const requests: FactRequest[] = [
           ...Object.keys(snapshot.files).map((path): FactRequest => ({ kind: "file", path })),
           ...Object.keys(snapshot.sysctl).map((key): FactRequest => ({ kind: "sysctl", key })),
@@ -148,11 +124,11 @@ export class Session {
         const now = await gather(transport, requests, host.become);
         const changes = restoreChanges(snapshot, now);
         const checks = restoreChecks(snapshot);
-        const plan: HostPlan = { host: host.name, changes, checks, notes: [] };
+        const plan: HostPlan = { host: host.name, changes, checks, notes: [], refusals: [] };
         this.events.stage?.(host.name, "applying");
         const outcomes = await applyChanges(transport, changes, host.become);
         this.events.stage?.(host.name, "verifying");
-        const readBack = evaluateChecks(checks, await gather(transport, factRequestsForChecks(checks), host.become));
+        const readBack = evaluateChecks(checks, await gather(transport, factRequestsForChecks(checks, new Map()), host.become));
         const failed = outcomes.some((o) => !o.ok) || readBack.some((c) => !c.ok);
         return {
           host: host.name, plan, outcomes, checks: readBack, status: failed ? "failed" : "changed",
@@ -181,7 +157,7 @@ export class Session {
       const results = await applyChanges(transport, revert, host.become);
       const failed = results.filter((r) => !r.ok);
       reverted = failed.length === 0
-        ? `reverted ${results.length} change${results.length === 1 ? "" : "s"} through the open connection`
+        ? `reverted ${plural(results.length, "change")} through the open connection`
         : `REVERT INCOMPLETE (${failed.map((f) => `${changeTarget(f.change)}: ${f.error}`).join("; ")}): fix it from a console`;
     } catch (err) {
       reverted = `REVERT FAILED (${(err as Error).message}): fix it from a console`;
@@ -205,7 +181,7 @@ export class Session {
       login = await this.connect(host);
       if (freshChecks.length > 0) {
         try {
-          return { read: { facts: await gather(login, factRequestsForChecks(freshChecks), host.become) } };
+          return { read: { facts: await gather(login, factRequestsForChecks(freshChecks, probesOf(host)), host.become) } };
         } catch (err) {
           if (err instanceof FactError) return { read: { unreadable: err.message } };
           throw err;
@@ -228,7 +204,7 @@ export class Session {
   private async readChecks(host: ResolvedHost, transport: Transport, checks: PlannedCheck[], known?: Facts, freshRead?: FreshRead): Promise<CheckResult[]> {
     const current = checks.filter((c) => !isFreshCheck(c));
     const fresh = checks.filter(isFreshCheck);
-    const currentFacts = known ? await this.complete(known, current, transport, host) : await gather(transport, factRequestsForChecks(current), host.become);
+    const currentFacts = known ? await this.complete(known, current, transport, host) : await gather(transport, factRequestsForChecks(current, probesOf(host)), host.become);
     let freshResults: CheckResult[] = [];
     if (fresh.length > 0 && freshRead) {
       freshResults = "facts" in freshRead
@@ -238,7 +214,7 @@ export class Session {
       let login: Transport | undefined;
       try {
         login = await this.connect(host);
-        freshResults = evaluateChecks(fresh, await gather(login, factRequestsForChecks(fresh), host.become));
+        freshResults = evaluateChecks(fresh, await gather(login, factRequestsForChecks(fresh, probesOf(host)), host.become));
       } catch (err) {
         const why = err instanceof Error ? err.message : String(err);
         freshResults = fresh.map((check) => ({ check, actual: `(a fresh login failed: ${why})`, ok: false }));
@@ -253,8 +229,8 @@ export class Session {
 
   /** Facts a check needs that planning did not read (e.g. which file wins at boot): one more read, only if any. */
   private async complete(known: Facts, checks: PlannedCheck[], transport: Transport, host: ResolvedHost): Promise<Facts> {
-    const missing = factRequestsForChecks(checks).filter((r) =>
-      r.kind === "sysctl" ? !(r.key in known.sysctl) : r.kind === "file" ? !(r.path in known.files) : r.kind === "probe" ? !(probeKey(r.probe, r.arg) in (known.probes ?? {})) : false,
+    const missing = factRequestsForChecks(checks, probesOf(host)).filter((r) =>
+      r.kind === "sysctl" ? !(r.key in known.sysctl) : r.kind === "file" ? !(r.path in known.files) : r.kind === "probe" ? !(probeKey(r.probe.name, r.arg) in (known.probes ?? {})) : false,
     );
     if (missing.length === 0) return known;
     const extra = await gather(transport, missing, host.become);
@@ -312,6 +288,13 @@ async function gather(transport: Transport, requests: FactRequest[], become: boo
   const result = await transport.exec(buildGatherScript(requests, nonce), { sudo: become });
   if (result.code !== 0) throw new HostError(`reading facts failed (exit ${result.code}): ${result.stderr.trim()}`, "command");
   return parseGatherOutput(result.stdout, nonce, requests);
+}
+
+/** Every refusal of every role, one problem each; a single one reads as it always did. */
+function planningFailed(refusals: HostPlan["refusals"]): NonNullable<HostReport["error"]> {
+  const problems = refusals.map((r) => (refusals.length === 1 ? r.text : `${r.role}: ${r.text}`));
+  const message = problems.length === 1 ? `planning failed: ${problems[0]}` : `planning failed, ${problems.length} problems: ${problems.join("; ")}`;
+  return { kind: "plan", message, problems };
 }
 
 function describeFailures(outcomes: ChangeOutcome[], checks: CheckResult[]): string {

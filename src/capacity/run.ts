@@ -1,16 +1,18 @@
 import { randomBytes } from "node:crypto";
+import { newNonce } from "../remote/records.js";
 import type { ResolvedHost } from "../resolve.js";
+import type { HostConnector } from "../transport/connector.js";
 import type { ExecResult, Transport } from "../transport/types.js";
 import { aggregate, diagnose } from "./diagnose.js";
-import { clientFactsScript, parseClientFacts, parseServerFacts, ProbeError, serverFactsScript, type ClientFacts, type ServerFacts } from "./facts.js";
+import { CapacityError, clientFactsScript, parseClientFacts, parseServerFacts, serverFactsScript, type ClientFacts, type ServerFacts } from "./facts.js";
 import {
-  cleanupScript, clientSocketFilter, helperScript, parseCleanup, parseClientResult, parseServerResult, serverSocketFilter,
+  cleanupScript, clientSocketFilter, helperScript, helperSource, parseCleanup, parseClientResult, parseServerResult, serverSocketFilter,
   type CleanupResult, type ClientConfig, type ClientResult, type ServerConfig, type ServerResult,
 } from "./remote.js";
-import { cleanupOk, type ProbeReport } from "./report.js";
+import { cleanupOk, type CapacityReport } from "./report.js";
 import { inFlightPerProcess, spread } from "./spread.js";
 
-export interface ProbeSettings {
+export interface CapacitySettings {
   /** At most this many connections (--max). */
   bound: number;
   port: number;
@@ -30,8 +32,6 @@ const SERVER_EXTRA_SECONDS = 10;
 const LISTEN_BACKLOG = 65535;
 const FACTS_TIMEOUT_MS = 30_000;
 
-export type Connector = (host: ResolvedHost) => Promise<Transport>;
-
 export function newMarker(): string {
   return `provision-probe-${randomBytes(6).toString("hex")}`;
 }
@@ -46,7 +46,7 @@ export function sideMarker(marker: string, side: "client" | "server"): string {
 }
 
 /** The helpers' configs from the facts: pure, so the spreading and timing are testable. */
-export function helperConfigs(settings: ProbeSettings, dst: string, client: ClientFacts, server: ServerFacts) {
+export function helperConfigs(settings: CapacitySettings, dst: string, client: ClientFacts, server: ServerFacts) {
   const clientSpread = spread(settings.bound, client.hardNofile);
   const serverSpread = spread(settings.bound, server.hardNofile);
   const sources = client.sources.length > 1 ? client.sources : [];
@@ -66,16 +66,16 @@ export function helperConfigs(settings: ProbeSettings, dst: string, client: Clie
 /** Refuses what would make the measurement meaningless, before any helper starts. */
 export function checkReady(clientName: string, serverName: string, client: ClientFacts, server: ServerFacts, port: number): void {
   for (const [name, f] of [[clientName, client], [serverName, server]] as const) {
-    if (!f.python) throw new ProbeError(`${name}: python3 is not installed; the probe's helper is a Python 3 program sent over SSH (nothing is installed). Install python3 (Debian: apt-get install python3)`);
+    if (!f.python) throw new CapacityError(`${name}: python3 is not installed; the probe's helper is a Python 3 program sent over SSH (nothing is installed). Install python3 (Debian: apt-get install python3)`);
   }
   if (server.portListeners !== null && server.portListeners > 0) {
-    throw new ProbeError(`${serverName}: port ${port} already has a listener; pick a free port with --port`);
+    throw new CapacityError(`${serverName}: port ${port} already has a listener; pick a free port with --port`);
   }
 }
 
 async function execOk(t: Transport, host: ResolvedHost, script: string, timeoutMs: number, what: string): Promise<ExecResult> {
   const r = await t.exec(script, { sudo: host.become, timeoutMs });
-  if (r.code !== 0) throw new ProbeError(`${host.name}: ${what} failed (exit ${r.code}): ${r.stderr.trim().split("\n").slice(-6).join("\n") || r.stdout.trim().slice(-400)}`);
+  if (r.code !== 0) throw new CapacityError(`${host.name}: ${what} failed (exit ${r.code}): ${r.stderr.trim().split("\n").slice(-6).join("\n") || r.stdout.trim().slice(-400)}`);
   return r;
 }
 
@@ -84,18 +84,21 @@ async function execOk(t: Transport, host: ResolvedHost, script: string, timeoutM
  * the client helper, and finally checks on both hosts that no helper process and no socket on the
  * port is left (killing stragglers by their marker).
  */
-export async function runProbe(clientHost: ResolvedHost, serverHost: ResolvedHost, settings: ProbeSettings, connect: Connector): Promise<ProbeReport> {
+export async function runCapacityProbe(
+  clientHost: ResolvedHost, serverHost: ResolvedHost, settings: CapacitySettings, connector: Pick<HostConnector, "connect">,
+): Promise<CapacityReport> {
   const started = Date.now();
+  helperSource(); // an installation without the helper fails here, before any host is touched
   const transports: Transport[] = [];
   const open = async (h: ResolvedHost) => {
-    const t = await connect(h);
+    const t = await connector.connect(h);
     transports.push(t);
     return t;
   };
   try {
     const [ct, st] = await Promise.all([open(clientHost), open(serverHost)]);
     const dst = st.remoteAddress;
-    const nonce = randomBytes(8).toString("hex");
+    const nonce = newNonce();
     const [cf, sf] = await Promise.all([
       execOk(ct, clientHost, clientFactsScript(nonce, dst), FACTS_TIMEOUT_MS, "reading the client's settings"),
       execOk(st, serverHost, serverFactsScript(nonce, settings.port), FACTS_TIMEOUT_MS, "reading the server's settings"),

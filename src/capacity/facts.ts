@@ -1,4 +1,7 @@
-import { parsePortList, type PortRange } from "../sysctl/portList.js";
+import { ipAddressesProbe, liveAddresses, unusableReason, type LiveAddress } from "../facts/ipAddresses.js";
+import { ProbeParseError } from "../facts/probe.js";
+import { parseRecords, recordPrelude } from "../remote/records.js";
+import { parseLocalPortRange, parsePortList, type PortRange } from "../sysctl/portList.js";
 import { shQuote } from "../transport/shell.js";
 import { effectiveHardNofile } from "./spread.js";
 
@@ -35,15 +38,17 @@ export interface ServerFacts extends HostLimits {
   portListeners: number | null;
 }
 
-export class ProbeError extends Error {
+/** Why the capacity probe cannot go on (or could not measure); the CLI prints the message. */
+export class CapacityError extends Error {
   constructor(message: string) {
     super(message);
-    this.name = "ProbeError";
+    this.name = "CapacityError";
   }
 }
 
+/** Facts go back as the project's records (src/remote/records.ts): one per key, its value exact. */
 const COMMON = [
-  `say() { printf '%s %s %s\\n' "$nonce" "$1" "$2"; }`,
+  `say() { rec "$1" ok; printf '%s' "$2" | b64; }`,
   `rd() { say "$1" "$(tr '\\t\\n' '  ' < "/proc/sys/$2" 2>/dev/null)"; }`,
   "rd nr_open fs/nr_open",
   "rd file_max fs/file-max",
@@ -55,19 +60,21 @@ const COMMON = [
 /** One round trip: everything the client's wall depends on. */
 export function clientFactsScript(nonce: string, serverAddress: string): string {
   return [
-    `nonce=${shQuote(nonce)}`,
+    recordPrelude(nonce),
     ...COMMON,
     "rd port_range net/ipv4/ip_local_port_range",
     "rd reserved_ports net/ipv4/ip_local_reserved_ports",
     `say route "$(ip -j route get ${shQuote(serverAddress)} 2>&1 | tr -d '\\n')"`,
-    `say addresses "$(ip -j addr show 2>&1 | tr -d '\\n')"`,
+    // The project's ip-addresses probe, script and parser (see sourceAddresses).
+    "rec addresses ok",
+    `( ${ipAddressesProbe.script(undefined)}\n) 2>&1 | b64`,
   ].join("\n");
 }
 
 /** One round trip: the server's queues, fd limits, and whether the probe's port is free. */
 export function serverFactsScript(nonce: string, port: number): string {
   return [
-    `nonce=${shQuote(nonce)}`,
+    recordPrelude(nonce),
     ...COMMON,
     "rd somaxconn net/core/somaxconn",
     "rd max_syn_backlog net/ipv4/tcp_max_syn_backlog",
@@ -77,19 +84,14 @@ export function serverFactsScript(nonce: string, port: number): string {
   ].join("\n");
 }
 
-/** The `<nonce> <key> <value>` lines of a facts script; other lines (motd, shell noise) are ignored. */
-export function parseFactLines(stdout: string, nonce: string): Map<string, string> {
-  const fields = new Map<string, string>();
-  for (const line of stdout.split("\n")) {
-    const m = /^(\S+) (\w+) ?(.*)$/.exec(line);
-    if (m && m[1] === nonce) fields.set(m[2]!, m[3]!.trim());
-  }
-  return fields;
+/** The records of a facts script, each value trimmed; other output (motd, shell noise) is ignored. */
+export function parseFactRecords(stdout: string, nonce: string): Map<string, string> {
+  return new Map([...parseRecords(stdout, nonce).values()].map((r) => [r.id, r.payload.trim()]));
 }
 
 function required(fields: Map<string, string>, key: string, host: string): string {
   const v = fields.get(key);
-  if (v === undefined) throw new ProbeError(`${host}: the facts script did not report ${key}; is the login shell a POSIX sh?`);
+  if (v === undefined) throw new CapacityError(`${host}: the facts script did not report ${key}; is the login shell a POSIX sh?`);
   return v;
 }
 
@@ -99,16 +101,16 @@ function intOrNull(text: string | undefined): number | null {
 
 function hardNofileOf(fields: Map<string, string>, host: string): number {
   const hard = effectiveHardNofile(required(fields, "nofile_hard", host), intOrNull(fields.get("nr_open")));
-  if (hard === null) throw new ProbeError(`${host}: cannot read the hard open-files limit (\`ulimit -Hn\` said "${fields.get("nofile_hard")}")`);
+  if (hard === null) throw new CapacityError(`${host}: cannot read the hard open-files limit (\`ulimit -Hn\` said "${fields.get("nofile_hard")}")`);
   return hard;
 }
 
 export function parseClientFacts(stdout: string, nonce: string, host: string, serverAddress: string): ClientFacts {
-  const f = parseFactLines(stdout, nonce);
+  const f = parseFactRecords(stdout, nonce);
   const rangeText = required(f, "port_range", host);
-  const range = /^(\d+)\s+(\d+)$/.exec(rangeText);
-  if (!range) throw new ProbeError(`${host}: cannot read net.ipv4.ip_local_port_range ("${rangeText}")`);
-  const portRange = { from: Number(range[1]), to: Number(range[2]), text: `${range[1]} ${range[2]}` };
+  const range = parseLocalPortRange(rangeText);
+  if (!range) throw new CapacityError(`${host}: cannot read net.ipv4.ip_local_port_range ("${rangeText}")`);
+  const portRange = { ...range, text: `${range.from} ${range.to}` };
   const reservedPorts = f.get("reserved_ports") ?? "";
   const { iface, preferred } = parseRoute(required(f, "route", host), host, serverAddress);
   return {
@@ -117,7 +119,7 @@ export function parseClientFacts(stdout: string, nonce: string, host: string, se
     reservedInRange: portsInRange(parsePortList(reservedPorts) ?? [], portRange.from, portRange.to),
     interface: iface,
     preferredSource: preferred,
-    sources: sourceAddresses(required(f, "addresses", host), iface, preferred, serverAddress.includes(":") ? "inet6" : "inet"),
+    sources: sourceAddresses(required(f, "addresses", host), iface, preferred, serverAddress.includes(":") ? 6 : 4),
     nofileSoft: required(f, "nofile_soft", host),
     nofileHard: required(f, "nofile_hard", host),
     hardNofile: hardNofileOf(f, host),
@@ -128,7 +130,7 @@ export function parseClientFacts(stdout: string, nonce: string, host: string, se
 }
 
 export function parseServerFacts(stdout: string, nonce: string, host: string): ServerFacts {
-  const f = parseFactLines(stdout, nonce);
+  const f = parseFactRecords(stdout, nonce);
   return {
     somaxconn: intOrNull(f.get("somaxconn")),
     maxSynBacklog: intOrNull(f.get("max_syn_backlog")),
@@ -154,38 +156,30 @@ export function parseRoute(text: string, host: string, serverAddress: string): {
   try {
     routes = JSON.parse(text);
   } catch {
-    throw new ProbeError(`${host}: no route to the server ${serverAddress}: ${text || "(ip printed nothing)"}`);
+    throw new CapacityError(`${host}: no route to the server ${serverAddress}: ${text || "(ip printed nothing)"}`);
   }
   const r = Array.isArray(routes) ? (routes[0] as { dev?: unknown; prefsrc?: unknown } | undefined) : undefined;
   if (!r || typeof r.dev !== "string" || typeof r.prefsrc !== "string") {
-    throw new ProbeError(`${host}: \`ip -j route get ${serverAddress}\` names no interface and source address: ${text}`);
+    throw new CapacityError(`${host}: \`ip -j route get ${serverAddress}\` names no interface and source address: ${text}`);
   }
   return { iface: r.dev, preferred: r.prefsrc };
 }
 
-interface AddrInfo {
-  family?: string;
-  local?: string;
-  scope?: string;
-  tentative?: boolean;
-  dadfailed?: boolean;
-}
-
 /**
- * Usable source addresses on the interface facing the server: global scope, the server's family,
- * not tentative or failed duplicate detection (IPv6 extras added deprecated still count: a
- * bind() may use them). The kernel's preferred source comes first.
+ * Usable source addresses on the interface facing the server, from the ip-addresses probe's
+ * output: the server's family, not tentative or failed duplicate detection (IPv6 extras added
+ * deprecated still count: a bind() may use them), and none that can never be a source (loopback,
+ * link-local, …: unusableReason, the rule secondary-source-ips applies to the addresses it adds).
+ * The kernel's preferred source comes first; without a readable answer it is the only one.
  */
-export function sourceAddresses(ipJson: string, iface: string, preferred: string, family: "inet" | "inet6"): string[] {
-  let links: unknown;
+export function sourceAddresses(ipAddressesOutput: string, iface: string, preferred: string, family: 4 | 6): string[] {
+  let onIface: LiveAddress[];
   try {
-    links = JSON.parse(ipJson);
-  } catch {
-    return [preferred];
+    onIface = liveAddresses(ipAddressesProbe.parse(ipAddressesOutput, undefined)).get(iface) ?? [];
+  } catch (err) {
+    if (err instanceof ProbeParseError) return [preferred];
+    throw err;
   }
-  const link = Array.isArray(links) ? (links as Array<{ ifname?: string; addr_info?: AddrInfo[] }>).find((l) => l.ifname === iface) : undefined;
-  const usable = (link?.addr_info ?? [])
-    .filter((a) => a.family === family && a.scope === "global" && !a.tentative && !a.dadfailed && typeof a.local === "string")
-    .map((a) => a.local!);
+  const usable = onIface.filter((a) => a.family === family && !a.tentative && !a.dadfailed && unusableReason(a) === null).map((a) => a.address);
   return [preferred, ...usable.filter((a) => a !== preferred)];
 }
