@@ -6,7 +6,18 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 const IO_MODULES = [
-  "fs", "fs/promises", "child_process", "net", "tls", "http", "https", "dgram", "dns", "readline", "worker_threads", "cluster",
+  "fs",
+  "fs/promises",
+  "child_process",
+  "net",
+  "tls",
+  "http",
+  "https",
+  "dgram",
+  "dns",
+  "readline",
+  "worker_threads",
+  "cluster",
 ].flatMap((name) => [name, `node:${name}`]);
 const IO_LIBRARIES = ["ssh2", "node-ssh", "handlebars", "yaml", "ajv"];
 
@@ -33,12 +44,22 @@ function noIo(extraPatterns) {
       {
         paths: [...IO_MODULES, ...IO_LIBRARIES].map((name) => ({
           name,
-          message: "roles and pure pipeline modules do no I/O: take the value as a fact or a parameter (see eslint.config.js)",
+          message:
+            "roles and pure pipeline modules do no I/O: take the value as a fact or a parameter (see eslint.config.js)",
         })),
         patterns: [
           {
-            group: ["**/transport/*", "!**/transport/shell.js", "!**/transport/types.js", "**/session.js", "**/cli.js", "**/load.js", ...extraPatterns],
-            message: "roles and pure pipeline modules do not reach hosts or files: the gathered facts (and PlanContext.render, for roles) are their only inputs",
+            group: [
+              "**/transport/*",
+              "!**/transport/shell.js",
+              "!**/transport/types.js",
+              "**/session.js",
+              "**/cli.js",
+              "**/load.js",
+              ...extraPatterns,
+            ],
+            message:
+              "roles and pure pipeline modules do not reach hosts or files: the gathered facts (and PlanContext.render, for roles) are their only inputs",
           },
         ],
       },
@@ -52,7 +73,10 @@ export default tseslint.config(
   ...tseslint.configs.recommended,
   {
     rules: {
-      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" }],
+      "@typescript-eslint/no-unused-vars": [
+        "error",
+        { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" },
+      ],
       // The inventory and input parsers match control characters on purpose (INI separators, NUL in hostile input).
       "no-control-regex": "off",
     },

@@ -1,7 +1,15 @@
 import { defineRole, refused, type Facts, type ParamProblem } from "../src/role.js";
 import { planSysctlDropin, sysctlDropinPath } from "../src/sysctl/dropin.js";
 import { plural, thousands } from "../src/output/words.js";
-import { formatPortList, normalizePortRanges, parseLocalPortRange, parsePortList, parsePortRange, portsToRanges, type PortRange } from "../src/sysctl/portList.js";
+import {
+  formatPortList,
+  normalizePortRanges,
+  parseLocalPortRange,
+  parsePortList,
+  parsePortRange,
+  portsToRanges,
+  type PortRange,
+} from "../src/sysctl/portList.js";
 
 export interface EphemeralPortsParams {
   port_range_start: number;
@@ -27,7 +35,9 @@ function extraRanges(p: EphemeralPortsParams): PortRange[] {
  */
 function swallowedListeners(facts: Facts, p: EphemeralPortsParams, reserved: PortRange[]): string[] {
   const inRange = (port: number) => port >= p.port_range_start && port <= p.port_range_end;
-  const swallowed = (facts.listeningPorts?.tcp ?? []).filter((port) => inRange(port) && !reserved.some((r) => port >= r.from && port <= r.to));
+  const swallowed = (facts.listeningPorts?.tcp ?? []).filter(
+    (port) => inRange(port) && !reserved.some((r) => port >= r.from && port <= r.to),
+  );
   if (swallowed.length === 0) return [];
   const list = formatPortList(portsToRanges(swallowed));
   return [
@@ -65,7 +75,10 @@ export default defineRole<EphemeralPortsParams>({
     additionalProperties: false,
     properties: {
       port_range_start: {
-        type: "integer", minimum: 1024, maximum: 65534, default: 1024,
+        type: "integer",
+        minimum: 1024,
+        maximum: 65534,
+        default: 1024,
         description:
           "First port the kernel may pick for an outgoing connection (net.ipv4.ip_local_port_range, default 32768). " +
           "Each destination ip:port can take one connection per local port, so the default 32768-60999 stops at 28,232 " +
@@ -74,28 +87,37 @@ export default defineRole<EphemeralPortsParams>({
         fix: "use a port between 1024 and 65534, below port_range_end",
       },
       port_range_end: {
-        type: "integer", minimum: 1025, maximum: 65535, default: 65535,
+        type: "integer",
+        minimum: 1025,
+        maximum: 65535,
+        default: 65535,
         description:
           "Last port the kernel may pick for an outgoing connection (default 60999). 65535 is the top of the port space. " +
           "Prefer an end whose parity differs from the start: the kernel splits the range by parity between connect() and bind() and warns otherwise.",
         fix: "use a port between 1025 and 65535, above port_range_start",
       },
       reserve_listening_ports: {
-        type: "boolean", default: true,
+        type: "boolean",
+        default: true,
         description:
           "Reserve (net.ipv4.ip_local_reserved_ports) every port this host listens on inside the new range, merged with the host's existing reserved list. " +
           "Without it, a service that restarts can find its port taken by an outgoing connection and fail to bind() with EADDRINUSE.",
       },
       reserved_ports: {
-        type: "array", default: [], uniqueItems: true,
+        type: "array",
+        default: [],
+        uniqueItems: true,
         items: {
-          type: ["integer", "string"], pattern: "^[0-9]{1,5}(-[0-9]{1,5})?$", minimum: 1, maximum: 65535,
-          fix: "write a port as an integer (8080) or a range as a string (\"9000-9100\"), between 1 and 65535",
+          type: ["integer", "string"],
+          pattern: "^[0-9]{1,5}(-[0-9]{1,5})?$",
+          minimum: 1,
+          maximum: 65535,
+          fix: 'write a port as an integer (8080) or a range as a string ("9000-9100"), between 1 and 65535',
         },
         description:
-          "Extra ports or ranges (\"9000-9100\") to keep out of the ephemeral range, for services that start after provision runs " +
+          'Extra ports or ranges ("9000-9100") to keep out of the ephemeral range, for services that start after provision runs ' +
           "and so are not listening yet. Merged with the existing reserved list; never replaces it.",
-        fix: "write ports as integers (8080) or ranges as strings (\"9000-9100\") between 1 and 65535",
+        fix: 'write ports as integers (8080) or ranges as strings ("9000-9100") between 1 and 65535',
       },
     },
   },
@@ -104,23 +126,26 @@ export default defineRole<EphemeralPortsParams>({
     const problems: ParamProblem[] = [];
     if (p.port_range_start >= p.port_range_end) {
       problems.push({
-        param: "port_range_start", severity: "error",
+        param: "port_range_start",
+        severity: "error",
         problem: `port_range_start ${p.port_range_start} is not below port_range_end ${p.port_range_end}`,
         fix: "make port_range_start lower than port_range_end, e.g. 1024 and 65535",
       });
     } else if (p.port_range_start % 2 === p.port_range_end % 2) {
       problems.push({
-        param: "port_range_end", severity: "warning",
+        param: "port_range_end",
+        severity: "warning",
         problem: `port_range_start ${p.port_range_start} and port_range_end ${p.port_range_end} have the same parity; the kernel logs "ip_local_port_range: prefer different parity for start/end values"`,
-        fix: `use ${p.port_range_end % 2 === 0 ? p.port_range_end + 1 > 65535 ? p.port_range_end - 1 : p.port_range_end + 1 : p.port_range_end - 1} as port_range_end`,
+        fix: `use ${p.port_range_end % 2 === 0 ? (p.port_range_end + 1 > 65535 ? p.port_range_end - 1 : p.port_range_end + 1) : p.port_range_end - 1} as port_range_end`,
       });
     }
     p.reserved_ports.forEach((item) => {
       if (typeof item === "string" && !parsePortRange(item)) {
         problems.push({
-          param: "reserved_ports", severity: "error",
+          param: "reserved_ports",
+          severity: "error",
           problem: `"${item}" is not a port range from 1 to 65535 with start <= end`,
-          fix: "write ranges as \"low-high\", e.g. \"9000-9100\"",
+          fix: 'write ranges as "low-high", e.g. "9000-9100"',
         });
       }
     });
@@ -130,7 +155,8 @@ export default defineRole<EphemeralPortsParams>({
   lint(p, hints) {
     const reserved = extraRanges(p);
     const swallowed = hints.listenPorts.filter(
-      (port) => port >= p.port_range_start && port <= p.port_range_end && !reserved.some((r) => port >= r.from && port <= r.to),
+      (port) =>
+        port >= p.port_range_start && port <= p.port_range_end && !reserved.some((r) => port >= r.from && port <= r.to),
     );
     if (swallowed.length === 0) return [];
     const list = swallowed.join(", ");
@@ -138,12 +164,14 @@ export default defineRole<EphemeralPortsParams>({
     return [
       p.reserve_listening_ports
         ? {
-            param: "reserved_ports", severity: "warning",
+            param: "reserved_ports",
+            severity: "warning",
             problem: `port${swallowed.length === 1 ? "" : "s"} ${list} (listen_ports/ansible_port) inside the ephemeral range ${range} ${swallowed.length === 1 ? "is" : "are"} reserved only if listening when run happens`,
             fix: `add ${list} to reserved_ports so a service that starts later can still bind()`,
           }
         : {
-            param: "reserve_listening_ports", severity: "error",
+            param: "reserve_listening_ports",
+            severity: "error",
             problem: `the ephemeral range ${range} swallows port${swallowed.length === 1 ? "" : "s"} ${list} that the host listens on, and nothing reserves ${swallowed.length === 1 ? "it" : "them"}: an outgoing connection can take ${swallowed.length === 1 ? "it" : "one"} and the service fails to bind() with EADDRINUSE`,
             fix: `add ${list} to reserved_ports, set reserve_listening_ports: true, or start the range above ${Math.max(...swallowed)}`,
           },
@@ -163,7 +191,9 @@ export default defineRole<EphemeralPortsParams>({
     const live = parsePortList(existingText);
     if (live === null) {
       // Replacing a list we can't read would drop reservations someone relies on.
-      return refused([`cannot parse the host's ${RESERVED_KEY} ${JSON.stringify(existingText)}; refusing to replace it`]);
+      return refused([
+        `cannot parse the host's ${RESERVED_KEY} ${JSON.stringify(existingText)}; refusing to replace it`,
+      ]);
     }
     // Reservations are only ever added: the live list, plus what our own file already reserved
     // (so a reservation lost live is restored), plus the params.
@@ -200,7 +230,11 @@ export default defineRole<EphemeralPortsParams>({
     );
     const list = formatPortList(portsToRanges(unreserved));
     if (unreserved.length > 0) {
-      plan.notes.push(ctx.purpose === "plan" ? `reserving listening ports inside the range: ${list}` : `listening inside the range but not reserved yet: ${list} (run will reserve them)`);
+      plan.notes.push(
+        ctx.purpose === "plan"
+          ? `reserving listening ports inside the range: ${list}`
+          : `listening inside the range but not reserved yet: ${list} (run will reserve them)`,
+      );
     }
     return plan;
   },

@@ -12,15 +12,41 @@
  *   files (written, removed), and `daemon-reload`, NeedDaemonReload and the DefaultLimitNOFILE /
  *   LimitNOFILE systemd loaded are covered by unit tests only (test/unit/fdLimits.test.ts).
  */
-import { defineRole, probeCheck, probeRequest, probeResult, refused, type Change, type Check, type Facts, type FactRequest, type ParamProblem, type PlanContext, type RolePlan } from "../src/role.js";
+import {
+  defineRole,
+  probeCheck,
+  probeRequest,
+  probeResult,
+  refused,
+  type Change,
+  type Check,
+  type Facts,
+  type FactRequest,
+  type ParamProblem,
+  type PlanContext,
+  type RolePlan,
+} from "../src/role.js";
 import type { Probe } from "../src/facts/probe.js";
 import { planManagedFile, planStaleFile } from "../src/managedFile.js";
 import { bootTruthChecks } from "../src/sysctl/dropin.js";
 import { sysctlBootProbe } from "../src/facts/sysctlBoot.js";
 import {
-  FD_FILES_PROBE, FD_INIT_PROBE, FD_KERNEL_PROBE, FD_LIMITS_PATHS, FD_LOGIN_PROBE, FD_SERVICE_PROBE, FD_USER_PROBE,
-  isOwnFile, serviceDropinPath, serviceOfDropin, unitName,
-  type InitState, type KernelFiles, type LoginState, type ServiceState, type UserState,
+  FD_FILES_PROBE,
+  FD_INIT_PROBE,
+  FD_KERNEL_PROBE,
+  FD_LIMITS_PATHS,
+  FD_LOGIN_PROBE,
+  FD_SERVICE_PROBE,
+  FD_USER_PROBE,
+  isOwnFile,
+  serviceDropinPath,
+  serviceOfDropin,
+  unitName,
+  type InitState,
+  type KernelFiles,
+  type LoginState,
+  type ServiceState,
+  type UserState,
 } from "../src/facts/fdLimits.js";
 
 export interface FdLimitsParams {
@@ -47,17 +73,21 @@ const NAME_CHARS = "letters, digits, and . _ - only";
 
 export default defineRole<FdLimitsParams>({
   name: ROLE,
-  summary: "Raise open-file limits (kernel, logins, systemd services) so a process can hold 100k+ connections, and check what a fresh login and running services really get",
+  summary:
+    "Raise open-file limits (kernel, logins, systemd services) so a process can hold 100k+ connections, and check what a fresh login and running services really get",
   touchesLogin: true,
   schema: {
     type: "object",
     additionalProperties: false,
     properties: {
       soft_nofile: {
-        type: "integer", minimum: 1024, maximum: NR_OPEN_MAX, default: 1048576,
+        type: "integer",
+        minimum: 1024,
+        maximum: NR_OPEN_MAX,
+        default: 1048576,
         description:
           "Open files a new login (and each service in services) starts with: the soft nofile limit (RLIMIT_NOFILE), default 1024. " +
-          "Every connection is a file descriptor, so at 1024 a server fails accept() with EMFILE \"Too many open files\" at about 1,000 clients; " +
+          'Every connection is a file descriptor, so at 1024 a server fails accept() with EMFILE "Too many open files" at about 1,000 clients; ' +
           "1048576 lets one process hold 100k+ connections with room for files and pipes. " +
           "Above 1024, programs that still use select() can break: FD_SETSIZE is 1024, and select() on descriptor 1024 or higher overflows its fd_set " +
           "(memory corruption or a crash); run such a program with a soft limit of 1024 (ulimit -Sn 1024 in its wrapper, or LimitNOFILE=1024:… in its unit). " +
@@ -65,7 +95,10 @@ export default defineRole<FdLimitsParams>({
         fix: "use an integer from 1024 up to hard_nofile",
       },
       hard_nofile: {
-        type: "integer", minimum: 1024, maximum: NR_OPEN_MAX, default: 1048576,
+        type: "integer",
+        minimum: 1024,
+        maximum: NR_OPEN_MAX,
+        default: 1048576,
         description:
           "How far a process may raise its own soft limit without privileges: the hard nofile limit (usually 4096, or 524288 under systemd 240+). " +
           "Runtimes that raise their soft limit themselves (Go, Node.js, the JVM, nginx's worker_rlimit_nofile) stop here. " +
@@ -74,7 +107,10 @@ export default defineRole<FdLimitsParams>({
         fix: "use an integer from soft_nofile up to nr_open (at most the sshd's own hard limit on hosts where sshd lacks CAP_SYS_RESOURCE)",
       },
       nr_open: {
-        type: ["integer", "null"], minimum: 1024, maximum: NR_OPEN_MAX, default: 1048576,
+        type: ["integer", "null"],
+        minimum: 1024,
+        maximum: NR_OPEN_MAX,
+        default: 1048576,
         description:
           "Kernel ceiling for any process's nofile (fs.nr_open), default 1048576. It must be at least hard_nofile: a hard nofile above it makes " +
           "pam_limits' setrlimit() fail with EPERM, so logins get none of the limits and some PAM stacks refuse the session. " +
@@ -83,18 +119,24 @@ export default defineRole<FdLimitsParams>({
         fix: `use an integer from 1024 to ${NR_OPEN_MAX} that is at least hard_nofile, or null to leave the host's value`,
       },
       file_max: {
-        type: ["integer", "null"], minimum: 8192, maximum: Number.MAX_SAFE_INTEGER, default: 2097152,
+        type: ["integer", "null"],
+        minimum: 8192,
+        maximum: Number.MAX_SAFE_INTEGER,
+        default: 2097152,
         description:
           "Open files across all processes (fs.file-max), default about 10% of RAM in KiB (roughly 200,000 on 2 GiB). At the limit every open(), " +
-          "accept() and socket() fails with ENFILE \"Too many open files in system\" and the kernel logs \"VFS: file-max limit reached\". " +
+          'accept() and socket() fails with ENFILE "Too many open files in system" and the kernel logs "VFS: file-max limit reached". ' +
           "2097152 leaves room for a million connections; unused slots cost no memory. Raise only: provision writes the larger of this value and the host's. " +
           "null leaves fs.file-max alone; with nr_open null too, the role's sysctl file is removed (the live values stay until reboot).",
         fix: "use an integer of at least 8192, or null to leave the host's value",
       },
       users: {
-        type: "array", default: ["*", "root"], uniqueItems: true,
+        type: "array",
+        default: ["*", "root"],
+        uniqueItems: true,
         items: {
-          type: "string", pattern: "^(\\*|@?[A-Za-z_][A-Za-z0-9_.-]{0,31})$",
+          type: "string",
+          pattern: "^(\\*|@?[A-Za-z_][A-Za-z0-9_.-]{0,31})$",
           fix: `write a user name, @group or *; ${NAME_CHARS}, not starting with - or .`,
         },
         description:
@@ -105,7 +147,8 @@ export default defineRole<FdLimitsParams>({
         fix: `list user names, @group or *; ${NAME_CHARS}`,
       },
       systemd_default_limit: {
-        type: "boolean", default: true,
+        type: "boolean",
+        default: true,
         description:
           "Set DefaultLimitNOFILE=<systemd_default_soft_nofile>:<hard_nofile> for every systemd service, in /etc/systemd/system.conf.d/60-provision-fd-limits.conf " +
           "(systemd's default is 1024:524288 since v240, 1024:4096 before). Services whose unit sets LimitNOFILE keep their own. " +
@@ -113,7 +156,10 @@ export default defineRole<FdLimitsParams>({
         fix: "use true to write the default for every service, or false to leave systemd's default alone (an earlier run's file is removed)",
       },
       systemd_default_soft_nofile: {
-        type: "integer", minimum: 1024, maximum: NR_OPEN_MAX, default: 1024,
+        type: "integer",
+        minimum: 1024,
+        maximum: NR_OPEN_MAX,
+        default: 1024,
         description:
           "Soft part of DefaultLimitNOFILE for services not named in services, default 1024 like systemd's own: any service might still use select(), " +
           "which cannot handle descriptors of 1024 and above. Services that need more raise their soft limit themselves up to the hard limit " +
@@ -121,9 +167,13 @@ export default defineRole<FdLimitsParams>({
         fix: "use an integer from 1024 up to hard_nofile; keep 1024 unless every service on the host is select()-free",
       },
       services: {
-        type: "array", default: [], uniqueItems: true,
+        type: "array",
+        default: [],
+        uniqueItems: true,
         items: {
-          type: "string", maxLength: 200, pattern: "^(?!.*\\.\\.)[A-Za-z0-9][A-Za-z0-9@._-]*$",
+          type: "string",
+          maxLength: 200,
+          pattern: "^(?!.*\\.\\.)[A-Za-z0-9][A-Za-z0-9@._-]*$",
           fix: "write a systemd service name such as nginx or nginx.service: letters, digits and @ . _ - only, no .. and no /",
         },
         description:
@@ -140,21 +190,24 @@ export default defineRole<FdLimitsParams>({
     const problems: ParamProblem[] = [];
     if (p.soft_nofile > p.hard_nofile) {
       problems.push({
-        param: "soft_nofile", severity: "error",
+        param: "soft_nofile",
+        severity: "error",
         problem: `soft_nofile ${p.soft_nofile} is above hard_nofile ${p.hard_nofile}; pam_limits would silently cut it to the hard limit`,
         fix: `lower soft_nofile to ${p.hard_nofile} or less, or raise hard_nofile`,
       });
     }
     if (p.nr_open !== null && p.hard_nofile > p.nr_open) {
       problems.push({
-        param: "hard_nofile", severity: "error",
+        param: "hard_nofile",
+        severity: "error",
         problem: `hard_nofile ${p.hard_nofile} is above nr_open ${p.nr_open}: setrlimit() fails with EPERM above fs.nr_open, so logins would get none of the limits`,
         fix: `raise nr_open to at least ${p.hard_nofile}, or lower hard_nofile to ${p.nr_open}`,
       });
     }
     if (p.systemd_default_limit && p.systemd_default_soft_nofile > p.hard_nofile) {
       problems.push({
-        param: "systemd_default_soft_nofile", severity: "error",
+        param: "systemd_default_soft_nofile",
+        severity: "error",
         problem: `systemd_default_soft_nofile ${p.systemd_default_soft_nofile} is above hard_nofile ${p.hard_nofile}`,
         fix: `use 1024, or at most ${p.hard_nofile}`,
       });
@@ -164,7 +217,12 @@ export default defineRole<FdLimitsParams>({
       const unit = unitName(service);
       const first = seen.get(unit);
       if (first !== undefined) {
-        problems.push({ param: "services", severity: "error", problem: `"${first}" and "${service}" are the same unit ${unit}`, fix: `list ${unit} once` });
+        problems.push({
+          param: "services",
+          severity: "error",
+          problem: `"${first}" and "${service}" are the same unit ${unit}`,
+          fix: `list ${unit} once`,
+        });
       }
       seen.set(unit, service);
     }
@@ -193,7 +251,12 @@ export default defineRole<FdLimitsParams>({
     const sysctlFile = facts.files[SYSCTL_PATH] ?? null;
     const targets = kernelTargets(p, read.host.kernel, sysctlFile, ctx.purpose);
     const ceiling = loginCeiling(read.host.login);
-    const cannot = refusals(p, effectiveNrOpen(targets, read.host.kernel), ceiling, recordedValue(sysctlFile, "fs.nr_open"));
+    const cannot = refusals(
+      p,
+      effectiveNrOpen(targets, read.host.kernel),
+      ceiling,
+      recordedValue(sysctlFile, "fs.nr_open"),
+    );
     // Planning a run refuses what would lock logins out or never apply; verify plans the checks and
     // lets them say it. Either refuses a host whose probes it could not read.
     const refuse = ctx.purpose === "plan" ? cannot : [];
@@ -201,7 +264,11 @@ export default defineRole<FdLimitsParams>({
     if (refuse.length > 0) return refused(refuse);
 
     // Plan order is apply order: fs.nr_open is raised before any limit that needs it is written.
-    const parts = [planKernel(targets, read.host, facts, ctx), planLogins(p, read.host, facts, ctx, ceiling), planSystemd(p, read.host, facts, ctx)];
+    const parts = [
+      planKernel(targets, read.host, facts, ctx),
+      planLogins(p, read.host, facts, ctx, ceiling),
+      planSystemd(p, read.host, facts, ctx),
+    ];
     return {
       changes: parts.flatMap((x) => x.changes),
       checks: parts.flatMap((x) => x.checks),
@@ -251,11 +318,15 @@ type HostRead = { ok: true; host: Host } | { ok: false; host: Partial<Host>; unr
 /** What to do when a probe's script failed on the host. */
 const WHEN_UNREADABLE: Record<string, string> = {
   [FD_KERNEL_PROBE.name]: "Check that /proc is mounted and /proc/sys/fs/nr_open and file-max are readable",
-  [FD_LOGIN_PROBE.name]: "Let the login read /proc/<pid>/status and limits of its sshd processes: mount /proc without hidepid, or log in as root or set ansible_become",
+  [FD_LOGIN_PROBE.name]:
+    "Let the login read /proc/<pid>/status and limits of its sshd processes: mount /proc without hidepid, or log in as root or set ansible_become",
   [FD_INIT_PROBE.name]: "Let the login read /proc/1 and run systemctl show: log in as root or set ansible_become",
-  [FD_SERVICE_PROBE.name]: "Let the login run systemctl show (where systemd does not run: pgrep, and read /proc/<pid>/limits): log in as root or set ansible_become",
-  [FD_USER_PROBE.name]: "Check that su -l works for that user as root (its login shell, /etc/pam.d/su), or remove it from users",
-  [FD_FILES_PROBE.name]: "Let the login list /etc/sysctl.d, /etc/security/limits.d and /etc/systemd/system: log in as root or set ansible_become",
+  [FD_SERVICE_PROBE.name]:
+    "Let the login run systemctl show (where systemd does not run: pgrep, and read /proc/<pid>/limits): log in as root or set ansible_become",
+  [FD_USER_PROBE.name]:
+    "Check that su -l works for that user as root (its login shell, /etc/pam.d/su), or remove it from users",
+  [FD_FILES_PROBE.name]:
+    "Let the login list /etc/sysctl.d, /etc/security/limits.d and /etc/systemd/system: log in as root or set ansible_become",
 };
 
 /** Every probe answer the plan reads; each one that could not be read is a refusal saying what to do. */
@@ -284,12 +355,20 @@ function readHost(p: FdLimitsParams, facts: Facts): HostRead {
   const init = read(FD_INIT_PROBE);
   const files = read(FD_FILES_PROBE);
   const host: Partial<Host> = {
-    kernel, login, init,
+    kernel,
+    login,
+    init,
     // Only the role's own paths, whatever the probe says: these are the only paths it may remove.
     own: files?.files.filter(isOwnFile),
     skipped: files?.skipped,
-    services: readEach(FD_SERVICE_PROBE, p.services.filter((s) => !isTemplate(s))),
-    users: readEach(FD_USER_PROBE, namedUsers(p).filter((u) => u !== login?.user)),
+    services: readEach(
+      FD_SERVICE_PROBE,
+      p.services.filter((s) => !isTemplate(s)),
+    ),
+    users: readEach(
+      FD_USER_PROBE,
+      namedUsers(p).filter((u) => u !== login?.user),
+    ),
   };
   return unreadable.length === 0 ? { ok: true, host: host as Host } : { ok: false, host, unreadable };
 }
@@ -320,7 +399,12 @@ function writesHardLimit(p: FdLimitsParams): boolean {
   return p.users.length > 0 || p.services.length > 0 || p.systemd_default_limit;
 }
 
-function refusals(p: FdLimitsParams, nrOpen: bigint | null, ceiling: Ceiling | null, recordedNrOpen: bigint | null): string[] {
+function refusals(
+  p: FdLimitsParams,
+  nrOpen: bigint | null,
+  ceiling: Ceiling | null,
+  recordedNrOpen: bigint | null,
+): string[] {
   const out: string[] = [];
   if (p.nr_open === null && recordedNrOpen !== null && writesHardLimit(p) && p.hard_nofile > KERNEL_NR_OPEN_DEFAULT) {
     out.push(
@@ -365,7 +449,12 @@ interface KernelTarget {
  * and (when planning a run) the host's live value. Verify leaves the live value out, so a value
  * raised by someone else since is a change the next run records, not drift.
  */
-function kernelTargets(p: FdLimitsParams, kernel: KernelFiles | undefined, ownFile: string | null, purpose: PlanContext["purpose"]): KernelTarget[] {
+function kernelTargets(
+  p: FdLimitsParams,
+  kernel: KernelFiles | undefined,
+  ownFile: string | null,
+  purpose: PlanContext["purpose"],
+): KernelTarget[] {
   return KERNEL_KEYS.flatMap(({ param, key, field }) => {
     const wanted = p[param];
     if (wanted === null) return [];
@@ -392,23 +481,46 @@ function recordedValue(file: string | null, key: string): bigint | null {
 function planKernel(targets: KernelTarget[], host: Host, facts: Facts, ctx: PlanContext): Part {
   if (targets.length === 0) return planLeftovers(host.own.filter((path) => path === SYSCTL_PATH));
   const value = (key: string) => targets.find((t) => t.key === key)?.target.toString() ?? null;
-  const content = ctx.render("sysctl.conf.hbs", { why: ctx.why, nrOpen: value("fs.nr_open"), fileMax: value("fs.file-max"), kernelNrOpenDefault: KERNEL_NR_OPEN_DEFAULT });
+  const content = ctx.render("sysctl.conf.hbs", {
+    why: ctx.why,
+    nrOpen: value("fs.nr_open"),
+    fileMax: value("fs.file-max"),
+    kernelNrOpenDefault: KERNEL_NR_OPEN_DEFAULT,
+  });
   const file = planManagedFile({ path: SYSCTL_PATH, content, role: ROLE }, facts);
   const changes: Change[] = [...file.changes];
-  const checks: Check[] = [...bootTruthChecks(SYSCTL_PATH, content, targets.map((t) => t.key))];
+  const checks: Check[] = [
+    ...bootTruthChecks(
+      SYSCTL_PATH,
+      content,
+      targets.map((t) => t.key),
+    ),
+  ];
   const notes: string[] = [];
   for (const t of targets) {
     if (t.live === null || t.live < t.target) {
-      changes.push({ kind: "sysctl", key: t.key, before: t.live?.toString() ?? null, after: t.target.toString(), description: `raise ${t.key} live` });
+      changes.push({
+        kind: "sysctl",
+        key: t.key,
+        before: t.live?.toString() ?? null,
+        after: t.target.toString(),
+        description: `raise ${t.key} live`,
+      });
     }
     if (ctx.purpose === "verify" && t.live !== null && t.live > t.target) {
-      notes.push(`${t.key} is ${thousands(t.live)} live, above the ${thousands(t.target)} in ${SYSCTL_PATH}: the next run records it (raise only)`);
+      notes.push(
+        `${t.key} is ${thousands(t.live)} live, above the ${thousands(t.target)} in ${SYSCTL_PATH}: the next run records it (raise only)`,
+      );
     }
-    checks.push(probeCheck(FD_KERNEL_PROBE, {
-      field: [t.field], expected: t.target.toString(), compare: "at-least",
-      label: t.key,
-      message: `${t.key} on the running kernel is below the ${thousands(t.target)} that ${SYSCTL_PATH} sets: something lowered it after provision ran, or another sysctl file won at boot`,
-    }));
+    checks.push(
+      probeCheck(FD_KERNEL_PROBE, {
+        field: [t.field],
+        expected: t.target.toString(),
+        compare: "at-least",
+        label: t.key,
+        message: `${t.key} on the running kernel is below the ${thousands(t.target)} that ${SYSCTL_PATH} sets: something lowered it after provision ran, or another sysctl file won at boot`,
+      }),
+    );
   }
   checks.push(...file.checks);
   return { changes, checks, notes };
@@ -427,21 +539,42 @@ function planLogins(p: FdLimitsParams, host: Host, facts: Facts, ctx: PlanContex
   const file = planManagedFile({ path: LIMITS_PATH, content, role: ROLE }, facts);
   const checks: Check[] = [...file.checks];
   const notes: string[] = [];
-  if (file.changes.length > 0) notes.push(`${LIMITS_PATH} applies to PAM sessions opened from now on (ssh, login, su, sudo); sessions already open keep their limits`);
+  if (file.changes.length > 0)
+    notes.push(
+      `${LIMITS_PATH} applies to PAM sessions opened from now on (ssh, login, su, sudo); sessions already open keep their limits`,
+    );
 
   const { login } = host;
   if (login.session === null) {
     notes.push(`not an SSH session (no sshd above it): a fresh login's limits are not checked`);
   } else if (p.users.some((d) => covers(d, login))) {
-    checks.push(...freshLoginChecks(p, ceiling, FD_LOGIN_PROBE, undefined, `fresh login (${login.user})`, `a fresh SSH login as ${login.user}`));
+    checks.push(
+      ...freshLoginChecks(
+        p,
+        ceiling,
+        FD_LOGIN_PROBE,
+        undefined,
+        `fresh login (${login.user})`,
+        `a fresh SSH login as ${login.user}`,
+      ),
+    );
   } else {
-    notes.push(`the login user ${login.user} is not matched by users${login.uid === 0 ? " (* and @group lines never apply to root)" : ""}: its fresh login is not checked`);
+    notes.push(
+      `the login user ${login.user} is not matched by users${login.uid === 0 ? " (* and @group lines never apply to root)" : ""}: its fresh login is not checked`,
+    );
   }
 
   for (const [user, state] of host.users) {
-    if (!state.exists) notes.push(`user ${user} does not exist on this host: its lines apply once it does; not checked`);
-    else if (state.nofile === null) notes.push(`checking what user ${user} gets needs root (su -l): log in as root or set ansible_become; not checked`);
-    else checks.push(...freshLoginChecks(p, ceiling, FD_USER_PROBE, user, `su -l ${user}`, `a new PAM session of ${user} (su -l)`));
+    if (!state.exists)
+      notes.push(`user ${user} does not exist on this host: its lines apply once it does; not checked`);
+    else if (state.nofile === null)
+      notes.push(
+        `checking what user ${user} gets needs root (su -l): log in as root or set ansible_become; not checked`,
+      );
+    else
+      checks.push(
+        ...freshLoginChecks(p, ceiling, FD_USER_PROBE, user, `su -l ${user}`, `a new PAM session of ${user} (su -l)`),
+      );
   }
   return { changes: file.changes, checks, notes };
 }
@@ -460,13 +593,25 @@ function describeDomain(domain: string): string {
 }
 
 /** That a new session (read through PAM) gets exactly the file's soft and hard nofile. */
-function freshLoginChecks<T extends { nofile: unknown }>(p: FdLimitsParams, ceiling: Ceiling | null, probe: Probe<T>, arg: string | undefined, label: string, who: string): Check[] {
-  return NOFILE.map((which) => probeCheck(probe, {
-    ...(arg === undefined ? {} : { arg }),
-    field: ["nofile", which], expected: String(wantedNofile(p)[which]), compare: "equal",
-    freshLogin: true, label: `${label}: ${which} nofile`,
-    message: loginMismatchMessage(who, which, p, ceiling),
-  }));
+function freshLoginChecks<T extends { nofile: unknown }>(
+  p: FdLimitsParams,
+  ceiling: Ceiling | null,
+  probe: Probe<T>,
+  arg: string | undefined,
+  label: string,
+  who: string,
+): Check[] {
+  return NOFILE.map((which) =>
+    probeCheck(probe, {
+      ...(arg === undefined ? {} : { arg }),
+      field: ["nofile", which],
+      expected: String(wantedNofile(p)[which]),
+      compare: "equal",
+      freshLogin: true,
+      label: `${label}: ${which} nofile`,
+      message: loginMismatchMessage(who, which, p, ceiling),
+    }),
+  );
 }
 
 function loginMismatchMessage(who: string, which: "soft" | "hard", p: FdLimitsParams, ceiling: Ceiling | null): string {
@@ -483,33 +628,62 @@ function loginMismatchMessage(who: string, which: "soft" | "hard", p: FdLimitsPa
 function planSystemd(p: FdLimitsParams, host: Host, facts: Facts, ctx: PlanContext): Part {
   const files: Array<{ path: string; content: string }> = [];
   if (p.systemd_default_limit) {
-    files.push({ path: SYSTEMD_DEFAULT_PATH, content: ctx.render("system.conf.hbs", { why: ctx.why, soft: p.systemd_default_soft_nofile, hard: p.hard_nofile }) });
+    files.push({
+      path: SYSTEMD_DEFAULT_PATH,
+      content: ctx.render("system.conf.hbs", {
+        why: ctx.why,
+        soft: p.systemd_default_soft_nofile,
+        hard: p.hard_nofile,
+      }),
+    });
   }
   for (const service of p.services) {
-    files.push({ path: serviceDropinPath(service), content: ctx.render("service.conf.hbs", { why: ctx.why, unit: unitName(service), soft: p.soft_nofile, hard: p.hard_nofile }) });
+    files.push({
+      path: serviceDropinPath(service),
+      content: ctx.render("service.conf.hbs", {
+        why: ctx.why,
+        unit: unitName(service),
+        soft: p.soft_nofile,
+        hard: p.hard_nofile,
+      }),
+    });
   }
   const written = files.map((f) => planManagedFile({ ...f, role: ROLE }, facts));
   const wanted = new Set(files.map((f) => f.path));
-  const leftovers = planLeftovers(host.own.filter((path) => !wanted.has(path) && (path === SYSTEMD_DEFAULT_PATH || serviceOfDropin(path) !== null)));
+  const leftovers = planLeftovers(
+    host.own.filter((path) => !wanted.has(path) && (path === SYSTEMD_DEFAULT_PATH || serviceOfDropin(path) !== null)),
+  );
   const changes: Change[] = [...written.flatMap((w) => w.changes), ...leftovers.changes];
   const checks: Check[] = [...written.flatMap((w) => w.checks), ...leftovers.checks];
   const notes = [...leftovers.notes];
-  if (host.skipped > 0) notes.push(`${host.skipped} file(s) named 60-provision-fd-limits.conf in directories whose names no service can have were left alone`);
+  if (host.skipped > 0)
+    notes.push(
+      `${host.skipped} file(s) named 60-provision-fd-limits.conf in directories whose names no service can have were left alone`,
+    );
   if (files.length === 0 && leftovers.changes.length === 0) return { changes, checks, notes };
 
   const { init } = host;
   if (!init.systemd) {
-    notes.push(`systemd is not running here (PID 1 is ${init.pid1}): ${files.length > 0 ? "the systemd drop-ins wait for the next boot with systemd; no daemon-reload" : "no daemon-reload after the removals"}`);
+    notes.push(
+      `systemd is not running here (PID 1 is ${init.pid1}): ${files.length > 0 ? "the systemd drop-ins wait for the next boot with systemd; no daemon-reload" : "no daemon-reload after the removals"}`,
+    );
   } else {
     if (p.systemd_default_limit) checks.push(...defaultLimitChecks(p));
     const cap = init.pid1Hard;
     if (init.pid1CapSysResource === false && typeof cap === "number" && p.hard_nofile > cap) {
-      notes.push(`systemd (PID 1) holds hard nofile ${thousands(cap)} without CAP_SYS_RESOURCE: it caps every service at ${thousands(cap)}, below hard_nofile ${thousands(p.hard_nofile)}; verify reports running services that got less`);
+      notes.push(
+        `systemd (PID 1) holds hard nofile ${thousands(cap)} without CAP_SYS_RESOURCE: it caps every service at ${thousands(cap)}, below hard_nofile ${thousands(p.hard_nofile)}; verify reports running services that got less`,
+      );
     }
   }
   const unitNeedsReload = [...host.services.values()].some((s) => s.needReload);
   if (init.systemd && (changes.length > 0 || unitNeedsReload)) {
-    changes.push({ kind: "command", argv: ["systemctl", "daemon-reload"], description: "reload systemd so it reads the LimitNOFILE drop-ins as they now are (running services keep their limit until restarted)" });
+    changes.push({
+      kind: "command",
+      argv: ["systemctl", "daemon-reload"],
+      description:
+        "reload systemd so it reads the LimitNOFILE drop-ins as they now are (running services keep their limit until restarted)",
+    });
   }
   for (const service of p.services) {
     const dropinChanges = changes.some((c) => c.kind === "file" && c.path === serviceDropinPath(service));
@@ -523,39 +697,74 @@ function planSystemd(p: FdLimitsParams, host: Host, facts: Facts, ctx: PlanConte
 function defaultLimitChecks(p: FdLimitsParams): Check[] {
   const expected = { soft: p.systemd_default_soft_nofile, hard: p.hard_nofile };
   const message = `systemd's DefaultLimitNOFILE is not what ${SYSTEMD_DEFAULT_PATH} sets: a later file in /etc/systemd/system.conf.d wins, or systemd has not re-read its configuration (systemctl daemon-reload; daemon-reexec on systemd older than 224)`;
-  return NOFILE.map((which) => probeCheck(FD_INIT_PROBE, { field: ["defaultNofile", which], expected: String(expected[which]), compare: "equal", label: `systemd DefaultLimitNOFILE (${which})`, message }));
+  return NOFILE.map((which) =>
+    probeCheck(FD_INIT_PROBE, {
+      field: ["defaultNofile", which],
+      expected: String(expected[which]),
+      compare: "equal",
+      label: `systemd DefaultLimitNOFILE (${which})`,
+      message,
+    }),
+  );
 }
 
 /** One service's checks: the LimitNOFILE systemd loaded, and what its running process holds. `state` is undefined for a template. */
-function planService(p: FdLimitsParams, service: string, state: ServiceState | undefined, init: InitState, dropinChanges: boolean): { checks: Check[]; notes: string[] } {
+function planService(
+  p: FdLimitsParams,
+  service: string,
+  state: ServiceState | undefined,
+  init: InitState,
+  dropinChanges: boolean,
+): { checks: Check[]; notes: string[] } {
   const unit = unitName(service);
-  if (!state) return { checks: [], notes: [`${unit} is a template: its drop-in applies to every instance; instances are not checked`] };
+  if (!state)
+    return {
+      checks: [],
+      notes: [`${unit} is a template: its drop-in applies to every instance; instances are not checked`],
+    };
   const wanted = wantedNofile(p);
   const checks: Check[] = [];
   const notes: string[] = [];
   if (init.systemd && state.loadState === "not-found") {
     notes.push(`${unit} is not installed: its drop-in applies once it is`);
   } else if (init.systemd) {
-    checks.push(...NOFILE.map((which) => probeCheck(FD_SERVICE_PROBE, {
-      arg: service, field: ["unitNofile", which], expected: String(wanted[which]), compare: "equal",
-      label: `${unit} LimitNOFILE (${which})`,
-      message: `systemd's LimitNOFILE for ${unit} is not what ${serviceDropinPath(service)} sets: a later drop-in or the unit itself wins (systemctl cat ${unit}), or systemd has not reloaded (systemctl daemon-reload)`,
-    })));
+    checks.push(
+      ...NOFILE.map((which) =>
+        probeCheck(FD_SERVICE_PROBE, {
+          arg: service,
+          field: ["unitNofile", which],
+          expected: String(wanted[which]),
+          compare: "equal",
+          label: `${unit} LimitNOFILE (${which})`,
+          message: `systemd's LimitNOFILE for ${unit} is not what ${serviceDropinPath(service)} sets: a later drop-in or the unit itself wins (systemctl cat ${unit}), or systemd has not reloaded (systemctl daemon-reload)`,
+        }),
+      ),
+    );
   }
   const running = state.process;
   if (running === null) {
     notes.push(`${service} is not running: no /proc/<pid>/limits check; its limit applies when it starts`);
     return { checks, notes };
   }
-  if (dropinChanges) notes.push(`${service} (pid ${running.pid}) is running and keeps its current limit until restarted (systemctl restart ${unit}); provision never restarts services`);
+  if (dropinChanges)
+    notes.push(
+      `${service} (pid ${running.pid}) is running and keeps its current limit until restarted (systemctl restart ${unit}); provision never restarts services`,
+    );
   const cause = init.systemd
     ? `it started before the drop-in (restart it: systemctl restart ${unit}), or systemd could not raise the limit (PID 1 without CAP_SYS_RESOURCE, e.g. a container)`
     : `systemd does not run here, so the drop-in does not apply: whatever starts ${service} must raise its limit, and a parent without CAP_SYS_RESOURCE (e.g. a container) caps it`;
-  checks.push(...NOFILE.map((which) => probeCheck(FD_SERVICE_PROBE, {
-    arg: service, field: ["process", "nofile", which], expected: String(wanted[which]), compare: "at-least",
-    label: `${service} running: ${which} nofile`,
-    message: `${service} (pid ${running.pid}) runs with ${which} nofile ${running.nofile[which]}, below the ${thousands(wanted[which])} set for it: ${cause}`,
-  })));
+  checks.push(
+    ...NOFILE.map((which) =>
+      probeCheck(FD_SERVICE_PROBE, {
+        arg: service,
+        field: ["process", "nofile", which],
+        expected: String(wanted[which]),
+        compare: "at-least",
+        label: `${service} running: ${which} nofile`,
+        message: `${service} (pid ${running.pid}) runs with ${which} nofile ${running.nofile[which]}, below the ${thousands(wanted[which])} set for it: ${cause}`,
+      }),
+    ),
+  );
   return { checks, notes };
 }
 
@@ -604,7 +813,11 @@ function planLeftovers(paths: string[]): Part {
   for (const path of paths) {
     const l = leftoverOf(path);
     if (!l) continue;
-    const stale = planStaleFile({ path, why: l.why, message: `${path} is still there though ${l.why}: ${l.stillDoes}; provision run removes it` });
+    const stale = planStaleFile({
+      path,
+      why: l.why,
+      message: `${path} is still there though ${l.why}: ${l.stillDoes}; provision run removes it`,
+    });
     part.changes.push(...stale.changes);
     part.checks.push(...stale.checks);
     part.notes.push(`${l.why}: removing ${path}; ${l.then}`);

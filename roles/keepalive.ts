@@ -13,7 +13,11 @@ const KEYS = {
   tcp_keepalive_probes: "net.ipv4.tcp_keepalive_probes",
 } as const;
 
-export const KERNEL_DEFAULTS: KeepaliveParams = { tcp_keepalive_time: 7200, tcp_keepalive_intvl: 75, tcp_keepalive_probes: 9 };
+export const KERNEL_DEFAULTS: KeepaliveParams = {
+  tcp_keepalive_time: 7200,
+  tcp_keepalive_intvl: 75,
+  tcp_keepalive_probes: 9,
+};
 
 /** Below this, a healthy idle peer that misses a few probes (lossy Wi-Fi, a phone's sleeping radio) is cut off. */
 export const MIN_SAFE_DETECTION_SECONDS = 60;
@@ -64,7 +68,10 @@ export default defineRole<KeepaliveParams>({
     additionalProperties: false,
     properties: {
       tcp_keepalive_time: {
-        type: "integer", minimum: 10, maximum: 7200, default: 600,
+        type: "integer",
+        minimum: 10,
+        maximum: 7200,
+        default: 600,
         description:
           "Seconds a connection must be idle before the kernel sends the first keepalive probe (net.ipv4.tcp_keepalive_time, default 7200 = 2 h). " +
           "Only sockets that enabled SO_KEEPALIVE use it: the application's own option, or e.g. nginx `listen … so_keepalive=on`, HAProxy `option tcpka`; " +
@@ -77,14 +84,20 @@ export default defineRole<KeepaliveParams>({
         fix: "use seconds from 10 to 7200 (the kernel default); 300-600 suits most servers",
       },
       tcp_keepalive_intvl: {
-        type: "integer", minimum: 1, maximum: 300, default: 30,
+        type: "integer",
+        minimum: 1,
+        maximum: 300,
+        default: 30,
         description:
           "Seconds between unanswered keepalive probes (net.ipv4.tcp_keepalive_intvl, default 75). " +
           "30 s still rides out a few seconds of packet loss between probes while cutting the default's 675 s of probing (75 × 9) to 150 s (30 × 5).",
         fix: "use seconds from 1 to 300",
       },
       tcp_keepalive_probes: {
-        type: "integer", minimum: 1, maximum: 20, default: 5,
+        type: "integer",
+        minimum: 1,
+        maximum: 20,
+        default: 5,
         description:
           "Unanswered probes before the kernel declares the peer dead and resets the connection, so the application's next read() fails with ETIMEDOUT " +
           "(net.ipv4.tcp_keepalive_probes, default 9). One answered probe resets the count; 5 tolerates 4 lost probes in a row.",
@@ -98,7 +111,8 @@ export default defineRole<KeepaliveParams>({
     const seconds = detectionSeconds(p);
     if (seconds < MIN_SAFE_DETECTION_SECONDS) {
       problems.push({
-        param: "tcp_keepalive_time", severity: "warning",
+        param: "tcp_keepalive_time",
+        severity: "warning",
         problem:
           `dead-peer detection takes only ${describeDetection(p)}: an idle but healthy peer on a lossy link or a mobile client whose radio sleeps ` +
           `misses a few probes and is cut off`,
@@ -108,7 +122,8 @@ export default defineRole<KeepaliveParams>({
     const kernel = detectionSeconds(KERNEL_DEFAULTS);
     if (seconds > kernel) {
       problems.push({
-        param: "tcp_keepalive_time", severity: "warning",
+        param: "tcp_keepalive_time",
+        severity: "warning",
         problem: `dead-peer detection takes ${describeDetection(p)}, longer than the kernel default's ${formatDuration(kernel)}: dead connections would pile up even longer`,
         fix: "lower tcp_keepalive_time, tcp_keepalive_intvl or tcp_keepalive_probes, e.g. 600, 30 and 5 (12 min 30 s)",
       });

@@ -28,7 +28,18 @@ import {
 } from "../src/facts/networkStack.js";
 import type { Probe } from "../src/facts/probe.js";
 import { managedFileChanges, planStaleFile } from "../src/managedFile.js";
-import { defineRole, probeCheck, probeRequest, probeResult, refused, type Change, type Check, type Facts, type ParamProblem, type PlanContext } from "../src/role.js";
+import {
+  defineRole,
+  probeCheck,
+  probeRequest,
+  probeResult,
+  refused,
+  type Change,
+  type Check,
+  type Facts,
+  type ParamProblem,
+  type PlanContext,
+} from "../src/role.js";
 import { shJoin, shQuote } from "../src/transport/shell.js";
 
 export interface SecondarySourceIpsParams {
@@ -50,7 +61,9 @@ export default defineRole<SecondarySourceIpsParams>({
     additionalProperties: false,
     properties: {
       interface: {
-        type: ["string", "null"], pattern: "^[a-zA-Z0-9_.@-]{1,15}$", default: null,
+        type: ["string", "null"],
+        pattern: "^[a-zA-Z0-9_.@-]{1,15}$",
+        default: null,
         description:
           "Interface that gets the extra source addresses. null (the default) picks the interface holding the address this SSH session is connected to, " +
           "which carries the host's traffic in most setups. It must exist: the plan names the interfaces that do when it doesn't. " +
@@ -58,9 +71,12 @@ export default defineRole<SecondarySourceIpsParams>({
         fix: "use a name that `ip -br link` shows, e.g. eth0 or ens5 (letters, digits, _ . @ -; at most 15 characters), or null",
       },
       addresses: {
-        type: "array", default: [], maxItems: 256,
+        type: "array",
+        default: [],
+        maxItems: 256,
         items: {
-          type: "string", pattern: "^[0-9A-Fa-f:.]{2,45}/[0-9]{1,3}$",
+          type: "string",
+          pattern: "^[0-9A-Fa-f:.]{2,45}/[0-9]{1,3}$",
           fix: "write each address as ADDRESS/PREFIX, e.g. 198.18.5.10/24 or 2001:db8::10/64",
         },
         description:
@@ -79,7 +95,8 @@ export default defineRole<SecondarySourceIpsParams>({
         fix: "write each address as ADDRESS/PREFIX, e.g. 198.18.5.10/24 or 2001:db8::10/64",
       },
       persist: {
-        type: "boolean", default: true,
+        type: "boolean",
+        default: true,
         description:
           "Also write the addresses into the configuration of the network stack that manages the interface, so a reboot or ifdown/ifup brings them back; " +
           "an address added only live is lost then, and outbound capacity silently falls back to one IP. false adds them live only " +
@@ -87,7 +104,9 @@ export default defineRole<SecondarySourceIpsParams>({
           "so addresses that leave the list are deleted also when nothing was persisted.",
       },
       stack: {
-        type: "string", enum: ["auto", "networkd", "ifupdown"], default: "auto",
+        type: "string",
+        enum: ["auto", "networkd", "ifupdown"],
+        default: "auto",
         description:
           "Network stack that persists the addresses. auto decides from configuration files, not from running daemons (which may not run while provision looks): " +
           "systemd-networkd when a .network file in /etc, /run or /usr/lib/systemd/network matches the interface by [Match] Name= (first by file name, as networkd picks), " +
@@ -105,30 +124,54 @@ export default defineRole<SecondarySourceIpsParams>({
   validate(p) {
     const problems: ParamProblem[] = [];
     if (p.interface === "." || p.interface === "..") {
-      problems.push({ param: "interface", severity: "error", problem: `"${p.interface}" is not an interface name`, fix: "use a name that `ip -br link` shows, e.g. eth0" });
+      problems.push({
+        param: "interface",
+        severity: "error",
+        problem: `"${p.interface}" is not an interface name`,
+        fix: "use a name that `ip -br link` shows, e.g. eth0",
+      });
     }
     const seen = new Map<string, string>();
     for (const item of p.addresses) {
       const c = parseCidr(item);
       if ("error" in c) {
-        problems.push({ param: "addresses", severity: "error", problem: `"${item}" ${c.error}`, fix: "write it as ADDRESS/PREFIX, e.g. 198.18.5.10/24 or 2001:db8::10/64" });
+        problems.push({
+          param: "addresses",
+          severity: "error",
+          problem: `"${item}" ${c.error}`,
+          fix: "write it as ADDRESS/PREFIX, e.g. 198.18.5.10/24 or 2001:db8::10/64",
+        });
         continue;
       }
       const reason = unusableReason(c);
       if (reason) {
-        problems.push({ param: "addresses", severity: "error", problem: `"${item}" ${reason}`, fix: "use a unicast address the host can send from, in its network's prefix" });
+        problems.push({
+          param: "addresses",
+          severity: "error",
+          problem: `"${item}" ${reason}`,
+          fix: "use a unicast address the host can send from, in its network's prefix",
+        });
         continue;
       }
       const earlier = seen.get(c.address);
       if (earlier !== undefined) {
-        problems.push({ param: "addresses", severity: "error", problem: `"${item}" repeats ${c.address} (already listed as "${earlier}")`, fix: "list each address once, with one prefix" });
+        problems.push({
+          param: "addresses",
+          severity: "error",
+          problem: `"${item}" repeats ${c.address} (already listed as "${earlier}")`,
+          fix: "list each address once, with one prefix",
+        });
       }
       seen.set(c.address, item);
     }
     return problems;
   },
 
-  facts: () => [probeRequest(ipAddressesProbe), probeRequest(networkStackProbe), { kind: "sysctl", key: PORT_RANGE_KEY }],
+  facts: () => [
+    probeRequest(ipAddressesProbe),
+    probeRequest(networkStackProbe),
+    { kind: "sysctl", key: PORT_RANGE_KEY },
+  ],
 
   plan(p, facts, ctx) {
     const net = answer(facts, networkStackProbe, "detect the host's network stack");
@@ -137,7 +180,12 @@ export default defineRole<SecondarySourceIpsParams>({
     // The default playbook applies this role to every host; one without addresses (and nothing
     // from an earlier run to undo) must not fail for reasons that only matter when adding some.
     if (p.addresses.length === 0 && files.length === 0) {
-      return { changes: [], checks: [], notes: ["no addresses for this host: set secondary_source_ips.addresses in its host vars to add source IPs"], refusals: [] };
+      return {
+        changes: [],
+        checks: [],
+        notes: ["no addresses for this host: set secondary_source_ips.addresses in its host vars to add source IPs"],
+        refusals: [],
+      };
     }
     const ip = answer(facts, ipAddressesProbe, "read the host's addresses (`ip -j addr show`)");
     const ssh = sshAddressOf(ctx);
@@ -150,7 +198,11 @@ export default defineRole<SecondarySourceIpsParams>({
     const state = files.find((f) => f.path === STATE_FILE) ?? null;
     const configs = files.filter((f) => f.path !== STATE_FILE);
     const owned = ownedFrom([...(state ? [state] : []), ...(p.persist ? configs : [])], net.networkd.files, live);
-    const removed = owned.filter((o) => !(o.iface === iface && wanted.some((w) => w.text === o.cidr.text)) && liveAddress(live, o.iface, o.cidr) !== null);
+    const removed = owned.filter(
+      (o) =>
+        !(o.iface === iface && wanted.some((w) => w.text === o.cidr.text)) &&
+        liveAddress(live, o.iface, o.cidr) !== null,
+    );
     const failedDad = wanted.filter((w) => liveAddress(live, iface, w)?.dadfailed === true);
     const deletions = secondariesFirst([...removed, ...failedDad.map((cidr) => ({ iface, cidr }))], live);
     const target = p.persist && wanted.length > 0 ? chooseTarget(p, iface, net) : null;
@@ -159,7 +211,12 @@ export default defineRole<SecondarySourceIpsParams>({
     const refusals = [
       ...sshAddressRefusals([...wanted.map((cidr) => ({ iface, cidr })), ...removed], ssh),
       ...conflictRefusals(wanted.filter(notSsh), live, iface, removed),
-      ...cascadeRefusals(deletions.filter((d) => notSsh(d.cidr)), live, ip, ssh),
+      ...cascadeRefusals(
+        deletions.filter((d) => notSsh(d.cidr)),
+        live,
+        ip,
+        ssh,
+      ),
       ...reasons(target),
     ];
     if (refusals.length > 0 || target instanceof Refusal) return refused(refusals);
@@ -230,16 +287,27 @@ function answer<T>(facts: Facts, probe: Probe<T>, what: string): T | Refusal {
 
 function sshAddressOf(ctx: PlanContext): string | Refusal {
   if (ctx.sshAddress === "") {
-    return new Refusal("this host is reached with ansible_connection: local, so there is no SSH address to keep safe while addresses change; refusing to change addresses. Run this role over SSH");
+    return new Refusal(
+      "this host is reached with ansible_connection: local, so there is no SSH address to keep safe while addresses change; refusing to change addresses. Run this role over SSH",
+    );
   }
   // Without the session's address we can't promise to leave it alone.
-  return canonicalIp(ctx.sshAddress) ?? new Refusal(`cannot tell which address the SSH session uses (got "${ctx.sshAddress}"); refusing to change addresses. Connect by IP address (ansible_host)`);
+  return (
+    canonicalIp(ctx.sshAddress) ??
+    new Refusal(
+      `cannot tell which address the SSH session uses (got "${ctx.sshAddress}"); refusing to change addresses. Connect by IP address (ansible_host)`,
+    )
+  );
 }
 
 function chooseInterface(p: SecondarySourceIpsParams, live: Map<string, LiveAddress[]>, ssh: string): string | Refusal {
   const existing = [...live.keys()].join(", ");
   if (p.interface !== null) {
-    return live.has(p.interface) ? p.interface : new Refusal(`interface "${p.interface}" does not exist on this host (it has: ${existing}). Set secondary_source_ips.interface to one of them`);
+    return live.has(p.interface)
+      ? p.interface
+      : new Refusal(
+          `interface "${p.interface}" does not exist on this host (it has: ${existing}). Set secondary_source_ips.interface to one of them`,
+        );
   }
   const holder = [...live.entries()].find(([, addrs]) => addrs.some((a) => a.address === ssh));
   return holder
@@ -265,11 +333,17 @@ function conflictRefusals(wanted: Cidr[], live: Map<string, LiveAddress[]>, ifac
   const goingAway = (name: string, c: Cidr) => removed.some((r) => r.iface === name && r.cidr.text === c.text);
   return wanted.flatMap((w) =>
     [...live].flatMap(([name, addrs]) => {
-      const clash = addrs.find((a) => a.address === w.address && !(name === iface && a.prefix === w.prefix) && !goingAway(name, a));
+      const clash = addrs.find(
+        (a) => a.address === w.address && !(name === iface && a.prefix === w.prefix) && !goingAway(name, a),
+      );
       if (!clash) return [];
       return name === iface
-        ? [`${w.address} is already on ${iface} as ${clash.text}, not ${w.text}. Remove it by hand (ip addr del ${clash.text} dev ${iface}) or list it as ${clash.text}`]
-        : [`${w.address} is already on ${name} (${clash.text}); an address belongs to one interface. Remove it there (ip addr del ${clash.text} dev ${name}) or drop it from addresses`];
+        ? [
+            `${w.address} is already on ${iface} as ${clash.text}, not ${w.text}. Remove it by hand (ip addr del ${clash.text} dev ${iface}) or list it as ${clash.text}`,
+          ]
+        : [
+            `${w.address} is already on ${name} (${clash.text}); an address belongs to one interface. Remove it there (ip addr del ${clash.text} dev ${name}) or drop it from addresses`,
+          ];
     }),
   );
 }
@@ -280,7 +354,8 @@ function liveAddress(live: Map<string, LiveAddress[]>, iface: string, c: Cidr): 
 
 /** Secondaries go before primaries: deleting a primary first would take them along, and their own deletion would then fail. */
 function secondariesFirst(deletions: Owned[], live: Map<string, LiveAddress[]>): Owned[] {
-  const isPrimary = (d: Owned) => (liveAddress(live, d.iface, d.cidr)?.secondary === false && d.cidr.family === 4 ? 1 : 0);
+  const isPrimary = (d: Owned) =>
+    liveAddress(live, d.iface, d.cidr)?.secondary === false && d.cidr.family === 4 ? 1 : 0;
   return [...deletions].sort((a, b) => isPrimary(a) - isPrimary(b));
 }
 
@@ -304,7 +379,10 @@ function cascadeRefusals(deletions: Owned[], live: Map<string, LiveAddress[]>, i
       continue;
     }
     if (along.length > 0) along[0]!.secondary = false;
-    remaining.set(d.iface, onInterface.filter((a) => a !== doomed));
+    remaining.set(
+      d.iface,
+      onInterface.filter((a) => a !== doomed),
+    );
   }
   return refusals;
 }
@@ -326,22 +404,39 @@ function cascadeMessage(d: Owned, along: LiveAddress[], promote: boolean | null,
 /** A whole file of the role's, checked by sha256 (and mode, for a hook run-parts must be able to execute). */
 function fileStep(path: string, content: string, net: NetworkStack, mode?: string): Step {
   const now = net.managed.files[path];
-  const changes = managedFileChanges({ path, content, role: ROLE, ...(mode ? { mode: `0${mode}` } : {}) }, now?.content ?? null, now?.sha256 ?? "absent");
+  const changes = managedFileChanges(
+    { path, content, role: ROLE, ...(mode ? { mode: `0${mode}` } : {}) },
+    now?.content ?? null,
+    now?.sha256 ?? "absent",
+  );
   // A file change sets the mode itself; an unchanged file may still have lost it.
   if (mode && changes.length === 0 && now?.mode !== mode) {
-    changes.push({ kind: "command", argv: ["chmod", `0${mode}`, "--", path], description: `make ${path} mode ${mode} (it is ${now?.mode ?? "unknown"}): run-parts skips a hook it can't execute` });
+    changes.push({
+      kind: "command",
+      argv: ["chmod", `0${mode}`, "--", path],
+      description: `make ${path} mode ${mode} (it is ${now?.mode ?? "unknown"}): run-parts skips a hook it can't execute`,
+    });
   }
-  const what = path === STATE_FILE ? "a later run may delete the wrong addresses, or miss some" : "the addresses may not come back at boot";
+  const what =
+    path === STATE_FILE
+      ? "a later run may delete the wrong addresses, or miss some"
+      : "the addresses may not come back at boot";
   const checks = [
     probeCheck(networkStackProbe, {
-      field: ["managed", "files", path, "sha256"], expected: sha256(content), compare: "equal", label: `${path} (sha256)`,
+      field: ["managed", "files", path, "sha256"],
+      expected: sha256(content),
+      compare: "equal",
+      label: `${path} (sha256)`,
       message: `${path} differs from what ${ROLE} renders (edited by hand, or removed): ${what}; \`provision plan\` shows the diff`,
     }),
   ];
   if (mode) {
     checks.push(
       probeCheck(networkStackProbe, {
-        field: ["managed", "files", path, "mode"], expected: mode, compare: "equal", label: `${path} (mode)`,
+        field: ["managed", "files", path, "mode"],
+        expected: mode,
+        compare: "equal",
+        label: `${path} (mode)`,
         message: `${path} is not mode ${mode}: run-parts skips a hook it can't execute, so the addresses would not come back at ifup or boot`,
       }),
     );
@@ -359,13 +454,27 @@ function stateSteps(ctx: PlanContext, state: OwnFile | null, iface: string, want
 /** Only ever one of the role's own files (ownFiles keeps nothing else): this plans a deletion. */
 function staleFileStep(f: OwnFile): Step {
   return f.path === STATE_FILE
-    ? planStaleFile({ path: f.path, why: "no address is left to record", message: `${f.path} is back: a later run would delete the addresses it lists` })
-    : planStaleFile({ path: f.path, why: "an earlier run wrote it, and no address is persisted there any more", message: `${f.path} is back: it would re-add old addresses at boot` });
+    ? planStaleFile({
+        path: f.path,
+        why: "no address is left to record",
+        message: `${f.path} is back: a later run would delete the addresses it lists`,
+      })
+    : planStaleFile({
+        path: f.path,
+        why: "an earlier run wrote it, and no address is persisted there any more",
+        message: `${f.path} is back: it would re-add old addresses at boot`,
+      });
 }
 
 function removeStep(r: Owned): Step {
   return {
-    changes: [{ kind: "command", argv: ["ip", "addr", "del", r.cidr.text, "dev", r.iface], description: `remove ${r.cidr.text} from ${r.iface}: no longer in addresses` }],
+    changes: [
+      {
+        kind: "command",
+        argv: ["ip", "addr", "del", r.cidr.text, "dev", r.iface],
+        description: `remove ${r.cidr.text} from ${r.iface}: no longer in addresses`,
+      },
+    ],
     checks: [addressCheck(r.iface, r.cidr, "excludes", null)],
   };
 }
@@ -373,7 +482,13 @@ function removeStep(r: Owned): Step {
 /** Deleting an address that failed duplicate address detection, so adding it again repeats the detection. */
 function readdPrepStep(r: Owned): Step {
   return {
-    changes: [{ kind: "command", argv: ["ip", "addr", "del", r.cidr.text, "dev", r.iface], description: `delete ${r.cidr.text} from ${r.iface} to add it again: duplicate address detection failed` }],
+    changes: [
+      {
+        kind: "command",
+        argv: ["ip", "addr", "del", r.cidr.text, "dev", r.iface],
+        description: `delete ${r.cidr.text} from ${r.iface} to add it again: duplicate address detection failed`,
+      },
+    ],
     checks: [],
   };
 }
@@ -382,7 +497,17 @@ function readdPrepStep(r: Owned): Step {
 function addStep(c: Cidr, iface: string, live: Map<string, LiveAddress[]>): Step {
   const now = liveAddress(live, iface, c);
   return {
-    changes: now && !now.dadfailed ? [] : [{ kind: "command", argv: addArgv(c, iface), undo: ["ip", "addr", "del", c.text, "dev", iface], description: `add ${c.text} to ${iface} live` }],
+    changes:
+      now && !now.dadfailed
+        ? []
+        : [
+            {
+              kind: "command",
+              argv: addArgv(c, iface),
+              undo: ["ip", "addr", "del", c.text, "dev", iface],
+              description: `add ${c.text} to ${iface} live`,
+            },
+          ],
     checks: [addressCheck(iface, c, "includes", now)],
   };
 }
@@ -393,7 +518,9 @@ function addArgv(c: Cidr, iface: string): string[] {
 
 /** The role's own files, by exact name; anything else the probe reported is ignored, never deleted. */
 function ownFiles(net: NetworkStack): OwnFile[] {
-  return net.managed.paths.filter(isOwnFileName).map((path) => ({ path, content: net.managed.files[path]?.content ?? "" }));
+  return net.managed.paths
+    .filter(isOwnFileName)
+    .map((path) => ({ path, content: net.managed.files[path]?.content ?? "" }));
 }
 
 function ownedFrom(files: OwnFile[], networkFiles: NetworkFile[], live: Map<string, LiveAddress[]>): Owned[] {
@@ -418,7 +545,12 @@ const NETWORKD_ADDRESS_LINE = /^Address=(\S+)\s*$/;
  * credited to every interface its .network file matches (networkd applies the drop-in there,
  * whatever interface it was written for).
  */
-export function ownedAddresses(path: string, content: string, networkFiles: NetworkFile[], live: Map<string, LiveAddress[]>): Owned[] {
+export function ownedAddresses(
+  path: string,
+  content: string,
+  networkFiles: NetworkFile[],
+  live: Map<string, LiveAddress[]>,
+): Owned[] {
   const pattern = OWNED_LINE.get(path) ?? NETWORKD_ADDRESS_LINE;
   const networkdIfaces = OWNED_LINE.has(path) ? [] : interfacesOfDropin(path, networkFiles, live);
   const out: Owned[] = [];
@@ -448,12 +580,18 @@ function sha256(content: string): string {
 function addressCheck(iface: string, c: Cidr, compare: "includes" | "excludes", now: LiveAddress | null): Check {
   if (compare === "excludes") {
     return probeCheck(ipAddressesProbe, {
-      field: ["interfaces", iface, "cidrs"], expected: c.text, compare, label: `${c.text} gone from ${iface}`,
+      field: ["interfaces", iface, "cidrs"],
+      expected: c.text,
+      compare,
+      label: `${c.text} gone from ${iface}`,
       message: `${c.text} is still on ${iface} though it left addresses`,
     });
   }
   return probeCheck(ipAddressesProbe, {
-    field: ["interfaces", iface, "usable"], expected: c.text, compare, label: `${c.text} on ${iface}`,
+    field: ["interfaces", iface, "usable"],
+    expected: c.text,
+    compare,
+    label: `${c.text} on ${iface}`,
     message: now?.dadfailed
       ? `${c.text} is on ${iface} but failed duplicate address detection (dadfailed): another node on the link uses it, and the kernel never sends from it. ` +
         "Pick another address, or stop the other node using it, then `provision run` (it deletes and re-adds it to repeat the detection)"
@@ -466,12 +604,18 @@ function freshLoginCheck(live: Map<string, LiveAddress[]>, ssh: string, iface: s
   const sshIsLocal = [...live.values()].some((addrs) => addrs.some((a) => a.address === ssh));
   return sshIsLocal
     ? probeCheck(ipAddressesProbe, {
-        field: ["locals"], expected: ssh, compare: "includes", freshLogin: true,
+        field: ["locals"],
+        expected: ssh,
+        compare: "includes",
+        freshLogin: true,
         label: `fresh login: SSH address ${ssh} still on the host`,
         message: `a new SSH login does not find ${ssh} on the host any more: the address this session uses must never change`,
       })
     : probeCheck(ipAddressesProbe, {
-        field: ["names"], expected: iface, compare: "includes", freshLogin: true,
+        field: ["names"],
+        expected: iface,
+        compare: "includes",
+        freshLogin: true,
         label: `fresh login: ${iface} still present`,
         message: `a new SSH login does not see ${iface}`,
       });
@@ -491,8 +635,13 @@ function chooseTarget(p: SecondarySourceIpsParams, iface: string, net: NetworkSt
     );
   }
   const nm = net.networkManager.ifaces.includes(iface);
-  const claims = Object.entries({ "systemd-networkd": networkd !== null, ifupdown, NetworkManager: nm }).flatMap(([stack, claimed]) => (claimed ? [stack] : []));
-  if (claims.length > 1) return new Refusal(`${claims.join(" and ")} all configure ${iface}; can't tell which one runs. Set secondary_source_ips.stack to networkd or ifupdown`);
+  const claims = Object.entries({ "systemd-networkd": networkd !== null, ifupdown, NetworkManager: nm }).flatMap(
+    ([stack, claimed]) => (claimed ? [stack] : []),
+  );
+  if (claims.length > 1)
+    return new Refusal(
+      `${claims.join(" and ")} all configure ${iface}; can't tell which one runs. Set secondary_source_ips.stack to networkd or ifupdown`,
+    );
   if (nm) {
     return new Refusal(
       `NetworkManager manages ${iface}; ${ROLE} does not write NetworkManager profiles. Run \`nmcli connection modify <profile> +ipv4.addresses ADDRESS/PREFIX\` ` +
@@ -510,7 +659,9 @@ function chooseTarget(p: SecondarySourceIpsParams, iface: string, net: NetworkSt
 
 /** The first .network file that matches by Name=; one that matches only by other keys (Type=, MACAddress=, …) can't be judged from here and is skipped. */
 function networkdFileFor(iface: string, files: NetworkFile[]): string | null {
-  return files.find((f) => !(f.names.length === 0 && f.other.length > 0) && matchesNameList(f.names, iface))?.path ?? null;
+  return (
+    files.find((f) => !(f.names.length === 0 && f.other.length > 0) && matchesNameList(f.names, iface))?.path ?? null
+  );
 }
 
 function netplanFileNaming(iface: string, net: NetworkStack, networkdFile: string | null): string | null {
@@ -526,25 +677,48 @@ function networkdTarget(iface: string, networkFile: string | null): Target | Ref
         `Create one (e.g. /etc/systemd/network/10-${iface}.network with [Match] Name=${iface}) or set persist: false`,
     );
   }
-  return { stack: "networkd", networkFile, path: `/etc/systemd/network/${posix.basename(networkFile)}.d/${NETWORKD_DROPIN_NAME}` };
+  return {
+    stack: "networkd",
+    networkFile,
+    path: `/etc/systemd/network/${posix.basename(networkFile)}.d/${NETWORKD_DROPIN_NAME}`,
+  };
 }
 
 function ifupdownTarget(net: NetworkStack): Target | Refusal {
-  if (!net.ifupdown.main) return new Refusal(`stack is ifupdown but ${IFUPDOWN_MAIN} does not exist. Install and configure ifupdown, or set stack to networkd or persist: false`);
+  if (!net.ifupdown.main)
+    return new Refusal(
+      `stack is ifupdown but ${IFUPDOWN_MAIN} does not exist. Install and configure ifupdown, or set stack to networkd or persist: false`,
+    );
   return { stack: "ifupdown", path: IFUPDOWN_HOOK };
 }
 
 function renderFile(ctx: PlanContext, target: Target, iface: string, wanted: Cidr[], net: NetworkStack): string {
   if (target.stack === "networkd") {
     const addresses = wanted.map((c, i) => ({ cidr: c.text, address: c.address, ipv6: c.family === 6, n: i + 1 }));
-    return ctx.render("networkd.conf.hbs", { why: ctx.why, iface, addresses, total: wanted.length, networkFile: target.networkFile ?? "" });
+    return ctx.render("networkd.conf.hbs", {
+      why: ctx.why,
+      iface,
+      addresses,
+      total: wanted.length,
+      networkFile: target.networkFile ?? "",
+    });
   }
   const families = Object.hasOwn(net.ifupdown.families, iface) ? net.ifupdown.families[iface]! : [];
   const addresses = wanted.map((c, i) => {
     const line = hookLine(c, iface, families);
-    return { cidr: c.text, command: line.command, note: `Extra source address ${i + 1} of ${wanted.length} (${c.address}): ${line.when}.` };
+    return {
+      cidr: c.text,
+      command: line.command,
+      note: `Extra source address ${i + 1} of ${wanted.length} (${c.address}): ${line.when}.`,
+    };
   });
-  return ctx.render("ifupdown-hook.sh.hbs", { why: ctx.why, iface, ifaceWord: shQuote(iface), addresses, total: wanted.length });
+  return ctx.render("ifupdown-hook.sh.hbs", {
+    why: ctx.why,
+    iface,
+    ifaceWord: shQuote(iface),
+    addresses,
+    total: wanted.length,
+  });
 }
 
 /**
@@ -554,15 +728,28 @@ function renderFile(ctx: PlanContext, target: Target, iface: string, wanted: Cid
 function hookLine(c: Cidr, iface: string, families: string[]): { when: string; command: string } {
   const family = c.family === 4 ? "inet" : "inet6";
   const add = `add ${shJoin(addArgv(c, iface).slice(3))}`;
-  const deprecated = c.family === 6 ? "deprecated at once (preferred_lft 0) so IPv6 source selection never picks it by itself; " : "";
+  const deprecated =
+    c.family === 6 ? "deprecated at once (preferred_lft 0) so IPv6 source selection never picks it by itself; " : "";
   if (!families.includes(family)) {
-    return { when: `${deprecated}added when ${iface} comes up (it has no \`${family}\` stanza to wait for)`, command: add };
+    return {
+      when: `${deprecated}added when ${iface} comes up (it has no \`${family}\` stanza to wait for)`,
+      command: add,
+    };
   }
   const after = c.family === 4 ? `, so it joins ${iface}'s own address as a secondary` : "";
-  return { when: `${deprecated}added once ${iface}'s \`${family}\` stanza is up${after}`, command: `if has_family ${family}; then ${add}; fi` };
+  return {
+    when: `${deprecated}added once ${iface}'s \`${family}\` stanza is up${after}`,
+    command: `if has_family ${family}; then ${add}; fi`,
+  };
 }
 
-function capacityNotes(live: Map<string, LiveAddress[]>, iface: string, wanted: Cidr[], removed: Owned[], range: string | null): string[] {
+function capacityNotes(
+  live: Map<string, LiveAddress[]>,
+  iface: string,
+  wanted: Cidr[],
+  removed: Owned[],
+  range: string | null,
+): string[] {
   const m = /^\s*(\d+)\s+(\d+)\s*$/.exec(range ?? "");
   const ports = m ? Number(m[2]) - Number(m[1]) + 1 : null;
   const fmt = (n: number) => n.toLocaleString("en-US");
@@ -570,7 +757,11 @@ function capacityNotes(live: Map<string, LiveAddress[]>, iface: string, wanted: 
   const notes: string[] = [];
   for (const family of [4, 6] as const) {
     if (!wanted.some((w) => w.family === family)) continue;
-    const sources = new Set([...(live.get(iface) ?? []).filter((c) => !gone(c)), ...wanted].filter((c) => c.family === family && !isLinkLocal(c)).map((c) => c.address));
+    const sources = new Set(
+      [...(live.get(iface) ?? []).filter((c) => !gone(c)), ...wanted]
+        .filter((c) => c.family === family && !isLinkLocal(c))
+        .map((c) => c.address),
+    );
     const head = `outbound capacity per destination ip:port over IPv${family} from ${iface}: ${sources.size} source IPs`;
     notes.push(
       ports === null
@@ -586,19 +777,34 @@ function detectionNotes(live: Map<string, LiveAddress[]>, iface: string, wanted:
   return wanted.flatMap((w) => {
     const now = liveAddress(live, iface, w);
     if (now?.dadfailed) {
-      return [`${w.text} on ${iface} failed duplicate address detection (dadfailed): another node on the link uses it, and the kernel never sends from it; run deletes and re-adds it to repeat the detection`];
+      return [
+        `${w.text} on ${iface} failed duplicate address detection (dadfailed): another node on the link uses it, and the kernel never sends from it; run deletes and re-adds it to repeat the detection`,
+      ];
     }
-    if (now?.tentative) return [`${w.text} on ${iface} is tentative (duplicate address detection running): bind() to it fails with EADDRNOTAVAIL until it ends, within a few seconds`];
+    if (now?.tentative)
+      return [
+        `${w.text} on ${iface} is tentative (duplicate address detection running): bind() to it fails with EADDRNOTAVAIL until it ends, within a few seconds`,
+      ];
     return [];
   });
 }
 
-function persistNotes(p: SecondarySourceIpsParams, target: Target | null, iface: string, net: NetworkStack, configs: OwnFile[]): string[] {
+function persistNotes(
+  p: SecondarySourceIpsParams,
+  target: Target | null,
+  iface: string,
+  net: NetworkStack,
+  configs: OwnFile[],
+): string[] {
   if (!p.persist) {
     const earlier = configs.map((m) => m.path);
     return [
       `not persisted (persist: false): the addresses vanish at the next reboot or ifdown of ${iface}`,
-      ...(earlier.length > 0 ? [`${earlier.join(", ")} from an earlier run still add addresses at boot: delete it if they should not come back`] : []),
+      ...(earlier.length > 0
+        ? [
+            `${earlier.join(", ")} from an earlier run still add addresses at boot: delete it if they should not come back`,
+          ]
+        : []),
     ];
   }
   if (!target) return [];
@@ -610,6 +816,10 @@ function persistNotes(p: SecondarySourceIpsParams, target: Target | null, iface:
   }
   return [
     `persisted for ifupdown: ${IFUPDOWN_HOOK} adds them each time ${iface} comes up (ifup, boot), after ${iface}'s own stanzas; the addresses are added live now`,
-    ...(net.ifupdown.ifup ? [] : [`ifup is not installed here: nothing reads ${IFUPDOWN_MAIN} at boot, so the addresses won't come back after a reboot until ifupdown is installed`]),
+    ...(net.ifupdown.ifup
+      ? []
+      : [
+          `ifup is not installed here: nothing reads ${IFUPDOWN_MAIN} at boot, so the addresses won't come back after a reboot until ifupdown is installed`,
+        ]),
   ];
 }

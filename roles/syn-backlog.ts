@@ -1,4 +1,12 @@
-import { defineRole, probeRequest, probeResult, refused, type Facts, type ParamProblem, type ProbeResult } from "../src/role.js";
+import {
+  defineRole,
+  probeRequest,
+  probeResult,
+  refused,
+  type Facts,
+  type ParamProblem,
+  type ProbeResult,
+} from "../src/role.js";
 import { planSysctlDropin, sysctlDropinPath } from "../src/sysctl/dropin.js";
 import { endpointName, LISTEN_BACKLOGS_PROBE, type Listener } from "../src/facts/listenBacklogs.js";
 
@@ -30,7 +38,10 @@ export default defineRole<SynBacklogParams>({
     additionalProperties: false,
     properties: {
       somaxconn: {
-        type: "integer", minimum: 128, maximum: 65535, default: 65535,
+        type: "integer",
+        minimum: 128,
+        maximum: 65535,
+        default: 65535,
         description:
           "Cap on every listening socket's accept queue: listen(fd, backlog) gets min(backlog, somaxconn) (net.core.somaxconn, default 4096 since Linux 5.4, 128 before). " +
           "When connections complete faster than the application calls accept() (a deploy that reconnects 100k WebSocket clients, a load balancer failing over), " +
@@ -41,7 +52,10 @@ export default defineRole<SynBacklogParams>({
         fix: "use 128 to 65535; 65535 for a host that accepts bursts of thousands of connections",
       },
       tcp_max_syn_backlog: {
-        type: "integer", minimum: 128, maximum: 1048576, default: 65535,
+        type: "integer",
+        minimum: 128,
+        maximum: 1048576,
+        default: 65535,
         description:
           "Half-open connections (SYN received, handshake not finished) the kernel keeps before it treats the SYN queue as under attack " +
           "(net.ipv4.tcp_max_syn_backlog; default max(128, TCP hash table size / 128), so 128 to a few thousand depending on memory). " +
@@ -50,25 +64,32 @@ export default defineRole<SynBacklogParams>({
         fix: "use 128 to 1048576; keep it at least as large as somaxconn",
       },
       tcp_syncookies: {
-        type: "integer", enum: [0, 1, 2], default: 1,
+        type: "integer",
+        enum: [0, 1, 2],
+        default: 1,
         description:
           "When a listener's SYN queue overflows, answer new SYNs with a SYN cookie (the connection state encoded in the sequence number) instead of dropping them " +
           "(net.ipv4.tcp_syncookies, default 1). A SYN flood or a burst of reconnecting clients then cannot lock real clients out; the kernel logs " +
-          "\"Possible SYN flooding on port N. Sending cookies.\" 1 = cookies only on overflow. 2 = cookies for every connection, for testing: without TCP timestamps " +
+          '"Possible SYN flooding on port N. Sending cookies." 1 = cookies only on overflow. 2 = cookies for every connection, for testing: without TCP timestamps ' +
           "those connections lose window scaling and SACK. 0 = off: a full queue drops new connections.",
         fix: "use 1 (cookies only when the queue overflows)",
       },
       tcp_abort_on_overflow: {
-        type: "integer", enum: [0, 1], default: 0,
+        type: "integer",
+        enum: [0, 1],
+        default: 0,
         description:
           "What the kernel does when a handshake completes but the accept queue is full (net.ipv4.tcp_abort_on_overflow, default 0). " +
           "0 ignores the client's final ACK: the server resends its SYN-ACK (up to tcp_synack_retries), the client answers again, and it gets in once the " +
           "application catches up, so a short burst costs latency, not errors. 1 answers with a RST: every connection of the burst fails at once with " +
-          "ECONNRESET (\"connection reset by peer\"). Use 1 only when clients must fail over to another server immediately.",
+          'ECONNRESET ("connection reset by peer"). Use 1 only when clients must fail over to another server immediately.',
         fix: "use 0 (clients retry through a burst) or 1 (clients are reset at once)",
       },
       tcp_synack_retries: {
-        type: "integer", minimum: 1, maximum: 10, default: 3,
+        type: "integer",
+        minimum: 1,
+        maximum: 10,
+        default: 3,
         description:
           "How many times the server resends its SYN-ACK to a client that has not completed the handshake (net.ipv4.tcp_synack_retries, default 5: " +
           "resends at 1, 3, 7, 15 and 31 s and gives up after 63 s). 3 resends at 1, 3 and 7 s and gives up after 15 s: enough for a lost packet " +
@@ -76,7 +97,10 @@ export default defineRole<SynBacklogParams>({
         fix: "use 1 to 10; 3 gives a client 15 s to complete the handshake",
       },
       netdev_max_backlog: {
-        type: ["integer", "null"], minimum: 1000, maximum: 1048576, default: 16384,
+        type: ["integer", "null"],
+        minimum: 1000,
+        maximum: 1048576,
+        default: 16384,
         description:
           "Packets each CPU may queue between receiving them and the TCP/IP stack processing them (net.core.netdev_max_backlog, default 1000). " +
           "It applies to packets steered by RPS/RFS and to those from virtual devices (veth, bridges, tunnels, loopback); beyond it packets are dropped, " +
@@ -92,21 +116,27 @@ export default defineRole<SynBacklogParams>({
     const problems: ParamProblem[] = [];
     if (p.tcp_syncookies === 0) {
       problems.push({
-        param: "tcp_syncookies", severity: "warning",
-        problem: "tcp_syncookies 0: when a listener's SYN queue is full (a SYN flood, or a burst of reconnecting clients) new connections are dropped until it drains",
+        param: "tcp_syncookies",
+        severity: "warning",
+        problem:
+          "tcp_syncookies 0: when a listener's SYN queue is full (a SYN flood, or a burst of reconnecting clients) new connections are dropped until it drains",
         fix: "use 1 (cookies only when the queue overflows)",
       });
     } else if (p.tcp_syncookies === 2) {
       problems.push({
-        param: "tcp_syncookies", severity: "warning",
-        problem: "tcp_syncookies 2 sends cookies for every connection, even without overflow: it is meant for testing, and without TCP timestamps those connections lose window scaling and SACK",
+        param: "tcp_syncookies",
+        severity: "warning",
+        problem:
+          "tcp_syncookies 2 sends cookies for every connection, even without overflow: it is meant for testing, and without TCP timestamps those connections lose window scaling and SACK",
         fix: "use 1 (cookies only when the queue overflows)",
       });
     }
     if (p.tcp_abort_on_overflow === 1) {
       problems.push({
-        param: "tcp_abort_on_overflow", severity: "warning",
-        problem: "tcp_abort_on_overflow 1 resets every connection that arrives while the accept queue is full: a short burst becomes a burst of ECONNRESET errors",
+        param: "tcp_abort_on_overflow",
+        severity: "warning",
+        problem:
+          "tcp_abort_on_overflow 1 resets every connection that arrives while the accept queue is full: a short burst becomes a burst of ECONNRESET errors",
         fix: "use 0 so clients retry through the burst, unless they must fail over to another server at once",
       });
     }
@@ -131,7 +161,14 @@ export default defineRole<SynBacklogParams>({
 });
 
 function desiredKeys(p: SynBacklogParams): Array<[string, string]> {
-  const params: Param[] = ["somaxconn", "tcp_max_syn_backlog", "tcp_syncookies", "tcp_abort_on_overflow", "tcp_synack_retries", "netdev_max_backlog"];
+  const params: Param[] = [
+    "somaxconn",
+    "tcp_max_syn_backlog",
+    "tcp_syncookies",
+    "tcp_abort_on_overflow",
+    "tcp_synack_retries",
+    "netdev_max_backlog",
+  ];
   return params.filter((name) => p[name] !== null).map((name) => [KEYS[name], String(p[name])]);
 }
 
@@ -149,7 +186,10 @@ function missingKeys(desired: Array<[string, string]>, facts: Facts): string[] {
 
 /** One note per port and backlog whose accept queue is smaller than somaxconn allows. */
 export function listenerNotes(somaxconn: number, result: ProbeResult<Listener[]> | undefined): string[] {
-  if (!result) return ["listening sockets' backlogs were not read; listeners that cap their own queue below somaxconn are not reported"];
+  if (!result)
+    return [
+      "listening sockets' backlogs were not read; listeners that cap their own queue below somaxconn are not reported",
+    ];
   if (!result.ok) return [`cannot report listeners that cap their own queue below somaxconn: ${result.error}`];
   const groups = new Map<string, { port: number; backlog: number; on: string[] }>();
   for (const l of result.value.filter((x) => x.backlog < somaxconn)) {

@@ -23,7 +23,9 @@ export default defineRole<TwReuseParams>({
     additionalProperties: false,
     properties: {
       tcp_tw_reuse: {
-        type: "integer", enum: [0, 1, 2], default: 1,
+        type: "integer",
+        enum: [0, 1, 2],
+        default: 1,
         description:
           "Allow a new outgoing connection to take a 4-tuple still in TIME_WAIT when its timestamp is newer (net.ipv4.tcp_tw_reuse; default 2 = loopback only). " +
           "Every connection this host closes first holds its 4-tuple for 60 s; at 500 closes/s to one upstream that is 30,000 TIME_WAIT sockets, " +
@@ -31,24 +33,32 @@ export default defineRole<TwReuseParams>({
         fix: "use 1 (reuse for all outgoing connections), 2 (loopback only, the kernel default) or 0 (never)",
       },
       tcp_timestamps: {
-        type: "integer", enum: [0, 1, 2], default: 1,
+        type: "integer",
+        enum: [0, 1, 2],
+        default: 1,
         description:
           "TCP timestamps (RFC 7323, net.ipv4.tcp_timestamps, default 1). tcp_tw_reuse decides safety by comparing timestamps, so it does nothing without them; " +
           "the peer must have them on too. 2 enables them without per-connection random offsets.",
         fix: "use 1 (the kernel default); tcp_tw_reuse needs timestamps",
       },
       tcp_fin_timeout: {
-        type: ["integer", "null"], minimum: 5, maximum: 300, default: null,
+        type: ["integer", "null"],
+        minimum: 5,
+        maximum: 300,
+        default: null,
         description:
           "Seconds an orphaned connection waits in FIN_WAIT2 for the peer's FIN (net.ipv4.tcp_fin_timeout, default 60). " +
           "This is NOT the TIME_WAIT length (fixed at 60 s in the kernel); lower it only when `ss -s` shows many orphans. null leaves the host's value.",
         fix: "use an integer from 5 to 300, or null to leave it alone",
       },
       tcp_max_tw_buckets: {
-        type: ["integer", "null"], minimum: 1024, maximum: 16777216, default: null,
+        type: ["integer", "null"],
+        minimum: 1024,
+        maximum: 16777216,
+        default: null,
         description:
           "Most TIME_WAIT sockets the host keeps (net.ipv4.tcp_max_tw_buckets; default scales with RAM). Above it the kernel destroys them early and logs " +
-          "\"TCP: time wait bucket table overflow\". null leaves the host's value.",
+          '"TCP: time wait bucket table overflow". null leaves the host\'s value.',
         fix: "use an integer from 1024 to 16777216, or null to leave it alone",
       },
     },
@@ -58,7 +68,8 @@ export default defineRole<TwReuseParams>({
     const problems: ParamProblem[] = [];
     if (p.tcp_tw_reuse !== 0 && p.tcp_timestamps === 0) {
       problems.push({
-        param: "tcp_timestamps", severity: "error",
+        param: "tcp_timestamps",
+        severity: "error",
         problem: `tcp_tw_reuse ${p.tcp_tw_reuse} needs TCP timestamps, but tcp_timestamps is 0: reuse would silently never happen`,
         fix: "set tcp_timestamps to 1, or tcp_tw_reuse to 0",
       });

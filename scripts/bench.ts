@@ -4,10 +4,35 @@ import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { checkFleetPrerequisites, startFleet, type Fleet } from "../test/fleet/fleet.js";
 import {
-  ansibleWorkFromPlan, BUSY_PERCENT, busyPercent, evaluateTargets, formatSizeTable, formatTargets, hostsWithChanges, median, OptionError, parseOptions,
-  planDifferences, resultFileName, resultJson, snapshotsFromPlan, type AnsibleWork, type BenchOptions, type BenchResult,
-  type MemoryResult, type PlanJson, type SizeResult, type Timing, inventoryTarget, type InventoryLoadResult, type Floor, type OpenSshPath,
-  type RouteResolutionResult, formatRouteResolution, routeResolutionTarget, USAGE,
+  ansibleWorkFromPlan,
+  BUSY_PERCENT,
+  busyPercent,
+  evaluateTargets,
+  formatSizeTable,
+  formatTargets,
+  hostsWithChanges,
+  median,
+  OptionError,
+  parseOptions,
+  planDifferences,
+  resultFileName,
+  resultJson,
+  snapshotsFromPlan,
+  type AnsibleWork,
+  type BenchOptions,
+  type BenchResult,
+  type MemoryResult,
+  type PlanJson,
+  type SizeResult,
+  type Timing,
+  inventoryTarget,
+  type InventoryLoadResult,
+  type Floor,
+  type OpenSshPath,
+  type RouteResolutionResult,
+  formatRouteResolution,
+  routeResolutionTarget,
+  USAGE,
 } from "./benchCore.js";
 import { benchInventoryLoad, benchRouteResolution, INVENTORY_TARGETS, ROUTE_TARGETS } from "./benchInventory.js";
 
@@ -46,7 +71,11 @@ interface Spawned extends Timing {
   stderr: string;
 }
 
-function runTimed(file: string, args: string[], opts: { timeoutMs: number; env?: NodeJS.ProcessEnv; logDir: string; name: string }): Promise<Spawned> {
+function runTimed(
+  file: string,
+  args: string[],
+  opts: { timeoutMs: number; env?: NodeJS.ProcessEnv; logDir: string; name: string },
+): Promise<Spawned> {
   const outFile = join(opts.logDir, `${opts.name}.out`);
   const errFile = join(opts.logDir, `${opts.name}.err`);
   const out = openSync(outFile, "w");
@@ -54,7 +83,12 @@ function runTimed(file: string, args: string[], opts: { timeoutMs: number; env?:
   return new Promise((resolvePromise) => {
     const started = process.hrtime.bigint();
     // Its own process group, so a timeout ends the command and its children, and nothing else.
-    const child = spawn(file, args, { cwd: ROOT, env: opts.env ?? process.env, stdio: ["ignore", out, err], detached: true });
+    const child = spawn(file, args, {
+      cwd: ROOT,
+      env: opts.env ?? process.env,
+      stdio: ["ignore", out, err],
+      detached: true,
+    });
     closeSync(out);
     closeSync(err);
     let timedOut = false;
@@ -83,15 +117,27 @@ function runTimed(file: string, args: string[], opts: { timeoutMs: number; env?:
 /** provision itself, under /usr/bin/time for its peak RSS. */
 async function provision(args: string[], logDir: string, name: string): Promise<Spawned> {
   const rssFile = join(logDir, `${name}.rss`);
-  const r = await runTimed(TIME_BIN, ["-f", "%M", "-o", rssFile, process.execPath, BIN, ...args], { timeoutMs: PROVISION_TIMEOUT_MS, logDir, name });
+  const r = await runTimed(TIME_BIN, ["-f", "%M", "-o", rssFile, process.execPath, BIN, ...args], {
+    timeoutMs: PROVISION_TIMEOUT_MS,
+    logDir,
+    name,
+  });
   const rss = existsSync(rssFile) ? Number(readFileSync(rssFile, "utf8").trim().split("\n").pop()) : NaN;
   // The last summary line: `run` prints the plan's ("Plan: …") before its own ("Run: …").
-  const summary = r.stdout.split("\n").filter((l) => /^(Run|Plan|Rollback):/.test(l)).pop();
+  const summary = r.stdout
+    .split("\n")
+    .filter((l) => /^(Run|Plan|Rollback):/.test(l))
+    .pop();
   return { ...r, ...(Number.isFinite(rss) ? { peakRssKb: rss } : {}), ...(summary ? { summary } : {}) };
 }
 
 function timing(s: Spawned): Timing {
-  return { wallMs: Math.round(s.wallMs), exitCode: s.exitCode, ...(s.peakRssKb !== undefined ? { peakRssKb: s.peakRssKb } : {}), ...(s.summary ? { summary: s.summary } : {}) };
+  return {
+    wallMs: Math.round(s.wallMs),
+    exitCode: s.exitCode,
+    ...(s.peakRssKb !== undefined ? { peakRssKb: s.peakRssKb } : {}),
+    ...(s.summary ? { summary: s.summary } : {}),
+  };
 }
 
 function tail(text: string, lines = 15): string {
@@ -101,7 +147,10 @@ function tail(text: string, lines = 15): string {
 /** What a failed run said about its failed hosts (one line each, the first 12), else the end of its output. */
 function failureLines(r: Spawned): string {
   const perHost = `${r.stdout}\n${r.stderr}`.split("\n").filter((l) => /^\S+: (FAILED|UNREACHABLE)\b/.test(l));
-  const shown = perHost.length > 0 ? [...perHost.slice(0, 12), ...(perHost.length > 12 ? [`… and ${perHost.length - 12} more`] : [])].join("\n") : tail(r.stdout);
+  const shown =
+    perHost.length > 0
+      ? [...perHost.slice(0, 12), ...(perHost.length > 12 ? [`… and ${perHost.length - 12} more`] : [])].join("\n")
+      : tail(r.stdout);
   return `${shown}\n${tail(r.stderr, 5)}`;
 }
 
@@ -110,12 +159,23 @@ function failureLines(r: Spawned): string {
  * kept (`keep.logs`), and one untimed run finishes the work, so the no-op samples that follow
  * time a real no-op rather than the first run's leftovers.
  */
-async function checkFirstRun(first: Spawned, hosts: number, runArgs: string[], dir: string, label: string, keep: { logs: boolean }): Promise<void> {
+async function checkFirstRun(
+  first: Spawned,
+  hosts: number,
+  runArgs: string[],
+  dir: string,
+  label: string,
+  keep: { logs: boolean },
+): Promise<void> {
   if (first.exitCode === 0 && new RegExp(`^Run: ${hosts} changed`).test(first.summary ?? "")) return;
   keep.logs = true;
-  log(`provision first run (${label}): exit ${first.exitCode}, ${first.summary ?? "no summary"}\n${failureLines(first)}`);
+  log(
+    `provision first run (${label}): exit ${first.exitCode}, ${first.summary ?? "no summary"}\n${failureLines(first)}`,
+  );
   const again = await provision(runArgs, dir, `provision-${label}-finish`);
-  log(`an untimed run (${label}) to finish the first run's work before the no-op samples: exit ${again.exitCode}, ${again.summary ?? "no summary"}`);
+  log(
+    `an untimed run (${label}) to finish the first run's work before the no-op samples: exit ${again.exitCode}, ${again.summary ?? "no summary"}`,
+  );
 }
 
 function checkNoop(noop: Spawned, label: string, keep: { logs: boolean }): void {
@@ -125,8 +185,13 @@ function checkNoop(noop: Spawned, label: string, keep: { logs: boolean }): void 
 }
 
 async function planJson(fleet: Fleet, logDir: string, name: string, allowed: number[]): Promise<PlanJson> {
-  const r = await provision(["plan", fleet.inventoryFile, "--known-hosts", fleet.knownHostsFile, "--json"], logDir, name);
-  if (!allowed.includes(r.exitCode)) throw new BenchError(`provision plan (${name}) exited ${r.exitCode}:\n${tail(r.stderr)}\n${tail(r.stdout)}`);
+  const r = await provision(
+    ["plan", fleet.inventoryFile, "--known-hosts", fleet.knownHostsFile, "--json"],
+    logDir,
+    name,
+  );
+  if (!allowed.includes(r.exitCode))
+    throw new BenchError(`provision plan (${name}) exited ${r.exitCode}:\n${tail(r.stderr)}\n${tail(r.stdout)}`);
   return JSON.parse(r.stdout) as PlanJson;
 }
 
@@ -146,7 +211,8 @@ async function cpuBusyPercent(sampleMs = 1000): Promise<number> {
 async function quietBefore(what: string, record: Record<string, number>): Promise<void> {
   const deadline = Date.now() + QUIET_WAIT_MS;
   let busy = await cpuBusyPercent();
-  if (busy > BUSY_PERCENT) log(`the machine is ${busy}% busy with other work: waiting up to ${QUIET_WAIT_MS / 1000} s before ${what}`);
+  if (busy > BUSY_PERCENT)
+    log(`the machine is ${busy}% busy with other work: waiting up to ${QUIET_WAIT_MS / 1000} s before ${what}`);
   while (busy > BUSY_PERCENT && Date.now() < deadline) busy = await cpuBusyPercent();
   record[what] = busy;
 }
@@ -156,14 +222,27 @@ async function quietBefore(what: string, record: Record<string, number>): Promis
 
 function sshArgs(fleet: Fleet): string[] {
   return [
-    "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${fleet.knownHostsFile}`,
-    "-o", "IdentitiesOnly=yes", "-i", fleet.clientKeyFile, "-o", "ConnectTimeout=20",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    `UserKnownHostsFile=${fleet.knownHostsFile}`,
+    "-o",
+    "IdentitiesOnly=yes",
+    "-i",
+    fleet.clientKeyFile,
+    "-o",
+    "ConnectTimeout=20",
   ];
 }
 
 function sshTrue(fleet: Fleet, address: string): Promise<number> {
   return new Promise((resolvePromise) => {
-    const child = spawn("ssh", [...sshArgs(fleet), "-l", "root", address, "true"], { stdio: "ignore", env: { PATH: SYSTEM_PATH, HOME: process.env.HOME ?? "/root" } });
+    const child = spawn("ssh", [...sshArgs(fleet), "-l", "root", address, "true"], {
+      stdio: "ignore",
+      env: { PATH: SYSTEM_PATH, HOME: process.env.HOME ?? "/root" },
+    });
     const timer = setTimeout(() => child.kill("SIGKILL"), FLOOR_TIMEOUT_MS);
     child.on("error", () => resolvePromise(127));
     child.on("exit", (code) => {
@@ -176,14 +255,22 @@ function sshTrue(fleet: Fleet, address: string): Promise<number> {
 async function floorSample(fleet: Fleet): Promise<{ ms: number; failures: number }> {
   const started = process.hrtime.bigint();
   const codes = await Promise.all(fleet.hosts.map((h) => sshTrue(fleet, h.address)));
-  return { ms: Math.round(Number(process.hrtime.bigint() - started) / 1e6), failures: codes.filter((c) => c !== 0).length };
+  return {
+    ms: Math.round(Number(process.hrtime.bigint() - started) / 1e6),
+    failures: codes.filter((c) => c !== 0).length,
+  };
 }
 
 /**
  * The floor and the no-op run, taken in turns (floor, no-op, floor, no-op, …) so both see the
  * same machine; each is the median of its samples.
  */
-async function floorAndNoop(fleet: Fleet, runArgs: string[], dir: string, name: string): Promise<{ floor: Floor; noop: Spawned; noopSamplesMs: number[] }> {
+async function floorAndNoop(
+  fleet: Fleet,
+  runArgs: string[],
+  dir: string,
+  name: string,
+): Promise<{ floor: Floor; noop: Spawned; noopSamplesMs: number[] }> {
   const floorMs: number[] = [];
   const noops: Spawned[] = [];
   let failures = 0;
@@ -195,7 +282,11 @@ async function floorAndNoop(fleet: Fleet, runArgs: string[], dir: string, name: 
   }
   const noopMs = noops.map((n) => n.wallMs);
   const noop = noops.find((n) => n.wallMs === median(noopMs)) ?? noops[0]!;
-  return { floor: { wallMs: median(floorMs), samplesMs: floorMs, failures }, noop, noopSamplesMs: noopMs.map(Math.round) };
+  return {
+    floor: { wallMs: median(floorMs), samplesMs: floorMs, failures },
+    noop,
+    noopSamplesMs: noopMs.map(Math.round),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,7 +299,11 @@ interface AnsibleAvailability {
 }
 
 function ansibleVersion(): string | null {
-  const r = spawnSync("ansible-playbook", ["--version"], { encoding: "utf8", env: { PATH: SYSTEM_PATH }, timeout: 60_000 });
+  const r = spawnSync("ansible-playbook", ["--version"], {
+    encoding: "utf8",
+    env: { PATH: SYSTEM_PATH },
+    timeout: 60_000,
+  });
   if (r.status !== 0) return null;
   return r.stdout.split("\n")[0]?.trim() ?? null;
 }
@@ -217,15 +312,30 @@ function ensureAnsible(wanted: boolean): AnsibleAvailability {
   if (!wanted) return { version: null, missing: "--no-ansible (or BENCH_ANSIBLE=0) was given" };
   const found = ansibleVersion();
   if (found) return { version: found };
-  if (!existsSync("/usr/bin/apt-get")) return { version: null, missing: "ansible-playbook is not installed and there is no apt-get to install Debian's ansible-core with" };
+  if (!existsSync("/usr/bin/apt-get"))
+    return {
+      version: null,
+      missing: "ansible-playbook is not installed and there is no apt-get to install Debian's ansible-core with",
+    };
   log("ansible-playbook not found: apt-get update, then apt-get install ansible-core");
   const env = { PATH: SYSTEM_PATH, DEBIAN_FRONTEND: "noninteractive", LANG: "C" };
   const update = spawnSync("apt-get", ["update", "-q"], { encoding: "utf8", env, timeout: APT_TIMEOUT_MS });
-  if (update.status !== 0) return { version: null, missing: `ansible-playbook is not installed and \`apt-get update\` failed (exit ${update.status}): ${tail(update.stderr || update.stdout, 5)}` };
-  const install = spawnSync("apt-get", ["install", "-y", "-q", "--no-install-recommends", "ansible-core"], { encoding: "utf8", env, timeout: APT_TIMEOUT_MS });
+  if (update.status !== 0)
+    return {
+      version: null,
+      missing: `ansible-playbook is not installed and \`apt-get update\` failed (exit ${update.status}): ${tail(update.stderr || update.stdout, 5)}`,
+    };
+  const install = spawnSync("apt-get", ["install", "-y", "-q", "--no-install-recommends", "ansible-core"], {
+    encoding: "utf8",
+    env,
+    timeout: APT_TIMEOUT_MS,
+  });
   const version = ansibleVersion();
   if (install.status !== 0 || !version) {
-    return { version: null, missing: `ansible-playbook is not installed and \`apt-get install ansible-core\` failed (exit ${install.status}): ${tail(install.stderr || install.stdout, 5)}` };
+    return {
+      version: null,
+      missing: `ansible-playbook is not installed and \`apt-get install ansible-core\` failed (exit ${install.status}): ${tail(install.stderr || install.stdout, 5)}`,
+    };
   }
   log(`installed ${version}`);
   return { version };
@@ -241,7 +351,12 @@ function writeAnsibleWork(work: AnsibleWork, dir: string): { varsFile: string; f
   return { varsFile, filesDir };
 }
 
-async function ansible(fleet: Fleet, mode: "default" | "tuned", work: { varsFile: string; filesDir: string }, dir: string): Promise<Spawned> {
+async function ansible(
+  fleet: Fleet,
+  mode: "default" | "tuned",
+  work: { varsFile: string; filesDir: string },
+  dir: string,
+): Promise<Spawned> {
   const tuned = mode === "tuned";
   const env: NodeJS.ProcessEnv = {
     PATH: SYSTEM_PATH,
@@ -260,14 +375,30 @@ async function ansible(fleet: Fleet, mode: "default" | "tuned", work: { varsFile
     ...(tuned ? { ANSIBLE_PYTHON_INTERPRETER: "/usr/bin/python3" } : {}),
   };
   const sshCommon = `-o StrictHostKeyChecking=yes -o UserKnownHostsFile=${fleet.knownHostsFile}`;
-  const args = ["-i", fleet.inventoryFile, PLAYBOOK, "-e", `@${work.varsFile}`, "-e", `bench_files_dir=${work.filesDir}`, "-e", `ansible_ssh_common_args='${sshCommon}'`];
-  return runTimed("ansible-playbook", args, { timeoutMs: ANSIBLE_TIMEOUT_MS, env, logDir: dir, name: `ansible-${mode}` });
+  const args = [
+    "-i",
+    fleet.inventoryFile,
+    PLAYBOOK,
+    "-e",
+    `@${work.varsFile}`,
+    "-e",
+    `bench_files_dir=${work.filesDir}`,
+    "-e",
+    `ansible_ssh_common_args='${sshCommon}'`,
+  ];
+  return runTimed("ansible-playbook", args, {
+    timeoutMs: ANSIBLE_TIMEOUT_MS,
+    env,
+    logDir: dir,
+    name: `ansible-${mode}`,
+  });
 }
 
 function ansibleSummary(stdout: string): string | undefined {
   const recap = stdout.split("\n").filter((l) => /\bok=\d+/.test(l));
   if (recap.length === 0) return undefined;
-  const sum = (field: string) => recap.reduce((n, l) => n + Number(new RegExp(`\\b${field}=(\\d+)`).exec(l)?.[1] ?? 0), 0);
+  const sum = (field: string) =>
+    recap.reduce((n, l) => n + Number(new RegExp(`\\b${field}=(\\d+)`).exec(l)?.[1] ?? 0), 0);
   return `PLAY RECAP: ${recap.length} hosts, ok=${sum("ok")} changed=${sum("changed")} unreachable=${sum("unreachable")} failed=${sum("failed")}`;
 }
 
@@ -276,13 +407,21 @@ function ansibleSummary(stdout: string): string | undefined {
 // have written when the hosts were changed by Ansible (which keeps no snapshot).
 
 async function rollback(fleet: Fleet, logDir: string, name: string): Promise<void> {
-  const r = await provision(["rollback", fleet.inventoryFile, "--known-hosts", fleet.knownHostsFile, "--yes"], logDir, name);
-  if (r.exitCode !== 0) throw new BenchError(`provision rollback (${name}) exited ${r.exitCode}:\n${tail(r.stderr)}\n${tail(r.stdout)}`);
+  const r = await provision(
+    ["rollback", fleet.inventoryFile, "--known-hosts", fleet.knownHostsFile, "--yes"],
+    logDir,
+    name,
+  );
+  if (r.exitCode !== 0)
+    throw new BenchError(`provision rollback (${name}) exited ${r.exitCode}:\n${tail(r.stderr)}\n${tail(r.stdout)}`);
 }
 
 async function placeSnapshots(fleet: Fleet, snapshots: Record<string, string>): Promise<void> {
   for (const h of fleet.hosts) {
-    const r = await fleet.exec(h.name, "mkdir -p /etc/provision && umask 077 && cat > /etc/provision/snapshot.json", { input: snapshots[h.name]!, timeoutMs: 20_000 });
+    const r = await fleet.exec(h.name, "mkdir -p /etc/provision && umask 077 && cat > /etc/provision/snapshot.json", {
+      input: snapshots[h.name]!,
+      timeoutMs: 20_000,
+    });
     if (r.code !== 0) throw new BenchError(`${h.name}: writing the snapshot failed: ${r.stderr.trim()}`);
   }
 }
@@ -293,7 +432,14 @@ async function placeSnapshots(fleet: Fleet, snapshots: Record<string, string>): 
  * The OpenSSH-client path on a fleet just rolled back to fresh: a first run, then no-op runs in
  * turns with floor samples, then a rollback to fresh again (checked against the fresh plan).
  */
-async function benchOpenSsh(fleet: Fleet, common: string[], fresh: PlanJson, dir: string, background: Record<string, number>, keep: { logs: boolean }): Promise<{ path: OpenSshPath; restored: string[] }> {
+async function benchOpenSsh(
+  fleet: Fleet,
+  common: string[],
+  fresh: PlanJson,
+  dir: string,
+  background: Record<string, number>,
+  keep: { logs: boolean },
+): Promise<{ path: OpenSshPath; restored: string[] }> {
   const hosts = fleet.hosts.length;
   const runArgs = ["run", ...common, "--ssh-client", "openssh", "--yes"];
   await quietBefore("provision first run (openssh)", background);
@@ -301,7 +447,9 @@ async function benchOpenSsh(fleet: Fleet, common: string[], fresh: PlanJson, dir
   const first = await provision(runArgs, dir, "provision-openssh-first");
   await checkFirstRun(first, hosts, runArgs, dir, "openssh", keep);
   await quietBefore("floor and no-op (openssh)", background);
-  log(`${hosts} hosts: floor and provision run --ssh-client openssh --yes again (no-op), ${SAMPLES} times each, in turns`);
+  log(
+    `${hosts} hosts: floor and provision run --ssh-client openssh --yes again (no-op), ${SAMPLES} times each, in turns`,
+  );
   const { floor, noop, noopSamplesMs } = await floorAndNoop(fleet, runArgs, dir, "provision-openssh-noop");
   checkNoop(noop, "openssh", keep);
   await rollback(fleet, dir, "rollback-openssh");
@@ -310,7 +458,11 @@ async function benchOpenSsh(fleet: Fleet, common: string[], fresh: PlanJson, dir
   return { path: { firstRun: timing(first), noop: timing(noop), noopSamplesMs, floor }, restored: differ };
 }
 
-async function benchSize(hosts: number, ansibleAvailable: AnsibleAvailability, withOpenSsh: boolean): Promise<SizeResult> {
+async function benchSize(
+  hosts: number,
+  ansibleAvailable: AnsibleAvailability,
+  withOpenSsh: boolean,
+): Promise<SizeResult> {
   const dir = mkdtempSync(join(tmpdir(), `provision-bench-${hosts}-`));
   /** Set when a measured provision run failed: its output stays in dir for a look. */
   const keep = { logs: false };
@@ -329,7 +481,9 @@ async function benchSize(hosts: number, ansibleAvailable: AnsibleAvailability, w
     const first = await provision(ssh2Args, dir, "provision-first");
     await checkFirstRun(first, hosts, ssh2Args, dir, "ssh2", keep);
     await quietBefore("floor and no-op (ssh2)", background);
-    log(`${hosts} hosts: floor (${hosts} parallel \`ssh host true\`) and provision run --ssh-client ssh2 --yes again (no-op), ${SAMPLES} times each, in turns`);
+    log(
+      `${hosts} hosts: floor (${hosts} parallel \`ssh host true\`) and provision run --ssh-client ssh2 --yes again (no-op), ${SAMPLES} times each, in turns`,
+    );
     const { floor: floorResult, noop, noopSamplesMs } = await floorAndNoop(fleet, ssh2Args, dir, "provision-noop");
     checkNoop(noop, "ssh2", keep);
 
@@ -339,22 +493,36 @@ async function benchSize(hosts: number, ansibleAvailable: AnsibleAvailability, w
 
     const result: SizeResult = {
       hosts,
-      provision: { firstRun: timing(first), noop: timing(noop), noopSamplesMs, forks: Math.min(PROVISION_DEFAULT_FORKS, hosts) },
+      provision: {
+        firstRun: timing(first),
+        noop: timing(noop),
+        noopSamplesMs,
+        forks: Math.min(PROVISION_DEFAULT_FORKS, hosts),
+      },
       ansible: { default: null, tuned: null },
       floor: floorResult,
-      checks: { ansibleLeftNothingToDo: {}, rollbackRestoredFresh: afterRollback.length === 0, opensshRollbackRestoredFresh: null, resetBeforeTuned: null },
+      checks: {
+        ansibleLeftNothingToDo: {},
+        rollbackRestoredFresh: afterRollback.length === 0,
+        opensshRollbackRestoredFresh: null,
+        resetBeforeTuned: null,
+      },
       work: work.counts,
       backgroundCpuPercent: background,
     };
     // The fleet must be fresh before each path's first run and before Ansible: a later step is skipped, saying why, when it is not.
-    let notFresh: string | null = afterRollback.length > 0 ? `the fleet could not be put back to fresh after the ssh2 runs (${afterRollback.join(", ")} differ)` : null;
+    let notFresh: string | null =
+      afterRollback.length > 0
+        ? `the fleet could not be put back to fresh after the ssh2 runs (${afterRollback.join(", ")} differ)`
+        : null;
     if (!withOpenSsh) result.provision.opensshSkipped = "--no-openssh (or BENCH_OPENSSH=0) was given";
     else if (notFresh !== null) result.provision.opensshSkipped = notFresh;
     else {
       const { path, restored } = await benchOpenSsh(fleet, common, fresh, dir, background, keep);
       result.provision.openssh = path;
       result.checks.opensshRollbackRestoredFresh = restored.length === 0;
-      if (restored.length > 0) notFresh = `the fleet could not be put back to fresh after the OpenSSH-client runs (${restored.join(", ")} differ)`;
+      if (restored.length > 0)
+        notFresh = `the fleet could not be put back to fresh after the OpenSSH-client runs (${restored.join(", ")} differ)`;
     }
     if (!ansibleAvailable.version) {
       result.ansible.skipped = ansibleAvailable.missing;
@@ -382,7 +550,8 @@ async function benchSize(hosts: number, ansibleAvailable: AnsibleAvailability, w
       const r = await ansible(fleet, mode, files, dir);
       const summary = ansibleSummary(r.stdout);
       result.ansible[mode] = { ...timing(r), ...(summary ? { summary } : {}) };
-      if (r.exitCode !== 0) log(`ansible-playbook (${mode}) exited ${r.exitCode}:\n${tail(r.stdout, 25)}\n${tail(r.stderr)}`);
+      if (r.exitCode !== 0)
+        log(`ansible-playbook (${mode}) exited ${r.exitCode}:\n${tail(r.stdout, 25)}\n${tail(r.stderr)}`);
       // Equal work, checked: after Ansible, provision's plan must find nothing left to do.
       const left = hostsWithChanges(await planJson(fleet, dir, `plan-after-ansible-${mode}`, [0, 2]));
       result.checks.ansibleLeftNothingToDo[mode] = left.length === 0;
@@ -404,8 +573,23 @@ async function benchMemory(hosts: number): Promise<MemoryResult> {
   try {
     await quietBefore("provision memory run", {});
     log(`${hosts} hosts: provision run --ssh-client ssh2 --yes (first run, peak RSS)`);
-    const r = await provision(["run", fleet.inventoryFile, "--known-hosts", fleet.knownHostsFile, "--state-dir", join(dir, "state"), "--ssh-client", "ssh2", "--yes"], dir, "provision-memory");
-    if (r.exitCode !== 0) log(`provision run on ${hosts} hosts exited ${r.exitCode}:\n${tail(r.stderr)}\n${tail(r.stdout)}`);
+    const r = await provision(
+      [
+        "run",
+        fleet.inventoryFile,
+        "--known-hosts",
+        fleet.knownHostsFile,
+        "--state-dir",
+        join(dir, "state"),
+        "--ssh-client",
+        "ssh2",
+        "--yes",
+      ],
+      dir,
+      "provision-memory",
+    );
+    if (r.exitCode !== 0)
+      log(`provision run on ${hosts} hosts exited ${r.exitCode}:\n${tail(r.stderr)}\n${tail(r.stdout)}`);
     return { hosts, run: timing(r) };
   } finally {
     log(`${hosts} hosts: stopping the fleet`);
@@ -416,7 +600,9 @@ async function benchMemory(hosts: number): Promise<MemoryResult> {
 
 /** "1.26 4.46 4.82": the 1, 5 and 15 minute load averages (on 2 cores, anything near 2 or above skews the times). */
 function loadAverages(): string {
-  return loadavg().map((l) => l.toFixed(2)).join(" ");
+  return loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
 }
 
 function machine(ansibleAvailable: AnsibleAvailability, loadAtStart: string): BenchResult["machine"] {
@@ -435,14 +621,16 @@ function machine(ansibleAvailable: AnsibleAvailability, loadAtStart: string): Be
 
 function prerequisites(): string[] {
   const problems = checkFleetPrerequisites();
-  if (!existsSync(TIME_BIN)) problems.push(`${TIME_BIN} not found: install Debian's \`time\` package (it measures provision's peak RSS)`);
+  if (!existsSync(TIME_BIN))
+    problems.push(`${TIME_BIN} not found: install Debian's \`time\` package (it measures provision's peak RSS)`);
   if (!existsSync(join(ROOT, "dist", "src", "cli.js"))) problems.push("provision is not built: run `npm run build`");
   return problems;
 }
 
 function inventoryPrerequisites(): string[] {
   const problems: string[] = [];
-  if (!existsSync(TIME_BIN)) problems.push(`${TIME_BIN} not found: install Debian's \`time\` package (it measures provision's peak RSS)`);
+  if (!existsSync(TIME_BIN))
+    problems.push(`${TIME_BIN} not found: install Debian's \`time\` package (it measures provision's peak RSS)`);
   if (!existsSync(join(ROOT, "dist", "src", "cli.js"))) problems.push("provision is not built: run `npm run build`");
   return problems;
 }
@@ -455,14 +643,23 @@ async function benchInventory(hosts: number): Promise<InventoryLoadResult> {
     for (let i = 0; i < SAMPLES; i++) {
       await quietBefore(`inventory load ${i + 1}/${SAMPLES}`, {});
       const r = await benchInventoryLoad(BIN, TIME_BIN, dir, hosts, PROVISION_TIMEOUT_MS);
-      log(`${hosts}-host inventory: ${(r.wallMs / 1000).toFixed(2)} s, peak RSS ${r.peakRssKb === undefined ? "-" : `${(r.peakRssKb / 1024).toFixed(1)} MB`}, exit ${r.exitCode}: ${r.summary}`);
+      log(
+        `${hosts}-host inventory: ${(r.wallMs / 1000).toFixed(2)} s, peak RSS ${r.peakRssKb === undefined ? "-" : `${(r.peakRssKb / 1024).toFixed(1)} MB`}, exit ${r.exitCode}: ${r.summary}`,
+      );
       runs.push(r);
     }
     runs.sort((a, b) => a.wallMs - b.wallMs);
     const mid = runs[Math.floor(runs.length / 2)]!;
     const worstRss = Math.max(...runs.map((r) => r.peakRssKb ?? Infinity));
-    const result = { hosts, wallMs: mid.wallMs, peakRssKb: Number.isFinite(worstRss) ? worstRss : undefined, exitCode: runs.every((r) => r.exitCode === 0) ? 0 : (runs.find((r) => r.exitCode !== 0)!.exitCode) };
-    process.stdout.write(`\n${hosts}-host INI inventory, load + resolve (provision lint, median of ${SAMPLES}): ${(result.wallMs / 1000).toFixed(2)} s, peak RSS ${result.peakRssKb === undefined ? "-" : `${(result.peakRssKb / 1024).toFixed(1)} MB`} (largest)\n`);
+    const result = {
+      hosts,
+      wallMs: mid.wallMs,
+      peakRssKb: Number.isFinite(worstRss) ? worstRss : undefined,
+      exitCode: runs.every((r) => r.exitCode === 0) ? 0 : runs.find((r) => r.exitCode !== 0)!.exitCode,
+    };
+    process.stdout.write(
+      `\n${hosts}-host INI inventory, load + resolve (provision lint, median of ${SAMPLES}): ${(result.wallMs / 1000).toFixed(2)} s, peak RSS ${result.peakRssKb === undefined ? "-" : `${(result.peakRssKb / 1024).toFixed(1)} MB`} (largest)\n`,
+    );
     return result;
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -473,7 +670,9 @@ async function benchInventory(hosts: number): Promise<InventoryLoadResult> {
 async function benchRoutes(hosts: number): Promise<RouteResolutionResult> {
   const dir = mkdtempSync(join(tmpdir(), "provision-bench-routes-"));
   try {
-    const result = await benchRouteResolution(dir, hosts, SAMPLES, (i) => quietBefore(`route resolution ${i + 1}/${SAMPLES}`, {}));
+    const result = await benchRouteResolution(dir, hosts, SAMPLES, (i) =>
+      quietBefore(`route resolution ${i + 1}/${SAMPLES}`, {}),
+    );
     process.stdout.write(formatRouteResolution(result));
     return result;
   } finally {
@@ -511,7 +710,10 @@ async function main(): Promise<number> {
     process.stdout.write(formatSizeTable(r));
   }
   const memory = opts.memoryHosts > 0 && !opts.inventoryOnly ? await benchMemory(opts.memoryHosts) : null;
-  if (memory) process.stdout.write(`\n${memory.hosts} hosts, one provision run: ${(memory.run.wallMs / 1000).toFixed(2)} s, peak RSS ${memory.run.peakRssKb === undefined ? "-" : `${(memory.run.peakRssKb / 1024).toFixed(1)} MB`} (exit ${memory.run.exitCode})\n`);
+  if (memory)
+    process.stdout.write(
+      `\n${memory.hosts} hosts, one provision run: ${(memory.run.wallMs / 1000).toFixed(2)} s, peak RSS ${memory.run.peakRssKb === undefined ? "-" : `${(memory.run.peakRssKb / 1024).toFixed(1)} MB`} (exit ${memory.run.exitCode})\n`,
+    );
 
   const inventory = opts.inventoryHosts > 0 ? await benchInventory(opts.inventoryHosts) : null;
   const routes = opts.inventoryHosts > 0 ? await benchRoutes(opts.inventoryHosts) : null;
@@ -521,11 +723,23 @@ async function main(): Promise<number> {
     ...(routes ? [routeResolutionTarget(routes, ROUTE_TARGETS)] : []),
   ];
   process.stdout.write(formatTargets(targets));
-  const result: BenchResult = { version: 1, startedAt: startedAt.toISOString(), durationMs: Date.now() - startedAt.getTime(), machine: machine(ansibleAvailable, loadAtStart), sizes, memory, inventory, routes, targets };
+  const result: BenchResult = {
+    version: 1,
+    startedAt: startedAt.toISOString(),
+    durationMs: Date.now() - startedAt.getTime(),
+    machine: machine(ansibleAvailable, loadAtStart),
+    sizes,
+    memory,
+    inventory,
+    routes,
+    targets,
+  };
   const out = resolve(opts.out ?? join(RESULTS_DIR, resultFileName(startedAt)));
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, resultJson(result));
-  process.stdout.write(`\nresults: ${out} (bench took ${Math.round(result.durationMs / 1000)} s; load average ${loadAtStart} at the start, ${result.machine.loadAverageAtEnd} at the end)\n`);
+  process.stdout.write(
+    `\nresults: ${out} (bench took ${Math.round(result.durationMs / 1000)} s; load average ${loadAtStart} at the start, ${result.machine.loadAverageAtEnd} at the end)\n`,
+  );
   return targets.some((t) => t.verdict === "MISS") ? 1 : 0;
 }
 

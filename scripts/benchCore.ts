@@ -60,7 +60,10 @@ export class OptionError extends Error {}
 
 /** "20,50" → [20, 50]; each an integer fleet size, no duplicates, in the order given. */
 export function parseSizes(text: string, what = "BENCH_SIZES"): number[] {
-  const parts = text.split(",").map((p) => p.trim()).filter((p) => p !== "");
+  const parts = text
+    .split(",")
+    .map((p) => p.trim())
+    .filter((p) => p !== "");
   if (parts.length === 0) throw new OptionError(`${what} is empty: give fleet sizes like 20,50`);
   const sizes = parts.map((p) => parseHostCount(p, what));
   const duplicate = sizes.find((n, i) => sizes.indexOf(n) !== i);
@@ -72,7 +75,9 @@ function parseHostCount(text: string, what: string, allowZero = false): number {
   const n = /^\d+$/.test(text) ? Number(text) : NaN;
   const min = allowZero ? 0 : 1;
   if (!Number.isInteger(n) || n < min || n > MAX_FLEET_HOSTS) {
-    throw new OptionError(`${what}: "${text}" is not a host count in ${min}..${MAX_FLEET_HOSTS} (the local fleet's limit)`);
+    throw new OptionError(
+      `${what}: "${text}" is not a host count in ${min}..${MAX_FLEET_HOSTS} (the local fleet's limit)`,
+    );
   }
   return n;
 }
@@ -81,7 +86,8 @@ export const DEFAULT_INVENTORY_HOSTS = 10_000;
 
 function parseInventoryHosts(text: string, what: string): number {
   const n = /^\d+$/.test(text) ? Number(text) : NaN;
-  if (!Number.isInteger(n) || n > 1_000_000) throw new OptionError(`${what}: "${text}" is not a host count in 0..1000000`);
+  if (!Number.isInteger(n) || n > 1_000_000)
+    throw new OptionError(`${what}: "${text}" is not a host count in 0..1000000`);
   return n;
 }
 
@@ -89,10 +95,14 @@ function parseInventoryHosts(text: string, what: string): number {
 export function parseOptions(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): BenchOptions {
   const opts: BenchOptions = {
     sizes: env.BENCH_SIZES ? parseSizes(env.BENCH_SIZES) : DEFAULT_SIZES,
-    memoryHosts: env.BENCH_MEMORY_HOSTS ? parseHostCount(env.BENCH_MEMORY_HOSTS, "BENCH_MEMORY_HOSTS", true) : DEFAULT_MEMORY_HOSTS,
+    memoryHosts: env.BENCH_MEMORY_HOSTS
+      ? parseHostCount(env.BENCH_MEMORY_HOSTS, "BENCH_MEMORY_HOSTS", true)
+      : DEFAULT_MEMORY_HOSTS,
     out: env.BENCH_OUT || undefined,
     ansible: env.BENCH_ANSIBLE !== "0",
-    inventoryHosts: env.BENCH_INVENTORY_HOSTS ? parseInventoryHosts(env.BENCH_INVENTORY_HOSTS, "BENCH_INVENTORY_HOSTS") : DEFAULT_INVENTORY_HOSTS,
+    inventoryHosts: env.BENCH_INVENTORY_HOSTS
+      ? parseInventoryHosts(env.BENCH_INVENTORY_HOSTS, "BENCH_INVENTORY_HOSTS")
+      : DEFAULT_INVENTORY_HOSTS,
     inventoryOnly: false,
     openssh: env.BENCH_OPENSSH !== "0",
     help: false,
@@ -112,7 +122,10 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
     else if (flag === "--inventory-only") opts.inventoryOnly = true;
     else if (flag === "--no-openssh") opts.openssh = false;
     else if (flag === "--help" || flag === "-h") opts.help = true;
-    else throw new OptionError(`unknown option ${flag}. Options: --sizes 20,50  --memory-hosts 200 (0 = none)  --out FILE  --no-ansible  --no-openssh  --inventory-hosts 10000 (0 = none)  --inventory-only  --help`);
+    else
+      throw new OptionError(
+        `unknown option ${flag}. Options: --sizes 20,50  --memory-hosts 200 (0 = none)  --out FILE  --no-ansible  --no-openssh  --inventory-hosts 10000 (0 = none)  --inventory-only  --help`,
+      );
   }
   return opts;
 }
@@ -161,7 +174,9 @@ export interface AnsibleWork {
 export function ansibleWorkFromPlan(plan: PlanJson): AnsibleWork {
   const failed = plan.hosts.filter((h) => h.error || !h.changes);
   if (failed.length > 0) {
-    throw new Error(`the fresh plan failed on ${failed.map((h) => `${h.host} (${h.error?.message ?? "no changes listed"})`).join(", ")}`);
+    throw new Error(
+      `the fresh plan failed on ${failed.map((h) => `${h.host} (${h.error?.message ?? "no changes listed"})`).join(", ")}`,
+    );
   }
   const contents: Record<string, string> = {};
   const counts = { hosts: plan.hosts.length, files: 0, sysctl: 0, commands: 0 };
@@ -193,7 +208,9 @@ export function ansibleWorkFromPlan(plan: PlanJson): AnsibleWork {
 export function snapshotsFromPlan(plan: PlanJson): Record<string, string> {
   const out: Record<string, string> = {};
   for (const h of plan.hosts) {
-    const snap = h.changes?.find((c): c is Extract<JsonChange, { kind: "file" }> => c.kind === "file" && c.role === SNAPSHOT_ROLE);
+    const snap = h.changes?.find(
+      (c): c is Extract<JsonChange, { kind: "file" }> => c.kind === "file" && c.role === SNAPSHOT_ROLE,
+    );
     if (!snap) throw new Error(`${h.host}: the fresh plan has no rollback snapshot (is the host really fresh?)`);
     out[h.host] = snap.after;
   }
@@ -204,7 +221,11 @@ export function snapshotsFromPlan(plan: PlanJson): Record<string, string> {
 export function planDifferences(expected: PlanJson, actual: PlanJson): string[] {
   const byHost = new Map(actual.hosts.map((h) => [h.host, h]));
   const differing = expected.hosts
-    .filter((h) => JSON.stringify(h.changes ?? h.error) !== JSON.stringify(byHost.get(h.host)?.changes ?? byHost.get(h.host)?.error))
+    .filter(
+      (h) =>
+        JSON.stringify(h.changes ?? h.error) !==
+        JSON.stringify(byHost.get(h.host)?.changes ?? byHost.get(h.host)?.error),
+    )
     .map((h) => h.host);
   const extra = actual.hosts.filter((h) => !expected.hosts.some((e) => e.host === h.host)).map((h) => h.host);
   return [...differing, ...extra];
@@ -254,7 +275,14 @@ export interface SizeResult {
    * median of the no-op runs (noopSamplesMs), each taken right after a floor sample.
    * openssh: the same over the OpenSSH client; absent when not measured (opensshSkipped says why).
    */
-  provision: { firstRun: Timing; noop: Timing; noopSamplesMs?: number[]; forks: number; openssh?: OpenSshPath; opensshSkipped?: string };
+  provision: {
+    firstRun: Timing;
+    noop: Timing;
+    noopSamplesMs?: number[];
+    forks: number;
+    openssh?: OpenSshPath;
+    opensshSkipped?: string;
+  };
   ansible: { default: Timing | null; tuned: Timing | null; skipped?: string };
   /** The floor taken in turns with the ssh2 no-op runs. */
   floor: Floor;
@@ -286,8 +314,16 @@ export interface PathMeasurements {
 export function pathsOf(r: SizeResult): { ssh2: PathMeasurements; openssh: PathMeasurements | null } {
   const o = r.provision.openssh;
   return {
-    ssh2: { client: "ssh2", firstRun: r.provision.firstRun, noop: r.provision.noop, noopSamples: r.provision.noopSamplesMs?.length ?? 1, floor: r.floor },
-    openssh: o ? { client: "openssh", firstRun: o.firstRun, noop: o.noop, noopSamples: o.noopSamplesMs.length, floor: o.floor } : null,
+    ssh2: {
+      client: "ssh2",
+      firstRun: r.provision.firstRun,
+      noop: r.provision.noop,
+      noopSamples: r.provision.noopSamplesMs?.length ?? 1,
+      floor: r.floor,
+    },
+    openssh: o
+      ? { client: "openssh", firstRun: o.firstRun, noop: o.noop, noopSamples: o.noopSamplesMs.length, floor: o.floor }
+      : null,
   };
 }
 
@@ -321,7 +357,8 @@ export interface Ratios extends PathRatios {
 function pathRatios(r: SizeResult, p: PathMeasurements): PathRatios {
   const first = p.firstRun.wallMs;
   return {
-    speedupVsAnsibleDefault: r.ansible.default && r.ansible.default.exitCode === 0 ? r.ansible.default.wallMs / first : null,
+    speedupVsAnsibleDefault:
+      r.ansible.default && r.ansible.default.exitCode === 0 ? r.ansible.default.wallMs / first : null,
     speedupVsAnsibleTuned: r.ansible.tuned && r.ansible.tuned.exitCode === 0 ? r.ansible.tuned.wallMs / first : null,
     noopOverFloor: p.noop.wallMs / p.floor.wallMs,
   };
@@ -356,7 +393,11 @@ export interface MemoryResult {
   run: Timing;
 }
 
-export function evaluateTargets(sizes: readonly SizeResult[], memory: MemoryResult | null, memoryHostsWanted: number): TargetResult[] {
+export function evaluateTargets(
+  sizes: readonly SizeResult[],
+  memory: MemoryResult | null,
+  memoryHostsWanted: number,
+): TargetResult[] {
   const out: TargetResult[] = [];
   for (const r of sizes) {
     const paths = pathsOf(r);
@@ -371,8 +412,13 @@ export function evaluateTargets(sizes: readonly SizeResult[], memory: MemoryResu
       hosts: memory?.hosts ?? memoryHostsWanted,
       target: `< ${TARGETS.memoryMb} MB`,
       measured: rssKb === undefined ? "-" : `${fmtMb(rssKb)} MB`,
-      verdict: rssKb === undefined ? "SKIP" : memory!.run.exitCode === 0 && rssKb / 1024 < TARGETS.memoryMb ? "PASS" : "MISS",
-      ...(rssKb === undefined ? { reason: "not measured" } : memory!.run.exitCode !== 0 ? { reason: `provision run exited ${memory!.run.exitCode}` } : {}),
+      verdict:
+        rssKb === undefined ? "SKIP" : memory!.run.exitCode === 0 && rssKb / 1024 < TARGETS.memoryMb ? "PASS" : "MISS",
+      ...(rssKb === undefined
+        ? { reason: "not measured" }
+        : memory!.run.exitCode !== 0
+          ? { reason: `provision run exited ${memory!.run.exitCode}` }
+          : {}),
     });
   }
   return out;
@@ -391,9 +437,20 @@ function pathTargets(r: SizeResult, p: PathMeasurements): TargetResult[] {
   const run = `provision run --ssh-client ${p.client}`;
   const firstFailed = p.firstRun.exitCode === 0 ? null : `${run} exited ${p.firstRun.exitCode}`;
   const noopFailed =
-    p.noop.exitCode !== 0 ? `${run} (no-op) exited ${p.noop.exitCode}` : p.floor.failures > 0 ? `${p.floor.failures} floor ssh commands failed` : null;
+    p.noop.exitCode !== 0
+      ? `${run} (no-op) exited ${p.noop.exitCode}`
+      : p.floor.failures > 0
+        ? `${p.floor.failures} floor ssh commands failed`
+        : null;
   return [
-    speedupTarget(names.defaults, r, q.speedupVsAnsibleDefault, TARGETS.speedupVsAnsibleDefault, firstFailed, r.ansible.default),
+    speedupTarget(
+      names.defaults,
+      r,
+      q.speedupVsAnsibleDefault,
+      TARGETS.speedupVsAnsibleDefault,
+      firstFailed,
+      r.ansible.default,
+    ),
     speedupTarget(names.tuned, r, q.speedupVsAnsibleTuned, TARGETS.speedupVsAnsibleTuned, firstFailed, r.ansible.tuned),
     {
       name: names.noop,
@@ -409,17 +466,45 @@ function pathTargets(r: SizeResult, p: PathMeasurements): TargetResult[] {
 function skippedPathTargets(r: SizeResult, client: SshClientPath, reason: string): TargetResult[] {
   const names = PATH_TARGET_NAMES(client);
   return [
-    { name: names.defaults, hosts: r.hosts, target: `≥ ${TARGETS.speedupVsAnsibleDefault}× faster`, measured: "-", verdict: "SKIP", reason },
-    { name: names.tuned, hosts: r.hosts, target: `≥ ${TARGETS.speedupVsAnsibleTuned}× faster`, measured: "-", verdict: "SKIP", reason },
+    {
+      name: names.defaults,
+      hosts: r.hosts,
+      target: `≥ ${TARGETS.speedupVsAnsibleDefault}× faster`,
+      measured: "-",
+      verdict: "SKIP",
+      reason,
+    },
+    {
+      name: names.tuned,
+      hosts: r.hosts,
+      target: `≥ ${TARGETS.speedupVsAnsibleTuned}× faster`,
+      measured: "-",
+      verdict: "SKIP",
+      reason,
+    },
     { name: names.noop, hosts: r.hosts, target: `≤ ${TARGETS.noopOverFloor}×`, measured: "-", verdict: "SKIP", reason },
   ];
 }
 
-function speedupTarget(name: string, r: SizeResult, speedup: number | null, min: number, firstFailed: string | null, ansible: Timing | null): TargetResult {
+function speedupTarget(
+  name: string,
+  r: SizeResult,
+  speedup: number | null,
+  min: number,
+  firstFailed: string | null,
+  ansible: Timing | null,
+): TargetResult {
   const base = { name, hosts: r.hosts, target: `≥ ${min}× faster` };
   if (!ansible) return { ...base, measured: "-", verdict: "SKIP", reason: r.ansible.skipped ?? "Ansible was not run" };
-  if (ansible.exitCode !== 0) return { ...base, measured: "-", verdict: "SKIP", reason: `ansible-playbook exited ${ansible.exitCode}` };
-  if (firstFailed !== null || speedup === null) return { ...base, measured: speedup === null ? "-" : fmtRatio(speedup), verdict: "MISS", reason: firstFailed ?? "no ratio" };
+  if (ansible.exitCode !== 0)
+    return { ...base, measured: "-", verdict: "SKIP", reason: `ansible-playbook exited ${ansible.exitCode}` };
+  if (firstFailed !== null || speedup === null)
+    return {
+      ...base,
+      measured: speedup === null ? "-" : fmtRatio(speedup),
+      verdict: "MISS",
+      reason: firstFailed ?? "no ratio",
+    };
   return { ...base, measured: fmtRatio(speedup), verdict: speedup >= min ? "PASS" : "MISS" };
 }
 
@@ -442,7 +527,10 @@ export function fmtMb(kb: number): string {
 export function textTable(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: readonly string[]) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join("  ")
+      .trimEnd();
   return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n") + "\n";
 }
 
@@ -465,7 +553,8 @@ export function formatSizeTable(r: SizeResult): string {
   const q = ratios(r);
   const rss = (t: Timing | undefined) => (t?.peakRssKb === undefined ? "-" : `${fmtMb(t.peakRssKb)} MB`);
   // No ratio from or against a failed run.
-  const vs = (t: Timing | null | undefined, first: Timing | undefined) => (t && first && t.exitCode === 0 && first.exitCode === 0 ? fmtRatio(t.wallMs / first.wallMs) : "-");
+  const vs = (t: Timing | null | undefined, first: Timing | undefined) =>
+    t && first && t.exitCode === 0 && first.exitCode === 0 ? fmtRatio(t.wallMs / first.wallMs) : "-";
   const ssh2First = paths.ssh2.firstRun;
   const osshFirst = paths.openssh?.firstRun;
   const firstRow = (p: PathMeasurements | null, client: SshClientPath) => [
@@ -497,13 +586,28 @@ export function formatSizeTable(r: SizeResult): string {
     firstRow(paths.openssh, "openssh"),
     noopRow(paths.ssh2, "ssh2"),
     noopRow(paths.openssh, "openssh"),
-    ["Ansible, defaults (forks 5, no pipelining)", timingCell(r.ansible.default), vs(r.ansible.default, ssh2First), vs(r.ansible.default, osshFirst), "", ""],
-    [`Ansible, tuned (forks ${r.hosts}, pipelining)`, timingCell(r.ansible.tuned), vs(r.ansible.tuned, ssh2First), vs(r.ansible.tuned, osshFirst), "", ""],
+    [
+      "Ansible, defaults (forks 5, no pipelining)",
+      timingCell(r.ansible.default),
+      vs(r.ansible.default, ssh2First),
+      vs(r.ansible.default, osshFirst),
+      "",
+      "",
+    ],
+    [
+      `Ansible, tuned (forks ${r.hosts}, pipelining)`,
+      timingCell(r.ansible.tuned),
+      vs(r.ansible.tuned, ssh2First),
+      vs(r.ansible.tuned, osshFirst),
+      "",
+      "",
+    ],
     floorRow(paths.ssh2, "ssh2"),
     floorRow(paths.openssh, "openssh"),
   ];
   const summary = (client: SshClientPath, m: PathMeasurements | null, p: PathRatios | null) => {
-    if (m === null || p === null) return `${client}: not measured${r.provision.opensshSkipped ? ` (${r.provision.opensshSkipped})` : ""}`;
+    if (m === null || p === null)
+      return `${client}: not measured${r.provision.opensshSkipped ? ` (${r.provision.opensshSkipped})` : ""}`;
     const speedup = (x: number | null) => (x === null || m.firstRun.exitCode !== 0 ? "-" : `1/${fmtRatio(x)}`);
     return (
       `${`${client}:`.padEnd(9)}provision ÷ Ansible defaults: ${speedup(p.speedupVsAnsibleDefault)}   provision ÷ Ansible tuned: ${speedup(p.speedupVsAnsibleTuned)}` +
@@ -519,7 +623,10 @@ export function formatSizeTable(r: SizeResult): string {
   ];
   if (r.ansible.skipped) lines.push(`Ansible skipped: ${r.ansible.skipped}`);
   const busy = Object.entries(r.backgroundCpuPercent).filter(([, pct]) => pct > BUSY_PERCENT);
-  if (busy.length > 0) lines.push(`WARNING: another workload kept the machine busy before ${busy.map(([what, pct]) => `${what} (${pct}% CPU)`).join(", ")}: those times are skewed`);
+  if (busy.length > 0)
+    lines.push(
+      `WARNING: another workload kept the machine busy before ${busy.map(([what, pct]) => `${what} (${pct}% CPU)`).join(", ")}: those times are skewed`,
+    );
   return `${lines.join("\n")}\n`;
 }
 
@@ -551,10 +658,18 @@ export interface InventoryLoadResult {
 /** Loading and resolving the generated inventory: both time and peak RSS must be under target. */
 export function inventoryTarget(r: InventoryLoadResult, targets: { seconds: number; memoryMb: number }): TargetResult {
   const measured = `${fmtSeconds(r.wallMs)}, ${r.peakRssKb === undefined ? "-" : `${fmtMb(r.peakRssKb)} MB`}`;
-  const base = { name: "load + resolve INI inventory", hosts: r.hosts, target: `< ${targets.seconds} s, < ${targets.memoryMb} MB`, measured };
+  const base = {
+    name: "load + resolve INI inventory",
+    hosts: r.hosts,
+    target: `< ${targets.seconds} s, < ${targets.memoryMb} MB`,
+    measured,
+  };
   if (r.exitCode !== 0) return { ...base, verdict: "MISS", reason: `provision lint exited ${r.exitCode}` };
   if (r.peakRssKb === undefined) return { ...base, verdict: "MISS", reason: "peak RSS not measured" };
-  return { ...base, verdict: r.wallMs < targets.seconds * 1000 && r.peakRssKb / 1024 < targets.memoryMb ? "PASS" : "MISS" };
+  return {
+    ...base,
+    verdict: r.wallMs < targets.seconds * 1000 && r.peakRssKb / 1024 < targets.memoryMb ? "PASS" : "MISS",
+  };
 }
 
 /** `resolveRoutes` for every host of the generated inventory, through a generated ssh_config (`-F`). */
@@ -581,16 +696,25 @@ export function routeResolutionTarget(r: RouteResolutionResult, targets: { secon
   const base = { name: "resolve routes through ssh_config (ssh -G)", hosts: r.hosts, target: `< ${targets.seconds} s` };
   if (r.skipped !== undefined) return { ...base, measured: "-", verdict: "SKIP", reason: r.skipped };
   const measured = `${fmtSeconds(r.wallMs)}, ${r.sshGCalls} ssh -G`;
-  if (r.errors > 0) return { ...base, measured, verdict: "MISS", reason: `${r.errors} hosts got no route: ${r.firstError ?? "?"}` };
+  if (r.errors > 0)
+    return { ...base, measured, verdict: "MISS", reason: `${r.errors} hosts got no route: ${r.firstError ?? "?"}` };
   if (r.behindBastion !== r.expectedBehindBastion) {
-    return { ...base, measured, verdict: "MISS", reason: `${r.behindBastion} routes go through the bastion, ${r.expectedBehindBastion} hosts match its Host block` };
+    return {
+      ...base,
+      measured,
+      verdict: "MISS",
+      reason: `${r.behindBastion} routes go through the bastion, ${r.expectedBehindBastion} hosts match its Host block`,
+    };
   }
   return { ...base, measured, verdict: r.wallMs < targets.seconds * 1000 ? "PASS" : "MISS" };
 }
 
 export function formatRouteResolution(r: RouteResolutionResult): string {
   if (r.skipped !== undefined) return `\nroute resolution (ssh_config, ssh -G): skipped: ${r.skipped}\n`;
-  const samples = r.samplesMs.length > 1 ? ` (median of ${r.samplesMs.length}: ${r.samplesMs.map((ms) => fmtSeconds(ms)).join(", ")})` : "";
+  const samples =
+    r.samplesMs.length > 1
+      ? ` (median of ${r.samplesMs.length}: ${r.samplesMs.map((ms) => fmtSeconds(ms)).join(", ")})`
+      : "";
   const errors = r.errors > 0 ? `, ${r.errors} hosts without a route (${r.firstError ?? "?"})` : "";
   return `\n${r.hosts}-host routes through ssh_config (resolveRoutes, hybrid): ${fmtSeconds(r.wallMs)}${samples}, ${r.sshGCalls} ssh -G calls, ${r.behindBastion} through the bastion (${r.expectedBehindBastion} expected)${errors}\n`;
 }
@@ -602,5 +726,8 @@ export function resultJson(result: BenchResult): string {
 
 /** bench/results/2026-11-21T05-33-15Z.json: sortable, no characters a file system dislikes. */
 export function resultFileName(date: Date): string {
-  return `${date.toISOString().replace(/\.\d{3}Z$/, "Z").replace(/:/g, "-")}.json`;
+  return `${date
+    .toISOString()
+    .replace(/\.\d{3}Z$/, "Z")
+    .replace(/:/g, "-")}.json`;
 }

@@ -17,7 +17,13 @@ function banner(text: string): void {
 
 function provision(fleet: Fleet, args: string[], connects = true): number {
   const stateDir = args[0] === "run" ? ["--state-dir", join(fleet.dir, ".provision")] : [];
-  const full = [args[0]!, fleet.inventoryFile, ...(connects ? ["--known-hosts", fleet.knownHostsFile] : []), ...stateDir, ...args.slice(1)];
+  const full = [
+    args[0]!,
+    fleet.inventoryFile,
+    ...(connects ? ["--known-hosts", fleet.knownHostsFile] : []),
+    ...stateDir,
+    ...args.slice(1),
+  ];
   process.stdout.write(`\x1b[2m$ provision ${full.join(" ")}\x1b[0m\n`);
   const r = spawnSync(process.execPath, [BIN, ...full], { stdio: "inherit", cwd: ROOT, timeout: 120_000 });
   process.stdout.write(`\x1b[2m(exit ${r.status})\x1b[0m\n`);
@@ -35,7 +41,9 @@ async function main(): Promise<number> {
   try {
     for (const h of fleet.hosts) process.stdout.write(`  ${h.name}  ${h.address}  (netns ${h.netns})\n`);
     await giveFirstHostSourceIps(fleet);
-    process.stdout.write(`  inventory: ${fleet.inventoryFile} (+ group_vars/fleet.yaml: this sandbox's limits; host_vars/h1.yaml: two extra source IPs)\n`);
+    process.stdout.write(
+      `  inventory: ${fleet.inventoryFile} (+ group_vars/fleet.yaml: this sandbox's limits; host_vars/h1.yaml: two extra source IPs)\n`,
+    );
 
     banner("0. lint: validate everything without connecting");
     provision(fleet, ["lint"], false);
@@ -79,9 +87,25 @@ async function main(): Promise<number> {
 
 /** Runs `provision probe` h1 → h2 as a user would; returns how many it held and what stopped it, for the closing lines. */
 function probe(fleet: Fleet): { held: string; wall: string } {
-  const args = ["probe", fleet.inventoryFile, "--known-hosts", fleet.knownHostsFile, "--client", "h1", "--server", "h2", "--duration", "3"];
+  const args = [
+    "probe",
+    fleet.inventoryFile,
+    "--known-hosts",
+    fleet.knownHostsFile,
+    "--client",
+    "h1",
+    "--server",
+    "h2",
+    "--duration",
+    "3",
+  ];
   process.stdout.write(`\x1b[2m$ provision ${args.join(" ")}\x1b[0m\n`);
-  const r = spawnSync(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "inherit"], cwd: ROOT, timeout: 180_000, encoding: "utf8" });
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    stdio: ["ignore", "pipe", "inherit"],
+    cwd: ROOT,
+    timeout: 180_000,
+    encoding: "utf8",
+  });
   process.stdout.write(r.stdout ?? "");
   process.stdout.write(`\x1b[2m(exit ${r.status})\x1b[0m\n`);
   const held = /held ([\d,]+) concurrent connections/.exec(r.stdout ?? "")?.[1];
@@ -106,7 +130,10 @@ async function giveFirstHostSourceIps(fleet: Fleet): Promise<void> {
     join(dirname(fleet.inventoryFile), "host_vars", `${h1.name}.yaml`),
     `secondary_source_ips:\n  addresses: [${net}.200/24, ${net}.201/24]\n`,
   );
-  await fleet.exec(h1.name, `mkdir -p /etc/systemd/network && printf '[Match]\\nName=eth0\\n\\n[Network]\\nAddress=${h1.address}/24\\n' > /etc/systemd/network/10-eth0.network`);
+  await fleet.exec(
+    h1.name,
+    `mkdir -p /etc/systemd/network && printf '[Match]\\nName=eth0\\n\\n[Network]\\nAddress=${h1.address}/24\\n' > /etc/systemd/network/10-eth0.network`,
+  );
 }
 
 main().then(

@@ -33,7 +33,14 @@ export const CASE_FILE = "case.json";
 export const LIST_FILE = "ansible-inventory.json";
 export const GRAPH_FILE = "ansible-graph.txt";
 
-const KNOWN_KEYS = new Set(["description", "sources", "listJson", "playbookDir", "vaultPasswordFile", "expectedWarnings"]);
+const KNOWN_KEYS = new Set([
+  "description",
+  "sources",
+  "listJson",
+  "playbookDir",
+  "vaultPasswordFile",
+  "expectedWarnings",
+]);
 
 /** The repository root: the nearest directory above this file (scripts/ or dist/scripts/) with provision's package.json. */
 function repoRoot(): string {
@@ -81,7 +88,8 @@ export function readCase(dir: string): InventoryCase {
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) fail("must be a JSON object");
   const obj = raw as Record<string, unknown>;
-  for (const key of Object.keys(obj)) if (!KNOWN_KEYS.has(key)) fail(`unknown key "${key}" (known: ${[...KNOWN_KEYS].join(", ")})`);
+  for (const key of Object.keys(obj))
+    if (!KNOWN_KEYS.has(key)) fail(`unknown key "${key}" (known: ${[...KNOWN_KEYS].join(", ")})`);
 
   const description = obj.description;
   if (typeof description !== "string" || description.trim() === "") fail(`"description" must be a non-empty string`);
@@ -98,7 +106,8 @@ export function readCase(dir: string): InventoryCase {
     if (isAbsolute(rel)) fail(`"${key}": "${rel}" must be relative to the case directory`);
     const abs = resolve(dir, rel);
     const r = relative(dir, abs);
-    if (r === "" || r.startsWith("..") || isAbsolute(r)) fail(`"${key}": "${rel}" must name a path inside the case directory`);
+    if (r === "" || r.startsWith("..") || isAbsolute(r))
+      fail(`"${key}": "${rel}" must name a path inside the case directory`);
     if (!existsSync(abs)) fail(`"${key}": ${rel} does not exist`);
     const st = statSync(abs);
     if (kind === "file" && !st.isFile()) fail(`"${key}": ${rel} must be a file`);
@@ -110,7 +119,9 @@ export function readCase(dir: string): InventoryCase {
   const sources = sourcesRel.map((s) => inCase("sources", s, "any"));
   const listJsonRel = strings("listJson", false);
   const listJsonSet = new Set(listJsonRel.map((s) => inCase("listJson", s, "file")));
-  for (const abs of listJsonSet) if (!sources.includes(abs)) fail(`"listJson": ${relative(dir, abs)} must also be listed in "sources" (its place among the -i arguments)`);
+  for (const abs of listJsonSet)
+    if (!sources.includes(abs))
+      fail(`"listJson": ${relative(dir, abs)} must also be listed in "sources" (its place among the -i arguments)`);
   const listJson = sources.filter((s) => listJsonSet.has(s));
 
   const optional = (key: string, kind: "file" | "dir"): string | null => {
@@ -132,7 +143,15 @@ export function readCase(dir: string): InventoryCase {
   }
 
   return {
-    name, dir, description: description as string, sources, listJson, playbookDir, vaultPasswordFile, expectedWarnings,
-    listFile: join(dir, LIST_FILE), graphFile: join(dir, GRAPH_FILE),
+    name,
+    dir,
+    description: description as string,
+    sources,
+    listJson,
+    playbookDir,
+    vaultPasswordFile,
+    expectedWarnings,
+    listFile: join(dir, LIST_FILE),
+    graphFile: join(dir, GRAPH_FILE),
   };
 }

@@ -110,25 +110,38 @@ function checkWarnings(c: InventoryCase, warnings: string[], what: string): void
   }
   const unused = c.expectedWarnings.filter((_, i) => !warnings.some((w) => patterns[i]!.test(w)));
   if (unused.length > 0) {
-    throw new CaseError(`ansible-inventory ${what} no longer prints these expected warnings (remove them from case.json): ${unused.map((s) => JSON.stringify(s)).join(", ")}`);
+    throw new CaseError(
+      `ansible-inventory ${what} no longer prints these expected warnings (remove them from case.json): ${unused.map((s) => JSON.stringify(s)).join(", ")}`,
+    );
   }
 }
 
 function runAnsibleInventory(sandbox: Sandbox, c: InventoryCase, args: string[], what: string): string {
-  const r = spawnSync("ansible-inventory", args, { cwd: sandbox.cwd, env: sandbox.env, encoding: "utf8", maxBuffer: 256 * 1024 * 1024 });
+  const r = spawnSync("ansible-inventory", args, {
+    cwd: sandbox.cwd,
+    env: sandbox.env,
+    encoding: "utf8",
+    maxBuffer: 256 * 1024 * 1024,
+  });
   if (r.error) {
     if ((r.error as NodeJS.ErrnoException).code === "ENOENT") throw new CaseError(INSTALL_HINT);
     throw new CaseError(`cannot run ansible-inventory: ${r.error.message}`);
   }
   if (r.status !== 0) {
-    throw new CaseError(`ansible-inventory ${what} exited with ${r.status ?? r.signal}:\n${indent(r.stderr || r.stdout)}`);
+    throw new CaseError(
+      `ansible-inventory ${what} exited with ${r.status ?? r.signal}:\n${indent(r.stderr || r.stdout)}`,
+    );
   }
   checkWarnings(c, parseWarnings(r.stderr), what);
   return r.stdout;
 }
 
 function indent(text: string): string {
-  return text.trimEnd().split("\n").map((l) => `    ${l}`).join("\n");
+  return text
+    .trimEnd()
+    .split("\n")
+    .map((l) => `    ${l}`)
+    .join("\n");
 }
 
 /** JSON with object keys sorted (by code point, as Python's sort_keys) and 2-space indent. */
@@ -137,7 +150,8 @@ function stableJson(value: unknown): string {
     if (Array.isArray(v)) return v.map(sort);
     if (v !== null && typeof v === "object") {
       const out: Record<string, unknown> = {};
-      for (const k of Object.keys(v).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) out[k] = sort((v as Record<string, unknown>)[k]);
+      for (const k of Object.keys(v).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)))
+        out[k] = sort((v as Record<string, unknown>)[k]);
       return out;
     }
     return v;
@@ -152,7 +166,9 @@ function record(sandbox: Sandbox, c: InventoryCase): Recording {
   try {
     parsed = JSON.parse(listOut);
   } catch (e) {
-    throw new CaseError(`ansible-inventory --list printed something that isn't JSON (${(e as Error).message}):\n${indent(listOut.slice(0, 2000))}`);
+    throw new CaseError(
+      `ansible-inventory --list printed something that isn't JSON (${(e as Error).message}):\n${indent(listOut.slice(0, 2000))}`,
+    );
   }
   const graph = runAnsibleInventory(sandbox, c, [...args, "--graph"], "--graph");
   return { list: stableJson(parsed), graph };
@@ -168,7 +184,8 @@ function firstDifference(recorded: string | null, actual: string): string {
   const a = recorded.split("\n");
   const b = actual.split("\n");
   for (let i = 0; i < Math.max(a.length, b.length); i++) {
-    if (a[i] !== b[i]) return `line ${i + 1}: recorded ${JSON.stringify(a[i] ?? "<end>")}, ansible-inventory prints ${JSON.stringify(b[i] ?? "<end>")}`;
+    if (a[i] !== b[i])
+      return `line ${i + 1}: recorded ${JSON.stringify(a[i] ?? "<end>")}, ansible-inventory prints ${JSON.stringify(b[i] ?? "<end>")}`;
   }
   return "differs";
 }
@@ -198,7 +215,9 @@ function main(argv: string[]): number {
   }
   const unknownCases = wanted.filter((w) => !cases.some((c) => c.name === w));
   if (unknownCases.length > 0) {
-    console.error(`no such case: ${unknownCases.join(", ")} (cases are the directories of ${relative(process.cwd(), INVENTORY_CASES_DIR) || "."})`);
+    console.error(
+      `no such case: ${unknownCases.join(", ")} (cases are the directories of ${relative(process.cwd(), INVENTORY_CASES_DIR) || "."})`,
+    );
     return 1;
   }
   if (wanted.length > 0) cases = cases.filter((c) => wanted.includes(c.name));
@@ -242,7 +261,9 @@ function main(argv: string[]): number {
 
   if (failed.length > 0) console.error(`${plural(failed.length, "case")} failed: ${failed.join(", ")}`);
   if (differ.length > 0) {
-    console.error(`${plural(differ.length, "recording")} differ from ansible-inventory: ${differ.join(", ")} (npm run inventory:oracle rewrites them)`);
+    console.error(
+      `${plural(differ.length, "recording")} differ from ansible-inventory: ${differ.join(", ")} (npm run inventory:oracle rewrites them)`,
+    );
   }
   if (failed.length > 0 || differ.length > 0) return 1;
   if (check) console.log(`all ${cases.length} recordings match ansible-inventory`);

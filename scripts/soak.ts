@@ -1,10 +1,28 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { constants as osConstants, loadavg, tmpdir } from "node:os";
 import { ownerGroupOf, staleFleetPrefixes } from "../test/fleet/fleet.js";
 import { join, relative, resolve } from "node:path";
 import {
-  countsOf, isGreen, parseSoakOptions, runLines, SoakOptionError, summaryLine, type RunResult, type SoakOptions, type VitestJson,
+  countsOf,
+  isGreen,
+  parseSoakOptions,
+  runLines,
+  SoakOptionError,
+  summaryLine,
+  type RunResult,
+  type SoakOptions,
+  type VitestJson,
 } from "./soakCore.js";
 import { plural } from "../src/output/words.js";
 
@@ -37,15 +55,19 @@ function leftBehind(tmp: string, group: number | undefined): string[] {
 }
 
 function membersOf(group: number): Array<{ pid: number; comm: string }> {
-  return readdirSync("/proc").filter((n) => /^\d+$/.test(n)).flatMap((pid) => {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      return Number(pgrp) === group && state !== "Z" ? [{ pid: Number(pid), comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) }] : [];
-    } catch {
-      return [];
-    }
-  });
+  return readdirSync("/proc")
+    .filter((n) => /^\d+$/.test(n))
+    .flatMap((pid) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+        const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        return Number(pgrp) === group && state !== "Z"
+          ? [{ pid: Number(pid), comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) }]
+          : [];
+      } catch {
+        return [];
+      }
+    });
 }
 
 /**
@@ -55,10 +77,13 @@ function membersOf(group: number): Array<{ pid: number; comm: string }> {
  */
 async function strays(group: number | undefined): Promise<string[]> {
   if (group === undefined) return [];
-  for (const deadline = Date.now() + STRAY_GRACE_MS; membersOf(group).length > 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
+  for (const deadline = Date.now() + STRAY_GRACE_MS; membersOf(group).length > 0 && Date.now() < deadline;)
+    await new Promise((r) => setTimeout(r, 100));
   const found = membersOf(group);
   signalRun(group, "SIGKILL");
-  return found.map((p) => `process ${p.pid} (${p.comm}) still running ${STRAY_GRACE_MS / 1000} s after vitest ended; killed`);
+  return found.map(
+    (p) => `process ${p.pid} (${p.comm}) still running ${STRAY_GRACE_MS / 1000} s after vitest ended; killed`,
+  );
 }
 
 /** One busy loop per core to load: plain CPU work in a separate process, as a noisy neighbour would be. */
@@ -113,9 +138,16 @@ function runSuite(index: number, opts: SoakOptions, dir: string): Promise<RunRes
   const started = Date.now();
   return new Promise((done) => {
     // Its own process group, so a stuck run is killed with everything it started.
-    const child = spawn(process.execPath, [VITEST, "run", "--reporter=default", "--reporter=json", `--outputFile=${reportFile}`, ...opts.vitestArgs], {
-      cwd: ROOT, stdio: ["ignore", out, out], detached: true, env: { ...process.env, CI: "1", TMPDIR: tmp },
-    });
+    const child = spawn(
+      process.execPath,
+      [VITEST, "run", "--reporter=default", "--reporter=json", `--outputFile=${reportFile}`, ...opts.vitestArgs],
+      {
+        cwd: ROOT,
+        stdio: ["ignore", out, out],
+        detached: true,
+        env: { ...process.env, CI: "1", TMPDIR: tmp },
+      },
+    );
     closeSync(out);
     currentRun = child.pid;
     let timedOut = false;
@@ -137,8 +169,14 @@ function runSuite(index: number, opts: SoakOptions, dir: string): Promise<RunRes
         // no report: the runner crashed or was killed
       }
       const result = {
-        index, counts, exitCode: code, durationMs: Date.now() - started, timedOut,
-        leftovers: [...stray, ...leftBehind(tmp, child.pid)], load1: loadavg()[0] ?? 0, log: relative(ROOT, log),
+        index,
+        counts,
+        exitCode: code,
+        durationMs: Date.now() - started,
+        timedOut,
+        leftovers: [...stray, ...leftBehind(tmp, child.pid)],
+        load1: loadavg()[0] ?? 0,
+        log: relative(ROOT, log),
       };
       rmSync(tmp, { recursive: true, force: true });
       done(result);
@@ -158,13 +196,17 @@ async function main(): Promise<number> {
     throw err;
   }
   if (!existsSync(VITEST)) {
-    process.stderr.write("soak: vitest is not installed; run `bash scripts/setup.sh` (npm run test:soak does) first.\n");
+    process.stderr.write(
+      "soak: vitest is not installed; run `bash scripts/setup.sh` (npm run test:soak does) first.\n",
+    );
     return 1;
   }
   const dir = join(ROOT, ".provision", "soak", new Date().toISOString().replace(/[:.]/g, "-"));
   mkdirSync(dir, { recursive: true });
   const what = opts.vitestArgs.length > 0 ? `vitest ${opts.vitestArgs.join(" ")}` : "the whole suite";
-  say(`soak: ${plural(opts.runs, "run")} of ${what}${opts.busyCores > 0 ? `, ${plural(opts.busyCores, "busy loop")} beside it` : ""}; logs in ${relative(ROOT, dir)}`);
+  say(
+    `soak: ${plural(opts.runs, "run")} of ${what}${opts.busyCores > 0 ? `, ${plural(opts.busyCores, "busy loop")} beside it` : ""}; logs in ${relative(ROOT, dir)}`,
+  );
 
   const busy = startBusyLoops(opts.busyCores);
   const stopBusy = () => busy.forEach((b) => b.kill("SIGKILL"));
@@ -194,11 +236,17 @@ async function main(): Promise<number> {
     for (const line of runLines(r, opts.runs)) say(line);
     if (opts.bail && !isGreen(r)) break;
   }
-  const busyCpu = busy.length > 0 ? (busy.reduce((sum, b) => sum + cpuSeconds(b.pid), 0) / ((Date.now() - busyStarted) / 1000)) * 100 : null;
+  const busyCpu =
+    busy.length > 0
+      ? (busy.reduce((sum, b) => sum + cpuSeconds(b.pid), 0) / ((Date.now() - busyStarted) / 1000)) * 100
+      : null;
   stopBusy();
   const summary = summaryLine(results, opts.busyCores, busyCpu);
   say(summary);
-  writeFileSync(join(dir, "summary.json"), `${JSON.stringify({ options: opts, busyCpuPercent: busyCpu, results, summary }, null, 2)}\n`);
+  writeFileSync(
+    join(dir, "summary.json"),
+    `${JSON.stringify({ options: opts, busyCpuPercent: busyCpu, results, summary }, null, 2)}\n`,
+  );
   if (interrupted) return 128 + osConstants.signals[interrupted];
   return results.every(isGreen) && results.length === opts.runs ? 0 : 1;
 }

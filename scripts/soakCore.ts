@@ -43,7 +43,9 @@ export function parseSoakOptions(argv: string[]): SoakOptions {
 
 function count(flag: string, text: string, min: number, max: number): number {
   if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
-    throw new SoakOptionError(`${flag} must be a whole number from ${min} to ${max}, not ${JSON.stringify(text)}. ${USAGE}`);
+    throw new SoakOptionError(
+      `${flag} must be a whole number from ${min} to ${max}, not ${JSON.stringify(text)}. ${USAGE}`,
+    );
   }
   return Number(text);
 }
@@ -83,8 +85,10 @@ export function countsOf(report: VitestJson, root: string): TestCounts {
   for (const file of report.testResults) {
     const name = relative(root, file.name);
     const failedTests = file.assertionResults.filter((a) => a.status === "failed");
-    for (const a of failedTests) failures.push({ file: name, test: a.fullName, message: firstLine(a.failureMessages?.[0] ?? "") });
-    if (file.status === "failed" && failedTests.length === 0) failures.push({ file: name, test: "(the file itself)", message: firstLine(file.message ?? "") });
+    for (const a of failedTests)
+      failures.push({ file: name, test: a.fullName, message: firstLine(a.failureMessages?.[0] ?? "") });
+    if (file.status === "failed" && failedTests.length === 0)
+      failures.push({ file: name, test: "(the file itself)", message: firstLine(file.message ?? "") });
   }
   return {
     passed: report.numPassedTests,
@@ -112,15 +116,25 @@ export interface RunResult {
 }
 
 export function isGreen(r: RunResult): boolean {
-  return r.exitCode === 0 && r.counts !== null && r.counts.failed === 0 && r.counts.failures.length === 0 && r.leftovers.length === 0 && !r.timedOut;
+  return (
+    r.exitCode === 0 &&
+    r.counts !== null &&
+    r.counts.failed === 0 &&
+    r.counts.failures.length === 0 &&
+    r.leftovers.length === 0 &&
+    !r.timedOut
+  );
 }
 
 export function runLines(r: RunResult, total: number): string[] {
   const head = `run ${r.index}/${total}: ${isGreen(r) ? "green" : "RED"}`;
-  const counts = r.counts ? `${r.counts.passed} passed, ${r.counts.failed} failed, ${r.counts.skipped} skipped` : "no report";
+  const counts = r.counts
+    ? `${r.counts.passed} passed, ${r.counts.failed} failed, ${r.counts.skipped} skipped`
+    : "no report";
   const lines = [`${head} · ${counts} · ${seconds(r.durationMs)} · load ${r.load1.toFixed(1)} at the end`];
   if (r.timedOut) lines.push("  timed out and was killed");
-  else if (r.exitCode !== 0 && (r.counts?.failures.length ?? 0) === 0) lines.push(`  vitest exited ${r.exitCode ?? "without a code"}`);
+  else if (r.exitCode !== 0 && (r.counts?.failures.length ?? 0) === 0)
+    lines.push(`  vitest exited ${r.exitCode ?? "without a code"}`);
   for (const f of r.counts?.failures ?? []) lines.push(`  FAIL ${f.file} > ${f.test}`, `       ${f.message}`);
   for (const l of r.leftovers) lines.push(`  left behind: ${l}`);
   if (!isGreen(r)) lines.push(`  log: ${r.log}`);
@@ -131,8 +145,14 @@ export function summaryLine(results: RunResult[], busyCores: number, busyCpuPerc
   const green = results.filter(isGreen).length;
   const durations = results.map((r) => r.durationMs).sort((a, b) => a - b);
   const median = durations[Math.floor((durations.length - 1) / 2)] ?? 0;
-  const range = durations.length > 0 ? `${seconds(durations[0]!)}–${seconds(durations.at(-1)!)}, median ${seconds(median)}` : "none";
-  const busy = busyCores === 0 ? "no extra load" : `${plural(busyCores, "busy loop")} beside it${busyCpuPercent === null ? "" : ` (they got ${busyCpuPercent.toFixed(0)}% CPU of ${busyCores * 100}%)`}`;
+  const range =
+    durations.length > 0
+      ? `${seconds(durations[0]!)}–${seconds(durations.at(-1)!)}, median ${seconds(median)}`
+      : "none";
+  const busy =
+    busyCores === 0
+      ? "no extra load"
+      : `${plural(busyCores, "busy loop")} beside it${busyCpuPercent === null ? "" : ` (they got ${busyCpuPercent.toFixed(0)}% CPU of ${busyCores * 100}%)`}`;
   return `soak: ${green} of ${results.length} runs green · durations ${range} · ${busy}`;
 }
 

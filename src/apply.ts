@@ -24,7 +24,12 @@ export function buildApplyScript(changes: PlannedChange[], nonce: string): strin
   // (e.g. conntrack: module options file, modprobe, then the sysctl that exists only after it).
   changes.forEach((change, index) => {
     const id = `c${index}`;
-    const step = change.kind === "file" ? fileStep(id, change) : change.kind === "sysctl" ? sysctlStep(id, change.key, change.after) : commandStep(id, change.argv);
+    const step =
+      change.kind === "file"
+        ? fileStep(id, change)
+        : change.kind === "sysctl"
+          ? sysctlStep(id, change.key, change.after)
+          : commandStep(id, change.argv);
     lines.push(`if [ $failed -eq 0 ]; then\n${step}\nelse rec ${id} skipped; echo; fi`);
   });
   return `${lines.join("\n")}\n`;
@@ -88,14 +93,22 @@ export function parseApplyOutput(stdout: string, nonce: string, changes: Planned
     if (change.kind === "sysctl") {
       const live = rec.payload.replace(/\n$/, "");
       if (!sysctlEqual(live, change.after)) {
-        return { change, ok: false, error: `the kernel kept ${JSON.stringify(live)} after writing ${JSON.stringify(change.after)}` };
+        return {
+          change,
+          ok: false,
+          error: `the kernel kept ${JSON.stringify(live)} after writing ${JSON.stringify(change.after)}`,
+        };
       }
     }
     return { change, ok: true };
   });
 }
 
-export async function applyChanges(transport: Transport, changes: PlannedChange[], become: boolean): Promise<ChangeOutcome[]> {
+export async function applyChanges(
+  transport: Transport,
+  changes: PlannedChange[],
+  become: boolean,
+): Promise<ChangeOutcome[]> {
   if (changes.length === 0) return [];
   const nonce = newNonce();
   const result = await transport.exec(buildApplyScript(changes, nonce), { sudo: become });

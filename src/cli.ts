@@ -7,7 +7,16 @@ import { lintHosts } from "./lint.js";
 import { findRole, ROLES } from "./roles.js";
 import { Session } from "./session.js";
 import { hasErrors, loadConfig } from "./load.js";
-import { plainStyle, renderPlan, renderRollback, renderRunResult, renderVerify, ttyStyle, type Format, type Style } from "./output/format.js";
+import {
+  plainStyle,
+  renderPlan,
+  renderRollback,
+  renderRunResult,
+  renderVerify,
+  ttyStyle,
+  type Format,
+  type Style,
+} from "./output/format.js";
 import { choosePlaybook } from "./playbookChoice.js";
 import { graph, hostJson, listJson } from "./inventory/ansibleView.js";
 import { loadInventory } from "./inventory/load.js";
@@ -68,8 +77,10 @@ function positiveInt(name: string) {
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
-const PLAYBOOK_HELP = "playbook: which roles apply to which groups (default: ./provision.yaml, else ./playbooks/site.yaml when it is provision's, else the bundled one)";
-const INVENTORY_HELP = "inventory source, as Ansible's -i: a YAML or INI file, ansible-inventory --list JSON (- for stdin), a directory of sources, or 'host1,host2,' (repeatable)";
+const PLAYBOOK_HELP =
+  "playbook: which roles apply to which groups (default: ./provision.yaml, else ./playbooks/site.yaml when it is provision's, else the bundled one)";
+const INVENTORY_HELP =
+  "inventory source, as Ansible's -i: a YAML or INI file, ansible-inventory --list JSON (- for stdin), a directory of sources, or 'host1,host2,' (repeatable)";
 
 function withInventory(cmd: Command): Command {
   return cmd
@@ -81,7 +92,9 @@ function withInventory(cmd: Command): Command {
 function inventorySources(positional: string[], opts: { inventory: string[] }): string[] | null {
   const sources = [...positional, ...opts.inventory];
   if (sources.length === 0) {
-    process.stderr.write("no inventory given: pass -i FILE (a YAML or INI inventory, a directory of them, or - for ansible-inventory --list JSON on stdin).\n");
+    process.stderr.write(
+      "no inventory given: pass -i FILE (a YAML or INI inventory, a directory of them, or - for ansible-inventory --list JSON on stdin).\n",
+    );
     return null;
   }
   if (sources.filter((s) => s === "-").length > 1) {
@@ -99,12 +112,25 @@ function playbookFor(opts: { playbook?: string }): string {
   return choice.file;
 }
 
-const SSH_CLIENT_OPTION = new Option("--ssh-client <client>", "ssh2 (in-process), openssh (the ssh command, with a master connection per host), or auto: ssh2 unless a host needs what only OpenSSH does (user certificates, FIDO/PKCS#11 keys)")
+const SSH_CLIENT_OPTION = new Option(
+  "--ssh-client <client>",
+  "ssh2 (in-process), openssh (the ssh command, with a master connection per host), or auto: ssh2 unless a host needs what only OpenSSH does (user certificates, FIDO/PKCS#11 keys)",
+)
   .choices(["auto", "ssh2", "openssh"])
   .default("auto");
 
 /** What reaching hosts needs, from the command line and the environment. */
-function connectorOptions(opts: { knownHosts: string[]; acceptNewHostKeys: boolean; connectTimeout: number; sshConfig?: string; sshClient: SshClientChoice }, commandTimeoutMs: number, becomePassword: string | undefined): ConnectorOptions {
+function connectorOptions(
+  opts: {
+    knownHosts: string[];
+    acceptNewHostKeys: boolean;
+    connectTimeout: number;
+    sshConfig?: string;
+    sshClient: SshClientChoice;
+  },
+  commandTimeoutMs: number,
+  becomePassword: string | undefined,
+): ConnectorOptions {
   return {
     // Without --known-hosts, the files ssh_config names (by default ~/.ssh/known_hosts first).
     knownHostsFiles: opts.knownHosts,
@@ -123,10 +149,22 @@ function withCommonOptions(cmd: Command): Command {
     .option("-p, --playbook <file>", PLAYBOOK_HELP)
     .option("-l, --limit <pattern>", "only these hosts (Ansible patterns: host, group, !exclude, &intersect, a,b)")
     .option("-f, --forks <n>", "hosts handled at once", positiveInt("--forks"), 50)
-    .option("--known-hosts <file>", "known_hosts file to trust (repeatable; new keys are recorded in the first)", (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .option("--accept-new-host-keys", "record keys of hosts not yet in known_hosts (a changed key is still refused)", false)
+    .option(
+      "--known-hosts <file>",
+      "known_hosts file to trust (repeatable; new keys are recorded in the first)",
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
+    .option(
+      "--accept-new-host-keys",
+      "record keys of hosts not yet in known_hosts (a changed key is still refused)",
+      false,
+    )
     .option("--connect-timeout <seconds>", "SSH connect and handshake timeout", positiveInt("--connect-timeout"), 10)
-    .option("--ssh-config <file>", "ssh_config file to read instead of ~/.ssh/config and /etc/ssh/ssh_config, as ssh -F")
+    .option(
+      "--ssh-config <file>",
+      "ssh_config file to read instead of ~/.ssh/config and /etc/ssh/ssh_config, as ssh -F",
+    )
     .addOption(SSH_CLIENT_OPTION)
     .option("--command-timeout <seconds>", "timeout of each remote step", positiveInt("--command-timeout"), 120)
     .option("-K, --ask-become-pass", "prompt for the sudo password (or set PROVISION_BECOME_PASSWORD)", false)
@@ -157,7 +195,10 @@ async function main(argv: string[]): Promise<number> {
     .option("--max-fail-total <n|pct>", "failed hosts tolerated in the whole run; more stops it (default 0)")
     .option("--pause <seconds|prompt>", "wait between batches: seconds, or Enter on a terminal")
     .option("--allow-plan-drift", "go on when a batch's fresh plan differs from the one shown", false)
-    .option("--resume [record]", "retry only the hosts that failed or were not reached in a run record (default: the latest)")
+    .option(
+      "--resume [record]",
+      "retry only the hosts that failed or were not reached in a run record (default: the latest)",
+    )
     .action(async (inventory: string[], opts: CommonOptions & RunOptions) => {
       exitCode = await runCommand(inventory, opts);
     });
@@ -168,33 +209,56 @@ async function main(argv: string[]): Promise<number> {
     });
 
   withCommonOptions(program.command("rollback"))
-    .description("restore each host's original values and files from its snapshot, then verify them (running it twice is harmless)")
+    .description(
+      "restore each host's original values and files from its snapshot, then verify them (running it twice is harmless)",
+    )
     .option("-y, --yes", "roll back without asking for confirmation", false)
     .action(async (inventory: string[], opts: CommonOptions) => {
       exitCode = await rollbackCommand(inventory, opts);
     });
   program
     .command("explain")
-    .description("each role's params with their default and why; with --inventory, each host's values and where they came from")
+    .description(
+      "each role's params with their default and why; with --inventory, each host's values and where they came from",
+    )
     .argument("[role]", "only this role")
-    .option("-i, --inventory <source>", `show the values resolved for the hosts of this inventory; ${INVENTORY_HELP}`, collect, [] as string[])
+    .option(
+      "-i, --inventory <source>",
+      `show the values resolved for the hosts of this inventory; ${INVENTORY_HELP}`,
+      collect,
+      [] as string[],
+    )
     .option("-l, --limit <pattern>", "only these hosts (with --inventory)")
     .option("-p, --playbook <file>", PLAYBOOK_HELP)
     .action((role: string | undefined, opts: { inventory: string[]; limit?: string; playbook?: string }) => {
       exitCode = explainCommand(role, opts);
     });
   withInventory(program.command("probe"))
-    .description("open as many concurrent TCP connections as possible from one host to one ip:port on another, hold them, and report the wall that stopped them and the settings that explain it")
+    .description(
+      "open as many concurrent TCP connections as possible from one host to one ip:port on another, hold them, and report the wall that stopped them and the settings that explain it",
+    )
     .requiredOption("--client <host>", "inventory host that opens the connections")
     .requiredOption("--server <host>", "inventory host that accepts them, at the address provision reaches it by")
     .option("--max <n>", "stop at this many connections", wholeNumber("--max", 1, 1_000_000), 120_000)
     .option("--port <port>", "free TCP port the server's helper listens on", wholeNumber("--port", 1, 65535), 5201)
     .option("--duration <seconds>", "how long the open connections are held", wholeNumber("--duration", 0, 300), 20)
     .option("--json", "print machine-readable JSON instead of text", false)
-    .option("--known-hosts <file>", "known_hosts file to trust (repeatable; new keys are recorded in the first)", (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .option("--accept-new-host-keys", "record keys of hosts not yet in known_hosts (a changed key is still refused)", false)
+    .option(
+      "--known-hosts <file>",
+      "known_hosts file to trust (repeatable; new keys are recorded in the first)",
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
+    .option(
+      "--accept-new-host-keys",
+      "record keys of hosts not yet in known_hosts (a changed key is still refused)",
+      false,
+    )
     .option("--connect-timeout <seconds>", "SSH connect and handshake timeout", positiveInt("--connect-timeout"), 10)
-    .option("--ssh-config <file>", "ssh_config file to read instead of ~/.ssh/config and /etc/ssh/ssh_config, as ssh -F")
+    .option(
+      "--ssh-config <file>",
+      "ssh_config file to read instead of ~/.ssh/config and /etc/ssh/ssh_config, as ssh -F",
+    )
     .addOption(SSH_CLIENT_OPTION)
     .option("-K, --ask-become-pass", "prompt for the sudo password (or set PROVISION_BECOME_PASSWORD)", false)
     .action(async (inventory: string[], opts: ProbeOptions) => {
@@ -208,11 +272,16 @@ async function main(argv: string[]): Promise<number> {
       exitCode = lintCommand(inventory, opts);
     });
   withInventory(program.command("inventory"))
-    .description("show the inventory as provision reads it, in ansible-inventory's formats (compare with ansible-inventory -i … --list)")
+    .description(
+      "show the inventory as provision reads it, in ansible-inventory's formats (compare with ansible-inventory -i … --list)",
+    )
     .option("--list", "every group with its hosts and children, and every host's merged vars (JSON)", false)
     .option("--host <host>", "one host's merged vars (JSON)")
     .option("--graph [group]", "the group tree from all (or from GROUP)")
-    .option("--playbook-dir <dir>", "also read group_vars/ and host_vars/ beside this playbook directory, as ansible-inventory --playbook-dir does")
+    .option(
+      "--playbook-dir <dir>",
+      "also read group_vars/ and host_vars/ beside this playbook directory, as ansible-inventory --playbook-dir does",
+    )
     .action((inventory: string[], opts: InventoryOptions) => {
       exitCode = inventoryCommand(inventory, opts);
     });
@@ -225,7 +294,8 @@ async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
   } catch (err) {
     const e = err as { code?: string; exitCode?: number };
-    if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return EXIT_OK;
+    if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help")
+      return EXIT_OK;
     if (typeof e.exitCode === "number") return EXIT_ERROR;
     throw err;
   }
@@ -245,7 +315,12 @@ interface Prepared {
   progress: Progress | undefined;
 }
 
-async function prepare(inventory: string[], opts: CommonOptions & Partial<RunOptions>, restrictTo?: string[], withProgress = false): Promise<Prepared | null> {
+async function prepare(
+  inventory: string[],
+  opts: CommonOptions & Partial<RunOptions>,
+  restrictTo?: string[],
+  withProgress = false,
+): Promise<Prepared | null> {
   const sources = inventorySources(inventory, opts);
   if (!sources) return null;
   const playbook = playbookFor(opts);
@@ -271,7 +346,9 @@ async function prepare(inventory: string[], opts: CommonOptions & Partial<RunOpt
   }
   const connector = await prepareConnector(hosts, connectorOptions(opts, opts.commandTimeout * 1000, password));
   if (connector.notice) process.stderr.write(`note: ${connector.notice}\n`);
-  const progress = withProgress ? new Progress(hosts.length, (t) => process.stderr.write(t), process.stderr.isTTY === true) : undefined;
+  const progress = withProgress
+    ? new Progress(hosts.length, (t) => process.stderr.write(t), process.stderr.isTTY === true)
+    : undefined;
   const log = (line: string) => process.stderr.write(`[${new Date().toISOString()}] ${line}\n`);
   const connect = async (host: ResolvedHost): Promise<Transport> => {
     if (!opts.verbose) return connector.connect(host);
@@ -317,7 +394,9 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
     try {
       const { file, record } = readRecord(opts.stateDir, opts.resume === true ? undefined : opts.resume);
       restrictTo = hostsToResume(record);
-      process.stderr.write(`resuming ${file}: ${plural(restrictTo.length, "host")} failed or were not reached${restrictTo.length > 0 ? ` (${restrictTo.join(", ")})` : ""}\n`);
+      process.stderr.write(
+        `resuming ${file}: ${plural(restrictTo.length, "host")} failed or were not reached${restrictTo.length > 0 ? ` (${restrictTo.join(", ")})` : ""}\n`,
+      );
       if (restrictTo.length === 0) return EXIT_OK;
     } catch (err) {
       if (!(err instanceof RecordError)) throw err;
@@ -329,7 +408,9 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
   if (!prepared) return EXIT_ERROR;
   const { hosts, session, policy, progress, playbook } = prepared;
   if (policy.pause === "prompt" && !process.stdin.isTTY) {
-    process.stderr.write("rollout pause: \"prompt\" needs a terminal to press Enter on; use seconds (--pause 30) in CI.\n");
+    process.stderr.write(
+      'rollout pause: "prompt" needs a terminal to press Enter on; use seconds (--pause 30) in CI.\n',
+    );
     await session.close();
     return EXIT_ERROR;
   }
@@ -350,19 +431,40 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
       }
     }
     // Without a confirmation prompt nobody waited on the plan: the first batch applies it without re-reading.
-    const result = await rollout(session, hosts, planned, policy, progress?.hooks(pauseBetweenBatches) ?? { pause: pauseBetweenBatches }, { shownIsFresh: pending === 0 || opts.yes });
+    const result = await rollout(
+      session,
+      hosts,
+      planned,
+      policy,
+      progress?.hooks(pauseBetweenBatches) ?? { pause: pauseBetweenBatches },
+      { shownIsFresh: pending === 0 || opts.yes },
+    );
     progress?.finish();
-    const recordFile = writeRecord(opts.stateDir, recordFor(result, {
-      startedAt, inventory: [...inventory, ...opts.inventory], playbook, limit: opts.limit, policy,
-    }));
-    if (opts.json) process.stdout.write(`${toJson("run", result.reports, { stopped: result.stopped ?? null, record: recordFile })}\n`);
+    const recordFile = writeRecord(
+      opts.stateDir,
+      recordFor(result, {
+        startedAt,
+        inventory: [...inventory, ...opts.inventory],
+        playbook,
+        limit: opts.limit,
+        policy,
+      }),
+    );
+    if (opts.json)
+      process.stdout.write(
+        `${toJson("run", result.reports, { stopped: result.stopped ?? null, record: recordFile })}\n`,
+      );
     else {
       process.stdout.write(`\n${renderRunResult(result.reports, style())}`);
       if (result.stopped) process.stdout.write(`STOPPED: ${result.stopped}\n`);
       if (result.drift) process.stdout.write(`\nThe plan now:\n${renderPlan(result.drift, opts.format, style())}`);
-      process.stdout.write(`record: ${recordFile}${result.reports.some((r) => r.status !== "changed" && r.status !== "unchanged") ? " (provision run --resume retries what failed or was not reached)" : ""}\n`);
+      process.stdout.write(
+        `record: ${recordFile}${result.reports.some((r) => r.status !== "changed" && r.status !== "unchanged") ? " (provision run --resume retries what failed or was not reached)" : ""}\n`,
+      );
     }
-    return result.stopped || result.reports.some((r) => r.status !== "changed" && r.status !== "unchanged") ? EXIT_ERROR : EXIT_OK;
+    return result.stopped || result.reports.some((r) => r.status !== "changed" && r.status !== "unchanged")
+      ? EXIT_ERROR
+      : EXIT_OK;
   } finally {
     await session.close();
   }
@@ -378,7 +480,9 @@ async function rollbackCommand(inventory: string[], opts: CommonOptions): Promis
         process.stderr.write("refusing to roll back without confirmation: stdin is not a terminal. Pass --yes.\n");
         return EXIT_ERROR;
       }
-      if (!(await confirm(`Restore the original values of ${plural(hosts.length, "host")} from their snapshots? [y/N] `))) {
+      if (
+        !(await confirm(`Restore the original values of ${plural(hosts.length, "host")} from their snapshots? [y/N] `))
+      ) {
         process.stderr.write("not rolled back.\n");
         return EXIT_ERROR;
       }
@@ -433,10 +537,18 @@ function confirmEnter(question: string): Promise<boolean> {
 }
 
 /** Ctrl-C and Ctrl-D answer "no" (readline swallows SIGINT, and the open SSH sockets would keep us alive). */
-function explainCommand(role: string | undefined, opts: { inventory: string[]; limit?: string; playbook?: string }): number {
+function explainCommand(
+  role: string | undefined,
+  opts: { inventory: string[]; limit?: string; playbook?: string },
+): number {
   if (role !== undefined && !findRole(role)) {
-    const guess = closest(role, ROLES.map((r) => r.name));
-    process.stderr.write(`unknown role "${role}". ${guess ? `Did you mean "${guess}"?` : `Roles: ${ROLES.map((r) => r.name).join(", ")}.`}\n`);
+    const guess = closest(
+      role,
+      ROLES.map((r) => r.name),
+    );
+    process.stderr.write(
+      `unknown role "${role}". ${guess ? `Did you mean "${guess}"?` : `Roles: ${ROLES.map((r) => r.name).join(", ")}.`}\n`,
+    );
     return EXIT_ERROR;
   }
   if (opts.inventory.length === 0) {
@@ -469,7 +581,8 @@ interface ProbeOptions {
 function wholeNumber(name: string, min: number, max: number) {
   return (v: string) => {
     const n = Number(v);
-    if (!/^\d+$/.test(v) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
+    if (!/^\d+$/.test(v) || n < min || n > max)
+      throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
     return n;
   };
 }
@@ -482,13 +595,17 @@ async function probeCommand(inventory: string[], opts: ProbeOptions): Promise<nu
   if (!client || !server || hasErrors(problems)) return EXIT_ERROR;
   const local = [client, server].find((h) => h.connection.kind === "local");
   if (local) {
-    process.stderr.write(`probe: ${local.name} has ansible_connection: local; the probe reaches both hosts over SSH. Give it an SSH address (ansible_host) for the probe.\n`);
+    process.stderr.write(
+      `probe: ${local.name} has ansible_connection: local; the probe reaches both hosts over SSH. Give it an SSH address (ansible_host) for the probe.\n`,
+    );
     return EXIT_ERROR;
   }
   let password: string | undefined;
   try {
     password = [client, server].some((h) => h.become)
-      ? opts.askBecomePass ? await askHidden("BECOME password: ") : process.env.PROVISION_BECOME_PASSWORD || undefined
+      ? opts.askBecomePass
+        ? await askHidden("BECOME password: ")
+        : process.env.PROVISION_BECOME_PASSWORD || undefined
       : undefined;
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
@@ -497,7 +614,12 @@ async function probeCommand(inventory: string[], opts: ProbeOptions): Promise<nu
   const connector = await prepareConnector([client, server], connectorOptions(opts, 60_000, password));
   if (connector.notice) process.stderr.write(`note: ${connector.notice}\n`);
   try {
-    const report = await runCapacityProbe(client, server, { bound: opts.max, port: opts.port, holdSeconds: opts.duration }, connector);
+    const report = await runCapacityProbe(
+      client,
+      server,
+      { bound: opts.max, port: opts.port, holdSeconds: opts.duration },
+      connector,
+    );
     process.stdout.write(opts.json ? `${capacityJson(report)}\n` : renderCapacityText(report));
     return report.cleanup.ok ? EXIT_OK : EXIT_ERROR;
   } catch (err) {
@@ -516,7 +638,9 @@ function lintCommand(inventory: string[], opts: { inventory: string[]; limit?: s
   for (const p of all) process.stderr.write(`${formatProblem(p)}\n`);
   const errors = all.filter((p) => p.severity === "error").length;
   const warnings = all.length - errors;
-  process.stdout.write(`Lint: ${plural(hosts.length, "host")}, ${plural(errors, "error")}, ${plural(warnings, "warning")}; nothing was sent to any host.\n`);
+  process.stdout.write(
+    `Lint: ${plural(hosts.length, "host")}, ${plural(errors, "error")}, ${plural(warnings, "warning")}; nothing was sent to any host.\n`,
+  );
   return errors > 0 ? EXIT_ERROR : EXIT_OK;
 }
 
@@ -541,7 +665,9 @@ function inventoryCommand(inventory: string[], opts: InventoryOptions): number {
   for (const p of sortProblems(problems)) process.stderr.write(`${formatProblem(p)}\n`);
   if (!loaded || hasErrors(problems)) return EXIT_ERROR;
   for (const file of loaded.encryptedVarsFiles) {
-    process.stderr.write(`note: ${file} is vault-encrypted and provision never decrypts, so its vars are not shown (ansible-inventory with --vault-password-file shows them)\n`);
+    process.stderr.write(
+      `note: ${file} is vault-encrypted and provision never decrypts, so its vars are not shown (ansible-inventory with --vault-password-file shows them)\n`,
+    );
   }
   if (opts.list) {
     process.stdout.write(`${listJson(loaded)}\n`);
@@ -550,8 +676,13 @@ function inventoryCommand(inventory: string[], opts: InventoryOptions): number {
   if (opts.host !== undefined) {
     const out = hostJson(loaded, opts.host);
     if (out === null) {
-      const guess = closest(opts.host, loaded.hosts.map((h) => h.name));
-      process.stderr.write(`host ${JSON.stringify(opts.host)} is not in the inventory.${guess ? ` Did you mean "${guess}"?` : ""}\n`);
+      const guess = closest(
+        opts.host,
+        loaded.hosts.map((h) => h.name),
+      );
+      process.stderr.write(
+        `host ${JSON.stringify(opts.host)} is not in the inventory.${guess ? ` Did you mean "${guess}"?` : ""}\n`,
+      );
       return EXIT_ERROR;
     }
     process.stdout.write(`${out}\n`);
@@ -588,7 +719,8 @@ function confirm(question: string): Promise<boolean> {
 
 /** Reads a line from the terminal without echoing it. */
 function askHidden(question: string): Promise<string> {
-  if (!process.stdin.isTTY) throw new Error("--ask-become-pass needs a terminal; set PROVISION_BECOME_PASSWORD instead");
+  if (!process.stdin.isTTY)
+    throw new Error("--ask-become-pass needs a terminal; set PROVISION_BECOME_PASSWORD instead");
   return new Promise((resolve, reject) => {
     const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
     const out = rl as unknown as { _writeToOutput: (s: string) => void };
@@ -618,8 +750,9 @@ main(process.argv).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.stderr.write(`provision: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(
+      `provision: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
     process.exitCode = EXIT_ERROR;
   },
 );
-

@@ -27,7 +27,9 @@ export function explainHosts(hosts: readonly ResolvedHost[], roleFilter: string 
       out.push(`  ${r.role.name}`);
       const width = Math.max(...Object.keys(r.params).map((k) => k.length));
       for (const [name, value] of Object.entries(r.params)) {
-        out.push(`    ${name.padEnd(width)} = ${formatValue(value).padEnd(18)} ${describeSource(r.sources[name]!, cwd)}`);
+        out.push(
+          `    ${name.padEnd(width)} = ${formatValue(value).padEnd(18)} ${describeSource(r.sources[name]!, cwd)}`,
+        );
       }
     }
     out.push("");

@@ -15,10 +15,19 @@ export function lintHosts(hosts: readonly ResolvedHost[]): ConfigProblem[] {
         const key = `${at.file}:${at.line}:${at.col}:${p.problem}`;
         const entry = byLocation.get(key);
         if (entry) entry.hosts.push(host.name);
-        else byLocation.set(key, {
-          hosts: [host.name],
-          problem: { file: at.file, line: at.line, col: at.col, keyPath: at.keyPath, severity: p.severity, problem: p.problem, fix: p.fix },
-        });
+        else
+          byLocation.set(key, {
+            hosts: [host.name],
+            problem: {
+              file: at.file,
+              line: at.line,
+              col: at.col,
+              keyPath: at.keyPath,
+              severity: p.severity,
+              problem: p.problem,
+              fix: p.fix,
+            },
+          });
       }
     }
   }

@@ -14,7 +14,13 @@ export interface LoadedConfig {
 }
 
 /** load → validate → resolve, collecting every problem of every file before anything connects. */
-export function loadConfig(inventorySources: string | string[], playbookFile: string, limit: string | undefined, rolloutFlags: RolloutFlags = {}, readStdin?: () => string): LoadedConfig {
+export function loadConfig(
+  inventorySources: string | string[],
+  playbookFile: string,
+  limit: string | undefined,
+  rolloutFlags: RolloutFlags = {},
+  readStdin?: () => string,
+): LoadedConfig {
   const problems: ConfigProblem[] = [];
   const playbook = resolvePath(playbookFile);
   // group_vars/ beside the user's playbook count, as in Ansible; the bundled playbook has none.

@@ -18,10 +18,14 @@ export function managedFileFact(path: string): FactRequest {
 /** Plans one whole managed file: a change when its bytes differ, and a check that reads it back. */
 export function planManagedFile(f: ManagedFile, facts: Facts): { changes: Change[]; checks: Check[] } {
   const changes = managedFileChanges(f, facts.files[f.path] ?? null, facts.fileSha256?.[f.path]);
-  const checks: Check[] = [{
-    kind: "file", path: f.path, expected: f.content,
-    message: `${f.path} differs from what ${f.role} renders: edited by hand or by another tool`,
-  }];
+  const checks: Check[] = [
+    {
+      kind: "file",
+      path: f.path,
+      expected: f.content,
+      message: `${f.path} differs from what ${f.role} renders: edited by hand or by another tool`,
+    },
+  ];
   return { changes, checks };
 }
 
@@ -31,12 +35,19 @@ export function planManagedFile(f: ManagedFile, facts: Facts): { changes: Change
  */
 export function managedFileChanges(f: ManagedFile, before: string | null, beforeSha256: string | undefined): Change[] {
   if (before === f.content) return [];
-  return [{
-    kind: "file", path: f.path, before, after: f.content,
-    mode: f.mode ?? "0644", owner: f.owner ?? "root", group: f.group ?? "root",
-    ...(beforeSha256 ? { beforeSha256 } : {}),
-    description: before === null ? `create ${f.path}` : `update ${f.path}`,
-  }];
+  return [
+    {
+      kind: "file",
+      path: f.path,
+      before,
+      after: f.content,
+      mode: f.mode ?? "0644",
+      owner: f.owner ?? "root",
+      group: f.group ?? "root",
+      ...(beforeSha256 ? { beforeSha256 } : {}),
+      description: before === null ? `create ${f.path}` : `update ${f.path}`,
+    },
+  ];
 }
 
 export interface StaleFile {

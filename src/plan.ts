@@ -1,4 +1,12 @@
-import { refused, type Change, type Check, type FactRequest, type Facts, type PlanContext, type RolePlan } from "./role.js";
+import {
+  refused,
+  type Change,
+  type Check,
+  type FactRequest,
+  type Facts,
+  type PlanContext,
+  type RolePlan,
+} from "./role.js";
 import type { AnyProbe } from "./facts/probe.js";
 import { sysctlBootProbe } from "./facts/sysctlBoot.js";
 import { renderTemplate } from "./render.js";
@@ -43,7 +51,12 @@ export function whyOf(r: ResolvedRole): Record<string, string> {
 }
 
 /** Pure: the same host, params and facts always give the same plan. */
-export function planHost(host: ResolvedHost, facts: Facts, purpose: PlanContext["purpose"] = "plan", sshAddress: string = host.connection.host): HostPlan {
+export function planHost(
+  host: ResolvedHost,
+  facts: Facts,
+  purpose: PlanContext["purpose"] = "plan",
+  sshAddress: string = host.connection.host,
+): HostPlan {
   const plan: HostPlan = { host: host.name, changes: [], checks: [], notes: [], refusals: [] };
   for (const r of host.roles) {
     const why = whyOf(r);

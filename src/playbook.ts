@@ -54,9 +54,15 @@ export function loadPlaybook(file: string, problems: ConfigProblem[]): Play[] | 
       const path: KeyPath = typeof entry === "string" ? [index, "roles", j] : [index, "roles", j, "role"];
       const role = findRole(name);
       if (!role) {
-        const guess = closest(name, ROLES.map((r) => r.name));
+        const guess = closest(
+          name,
+          ROLES.map((r) => r.name),
+        );
         problems.push({
-          file, ...yaml.locate(path), keyPath: formatKeyPath(path), severity: "error",
+          file,
+          ...yaml.locate(path),
+          keyPath: formatKeyPath(path),
+          severity: "error",
           problem: `unknown role "${name}"`,
           fix: guess ? `did you mean "${guess}"?` : `use one of: ${ROLES.map((r) => r.name).join(", ")}`,
         });
@@ -68,7 +74,15 @@ export function loadPlaybook(file: string, problems: ConfigProblem[]): Play[] | 
       if (!validateAgainstSchema(role.schema, params, yaml, paramsPath, problems)) return;
       roles.push({ role, params, path: typeof entry === "string" ? path : [index, "roles", j] });
     });
-    plays.push({ name: raw.name ?? `play ${index + 1}`, hosts: raw.hosts, become: raw.become, rollout: raw.rollout, roles, index, source: yaml });
+    plays.push({
+      name: raw.name ?? `play ${index + 1}`,
+      hosts: raw.hosts,
+      become: raw.become,
+      rollout: raw.rollout,
+      roles,
+      index,
+      source: yaml,
+    });
   });
   return valid ? plays : null;
 }

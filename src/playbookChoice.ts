@@ -15,7 +15,10 @@ const PLAY_KEYS = new Set(["name", "hosts", "become", "rollout", "roles"]);
  * provision's (inside an Ansible repository it usually is Ansible's own: plays with tasks), else
  * the bundled one. A passed-over site.yaml is named in `notice`.
  */
-export function choosePlaybook(cwd: string = process.cwd(), isRoleName: (name: string) => boolean = () => true): PlaybookChoice {
+export function choosePlaybook(
+  cwd: string = process.cwd(),
+  isRoleName: (name: string) => boolean = () => true,
+): PlaybookChoice {
   const own = join(cwd, "provision.yaml");
   if (existsSync(own)) return { file: own };
   const site = join(cwd, "playbooks", "site.yaml");
@@ -36,9 +39,13 @@ function foreignPlaybookReason(file: string, isRoleName: (name: string) => boole
   } catch {
     return null; // unreadable: let the loader report it where it is used
   }
-  const playKey = /^(?:-\s+|\s{2,})(tasks|pre_tasks|post_tasks|handlers|import_playbook|include_playbook|vars_files|gather_facts|serial|strategy)\s*:/m.exec(text);
+  const playKey =
+    /^(?:-\s+|\s{2,})(tasks|pre_tasks|post_tasks|handlers|import_playbook|include_playbook|vars_files|gather_facts|serial|strategy)\s*:/m.exec(
+      text,
+    );
   if (playKey) return `its plays have ${playKey[1]}:, which provision's plays don't`;
   const role = /^\s*(?:-\s+)?role:\s*["']?([\w.-]+)/m.exec(text) ?? /^\s*-\s+([a-z][\w.-]*)\s*$/m.exec(text);
-  if (role?.[1] && !isRoleName(role[1]) && !PLAY_KEYS.has(role[1])) return `it applies role ${role[1]}, which is not one of provision's`;
+  if (role?.[1] && !isRoleName(role[1]) && !PLAY_KEYS.has(role[1]))
+    return `it applies role ${role[1]}, which is not one of provision's`;
   return null;
 }

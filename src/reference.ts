@@ -16,7 +16,9 @@ export function renderReference(roles: readonly AnyRole[]): string {
     out.push(`## ${role.name}`, "", role.summary, "", `Inventory vars key: \`${roleVarName(role.name)}:\``, "");
     out.push("| param | type | default | why |", "|---|---|---|---|");
     for (const [name, schema] of Object.entries(role.schema.properties)) {
-      out.push(`| \`${name}\` | ${typeOf(schema)} | \`${JSON.stringify(schema.default)}\` | ${cell(schema.description)} |`);
+      out.push(
+        `| \`${name}\` | ${typeOf(schema)} | \`${JSON.stringify(schema.default)}\` | ${cell(schema.description)} |`,
+      );
     }
     out.push("");
   }
@@ -38,8 +40,10 @@ export function renderReference(roles: readonly AnyRole[]): string {
 function typeOf(schema: ParamSchema): string {
   const type = Array.isArray(schema.type) ? (schema.type as string[]).join(" \\| ") : String(schema.type ?? "any");
   const parts = [type];
-  if (Array.isArray(schema.enum)) parts.push(`one of ${(schema.enum as unknown[]).map((v) => JSON.stringify(v)).join(", ")}`);
-  if (schema.minimum !== undefined || schema.maximum !== undefined) parts.push(`${schema.minimum ?? "…"}–${schema.maximum ?? "…"}`);
+  if (Array.isArray(schema.enum))
+    parts.push(`one of ${(schema.enum as unknown[]).map((v) => JSON.stringify(v)).join(", ")}`);
+  if (schema.minimum !== undefined || schema.maximum !== undefined)
+    parts.push(`${schema.minimum ?? "…"}–${schema.maximum ?? "…"}`);
   return parts.join(", ");
 }
 

@@ -19,5 +19,9 @@ export interface HostReport {
   plan?: HostPlan;
   outcomes?: ChangeOutcome[];
   checks?: CheckResult[];
-  error?: { kind: string; message: string; /** Each problem of a host that failed for several (planning). */ problems?: string[] };
+  error?: {
+    kind: string;
+    message: string;
+    /** Each problem of a host that failed for several (planning). */ problems?: string[];
+  };
 }

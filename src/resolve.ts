@@ -80,7 +80,15 @@ export function resolveTargets(
     } catch (err) {
       if (!(err instanceof LimitError)) throw err;
       // Keep resolving every host, so the role checks below are reported in the same run.
-      problems.push({ file: "--limit", line: 1, col: 1, keyPath: "", severity: "error", problem: err.problem, fix: err.fix });
+      problems.push({
+        file: "--limit",
+        line: 1,
+        col: 1,
+        keyPath: "",
+        severity: "error",
+        problem: err.problem,
+        fix: err.fix,
+      });
     }
   }
   const rolesByHost = new Map<string, Array<{ play: Play; index: number }>>();
@@ -91,8 +99,12 @@ export function resolveTargets(
     } catch (err) {
       if (!(err instanceof LimitError)) throw err;
       problems.push({
-        file: play.source.file, ...play.source.locate([play.index, "hosts"]), keyPath: formatKeyPath([play.index, "hosts"]),
-        severity: "error", problem: err.problem, fix: err.fix,
+        file: play.source.file,
+        ...play.source.locate([play.index, "hosts"]),
+        keyPath: formatKeyPath([play.index, "hosts"]),
+        severity: "error",
+        problem: err.problem,
+        fix: err.fix,
       });
       continue;
     }
@@ -117,7 +129,10 @@ export function resolveTargets(
       const earlier = seen.get(playRole.role.name);
       if (earlier) {
         problems.push({
-          file: play.source.file, ...play.source.locate(playRole.path), keyPath: formatKeyPath(playRole.path), severity: "error",
+          file: play.source.file,
+          ...play.source.locate(playRole.path),
+          keyPath: formatKeyPath(playRole.path),
+          severity: "error",
           problem: `role ${playRole.role.name} applies to host ${host.name} twice (plays "${earlier.name}" and "${play.name}")`,
           fix: "apply each role to a host from one play only",
         });
@@ -131,7 +146,15 @@ export function resolveTargets(
       if (fresh && satisfies(playRole.role.schema, r.params)) {
         for (const p of playRole.role.validate?.(r.params) ?? []) {
           const at = r.sources[p.param]!;
-          problems.push({ file: at.file, line: at.line, col: at.col, keyPath: at.keyPath, severity: p.severity, problem: `${p.problem} (host ${host.name})`, fix: p.fix });
+          problems.push({
+            file: at.file,
+            line: at.line,
+            col: at.col,
+            keyPath: at.keyPath,
+            severity: p.severity,
+            problem: `${p.problem} (host ${host.name})`,
+            fix: p.fix,
+          });
         }
       }
       roles.push(r);
@@ -189,7 +212,13 @@ function deepFreeze(value: unknown): void {
   for (const v of Object.values(value)) deepFreeze(v);
 }
 
-function mergeParams(role: AnyRole, layers: VarLayer[], playParams: Record<string, unknown>, playbook: YamlFile, rolePath: KeyPath): ResolvedRole {
+function mergeParams(
+  role: AnyRole,
+  layers: VarLayer[],
+  playParams: Record<string, unknown>,
+  playbook: YamlFile,
+  rolePath: KeyPath,
+): ResolvedRole {
   const varName = roleVarName(role.name);
   const params: Record<string, unknown> = {};
   const sources: Record<string, ParamSource> = {};
@@ -204,7 +233,13 @@ function mergeParams(role: AnyRole, layers: VarLayer[], playParams: Record<strin
     for (const [key, value] of Object.entries(block)) {
       const path = [...layer.basePath, varName, key];
       params[key] = value;
-      sources[key] = { kind: layer.kind, name: layer.name, file: layer.source.file, ...layer.source.locate(path), keyPath: formatKeyPath(path) };
+      sources[key] = {
+        kind: layer.kind,
+        name: layer.name,
+        file: layer.source.file,
+        ...layer.source.locate(path),
+        keyPath: formatKeyPath(path),
+      };
     }
   }
   for (const [key, value] of Object.entries(playParams)) {
@@ -246,28 +281,56 @@ function isLocal(value: unknown): boolean {
   return value === "local" || value === "ansible.builtin.local";
 }
 
-const CONNECTIONS_OVER_SSH = ["ssh", "smart", "paramiko", "ansible.builtin.ssh", "ansible.builtin.paramiko_ssh", "paramiko_ssh"];
+const CONNECTIONS_OVER_SSH = [
+  "ssh",
+  "smart",
+  "paramiko",
+  "ansible.builtin.ssh",
+  "ansible.builtin.paramiko_ssh",
+  "paramiko_ssh",
+];
 
 /** Settings Ansible users write that provision cannot honour are refused on the hosts they reach, where they were written. */
-function checkPrivilegeAndConnection(hostName: string, vars: Partial<Record<UsedVarKey, UsedValue>>, needsRoot: boolean, problems: ConfigProblem[]): void {
+function checkPrivilegeAndConnection(
+  hostName: string,
+  vars: Partial<Record<UsedVarKey, UsedValue>>,
+  needsRoot: boolean,
+  problems: ConfigProblem[],
+): void {
   const refuse = (v: UsedValue, problem: string, fix: string) => {
     const path = [...v.layer.basePath, v.name];
-    problems.push({ file: v.layer.source.file, ...v.layer.source.locate(path), keyPath: formatKeyPath(path), severity: "error", problem: `${problem} (host ${hostName})`, fix });
+    problems.push({
+      file: v.layer.source.file,
+      ...v.layer.source.locate(path),
+      keyPath: formatKeyPath(path),
+      severity: "error",
+      problem: `${problem} (host ${hostName})`,
+      fix,
+    });
   };
   const method = vars.becomeMethod;
   if (needsRoot && method && method.value !== "sudo" && method.value !== "ansible.builtin.sudo") {
-    refuse(method, `become method ${JSON.stringify(method.value)} is not supported: provision becomes root with sudo only (su would need root's password typed at a terminal; doas and others are not implemented)`,
-      "set ansible_become_method: sudo for the hosts provision tunes (a host_vars/ or group_vars/ entry overrides it), or configure sudo on them");
+    refuse(
+      method,
+      `become method ${JSON.stringify(method.value)} is not supported: provision becomes root with sudo only (su would need root's password typed at a terminal; doas and others are not implemented)`,
+      "set ansible_become_method: sudo for the hosts provision tunes (a host_vars/ or group_vars/ entry overrides it), or configure sudo on them",
+    );
   }
   const user = vars.becomeUser;
   if (needsRoot && user && user.value !== "root") {
-    refuse(user, `become user ${JSON.stringify(user.value)} cannot run provision's steps: they write /etc/sysctl.d, /etc/security and /proc/sys, which only root may`,
-      "set ansible_become_user: root for these hosts, or remove it (root is the default)");
+    refuse(
+      user,
+      `become user ${JSON.stringify(user.value)} cannot run provision's steps: they write /etc/sysctl.d, /etc/security and /proc/sys, which only root may`,
+      "set ansible_become_user: root for these hosts, or remove it (root is the default)",
+    );
   }
   const connection = vars.connection;
   if (connection && !isLocal(connection.value) && !CONNECTIONS_OVER_SSH.includes(String(connection.value))) {
-    refuse(connection, `connection type ${JSON.stringify(connection.value)} is not supported: provision reaches hosts over SSH, or locally with ansible_connection: local`,
-      "remove the host from provision's run (--limit '!NAME' or a play pattern), or reach it over SSH (ansible_connection: ssh)");
+    refuse(
+      connection,
+      `connection type ${JSON.stringify(connection.value)} is not supported: provision reaches hosts over SSH, or locally with ansible_connection: local`,
+      "remove the host from provision's run (--limit '!NAME' or a play pattern), or reach it over SSH (ansible_connection: ssh)",
+    );
   }
   for (const args of [vars.sshCommonArgs, vars.sshExtraArgs]) {
     if (!args) continue;
@@ -281,7 +344,10 @@ function checkNameAsAddress(host: InventoryHost, problems: ConfigProblem[]): voi
   if (USED_VARS.host.check(host.name).ok) return;
   const { source, path } = host.definedAt;
   problems.push({
-    file: source.file, ...source.locate(path, "key"), keyPath: formatKeyPath(path), severity: "error",
+    file: source.file,
+    ...source.locate(path, "key"),
+    keyPath: formatKeyPath(path),
+    severity: "error",
     problem: `host ${JSON.stringify(host.name.length > 80 ? `${host.name.slice(0, 80)}…` : host.name)} has no ansible_host, so its name is the address to connect to, and it is not a host name or IP address`,
     fix: "set ansible_host to the host's address, or name it by its address (letters, digits and . : _ - only, at most 253 characters)",
   });
@@ -297,7 +363,11 @@ function hintsFrom(vars: Partial<Record<UsedVarKey, UsedValue>>): InventoryHints
   };
 }
 
-function connectionFor(name: string, vars: Partial<Record<UsedVarKey, UsedValue>>, inventoryFile: string): ConnectionSettings {
+function connectionFor(
+  name: string,
+  vars: Partial<Record<UsedVarKey, UsedValue>>,
+  inventoryFile: string,
+): ConnectionSettings {
   const keyFile = vars.privateKeyFile?.value as string | undefined;
   const sshArgs: string[] = [];
   const openSshOnlyOptions: string[] = [];

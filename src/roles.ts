@@ -8,7 +8,15 @@ import secondarySourceIps from "../roles/secondary-source-ips.js";
 import fdLimits from "../roles/fd-limits.js";
 
 /** Every role, in the order a playbook that lists them all should apply them. A new role is one line here. */
-export const ROLES: readonly AnyRole[] = [fdLimits, ephemeralPorts, twReuse, synBacklog, keepalive, conntrack, secondarySourceIps];
+export const ROLES: readonly AnyRole[] = [
+  fdLimits,
+  ephemeralPorts,
+  twReuse,
+  synBacklog,
+  keepalive,
+  conntrack,
+  secondarySourceIps,
+];
 
 export function findRole(name: string): AnyRole | undefined {
   return ROLES.find((r) => r.name === name);

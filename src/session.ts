@@ -5,7 +5,16 @@ import { changeTarget, factRequestsFor, planHost, probesOf, type HostPlan, type 
 import { probeKey, type FactRequest, type Facts } from "./role.js";
 import type { ResolvedHost } from "./resolve.js";
 import { newNonce } from "./remote/records.js";
-import { parseSnapshot, restoreChanges, revertChanges, SNAPSHOT_PATH, SNAPSHOT_ROLE, snapshotChange, SnapshotError, type Snapshot } from "./snapshot.js";
+import {
+  parseSnapshot,
+  restoreChanges,
+  revertChanges,
+  SNAPSHOT_PATH,
+  SNAPSHOT_ROLE,
+  snapshotChange,
+  SnapshotError,
+  type Snapshot,
+} from "./snapshot.js";
 import { HostError, type Transport } from "./transport/types.js";
 import type { HostReport, SessionEvents } from "./report.js";
 import { evaluateChecks, factRequestsForChecks, type CheckResult } from "./verify.js";
@@ -35,10 +44,15 @@ export class Session {
       this.guard(host.name, async () => {
         const transport = await this.transport(host);
         this.events.stage?.(host.name, "reading facts");
-        const facts = await gather(transport, [...factRequestsFor(host), { kind: "file", path: SNAPSHOT_PATH }], host.become);
+        const facts = await gather(
+          transport,
+          [...factRequestsFor(host), { kind: "file", path: SNAPSHOT_PATH }],
+          host.become,
+        );
         this.lastFacts.set(host.name, facts);
         const plan = planHost(host, facts, purpose, transport.remoteAddress);
-        if (plan.refusals.length > 0) return { host: host.name, status: "failed", error: planningFailed(plan.refusals) };
+        if (plan.refusals.length > 0)
+          return { host: host.name, status: "failed", error: planningFailed(plan.refusals) };
         // Before the first change, the host's originals are recorded for `provision rollback`.
         const snapshot = purpose === "plan" ? snapshotChange(facts.files[SNAPSHOT_PATH] ?? null, plan.changes) : null;
         if (snapshot) plan.changes.unshift(snapshot);
@@ -66,7 +80,11 @@ export class Session {
           const checks = evaluateChecks(plan.checks, await this.complete(known, plan.checks, transport, host));
           const failed = checks.some((c) => !c.ok);
           return {
-            host: report.host, plan, outcomes: [], checks, status: failed ? "failed" : "unchanged",
+            host: report.host,
+            plan,
+            outcomes: [],
+            checks,
+            status: failed ? "failed" : "unchanged",
             ...(failed ? { error: { kind: "apply", message: describeFailures([], checks) } } : {}),
           };
         }
@@ -78,7 +96,10 @@ export class Session {
         const checks = await this.readChecks(host, transport, plan.checks, undefined, guard?.fresh);
         const failed = outcomes.some((o) => !o.ok) || checks.some((c) => !c.ok);
         return {
-          host: report.host, plan, outcomes, checks,
+          host: report.host,
+          plan,
+          outcomes,
+          checks,
           status: failed ? "failed" : plan.changes.length > 0 ? "changed" : "unchanged",
           ...(failed ? { error: { kind: "apply", message: describeFailures(outcomes, checks) } } : {}),
         };
@@ -116,7 +137,18 @@ export class Session {
         this.events.stage?.(host.name, "reading facts");
         const first = await gather(transport, [{ kind: "file", path: SNAPSHOT_PATH }], host.become);
         const snapshot = parseSnapshotOrFail(first.files[SNAPSHOT_PATH] ?? null);
-        if (!snapshot) return { host: host.name, status: "unchanged", plan: { host: host.name, changes: [], checks: [], notes: [{ role: "rollback", text: "no snapshot: nothing to roll back" }], refusals: [] } };
+        if (!snapshot)
+          return {
+            host: host.name,
+            status: "unchanged",
+            plan: {
+              host: host.name,
+              changes: [],
+              checks: [],
+              notes: [{ role: "rollback", text: "no snapshot: nothing to roll back" }],
+              refusals: [],
+            },
+          };
         const requests: FactRequest[] = [
           ...Object.keys(snapshot.files).map((path): FactRequest => ({ kind: "file", path })),
           ...Object.keys(snapshot.sysctl).map((key): FactRequest => ({ kind: "sysctl", key })),
@@ -128,10 +160,17 @@ export class Session {
         this.events.stage?.(host.name, "applying");
         const outcomes = await applyChanges(transport, changes, host.become);
         this.events.stage?.(host.name, "verifying");
-        const readBack = evaluateChecks(checks, await gather(transport, factRequestsForChecks(checks, new Map()), host.become));
+        const readBack = evaluateChecks(
+          checks,
+          await gather(transport, factRequestsForChecks(checks, new Map()), host.become),
+        );
         const failed = outcomes.some((o) => !o.ok) || readBack.some((c) => !c.ok);
         return {
-          host: host.name, plan, outcomes, checks: readBack, status: failed ? "failed" : "changed",
+          host: host.name,
+          plan,
+          outcomes,
+          checks: readBack,
+          status: failed ? "failed" : "changed",
           ...(failed ? { error: { kind: "rollback", message: describeFailures(outcomes, readBack) } } : {}),
         };
       }),
@@ -144,7 +183,12 @@ export class Session {
    * changes are reverted through the original connection and the host is reported failed. The
    * same login reads the fresh-login checks, so a run opens one extra connection, not two.
    */
-  private async lockoutGuard(host: ResolvedHost, transport: Transport, plan: HostPlan, outcomes: ChangeOutcome[]): Promise<{ report: HostReport } | { fresh: FreshRead } | null> {
+  private async lockoutGuard(
+    host: ResolvedHost,
+    transport: Transport,
+    plan: HostPlan,
+    outcomes: ChangeOutcome[],
+  ): Promise<{ report: HostReport } | { fresh: FreshRead } | null> {
     const risky = new Set(host.roles.filter((r) => r.role.touchesLogin).map((r) => r.role.name));
     if (!outcomes.some((o) => o.ok && risky.has(o.change.role))) return null;
     this.events.stage?.(host.name, "checking a fresh login");
@@ -156,15 +200,19 @@ export class Session {
     try {
       const results = await applyChanges(transport, revert, host.become);
       const failed = results.filter((r) => !r.ok);
-      reverted = failed.length === 0
-        ? `reverted ${plural(results.length, "change")} through the open connection`
-        : `REVERT INCOMPLETE (${failed.map((f) => `${changeTarget(f.change)}: ${f.error}`).join("; ")}): fix it from a console`;
+      reverted =
+        failed.length === 0
+          ? `reverted ${plural(results.length, "change")} through the open connection`
+          : `REVERT INCOMPLETE (${failed.map((f) => `${changeTarget(f.change)}: ${f.error}`).join("; ")}): fix it from a console`;
     } catch (err) {
       reverted = `REVERT FAILED (${(err as Error).message}): fix it from a console`;
     }
     return {
       report: {
-        host: host.name, plan, outcomes, status: "failed",
+        host: host.name,
+        plan,
+        outcomes,
+        status: "failed",
         error: { kind: "lockout", message: `a fresh login failed after the change (${failure}); ${reverted}` },
       },
     };
@@ -175,20 +223,27 @@ export class Session {
    * of the fresh-login checks' facts when there are any, else `true`. A failure means the login
    * or its command failed; output that can't be parsed only fails the checks.
    */
-  private async freshLogin(host: ResolvedHost, freshChecks: PlannedCheck[]): Promise<{ read: FreshRead } | { failure: string }> {
+  private async freshLogin(
+    host: ResolvedHost,
+    freshChecks: PlannedCheck[],
+  ): Promise<{ read: FreshRead } | { failure: string }> {
     let login: Transport | undefined;
     try {
       login = await this.connect(host);
       if (freshChecks.length > 0) {
         try {
-          return { read: { facts: await gather(login, factRequestsForChecks(freshChecks, probesOf(host)), host.become) } };
+          return {
+            read: { facts: await gather(login, factRequestsForChecks(freshChecks, probesOf(host)), host.become) },
+          };
         } catch (err) {
           if (err instanceof FactError) return { read: { unreadable: err.message } };
           throw err;
         }
       }
       const r = await login.exec("true", { sudo: host.become, timeoutMs: 30_000 });
-      return r.code === 0 ? { read: { facts: NO_FACTS } } : { failure: `\`true\` exited ${r.code}: ${r.stderr.trim()}` };
+      return r.code === 0
+        ? { read: { facts: NO_FACTS } }
+        : { failure: `\`true\` exited ${r.code}: ${r.stderr.trim()}` };
     } catch (err) {
       return { failure: err instanceof Error ? err.message : String(err) };
     } finally {
@@ -201,20 +256,36 @@ export class Session {
    * through PAM), opened and closed while the original connection stays up — or were already read
    * by the lockout guard's login (`freshFacts`).
    */
-  private async readChecks(host: ResolvedHost, transport: Transport, checks: PlannedCheck[], known?: Facts, freshRead?: FreshRead): Promise<CheckResult[]> {
+  private async readChecks(
+    host: ResolvedHost,
+    transport: Transport,
+    checks: PlannedCheck[],
+    known?: Facts,
+    freshRead?: FreshRead,
+  ): Promise<CheckResult[]> {
     const current = checks.filter((c) => !isFreshCheck(c));
     const fresh = checks.filter(isFreshCheck);
-    const currentFacts = known ? await this.complete(known, current, transport, host) : await gather(transport, factRequestsForChecks(current, probesOf(host)), host.become);
+    const currentFacts = known
+      ? await this.complete(known, current, transport, host)
+      : await gather(transport, factRequestsForChecks(current, probesOf(host)), host.become);
     let freshResults: CheckResult[] = [];
     if (fresh.length > 0 && freshRead) {
-      freshResults = "facts" in freshRead
-        ? evaluateChecks(fresh, freshRead.facts)
-        : fresh.map((check) => ({ check, actual: `(a fresh login's facts could not be read: ${freshRead.unreadable})`, ok: false }));
+      freshResults =
+        "facts" in freshRead
+          ? evaluateChecks(fresh, freshRead.facts)
+          : fresh.map((check) => ({
+              check,
+              actual: `(a fresh login's facts could not be read: ${freshRead.unreadable})`,
+              ok: false,
+            }));
     } else if (fresh.length > 0) {
       let login: Transport | undefined;
       try {
         login = await this.connect(host);
-        freshResults = evaluateChecks(fresh, await gather(login, factRequestsForChecks(fresh, probesOf(host)), host.become));
+        freshResults = evaluateChecks(
+          fresh,
+          await gather(login, factRequestsForChecks(fresh, probesOf(host)), host.become),
+        );
       } catch (err) {
         const why = err instanceof Error ? err.message : String(err);
         freshResults = fresh.map((check) => ({ check, actual: `(a fresh login failed: ${why})`, ok: false }));
@@ -228,9 +299,20 @@ export class Session {
   }
 
   /** Facts a check needs that planning did not read (e.g. which file wins at boot): one more read, only if any. */
-  private async complete(known: Facts, checks: PlannedCheck[], transport: Transport, host: ResolvedHost): Promise<Facts> {
+  private async complete(
+    known: Facts,
+    checks: PlannedCheck[],
+    transport: Transport,
+    host: ResolvedHost,
+  ): Promise<Facts> {
     const missing = factRequestsForChecks(checks, probesOf(host)).filter((r) =>
-      r.kind === "sysctl" ? !(r.key in known.sysctl) : r.kind === "file" ? !(r.path in known.files) : r.kind === "probe" ? !(probeKey(r.probe.name, r.arg) in (known.probes ?? {})) : false,
+      r.kind === "sysctl"
+        ? !(r.key in known.sysctl)
+        : r.kind === "file"
+          ? !(r.path in known.files)
+          : r.kind === "probe"
+            ? !(probeKey(r.probe.name, r.arg) in (known.probes ?? {}))
+            : false,
     );
     if (missing.length === 0) return known;
     const extra = await gather(transport, missing, host.become);
@@ -269,7 +351,11 @@ export class Session {
         this.transports.delete(host);
         await t?.close().catch(() => undefined);
       }
-      return { host, status: kind === "unreachable" || kind === "hostkey" || kind === "auth" ? "unreachable" : "failed", error: { kind, message } };
+      return {
+        host,
+        status: kind === "unreachable" || kind === "hostkey" || kind === "auth" ? "unreachable" : "failed",
+        error: { kind, message },
+      };
     }
   }
 }
@@ -286,14 +372,18 @@ function isFreshCheck(c: PlannedCheck): boolean {
 async function gather(transport: Transport, requests: FactRequest[], become: boolean): Promise<Facts> {
   const nonce = newNonce();
   const result = await transport.exec(buildGatherScript(requests, nonce), { sudo: become });
-  if (result.code !== 0) throw new HostError(`reading facts failed (exit ${result.code}): ${result.stderr.trim()}`, "command");
+  if (result.code !== 0)
+    throw new HostError(`reading facts failed (exit ${result.code}): ${result.stderr.trim()}`, "command");
   return parseGatherOutput(result.stdout, nonce, requests);
 }
 
 /** Every refusal of every role, one problem each; a single one reads as it always did. */
 function planningFailed(refusals: HostPlan["refusals"]): NonNullable<HostReport["error"]> {
   const problems = refusals.map((r) => (refusals.length === 1 ? r.text : `${r.role}: ${r.text}`));
-  const message = problems.length === 1 ? `planning failed: ${problems[0]}` : `planning failed, ${problems.length} problems: ${problems.join("; ")}`;
+  const message =
+    problems.length === 1
+      ? `planning failed: ${problems[0]}`
+      : `planning failed, ${problems.length} problems: ${problems.join("; ")}`;
   return { kind: "plan", message, problems };
 }
 
@@ -320,11 +410,29 @@ function restoreChecks(s: Snapshot): PlannedCheck[] {
   return [
     ...Object.entries(s.sysctl)
       .filter((e): e is [string, string] => e[1] !== null)
-      .map(([key, value]): PlannedCheck => ({ kind: "sysctl", key, expected: value, role, message: `${key} was not restored to its original ${value}` })),
+      .map(([key, value]): PlannedCheck => ({
+        kind: "sysctl",
+        key,
+        expected: value,
+        role,
+        message: `${key} was not restored to its original ${value}`,
+      })),
     ...Object.entries(s.files).map(([path, content]): PlannedCheck => ({
-      kind: "file", path, expected: content, role,
-      message: content === null ? `${path} did not exist before provision and is still there` : `${path} was not restored to its original content`,
+      kind: "file",
+      path,
+      expected: content,
+      role,
+      message:
+        content === null
+          ? `${path} did not exist before provision and is still there`
+          : `${path} was not restored to its original content`,
     })),
-    { kind: "file", path: SNAPSHOT_PATH, expected: null, role, message: `${SNAPSHOT_PATH} should be gone after a complete rollback` },
+    {
+      kind: "file",
+      path: SNAPSHOT_PATH,
+      expected: null,
+      role,
+      message: `${SNAPSHOT_PATH} should be gone after a complete rollback`,
+    },
   ];
 }

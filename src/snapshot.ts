@@ -25,10 +25,13 @@ export function parseSnapshot(text: string | null): Snapshot | null {
   if (text === null) return null;
   try {
     const s = JSON.parse(text) as Snapshot;
-    if (s.version !== 1 || typeof s.files !== "object" || typeof s.sysctl !== "object" || !Array.isArray(s.commands)) throw new Error("unexpected shape");
+    if (s.version !== 1 || typeof s.files !== "object" || typeof s.sysctl !== "object" || !Array.isArray(s.commands))
+      throw new Error("unexpected shape");
     return s;
   } catch (err) {
-    throw new SnapshotError(`${SNAPSHOT_PATH} is not a provision snapshot (${(err as Error).message}); move it away or fix it`);
+    throw new SnapshotError(
+      `${SNAPSHOT_PATH} is not a provision snapshot (${(err as Error).message}); move it away or fix it`,
+    );
   }
 }
 
@@ -42,7 +45,8 @@ export function extendSnapshot(current: Snapshot | null, changes: readonly Plann
     if (c.role === SNAPSHOT_ROLE) continue;
     if (c.kind === "file" && !(c.path in next.files)) next.files[c.path] = c.before;
     if (c.kind === "sysctl" && !(c.key in next.sysctl)) next.sysctl[c.key] = c.before;
-    if (c.kind === "command" && c.undo && !next.commands.some((x) => sameArgv(x.argv, c.argv))) next.commands.push({ argv: c.argv, undo: c.undo });
+    if (c.kind === "command" && c.undo && !next.commands.some((x) => sameArgv(x.argv, c.argv)))
+      next.commands.push({ argv: c.argv, undo: c.undo });
   }
   return next;
 }
@@ -58,7 +62,14 @@ export function snapshotChange(before: string | null, changes: readonly PlannedC
   const after = renderSnapshot(extendSnapshot(parseSnapshot(before), real));
   if (after === before) return null;
   return {
-    kind: "file", path: SNAPSHOT_PATH, before, after, mode: "0600", owner: "root", group: "root", role: SNAPSHOT_ROLE,
+    kind: "file",
+    path: SNAPSHOT_PATH,
+    before,
+    after,
+    mode: "0600",
+    owner: "root",
+    group: "root",
+    role: SNAPSHOT_ROLE,
     description: "keep the original values for `provision rollback`",
   };
 }
@@ -68,7 +79,10 @@ export function snapshotChange(before: string | null, changes: readonly PlannedC
  * undone in reverse order first (e.g. an address added), then files and values are put back;
  * the snapshot itself goes last, so an interrupted rollback can simply be run again.
  */
-export function restoreChanges(s: Snapshot, now: { files: Record<string, string | null>; sysctl: Record<string, string | null> }): PlannedChange[] {
+export function restoreChanges(
+  s: Snapshot,
+  now: { files: Record<string, string | null>; sysctl: Record<string, string | null> },
+): PlannedChange[] {
   const out: PlannedChange[] = [];
   for (const c of [...s.commands].reverse()) {
     out.push({ kind: "command", argv: c.undo, role: SNAPSHOT_ROLE, description: `undo: ${c.argv.join(" ")}` });
@@ -76,16 +90,45 @@ export function restoreChanges(s: Snapshot, now: { files: Record<string, string 
   for (const [path, original] of Object.entries(s.files)) {
     const current = now.files[path] ?? null;
     if (current === original) continue;
-    if (original === null) out.push({ kind: "command", argv: ["rm", "-f", "--", path], role: SNAPSHOT_ROLE, description: `remove ${path} (it did not exist before provision)` });
-    else out.push({ kind: "file", path, before: current, after: original, mode: "0644", owner: "root", group: "root", role: SNAPSHOT_ROLE, description: `restore ${path}` });
+    if (original === null)
+      out.push({
+        kind: "command",
+        argv: ["rm", "-f", "--", path],
+        role: SNAPSHOT_ROLE,
+        description: `remove ${path} (it did not exist before provision)`,
+      });
+    else
+      out.push({
+        kind: "file",
+        path,
+        before: current,
+        after: original,
+        mode: "0644",
+        owner: "root",
+        group: "root",
+        role: SNAPSHOT_ROLE,
+        description: `restore ${path}`,
+      });
   }
   for (const [key, original] of Object.entries(s.sysctl)) {
     if (original === null) continue;
     const current = now.sysctl[key] ?? null;
     if (current !== null && current.trim().split(/\s+/).join(" ") === original) continue;
-    out.push({ kind: "sysctl", key, before: current, after: original, role: SNAPSHOT_ROLE, description: `restore ${key}` });
+    out.push({
+      kind: "sysctl",
+      key,
+      before: current,
+      after: original,
+      role: SNAPSHOT_ROLE,
+      description: `restore ${key}`,
+    });
   }
-  out.push({ kind: "command", argv: ["rm", "-f", "--", SNAPSHOT_PATH], role: SNAPSHOT_ROLE, description: "forget the snapshot: the host is back to its original values" });
+  out.push({
+    kind: "command",
+    argv: ["rm", "-f", "--", SNAPSHOT_PATH],
+    role: SNAPSHOT_ROLE,
+    description: "forget the snapshot: the host is back to its original values",
+  });
   return out;
 }
 
@@ -105,10 +148,28 @@ export function revertChanges(applied: ReadonlyArray<{ change: PlannedChange; ok
       out.push(
         c.before === null
           ? { kind: "command", argv: ["rm", "-f", "--", c.path], role: c.role, description: `revert: remove ${c.path}` }
-          : { kind: "file", path: c.path, before: c.after, after: c.before, mode: c.mode, owner: c.owner, group: c.group, role: c.role, description: `revert ${c.path}` },
+          : {
+              kind: "file",
+              path: c.path,
+              before: c.after,
+              after: c.before,
+              mode: c.mode,
+              owner: c.owner,
+              group: c.group,
+              role: c.role,
+              description: `revert ${c.path}`,
+            },
       );
     } else if (c.kind === "sysctl") {
-      if (c.before !== null) out.push({ kind: "sysctl", key: c.key, before: c.after, after: c.before, role: c.role, description: `revert ${c.key}` });
+      if (c.before !== null)
+        out.push({
+          kind: "sysctl",
+          key: c.key,
+          before: c.after,
+          after: c.before,
+          role: c.role,
+          description: `revert ${c.key}`,
+        });
     } else if (c.undo) {
       out.push({ kind: "command", argv: c.undo, role: c.role, description: `revert: ${c.argv.join(" ")}` });
     }

@@ -46,9 +46,10 @@ export function evaluateChecks(checks: PlannedCheck[], facts: Facts): CheckResul
     const at = fieldAt(result.value, check.field);
     const actual = textOf(at);
     if (actual === null) return { check, actual, ok: false };
-    const ok = check.compare === "includes" || check.compare === "excludes"
-      ? (check.compare === "includes") === listOf(at).includes(check.expected.trim())
-      : compareValues(check.compare, actual, check.expected);
+    const ok =
+      check.compare === "includes" || check.compare === "excludes"
+        ? (check.compare === "includes") === listOf(at).includes(check.expected.trim())
+        : compareValues(check.compare, actual, check.expected);
     return { check, actual, ok };
   });
 }

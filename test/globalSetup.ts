@@ -10,7 +10,8 @@ import { cleanupStaleFleets } from "./fleet/fleet.js";
  */
 export default async function setup(): Promise<() => void> {
   const stale = await cleanupStaleFleets();
-  if (stale.length > 0) console.warn(`removed ${stale.length} fleet(s) left by an earlier, killed test run: ${stale.join(", ")}`);
+  if (stale.length > 0)
+    console.warn(`removed ${stale.length} fleet(s) left by an earlier, killed test run: ${stale.join(", ")}`);
   const dir = mkdtempSync(join(tmpdir(), "provision-test-run-"));
   process.env.PROVISION_TEST_RUN_DIR = dir;
   return () => rmSync(dir, { recursive: true, force: true });

@@ -39,7 +39,16 @@ export interface Diagnosis {
 }
 
 /** Reasons in the order they explain a stop when processes disagree: resource limits first, the clock last. */
-const PRIORITY = ["EMFILE", "ENFILE", "EADDRNOTAVAIL", "ETIMEDOUT", "ECONNREFUSED", "ECONNRESET", "ENETUNREACH", "EHOSTUNREACH"];
+const PRIORITY = [
+  "EMFILE",
+  "ENFILE",
+  "EADDRNOTAVAIL",
+  "ETIMEDOUT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ENETUNREACH",
+  "EHOSTUNREACH",
+];
 
 function add(into: Record<string, number>, from: Record<string, number>): void {
   for (const [k, n] of Object.entries(from)) into[k] = (into[k] ?? 0) + n;
@@ -113,8 +122,10 @@ export function portCapacity(c: ClientFacts, sources: number): number {
 function portsWhy(c: ClientFacts, sources: string[], dst: string): string {
   const size = c.portRange.to - c.portRange.from + 1;
   const reserved = c.reservedInRange > 0 ? `, minus ${thousands(c.reservedInRange)} in ip_local_reserved_ports` : "";
-  return `${plural(sources.length, "source IP")} × ${thousands(portsPerSource(c))} ports (ip_local_port_range ${c.portRange.from}–${c.portRange.to} = ${thousands(size)}${reserved}) ` +
-    `= ${thousands(portCapacity(c, sources.length))} connections to ${dst}`;
+  return (
+    `${plural(sources.length, "source IP")} × ${thousands(portsPerSource(c))} ports (ip_local_port_range ${c.portRange.from}–${c.portRange.to} = ${thousands(size)}${reserved}) ` +
+    `= ${thousands(portCapacity(c, sources.length))} connections to ${dst}`
+  );
 }
 
 function portsFix(c: ClientFacts): string[] {
@@ -122,15 +133,21 @@ function portsFix(c: ClientFacts): string[] {
   if (c.portRange.from > 1024 || c.portRange.to < 65535) {
     fix.push("widen net.ipv4.ip_local_port_range: role ephemeral-ports (1024–65535 = 64,512 ports per source IP)");
   }
-  fix.push("add source IPs and bind(src_ip, 0) with IP_BIND_ADDRESS_NO_PORT in the app: role secondary-source-ips (each address adds one port range)");
+  fix.push(
+    "add source IPs and bind(src_ip, 0) with IP_BIND_ADDRESS_NO_PORT in the app: role secondary-source-ips (each address adds one port range)",
+  );
   return fix;
 }
 
 function queueWhy(s: ServerFacts, server: Spread, o: Outcome): string {
   const backlog = s.somaxconn === null ? "?" : thousands(s.somaxconn);
-  const counters = Object.entries(o.netstat).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${thousands(n)}`);
-  return `server: somaxconn ${backlog} caps each listen() backlog (${plural(server.processes, "listener")} on one port), ` +
-    `tcp_max_syn_backlog ${s.maxSynBacklog === null ? "?" : thousands(s.maxSynBacklog)}, tcp_syncookies ${s.syncookies || "?"}; listen-queue counters during the probe: ${counters.length > 0 ? counters.join(", ") : "all 0"}`;
+  const counters = Object.entries(o.netstat)
+    .filter(([, n]) => n > 0)
+    .map(([k, n]) => `${k} ${thousands(n)}`);
+  return (
+    `server: somaxconn ${backlog} caps each listen() backlog (${plural(server.processes, "listener")} on one port), ` +
+    `tcp_max_syn_backlog ${s.maxSynBacklog === null ? "?" : thousands(s.maxSynBacklog)}, tcp_syncookies ${s.syncookies || "?"}; listen-queue counters during the probe: ${counters.length > 0 ? counters.join(", ") : "all 0"}`
+  );
 }
 
 export interface DiagnosisInput {
@@ -166,16 +183,21 @@ export function diagnose(d: DiagnosisInput): Diagnosis {
         ...base,
         wall: `none hit: the probe's bound (--max ${thousands(d.bound)}) was reached`,
         why: [`the ports allow ${portsWhy(c, d.sources, d.destination)}`],
-        fix: reach(d) > d.bound
-          ? [`raise --max to look further: up to ${thousands(reach(d))} (the port ranges allow ${thousands(capacity)}; ${MAX_PROCESSES_PER_SIDE} processes × hard nofile ${thousands(d.clientSpread.hardNofile)} = ${thousands(fdReach(d))})`]
-          : [],
+        fix:
+          reach(d) > d.bound
+            ? [
+                `raise --max to look further: up to ${thousands(reach(d))} (the port ranges allow ${thousands(capacity)}; ${MAX_PROCESSES_PER_SIDE} processes × hard nofile ${thousands(d.clientSpread.hardNofile)} = ${thousands(fdReach(d))})`,
+              ]
+            : [],
       };
     case "EADDRNOTAVAIL": {
       const inUse = capacity - o.held;
       return {
         ...base,
         wall: "ports for one destination ip:port exhausted (EADDRNOTAVAIL)",
-        why: [`${portsWhy(c, d.sources, d.destination)}; reached ${thousands(o.held)}${inUse > 0 ? ` (${thousands(inUse)} taken by other sockets or still closing)` : ""}`],
+        why: [
+          `${portsWhy(c, d.sources, d.destination)}; reached ${thousands(o.held)}${inUse > 0 ? ` (${thousands(inUse)} taken by other sockets or still closing)` : ""}`,
+        ],
         fix: portsFix(c),
       };
     }
@@ -187,7 +209,9 @@ export function diagnose(d: DiagnosisInput): Diagnosis {
           `each client process may open ${thousands(d.clientSpread.hardNofile)} files (hard nofile; the helper raises its soft ${c.nofileSoft} to it), ` +
             `and the probe runs at most ${plural(d.clientSpread.processes, "process")}: ${thousands(d.clientSpread.processes * d.clientSpread.hardNofile)} sockets in all`,
         ],
-        fix: ["raise the hard nofile of the service and its logins: role fd-limits (limits.d, LimitNOFILE); above the parent's hard limit it needs CAP_SYS_RESOURCE"],
+        fix: [
+          "raise the hard nofile of the service and its logins: role fd-limits (limits.d, LimitNOFILE); above the parent's hard limit it needs CAP_SYS_RESOURCE",
+        ],
       };
     case "ENFILE":
       return {
@@ -199,7 +223,9 @@ export function diagnose(d: DiagnosisInput): Diagnosis {
     case "ETIMEDOUT":
       return {
         ...base,
-        wall: serverFull ? "the server's open files per process (EMFILE on accept), seen as connect timeouts" : "handshakes not completing (ETIMEDOUT): SYNs or ACKs dropped",
+        wall: serverFull
+          ? "the server's open files per process (EMFILE on accept), seen as connect timeouts"
+          : "handshakes not completing (ETIMEDOUT): SYNs or ACKs dropped",
         why: [
           serverFull
             ? `the server's accepting processes hit their hard nofile ${thousands(d.serverSpread.hardNofile)} (${plural(d.serverSpread.processes, "process")}); queued connections then time out`
@@ -207,7 +233,10 @@ export function diagnose(d: DiagnosisInput): Diagnosis {
         ],
         fix: serverFull
           ? ["raise the server's hard nofile: role fd-limits"]
-          : ["raise somaxconn and tcp_max_syn_backlog: role syn-backlog", "a full conntrack table drops packets too (`nf_conntrack: table full`): role conntrack"],
+          : [
+              "raise somaxconn and tcp_max_syn_backlog: role syn-backlog",
+              "a full conntrack table drops packets too (`nf_conntrack: table full`): role conntrack",
+            ],
       };
     case "ECONNREFUSED":
       return {
@@ -224,14 +253,22 @@ export function diagnose(d: DiagnosisInput): Diagnosis {
       return {
         ...base,
         wall: "the probe's time limit for opening connections",
-        why: [`${thousands(o.held)} connections opened in ${o.rampSeconds.toFixed(1)} s; the hosts are too busy or the network too slow to go further in time`],
+        why: [
+          `${thousands(o.held)} connections opened in ${o.rampSeconds.toFixed(1)} s; the hosts are too busy or the network too slow to go further in time`,
+        ],
         fix: ["run the probe again on quieter hosts, or with a lower --max"],
       };
     default:
       return {
         ...base,
         wall: `an unexpected error stopped the client (${o.stop})`,
-        why: [`client errors: ${Object.entries(o.clientErrors).map(([k, n]) => `${k} ${thousands(n)}`).join(", ") || "none"}`],
+        why: [
+          `client errors: ${
+            Object.entries(o.clientErrors)
+              .map(([k, n]) => `${k} ${thousands(n)}`)
+              .join(", ") || "none"
+          }`,
+        ],
         fix: [],
       };
   }

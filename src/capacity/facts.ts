@@ -91,7 +91,8 @@ export function parseFactRecords(stdout: string, nonce: string): Map<string, str
 
 function required(fields: Map<string, string>, key: string, host: string): string {
   const v = fields.get(key);
-  if (v === undefined) throw new CapacityError(`${host}: the facts script did not report ${key}; is the login shell a POSIX sh?`);
+  if (v === undefined)
+    throw new CapacityError(`${host}: the facts script did not report ${key}; is the login shell a POSIX sh?`);
   return v;
 }
 
@@ -101,7 +102,10 @@ function intOrNull(text: string | undefined): number | null {
 
 function hardNofileOf(fields: Map<string, string>, host: string): number {
   const hard = effectiveHardNofile(required(fields, "nofile_hard", host), intOrNull(fields.get("nr_open")));
-  if (hard === null) throw new CapacityError(`${host}: cannot read the hard open-files limit (\`ulimit -Hn\` said "${fields.get("nofile_hard")}")`);
+  if (hard === null)
+    throw new CapacityError(
+      `${host}: cannot read the hard open-files limit (\`ulimit -Hn\` said "${fields.get("nofile_hard")}")`,
+    );
   return hard;
 }
 
@@ -160,7 +164,9 @@ export function parseRoute(text: string, host: string, serverAddress: string): {
   }
   const r = Array.isArray(routes) ? (routes[0] as { dev?: unknown; prefsrc?: unknown } | undefined) : undefined;
   if (!r || typeof r.dev !== "string" || typeof r.prefsrc !== "string") {
-    throw new CapacityError(`${host}: \`ip -j route get ${serverAddress}\` names no interface and source address: ${text}`);
+    throw new CapacityError(
+      `${host}: \`ip -j route get ${serverAddress}\` names no interface and source address: ${text}`,
+    );
   }
   return { iface: r.dev, preferred: r.prefsrc };
 }
@@ -180,6 +186,8 @@ export function sourceAddresses(ipAddressesOutput: string, iface: string, prefer
     if (err instanceof ProbeParseError) return [preferred];
     throw err;
   }
-  const usable = onIface.filter((a) => a.family === family && !a.tentative && !a.dadfailed && unusableReason(a) === null).map((a) => a.address);
+  const usable = onIface
+    .filter((a) => a.family === family && !a.tentative && !a.dadfailed && unusableReason(a) === null)
+    .map((a) => a.address);
   return [preferred, ...usable.filter((a) => a !== preferred)];
 }

@@ -21,7 +21,12 @@ export function loadCapacityHosts(inventorySources: string[], clientName: string
   const file = inventory?.file ?? resolvePath(inventorySources[0] ?? ".");
   if (!inventory) return { client: null, server: null, problems: sortProblems(problems) };
   const everyHost: Play = {
-    name: "probe", hosts: "all", become: undefined, rollout: undefined, roles: [], index: 0,
+    name: "probe",
+    hosts: "all",
+    become: undefined,
+    rollout: undefined,
+    roles: [],
+    index: 0,
     source: { file, data: null, locate: () => ({ line: 1, col: 1 }) },
   };
   const hosts = resolveTargets(inventory, [everyHost], undefined, problems);
@@ -31,16 +36,30 @@ export function loadCapacityHosts(inventorySources: string[], clientName: string
     if (host) return host;
     const guess = closest(name, names);
     problems.push({
-      file, line: 1, col: 1, keyPath: "", severity: "error",
+      file,
+      line: 1,
+      col: 1,
+      keyPath: "",
+      severity: "error",
       problem: `${flag} ${JSON.stringify(name)} is not a host of this inventory`,
-      fix: guess ? `did you mean "${guess}"?` : `use one of: ${names.slice(0, 10).join(", ")}${names.length > 10 ? ", …" : ""}`,
+      fix: guess
+        ? `did you mean "${guess}"?`
+        : `use one of: ${names.slice(0, 10).join(", ")}${names.length > 10 ? ", …" : ""}`,
     });
     return null;
   };
   const client = pick(clientName, "--client");
   const server = pick(serverName, "--server");
   if (client && server && client.name === server.name) {
-    problems.push({ file, line: 1, col: 1, keyPath: "", severity: "error", problem: "--client and --server are the same host", fix: "probe between two hosts: the wall is per destination ip:port, seen from the client" });
+    problems.push({
+      file,
+      line: 1,
+      col: 1,
+      keyPath: "",
+      severity: "error",
+      problem: "--client and --server are the same host",
+      fix: "probe between two hosts: the wall is per destination ip:port, seen from the client",
+    });
   }
   return { client, server, problems: sortProblems(problems) };
 }

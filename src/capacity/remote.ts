@@ -82,7 +82,9 @@ export function helperSource(): string {
   try {
     helper ??= readFileSync(CAPACITY_HELPER_FILE, "utf8");
   } catch (err) {
-    throw new CapacityError(`cannot read the probe's helper ${CAPACITY_HELPER_FILE} (${(err as NodeJS.ErrnoException).code}); the installation is incomplete`);
+    throw new CapacityError(
+      `cannot read the probe's helper ${CAPACITY_HELPER_FILE} (${(err as NodeJS.ErrnoException).code}); the installation is incomplete`,
+    );
   }
   return helper;
 }
@@ -92,7 +94,8 @@ export function helperSource(): string {
  * own alarm is the second line of defence. The marker in argv is what cleanup looks for.
  */
 export function helperScript(marker: string, mode: "client" | "server", config: ClientConfig | ServerConfig): string {
-  if (helperSource().split("\n").includes(HEREDOC_END)) throw new Error("the helper source contains its here-document terminator");
+  if (helperSource().split("\n").includes(HEREDOC_END))
+    throw new Error("the helper source contains its here-document terminator");
   const argv = ["python3", "-", marker, mode, JSON.stringify(config)].map(shQuote).join(" ");
   return [
     "set -u",
@@ -114,18 +117,18 @@ export function cleanupScript(marker: string, socketFilter: string | null): stri
     "set -u",
     `m=${shQuote(marker)}`,
     "pids() {",
-    "  if command -v pgrep >/dev/null 2>&1; then pgrep -f -- \"$m\"; return 0; fi",
+    '  if command -v pgrep >/dev/null 2>&1; then pgrep -f -- "$m"; return 0; fi',
     "  for f in /proc/[0-9]*/cmdline; do",
-    "    case \"$(tr '\\0' ' ' < \"$f\" 2>/dev/null)\" in *\"$m\"*) p=${f#/proc/}; echo \"${p%/cmdline}\";; esac",
+    '    case "$(tr \'\\0\' \' \' < "$f" 2>/dev/null)" in *"$m"*) p=${f#/proc/}; echo "${p%/cmdline}";; esac',
     "  done",
     "}",
     "found=$(pids | wc -l)",
-    "if [ \"$found\" -gt 0 ]; then kill -KILL $(pids) 2>/dev/null; sleep 1; fi",
+    'if [ "$found" -gt 0 ]; then kill -KILL $(pids) 2>/dev/null; sleep 1; fi',
     "left=$(pids | wc -l)",
     socketFilter !== null
       ? `if command -v ss >/dev/null 2>&1; then sockets=$(ss -Htan ${shQuote(socketFilter)} | wc -l); else sockets=; fi`
       : "sockets=",
-    "printf 'PROBE-CLEANUP %s %s %s %s\\n' \"$m\" \"$found\" \"$left\" \"$sockets\"",
+    'printf \'PROBE-CLEANUP %s %s %s %s\\n\' "$m" "$found" "$left" "$sockets"',
   ].join("\n");
 }
 
@@ -166,9 +169,23 @@ const isCounts = (v: unknown) => isObject(v) && Object.values(v).every((n) => ty
 const isNofile = (v: unknown) => Array.isArray(v) && v.every((n) => typeof n === "number");
 
 function isClientWorker(v: unknown): v is ClientWorkerReport {
-  return isObject(v) && isCount(v.held) && isCount(v.target) && typeof v.stop === "string" && isCounts(v.errors) && isNofile(v.nofile) &&
-    typeof v.rampSeconds === "number" && Array.isArray(v.perSource) &&
-    v.perSource.every((p) => isObject(p) && (p.source === null || typeof p.source === "string") && isCount(p.held) && (p.stop === null || typeof p.stop === "string"));
+  return (
+    isObject(v) &&
+    isCount(v.held) &&
+    isCount(v.target) &&
+    typeof v.stop === "string" &&
+    isCounts(v.errors) &&
+    isNofile(v.nofile) &&
+    typeof v.rampSeconds === "number" &&
+    Array.isArray(v.perSource) &&
+    v.perSource.every(
+      (p) =>
+        isObject(p) &&
+        (p.source === null || typeof p.source === "string") &&
+        isCount(p.held) &&
+        (p.stop === null || typeof p.stop === "string"),
+    )
+  );
 }
 
 function isServerWorker(v: unknown): v is ServerWorkerReport {
@@ -177,17 +194,29 @@ function isServerWorker(v: unknown): v is ServerWorkerReport {
 
 export function parseClientResult(stdout: string, stderr: string, marker: string, host: string): ClientResult {
   const r = resultJson(stdout, stderr, marker, host);
-  const ok = isObject(r) && Array.isArray(r.workers) && r.workers.every((w) => w === null || isClientWorker(w)) &&
-    typeof r.rampSeconds === "number" && isCountOrNull(r.establishedAtHoldStart) && isCountOrNull(r.establishedAtHoldEnd) &&
-    typeof r.holdSeconds === "number" && isCount(r.killedWorkers);
+  const ok =
+    isObject(r) &&
+    Array.isArray(r.workers) &&
+    r.workers.every((w) => w === null || isClientWorker(w)) &&
+    typeof r.rampSeconds === "number" &&
+    isCountOrNull(r.establishedAtHoldStart) &&
+    isCountOrNull(r.establishedAtHoldEnd) &&
+    typeof r.holdSeconds === "number" &&
+    isCount(r.killedWorkers);
   if (!ok) throw new CapacityError(`${host}: the client helper's result has an unexpected shape`);
   return r as unknown as ClientResult;
 }
 
 export function parseServerResult(stdout: string, stderr: string, marker: string, host: string): ServerResult {
   const r = resultJson(stdout, stderr, marker, host);
-  if (isObject(r) && typeof r.error === "string") throw new CapacityError(`${host}: ${r.error}; pick a free port with --port`);
-  const ok = isObject(r) && Array.isArray(r.workers) && r.workers.every((w) => w === null || isServerWorker(w)) && isCounts(r.netstat) && isCount(r.killedWorkers);
+  if (isObject(r) && typeof r.error === "string")
+    throw new CapacityError(`${host}: ${r.error}; pick a free port with --port`);
+  const ok =
+    isObject(r) &&
+    Array.isArray(r.workers) &&
+    r.workers.every((w) => w === null || isServerWorker(w)) &&
+    isCounts(r.netstat) &&
+    isCount(r.killedWorkers);
   if (!ok) throw new CapacityError(`${host}: the server helper's result has an unexpected shape`);
   return r as unknown as ServerResult;
 }

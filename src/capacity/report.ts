@@ -24,12 +24,12 @@ export function capacityJson(r: CapacityReport): string {
   return JSON.stringify({ command: "probe", ...r }, null, 2);
 }
 
-
 function heldLine(r: CapacityReport): string {
   const o = r.outcome;
-  const counted = o.establishedAtHoldStart === null
-    ? ""
-    : `; ESTABLISHED in the kernel's table: ${thousands(o.establishedAtHoldStart)} at the start of the ${o.holdSeconds} s hold, ${thousands(o.establishedAtHoldEnd ?? 0)} at its end`;
+  const counted =
+    o.establishedAtHoldStart === null
+      ? ""
+      : `; ESTABLISHED in the kernel's table: ${thousands(o.establishedAtHoldStart)} at the start of the ${o.holdSeconds} s hold, ${thousands(o.establishedAtHoldEnd ?? 0)} at its end`;
   return `held ${thousands(o.held)} concurrent connections (opened in ${o.rampSeconds.toFixed(1)} s${counted}; the server accepted ${thousands(o.accepted)})`;
 }
 
@@ -40,25 +40,33 @@ function perSourceLine(r: CapacityReport): string {
 
 function clientSettings(host: string, c: ClientFacts, sources: string[]): string {
   const size = c.portRange.to - c.portRange.from + 1;
-  const reserved = c.reservedPorts === "" ? "(none)" : `${c.reservedPorts} (${thousands(c.reservedInRange)} in the range)`;
-  return `${host} (client): ip_local_port_range ${c.portRange.text} (${thousands(size)} ports${c.reservedInRange > 0 ? `, ${thousands(portsPerSource(c))} free of reservations` : ""}); ` +
+  const reserved =
+    c.reservedPorts === "" ? "(none)" : `${c.reservedPorts} (${thousands(c.reservedInRange)} in the range)`;
+  return (
+    `${host} (client): ip_local_port_range ${c.portRange.text} (${thousands(size)} ports${c.reservedInRange > 0 ? `, ${thousands(portsPerSource(c))} free of reservations` : ""}); ` +
     `ip_local_reserved_ports ${reserved}; source IPs on ${c.interface}: ${sources.length} (${sources.join(", ")}); ` +
-    `nofile soft ${c.nofileSoft} / hard ${c.nofileHard}; fs.nr_open ${c.nrOpen === null ? "?" : thousands(c.nrOpen)}; fs.file-max ${c.fileMax === null ? "?" : thousands(c.fileMax)}`;
+    `nofile soft ${c.nofileSoft} / hard ${c.nofileHard}; fs.nr_open ${c.nrOpen === null ? "?" : thousands(c.nrOpen)}; fs.file-max ${c.fileMax === null ? "?" : thousands(c.fileMax)}`
+  );
 }
 
 function serverSettings(host: string, s: ServerFacts, spread: Spread): string {
   const backlog = s.somaxconn === null ? "?" : thousands(s.somaxconn);
-  return `${host} (server): somaxconn ${backlog} (= the backlog of each of its ${plural(spread.processes, "listener")}); ` +
+  return (
+    `${host} (server): somaxconn ${backlog} (= the backlog of each of its ${plural(spread.processes, "listener")}); ` +
     `tcp_max_syn_backlog ${s.maxSynBacklog === null ? "?" : thousands(s.maxSynBacklog)}; tcp_syncookies ${s.syncookies || "?"}; ` +
-    `tcp_abort_on_overflow ${s.abortOnOverflow || "?"}; nofile soft ${s.nofileSoft} / hard ${s.nofileHard}`;
+    `tcp_abort_on_overflow ${s.abortOnOverflow || "?"}; nofile soft ${s.nofileSoft} / hard ${s.nofileHard}`
+  );
 }
 
 /** The sentence that says how the probe worked around the per-process fd limit. */
 export function spreadLine(clientHost: string, client: Spread, serverHost: string, server: Spread): string {
-  const clientPart = client.processes > 1
-    ? `spread over ${client.processes} client processes of ≤ ${thousands(Math.max(...client.targets))} sockets each because the hard nofile limit here is ${thousands(client.hardNofile)} (${clientHost})`
-    : `1 client process (${clientHost}'s hard nofile ${thousands(client.hardNofile)} holds the bound)`;
-  const capped = client.capped ? `; the bound needs more than ${client.processes} processes of ${thousands(client.perProcess)}, so the processes will meet their fd limit first` : "";
+  const clientPart =
+    client.processes > 1
+      ? `spread over ${client.processes} client processes of ≤ ${thousands(Math.max(...client.targets))} sockets each because the hard nofile limit here is ${thousands(client.hardNofile)} (${clientHost})`
+      : `1 client process (${clientHost}'s hard nofile ${thousands(client.hardNofile)} holds the bound)`;
+  const capped = client.capped
+    ? `; the bound needs more than ${client.processes} processes of ${thousands(client.perProcess)}, so the processes will meet their fd limit first`
+    : "";
   const serverPart = `${plural(server.processes, "server process")} accepting on one port with SO_REUSEPORT (${serverHost}: hard nofile ${thousands(server.hardNofile)})`;
   return `${clientPart}${capped}; ${serverPart}`;
 }
@@ -89,7 +97,10 @@ export function renderCapacityText(r: CapacityReport): string {
     `  ${spreadLine(r.client.host, r.client.spread, r.server.host, r.server.spread)}`,
   ];
   const lost = r.outcome.lostWorkers;
-  if (lost.client + lost.server > 0) lines.push(`  warning: ${lost.client} client and ${lost.server} server helper processes died or had to be killed; the counts above miss them`);
+  if (lost.client + lost.server > 0)
+    lines.push(
+      `  warning: ${lost.client} client and ${lost.server} server helper processes died or had to be killed; the counts above miss them`,
+    );
   lines.push(cleanupLine(r), `took ${r.elapsedSeconds.toFixed(1)} s`);
   return `${lines.join("\n")}\n`;
 }

@@ -4,10 +4,29 @@ import type { ResolvedHost } from "../resolve.js";
 import type { HostConnector } from "../transport/connector.js";
 import type { ExecResult, Transport } from "../transport/types.js";
 import { aggregate, diagnose } from "./diagnose.js";
-import { CapacityError, clientFactsScript, parseClientFacts, parseServerFacts, serverFactsScript, type ClientFacts, type ServerFacts } from "./facts.js";
 import {
-  cleanupScript, clientSocketFilter, helperScript, helperSource, parseCleanup, parseClientResult, parseServerResult, serverSocketFilter,
-  type CleanupResult, type ClientConfig, type ClientResult, type ServerConfig, type ServerResult,
+  CapacityError,
+  clientFactsScript,
+  parseClientFacts,
+  parseServerFacts,
+  serverFactsScript,
+  type ClientFacts,
+  type ServerFacts,
+} from "./facts.js";
+import {
+  cleanupScript,
+  clientSocketFilter,
+  helperScript,
+  helperSource,
+  parseCleanup,
+  parseClientResult,
+  parseServerResult,
+  serverSocketFilter,
+  type CleanupResult,
+  type ClientConfig,
+  type ClientResult,
+  type ServerConfig,
+  type ServerResult,
 } from "./remote.js";
 import { cleanupOk, type CapacityReport } from "./report.js";
 import { inFlightPerProcess, spread } from "./spread.js";
@@ -50,32 +69,72 @@ export function helperConfigs(settings: CapacitySettings, dst: string, client: C
   const clientSpread = spread(settings.bound, client.hardNofile);
   const serverSpread = spread(settings.bound, server.hardNofile);
   const sources = client.sources.length > 1 ? client.sources : [];
-  const hardSeconds = WAIT_LISTENER_SECONDS + RAMP_SECONDS + CONNECT_TIMEOUT_SECONDS + settings.holdSeconds + HARD_MARGIN_SECONDS;
+  const hardSeconds =
+    WAIT_LISTENER_SECONDS + RAMP_SECONDS + CONNECT_TIMEOUT_SECONDS + settings.holdSeconds + HARD_MARGIN_SECONDS;
   const clientConfig: ClientConfig = {
-    dst, port: settings.port, processes: clientSpread.processes, targets: clientSpread.targets, sources,
-    inFlight: inFlightPerProcess(clientSpread.processes), connectTimeoutSeconds: CONNECT_TIMEOUT_SECONDS,
-    waitListenerSeconds: WAIT_LISTENER_SECONDS, rampSeconds: RAMP_SECONDS, holdSeconds: settings.holdSeconds, hardSeconds,
+    dst,
+    port: settings.port,
+    processes: clientSpread.processes,
+    targets: clientSpread.targets,
+    sources,
+    inFlight: inFlightPerProcess(clientSpread.processes),
+    connectTimeoutSeconds: CONNECT_TIMEOUT_SECONDS,
+    waitListenerSeconds: WAIT_LISTENER_SECONDS,
+    rampSeconds: RAMP_SECONDS,
+    holdSeconds: settings.holdSeconds,
+    hardSeconds,
   };
   const serverConfig: ServerConfig = {
-    dst, port: settings.port, processes: serverSpread.processes, backlog: LISTEN_BACKLOG,
-    idleSeconds: WAIT_LISTENER_SECONDS + 15, hardSeconds: hardSeconds + SERVER_EXTRA_SECONDS,
+    dst,
+    port: settings.port,
+    processes: serverSpread.processes,
+    backlog: LISTEN_BACKLOG,
+    idleSeconds: WAIT_LISTENER_SECONDS + 15,
+    hardSeconds: hardSeconds + SERVER_EXTRA_SECONDS,
   };
-  return { clientSpread, serverSpread, clientConfig, serverConfig, usedSources: sources.length > 0 ? sources : [client.preferredSource] };
+  return {
+    clientSpread,
+    serverSpread,
+    clientConfig,
+    serverConfig,
+    usedSources: sources.length > 0 ? sources : [client.preferredSource],
+  };
 }
 
 /** Refuses what would make the measurement meaningless, before any helper starts. */
-export function checkReady(clientName: string, serverName: string, client: ClientFacts, server: ServerFacts, port: number): void {
-  for (const [name, f] of [[clientName, client], [serverName, server]] as const) {
-    if (!f.python) throw new CapacityError(`${name}: python3 is not installed; the probe's helper is a Python 3 program sent over SSH (nothing is installed). Install python3 (Debian: apt-get install python3)`);
+export function checkReady(
+  clientName: string,
+  serverName: string,
+  client: ClientFacts,
+  server: ServerFacts,
+  port: number,
+): void {
+  for (const [name, f] of [
+    [clientName, client],
+    [serverName, server],
+  ] as const) {
+    if (!f.python)
+      throw new CapacityError(
+        `${name}: python3 is not installed; the probe's helper is a Python 3 program sent over SSH (nothing is installed). Install python3 (Debian: apt-get install python3)`,
+      );
   }
   if (server.portListeners !== null && server.portListeners > 0) {
     throw new CapacityError(`${serverName}: port ${port} already has a listener; pick a free port with --port`);
   }
 }
 
-async function execOk(t: Transport, host: ResolvedHost, script: string, timeoutMs: number, what: string): Promise<ExecResult> {
+async function execOk(
+  t: Transport,
+  host: ResolvedHost,
+  script: string,
+  timeoutMs: number,
+  what: string,
+): Promise<ExecResult> {
   const r = await t.exec(script, { sudo: host.become, timeoutMs });
-  if (r.code !== 0) throw new CapacityError(`${host.name}: ${what} failed (exit ${r.code}): ${r.stderr.trim().split("\n").slice(-6).join("\n") || r.stdout.trim().slice(-400)}`);
+  if (r.code !== 0)
+    throw new CapacityError(
+      `${host.name}: ${what} failed (exit ${r.code}): ${r.stderr.trim().split("\n").slice(-6).join("\n") || r.stdout.trim().slice(-400)}`,
+    );
   return r;
 }
 
@@ -85,7 +144,10 @@ async function execOk(t: Transport, host: ResolvedHost, script: string, timeoutM
  * port is left (killing stragglers by their marker).
  */
 export async function runCapacityProbe(
-  clientHost: ResolvedHost, serverHost: ResolvedHost, settings: CapacitySettings, connector: Pick<HostConnector, "connect">,
+  clientHost: ResolvedHost,
+  serverHost: ResolvedHost,
+  settings: CapacitySettings,
+  connector: Pick<HostConnector, "connect">,
 ): Promise<CapacityReport> {
   const started = Date.now();
   helperSource(); // an installation without the helper fails here, before any host is touched
@@ -101,14 +163,28 @@ export async function runCapacityProbe(
     const nonce = newNonce();
     const [cf, sf] = await Promise.all([
       execOk(ct, clientHost, clientFactsScript(nonce, dst), FACTS_TIMEOUT_MS, "reading the client's settings"),
-      execOk(st, serverHost, serverFactsScript(nonce, settings.port), FACTS_TIMEOUT_MS, "reading the server's settings"),
+      execOk(
+        st,
+        serverHost,
+        serverFactsScript(nonce, settings.port),
+        FACTS_TIMEOUT_MS,
+        "reading the server's settings",
+      ),
     ]);
     const clientFacts = parseClientFacts(cf.stdout, nonce, clientHost.name, dst);
     const serverFacts = parseServerFacts(sf.stdout, nonce, serverHost.name);
     checkReady(clientHost.name, serverHost.name, clientFacts, serverFacts, settings.port);
     const plan = helperConfigs(settings, dst, clientFacts, serverFacts);
     const marker = newMarker();
-    const { client, server } = await runHelpers(ct, st, clientHost, serverHost, marker, plan.clientConfig, plan.serverConfig);
+    const { client, server } = await runHelpers(
+      ct,
+      st,
+      clientHost,
+      serverHost,
+      marker,
+      plan.clientConfig,
+      plan.serverConfig,
+    );
     const [clientCleanup, serverCleanup] = await Promise.all([
       cleanUp(ct, clientHost, sideMarker(marker, "client"), clientSocketFilter(dst, settings.port)),
       cleanUp(st, serverHost, sideMarker(marker, "server"), serverSocketFilter(settings.port)),
@@ -117,14 +193,30 @@ export async function runCapacityProbe(
     const destination = `${dst.includes(":") ? `[${dst}]` : dst}:${settings.port}`;
     return {
       client: { host: clientHost.name, facts: clientFacts, spread: plan.clientSpread, sources: plan.usedSources },
-      server: { host: serverHost.name, address: dst, port: settings.port, facts: serverFacts, spread: plan.serverSpread },
+      server: {
+        host: serverHost.name,
+        address: dst,
+        port: settings.port,
+        facts: serverFacts,
+        spread: plan.serverSpread,
+      },
       bound: settings.bound,
       outcome,
       diagnosis: diagnose({
-        outcome, client: clientFacts, server: serverFacts, clientSpread: plan.clientSpread, serverSpread: plan.serverSpread,
-        sources: plan.usedSources, destination, bound: settings.bound,
+        outcome,
+        client: clientFacts,
+        server: serverFacts,
+        clientSpread: plan.clientSpread,
+        serverSpread: plan.serverSpread,
+        sources: plan.usedSources,
+        destination,
+        bound: settings.bound,
       }),
-      cleanup: { client: clientCleanup, server: serverCleanup, ok: cleanupOk(clientCleanup) && cleanupOk(serverCleanup) },
+      cleanup: {
+        client: clientCleanup,
+        server: serverCleanup,
+        ok: cleanupOk(clientCleanup) && cleanupOk(serverCleanup),
+      },
       marker,
       elapsedSeconds: (Date.now() - started) / 1000,
     };
@@ -138,14 +230,22 @@ export async function runCapacityProbe(
  * other side's helper is killed by its marker at once instead of running into its deadline.
  */
 async function runHelpers(
-  ct: Transport, st: Transport, clientHost: ResolvedHost, serverHost: ResolvedHost, marker: string, clientConfig: ClientConfig, serverConfig: ServerConfig,
+  ct: Transport,
+  st: Transport,
+  clientHost: ResolvedHost,
+  serverHost: ResolvedHost,
+  marker: string,
+  clientConfig: ClientConfig,
+  serverConfig: ServerConfig,
 ): Promise<{ client: ClientResult; server: ServerResult }> {
   const timeoutMs = (serverConfig.hardSeconds + 30) * 1000;
   const serverMarker = sideMarker(marker, "server");
   const clientMarker = sideMarker(marker, "client");
-  const serverRun = st.exec(helperScript(serverMarker, "server", serverConfig), { sudo: serverHost.become, timeoutMs })
+  const serverRun = st
+    .exec(helperScript(serverMarker, "server", serverConfig), { sudo: serverHost.become, timeoutMs })
     .then((r) => parseServerResult(r.stdout, r.stderr, serverMarker, serverHost.name));
-  const clientRun = ct.exec(helperScript(clientMarker, "client", clientConfig), { sudo: clientHost.become, timeoutMs })
+  const clientRun = ct
+    .exec(helperScript(clientMarker, "client", clientConfig), { sudo: clientHost.become, timeoutMs })
     .then((r) => parseClientResult(r.stdout, r.stderr, clientMarker, clientHost.name));
   let clientSettled = false;
   let serverFailedFirst: unknown = null;
@@ -165,7 +265,12 @@ async function runHelpers(
 }
 
 /** socketFilter null: only kill the helpers (the probe failed, nothing to report on sockets). */
-async function cleanUp(t: Transport, host: ResolvedHost, marker: string, socketFilter: string | null): Promise<CleanupResult> {
+async function cleanUp(
+  t: Transport,
+  host: ResolvedHost,
+  marker: string,
+  socketFilter: string | null,
+): Promise<CleanupResult> {
   const r = await execOk(t, host, cleanupScript(marker, socketFilter), FACTS_TIMEOUT_MS, "the cleanup check");
   return parseCleanup(r.stdout, marker, host.name);
 }

@@ -20,11 +20,14 @@ export class UnsafeValue {
 /** JSON from ansible-inventory writes tagged values as one-key mappings; read them back as the tags they were. */
 export function fromAnsibleJson(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(fromAnsibleJson);
-  if (value === null || typeof value !== "object" || value instanceof VaultValue || value instanceof UnsafeValue) return value;
+  if (value === null || typeof value !== "object" || value instanceof VaultValue || value instanceof UnsafeValue)
+    return value;
   const keys = Object.keys(value);
   const obj = value as Record<string, unknown>;
-  if (keys.length === 1 && keys[0] === "__ansible_vault" && typeof obj.__ansible_vault === "string") return new VaultValue(obj.__ansible_vault);
-  if (keys.length === 1 && keys[0] === "__ansible_unsafe" && typeof obj.__ansible_unsafe === "string") return new UnsafeValue(obj.__ansible_unsafe);
+  if (keys.length === 1 && keys[0] === "__ansible_vault" && typeof obj.__ansible_vault === "string")
+    return new VaultValue(obj.__ansible_vault);
+  if (keys.length === 1 && keys[0] === "__ansible_unsafe" && typeof obj.__ansible_unsafe === "string")
+    return new UnsafeValue(obj.__ansible_unsafe);
   return Object.fromEntries(keys.map((k) => [k, fromAnsibleJson(obj[k])]));
 }
 

@@ -1,6 +1,8 @@
 const AMOUNT = {
-  type: ["integer", "string"], minimum: 0, pattern: "^(\\d+|\\d+(\\.\\d+)?%)$",
-  fix: "write a count of hosts (3) or a percentage (\"10%\")",
+  type: ["integer", "string"],
+  minimum: 0,
+  pattern: "^(\\d+|\\d+(\\.\\d+)?%)$",
+  fix: 'write a count of hosts (3) or a percentage ("10%")',
 };
 
 /** The play's `rollout:` — staged batches like Ansible's `serial`, with failure budgets. */
@@ -9,13 +11,25 @@ export const ROLLOUT_SCHEMA = {
   additionalProperties: false,
   properties: {
     batches: {
-      type: "array", minItems: 1,
-      items: { ...AMOUNT, minimum: 1, pattern: "^([1-9]\\d*|\\d+(\\.\\d+)?%)$", fix: "write a batch size of at least 1 host (1) or a percentage (\"10%\")" },
-      fix: "write a list of batch sizes, e.g. [1, \"10%\", \"50%\", \"100%\"]; the last one repeats",
+      type: "array",
+      minItems: 1,
+      items: {
+        ...AMOUNT,
+        minimum: 1,
+        pattern: "^([1-9]\\d*|\\d+(\\.\\d+)?%)$",
+        fix: 'write a batch size of at least 1 host (1) or a percentage ("10%")',
+      },
+      fix: 'write a list of batch sizes, e.g. [1, "10%", "50%", "100%"]; the last one repeats',
     },
     max_fail_per_batch: AMOUNT,
     max_fail_total: AMOUNT,
-    pause: { type: ["integer", "string"], minimum: 0, maximum: 86400, pattern: "^prompt$", fix: "write seconds (30) or \"prompt\" to wait for Enter" },
+    pause: {
+      type: ["integer", "string"],
+      minimum: 0,
+      maximum: 86400,
+      pattern: "^prompt$",
+      fix: 'write seconds (30) or "prompt" to wait for Enter',
+    },
     allow_plan_drift: { type: "boolean", fix: "write true or false" },
   },
 } as const;

@@ -9,7 +9,14 @@ import { closest } from "./suggest.js";
  */
 // code.optimize off: the validators run once per file on small documents, while optimizing their
 // code at every start of the CLI costs more (about a third of the compile time) than it saves.
-const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, verbose: true, useDefaults: false, code: { optimize: false } });
+const ajv = new Ajv({
+  allErrors: true,
+  strict: true,
+  allowUnionTypes: true,
+  verbose: true,
+  useDefaults: false,
+  code: { optimize: false },
+});
 ajv.addKeyword({ keyword: "fix", schemaType: "string" });
 
 const compiled = new WeakMap<object, ValidateFunction>();
@@ -84,7 +91,9 @@ function describe(err: ErrorObject, source: Located, basePath: KeyPath): ConfigP
       const allowed = Object.keys((err.parentSchema?.properties as object | undefined) ?? {});
       const guess = closest(key, allowed);
       return {
-        ...at(keyPath, "key"), keyPath: formatKeyPath(keyPath), severity: "error",
+        ...at(keyPath, "key"),
+        keyPath: formatKeyPath(keyPath),
+        severity: "error",
         problem: `unknown key ${JSON.stringify(key)}`,
         fix: guess
           ? `did you mean "${guess}"?`
@@ -96,14 +105,18 @@ function describe(err: ErrorObject, source: Located, basePath: KeyPath): ConfigP
     case "required": {
       const key = String(err.params.missingProperty);
       return {
-        ...at(path, "value"), keyPath: formatKeyPath(path), severity: "error",
+        ...at(path, "value"),
+        keyPath: formatKeyPath(path),
+        severity: "error",
         problem: `missing required key "${key}"`,
         fix: fixFromSchema ?? `add "${key}:" here`,
       };
     }
     default:
       return {
-        ...at(path, "value"), keyPath: formatKeyPath(path), severity: "error",
+        ...at(path, "value"),
+        keyPath: formatKeyPath(path),
+        severity: "error",
         problem: valueProblem(err),
         fix: fixFromSchema ?? valueFix(err),
       };
@@ -164,15 +177,29 @@ function typeName(v: unknown): string {
   if (v === null) return "null";
   if (Array.isArray(v)) return "a list";
   if (typeof v === "object") return "a mapping";
-  return typeof v === "string" ? "a string" : typeof v === "number" ? (Number.isInteger(v) ? "an integer" : "a number") : `a ${typeof v}`;
+  return typeof v === "string"
+    ? "a string"
+    : typeof v === "number"
+      ? Number.isInteger(v)
+        ? "an integer"
+        : "a number"
+      : `a ${typeof v}`;
 }
 
 function article(type: string): string {
   const names: Record<string, string> = {
-    object: "a mapping", array: "a list", string: "a string", integer: "an integer",
-    number: "a number", boolean: "a boolean (true/false)", null: "nothing (null)",
+    object: "a mapping",
+    array: "a list",
+    string: "a string",
+    integer: "an integer",
+    number: "a number",
+    boolean: "a boolean (true/false)",
+    null: "nothing (null)",
   };
-  return type.split(",").map((t) => names[t] ?? t).join(" or ");
+  return type
+    .split(",")
+    .map((t) => names[t] ?? t)
+    .join(" or ");
 }
 
 function pointerToPath(pointer: string): KeyPath {

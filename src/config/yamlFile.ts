@@ -1,5 +1,16 @@
 import { readFileSync } from "node:fs";
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node, type Tags } from "yaml";
+import {
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseDocument,
+  visit,
+  type Document,
+  type Node,
+  type Tags,
+} from "yaml";
 import { UnsafeValue, VaultValue } from "./ansibleValues.js";
 import type { ConfigProblem } from "./errors.js";
 
@@ -19,7 +30,11 @@ export function loadYamlFile(file: string, problems: ConfigProblem[]): YamlFile 
     text = readFileSync(file, "utf8");
   } catch (err) {
     problems.push({
-      file, line: 1, col: 1, keyPath: "", severity: "error",
+      file,
+      line: 1,
+      col: 1,
+      keyPath: "",
+      severity: "error",
       problem: `cannot read the file (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
       fix: "check the path and its permissions",
     });
@@ -30,12 +45,23 @@ export function loadYamlFile(file: string, problems: ConfigProblem[]): YamlFile 
 
 export function parseYamlText(text: string, file: string, problems: ConfigProblem[]): YamlFile | null {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, version: "1.1", merge: true, customTags: asPyYaml });
+  const doc = parseDocument(text, {
+    lineCounter,
+    prettyErrors: false,
+    uniqueKeys: true,
+    version: "1.1",
+    merge: true,
+    customTags: asPyYaml,
+  });
   if (doc.errors.length > 0) {
     for (const e of doc.errors) {
       const pos = lineCounter.linePos(e.pos[0]);
       problems.push({
-        file, line: pos.line, col: pos.col, keyPath: "", severity: "error",
+        file,
+        line: pos.line,
+        col: pos.col,
+        keyPath: "",
+        severity: "error",
         problem: `YAML syntax error: ${firstLine(e.message)}`,
         fix: "fix the YAML syntax at this position (indentation, quotes, a missing colon)",
       });
@@ -58,7 +84,11 @@ export function parseYamlText(text: string, file: string, problems: ConfigProble
   } catch (err) {
     const at = lineCounter.linePos(firstBadAliasOffset(doc) ?? 0);
     problems.push({
-      file, line: at.line, col: at.col, keyPath: "", severity: "error",
+      file,
+      line: at.line,
+      col: at.col,
+      keyPath: "",
+      severity: "error",
       problem: `YAML cannot be expanded: ${firstLine((err as Error).message)}`,
       fix: "define every *alias with an &anchor before it, and don't nest aliases to expand into huge documents",
     });
@@ -66,7 +96,11 @@ export function parseYamlText(text: string, file: string, problems: ConfigProble
   }
   if (isCyclic(data)) {
     problems.push({
-      file, line: 1, col: 1, keyPath: "", severity: "error",
+      file,
+      line: 1,
+      col: 1,
+      keyPath: "",
+      severity: "error",
       problem: "an alias refers to a mapping that contains it, so the document never ends",
       fix: "replace the self-referencing *alias with the values it should hold",
     });
@@ -80,10 +114,12 @@ export function parseYamlText(text: string, file: string, problems: ConfigProble
 const PYYAML_TESTS: Record<string, RegExp> = {
   "/^(?:Y|y|[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)$/": /^(?:[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)$/,
   "/^(?:N|n|[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/": /^(?:[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/,
-  "/^[-+]?(?:[0-9][0-9_]*)?(?:\\.[0-9_]*)?[eE][-+]?[0-9]+$/": /^[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9_]+)[eE][-+][0-9]+$/,
+  "/^[-+]?(?:[0-9][0-9_]*)?(?:\\.[0-9_]*)?[eE][-+]?[0-9]+$/":
+    /^[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9_]+)[eE][-+][0-9]+$/,
 };
 
-const TIMESTAMP = /^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:(?:[Tt]|[ \t]+)([0-9]{1,2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]*))?(?:[ \t]*(Z|([-+])([0-9]{1,2})(?::([0-9]{2}))?))?)?$/;
+const TIMESTAMP =
+  /^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:(?:[Tt]|[ \t]+)([0-9]{1,2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]*))?(?:[ \t]*(Z|([-+])([0-9]{1,2})(?::([0-9]{2}))?))?)?$/;
 
 /** A YAML timestamp as ansible-inventory prints it: Python's isoformat() of what PyYAML builds. */
 function pythonIsoTimestamp(text: string): string {
@@ -114,7 +150,8 @@ function asPyYaml(tags: Tags): Tags {
 }
 
 function isCyclic(value: unknown, ancestors = new Set<unknown>()): boolean {
-  if (value === null || typeof value !== "object" || value instanceof VaultValue || value instanceof UnsafeValue) return false;
+  if (value === null || typeof value !== "object" || value instanceof VaultValue || value instanceof UnsafeValue)
+    return false;
   if (ancestors.has(value)) return true;
   ancestors.add(value);
   const children = Array.isArray(value) ? value : Object.values(value as object);

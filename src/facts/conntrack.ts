@@ -64,7 +64,16 @@ export const conntrackProbe = defineProbe({
     ].join("\n"),
   parse: (raw): ConntrackState => {
     const fields = keyValues(raw);
-    for (const key of ["max", "timeouts", "module", "hashsize", "netns_self", "netns_pid1", "module_support", "kernel"]) {
+    for (const key of [
+      "max",
+      "timeouts",
+      "module",
+      "hashsize",
+      "netns_self",
+      "netns_pid1",
+      "module_support",
+      "kernel",
+    ]) {
       if (fields[key] === undefined) throw new ProbeParseError(`conntrack probe printed no ${key}= line`);
     }
     return conntrackState(fields);
@@ -81,9 +90,10 @@ export const memTotalProbe = defineProbe({
 
 export function parseMemTotalKb(meminfo: string): number {
   const m = /^MemTotal:\s+(\d+) kB$/m.exec(meminfo);
-  if (!m) throw new ProbeParseError("/proc/meminfo has no \"MemTotal: N kB\" line");
+  if (!m) throw new ProbeParseError('/proc/meminfo has no "MemTotal: N kB" line');
   const kb = Number(m[1]);
-  if (!Number.isSafeInteger(kb) || kb <= 0) throw new ProbeParseError(`/proc/meminfo MemTotal ${m[1]} is not a positive number`);
+  if (!Number.isSafeInteger(kb) || kb <= 0)
+    throw new ProbeParseError(`/proc/meminfo MemTotal ${m[1]} is not a positive number`);
   return kb;
 }
 
@@ -125,7 +135,8 @@ export function detectNetns(f: Record<string, string>): ConntrackState["netns"] 
 /** Pure: the probe's `key=value` lines as a typed state. */
 function conntrackState(f: Record<string, string>): ConntrackState {
   const module = f.module;
-  if (module !== "builtin" && module !== "loaded" && module !== "absent") throw new ProbeParseError(`conntrack probe: module=${module ?? ""} is unexpected`);
+  if (module !== "builtin" && module !== "loaded" && module !== "absent")
+    throw new ProbeParseError(`conntrack probe: module=${module ?? ""} is unexpected`);
   const hashsize = /^\d+$/.test(f.hashsize ?? "") ? Number(f.hashsize) : null;
   const systemdSysctl = f.systemd_sysctl && SAFE_PATH.test(f.systemd_sysctl) ? f.systemd_sysctl : null;
   const sysctl = f.sysctl && SAFE_PATH.test(f.sysctl) ? f.sysctl : null;
@@ -140,7 +151,11 @@ function conntrackState(f: Record<string, string>): ConntrackState {
     moduleSupport: f.module_support === "yes",
     modprobe: f.modprobe === "yes",
     loadable: f.loadable === "yes",
-    sysctlApplier: systemdSysctl ? { kind: "systemd-sysctl", path: systemdSysctl } : sysctl ? { kind: "sysctl", path: sysctl } : null,
+    sysctlApplier: systemdSysctl
+      ? { kind: "systemd-sysctl", path: systemdSysctl }
+      : sysctl
+        ? { kind: "sysctl", path: sysctl }
+        : null,
     kernel: f.kernel ?? "",
   };
 }

@@ -41,7 +41,9 @@ export function parseKeyValues(raw: string): Fields {
 function requireFields(probe: string, fields: Fields, names: string[], raw: string): Fields {
   const missing = names.filter((n) => fields[n] === undefined || fields[n] === "");
   if (missing.length > 0) {
-    throw new ProbeParseError(`${probe}: no ${missing.join(", ")} in its output ${JSON.stringify(raw.trim().slice(0, 300))}`);
+    throw new ProbeParseError(
+      `${probe}: no ${missing.join(", ")} in its output ${JSON.stringify(raw.trim().slice(0, 300))}`,
+    );
   }
   return fields;
 }
@@ -154,7 +156,9 @@ export const FD_LOGIN_PROBE = defineProbe<LoginState>({
       groups: (f.groups ?? "").split(",").filter(Boolean),
       nofile,
       session: ssh ? countField(P, f, "session") : null,
-      sshd: ssh ? { pid: countField(P, f, "sshd"), hard: sshdHard!, capSysResource: hasCapSysResource(f.sshd_cap_eff!) } : null,
+      sshd: ssh
+        ? { pid: countField(P, f, "sshd"), hard: sshdHard!, capSysResource: hasCapSysResource(f.sshd_cap_eff!) }
+        : null,
     };
   },
 });
@@ -191,7 +195,8 @@ export const FD_INIT_PROBE = defineProbe<InitState>({
     ].join("\n"),
   parse(raw) {
     const f = requireFields("fd-limits-init", parseKeyValues(raw), ["systemd"], raw);
-    if (f.systemd !== "yes" && f.systemd !== "no") throw new ProbeParseError(`fd-limits-init: systemd=${JSON.stringify(f.systemd)}`);
+    if (f.systemd !== "yes" && f.systemd !== "no")
+      throw new ProbeParseError(`fd-limits-init: systemd=${JSON.stringify(f.systemd)}`);
     const pid1Hard = limitField("fd-limits-init", f, "pid1_hard") ?? null;
     const cap = f.pid1_cap_eff && /^[0-9a-f]{1,16}$/.test(f.pid1_cap_eff) ? f.pid1_cap_eff : null;
     return {
@@ -330,7 +335,9 @@ export function serviceDropinPath(service: string): string {
  * characters a service name may have, ending in `.service.d`. Services are the only unit type the
  * role writes drop-ins for.
  */
-const SERVICE_DROPIN_PATH = new RegExp(`^${SERVICE_UNITS_DIR}/([A-Za-z0-9][A-Za-z0-9@._-]*\\.service)\\.d/${FD_LIMITS_FILE_NAME.replace(/\./g, "\\.")}$`);
+const SERVICE_DROPIN_PATH = new RegExp(
+  `^${SERVICE_UNITS_DIR}/([A-Za-z0-9][A-Za-z0-9@._-]*\\.service)\\.d/${FD_LIMITS_FILE_NAME.replace(/\./g, "\\.")}$`,
+);
 
 /** The unit a path is the role's drop-in for, or null when the path is not one. */
 export function serviceOfDropin(path: string): string | null {
@@ -372,7 +379,10 @@ export const FD_FILES_PROBE = defineProbe<OwnFiles>({
   script: () => ownFilesCommand(),
   parse(raw) {
     const lines = raw.split("\n");
-    if (!lines.includes("done=yes")) throw new ProbeParseError(`fd-limits-files: the listing did not finish: ${JSON.stringify(raw.trim().slice(0, 300))}`);
+    if (!lines.includes("done=yes"))
+      throw new ProbeParseError(
+        `fd-limits-files: the listing did not finish: ${JSON.stringify(raw.trim().slice(0, 300))}`,
+      );
     const files = new Set<string>();
     let skipped = 0;
     for (const line of lines) {

@@ -63,13 +63,19 @@ export function buildGatherScript(requests: FactRequest[], nonce: string): strin
         const cmd = r.probe.script(r.arg);
         // A here-document feeds base64 without the two processes of `printf | b64`; it adds one
         // newline, which the parser takes off ($(...) already dropped the output's own).
-        lines.push(`out=$( (\n${cmd}\n) 2>&1 ); rc=$?`, `if [ $rc -eq 0 ]; then rec ${id} ok; else rec ${id} fail; fi; b64 <<${PROBE_OUT_END}\n$out\n${PROBE_OUT_END}`);
+        lines.push(
+          `out=$( (\n${cmd}\n) 2>&1 ); rc=$?`,
+          `if [ $rc -eq 0 ]; then rec ${id} ok; else rec ${id} fail; fi; b64 <<${PROBE_OUT_END}\n$out\n${PROBE_OUT_END}`,
+        );
         break;
       }
     }
   });
   // /dev/null makes grep name the file on every line, even for a single path (-H is not POSIX).
-  if (unique.some((r) => r.kind === "sysctl")) lines.push(`rec ${LIVE_SYSCTLS} ok; if [ $# -gt 0 ]; then grep -e '' /dev/null "$@" 2>/dev/null | b64; else echo; fi`);
+  if (unique.some((r) => r.kind === "sysctl"))
+    lines.push(
+      `rec ${LIVE_SYSCTLS} ok; if [ $# -gt 0 ]; then grep -e '' /dev/null "$@" 2>/dev/null | b64; else echo; fi`,
+    );
   return `${lines.join("\n")}\n`;
 }
 
@@ -109,8 +115,10 @@ export function parseGatherOutput(stdout: string, nonce: string, requests: FactR
         }
         break;
       case "file":
-        if (rec.status === "unreadable") throw new FactError(`cannot read ${r.path} (permission denied); set ansible_become: true or log in as root`);
-        if (rec.status === "notfile") throw new FactError(`${r.path} exists but is not a regular file; move it away first`);
+        if (rec.status === "unreadable")
+          throw new FactError(`cannot read ${r.path} (permission denied); set ansible_become: true or log in as root`);
+        if (rec.status === "notfile")
+          throw new FactError(`${r.path} exists but is not a regular file; move it away first`);
         facts.files[r.path] = rec.status === "ok" ? rec.payload : null;
         facts.fileSha256![r.path] = rec.status === "ok" ? createHash("sha256").update(rec.raw).digest("hex") : "absent";
         break;
@@ -118,7 +126,12 @@ export function parseGatherOutput(stdout: string, nonce: string, requests: FactR
         facts.listeningPorts = parseListeningPorts(rec.payload);
         break;
       case "probe":
-        facts.probes![probeKey(r.probe.name, r.arg)] = probeResult(r.probe, r.arg, rec.status, rec.payload.replace(/\n$/, ""));
+        facts.probes![probeKey(r.probe.name, r.arg)] = probeResult(
+          r.probe,
+          r.arg,
+          rec.status,
+          rec.payload.replace(/\n$/, ""),
+        );
         break;
     }
   });

@@ -17,7 +17,8 @@ export function parseCidr(input: string): Cidr | { error: string } {
   if ("error" in ip) return ip;
   const prefix = Number(m[2]);
   const max = ip.family === 4 ? 32 : 128;
-  if (!/^(0|[1-9]\d*)$/.test(m[2]!) || prefix < 1 || prefix > max) return { error: `has prefix /${m[2]}; an IPv${ip.family} prefix is 1 to ${max}` };
+  if (!/^(0|[1-9]\d*)$/.test(m[2]!) || prefix < 1 || prefix > max)
+    return { error: `has prefix /${m[2]}; an IPv${ip.family} prefix is 1 to ${max}` };
   return { family: ip.family, address: ip.address, prefix, text: `${ip.address}/${prefix}` };
 }
 
@@ -57,7 +58,9 @@ function parseIpv6(input: string): ParsedIp {
   if (![...head, ...tail].every((g) => /^[0-9a-fA-F]{1,4}$/.test(g))) return bad;
   const missing = 8 - head.length - tail.length;
   if (halves.length === 2 ? missing < 1 : missing !== 0) return bad;
-  const words = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill("0"), ...tail].map((g) => parseInt(g, 16));
+  const words = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill("0"), ...tail].map((g) =>
+    parseInt(g, 16),
+  );
   return { family: 6, address: formatIpv6(words), bytes: words.flatMap((w) => [w >> 8, w & 0xff]) };
 }
 
@@ -74,7 +77,7 @@ function withoutDottedTail(text: string): string | null {
 /** RFC 5952: lowercase, no leading zeros, the longest run (first on a tie) of 2+ zero groups as `::`. */
 function formatIpv6(words: number[]): string {
   let best = { at: -1, len: 0 };
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (words[i] !== 0) {
       i++;
       continue;
@@ -98,9 +101,10 @@ export function unusableReason(c: Cidr): string | null {
   if ("error" in ip) return ip.error;
   const b = ip.bytes;
   if (c.family === 4) {
-    if (b[0] === 0) return "is in 0.0.0.0/8 (\"this network\"), which is never a source address";
+    if (b[0] === 0) return 'is in 0.0.0.0/8 ("this network"), which is never a source address';
     if (b[0] === 127) return "is a loopback address (127.0.0.0/8): traffic from it never leaves the host";
-    if (b[0] === 169 && b[1] === 254) return "is link-local (169.254.0.0/16): it can't reach anything beyond the local link";
+    if (b[0] === 169 && b[1] === 254)
+      return "is link-local (169.254.0.0/16): it can't reach anything beyond the local link";
     if (b[0]! >= 224) return "is multicast or reserved (224.0.0.0 and above), never a source address";
     if (c.prefix <= 30) {
       const host = hostBits(b, c.prefix);
@@ -112,9 +116,11 @@ export function unusableReason(c: Cidr): string | null {
   if (b.slice(0, 10).every((x) => x === 0) && ((b[10] === 0 && b[11] === 0) || (b[10] === 0xff && b[11] === 0xff))) {
     return "is unspecified, loopback, IPv4-compatible or IPv4-mapped (::/96, ::ffff:0:0/96), never an interface address";
   }
-  if (b[0] === 0xfe && (b[1]! & 0xc0) === 0x80) return "is link-local (fe80::/10): it can't reach anything beyond the local link";
+  if (b[0] === 0xfe && (b[1]! & 0xc0) === 0x80)
+    return "is link-local (fe80::/10): it can't reach anything beyond the local link";
   if (b[0] === 0xff) return "is multicast (ff00::/8), never a source address";
-  if (c.prefix < 127 && hostBits(b, c.prefix).every((bit) => bit === 0)) return `is the subnet-router anycast address of ${c.address}/${c.prefix}`;
+  if (c.prefix < 127 && hostBits(b, c.prefix).every((bit) => bit === 0))
+    return `is the subnet-router anycast address of ${c.address}/${c.prefix}`;
   return null;
 }
 
@@ -190,7 +196,8 @@ export const ipAddressesProbe = defineProbe<IpAddresses>({
   parse(raw) {
     const at = raw.indexOf(`\n${PROMOTE_MARKER}`);
     const links = parseIpAddr(at === -1 ? raw : raw.slice(0, at));
-    const promote = at === -1 ? new Map<string, boolean>() : parsePromoteLines(raw.slice(at + PROMOTE_MARKER.length + 1));
+    const promote =
+      at === -1 ? new Map<string, boolean>() : parsePromoteLines(raw.slice(at + PROMOTE_MARKER.length + 1));
     const all = promote.get("all") === true;
     const texts = (addrs: LiveAddress[]) => addrs.map((a) => a.text);
     return {
@@ -199,7 +206,15 @@ export const ipAddressesProbe = defineProbe<IpAddresses>({
         links.map((l): [string, IpInterface] => {
           const own = promote.get(l.name);
           const promoteSecondaries = own === undefined ? null : own || all;
-          return [l.name, { addresses: l.addresses, cidrs: texts(l.addresses), usable: texts(l.addresses.filter((a) => !a.dadfailed)), promoteSecondaries }];
+          return [
+            l.name,
+            {
+              addresses: l.addresses,
+              cidrs: texts(l.addresses),
+              usable: texts(l.addresses.filter((a) => !a.dadfailed)),
+              promoteSecondaries,
+            },
+          ];
         }),
       ),
       locals: links.flatMap((l) => l.addresses.map((a) => a.address)),
@@ -231,10 +246,14 @@ export function parseIpAddr(json: string): IpLink[] {
   try {
     data = JSON.parse(json);
   } catch {
-    throw new ProbeParseError(`\`ip -j addr show\` did not print JSON (iproute2 older than 4.14?): ${json.slice(0, 200)}`);
+    throw new ProbeParseError(
+      `\`ip -j addr show\` did not print JSON (iproute2 older than 4.14?): ${json.slice(0, 200)}`,
+    );
   }
   if (!Array.isArray(data)) throw new ProbeParseError("`ip -j addr show` did not print a JSON array");
-  return (data as IpJsonLink[]).flatMap((link) => (typeof link?.ifname === "string" ? [{ name: link.ifname, addresses: addressesOf(link) }] : []));
+  return (data as IpJsonLink[]).flatMap((link) =>
+    typeof link?.ifname === "string" ? [{ name: link.ifname, addresses: addressesOf(link) }] : [],
+  );
 }
 
 /** `<ifname> <value>` lines; a value that is not a number (unreadable file) is left out. */
@@ -253,7 +272,10 @@ function addressesOf(link: IpJsonLink): LiveAddress[] {
   for (const info of link.addr_info as IpJsonAddr[]) {
     if (typeof info?.local !== "string" || typeof info.prefixlen !== "number") continue;
     const c = parseCidr(`${info.local}/${info.prefixlen}`);
-    if ("error" in c) throw new ProbeParseError(`\`ip -j addr show\` listed ${info.local}/${info.prefixlen} on ${String(link.ifname)}, which ${c.error}`);
+    if ("error" in c)
+      throw new ProbeParseError(
+        `\`ip -j addr show\` listed ${info.local}/${info.prefixlen} on ${String(link.ifname)}, which ${c.error}`,
+      );
     out.push({
       ...c,
       scope: typeof info.scope === "string" ? info.scope : "",

@@ -6,7 +6,6 @@ export const LISTENING_PORTS_COMMAND = "cat /proc/net/tcp /proc/net/tcp6 /proc/n
 const TCP_LISTEN = "0A";
 const UDP_UNCONNECTED = "07";
 
-
 /**
  * Local ports of TCP sockets in LISTEN and of bound, unconnected UDP sockets — the ports a
  * service would lose if an outgoing connection took them. Each list sorted and unique.

@@ -17,7 +17,9 @@ export const IFUPDOWN_MAIN = "/etc/network/interfaces";
  */
 export const STATE_FILE = "/etc/provision/secondary-source-ips.state";
 
-const NETWORKD_DROPIN_PATH = new RegExp(`^/etc/systemd/network/[^/]+\\.network\\.d/${NETWORKD_DROPIN_NAME.replace(/[.]/g, "\\.")}$`);
+const NETWORKD_DROPIN_PATH = new RegExp(
+  `^/etc/systemd/network/[^/]+\\.network\\.d/${NETWORKD_DROPIN_NAME.replace(/[.]/g, "\\.")}$`,
+);
 
 /** True only for a path the role itself writes: it never removes anything else. */
 export function isOwnFileName(path: string): boolean {
@@ -25,8 +27,20 @@ export function isOwnFileName(path: string): boolean {
 }
 
 /** networkd's search path, highest priority first: a file in /etc shadows one of the same name below. */
-export const NETWORKD_DIRS = ["/etc/systemd/network", "/run/systemd/network", "/usr/local/lib/systemd/network", "/usr/lib/systemd/network", "/lib/systemd/network"];
-const NETPLAN_GLOBS = ["/etc/netplan/*.yaml", "/etc/netplan/*.yml", "/run/netplan/*.yaml", "/lib/netplan/*.yaml", "/usr/lib/netplan/*.yaml"];
+export const NETWORKD_DIRS = [
+  "/etc/systemd/network",
+  "/run/systemd/network",
+  "/usr/local/lib/systemd/network",
+  "/usr/lib/systemd/network",
+  "/lib/systemd/network",
+];
+const NETPLAN_GLOBS = [
+  "/etc/netplan/*.yaml",
+  "/etc/netplan/*.yml",
+  "/run/netplan/*.yaml",
+  "/lib/netplan/*.yaml",
+  "/usr/lib/netplan/*.yaml",
+];
 
 // Each record is one line: KIND <path> <base64 content, or - when not a readable regular file>.
 // The path is base64 too, unless it is an absolute path of plain characters: then it is printed as
@@ -81,7 +95,8 @@ function parseEntries(raw: string): Entry[] {
     .filter((line) => line.trim() !== "")
     .map((line) => {
       const parts = line.split(" ");
-      if (parts.length !== 3 || !/^[a-z-]+$/.test(parts[0]!)) throw new ProbeParseError(`unexpected line from the network-stack probe: ${line.slice(0, 120)}`);
+      if (parts.length !== 3 || !/^[a-z-]+$/.test(parts[0]!))
+        throw new ProbeParseError(`unexpected line from the network-stack probe: ${line.slice(0, 120)}`);
       const [kind, path64, content64] = parts as [string, string, string];
       const bytes = content64 === "-" ? null : Buffer.from(content64, "base64");
       const path = path64.startsWith("/") ? path64 : Buffer.from(path64, "base64").toString("utf8");
@@ -153,10 +168,18 @@ export const networkStackProbe = defineProbe<NetworkStack>({
     const flags = new Set(entries.filter((e) => e.kind === "flag").map((e) => e.path));
     const managed = entries.filter((e) => e.kind === "managed" && isOwnFileName(e.path));
     return {
-      networkd: { files: networkdFiles(entries.filter((e) => e.kind === "networkd")), daemon: flags.has("networkd-daemon") },
-      managed: { paths: managed.map((e) => e.path), files: Object.fromEntries(managed.map((e) => [e.path, managedFile(e, entries)])) },
+      networkd: {
+        files: networkdFiles(entries.filter((e) => e.kind === "networkd")),
+        daemon: flags.has("networkd-daemon"),
+      },
+      managed: {
+        paths: managed.map((e) => e.path),
+        files: Object.fromEntries(managed.map((e) => [e.path, managedFile(e, entries)])),
+      },
       ifupdown: ifupdownOf(entries, flags.has("ifup")),
-      netplan: Object.fromEntries(entries.flatMap((e) => (e.kind === "netplan" && e.content !== null ? [[e.path, e.content]] : []))),
+      netplan: Object.fromEntries(
+        entries.flatMap((e) => (e.kind === "netplan" && e.content !== null ? [[e.path, e.content]] : [])),
+      ),
       networkManager: networkManagerOf(entries, flags.has("networkmanager")),
     };
   },
@@ -232,16 +255,23 @@ export function fnmatch(glob: string, text: string): boolean {
 
 function managedFile(e: Entry, entries: Entry[]): ManagedFileState {
   const mode = entries.find((m) => m.kind === "mode" && m.path === e.path)?.content?.trim();
-  return { content: e.content ?? "", sha256: e.raw ? createHash("sha256").update(e.raw).digest("hex") : "unreadable", mode: mode || null };
+  return {
+    content: e.content ?? "",
+    sha256: e.raw ? createHash("sha256").update(e.raw).digest("hex") : "unreadable",
+    mode: mode || null,
+  };
 }
 
 function ifupdownOf(entries: Entry[], ifup: boolean): NetworkStack["ifupdown"] {
   const main = entries.find((e) => e.kind === "ifupdown-main");
   const others = entries.filter((e) => e.kind === "ifupdown-file" && e.path !== IFUPDOWN_DROPIN && e.content !== null);
-  const parsedMain = main?.content ? parseInterfaces(main.content) : { ifaces: [], stanzas: [], sources: [], sourceDirs: [] };
+  const parsedMain = main?.content
+    ? parseInterfaces(main.content)
+    : { ifaces: [], stanzas: [], sources: [], sourceDirs: [] };
   const parsed = [parsedMain, ...others.map((e) => parseInterfaces(e.content!))];
   const families = new Map<string, Set<string>>();
-  for (const s of parsed.flatMap((p) => p.stanzas)) families.set(s.iface, (families.get(s.iface) ?? new Set()).add(s.family));
+  for (const s of parsed.flatMap((p) => p.stanzas))
+    families.set(s.iface, (families.get(s.iface) ?? new Set()).add(s.family));
   return {
     main: main !== undefined,
     sourcesDropin: sourcesDropin(parsedMain),
@@ -252,7 +282,12 @@ function ifupdownOf(entries: Entry[], ifup: boolean): NetworkStack["ifupdown"] {
 }
 
 /** The stanzas of an interfaces(5) file that matter here: interface names, `iface` families and `source` lines. */
-export function parseInterfaces(content: string): { ifaces: string[]; stanzas: Array<{ iface: string; family: string }>; sources: string[]; sourceDirs: string[] } {
+export function parseInterfaces(content: string): {
+  ifaces: string[];
+  stanzas: Array<{ iface: string; family: string }>;
+  sources: string[];
+  sourceDirs: string[];
+} {
   const ifaces: string[] = [];
   const stanzas: Array<{ iface: string; family: string }> = [];
   const sources: string[] = [];
@@ -265,8 +300,7 @@ export function parseInterfaces(content: string): { ifaces: string[]; stanzas: A
     if (keyword === "iface" && rest[0]) {
       ifaces.push(rest[0]);
       if (rest[1]) stanzas.push({ iface: rest[0], family: rest[1] });
-    }
-    else if (keyword === "auto" || keyword.startsWith("allow-")) ifaces.push(...rest);
+    } else if (keyword === "auto" || keyword.startsWith("allow-")) ifaces.push(...rest);
     else if (keyword === "source") sources.push(...rest.map(resolve));
     else if (keyword === "source-directory" || keyword === "source-dir") sourceDirs.push(...rest.map(resolve));
   }
@@ -275,7 +309,10 @@ export function parseInterfaces(content: string): { ifaces: string[]; stanzas: A
 
 function sourcesDropin(main: { sources: string[]; sourceDirs: string[] }): boolean {
   const dir = posix.dirname(IFUPDOWN_DROPIN);
-  return main.sources.some((glob) => fnmatch(glob, IFUPDOWN_DROPIN)) || main.sourceDirs.some((d) => posix.normalize(d).replace(/\/$/, "") === dir);
+  return (
+    main.sources.some((glob) => fnmatch(glob, IFUPDOWN_DROPIN)) ||
+    main.sourceDirs.some((d) => posix.normalize(d).replace(/\/$/, "") === dir)
+  );
 }
 
 function networkManagerOf(entries: Entry[], present: boolean): NetworkStack["networkManager"] {

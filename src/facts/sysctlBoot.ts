@@ -6,7 +6,13 @@ import { defineProbe, ProbeParseError } from "./probe.js";
  * files are then applied in lexicographic order of their names, so for a key the last file (and
  * within it the last line) wins. procps' `sysctl --system` reads /etc/sysctl.conf after them.
  */
-export const SYSCTL_DIRS = ["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"] as const;
+export const SYSCTL_DIRS = [
+  "/etc/sysctl.d",
+  "/run/sysctl.d",
+  "/usr/local/lib/sysctl.d",
+  "/usr/lib/sysctl.d",
+  "/lib/sysctl.d",
+] as const;
 export const SYSCTL_CONF = "/etc/sysctl.conf";
 
 export interface SysctlFile {

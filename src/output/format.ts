@@ -48,17 +48,28 @@ export function renderPlan(reports: HostReport[], format: Format, style: Style =
       out.push(md ? `**${title}**: no changes` : `${style.bold(title)}: no changes`);
       continue;
     }
-    out.push(md ? `#### ${title}: ${plural(changes.length, "change")}` : style.bold(`${title}: ${plural(changes.length, "change")}`));
+    out.push(
+      md
+        ? `#### ${title}: ${plural(changes.length, "change")}`
+        : style.bold(`${title}: ${plural(changes.length, "change")}`),
+    );
     for (const role of [...new Set(changes.map((c) => c.role))]) {
       const roleChanges = changes.filter((c) => c.role === role);
       out.push(md ? `\n**${role}**\n` : `  ${role}:`);
       const live = roleChanges.filter((c) => c.kind === "sysctl");
       if (live.length > 0) {
         if (md) out.push("| key | live | new |", "|---|---|---|");
-        for (const c of live) out.push(md ? `| \`${c.key}\` | \`${c.before ?? "(absent)"}\` | \`${c.after}\` |` : `    ${liveLine(c, style)}`);
+        for (const c of live)
+          out.push(
+            md ? `| \`${c.key}\` | \`${c.before ?? "(absent)"}\` | \`${c.after}\` |` : `    ${liveLine(c, style)}`,
+          );
       }
       for (const c of roleChanges.filter((c) => c.kind === "command")) {
-        out.push(md ? `- run \`${changeTarget(c)}\` — ${c.description}` : `    run: ${style.green(changeTarget(c))}  ${style.dim(`(${c.description})`)}`);
+        out.push(
+          md
+            ? `- run \`${changeTarget(c)}\` — ${c.description}`
+            : `    run: ${style.green(changeTarget(c))}  ${style.dim(`(${c.description})`)}`,
+        );
       }
       for (const c of roleChanges.filter((c) => c.kind === "file")) {
         if (c.role === SNAPSHOT_ROLE) {
@@ -68,7 +79,13 @@ export function renderPlan(reports: HostReport[], format: Format, style: Style =
         }
         const diff = fileDiff(c.path, c.before, c.after);
         if (md) out.push("", "```diff", diff.trimEnd(), "```");
-        else out.push(...diff.trimEnd().split("\n").map((l) => `    ${colorDiffLine(l, style)}`));
+        else
+          out.push(
+            ...diff
+              .trimEnd()
+              .split("\n")
+              .map((l) => `    ${colorDiffLine(l, style)}`),
+          );
       }
     }
     out.push(...renderNotes(report, md, style));
@@ -113,7 +130,12 @@ export function renderErrors(reports: HostReport[], format: Format, style: Style
   if (failed.length === 0) return [];
   const md = format === "markdown";
   const out = [md ? "#### errors" : style.bold(style.red("errors:"))];
-  for (const r of failed) out.push(md ? `- **${r.host}** (${r.status}): ${errorText(r.error!, "  ")}` : `  ${r.host}: ${style.red(r.status.toUpperCase())}: ${errorText(r.error!, "    ")}`);
+  for (const r of failed)
+    out.push(
+      md
+        ? `- **${r.host}** (${r.status}): ${errorText(r.error!, "  ")}`
+        : `  ${r.host}: ${style.red(r.status.toUpperCase())}: ${errorText(r.error!, "    ")}`,
+    );
   out.push("");
   return out;
 }
@@ -140,32 +162,65 @@ export function renderRunResult(reports: HostReport[], style: Style = plainStyle
     const applied = r.outcomes?.filter((o) => o.ok).length ?? 0;
     const verified = r.checks?.filter((c) => c.ok).length ?? 0;
     const total = r.checks?.length ?? 0;
-    out.push(`${r.host}: ${r.status === "changed" ? style.green(`changed (${applied} applied)`) : "unchanged"}, verified ${verified}/${total}`);
+    out.push(
+      `${r.host}: ${r.status === "changed" ? style.green(`changed (${applied} applied)`) : "unchanged"}, verified ${verified}/${total}`,
+    );
   }
   const count = (s: string) => reports.filter((r) => r.status === s).length;
-  out.push(`Run: ${count("changed")} changed, ${count("unchanged")} unchanged, ${count("failed")} failed, ${count("unreachable")} unreachable${count("not-reached") > 0 ? `, ${count("not-reached")} not reached` : ""}.`);
-  if (count("changed") === 0 && count("failed") === 0 && count("unreachable") === 0) out.push("Nothing to do: every host already matches.");
+  out.push(
+    `Run: ${count("changed")} changed, ${count("unchanged")} unchanged, ${count("failed")} failed, ${count("unreachable")} unreachable${count("not-reached") > 0 ? `, ${count("not-reached")} not reached` : ""}.`,
+  );
+  if (count("changed") === 0 && count("failed") === 0 && count("unreachable") === 0)
+    out.push("Nothing to do: every host already matches.");
   return `${out.join("\n")}\n`;
 }
 
 export function renderVerify(reports: HostReport[], format: Format, style: Style = plainStyle): string {
   const md = format === "markdown";
-  const out: string[] = md ? ["### provision verify", "", "| host | check | expected | actual | |", "|---|---|---|---|---|"] : [];
+  const out: string[] = md
+    ? ["### provision verify", "", "| host | check | expected | actual | |", "|---|---|---|---|---|"]
+    : [];
   for (const r of reports) {
     if (r.error && !r.checks) {
-      out.push(md ? `| ${r.host} | — | — | — | ${r.status}: ${r.error.message} |` : `${r.host}: ${style.red(r.status.toUpperCase())}: ${errorText(r.error, "  ")}`);
+      out.push(
+        md
+          ? `| ${r.host} | — | — | — | ${r.status}: ${r.error.message} |`
+          : `${r.host}: ${style.red(r.status.toUpperCase())}: ${errorText(r.error, "  ")}`,
+      );
       continue;
     }
     const results = r.checks ?? [];
     const okCount = results.filter((c) => c.ok).length;
-    if (!md) out.push(`${style.bold(r.host)}: ${okCount === results.length ? style.green(`${okCount}/${results.length} ok`) : style.red(`${results.length - okCount} of ${results.length} MISMATCH`)}`);
+    if (!md)
+      out.push(
+        `${style.bold(r.host)}: ${okCount === results.length ? style.green(`${okCount}/${results.length} ok`) : style.red(`${results.length - okCount} of ${results.length} MISMATCH`)}`,
+      );
     for (const c of results) {
       const what = checkTarget(c.check);
-      const expected = c.check.kind === "file" ? (c.check.expected === null ? "(absent)" : "(rendered content)") : c.check.kind === "probe" ? `${compareWord(c.check.compare)}${c.check.expected}` : c.check.expected;
-      const actual = c.check.kind !== "file" ? (c.actual ?? "(absent)") : c.actual === null ? "(absent)" : c.ok ? "(same)" : "(differs)";
-      if (md) out.push(`| ${r.host} | \`${what}\` | \`${expected}\` | \`${actual.replace(/\s+/g, " ")}\` | ${c.ok ? "ok" : "**MISMATCH**"} |`);
+      const expected =
+        c.check.kind === "file"
+          ? c.check.expected === null
+            ? "(absent)"
+            : "(rendered content)"
+          : c.check.kind === "probe"
+            ? `${compareWord(c.check.compare)}${c.check.expected}`
+            : c.check.expected;
+      const actual =
+        c.check.kind !== "file"
+          ? (c.actual ?? "(absent)")
+          : c.actual === null
+            ? "(absent)"
+            : c.ok
+              ? "(same)"
+              : "(differs)";
+      if (md)
+        out.push(
+          `| ${r.host} | \`${what}\` | \`${expected}\` | \`${actual.replace(/\s+/g, " ")}\` | ${c.ok ? "ok" : "**MISMATCH**"} |`,
+        );
       else if (!c.ok) {
-        out.push(`  ${style.red("MISMATCH")} ${what}: expected ${expected}, found ${actual.replace(/\s+/g, " ")} — ${c.check.message}`);
+        out.push(
+          `  ${style.red("MISMATCH")} ${what}: expected ${expected}, found ${actual.replace(/\s+/g, " ")} — ${c.check.message}`,
+        );
         if (c.check.kind === "file" && c.check.expected !== null) {
           const drift = fileDiff(c.check.path, c.actual, c.check.expected).trimEnd().split("\n");
           out.push(...drift.map((l) => `      ${colorDiffLine(l, style)}`));
@@ -176,7 +231,10 @@ export function renderVerify(reports: HostReport[], format: Format, style: Style
   const bad = reports.filter((r) => r.status !== "unchanged");
   const checks = reports.reduce((n, r) => n + (r.checks?.length ?? 0), 0);
   const mismatches = reports.reduce((n, r) => n + (r.checks?.filter((c) => !c.ok).length ?? 0), 0);
-  out.push("", `Verify: ${checks - mismatches}/${checks} checks ok on ${reports.length - bad.length}/${reports.length} hosts; ${plural(mismatches, "mismatch")}, ${reports.filter((r) => r.error && !r.checks).length} host errors.`);
+  out.push(
+    "",
+    `Verify: ${checks - mismatches}/${checks} checks ok on ${reports.length - bad.length}/${reports.length} hosts; ${plural(mismatches, "mismatch")}, ${reports.filter((r) => r.error && !r.checks).length} host errors.`,
+  );
   return `${out.join("\n")}\n`;
 }
 
@@ -193,10 +251,14 @@ export function renderRollback(reports: HostReport[], style: Style = plainStyle)
     }
     const steps = r.outcomes?.length ?? 0;
     const ok = r.checks?.filter((c) => c.ok).length ?? 0;
-    out.push(`${r.host}: ${style.green(`restored (${plural(steps, "step")})`)}, verified ${ok}/${r.checks?.length ?? 0}`);
+    out.push(
+      `${r.host}: ${style.green(`restored (${plural(steps, "step")})`)}, verified ${ok}/${r.checks?.length ?? 0}`,
+    );
     for (const o of r.outcomes ?? []) out.push(`  ${style.dim(o.change.description)}`);
   }
   const count = (s: string) => reports.filter((r) => r.status === s).length;
-  out.push(`Rollback: ${count("changed")} restored, ${count("unchanged")} with nothing to roll back, ${count("failed") + count("unreachable")} failed.`);
+  out.push(
+    `Rollback: ${count("changed")} restored, ${count("unchanged")} with nothing to roll back, ${count("failed") + count("unreachable")} failed.`,
+  );
   return `${out.join("\n")}\n`;
 }

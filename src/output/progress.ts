@@ -60,7 +60,10 @@ export class Progress implements SessionEvents {
   }
 
   private redraw(): void {
-    const busy = [...this.active.entries()].slice(0, 3).map(([h, s]) => `${h}: ${s}`).join(", ");
+    const busy = [...this.active.entries()]
+      .slice(0, 3)
+      .map(([h, s]) => `${h}: ${s}`)
+      .join(", ");
     const more = this.active.size > 3 ? ` +${this.active.size - 3}` : "";
     const head = this.batches > 0 ? `batch ${this.batch}/${this.batches} · ` : "";
     const status = `${head}${this.done}/${this.total} hosts done · ${this.failed} failed${busy ? ` · ${busy}${more}` : ""}`;

@@ -23,7 +23,10 @@ export function rolloutPolicy(plays: Play[], flags: RolloutFlags, problems: Conf
     if (JSON.stringify(other.rollout) !== JSON.stringify(first!.rollout)) {
       const path = [other.index, "rollout"];
       problems.push({
-        file: other.source.file, ...other.source.locate(path, "key"), keyPath: formatKeyPath(path), severity: "error",
+        file: other.source.file,
+        ...other.source.locate(path, "key"),
+        keyPath: formatKeyPath(path),
+        severity: "error",
         problem: `a second, different rollout policy (play "${first!.name}" has another): a run rolls each host out once, with all its plays' roles`,
         fix: "keep one rollout: block, in the first play, or make them identical",
       });
@@ -50,7 +53,15 @@ function fromFlags(flags: RolloutFlags, problems: ConfigProblem[]): Partial<Roll
       return parseAmount(text);
     } catch (err) {
       if (!(err instanceof AmountError)) throw err;
-      problems.push({ file: flag, line: 1, col: 1, keyPath: "", severity: "error", problem: err.message, fix: "write a count (3) or a percentage (10%)" });
+      problems.push({
+        file: flag,
+        line: 1,
+        col: 1,
+        keyPath: "",
+        severity: "error",
+        problem: err.message,
+        fix: "write a count (3) or a percentage (10%)",
+      });
       return undefined;
     }
   };
@@ -58,7 +69,15 @@ function fromFlags(flags: RolloutFlags, problems: ConfigProblem[]): Partial<Roll
     const parts = flags.batches.split(",").map((b) => amount("--batches", b));
     if (parts.every((p) => p !== undefined)) {
       if (parts.some((p) => p === 0)) {
-        problems.push({ file: "--batches", line: 1, col: 1, keyPath: "", severity: "error", problem: "a batch of 0 hosts", fix: "use sizes of at least 1, e.g. 1,10%,100%" });
+        problems.push({
+          file: "--batches",
+          line: 1,
+          col: 1,
+          keyPath: "",
+          severity: "error",
+          problem: "a batch of 0 hosts",
+          fix: "use sizes of at least 1, e.g. 1,10%,100%",
+        });
       } else out.batches = parts as Amount[];
     }
   }
@@ -73,7 +92,16 @@ function fromFlags(flags: RolloutFlags, problems: ConfigProblem[]): Partial<Roll
   if (flags.pause !== undefined) {
     if (flags.pause === "prompt") out.pause = "prompt";
     else if (/^\d+$/.test(flags.pause)) out.pause = Number(flags.pause);
-    else problems.push({ file: "--pause", line: 1, col: 1, keyPath: "", severity: "error", problem: `"${flags.pause}" is neither seconds nor "prompt"`, fix: "write --pause 30 or --pause prompt" });
+    else
+      problems.push({
+        file: "--pause",
+        line: 1,
+        col: 1,
+        keyPath: "",
+        severity: "error",
+        problem: `"${flags.pause}" is neither seconds nor "prompt"`,
+        fix: "write --pause 30 or --pause prompt",
+      });
   }
   if (flags.allowPlanDrift) out.allowPlanDrift = true;
   return out;

@@ -29,7 +29,13 @@ const RUNS = "runs";
 
 export function recordFor(
   result: RolloutResult,
-  meta: { startedAt: Date; inventory: string | string[]; playbook: string; limit: string | undefined; policy: RolloutPolicy },
+  meta: {
+    startedAt: Date;
+    inventory: string | string[];
+    playbook: string;
+    limit: string | undefined;
+    policy: RolloutPolicy;
+  },
 ): RunRecord {
   const batchOf = new Map<string, number>();
   for (const b of result.batches) for (const h of b.hosts) batchOf.set(h, b.index);
@@ -38,7 +44,10 @@ export function recordFor(
     id: `${meta.startedAt.toISOString().replace(/[:.]/g, "-")}-${randomBytes(3).toString("hex")}`,
     startedAt: meta.startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
-    inventory: [meta.inventory].flat().map((i) => (i === "-" || (i.includes(",") && !existsSync(i)) ? i : resolve(i))).join(" "),
+    inventory: [meta.inventory]
+      .flat()
+      .map((i) => (i === "-" || (i.includes(",") && !existsSync(i)) ? i : resolve(i)))
+      .join(" "),
     playbook: resolve(meta.playbook),
     limit: meta.limit ?? null,
     policy: meta.policy,
@@ -75,7 +84,8 @@ export function readRecord(stateDir: string, file?: string): { file: string; rec
   } catch (err) {
     throw new RecordError(`cannot read run record ${path}: ${(err as Error).message}`);
   }
-  if (record.version !== 1 || !Array.isArray(record.hosts)) throw new RecordError(`${path} is not a provision run record`);
+  if (record.version !== 1 || !Array.isArray(record.hosts))
+    throw new RecordError(`${path} is not a provision run record`);
   return { file: path, record };
 }
 
@@ -83,7 +93,9 @@ function latestRecord(stateDir: string): string {
   const dir = join(stateDir, RUNS);
   let names: string[] = [];
   try {
-    names = readdirSync(dir).filter((n) => n.endsWith(".json")).sort();
+    names = readdirSync(dir)
+      .filter((n) => n.endsWith(".json"))
+      .sort();
   } catch {
     // no runs yet
   }
@@ -94,5 +106,7 @@ function latestRecord(stateDir: string): string {
 
 /** Hosts a resume retries: every one that failed, was unreachable, or was not reached. */
 export function hostsToResume(record: RunRecord): string[] {
-  return record.hosts.filter((h) => h.status === "failed" || h.status === "unreachable" || h.status === "not-reached").map((h) => h.host);
+  return record.hosts
+    .filter((h) => h.status === "failed" || h.status === "unreachable" || h.status === "not-reached")
+    .map((h) => h.host);
 }

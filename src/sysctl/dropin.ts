@@ -32,16 +32,28 @@ export function planSysctlDropin(p: SysctlDropinPlan): RolePlan {
     const live = p.facts.sysctl[key] ?? null;
     if (!sysctlEqual(live, value)) {
       changes.push({
-        kind: "sysctl", key, before: live === null ? null : normalizeSysctlValue(live), after: value,
+        kind: "sysctl",
+        key,
+        before: live === null ? null : normalizeSysctlValue(live),
+        after: value,
         description: `set ${key} live`,
       });
     }
     checks.push({
-      kind: "sysctl", key, expected: value,
+      kind: "sysctl",
+      key,
+      expected: value,
       message: `${key} is not ${value} on the running kernel: something changed it after provision, or another sysctl file won at boot`,
     });
   }
-  checks.push(...file.checks, ...bootTruthChecks(path, p.content, p.desired.map(([key]) => key)));
+  checks.push(
+    ...file.checks,
+    ...bootTruthChecks(
+      path,
+      p.content,
+      p.desired.map(([key]) => key),
+    ),
+  );
   return { changes, checks, notes: [], refusals: [] };
 }
 
@@ -55,10 +67,14 @@ export function bootTruthChecks(path: string, content: string, keys: readonly st
   return keys.flatMap((key): Check[] => {
     const index = lines.findLastIndex((l) => parseLine(l)?.key === key);
     if (index === -1) return [];
-    return [probeCheck(sysctlBootProbe, {
-      field: [key], compare: "equal", expected: `${path}:${index + 1}`,
-      label: `at boot: ${key}`,
-      message: `another sysctl file sets ${key} after ours, so it wins at boot and undoes this value at the next reboot: remove the key from that file, or rename it to sort before ${path.split("/").pop()}`,
-    })];
+    return [
+      probeCheck(sysctlBootProbe, {
+        field: [key],
+        compare: "equal",
+        expected: `${path}:${index + 1}`,
+        label: `at boot: ${key}`,
+        message: `another sysctl file sets ${key} after ours, so it wins at boot and undoes this value at the next reboot: remove the key from that file, or rename it to sort before ${path.split("/").pop()}`,
+      }),
+    ];
   });
 }

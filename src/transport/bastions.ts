@@ -163,9 +163,11 @@ function forward(link: Link, host: string, port: number): Promise<Duplex> {
       }
       const reason = (err as Error & { reason?: number }).reason;
       const why =
-        reason === 1 ? "it refuses TCP forwarding (AllowTcpForwarding or PermitOpen in its sshd_config)"
-        : reason === 2 ? "the connection was refused or failed (is sshd running there, is it reachable from the bastion?)"
-        : err.message;
+        reason === 1
+          ? "it refuses TCP forwarding (AllowTcpForwarding or PermitOpen in its sshd_config)"
+          : reason === 2
+            ? "the connection was refused or failed (is sshd running there, is it reachable from the bastion?)"
+            : err.message;
       reject(new HostError(`${link.label} could not open a connection to ${host}:${port}: ${why}`, "unreachable"));
     });
   });

@@ -31,12 +31,14 @@ export interface ConnectionErrorLike {
 /** Pure: why the connection ended, in the user's terms, from what ssh2 reported. */
 export function endCauseOf(event: "end" | "close" | ConnectionErrorLike, keepalive: Keepalive): string {
   if (event === "end" || event === "close") return CLOSED_BY_HOST;
-  if (event.level === "client-timeout" || /keepalive timeout/i.test(event.message ?? "")) return stoppedAnswering(keepalive);
+  if (event.level === "client-timeout" || /keepalive timeout/i.test(event.message ?? ""))
+    return stoppedAnswering(keepalive);
   // A killed sshd resets the connection instead of closing it when our bytes were still unread:
   // the same fault as a plain close, so the same words.
   if (event.code === "ECONNRESET" || event.code === "EPIPE") return CLOSED_BY_HOST;
   if (event.code === "ETIMEDOUT") return "TCP gave up retransmitting to the host (ETIMEDOUT)";
-  if (event.code === "EHOSTUNREACH" || event.code === "ENETUNREACH") return `the route to the host went away (${event.code})`;
+  if (event.code === "EHOSTUNREACH" || event.code === "ENETUNREACH")
+    return `the route to the host went away (${event.code})`;
   return event.message ?? String(event);
 }
 

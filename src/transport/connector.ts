@@ -38,7 +38,10 @@ export interface HostConnector {
 
 export async function prepareConnector(hosts: HostToReach[], opts: ConnectorOptions): Promise<HostConnector> {
   const overSsh = hosts.filter((h) => h.connection.kind === "ssh");
-  const { routes, notice } = await resolveRoutes(overSsh.map((h) => routeRequest(h.connection)), { configFile: opts.sshConfigFile });
+  const { routes, notice } = await resolveRoutes(
+    overSsh.map((h) => routeRequest(h.connection)),
+    { configFile: opts.sshConfigFile },
+  );
   const routeOf = new Map<string, SshRoute | RouteError>(overSsh.map((h, i) => [h.name, routes[i]!]));
   const route = (host: HostToReach): SshRoute => {
     const r = routeOf.get(host.name);
@@ -64,7 +67,12 @@ export async function prepareConnector(hosts: HostToReach[], opts: ConnectorOpti
       } catch {
         client = "refused: needs the OpenSSH client";
       }
-      const via = r.jumps.length > 0 ? ` via ${r.jumps.map(endpointLabel).join(" → ")}` : r.target.proxyCommand ? ` via ProxyCommand` : "";
+      const via =
+        r.jumps.length > 0
+          ? ` via ${r.jumps.map(endpointLabel).join(" → ")}`
+          : r.target.proxyCommand
+            ? ` via ProxyCommand`
+            : "";
       return `${client} ${endpointLabel(r.target)}${via}`;
     },
     async close() {
@@ -80,7 +88,8 @@ export function routeRequest(c: ConnectionSettings): RouteRequest {
 
 /** Why only the OpenSSH client can reach this host, or null. */
 export function openSshReason(c: ConnectionSettings, route: SshRoute): string | null {
-  if (c.openSshOnlyOptions.length > 0) return `its ssh options set ${c.openSshOnlyOptions.join(", ")}, which only the OpenSSH client honours`;
+  if (c.openSshOnlyOptions.length > 0)
+    return `its ssh options set ${c.openSshOnlyOptions.join(", ")}, which only the OpenSSH client honours`;
   for (const e of [...route.jumps, route.target]) {
     if (e.needsOpenSsh) return e === route.target ? e.needsOpenSsh : `bastion ${e.alias}: ${e.needsOpenSsh}`;
   }
@@ -92,5 +101,8 @@ function clientFor(c: ConnectionSettings, route: SshRoute, choice: SshClientChoi
   const reason = openSshReason(c, route);
   if (reason === null) return "ssh2";
   if (choice === "auto") return "openssh";
-  throw new HostError(`this host needs the OpenSSH client (${reason}), but --ssh-client ssh2 was given; use --ssh-client auto`, "unreachable");
+  throw new HostError(
+    `this host needs the OpenSSH client (${reason}), but --ssh-client ssh2 was given; use --ssh-client auto`,
+    "unreachable",
+  );
 }

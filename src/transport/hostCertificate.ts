@@ -115,10 +115,12 @@ export function checkHostCertificate(blob: Buffer, trust: HostCertificateTrust):
   }
   const info = certificateInfo(cert);
   const signatureProblem = checkSignature(cert);
-  if (signatureProblem) return { ok: false, ...signatureProblem, detail: `${named(info)} ${signatureProblem.detail}`, cert: info };
+  if (signatureProblem)
+    return { ok: false, ...signatureProblem, detail: `${named(info)} ${signatureProblem.detail}`, cert: info };
 
   const revokedBy = trust.revocations.find((entry) => revokes(entry, cert));
-  if (revokedBy) return { ok: false, reason: "revoked", detail: revocationDetail(info, revokedBy), cert: info, revokedBy };
+  if (revokedBy)
+    return { ok: false, reason: "revoked", detail: revocationDetail(info, revokedBy), cert: info, revokedBy };
 
   const ca = trust.authorities.find((entry) => plainKeyOf(entryBlob(entry)).equals(cert.ca.blob));
   if (!ca) return { ok: false, reason: "untrusted-ca", detail: untrustedCaDetail(info, trust), cert: info };
@@ -167,7 +169,10 @@ function checkPrincipals(info: CertificateInfo, host: string): Problem | null {
   }
   const name = host.toLowerCase();
   if (info.principals.includes(name)) return null;
-  return { reason: "wrong-principal", detail: `${named(info)} is valid for ${info.principals.join(", ")}, not for ${name}` };
+  return {
+    reason: "wrong-principal",
+    detail: `${named(info)} is valid for ${info.principals.join(", ")}, not for ${name}`,
+  };
 }
 
 function revokes(entry: KnownHostEntry, cert: Certificate): boolean {
@@ -279,8 +284,20 @@ function parseCertificate(blob: Buffer): Certificate {
   signatureReader.expectEnd();
   if (role !== USER_CERTIFICATE && role !== HOST_CERTIFICATE) throw malformed(`unknown certificate type ${role}`);
   return {
-    algorithm, serial, role, keyId, principals, validAfter, validBefore, criticalOptions, extensions,
-    key, ca, signatureAlgorithm, signature, signedData,
+    algorithm,
+    serial,
+    role,
+    keyId,
+    principals,
+    validAfter,
+    validBefore,
+    criticalOptions,
+    extensions,
+    key,
+    ca,
+    signatureAlgorithm,
+    signature,
+    signedData,
   };
 }
 
@@ -352,7 +369,10 @@ function readKeyFields(reader: SshReader, type: string): KeyObject {
   if (type === "ssh-rsa") return rsaKey(reader.mpint(), reader.mpint());
   const curve = ECDSA_CURVES[type];
   if (curve) return ecdsaKey(type, reader.text(), reader.bytes());
-  throw new CertificateFormatError("unsupported-algorithm", `key type ${type} is not supported (ed25519, ecdsa and rsa are)`);
+  throw new CertificateFormatError(
+    "unsupported-algorithm",
+    `key type ${type} is not supported (ed25519, ecdsa and rsa are)`,
+  );
 }
 
 function ed25519Key(publicKey: Buffer): KeyObject {
@@ -364,7 +384,10 @@ function rsaKey(exponent: Buffer, modulus: Buffer): KeyObject {
   const key = jwkKey({ kty: "RSA", e: exponent.toString("base64url"), n: modulus.toString("base64url") });
   const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
   if (bits < RSA_MINIMUM_BITS) {
-    throw new CertificateFormatError("unsupported-algorithm", `an RSA key of ${bits} bits is below OpenSSH's minimum of ${RSA_MINIMUM_BITS}`);
+    throw new CertificateFormatError(
+      "unsupported-algorithm",
+      `an RSA key of ${bits} bits is below OpenSSH's minimum of ${RSA_MINIMUM_BITS}`,
+    );
   }
   return key;
 }
@@ -397,21 +420,28 @@ const RSA_SIGNATURE_HASHES: Record<string, string> = { "rsa-sha2-256": "sha256",
 function checkSignature(cert: Certificate): Problem | null {
   const { ca, signatureAlgorithm: algorithm } = cert;
   if (ca.type === "ssh-rsa" && algorithm === "ssh-rsa") {
-    return { reason: "unsupported-algorithm", detail: "is signed with ssh-rsa (RSA with SHA-1), which OpenSSH refuses for certificates since 8.2" };
+    return {
+      reason: "unsupported-algorithm",
+      detail: "is signed with ssh-rsa (RSA with SHA-1), which OpenSSH refuses for certificates since 8.2",
+    };
   }
   const expected = ca.type === "ssh-rsa" ? Object.keys(RSA_SIGNATURE_HASHES) : [ca.type];
   if (!expected.includes(algorithm)) {
     return { reason: "bad-signature", detail: `carries a ${algorithm} signature, which a ${ca.type} CA cannot make` };
   }
   if (verifies(cert)) return null;
-  return { reason: "bad-signature", detail: `has a signature that CA ${describeKey(describe(ca))} did not make: the certificate was altered or forged` };
+  return {
+    reason: "bad-signature",
+    detail: `has a signature that CA ${describeKey(describe(ca))} did not make: the certificate was altered or forged`,
+  };
 }
 
 function verifies(cert: Certificate): boolean {
   const { ca, signedData, signature, signatureAlgorithm } = cert;
   try {
     if (ca.type === "ssh-ed25519") return verify(null, signedData, ca.publicKey, signature);
-    if (ca.type === "ssh-rsa") return verify(RSA_SIGNATURE_HASHES[signatureAlgorithm]!, signedData, ca.publicKey, signature);
+    if (ca.type === "ssh-rsa")
+      return verify(RSA_SIGNATURE_HASHES[signatureAlgorithm]!, signedData, ca.publicKey, signature);
     const curve = ECDSA_CURVES[ca.type]!;
     const rs = ecdsaSignatureP1363(signature, curve.coordinateBytes);
     return rs !== null && verify(curve.hash, signedData, { key: ca.publicKey, dsaEncoding: "ieee-p1363" }, rs);

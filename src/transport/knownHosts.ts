@@ -216,10 +216,21 @@ function checkPlainKey(entries: KnownHostEntry[], host: string, port: number, ke
 
 /** Reasons for which ssh(1) drops the certificate and checks the bare key instead ("Retry with plain key"). */
 const FALLS_BACK_TO_PLAIN_KEY: ReadonlySet<CertificateRefusalReason> = new Set([
-  "untrusted-ca", "not-a-host-certificate", "not-yet-valid", "expired", "wrong-principal", "critical-options",
+  "untrusted-ca",
+  "not-a-host-certificate",
+  "not-yet-valid",
+  "expired",
+  "wrong-principal",
+  "critical-options",
 ]);
 
-function checkCertificate(entries: KnownHostEntry[], host: string, port: number, certificate: Buffer, now: Date): HostKeyVerdict {
+function checkCertificate(
+  entries: KnownHostEntry[],
+  host: string,
+  port: number,
+  certificate: Buffer,
+  now: Date,
+): HostKeyVerdict {
   const candidates = certificateLookupEntries(entries, host, port);
   const check = checkHostCertificate(certificate, {
     authorities: candidates.filter((entry) => entry.marker === "cert-authority"),
@@ -301,11 +312,7 @@ export const PLAIN_HOST_KEY_ALGORITHMS: readonly string[] = HOST_KEY_ALGORITHMS_
  * for the certificate the server would send, and such hosts keep working with an unpatched ssh2,
  * which refuses these algorithm names (see ssh2Capabilities.ts).
  */
-export function hostKeyAlgorithmsFor(
-  entries: KnownHostEntry[],
-  host: string,
-  port: number,
-): string[] | null {
+export function hostKeyAlgorithmsFor(entries: KnownHostEntry[], host: string, port: number): string[] | null {
   const plain = plainAlgorithmsFor(entries, host, port);
   const hasAuthority = certificateLookupEntries(entries, host, port).some((entry) => entry.marker === "cert-authority");
   if (!hasAuthority) return plain;
@@ -318,9 +325,9 @@ function plainAlgorithmsFor(entries: KnownHostEntry[], host: string, port: numbe
       .filter((entry) => entry.marker === null && entryMatchesHost(entry, host, port))
       .map((entry) => entry.keyType),
   );
-  const algorithms = HOST_KEY_ALGORITHMS_BY_KEY_TYPE.filter(([keyType]) =>
-    knownTypes.has(keyType),
-  ).flatMap(([, algorithms]) => algorithms);
+  const algorithms = HOST_KEY_ALGORITHMS_BY_KEY_TYPE.filter(([keyType]) => knownTypes.has(keyType)).flatMap(
+    ([, algorithms]) => algorithms,
+  );
   // With only key types ssh2 cannot verify, restricting the offer would just break the handshake.
   return algorithms.length === 0 ? null : algorithms;
 }

@@ -43,12 +43,27 @@ export class LocalTransport implements Transport {
       child.on("close", (code, signal) => {
         clearTimeout(timer);
         if (timedOut) {
-          reject(new HostError(`the command on ${this.hostName} (local) did not finish within ${Math.round(timeoutMs / 1000)} s`, "timeout"));
+          reject(
+            new HostError(
+              `the command on ${this.hostName} (local) did not finish within ${Math.round(timeoutMs / 1000)} s`,
+              "timeout",
+            ),
+          );
           return;
         }
-        const result = { stdout: Buffer.concat(stdout).toString("utf8"), stderr: Buffer.concat(stderr).toString("utf8"), code, signal };
+        const result = {
+          stdout: Buffer.concat(stdout).toString("utf8"),
+          stderr: Buffer.concat(stderr).toString("utf8"),
+          code,
+          signal,
+        };
         if (throughSudo && code === 1 && /sudo: (a password is required|a terminal is required)/.test(result.stderr)) {
-          reject(new HostError(`sudo on ${this.hostName} (local) needs a password: with ansible_connection: local, run provision as root or allow NOPASSWD sudo for this user`, "sudo"));
+          reject(
+            new HostError(
+              `sudo on ${this.hostName} (local) needs a password: with ansible_connection: local, run provision as root or allow NOPASSWD sudo for this user`,
+              "sudo",
+            ),
+          );
           return;
         }
         resolve(result);

@@ -26,7 +26,9 @@ export class LoggingTransport implements Transport {
     try {
       const r = await this.inner.exec(script, opts);
       const stderr = r.stderr.trim() === "" ? "" : `; stderr: ${r.stderr.trim().replace(/\s+/g, " ").slice(0, 500)}`;
-      this.log(`${what} → exit ${r.code ?? "none"} in ${Date.now() - started} ms, ${r.stdout.length} bytes out${stderr}`);
+      this.log(
+        `${what} → exit ${r.code ?? "none"} in ${Date.now() - started} ms, ${r.stdout.length} bytes out${stderr}`,
+      );
       return r;
     } catch (err) {
       this.log(`${what} → failed in ${Date.now() - started} ms: ${(err as Error).message}`);

@@ -46,7 +46,10 @@ const BLOB = /[A-Za-z0-9+/]{60,}={0,2}/g;
 const IDENTITY_FLAGS = /((?: (?:explicit|token|agent|authenticator))*)$/;
 
 export function logLines(log: string): string[] {
-  return log.split(/\r?\n/).map(sanitize).filter((l) => l.trim() !== "");
+  return log
+    .split(/\r?\n/)
+    .map(sanitize)
+    .filter((l) => l.trim() !== "");
 }
 
 /** Debug logs hold no passwords, but a line may quote a key: anything blob-like is cut out. */
@@ -107,8 +110,10 @@ export function connectedAddress(log: string): string | null {
 
 /** How far the connection got, for a master that was still at it when its time was up. */
 function stageReached(lines: string[]): "tcp" | "handshake" | "authentication" {
-  if (lines.some((l) => /^debug1: (SSH2_MSG_SERVICE_ACCEPT received|Authentications that can continue)/.test(l))) return "authentication";
-  if (lines.some((l) => /^debug1: (Connection established\.|Executing proxy command|Remote protocol version)/.test(l))) return "handshake";
+  if (lines.some((l) => /^debug1: (SSH2_MSG_SERVICE_ACCEPT received|Authentications that can continue)/.test(l)))
+    return "authentication";
+  if (lines.some((l) => /^debug1: (Connection established\.|Executing proxy command|Remote protocol version)/.test(l)))
+    return "handshake";
   return "tcp";
 }
 
@@ -148,9 +153,14 @@ function hostKeyFailure(lines: string[], ctx: FailureContext): MasterFailure | n
         "Renew the host certificate, or check the @cert-authority line and the host's principals.",
     );
   }
-  const notKnown = lines.some((l) => /^No \S+ host key is known for .* and you have requested strict checking\.$/.test(l));
+  const notKnown = lines.some((l) =>
+    /^No \S+ host key is known for .* and you have requested strict checking\.$/.test(l),
+  );
   if (!notKnown && !lines.includes("Host key verification failed.")) return null;
-  const certificate = lastMatch(lines, /^debug1: Server host certificate: (\S+) (SHA256:[A-Za-z0-9+/=]+).* CA (\S+) (SHA256:[A-Za-z0-9+/=]+)/);
+  const certificate = lastMatch(
+    lines,
+    /^debug1: Server host certificate: (\S+) (SHA256:[A-Za-z0-9+/=]+).* CA (\S+) (SHA256:[A-Za-z0-9+/=]+)/,
+  );
   if (certificate) {
     return hostKey(
       `host certificate of ${ctx.hostKeyAt} (${certificate[1]} ${certificate[2]}) is signed by CA ${certificate[3]} ${certificate[4]}, which no @cert-authority line in ${files} trusts for it; refused before authenticating. ` +
@@ -177,16 +187,29 @@ function authFailure(lines: string[], ctx: FailureContext): MasterFailure | null
         : "no identity could be offered: set ansible_ssh_private_key_file or IdentityFile, load a key into ssh-agent (SSH_AUTH_SOCK), or create ~/.ssh/id_ed25519",
     );
   } else {
-    parts.push(`the server refused ${offered.length === 1 ? "the identity" : `all ${offered.length} identities`} offered: ${offered.map(describeIdentity).join("; ")}`);
+    parts.push(
+      `the server refused ${offered.length === 1 ? "the identity" : `all ${offered.length} identities`} offered: ${offered.map(describeIdentity).join("; ")}`,
+    );
   }
   const unusable = unusableKeys(lines);
   if (unusable.length > 0) parts.push(unusable.join("; "));
-  const methods = (lastMatch(lines, /^debug1: Authentications that can continue: (.*)$/)?.[1] ?? denied?.[1] ?? "").split(",").filter((m) => m !== "");
+  const methods = (lastMatch(lines, /^debug1: Authentications that can continue: (.*)$/)?.[1] ?? denied?.[1] ?? "")
+    .split(",")
+    .filter((m) => m !== "");
   if (methods.length > 0) {
-    parts.push(methods.includes("publickey") ? `it accepts: ${methods.join(", ")}` : `it accepts only ${methods.join(", ")}, not public keys; provision logs in with keys only`);
+    parts.push(
+      methods.includes("publickey")
+        ? `it accepts: ${methods.join(", ")}`
+        : `it accepts only ${methods.join(", ")}, not public keys; provision logs in with keys only`,
+    );
   }
-  if (tooMany) parts.push("it said: too many authentication failures (sshd's MaxAuthTries); set IdentitiesOnly yes with the right IdentityFile");
-  parts.push("Check the login user (ansible_user, User in ssh_config) and that one of these public keys is in its authorized_keys.");
+  if (tooMany)
+    parts.push(
+      "it said: too many authentication failures (sshd's MaxAuthTries); set IdentitiesOnly yes with the right IdentityFile",
+    );
+  parts.push(
+    "Check the login user (ansible_user, User in ssh_config) and that one of these public keys is in its authorized_keys.",
+  );
   return { kind: "auth", message: parts.join(". ").replace(/\.\./g, ".") };
 }
 
@@ -197,7 +220,9 @@ function unusableKeys(lines: string[]): string[] {
   for (const line of lines) {
     const accepted = /^debug1: Server accepts key: (.*)$/.exec(line);
     if (accepted && !signed) {
-      notes.push(`the server accepts ${describeIdentity(parseIdentity(accepted[1]!))}, but ssh could not sign with it (an encrypted key: load it into ssh-agent, as ssh runs without prompts here; or a security key that needs a touch or PIN)`);
+      notes.push(
+        `the server accepts ${describeIdentity(parseIdentity(accepted[1]!))}, but ssh could not sign with it (an encrypted key: load it into ssh-agent, as ssh runs without prompts here; or a security key that needs a touch or PIN)`,
+      );
     }
     const load = /^Load key "(.*)": (.*)$/.exec(line) ?? /^no such identity: (.*): ([^:]+)$/.exec(line);
     if (load) notes.push(`cannot load ${load[1]}: ${load[2]}`);
@@ -210,15 +235,22 @@ function networkFailure(lines: string[], ctx: FailureContext): MasterFailure | n
   const unreachable = (message: string): MasterFailure => ({ kind: "unreachable", message });
   const connect = lastMatch(lines, /^ssh: connect to host \S+ port \d+: (.*)$/);
   const reason = connect?.[1] ?? "";
-  if (/Connection refused/.test(reason)) return unreachable(`connection refused by ${at}: is sshd running and listening there?`);
+  if (/Connection refused/.test(reason))
+    return unreachable(`connection refused by ${at}: is sshd running and listening there?`);
   if (/No route to host/.test(reason)) return unreachable(`no route to ${at} (EHOSTUNREACH)`);
   if (/Network is unreachable/.test(reason)) return unreachable(`no route to ${at} (ENETUNREACH)`);
-  if (/Invalid argument/.test(reason)) return unreachable(`no route to ${at}: this machine's routing table discards it (a blackhole route?)`);
+  if (/Invalid argument/.test(reason))
+    return unreachable(`no route to ${at}: this machine's routing table discards it (a blackhole route?)`);
   if (/timed out/i.test(reason) || lines.some((l) => /Connection timed out during banner exchange/.test(l))) {
-    return unreachable(`no SSH handshake from ${at} within ${ctx.connectTimeoutMs / 1000} s (host down, packets dropped, or a firewall)`);
+    return unreachable(
+      `no SSH handshake from ${at} within ${ctx.connectTimeoutMs / 1000} s (host down, packets dropped, or a firewall)`,
+    );
   }
   const resolve = lastMatch(lines, /^ssh: Could not resolve hostname (\S+): (.*)$/);
-  if (resolve) return unreachable(`cannot resolve ${resolve[1]} (${resolve[2]}); set ansible_host to its address, or HostName in ssh_config`);
+  if (resolve)
+    return unreachable(
+      `cannot resolve ${resolve[1]} (${resolve[2]}); set ansible_host to its address, or HostName in ssh_config`,
+    );
   const forward = lastMatch(lines, /^Stdio forwarding request failed: (.*)$/);
   if (forward && ctx.via) {
     const why = ctx.forwardRefusal ?? forward[1]!;
@@ -227,7 +259,9 @@ function networkFailure(lines: string[], ctx: FailureContext): MasterFailure | n
   if (connect) return unreachable(`cannot connect to ${at}: ${reason}`);
   const closedEarly = lastMatch(lines, /^kex_exchange_identification: (.*)$/);
   if (closedEarly) {
-    return unreachable(`${at} closed the connection before the SSH handshake (${closedEarly[1]}): is sshd listening there, and below its MaxStartups?`);
+    return unreachable(
+      `${at} closed the connection before the SSH handshake (${closedEarly[1]}): is sshd listening there, and below its MaxStartups?`,
+    );
   }
   return null;
 }
@@ -238,11 +272,20 @@ function deadlineFailure(lines: string[], ctx: FailureContext): MasterFailure | 
   const at = ctx.via ? `${ctx.hostPort} (through ${ctx.via})` : ctx.hostPort;
   switch (stageReached(lines)) {
     case "authentication":
-      return { kind: "auth", message: `authentication for ${ctx.where} did not finish within ${seconds} s (a security key waiting for a touch or PIN, or an agent asking for confirmation?)` };
+      return {
+        kind: "auth",
+        message: `authentication for ${ctx.where} did not finish within ${seconds} s (a security key waiting for a touch or PIN, or an agent asking for confirmation?)`,
+      };
     case "handshake":
-      return { kind: "unreachable", message: `no SSH handshake from ${at} within ${seconds} s (sshd overloaded, or packets dropped after the connection was made)` };
+      return {
+        kind: "unreachable",
+        message: `no SSH handshake from ${at} within ${seconds} s (sshd overloaded, or packets dropped after the connection was made)`,
+      };
     case "tcp":
-      return { kind: "unreachable", message: `no SSH handshake from ${at} within ${seconds} s (host down, packets dropped, or a firewall)` };
+      return {
+        kind: "unreachable",
+        message: `no SSH handshake from ${at} within ${seconds} s (host down, packets dropped, or a firewall)`,
+      };
   }
 }
 
@@ -258,7 +301,8 @@ export function masterEndFromLog(log: string): MasterEnd | null {
   const lines = logLines(log);
   if (lastMatch(lines, /^Timeout, server .* not responding\.$/)) return "stopped-answering";
   if (lastMatch(lines, /^Connection closed by UNKNOWN port 65535$/)) return "proxy-closed";
-  const closed = /^(Connection to .* closed by remote host\.|Connection closed by .*|Connection reset by .*|client_loop: send disconnect: .*|Read from remote host .*|Received disconnect from .*)$/;
+  const closed =
+    /^(Connection to .* closed by remote host\.|Connection closed by .*|Connection reset by .*|client_loop: send disconnect: .*|Read from remote host .*|Received disconnect from .*)$/;
   if (lastMatch(lines, closed)) return "closed-by-host";
   return null;
 }

@@ -1,6 +1,16 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, truncateSync } from "node:fs";
+import {
+  closeSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+} from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CLOSED_BY_US, endCauseOf, stoppedAnswering, type Keepalive } from "./connectionLoss.js";
@@ -201,7 +211,10 @@ function shortRuntimeDir(): string {
 /** Unique per master (a serial), short, and free of anything a user could put in a name. */
 function socketName(identity: unknown): string {
   serial += 1;
-  return createHash("sha256").update(JSON.stringify([identity, process.pid, serial])).digest("hex").slice(0, SOCKET_NAME_LENGTH);
+  return createHash("sha256")
+    .update(JSON.stringify([identity, process.pid, serial]))
+    .digest("hex")
+    .slice(0, SOCKET_NAME_LENGTH);
 }
 
 interface EffectiveSettings {
@@ -216,10 +229,18 @@ function effectiveSettings(endpoint: SshEndpoint, settings: MasterSettings): Eff
   const keepalive = endpoint.serverAlive ?? settings.keepalive;
   return {
     // ssh records new keys in the first file: provision's, else where ssh_config says (/dev/null: nowhere, never a global file).
-    knownHostsFiles: [...new Set([...settings.knownHostsFiles, endpoint.recordHostKeysIn ?? "/dev/null", ...endpoint.knownHostsFiles])],
-    acceptNew: settings.acceptNewHostKeys || endpoint.strictHostKeyChecking === "accept-new" || endpoint.strictHostKeyChecking === "no",
+    knownHostsFiles: [
+      ...new Set([...settings.knownHostsFiles, endpoint.recordHostKeysIn ?? "/dev/null", ...endpoint.knownHostsFiles]),
+    ],
+    acceptNew:
+      settings.acceptNewHostKeys ||
+      endpoint.strictHostKeyChecking === "accept-new" ||
+      endpoint.strictHostKeyChecking === "no",
     connectTimeoutMs: endpoint.connectTimeoutMs ?? settings.connectTimeoutMs,
-    keepalive: { intervalMs: Math.max(1, Math.round(keepalive.intervalMs / 1000)) * 1000, countMax: keepalive.countMax },
+    keepalive: {
+      intervalMs: Math.max(1, Math.round(keepalive.intervalMs / 1000)) * 1000,
+      countMax: keepalive.countMax,
+    },
   };
 }
 
@@ -229,24 +250,45 @@ function effectiveSettings(endpoint: SshEndpoint, settings: MasterSettings): Eff
  * in ssh_config for the same reason (ssh takes whichever of the two comes first), but not over a
  * -J flag, which ssh refuses next to a ProxyCommand: -J is dropped, route.jumps already holds it.
  */
-function masterArgv(endpoint: SshEndpoint, via: OpenSshMaster | undefined, eff: EffectiveSettings, sshBinary: string, socketPath: string, logPath: string): string[] {
+function masterArgv(
+  endpoint: SshEndpoint,
+  via: OpenSshMaster | undefined,
+  eff: EffectiveSettings,
+  sshBinary: string,
+  socketPath: string,
+  logPath: string,
+): string[] {
   return [
     "-N",
-    "-o", "ControlMaster=yes",
-    "-o", `ControlPath=${escapePercent(socketPath)}`,
-    "-o", "ControlPersist=no",
-    "-o", "BatchMode=yes",
-    "-o", `StrictHostKeyChecking=${eff.acceptNew ? "accept-new" : "yes"}`,
-    "-o", `UserKnownHostsFile=${eff.knownHostsFiles.map((f) => configQuote(escapePercent(f))).join(" ") || "none"}`,
-    "-o", `ConnectTimeout=${Math.max(1, Math.ceil(eff.connectTimeoutMs / 1000))}`,
-    "-o", `ServerAliveInterval=${eff.keepalive.intervalMs / 1000}`,
-    "-o", `ServerAliveCountMax=${eff.keepalive.countMax}`,
+    "-o",
+    "ControlMaster=yes",
+    "-o",
+    `ControlPath=${escapePercent(socketPath)}`,
+    "-o",
+    "ControlPersist=no",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    `StrictHostKeyChecking=${eff.acceptNew ? "accept-new" : "yes"}`,
+    "-o",
+    `UserKnownHostsFile=${eff.knownHostsFiles.map((f) => configQuote(escapePercent(f))).join(" ") || "none"}`,
+    "-o",
+    `ConnectTimeout=${Math.max(1, Math.ceil(eff.connectTimeoutMs / 1000))}`,
+    "-o",
+    `ServerAliveInterval=${eff.keepalive.intervalMs / 1000}`,
+    "-o",
+    `ServerAliveCountMax=${eff.keepalive.countMax}`,
     ...(via ? ["-o", `ProxyCommand=${forwardThrough(via, endpoint, sshBinary)}`] : []),
     // Nothing provision did not ask for: no keys written behind its back, nothing forwarded to managed hosts.
-    "-o", "UpdateHostKeys=no",
-    "-o", "ForwardAgent=no",
-    "-o", "ForwardX11=no",
-    "-v", "-E", logPath,
+    "-o",
+    "UpdateHostKeys=no",
+    "-o",
+    "ForwardAgent=no",
+    "-o",
+    "ForwardX11=no",
+    "-v",
+    "-E",
+    logPath,
     ...(via ? withoutProxyJump(endpoint.sshArgv) : endpoint.sshArgv),
   ];
 }
@@ -292,7 +334,13 @@ function withoutProxyJump(argv: string[]): string[] {
  * connect timeout passes; a failure comes as a HostError explained from ssh's log. `role`
  * prefixes messages about a hop ("bastion root@10.0.0.1:22: …").
  */
-export async function startMaster(endpoint: SshEndpoint, via: OpenSshMaster | undefined, settings: MasterSettings, label: string, role = ""): Promise<OpenSshMaster> {
+export async function startMaster(
+  endpoint: SshEndpoint,
+  via: OpenSshMaster | undefined,
+  settings: MasterSettings,
+  label: string,
+  role = "",
+): Promise<OpenSshMaster> {
   const eff = effectiveSettings(endpoint, settings);
   const name = socketName([endpoint.sshArgv, via?.socketPath ?? null]);
   const socketPath = join(settings.controlDir, name);
@@ -302,7 +350,10 @@ export async function startMaster(endpoint: SshEndpoint, via: OpenSshMaster | un
   let child: ChildProcess;
   try {
     // stderr into the log as well: what a ProxyCommand (our -W forward) says lands there too.
-    child = spawn(settings.sshBinary, masterArgv(endpoint, via, eff, settings.sshBinary, socketPath, logPath), { stdio: ["ignore", "ignore", logFd], env: settings.env });
+    child = spawn(settings.sshBinary, masterArgv(endpoint, via, eff, settings.sshBinary, socketPath, logPath), {
+      stdio: ["ignore", "ignore", logFd],
+      env: settings.env,
+    });
   } finally {
     closeSync(logFd);
   }
@@ -318,7 +369,10 @@ export async function startMaster(endpoint: SshEndpoint, via: OpenSshMaster | un
   }
 
   const failure = master.spawnError
-    ? { kind: "unreachable" as const, message: `cannot run ${settings.sshBinary}: ${(master.spawnError as NodeJS.ErrnoException).code ?? master.spawnError.message}; install the OpenSSH client or point provision at it` }
+    ? {
+        kind: "unreachable" as const,
+        message: `cannot run ${settings.sshBinary}: ${(master.spawnError as NodeJS.ErrnoException).code ?? master.spawnError.message}; install the OpenSSH client or point provision at it`,
+      }
     : explainConnectFailure(master.readLog(), {
         where: endpointLabel(endpoint),
         hostKeyAt: `${endpoint.hostKeyName}:${endpoint.port}`,
@@ -371,7 +425,12 @@ export async function acquireHops(jumps: SshEndpoint[], settings: MasterSettings
   const release = async () => {
     for (const { key, hop } of held.reverse()) await releaseHop(key, hop);
   };
-  let key = JSON.stringify([settings.sshBinary, settings.controlDir, settings.knownHostsFiles, settings.acceptNewHostKeys]);
+  let key = JSON.stringify([
+    settings.sshBinary,
+    settings.controlDir,
+    settings.knownHostsFiles,
+    settings.acceptNewHostKeys,
+  ]);
   let last: OpenSshMaster | undefined;
   try {
     for (const [i, jump] of jumps.entries()) {
@@ -389,14 +448,24 @@ export async function acquireHops(jumps: SshEndpoint[], settings: MasterSettings
   return { last, release };
 }
 
-function sharedHopFor(key: string, jump: SshEndpoint, via: OpenSshMaster | undefined, settings: MasterSettings, label: string): SharedHop {
+function sharedHopFor(
+  key: string,
+  jump: SshEndpoint,
+  via: OpenSshMaster | undefined,
+  settings: MasterSettings,
+  label: string,
+): SharedHop {
   const existing = sharedHops.get(key);
   // A hop whose master came up and later went away (bastion rebooted), or rode on one that did:
   // the next target starts a new one.
-  const usable = existing && (existing.settled === undefined || (existing.settled.alive && existing.settled.via === via));
+  const usable =
+    existing && (existing.settled === undefined || (existing.settled.alive && existing.settled.via === via));
   if (existing && usable) return existing;
   const hop: SharedHop = { master: startMaster(jump, via, settings, label, `${label}: `), users: 0 };
-  hop.master.then((m) => (hop.settled = m), () => undefined);
+  hop.master.then(
+    (m) => (hop.settled = m),
+    () => undefined,
+  );
   sharedHops.set(key, hop);
   return hop;
 }

@@ -6,7 +6,15 @@ import type { Readable, Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CLOSED_BY_US, connectionLostError, DEFAULT_KEEPALIVE, type Keepalive } from "./connectionLoss.js";
 import { childEnvironment } from "./childEnvironment.js";
-import { acquireHops, controlDirFor, startMaster, stopAllMasters, type HopLease, type MasterSettings, type OpenSshMaster } from "./openSshMaster.js";
+import {
+  acquireHops,
+  controlDirFor,
+  startMaster,
+  stopAllMasters,
+  type HopLease,
+  type MasterSettings,
+  type OpenSshMaster,
+} from "./openSshMaster.js";
 import { endpointLabel, type SshRoute } from "./route.js";
 import { shQuote } from "./shell.js";
 import { checkSudo, SudoPasswordExchange, SUDO_WITHOUT_PASSWORD } from "./sudo.js";
@@ -100,24 +108,29 @@ class OpenSshTransport implements Transport {
   async exec(script: string, execOpts: ExecOptions = {}): Promise<ExecResult> {
     const timeoutMs = execOpts.timeoutMs ?? this.opts.commandTimeoutMs;
     const body = `export LC_ALL=C\n${script}`;
-    if (execOpts.sudo && this.opts.becomePassword !== undefined) return this.execWithSudoPassword(body, this.opts.becomePassword, timeoutMs);
-    const result = await this.run(execOpts.sudo ? SUDO_WITHOUT_PASSWORD : "sh -s", timeoutMs, (client) => client.end(body));
+    if (execOpts.sudo && this.opts.becomePassword !== undefined)
+      return this.execWithSudoPassword(body, this.opts.becomePassword, timeoutMs);
+    const result = await this.run(execOpts.sudo ? SUDO_WITHOUT_PASSWORD : "sh -s", timeoutMs, (client) =>
+      client.end(body),
+    );
     if (execOpts.sudo) checkSudo(result, this.where);
     return result;
   }
 
   private async execWithSudoPassword(body: string, password: string, timeoutMs: number): Promise<ExecResult> {
     const sudo = new SudoPasswordExchange(password);
-    const result = await this.run(sudo.command, timeoutMs, (client) => client.onStderr((seen) => {
-      const step = sudo.next(seen, body);
-      if (step === "give-up") client.end();
-      else if (step && "write" in step) client.write(step.write);
-      else if (step) {
-        client.end(step.endWith);
-        return "done";
-      }
-      return undefined;
-    }));
+    const result = await this.run(sudo.command, timeoutMs, (client) =>
+      client.onStderr((seen) => {
+        const step = sudo.next(seen, body);
+        if (step === "give-up") client.end();
+        else if (step && "write" in step) client.write(step.write);
+        else if (step) {
+          client.end(step.endWith);
+          return "done";
+        }
+        return undefined;
+      }),
+    );
     return sudo.finish(result, this.where);
   }
 
@@ -148,7 +161,10 @@ class OpenSshTransport implements Transport {
     if (!this.master.alive) return this.lost();
     // As on the ssh2 path: the connection goes with the command, which may still run on the host.
     await this.endWith(`${CLOSED_BY_US} after a command ran past the command timeout`);
-    return new HostError(`command on ${this.where} did not finish within ${timeoutMs / 1000} s; connection closed`, "timeout");
+    return new HostError(
+      `command on ${this.where} did not finish within ${timeoutMs / 1000} s; connection closed`,
+      "timeout",
+    );
   }
 
   /**
@@ -159,12 +175,24 @@ class OpenSshTransport implements Transport {
     await Promise.race([this.master.exited, sleep(MASTER_EXIT_GRACE_MS, undefined, { ref: false })]);
     if (!this.master.alive) return this.lost();
     const said = stderr.trim().split("\n").slice(-2).join(" ");
-    if (run.spawnError) return new HostError(`command on ${this.where} could not start: cannot run ${this.settings.sshBinary}: ${run.spawnError.message}`, "command");
-    if (/session request failed|Session open refused/.test(said)) return new HostError(`command on ${this.where} could not start: ${said}`, "command");
+    if (run.spawnError)
+      return new HostError(
+        `command on ${this.where} could not start: cannot run ${this.settings.sshBinary}: ${run.spawnError.message}`,
+        "command",
+      );
+    if (/session request failed|Session open refused/.test(said))
+      return new HostError(`command on ${this.where} could not start: ${said}`, "command");
     if (!this.master.socketReady()) {
-      return new HostError(`command on ${this.where} could not start: the master's control socket ${this.master.socketPath} is gone (removed by a temp-file cleaner?)`, "command");
+      return new HostError(
+        `command on ${this.where} could not start: the master's control socket ${this.master.socketPath} is gone (removed by a temp-file cleaner?)`,
+        "command",
+      );
     }
-    const why = run.signal ? `the local ssh client was killed (${run.signal})` : said ? `ssh: ${said}` : `ssh exited ${run.code}`;
+    const why = run.signal
+      ? `the local ssh client was killed (${run.signal})`
+      : said
+        ? `ssh: ${said}`
+        : `ssh exited ${run.code}`;
     return new HostError(`the command on ${this.where} ended without an exit status (${why})`, "command");
   }
 
@@ -214,10 +242,26 @@ class MuxClient {
   constructor(settings: MasterSettings, master: OpenSshMaster, remoteCommand: string) {
     // -F none and ProxyCommand=false: without the master, ssh would otherwise connect on its own.
     const argv = [
-      "-F", "none", "-S", master.socketPath, "-o", "ControlMaster=no", "-o", "ProxyCommand=false", "-o", "BatchMode=yes", "-T",
-      "--", master.endpoint.alias, remoteCommand,
+      "-F",
+      "none",
+      "-S",
+      master.socketPath,
+      "-o",
+      "ControlMaster=no",
+      "-o",
+      "ProxyCommand=false",
+      "-o",
+      "BatchMode=yes",
+      "-T",
+      "--",
+      master.endpoint.alias,
+      remoteCommand,
     ];
-    this.child = spawn(settings.sshBinary, argv, { stdio: ["pipe", "pipe", "pipe"], detached: true, env: settings.env });
+    this.child = spawn(settings.sshBinary, argv, {
+      stdio: ["pipe", "pipe", "pipe"],
+      detached: true,
+      env: settings.env,
+    });
     this.child.stdin.on("error", () => undefined); // EPIPE when ssh is gone; its exit tells why
     this.child.stdout.on("data", (d: Buffer) => this.stdout.push(d));
     this.child.stderr.on("data", (d: Buffer) => {
@@ -233,7 +277,8 @@ class MuxClient {
   }
 
   private whenDone(): Promise<MuxRun> {
-    const ended = (s: Readable) => new Promise<void>((resolve) => (s.readableEnded ? resolve() : s.once("end", resolve).once("close", resolve)));
+    const ended = (s: Readable) =>
+      new Promise<void>((resolve) => (s.readableEnded ? resolve() : s.once("end", resolve).once("close", resolve)));
     const outputEnded = Promise.all([ended(this.child.stdout), ended(this.child.stderr)]);
     return new Promise((resolve) => {
       const finish = (code: number | null, signal: NodeJS.Signals | null, spawnError?: Error) => {
@@ -243,7 +288,13 @@ class MuxClient {
         void outputEnded.then(() => {
           this.child.stdout.destroy();
           this.child.stderr.destroy();
-          resolve({ stdout: Buffer.concat(this.stdout), stderr: Buffer.concat(this.stderr), code, signal, ...(spawnError ? { spawnError } : {}) });
+          resolve({
+            stdout: Buffer.concat(this.stdout),
+            stderr: Buffer.concat(this.stderr),
+            code,
+            signal,
+            ...(spawnError ? { spawnError } : {}),
+          });
         });
       };
       this.child.once("exit", (code, signal) => finish(code, signal));
@@ -292,7 +343,10 @@ export function takeStatusTrailer(stderr: string, nonce: string): { stderr: stri
   if (at < 0) return null;
   const status = /^(\d+)\n/.exec(stderr.slice(at + marker.length));
   if (!status) return null;
-  return { stderr: stderr.slice(0, at) + stderr.slice(at + marker.length + status[0].length), status: Number(status[1]) };
+  return {
+    stderr: stderr.slice(0, at) + stderr.slice(at + marker.length + status[0].length),
+    status: Number(status[1]),
+  };
 }
 
 const SIGNAL_NAMES = new Map<number, string>();
@@ -308,4 +362,3 @@ export function exitOf(status: number): { code: number | null; signal: string | 
   const signal = status > 128 ? SIGNAL_NAMES.get(status - 128) : undefined;
   return signal ? { code: null, signal } : { code: status, signal: null };
 }
-

@@ -19,7 +19,11 @@ const STDERR_KEPT = 2048;
 
 export function startProxyCommand(command: string): ProxyProcess {
   // Its own process group, so stop() also ends what the command started (nc, ssh -W, …).
-  const child = spawn("sh", ["-c", command], { stdio: ["pipe", "pipe", "pipe"], detached: true, env: childEnvironment() });
+  const child = spawn("sh", ["-c", command], {
+    stdio: ["pipe", "pipe", "pipe"],
+    detached: true,
+    env: childEnvironment(),
+  });
   let stderr = "";
   let status: string | null = null;
   child.stderr.on("data", (d: Buffer) => (stderr = (stderr + d.toString("utf8")).slice(-STDERR_KEPT)));

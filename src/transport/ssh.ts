@@ -11,7 +11,15 @@ import { openHop } from "./sshHop.js";
 import { checkSudo, SudoPasswordExchange, SUDO_WITHOUT_PASSWORD } from "./sudo.js";
 import { addressTheHostSees } from "./serverAddress.js";
 import { HostError, type ExecOptions, type ExecResult, type Transport } from "./types.js";
-import { CLOSED_BY_US, connectionLostError, DEFAULT_KEEPALIVE, endCauseOf, silenceLimitMs, stoppedAnswering, type Keepalive } from "./connectionLoss.js";
+import {
+  CLOSED_BY_US,
+  connectionLostError,
+  DEFAULT_KEEPALIVE,
+  endCauseOf,
+  silenceLimitMs,
+  stoppedAnswering,
+  type Keepalive,
+} from "./connectionLoss.js";
 
 /** The ssh2 transport: a target reached over TCP, through ProxyJump hops (bastions.ts) or a ProxyCommand. */
 
@@ -81,21 +89,33 @@ export async function connectSsh(hostName: string, route: SshRoute, opts: SshOpt
   } catch (err) {
     lease?.release();
     proxy?.stop();
-    throw proxy && err instanceof HostError && err.kind === "unreachable" ? proxyFailure(target.proxyCommand!, proxy, err) : err;
+    throw proxy && err instanceof HostError && err.kind === "unreachable"
+      ? proxyFailure(target.proxyCommand!, proxy, err)
+      : err;
   }
   const keepalive = target.serverAlive ?? opts.keepalive ?? DEFAULT_KEEPALIVE;
   const socket = (ssh.connection as unknown as { _sock?: Socket } | null)?._sock;
   const where = `${target.user}@${target.hostname}:${target.port}`;
   const viaTcp = lease === undefined && proxy === undefined;
-  const transport = new SshTransport(hostName, ssh, socket, opts, where, viaTcp ? socket?.remoteAddress ?? target.hostname : target.hostname, keepalive, () => {
-    lease?.release();
-    proxy?.stop();
-  });
+  const transport = new SshTransport(
+    hostName,
+    ssh,
+    socket,
+    opts,
+    where,
+    viaTcp ? (socket?.remoteAddress ?? target.hostname) : target.hostname,
+    keepalive,
+    () => {
+      lease?.release();
+      proxy?.stop();
+    },
+  );
   // ssh2 emits 'error' after connect too (keepalive timeout, reset); unhandled it would end the
   // whole run. The host's pending or next exec fails instead. ssh2 emits these before it fails the
   // pending channel requests, so every exec sees the cause that was noticed first.
   const client = ssh.connection;
-  const upstream = () => lease?.lostHop() ?? (proxy?.exitStatus() ? `the ProxyCommand ended (${proxy.exitStatus()})` : undefined);
+  const upstream = () =>
+    lease?.lostHop() ?? (proxy?.exitStatus() ? `the ProxyCommand ended (${proxy.exitStatus()})` : undefined);
   client?.on("error", (err: Error) => transport.endWith(upstream() ?? endCauseOf(err, keepalive)));
   client?.on("end", () => transport.endWith(upstream() ?? endCauseOf("end", keepalive)));
   // When a bastion dies its tunnels close first: give the bastion's own events a turn, so the
@@ -170,12 +190,17 @@ class SshTransport implements Transport {
   async exec(script: string, execOpts: ExecOptions = {}): Promise<ExecResult> {
     const timeoutMs = execOpts.timeoutMs ?? this.opts.commandTimeoutMs;
     const body = `export LC_ALL=C\n${script}`;
-    if (execOpts.sudo && this.opts.becomePassword !== undefined) return this.execWithSudoPassword(body, this.opts.becomePassword, timeoutMs);
+    if (execOpts.sudo && this.opts.becomePassword !== undefined)
+      return this.execWithSudoPassword(body, this.opts.becomePassword, timeoutMs);
     const command = execOpts.sudo ? SUDO_WITHOUT_PASSWORD : "sh -s";
-    const result = await this.withTimeout((onChannel) => this.rawExec(command, (ch) => {
-      onChannel(ch);
-      ch.end(body);
-    }), timeoutMs);
+    const result = await this.withTimeout(
+      (onChannel) =>
+        this.rawExec(command, (ch) => {
+          onChannel(ch);
+          ch.end(body);
+        }),
+      timeoutMs,
+    );
     if (execOpts.sudo) checkSudo(result, this.where);
     return this.requireExitStatus(result);
   }
@@ -183,7 +208,10 @@ class SshTransport implements Transport {
   /** A channel the host closed without an exit status, on a connection that is still up. */
   private requireExitStatus(result: ExecResult): ExecResult {
     if (result.code === null && result.signal === null) {
-      throw new HostError(`the command on ${this.where} ended without an exit status (the host closed its channel)`, "command");
+      throw new HostError(
+        `the command on ${this.where} ended without an exit status (the host closed its channel)`,
+        "command",
+      );
     }
     return result;
   }
@@ -191,16 +219,20 @@ class SshTransport implements Transport {
   private async execWithSudoPassword(body: string, password: string, timeoutMs: number): Promise<ExecResult> {
     const sudo = new SudoPasswordExchange(password);
     let stderrSeen = "";
-    const result = await this.withTimeout((onChannel) => this.rawExec(sudo.command, (ch) => {
-      onChannel(ch);
-      ch.stderr.on("data", (chunk: Buffer) => {
-        stderrSeen += chunk.toString("latin1");
-        const step = sudo.next(stderrSeen, body);
-        if (step === "give-up") ch.close();
-        else if (step && "write" in step) ch.write(step.write);
-        else if (step) ch.end(step.endWith);
-      });
-    }), timeoutMs);
+    const result = await this.withTimeout(
+      (onChannel) =>
+        this.rawExec(sudo.command, (ch) => {
+          onChannel(ch);
+          ch.stderr.on("data", (chunk: Buffer) => {
+            stderrSeen += chunk.toString("latin1");
+            const step = sudo.next(stderrSeen, body);
+            if (step === "give-up") ch.close();
+            else if (step && "write" in step) ch.write(step.write);
+            else if (step) ch.end(step.endWith);
+          });
+        }),
+      timeoutMs,
+    );
     return this.requireExitStatus(sudo.finish(result, this.where));
   }
 
@@ -225,14 +257,22 @@ class SshTransport implements Transport {
           signal = s ?? null;
         });
         ch.on("close", () =>
-          resolve({ stdout: Buffer.concat(stdout).toString("utf8"), stderr: Buffer.concat(stderr).toString("utf8"), code, signal }),
+          resolve({
+            stdout: Buffer.concat(stdout).toString("utf8"),
+            stderr: Buffer.concat(stderr).toString("utf8"),
+            code,
+            signal,
+          }),
         );
         onChannel(ch);
       });
     });
   }
 
-  private async withTimeout(start: (onChannel: (ch: ClientChannel) => void) => Promise<ExecResult>, timeoutMs: number): Promise<ExecResult> {
+  private async withTimeout(
+    start: (onChannel: (ch: ClientChannel) => void) => Promise<ExecResult>,
+    timeoutMs: number,
+  ): Promise<ExecResult> {
     let timer: NodeJS.Timeout | undefined;
     let channel: ClientChannel | undefined;
     const p = start((ch) => (channel = ch));
@@ -240,7 +280,12 @@ class SshTransport implements Transport {
       const timedOut = () => {
         channel?.close();
         this.endWith(`${CLOSED_BY_US} after a command ran past the command timeout`);
-        reject(new HostError(`command on ${this.where} did not finish within ${timeoutMs / 1000} s; connection closed`, "timeout"));
+        reject(
+          new HostError(
+            `command on ${this.where} did not finish within ${timeoutMs / 1000} s; connection closed`,
+            "timeout",
+          ),
+        );
       };
       timer = setTimeout(() => {
         if (this.endCause !== undefined) {
@@ -275,7 +320,8 @@ class SshTransport implements Transport {
       // ssh2 fails a channel request on a connection that went away with its own words ("No
       // response from server", "Not connected" — also after the host said DISCONNECT, before its
       // FIN arrives —, "Unable to exec"): the connection's end says why.
-      if (this.endCause !== undefined || !this.ssh.isConnected() || (err as Error).message === "Not connected") throw this.lost();
+      if (this.endCause !== undefined || !this.ssh.isConnected() || (err as Error).message === "Not connected")
+        throw this.lost();
       throw new HostError(`command on ${this.where} could not start: ${(err as Error).message}`, "command");
     } finally {
       clearTimeout(timer);

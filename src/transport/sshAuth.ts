@@ -44,12 +44,18 @@ export async function planAuthentication(endpoint: SshEndpoint, sources: AuthSou
   const agentKeys = sources.agentSocket ? await agentIdentities(sources.agentSocket, skipped) : [];
   const isConfigured = (k: AgentKey) => files.some((f) => f.publicBlob.equals(k.blob));
   const ordered: Attempt[] = [
-    ...agentKeys.filter((k) => isConfigured(k) || !endpoint.identitiesOnly).map((k) => agentAttempt(sources.agentSocket!, k)),
-    ...files.filter((f) => !agentKeys.some((k) => k.blob.equals(f.publicBlob))).flatMap((f) => {
-      if (f.privateKey) return [fileAttempt(f.path, f.privateKey, f.publicBlob)];
-      skipped.push(`private key ${f.path} is encrypted: set PROVISION_KEY_PASSPHRASE or load the key into ssh-agent${sources.agentSocket ? " (the running agent does not hold it)" : ""}`);
-      return [];
-    }),
+    ...agentKeys
+      .filter((k) => isConfigured(k) || !endpoint.identitiesOnly)
+      .map((k) => agentAttempt(sources.agentSocket!, k)),
+    ...files
+      .filter((f) => !agentKeys.some((k) => k.blob.equals(f.publicBlob)))
+      .flatMap((f) => {
+        if (f.privateKey) return [fileAttempt(f.path, f.privateKey, f.publicBlob)];
+        skipped.push(
+          `private key ${f.path} is encrypted: set PROVISION_KEY_PASSPHRASE or load the key into ssh-agent${sources.agentSocket ? " (the running agent does not hold it)" : ""}`,
+        );
+        return [];
+      }),
   ];
   return { attempts: ordered, skipped };
 }
@@ -67,7 +73,11 @@ interface IdentityFile {
  */
 const identityCache = new Map<string, { version: string; identity: IdentityFile | { skip: string | null } }>();
 
-function readIdentity(path: string, passphrase: string | undefined, configured: boolean): IdentityFile | { skip: string | null } {
+function readIdentity(
+  path: string,
+  passphrase: string | undefined,
+  configured: boolean,
+): IdentityFile | { skip: string | null } {
   let version: string;
   try {
     const st = statSync(path);
@@ -82,7 +92,11 @@ function readIdentity(path: string, passphrase: string | undefined, configured: 
   return identity;
 }
 
-function parseIdentity(path: string, passphrase: string | undefined, configured: boolean): IdentityFile | { skip: string | null } {
+function parseIdentity(
+  path: string,
+  passphrase: string | undefined,
+  configured: boolean,
+): IdentityFile | { skip: string | null } {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -98,10 +112,15 @@ function parseIdentity(path: string, passphrase: string | undefined, configured:
     return { path, publicBlob: key.getPublicSSH(), privateKey: key };
   }
   const publicBlob = publicBlobNextTo(path);
-  if (/encrypted|passphrase/i.test(parsed.message) && passphrase === undefined && publicBlob) return { path, publicBlob };
-  if (/encrypted|passphrase|decrypt|bad/i.test(parsed.message) && passphrase !== undefined) return { skip: `cannot decrypt private key ${path} with PROVISION_KEY_PASSPHRASE (wrong passphrase?)` };
-  if (/encrypted/i.test(parsed.message)) return { skip: `private key ${path} is encrypted: set PROVISION_KEY_PASSPHRASE or load the key into ssh-agent` };
-  return { skip: `${path}: not a key ssh2 can use (${parsed.message}); FIDO and PKCS#11 keys need the OpenSSH client (--ssh-client openssh)` };
+  if (/encrypted|passphrase/i.test(parsed.message) && passphrase === undefined && publicBlob)
+    return { path, publicBlob };
+  if (/encrypted|passphrase|decrypt|bad/i.test(parsed.message) && passphrase !== undefined)
+    return { skip: `cannot decrypt private key ${path} with PROVISION_KEY_PASSPHRASE (wrong passphrase?)` };
+  if (/encrypted/i.test(parsed.message))
+    return { skip: `private key ${path} is encrypted: set PROVISION_KEY_PASSPHRASE or load the key into ssh-agent` };
+  return {
+    skip: `${path}: not a key ssh2 can use (${parsed.message}); FIDO and PKCS#11 keys need the OpenSSH client (--ssh-client openssh)`,
+  };
 }
 
 function publicBlobNextTo(path: string): Buffer | undefined {
@@ -152,7 +171,10 @@ function agentAttempt(socket: string, chosen: AgentKey): Attempt {
       (inner.sign as (...a: unknown[]) => void).apply(inner, args);
     }
   }
-  return { label: `agent key "${chosen.comment}" (${describeKey(chosen.blob)})`, method: (username) => ({ type: "agent", username, agent: new OneKeyAgent() as never }) };
+  return {
+    label: `agent key "${chosen.comment}" (${describeKey(chosen.blob)})`,
+    method: (username) => ({ type: "agent", username, agent: new OneKeyAgent() as never }),
+  };
 }
 
 /** What happened during authentication, for the failure message. */
@@ -192,15 +214,25 @@ export function nothingToOffer(where: string, plan: AuthPlan): string | null {
 export function authFailureMessage(where: string, plan: AuthPlan, trace: AuthTrace, disconnectReason?: string): string {
   const parts = [`authentication failed for ${where}`];
   if (trace.offered.length === 0) {
-    parts.push("no identity could be offered: set ansible_ssh_private_key_file or IdentityFile, load a key into ssh-agent (SSH_AUTH_SOCK), or create ~/.ssh/id_ed25519");
+    parts.push(
+      "no identity could be offered: set ansible_ssh_private_key_file or IdentityFile, load a key into ssh-agent (SSH_AUTH_SOCK), or create ~/.ssh/id_ed25519",
+    );
   } else {
-    parts.push(`the server refused ${trace.offered.length === 1 ? "the identity" : `all ${trace.offered.length} identities`} offered: ${trace.offered.join("; ")}`);
+    parts.push(
+      `the server refused ${trace.offered.length === 1 ? "the identity" : `all ${trace.offered.length} identities`} offered: ${trace.offered.join("; ")}`,
+    );
   }
   if (plan.skipped.length > 0) parts.push(`not offered: ${plan.skipped.join("; ")}`);
   if (trace.serverAccepts) {
-    parts.push(trace.serverAccepts.includes("publickey") ? `it accepts: ${trace.serverAccepts.join(", ")}` : `it accepts only ${trace.serverAccepts.join(", ")}, not public keys; provision logs in with keys only`);
+    parts.push(
+      trace.serverAccepts.includes("publickey")
+        ? `it accepts: ${trace.serverAccepts.join(", ")}`
+        : `it accepts only ${trace.serverAccepts.join(", ")}, not public keys; provision logs in with keys only`,
+    );
   }
   if (disconnectReason) parts.push(`it said: ${disconnectReason}`);
-  parts.push("Check the login user (ansible_user, User in ssh_config) and that one of these public keys is in its authorized_keys; a key signed by a user CA needs --ssh-client openssh.");
+  parts.push(
+    "Check the login user (ansible_user, User in ssh_config) and that one of these public keys is in its authorized_keys; a key signed by a user CA needs --ssh-client openssh.",
+  );
   return parts.join(". ").replace(/\.\./g, ".");
 }

@@ -4,8 +4,23 @@ import { delimiter, join } from "node:path";
 import { RouteError, type RouteRequest, type SshEndpoint, type SshRoute } from "./route.js";
 import { nameKind, resolveTargets } from "./sshConfigGroups.js";
 import { configQuote, parseJumpList, percentExpand, tildeExpand, type JumpEntry } from "./sshConfigFiles.js";
-import { connectionTokens, DEFAULT_IDENTITY_FILES, endpointFrom, FileFacts, localUser, type LocalUser } from "./sshEndpoint.js";
-import { configFileOf, destinationProblem, directivesOf, first, SshG, type SshGResult, type SshGSettings } from "./sshG.js";
+import {
+  connectionTokens,
+  DEFAULT_IDENTITY_FILES,
+  endpointFrom,
+  FileFacts,
+  localUser,
+  type LocalUser,
+} from "./sshEndpoint.js";
+import {
+  configFileOf,
+  destinationProblem,
+  directivesOf,
+  first,
+  SshG,
+  type SshGResult,
+  type SshGSettings,
+} from "./sshG.js";
 
 /**
  * Resolves how each inventory host is reached the way `ssh HOST` would: `ssh -G` computes the
@@ -35,13 +50,17 @@ export interface ResolvedRoutes {
   sshGCalls: number;
 }
 
-export const NO_SSH_NOTICE = "ssh_config not read: the OpenSSH client (ssh) is not installed; install openssh-client to use ~/.ssh/config";
+export const NO_SSH_NOTICE =
+  "ssh_config not read: the OpenSSH client (ssh) is not installed; install openssh-client to use ~/.ssh/config";
 
 const MAX_JUMP_DEPTH = 10;
 const DEFAULT_USER_KNOWN_HOSTS = ["~/.ssh/known_hosts", "~/.ssh/known_hosts2"];
 const DEFAULT_GLOBAL_KNOWN_HOSTS = ["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"];
 
-export async function resolveRoutes(requests: RouteRequest[], opts: ResolveRoutesOptions = {}): Promise<ResolvedRoutes> {
+export async function resolveRoutes(
+  requests: RouteRequest[],
+  opts: ResolveRoutesOptions = {},
+): Promise<ResolvedRoutes> {
   const local = localUser();
   const files = new FileFacts();
   const argvs = requests.map((r) => requestArgv(r, opts.configFile));
@@ -74,7 +93,14 @@ function requestArgv(request: RouteRequest, configFile: string | undefined): str
 // ---------------------------------------------------------------------------------------------
 // Routes and ProxyJump chains
 
-async function routeFor(request: RouteRequest, argv: string[], settings: SshGResult, local: LocalUser, files: FileFacts, jumps: JumpResolver): Promise<SshRoute | RouteError> {
+async function routeFor(
+  request: RouteRequest,
+  argv: string[],
+  settings: SshGResult,
+  local: LocalUser,
+  files: FileFacts,
+  jumps: JumpResolver,
+): Promise<SshRoute | RouteError> {
   if (settings instanceof RouteError) return settings;
   const target = await endpointFrom(settings, request.destination, [...argv, request.destination], local, files);
   if (target instanceof RouteError) return target;
@@ -94,7 +120,11 @@ class JumpResolver {
   private readonly endpoints = new Map<string, Promise<SshEndpoint | RouteError>>();
   private readonly chains = new Map<string, Promise<SshEndpoint[] | RouteError>>();
 
-  constructor(private readonly sshG: SshG, private readonly local: LocalUser, private readonly files: FileFacts) {}
+  constructor(
+    private readonly sshG: SshG,
+    private readonly local: LocalUser,
+    private readonly files: FileFacts,
+  ) {}
 
   chain(jumpList: string, configFile: string | undefined): Promise<SshEndpoint[] | RouteError> {
     const key = JSON.stringify([configFile ?? null, jumpList]);
@@ -107,9 +137,16 @@ class JumpResolver {
   }
 
   /** `via`: the first hops whose own ProxyJump led here, each as the argv ssh reaches it with. */
-  private async chainFrom(jumpList: string, configFile: string | undefined, via: Array<{ argv: string; host: string }>): Promise<SshEndpoint[] | RouteError> {
+  private async chainFrom(
+    jumpList: string,
+    configFile: string | undefined,
+    via: Array<{ argv: string; host: string }>,
+  ): Promise<SshEndpoint[] | RouteError> {
     const entries = parseJumpList(jumpList);
-    if (typeof entries === "string") return new RouteError(`ProxyJump ${jumpList}: ${entries}; write [user@]host[:port] or ssh://[user@]host[:port], comma-separated`);
+    if (typeof entries === "string")
+      return new RouteError(
+        `ProxyJump ${jumpList}: ${entries}; write [user@]host[:port] or ssh://[user@]host[:port], comma-separated`,
+      );
     const hops: SshEndpoint[] = [];
     for (let k = 0; k < entries.length; k++) {
       const entry = entries[k]!;
@@ -117,7 +154,12 @@ class JumpResolver {
       const settings = await this.sshG.settings(argv);
       if (settings instanceof RouteError) return new RouteError(`ProxyJump host ${entry.text}: ${settings.message}`);
       if (k === 0) {
-        const before = await this.chainBefore({ argv: JSON.stringify(argv), host: entry.host }, settings, configFile, via);
+        const before = await this.chainBefore(
+          { argv: JSON.stringify(argv), host: entry.host },
+          settings,
+          configFile,
+          via,
+        );
         if (before instanceof RouteError) return before;
         hops.push(...before);
       }
@@ -129,13 +171,22 @@ class JumpResolver {
   }
 
   /** The first hop is reached directly, so its own ProxyJump applies: those hops come before it. */
-  private async chainBefore(hop: { argv: string; host: string }, settings: SshGSettings, configFile: string | undefined, via: Array<{ argv: string; host: string }>): Promise<SshEndpoint[] | RouteError> {
+  private async chainBefore(
+    hop: { argv: string; host: string },
+    settings: SshGSettings,
+    configFile: string | undefined,
+    via: Array<{ argv: string; host: string }>,
+  ): Promise<SshEndpoint[] | RouteError> {
     const ownJumps = first(settings, "proxyjump");
     if (ownJumps === undefined || ownJumps === "none") return [];
     const path = [...via, hop];
     const hosts = path.map((h) => h.host).join(" → ");
-    if (via.some((h) => h.argv === hop.argv)) return new RouteError(`ProxyJump loop: ${hosts}; ssh would start proxies forever — remove ProxyJump from the Host block of ${hop.host} or exclude ${hop.host} from it`);
-    if (path.length > MAX_JUMP_DEPTH) return new RouteError(`ProxyJump chain deeper than ${MAX_JUMP_DEPTH} hops (${hosts} → …); shorten it`);
+    if (via.some((h) => h.argv === hop.argv))
+      return new RouteError(
+        `ProxyJump loop: ${hosts}; ssh would start proxies forever — remove ProxyJump from the Host block of ${hop.host} or exclude ${hop.host} from it`,
+      );
+    if (path.length > MAX_JUMP_DEPTH)
+      return new RouteError(`ProxyJump chain deeper than ${MAX_JUMP_DEPTH} hops (${hosts} → …); shorten it`);
     return this.chainFrom(ownJumps, configFile, path);
   }
 
@@ -164,7 +215,12 @@ function hopArgv(entry: JumpEntry, before: JumpEntry[], configFile: string | und
 // ---------------------------------------------------------------------------------------------
 // Without an ssh binary: the request alone, with OpenSSH's defaults
 
-async function routeWithoutSsh(request: RouteRequest, argv: string[], local: LocalUser, files: FileFacts): Promise<SshRoute | RouteError> {
+async function routeWithoutSsh(
+  request: RouteRequest,
+  argv: string[],
+  local: LocalUser,
+  files: FileFacts,
+): Promise<SshRoute | RouteError> {
   const settings = destinationProblem(request.destination) ?? settingsWithoutSsh(request.destination, argv, local);
   if (settings instanceof RouteError) return settings;
   const target = await endpointFrom(settings, request.destination, [...argv, request.destination], local, files);
@@ -181,26 +237,42 @@ function settingsWithoutSsh(destination: string, argv: string[], local: LocalUse
     else if (keyword === "certificatefile") certificateFiles.push(...args.slice(0, 1));
     else if (!chosen.has(keyword)) chosen.set(keyword, args);
   }
-  for (const [keyword, name] of [["proxyjump", "ProxyJump"], ["proxycommand", "ProxyCommand"]] as const) {
+  for (const [keyword, name] of [
+    ["proxyjump", "ProxyJump"],
+    ["proxycommand", "ProxyCommand"],
+  ] as const) {
     const value = chosen.get(keyword);
-    if (value !== undefined && value[0]?.toLowerCase() !== "none") return new RouteError(`${name} ${value.join(" ")} needs the OpenSSH client, which is not installed; install openssh-client`);
+    if (value !== undefined && value[0]?.toLowerCase() !== "none")
+      return new RouteError(
+        `${name} ${value.join(" ")} needs the OpenSSH client, which is not installed; install openssh-client`,
+      );
   }
   chosen.set("identityfile", identityFiles.length > 0 ? identityFiles : DEFAULT_IDENTITY_FILES);
   chosen.set("certificatefile", certificateFiles);
   return defaultedSettings(destination, chosen, local);
 }
 
-function defaultedSettings(destination: string, chosen: Map<string, string[]>, local: LocalUser): SshGSettings | RouteError {
+function defaultedSettings(
+  destination: string,
+  chosen: Map<string, string[]>,
+  local: LocalUser,
+): SshGSettings | RouteError {
   const at = destination.lastIndexOf("@");
   const hostArg = at === -1 ? destination : destination.slice(at + 1);
   const one = (key: string, fallback: string) => chosen.get(key)?.[0] ?? fallback;
   const hostnameRaw = percentExpand(one("hostname", "%h"), { h: hostArg }, false);
-  if (typeof hostnameRaw !== "string") return new RouteError(`HostName ${one("hostname", "")}: ${hostnameRaw.problem}; only %h and %% are expanded in HostName`);
+  if (typeof hostnameRaw !== "string")
+    return new RouteError(
+      `HostName ${one("hostname", "")}: ${hostnameRaw.problem}; only %h and %% are expanded in HostName`,
+    );
   const hostname = nameKind(hostnameRaw) === "address" ? hostnameRaw : hostnameRaw.toLowerCase();
   const user = one("user", at === -1 ? local.name : destination.slice(0, at));
   const port = one("port", "22");
   const hostKeyAlias = chosen.get("hostkeyalias")?.[0]?.toLowerCase();
-  const tokens = connectionTokens({ hostArg, hostname, port: Number(port), user, hostKeyAlias: hostKeyAlias ?? null }, local);
+  const tokens = connectionTokens(
+    { hostArg, hostname, port: Number(port), user, hostKeyAlias: hostKeyAlias ?? null },
+    local,
+  );
   const userKnownHosts: string[] = [];
   for (const file of chosen.get("userknownhostsfile") ?? DEFAULT_USER_KNOWN_HOSTS) {
     const expanded = percentExpand(tildeExpand(file, local.home) ?? file, tokens, true);
@@ -232,7 +304,12 @@ function defaultedSettings(destination: string, chosen: Map<string, string[]>, l
 
 /** The program `spawn` would run, or null: a name is looked up in PATH, a path must be executable. */
 function findExecutable(program: string): string | null {
-  const candidates = program.includes("/") ? [program] : (process.env.PATH ?? "").split(delimiter).filter((d) => d !== "").map((d) => join(d, program));
+  const candidates = program.includes("/")
+    ? [program]
+    : (process.env.PATH ?? "")
+        .split(delimiter)
+        .filter((d) => d !== "")
+        .map((d) => join(d, program));
   for (const candidate of candidates) {
     try {
       accessSync(candidate, fsConstants.X_OK);

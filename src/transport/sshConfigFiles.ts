@@ -85,7 +85,8 @@ class ConfigScan {
     text.split("\n").forEach((raw, i) => {
       try {
         const directive = parseConfigLine(raw, file, i + 1);
-        if (directive !== null) this.apply(directive, `${file} line ${i + 1}`, { file, line: i + 1 }, userConfig, depth);
+        if (directive !== null)
+          this.apply(directive, `${file} line ${i + 1}`, { file, line: i + 1 }, userConfig, depth);
       } catch (err) {
         if (!(err instanceof ConfigSyntaxError)) throw err;
         this.rejected ??= err.message;
@@ -93,17 +94,25 @@ class ConfigScan {
     });
   }
 
-  private apply(directive: ConfigDirective, where: string, at: { file: string; line: number }, userConfig: boolean, depth: number): void {
+  private apply(
+    directive: ConfigDirective,
+    where: string,
+    at: { file: string; line: number },
+    userConfig: boolean,
+    depth: number,
+  ): void {
     switch (directive.keyword) {
       case "host":
         this.hostLines.push({ ...at, patterns: directive.args.map(hostPattern) });
         return;
       case "match":
-        if (directive.args.length === 1 && directive.args[0]!.toLowerCase() === "all") this.hostLines.push({ ...at, patterns: [{ pattern: "*", negated: false }] });
+        if (directive.args.length === 1 && directive.args[0]!.toLowerCase() === "all")
+          this.hostLines.push({ ...at, patterns: [{ pattern: "*", negated: false }] });
         else this.unscopable ??= `${where}: Match ${directive.args.join(" ")}`;
         return;
       case "canonicalizehostname":
-        if (!["no", "false"].includes(directive.args[0]?.toLowerCase() ?? "")) this.unscopable ??= `${where}: CanonicalizeHostname ${directive.args.join(" ")}`;
+        if (!["no", "false"].includes(directive.args[0]?.toLowerCase() ?? ""))
+          this.unscopable ??= `${where}: CanonicalizeHostname ${directive.args.join(" ")}`;
         return;
       case "include":
         for (const arg of directive.args) this.include(arg, where, userConfig, depth);
@@ -113,13 +122,19 @@ class ConfigScan {
 
   /** readconf.c: relative paths live in ~/.ssh (user files, -F included) or /etc/ssh; each match is read where the Include stands. */
   private include(arg: string, where: string, userConfig: boolean, depth: number): void {
-    if (depth + 1 > MAX_INCLUDE_DEPTH) throw new ConfigSyntaxError(`${where}: Include nested more than ${MAX_INCLUDE_DEPTH} deep`);
+    if (depth + 1 > MAX_INCLUDE_DEPTH)
+      throw new ConfigSyntaxError(`${where}: Include nested more than ${MAX_INCLUDE_DEPTH} deep`);
     if (arg.startsWith("~") && !userConfig) throw new ConfigSyntaxError(`${where}: bad include path ${arg}`);
     if (/^~[^/]/.test(arg)) {
       this.unscopable ??= `${where}: Include ${arg} names another user's home directory`;
       return;
     }
-    const anchored = isAbsolute(arg) || arg.startsWith("~") ? arg : userConfig ? `~/.ssh/${arg}` : join(this.locations.systemDir ?? "/etc/ssh", arg);
+    const anchored =
+      isAbsolute(arg) || arg.startsWith("~")
+        ? arg
+        : userConfig
+          ? `~/.ssh/${arg}`
+          : join(this.locations.systemDir ?? "/etc/ssh", arg);
     // glob(3) with GLOB_TILDE takes ~ from $HOME.
     const pattern = anchored.startsWith("~") ? this.locations.globHome + anchored.slice(1) : anchored;
     for (const file of globPaths(pattern)) {
@@ -164,7 +179,11 @@ export function splitConfigArgs(text: string, where: string): string[] {
     for (; i < text.length; i++) {
       const c = text[i]!;
       const next = text[i + 1];
-      if (c === "\\" && next !== undefined && (next === "'" || next === '"' || next === "\\" || (quote === null && next === " "))) {
+      if (
+        c === "\\" &&
+        next !== undefined &&
+        (next === "'" || next === '"' || next === "\\" || (quote === null && next === " "))
+      ) {
         arg += next;
         i++;
       } else if (quote === null && (c === " " || c === "\t")) {
@@ -274,7 +293,9 @@ function expandComponent(base: string, component: string): string[] {
   } catch {
     return [];
   }
-  return entries.filter((entry) => (!entry.startsWith(".") || component.startsWith(".")) && matcher.test(entry)).map((entry) => join(base, entry));
+  return entries
+    .filter((entry) => (!entry.startsWith(".") || component.startsWith(".")) && matcher.test(entry))
+    .map((entry) => join(base, entry));
 }
 
 function globComponentRegExp(component: string): RegExp {
@@ -323,7 +344,8 @@ export function parseJumpList(value: string): JumpEntry[] | string {
   for (const text of value.split(",")) {
     const entry = text.startsWith("ssh://") ? parseJumpUri(text) : parseUserHostPort(text);
     if (entry === null) return `cannot read the ProxyJump entry ${JSON.stringify(text)}`;
-    if (entry.host.startsWith("-")) return `the ProxyJump host ${JSON.stringify(entry.host)} starts with "-", which ssh would read as an option`;
+    if (entry.host.startsWith("-"))
+      return `the ProxyJump host ${JSON.stringify(entry.host)} starts with "-", which ssh would read as an option`;
     entries.push(entry);
   }
   return entries;
@@ -334,7 +356,12 @@ function parseUserHostPort(text: string): JumpEntry | null {
   if (at === 0) return null;
   const address = splitHostPort(at === -1 ? text : text.slice(at + 1));
   if (address === null || address.delimiter === "/") return null;
-  return { text, user: at === -1 ? undefined : text.slice(0, at), host: address.host, port: emptyToUndefined(address.rest) };
+  return {
+    text,
+    user: at === -1 ? undefined : text.slice(0, at),
+    host: address.host,
+    port: emptyToUndefined(address.rest),
+  };
 }
 
 /** misc.c parse_uri("ssh", …): user info up to the first `@` (`;params` dropped, %-decoded), no path. */
@@ -391,7 +418,11 @@ function uriDecode(text: string): string | null {
 // Expansion of values
 
 /** misc.c vdollar_percent_expand(). */
-export function percentExpand(text: string, tokens: Record<string, string>, dollar: boolean): string | { problem: string } {
+export function percentExpand(
+  text: string,
+  tokens: Record<string, string>,
+  dollar: boolean,
+): string | { problem: string } {
   let out = "";
   for (let i = 0; i < text.length; i++) {
     const c = text[i]!;
@@ -434,7 +465,10 @@ export function tildeExpand(path: string, home: string): string | null {
 function passwdHome(userName: string): string | null {
   if (userName === userInfo().username) return userInfo().homedir;
   try {
-    const entry = readFileSync("/etc/passwd", "utf8").split("\n").map((l) => l.split(":")).find((f) => f[0] === userName);
+    const entry = readFileSync("/etc/passwd", "utf8")
+      .split("\n")
+      .map((l) => l.split(":"))
+      .find((f) => f[0] === userName);
     return entry?.[5] ?? null;
   } catch {
     return null;

@@ -3,12 +3,26 @@ import { resolve } from "node:path";
 import { RouteError, type RouteRequest } from "./route.js";
 import { hostLineMatcher, parseJumpList, scanSshConfig, type ConfigScope } from "./sshConfigFiles.js";
 import { sameList, type LocalUser } from "./sshEndpoint.js";
-import { configFileOf, destinationProblem, directivesOf, first, type SshG, type SshGResult, type SshGSettings } from "./sshG.js";
+import {
+  configFileOf,
+  destinationProblem,
+  directivesOf,
+  first,
+  type SshG,
+  type SshGResult,
+  type SshGSettings,
+} from "./sshG.js";
 
 // ---------------------------------------------------------------------------------------------
 // Targets: per destination, or shared by destinations matching the same Host lines
 
-export async function resolveTargets(requests: RouteRequest[], argvs: string[][], sshG: SshG, local: LocalUser, strategy: "hybrid" | "per-host"): Promise<SshGResult[]> {
+export async function resolveTargets(
+  requests: RouteRequest[],
+  argvs: string[][],
+  sshG: SshG,
+  local: LocalUser,
+  strategy: "hybrid" | "per-host",
+): Promise<SshGResult[]> {
   const results = new Array<Promise<SshGResult>>(requests.length);
   const resolveAlone = (i: number) => sshG.settings([...argvs[i]!, requests[i]!.destination]);
   const scopes = new ConfigScopes(sshG, local);
@@ -58,7 +72,8 @@ function signatureOf(name: string, argv: string[], scopes: ConfigScopes): string
 function isTemplatableName(name: string): boolean {
   if (name.includes(":")) return isCanonicalIPv6(name);
   // inet_aton() forms (10.1, 0x7f.1, 010.0.0.1) are rewritten by ssh, so only canonical dotted quads qualify.
-  if (/^[0-9][0-9a-fA-FxX.]*$/.test(name)) return /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/.test(name);
+  if (/^[0-9][0-9a-fA-FxX.]*$/.test(name))
+    return /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/.test(name);
   return /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(name);
 }
 
@@ -78,7 +93,9 @@ export function nameKind(name: string): "address" | "lower" | "mixed" {
 
 /** `-o CanonicalizeHostname=yes` makes ssh re-read the config for the canonical name (and ask DNS). */
 function needsOwnResolution(argv: string[]): boolean {
-  return directivesOf(argv).some((d) => d.keyword === "canonicalizehostname" && !["no", "false"].includes(d.args[0]?.toLowerCase() ?? ""));
+  return directivesOf(argv).some(
+    (d) => d.keyword === "canonicalizehostname" && !["no", "false"].includes(d.args[0]?.toLowerCase() ?? ""),
+  );
 }
 
 /** Scans of the config files per -F selection, and whether ssh confirmed it reads exactly those files. */
@@ -86,7 +103,10 @@ class ConfigScopes {
   private readonly scopes = new Map<string, { scope: ConfigScope; matcher: (name: string) => number[] }>();
   private readonly verifications = new Map<string, Promise<boolean>>();
 
-  constructor(private readonly sshG: SshG, private readonly local: LocalUser) {}
+  constructor(
+    private readonly sshG: SshG,
+    private readonly local: LocalUser,
+  ) {}
 
   scope(configFile: string | undefined): ConfigScope {
     return this.scanned(configFile).scope;
@@ -120,7 +140,16 @@ class ConfigScopes {
       const scope = this.scope(configFile);
       const expected = scope.files.map((f) => resolve(f));
       verification =
-        scope.rejected !== null ? Promise.resolve(false) : this.sshG.filesRead(configFile).then((read) => read !== null && sameList(read.map((f) => resolve(f)), expected));
+        scope.rejected !== null
+          ? Promise.resolve(false)
+          : this.sshG.filesRead(configFile).then(
+              (read) =>
+                read !== null &&
+                sameList(
+                  read.map((f) => resolve(f)),
+                  expected,
+                ),
+            );
       this.verifications.set(key, verification);
     }
     return verification;
@@ -133,7 +162,12 @@ class ConfigScopes {
  * Probes are chosen so that neither name contains the other, so a name found inside an unrelated
  * value (a path, a user) makes the probes disagree instead of slipping through.
  */
-async function resolveGroup(members: GroupMember[], argv: string[], sshG: SshG, templatesTrusted: () => Promise<boolean>): Promise<SshGResult[]> {
+async function resolveGroup(
+  members: GroupMember[],
+  argv: string[],
+  sshG: SshG,
+  templatesTrusted: () => Promise<boolean>,
+): Promise<SshGResult[]> {
   const resolveAlone = (name: string) => sshG.settings([...argv, name]);
   if (members.length <= 2) return Promise.all(members.map((m) => resolveAlone(m.name)));
   const trusted = templatesTrusted();
@@ -159,7 +193,11 @@ function probeCandidates(members: GroupMember[]): string[] {
   return chosen;
 }
 
-async function sharedForm(candidates: string[], resolveAlone: (name: string) => Promise<SshGResult>, probed: Map<string, SshGResult>): Promise<NamelessForm | null> {
+async function sharedForm(
+  candidates: string[],
+  resolveAlone: (name: string) => Promise<SshGResult>,
+  probed: Map<string, SshGResult>,
+): Promise<NamelessForm | null> {
   const forms: NamelessForm[] = [];
   const probe = async (name: string) => {
     const result = await resolveAlone(name);
@@ -192,14 +230,21 @@ function withName(value: string, name: string): string {
 }
 
 function sameForm(a: NamelessForm, b: NamelessForm): boolean {
-  if (a instanceof RouteError || b instanceof RouteError) return a instanceof RouteError && b instanceof RouteError && a.message === b.message;
+  if (a instanceof RouteError || b instanceof RouteError)
+    return a instanceof RouteError && b instanceof RouteError && a.message === b.message;
   return a.size === b.size && [...a].every(([key, values]) => sameList(values, b.get(key) ?? []));
 }
 
-async function fromSharedForm(form: NamelessForm | null, name: string, resolveAlone: (name: string) => Promise<SshGResult>): Promise<SshGResult> {
+async function fromSharedForm(
+  form: NamelessForm | null,
+  name: string,
+  resolveAlone: (name: string) => Promise<SshGResult>,
+): Promise<SshGResult> {
   if (form === null) return resolveAlone(name);
   if (form instanceof RouteError) return new RouteError(withName(form.message, name));
-  const settings = new Map([...form].map(([key, values]) => [key, values.some(hasName) ? values.map((v) => withName(v, name)) : values]));
+  const settings = new Map(
+    [...form].map(([key, values]) => [key, values.some(hasName) ? values.map((v) => withName(v, name)) : values]),
+  );
   // ssh refuses a ProxyJump whose last hop is the host itself ("jumphost loop"); let it say so.
   return lastJumpIsHostItself(settings) ? resolveAlone(name) : settings;
 }

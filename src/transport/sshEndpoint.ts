@@ -13,16 +13,38 @@ import { all, first, HOST_KEY_CHECKS_ONLY_OPENSSH_DOES, type SshGSettings } from
  */
 
 /** What `ssh -G` prints as identityfile when none is configured (OpenSSH 9.2, `ssh -G -F none x`). */
-export const DEFAULT_IDENTITY_FILES = ["~/.ssh/id_rsa", "~/.ssh/id_ecdsa", "~/.ssh/id_ecdsa_sk", "~/.ssh/id_ed25519", "~/.ssh/id_ed25519_sk", "~/.ssh/id_xmss", "~/.ssh/id_dsa"];
+export const DEFAULT_IDENTITY_FILES = [
+  "~/.ssh/id_rsa",
+  "~/.ssh/id_ecdsa",
+  "~/.ssh/id_ecdsa_sk",
+  "~/.ssh/id_ed25519",
+  "~/.ssh/id_ed25519_sk",
+  "~/.ssh/id_xmss",
+  "~/.ssh/id_dsa",
+];
 
-export async function endpointFrom(settings: SshGSettings, alias: string, sshArgv: string[], local: LocalUser, files: FileFacts): Promise<SshEndpoint | RouteError> {
+export async function endpointFrom(
+  settings: SshGSettings,
+  alias: string,
+  sshArgv: string[],
+  local: LocalUser,
+  files: FileFacts,
+): Promise<SshEndpoint | RouteError> {
   const hostname = first(settings, "hostname") ?? alias;
   const port = Number(first(settings, "port") ?? "22");
   const user = first(settings, "user") ?? local.name;
   const hostKeyAlias = first(settings, "hostkeyalias") ?? null;
-  const tokens = connectionTokens({ hostArg: first(settings, "host") ?? alias, hostname, port, user, hostKeyAlias }, local);
+  const tokens = connectionTokens(
+    { hostArg: first(settings, "host") ?? alias, hostname, port, user, hostKeyAlias },
+    local,
+  );
   const configuredIdentities = all(settings, "identityfile");
-  const identityFiles = expandPaths("IdentityFile", configuredIdentities.filter((f) => f.toLowerCase() !== "none"), tokens, local);
+  const identityFiles = expandPaths(
+    "IdentityFile",
+    configuredIdentities.filter((f) => f.toLowerCase() !== "none"),
+    tokens,
+    local,
+  );
   if (identityFiles instanceof RouteError) return identityFiles;
   const certificateFiles = expandPaths("CertificateFile", all(settings, "certificatefile"), tokens, local);
   if (certificateFiles instanceof RouteError) return certificateFiles;
@@ -47,7 +69,9 @@ export async function endpointFrom(settings: SshGSettings, alias: string, sshArg
     serverAlive: serverAlive(settings),
     proxyCommand,
     sshArgv,
-    needsOpenSsh: configOnlyOpenSshHonours(settings) ?? (await openSshOnlyReason(identityFiles, certificateFiles, pkcs11Provider(settings), files)),
+    needsOpenSsh:
+      configOnlyOpenSshHonours(settings) ??
+      (await openSshOnlyReason(identityFiles, certificateFiles, pkcs11Provider(settings), files)),
   };
 }
 
@@ -90,8 +114,11 @@ function serverAlive(settings: SshGSettings): SshEndpoint["serverAlive"] {
 
 /** -G prints UserKnownHostsFile expanded and GlobalKnownHostsFile as written (ssh tilde-expands it later); `none` means no file. */
 function knownHostsFiles(settings: SshGSettings, local: LocalUser): string[] {
-  const listed = (key: string) => (first(settings, key) ?? "").split(" ").filter((f) => f !== "" && f.toLowerCase() !== "none");
-  return [...listed("userknownhostsfile"), ...listed("globalknownhostsfile")].map((f) => resolve(local.cwd, tildeExpand(f, local.home) ?? f));
+  const listed = (key: string) =>
+    (first(settings, key) ?? "").split(" ").filter((f) => f !== "" && f.toLowerCase() !== "none");
+  return [...listed("userknownhostsfile"), ...listed("globalknownhostsfile")].map((f) =>
+    resolve(local.cwd, tildeExpand(f, local.home) ?? f),
+  );
 }
 
 /** Where accepted new keys go: the first UserKnownHostsFile, as ssh does; none when it is /dev/null or `none`. */
@@ -119,11 +146,21 @@ export interface LocalUser {
 
 export function localUser(): LocalUser {
   const info = userInfo();
-  return { name: info.username, uid: info.uid, home: info.homedir, globHome: homedir(), hostname: localHostname(), cwd: process.cwd() };
+  return {
+    name: info.username,
+    uid: info.uid,
+    home: info.homedir,
+    globHome: homedir(),
+    hostname: localHostname(),
+    cwd: process.cwd(),
+  };
 }
 
 /** DEFAULT_CLIENT_PERCENT_EXPAND_ARGS: what IdentityFile, CertificateFile and UserKnownHostsFile may use. */
-export function connectionTokens(c: { hostArg: string; hostname: string; port: number; user: string; hostKeyAlias: string | null }, local: LocalUser): Tokens {
+export function connectionTokens(
+  c: { hostArg: string; hostname: string; port: number; user: string; hostKeyAlias: string | null },
+  local: LocalUser,
+): Tokens {
   const connectionHash = createHash("sha1").update(`${local.hostname}${c.hostname}${c.port}${c.user}`).digest("hex");
   return {
     C: connectionHash,
@@ -141,13 +178,21 @@ export function connectionTokens(c: { hostArg: string; hostname: string; port: n
 }
 
 /** ssh expands `~`, then %-tokens and ${VAR} in identity and certificate paths only when it loads them; -G prints them as written. */
-function expandPaths(keyword: string, paths: readonly string[], tokens: Tokens, local: LocalUser): string[] | RouteError {
+function expandPaths(
+  keyword: string,
+  paths: readonly string[],
+  tokens: Tokens,
+  local: LocalUser,
+): string[] | RouteError {
   const expanded: string[] = [];
   for (const path of paths) {
     const tilde = tildeExpand(path, local.home);
     if (tilde === null) return new RouteError(`${keyword} ${path}: no such user for ~; write the path out`);
     const result = percentExpand(tilde, tokens, true);
-    if (typeof result !== "string") return new RouteError(`${keyword} ${path}: ${result.problem}; OpenSSH would refuse it (it knows %C %d %h %i %k %L %l %n %p %r %u and \${VAR})`);
+    if (typeof result !== "string")
+      return new RouteError(
+        `${keyword} ${path}: ${result.problem}; OpenSSH would refuse it (it knows %C %d %h %i %k %L %l %n %p %r %u and \${VAR})`,
+      );
     // A relative identity path is relative to ssh's working directory.
     expanded.push(resolve(local.cwd, result));
   }
@@ -158,9 +203,15 @@ function expandPaths(keyword: string, paths: readonly string[], tokens: Tokens, 
 function proxyCommandOf(settings: SshGSettings, tokens: Tokens): string | null | RouteError {
   const command = first(settings, "proxycommand");
   if (command === undefined || command.toLowerCase() === "none") return null;
-  const result = percentExpand(command, { h: tokens.h!, k: tokens.k!, n: tokens.n!, p: tokens.p!, r: tokens.r! }, false);
+  const result = percentExpand(
+    command,
+    { h: tokens.h!, k: tokens.k!, n: tokens.n!, p: tokens.p!, r: tokens.r! },
+    false,
+  );
   if (typeof result === "string") return result;
-  return new RouteError(`ProxyCommand ${command}: ${result.problem}; OpenSSH would refuse it (ProxyCommand knows %h %k %n %p %r and %%)`);
+  return new RouteError(
+    `ProxyCommand ${command}: ${result.problem}; OpenSSH would refuse it (ProxyCommand knows %h %k %n %p %r and %%)`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -169,20 +220,28 @@ function proxyCommandOf(settings: SshGSettings, tokens: Tokens): string | null |
 function configOnlyOpenSshHonours(settings: SshGSettings): string | null {
   for (const key of HOST_KEY_CHECKS_ONLY_OPENSSH_DOES) {
     const value = first(settings, key);
-    if (value !== undefined) return `ssh_config sets ${key} ${value}, a host-key check only the OpenSSH client performs`;
+    if (value !== undefined)
+      return `ssh_config sets ${key} ${value}, a host-key check only the OpenSSH client performs`;
   }
   const agent = first(settings, "identityagent");
-  if (agent !== undefined && agent !== "SSH_AUTH_SOCK" && agent !== process.env.SSH_AUTH_SOCK) return `ssh_config sets IdentityAgent ${agent}`;
+  if (agent !== undefined && agent !== "SSH_AUTH_SOCK" && agent !== process.env.SSH_AUTH_SOCK)
+    return `ssh_config sets IdentityAgent ${agent}`;
   return null;
 }
 
-async function openSshOnlyReason(identityFiles: string[], certificateFiles: string[], pkcs11Provider: string | null, files: FileFacts): Promise<string | null> {
+async function openSshOnlyReason(
+  identityFiles: string[],
+  certificateFiles: string[],
+  pkcs11Provider: string | null,
+  files: FileFacts,
+): Promise<string | null> {
   if (pkcs11Provider !== null) return `PKCS11Provider ${pkcs11Provider} is set (keys on a PKCS#11 token)`;
   if (certificateFiles.length > 0) return `CertificateFile ${certificateFiles[0]} is set (a user certificate)`;
   for (const identity of identityFiles) {
     if (!files.exists(identity)) continue;
     // ssh loads <key>-cert.pub next to a key by itself when no CertificateFile is set.
-    if (files.exists(`${identity}-cert.pub`)) return `${identity}-cert.pub is a user certificate, which OpenSSH offers with ${identity}`;
+    if (files.exists(`${identity}-cert.pub`))
+      return `${identity}-cert.pub is a user certificate, which OpenSSH offers with ${identity}`;
     const type = await files.publicKeyType(`${identity}.pub`);
     if (type?.startsWith("sk-")) return `${identity} is a FIDO security key (${type})`;
   }
@@ -208,13 +267,15 @@ export class FileFacts {
   publicKeyType(path: string): Promise<string | null> {
     let known = this.keyTypes.get(path);
     if (known === undefined) {
-      known = readFile(path, "utf8").then((text) => /^\s*(\S+)/.exec(text)?.[1] ?? null, () => null);
+      known = readFile(path, "utf8").then(
+        (text) => /^\s*(\S+)/.exec(text)?.[1] ?? null,
+        () => null,
+      );
       this.keyTypes.set(path, known);
     }
     return known;
   }
 }
-
 
 export function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);

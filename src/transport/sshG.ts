@@ -15,9 +15,25 @@ const SSH_G_TIMEOUT_MS = 10_000;
 export const HOST_KEY_CHECKS_ONLY_OPENSSH_DOES = ["revokedhostkeys", "knownhostscommand"];
 /** The `ssh -G` keys an SshEndpoint is built from (and so the only ones a derived result must get right). */
 const ENDPOINT_KEYS = [
-  "host", "hostname", "user", "port", "identityfile", "identitiesonly", "certificatefile", "userknownhostsfile", "globalknownhostsfile",
-  "hostkeyalias", "stricthostkeychecking", "connecttimeout", "serveraliveinterval", "serveralivecountmax", "proxycommand", "proxyjump", "pkcs11provider",
-  ...HOST_KEY_CHECKS_ONLY_OPENSSH_DOES, "identityagent",
+  "host",
+  "hostname",
+  "user",
+  "port",
+  "identityfile",
+  "identitiesonly",
+  "certificatefile",
+  "userknownhostsfile",
+  "globalknownhostsfile",
+  "hostkeyalias",
+  "stricthostkeychecking",
+  "connecttimeout",
+  "serveraliveinterval",
+  "serveralivecountmax",
+  "proxycommand",
+  "proxyjump",
+  "pkcs11provider",
+  ...HOST_KEY_CHECKS_ONLY_OPENSSH_DOES,
+  "identityagent",
 ];
 const ENDPOINT_KEY_SET = new Set(ENDPOINT_KEYS);
 /** A name no Host pattern is written for, used to ask ssh which files it reads. */
@@ -29,7 +45,10 @@ const FILES_PROBE_NAME = "provision-ssh-config-probe";
 /** ssh takes a word starting with `-` as an option, wherever it stands. */
 export function destinationProblem(destination: string): RouteError | null {
   if (destination === "") return new RouteError("the destination is empty; set ansible_host or give the host a name");
-  if (destination.startsWith("-")) return new RouteError(`destination ${JSON.stringify(destination)} starts with "-", which ssh would read as an option; fix ansible_host`);
+  if (destination.startsWith("-"))
+    return new RouteError(
+      `destination ${JSON.stringify(destination)} starts with "-", which ssh would read as an option; fix ansible_host`,
+    );
   return null;
 }
 
@@ -52,7 +71,9 @@ function optionsOf(argv: string[]): Array<[string, string]> {
 
 /** The `-F` ssh uses: the last one. */
 export function configFileOf(argv: string[]): string | undefined {
-  return optionsOf(argv).filter(([flag]) => flag === "F").at(-1)?.[1];
+  return optionsOf(argv)
+    .filter(([flag]) => flag === "F")
+    .at(-1)?.[1];
 }
 
 /** What the flags a destination's settings can come from mean as config directives (keyword lower-cased). */
@@ -97,7 +118,10 @@ export class SshG {
   /** By argv: the same destination twice in an inventory, or a bastion shared by many targets, costs one run. */
   private readonly results = new Map<string, Promise<SshGResult>>();
 
-  constructor(private readonly binary: string, concurrency: number) {
+  constructor(
+    private readonly binary: string,
+    concurrency: number,
+  ) {
     this.limit = createLimiter(Math.max(1, concurrency));
   }
 
@@ -105,7 +129,9 @@ export class SshG {
     const key = JSON.stringify(argv);
     let result = this.results.get(key);
     if (result === undefined) {
-      result = this.run(["-G", "-T", ...argv]).then((r) => (r.code === 0 ? parseSshG(r.stdout) : sshGError(r, configFileOf(argv))));
+      result = this.run(["-G", "-T", ...argv]).then((r) =>
+        r.code === 0 ? parseSshG(r.stdout) : sshGError(r, configFileOf(argv)),
+      );
       this.results.set(key, result);
     }
     return result;
@@ -113,7 +139,13 @@ export class SshG {
 
   /** The config files ssh opens for this -F selection (its `-v` log), or null when it fails. */
   async filesRead(configFile: string | undefined): Promise<string[] | null> {
-    const result = await this.run(["-v", "-G", "-T", ...(configFile !== undefined ? ["-F", configFile] : []), FILES_PROBE_NAME]);
+    const result = await this.run([
+      "-v",
+      "-G",
+      "-T",
+      ...(configFile !== undefined ? ["-F", configFile] : []),
+      FILES_PROBE_NAME,
+    ]);
     if (result.code !== 0) return null;
     return [...result.stderr.matchAll(/^debug1: Reading configuration data (.*)$/gm)].map((m) => m[1]!);
   }
@@ -155,7 +187,13 @@ function runProcess(file: string, args: string[], timeoutMs: number): Promise<Pr
       if (finished) return;
       finished = true;
       clearTimeout(timer);
-      done({ code, stdout: Buffer.concat(stdout).toString("utf8"), stderr: Buffer.concat(stderr).toString("utf8"), timedOut, startError });
+      done({
+        code,
+        stdout: Buffer.concat(stdout).toString("utf8"),
+        stderr: Buffer.concat(stderr).toString("utf8"),
+        timedOut,
+        startError,
+      });
     };
     const timer = setTimeout(() => {
       timedOut = true;
@@ -195,11 +233,17 @@ function parseSshG(stdout: string): SshGSettings {
 /** ssh's own complaint, without the destination, so hosts failing on the same config line get the same message. */
 function sshGError(result: ProcessResult, configFile: string | undefined): RouteError {
   const check = `ssh -G${configFile !== undefined ? ` -F ${shQuote(configFile)}` : ""} HOST`;
-  if (result.startError !== null) return new RouteError(`ssh -G could not be started: ${result.startError}; check the ssh binary`);
+  if (result.startError !== null)
+    return new RouteError(`ssh -G could not be started: ${result.startError}; check the ssh binary`);
   if (result.timedOut) {
-    return new RouteError(`ssh -G did not finish within ${SSH_G_TIMEOUT_MS / 1000} s; a Match exec command or a DNS lookup (CanonicalizeHostname) in ssh_config may hang — run \`${check}\` to see`);
+    return new RouteError(
+      `ssh -G did not finish within ${SSH_G_TIMEOUT_MS / 1000} s; a Match exec command or a DNS lookup (CanonicalizeHostname) in ssh_config may hang — run \`${check}\` to see`,
+    );
   }
-  const lines = result.stderr.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+  const lines = result.stderr
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "");
   const said = lines.length > 0 ? lines.join("; ") : `exit status ${result.code}`;
   return new RouteError(`OpenSSH rejected the connection settings: ${said}; ${fixFor(said)} (check with \`${check}\`)`);
 }
@@ -208,7 +252,8 @@ function fixFor(said: string): string {
   if (/Can't open user config file/.test(said)) return "check the --ssh-config path";
   if (/Bad owner or permissions/.test(said)) return "make the file yours and not writable by others (chmod 600)";
   if (/line \d+|bad configuration option/i.test(said)) return "fix the ssh_config line it names";
-  if (/jumphost loop/.test(said)) return "the host's ProxyJump leads to itself: exclude it from the Host block that sets ProxyJump (Host * !bastion)";
+  if (/jumphost loop/.test(said))
+    return "the host's ProxyJump leads to itself: exclude it from the Host block that sets ProxyJump (Host * !bastion)";
   if (/invalid characters/.test(said)) return "fix the host name or user in the inventory";
   return "fix what ssh names";
 }

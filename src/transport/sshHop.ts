@@ -4,8 +4,15 @@ import { dirname } from "node:path";
 import { NodeSSH } from "node-ssh";
 import { HOST_CERTIFICATE_ALGORITHMS, plainKeyOf } from "./hostCertificate.js";
 import {
-  checkHostKey, fingerprintSha256, hostKeyAlgorithmsFor, keyTypeOfBlob, knownHostsLine, parseKnownHosts, PLAIN_HOST_KEY_ALGORITHMS,
-  type HostKeyVerdict, type KnownHostEntry,
+  checkHostKey,
+  fingerprintSha256,
+  hostKeyAlgorithmsFor,
+  keyTypeOfBlob,
+  knownHostsLine,
+  parseKnownHosts,
+  PLAIN_HOST_KEY_ALGORITHMS,
+  type HostKeyVerdict,
+  type KnownHostEntry,
 } from "./knownHosts.js";
 import { ssh2NegotiatesHostCertificates } from "./ssh2Capabilities.js";
 import { endpointLabel, type SshEndpoint } from "./route.js";
@@ -29,12 +36,20 @@ export interface HopOptions {
 }
 
 /** `role` says what this hop is for in messages, e.g. "bastion 1 of 2 for web-3"; empty for the target itself. */
-export async function openHop(endpoint: SshEndpoint, sock: Readable | undefined, opts: HopOptions, role: string): Promise<NodeSSH> {
+export async function openHop(
+  endpoint: SshEndpoint,
+  sock: Readable | undefined,
+  opts: HopOptions,
+  role: string,
+): Promise<NodeSSH> {
   const files = knownHostsFilesFor(endpoint, opts);
   const entries = readKnownHosts(files);
   const name = endpoint.hostKeyName;
   const port = endpoint.hostKeyPort;
-  const acceptNew = opts.acceptNewHostKeys || endpoint.strictHostKeyChecking === "accept-new" || endpoint.strictHostKeyChecking === "no";
+  const acceptNew =
+    opts.acceptNewHostKeys ||
+    endpoint.strictHostKeyChecking === "accept-new" ||
+    endpoint.strictHostKeyChecking === "no";
   // Like ssh: the first --known-hosts file, else the first UserKnownHostsFile; a user who set it
   // to /dev/null has asked for nothing to be kept (never the global file).
   const recordIn = opts.knownHostsFiles[0] ?? endpoint.recordHostKeysIn;
@@ -68,8 +83,13 @@ export async function openHop(endpoint: SshEndpoint, sock: Readable | undefined,
       "hostkey",
     );
   }
-  const serverHostKey = known ? [...known, ...PLAIN_HOST_KEY_ALGORITHMS.filter((a) => !known.includes(a))] : [...PLAIN_HOST_KEY_ALGORITHMS];
-  const plan = await planAuthentication(endpoint, { agentSocket: process.env.SSH_AUTH_SOCK || undefined, passphrase: opts.keyPassphrase });
+  const serverHostKey = known
+    ? [...known, ...PLAIN_HOST_KEY_ALGORITHMS.filter((a) => !known.includes(a))]
+    : [...PLAIN_HOST_KEY_ALGORITHMS];
+  const plan = await planAuthentication(endpoint, {
+    agentSocket: process.env.SSH_AUTH_SOCK || undefined,
+    passphrase: opts.keyPassphrase,
+  });
   const nothing = nothingToOffer(endpointLabel(endpoint), plan);
   if (nothing !== null) throw new HostError(`${role === "" ? "" : `${role}: `}${nothing}`, "auth");
   const trace: AuthTrace = { offered: [], serverAccepts: null };
@@ -92,14 +112,25 @@ export async function openHop(endpoint: SshEndpoint, sock: Readable | undefined,
   } catch (err) {
     ssh.dispose();
     const prefix = role === "" ? "" : `${role}: `;
-    if (recordError) throw new HostError(`${prefix}host key of ${name}:${port} is new and accepted, but ${recordError}; refused before authenticating`, "hostkey");
-    if (verdict && verdict.status !== "known" && !recorded) throw withPrefix(prefix, hostKeyError(endpoint, verdict, presented!, files));
+    if (recordError)
+      throw new HostError(
+        `${prefix}host key of ${name}:${port} is new and accepted, but ${recordError}; refused before authenticating`,
+        "hostkey",
+      );
+    if (verdict && verdict.status !== "known" && !recorded)
+      throw withPrefix(prefix, hostKeyError(endpoint, verdict, presented!, files));
     const e = err as { level?: string; message?: string; description?: string };
     if (e.level === "client-authentication" || /authentication methods failed/i.test(e.message ?? "")) {
       throw new HostError(`${prefix}${authFailureMessage(where, plan, trace)}`, "auth");
     }
-    if (trace.offered.length > 0 && /Too many authentication failures/i.test(String(e.message ?? e.description ?? ""))) {
-      throw new HostError(`${prefix}${authFailureMessage(where, plan, trace, "too many authentication failures (sshd's MaxAuthTries); set IdentitiesOnly yes with the right IdentityFile")}`, "auth");
+    if (
+      trace.offered.length > 0 &&
+      /Too many authentication failures/i.test(String(e.message ?? e.description ?? ""))
+    ) {
+      throw new HostError(
+        `${prefix}${authFailureMessage(where, plan, trace, "too many authentication failures (sshd's MaxAuthTries); set IdentitiesOnly yes with the right IdentityFile")}`,
+        "auth",
+      );
     }
     throw withPrefix(prefix, connectError(err, endpoint, opts, sock !== undefined));
   }
@@ -149,7 +180,8 @@ function hostKeyError(endpoint: SshEndpoint, verdict: HostKeyVerdict, presented:
   const key = plainKeyOf(presented);
   const fp = `${keyTypeOfBlob(key)} ${fingerprintSha256(key)}`;
   const at = `${endpoint.hostKeyName}:${endpoint.hostKeyPort}`;
-  const fileList = files.length > 0 ? files.join(", ") : "a known_hosts file (ssh_config sets UserKnownHostsFile /dev/null)";
+  const fileList =
+    files.length > 0 ? files.join(", ") : "a known_hosts file (ssh_config sets UserKnownHostsFile /dev/null)";
   switch (verdict.status) {
     case "unknown":
       return new HostError(
@@ -158,7 +190,9 @@ function hostKeyError(endpoint: SshEndpoint, verdict: HostKeyVerdict, presented:
         "hostkey",
       );
     case "changed": {
-      const expected = verdict.expected.map((e) => `${e.keyType} ${fingerprintSha256(Buffer.from(e.keyBase64, "base64"))} (${e.file}:${e.line})`).join("; ");
+      const expected = verdict.expected
+        .map((e) => `${e.keyType} ${fingerprintSha256(Buffer.from(e.keyBase64, "base64"))} (${e.file}:${e.line})`)
+        .join("; ");
       return new HostError(
         `HOST KEY CHANGED for ${at}: it presented ${fp} but known_hosts has ${expected}; refused before authenticating. ` +
           "This can be a man-in-the-middle attack or a reinstalled host. If the change is expected, remove the old line (ssh-keygen -R) and connect again.",
@@ -171,7 +205,10 @@ function hostKeyError(endpoint: SshEndpoint, verdict: HostKeyVerdict, presented:
         "hostkey",
       );
     case "certificate-refused":
-      return new HostError(`host certificate of ${at} refused before authenticating: ${verdict.detail}. Renew or re-sign the host's certificate, or trust its CA with an @cert-authority line in ${fileList}.`, "hostkey");
+      return new HostError(
+        `host certificate of ${at} refused before authenticating: ${verdict.detail}. Renew or re-sign the host's certificate, or trust its CA with an @cert-authority line in ${fileList}.`,
+        "hostkey",
+      );
     case "known":
       return new HostError(`host key of ${at} matched but the connection failed`, "hostkey");
   }
@@ -182,16 +219,40 @@ function connectError(err: unknown, endpoint: SshEndpoint, opts: HopOptions, tun
   const e = err as NodeJS.ErrnoException & { level?: string };
   const msg = e.message ?? String(err);
   const at = `${endpoint.hostname}:${endpoint.port}`;
-  if (e.code === "ECONNREFUSED") return new HostError(`connection refused by ${at}: is sshd running and listening there?`, "unreachable");
-  if (e.code === "EHOSTUNREACH" || e.code === "ENETUNREACH") return new HostError(`no route to ${at} (${e.code})${tunnelled ? "" : "; if it is reachable only through a bastion, set ProxyJump (ssh_config, or ansible_ssh_common_args: -J bastion)"}`, "unreachable");
+  if (e.code === "ECONNREFUSED")
+    return new HostError(`connection refused by ${at}: is sshd running and listening there?`, "unreachable");
+  if (e.code === "EHOSTUNREACH" || e.code === "ENETUNREACH")
+    return new HostError(
+      `no route to ${at} (${e.code})${tunnelled ? "" : "; if it is reachable only through a bastion, set ProxyJump (ssh_config, or ansible_ssh_common_args: -J bastion)"}`,
+      "unreachable",
+    );
   // A local blackhole route makes connect() fail at once with EINVAL instead of timing out.
-  if (e.code === "EINVAL" && e.syscall === "connect") return new HostError(`no route to ${at}: this machine's routing table discards it (a blackhole route?)`, "unreachable");
-  if (e.code === "ENOTFOUND" || e.code === "EAI_AGAIN") return new HostError(`cannot resolve ${endpoint.hostname} (${e.code}); set ansible_host to its address, or HostName in ssh_config`, "unreachable");
+  if (e.code === "EINVAL" && e.syscall === "connect")
+    return new HostError(
+      `no route to ${at}: this machine's routing table discards it (a blackhole route?)`,
+      "unreachable",
+    );
+  if (e.code === "ENOTFOUND" || e.code === "EAI_AGAIN")
+    return new HostError(
+      `cannot resolve ${endpoint.hostname} (${e.code}); set ansible_host to its address, or HostName in ssh_config`,
+      "unreachable",
+    );
   if (/Timed out while waiting for handshake/i.test(msg) || e.code === "ETIMEDOUT") {
     const seconds = (endpoint.connectTimeoutMs ?? opts.connectTimeoutMs) / 1000;
-    return new HostError(`no SSH handshake from ${at} within ${seconds} s (host down, packets dropped, or a firewall)`, "unreachable");
+    return new HostError(
+      `no SSH handshake from ${at} within ${seconds} s (host down, packets dropped, or a firewall)`,
+      "unreachable",
+    );
   }
-  if (tunnelled && /Connection lost before handshake/i.test(msg)) return new HostError(`${at} closed the tunnelled connection before the SSH handshake (is sshd listening there?)`, "unreachable");
-  if (/passphrase/i.test(msg)) return new HostError(`the private key is encrypted: set PROVISION_KEY_PASSPHRASE or load it into ssh-agent`, "auth");
+  if (tunnelled && /Connection lost before handshake/i.test(msg))
+    return new HostError(
+      `${at} closed the tunnelled connection before the SSH handshake (is sshd listening there?)`,
+      "unreachable",
+    );
+  if (/passphrase/i.test(msg))
+    return new HostError(
+      `the private key is encrypted: set PROVISION_KEY_PASSPHRASE or load it into ssh-agent`,
+      "auth",
+    );
   return new HostError(`cannot connect to ${endpointLabel(endpoint)}: ${msg}`, "unreachable");
 }

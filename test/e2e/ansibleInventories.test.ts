@@ -14,7 +14,8 @@ describe("an Ansible repository's inventory, unchanged, on real hosts", () => {
   let fleet: Fleet;
   let repo: string;
   let common: string[];
-  const run = (args: string[], input?: string) => provision([...args, ...common], { cwd: repo, timeoutMs: 120_000, ...(input === undefined ? {} : { input }) });
+  const run = (args: string[], input?: string) =>
+    provision([...args, ...common], { cwd: repo, timeoutMs: 120_000, ...(input === undefined ? {} : { input }) });
 
   beforeAll(async () => {
     fleet = await startFleet({ hosts: 3 });
@@ -44,11 +45,17 @@ describe("an Ansible repository's inventory, unchanged, on real hosts", () => {
         "",
       ].join("\n"),
       // Provision's limits of the fleet hosts (network namespaces), beside Ansible's own vars.
-      "inventories/prod/group_vars/all/provision.yml": readFileSync(join(dirname(fleet.inventoryFile), "group_vars", "fleet.yaml"), "utf8"),
-      "inventories/prod/group_vars/all/main.yml": "datacenter: fra1\nmotd: \"Welcome to {{ inventory_hostname }}\"\napp:\n  port: 8080\n",
+      "inventories/prod/group_vars/all/provision.yml": readFileSync(
+        join(dirname(fleet.inventoryFile), "group_vars", "fleet.yaml"),
+        "utf8",
+      ),
+      "inventories/prod/group_vars/all/main.yml":
+        'datacenter: fra1\nmotd: "Welcome to {{ inventory_hostname }}"\napp:\n  port: 8080\n',
       "inventories/prod/group_vars/all/vault.yml": "$ANSIBLE_VAULT;1.1;AES256\n6162636465666768\n",
-      "inventories/prod/group_vars/db.yml": "vault_db_password: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6162636465666768\n",
-      "playbooks/site.yaml": "- hosts: all\n  become: true\n  roles:\n    - common\n  tasks:\n    - name: ping\n      ansible.builtin.ping:\n",
+      "inventories/prod/group_vars/db.yml":
+        "vault_db_password: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6162636465666768\n",
+      "playbooks/site.yaml":
+        "- hosts: all\n  become: true\n  roles:\n    - common\n  tasks:\n    - name: ping\n      ansible.builtin.ping:\n",
       "extra.yaml": `db:\n  hosts:\n    ${h3!.name}:\n      ephemeral_ports:\n        port_range_start: 20000\n`,
     };
     for (const [rel, text] of Object.entries(files)) {
@@ -64,7 +71,9 @@ describe("an Ansible repository's inventory, unchanged, on real hosts", () => {
   it("plan reads the INI inventory, says it passed over Ansible's playbooks/site.yaml, and plans every host", async () => {
     const r = await run(["plan", "-i", "inventories/prod/hosts"]);
     expect(r.code, r.stdout + r.stderr).toBe(2);
-    expect(r.stderr).toContain("note: playbooks/site.yaml is not provision's playbook (its plays have tasks:, which provision's plays don't), so it is not used");
+    expect(r.stderr).toContain(
+      "note: playbooks/site.yaml is not provision's playbook (its plays have tasks:, which provision's plays don't), so it is not used",
+    );
     expect(r.stderr.split("\n").filter((l) => l !== "" && !l.startsWith("note:"))).toEqual([]);
     expect(r.stdout).toMatch(/Plan: \d+ changes on 3 hosts, 0 unchanged, 0 failed\./);
   });
@@ -90,9 +99,16 @@ describe("an Ansible repository's inventory, unchanged, on real hosts", () => {
   it("the inventory as ansible-inventory --list prints it, fed on stdin (-i -), reaches the same hosts", async () => {
     const list = await provision(["inventory", "-i", "inventories/prod/hosts", "--list"], { cwd: repo });
     expect(list.code, list.stderr).toBe(0);
-    const data = JSON.parse(list.stdout) as { _meta: { hostvars: Record<string, Record<string, unknown>> }; prod: { children: string[] } };
+    const data = JSON.parse(list.stdout) as {
+      _meta: { hostvars: Record<string, Record<string, unknown>> };
+      prod: { children: string[] };
+    };
     expect(data.prod.children).toEqual(["web", "db"]);
-    expect(data._meta.hostvars[fleet.hosts[1]!.name]).toMatchObject({ ansible_ssh_port: 22, datacenter: "fra1", motd: "Welcome to {{ inventory_hostname }}" });
+    expect(data._meta.hostvars[fleet.hosts[1]!.name]).toMatchObject({
+      ansible_ssh_port: 22,
+      datacenter: "fra1",
+      motd: "Welcome to {{ inventory_hostname }}",
+    });
     const verified = await run(["verify", "-i", "-"], list.stdout);
     expect(verified.code, verified.stdout + verified.stderr).toBe(0);
   });
@@ -107,14 +123,21 @@ describe("ansible_connection: local, on the machine provision runs on", () => {
   let fleet: Fleet;
   let dir: string;
   const inside = (args: string[]) =>
-    fleet.exec("h1", `cd ${dir} && ${process.execPath} ${join(PROJECT_ROOT, "bin", "provision.js")} ${args.join(" ")} 2>&1`, { timeoutMs: 120_000 });
+    fleet.exec(
+      "h1",
+      `cd ${dir} && ${process.execPath} ${join(PROJECT_ROOT, "bin", "provision.js")} ${args.join(" ")} 2>&1`,
+      { timeoutMs: 120_000 },
+    );
 
   beforeAll(async () => {
     fleet = await startFleet({ hosts: 1 });
     dir = tempDir("local-connection");
     mkdirSync(join(dir, "inventory", "group_vars"), { recursive: true });
     writeFileSync(join(dir, "inventory", "hosts"), "[controller]\nlocalhost ansible_connection=local\n");
-    writeFileSync(join(dir, "inventory", "group_vars", "all.yml"), readFileSync(join(dirname(fleet.inventoryFile), "group_vars", "fleet.yaml"), "utf8"));
+    writeFileSync(
+      join(dir, "inventory", "group_vars", "all.yml"),
+      readFileSync(join(dirname(fleet.inventoryFile), "group_vars", "fleet.yaml"), "utf8"),
+    );
   }, 120_000);
   afterAll(async () => {
     await fleet?.stop();
@@ -135,7 +158,9 @@ describe("ansible_connection: local, on the machine provision runs on", () => {
   });
 
   it("the same host, verified over SSH from outside, has what the local run applied", async () => {
-    const r = await provision(["verify", fleet.inventoryFile, "--known-hosts", fleet.knownHostsFile], { timeoutMs: 120_000 });
+    const r = await provision(["verify", fleet.inventoryFile, "--known-hosts", fleet.knownHostsFile], {
+      timeoutMs: 120_000,
+    });
     expect(r.code, r.stdout + r.stderr).toBe(0);
   });
 });

@@ -19,7 +19,8 @@ import { directRoute, PROJECT_ROOT, tempDir } from "./helpers.js";
 
 type Behaviour = (client: ssh2.Connection, socket: Socket) => void;
 
-const CLOSED = /^connection to root@127\.0\.0\.1:\d+ was lost: the host closed or reset it \(sshd or the host went down, or something on the way cut it\)\. A command in flight may have run in part or not at all; plan again to see what is left\.$/;
+const CLOSED =
+  /^connection to root@127\.0\.0\.1:\d+ was lost: the host closed or reset it \(sshd or the host went down, or something on the way cut it\)\. A command in flight may have run in part or not at all; plan again to see what is left\.$/;
 
 describe("a lost connection reads the same whichever path notices it", () => {
   let dir: string;
@@ -52,7 +53,13 @@ describe("a lost connection reads the same whichever path notices it", () => {
     const blob = Buffer.from(hostKey.public.split(" ")[1]!, "base64");
     const knownHosts = join(dir, "known_hosts");
     writeFileSync(knownHosts, `${knownHostsLine("127.0.0.1", port, blob)}\n`);
-    opts = { knownHostsFiles: [knownHosts], acceptNewHostKeys: false, connectTimeoutMs: 10_000, commandTimeoutMs: 30_000, keepalive: { intervalMs: 200, countMax: 2 } };
+    opts = {
+      knownHostsFiles: [knownHosts],
+      acceptNewHostKeys: false,
+      connectTimeoutMs: 10_000,
+      commandTimeoutMs: 30_000,
+      keepalive: { intervalMs: 200, countMax: 2 },
+    };
   });
 
   afterEach(async () => {
@@ -72,34 +79,51 @@ describe("a lost connection reads the same whichever path notices it", () => {
     return t;
   };
   const failureOf = async (p: Promise<unknown>): Promise<HostError> => {
-    const err = await p.then(() => new Error("the command succeeded"), (e: unknown) => e);
+    const err = await p.then(
+      () => new Error("the command succeeded"),
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(HostError);
     return err as HostError;
   };
   /** Every exec opens a channel; the nth one (from 1) gets `cut`, the others are answered. */
-  const onExec = (nth: number, cut: (stream: ssh2.ServerChannel, socket: Socket, client: ssh2.Connection) => void): Behaviour => (client, socket) => {
-    let count = 0;
-    client.on("session", (accept) => {
-      const session = accept();
-      session.on("exec", (acceptExec) => {
-        const stream = acceptExec();
-        if (++count === nth) cut(stream, socket, client);
-        else answer(stream);
+  const onExec =
+    (nth: number, cut: (stream: ssh2.ServerChannel, socket: Socket, client: ssh2.Connection) => void): Behaviour =>
+    (client, socket) => {
+      let count = 0;
+      client.on("session", (accept) => {
+        const session = accept();
+        session.on("exec", (acceptExec) => {
+          const stream = acceptExec();
+          if (++count === nth) cut(stream, socket, client);
+          else answer(stream);
+        });
       });
-    });
-  };
+    };
 
   /** The server side of the connection the current test made (a path that ends it while idle needs it). */
   let current: Socket | undefined;
   const paths: Array<[string, Behaviour]> = [
-    ["FIN while idle, noticed by the next command", (client, socket) => {
-      current = socket;
-      answerEveryExec(client, socket);
-    }],
-    ["FIN before the channel opens (ssh2: No response from server)", (client, socket) => client.on("session", () => socket.end())],
+    [
+      "FIN while idle, noticed by the next command",
+      (client, socket) => {
+        current = socket;
+        answerEveryExec(client, socket);
+      },
+    ],
+    [
+      "FIN before the channel opens (ssh2: No response from server)",
+      (client, socket) => client.on("session", () => socket.end()),
+    ],
     ["reset before the channel opens", (client, socket) => client.on("session", () => socket.resetAndDestroy())],
-    ["FIN while the script is still arriving (a channel closed without an exit status)", onExec(1, (stream, socket) => stream.once("data", () => socket.end()))],
-    ["reset while the script is still arriving (ECONNRESET)", onExec(1, (stream, socket) => stream.once("data", () => socket.resetAndDestroy()))],
+    [
+      "FIN while the script is still arriving (a channel closed without an exit status)",
+      onExec(1, (stream, socket) => stream.once("data", () => socket.end())),
+    ],
+    [
+      "reset while the script is still arriving (ECONNRESET)",
+      onExec(1, (stream, socket) => stream.once("data", () => socket.resetAndDestroy())),
+    ],
   ];
 
   it.each(paths)("%s", async (name, cut) => {
@@ -133,7 +157,8 @@ describe("a lost connection reads the same whichever path notices it", () => {
     expect((await failureOf(t.exec("true"))).message).toMatch(CLOSED);
   });
 
-  const SILENT = /^connection to root@127\.0\.0\.1:\d+ was lost: the host stopped answering: no reply to keepalives for 0\.4 s or more \(it froze, or packets to or from it are dropped\)\. A command in flight/;
+  const SILENT =
+    /^connection to root@127\.0\.0\.1:\d+ was lost: the host stopped answering: no reply to keepalives for 0\.4 s or more \(it froze, or packets to or from it are dropped\)\. A command in flight/;
 
   it("a host that stops answering is noticed by the keepalive, with its own cause, as unreachable", async () => {
     behaviour = onExec(1, (_stream, socket) => socket.pause());
@@ -153,7 +178,9 @@ describe("a lost connection reads the same whichever path notices it", () => {
     // timeout waits one more interval instead of calling it a slow command.
     const viaTimeout = await failureOf((await connect()).exec("sleep 60", { timeoutMs: 500 }));
     expect(viaTimeout.kind).toBe("unreachable");
-    expect(viaTimeout.message).toBe(viaKeepalive.message.replace(/127\.0\.0\.1:\d+/, viaTimeout.message.match(/127\.0\.0\.1:\d+/)![0]));
+    expect(viaTimeout.message).toBe(
+      viaKeepalive.message.replace(/127\.0\.0\.1:\d+/, viaTimeout.message.match(/127\.0\.0\.1:\d+/)![0]),
+    );
     expect(viaTimeout.message).toMatch(SILENT);
   });
 
@@ -172,7 +199,7 @@ describe("a lost connection reads the same whichever path notices it", () => {
     // At 0.5 s this process stops for 1.5 s: no ping goes out, nothing is read, and when the
     // command's timer fires the host seems silent for far longer than the 0.4 s limit.
     setTimeout(() => {
-      for (const until = Date.now() + 1_500; Date.now() < until; );
+      for (const until = Date.now() + 1_500; Date.now() < until;);
     }, 500);
     const err = await pending;
     expect(err.kind, err.message).toBe("timeout");
@@ -180,7 +207,11 @@ describe("a lost connection reads the same whichever path notices it", () => {
   });
 
   it.each<[string, Behaviour, string]>([
-    ["after a command timeout", onExec(1, (_stream, socket) => socket.pause()), "await t.exec('sleep 60', { timeoutMs: 300 }).catch(() => undefined);"],
+    [
+      "after a command timeout",
+      onExec(1, (_stream, socket) => socket.pause()),
+      "await t.exec('sleep 60', { timeoutMs: 300 }).catch(() => undefined);",
+    ],
     ["after close() while idle", (_client, socket) => socket.pause(), ""],
   ])("a process that gave up on a host that never closes its side exits at once (%s)", async (_name, frozen, step) => {
     behaviour = frozen;
@@ -199,7 +230,10 @@ describe("a lost connection reads the same whichever path notices it", () => {
     const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
     await waitFor(() => out.includes("done") || child.exitCode !== null, 20_000);
     const doneAt = Date.now();
-    const code = await Promise.race([exited, new Promise<"lingers">((resolve) => setTimeout(() => resolve("lingers"), 10_000))]);
+    const code = await Promise.race([
+      exited,
+      new Promise<"lingers">((resolve) => setTimeout(() => resolve("lingers"), 10_000)),
+    ]);
     if (code === "lingers") child.kill("SIGKILL");
     expect(code, out).toBe(0);
     expect(Date.now() - doneAt).toBeLessThan(10_000);
@@ -210,7 +244,9 @@ describe("a lost connection reads the same whichever path notices it", () => {
     const t = await connect();
     const err = await failureOf(t.exec("true"));
     expect(err.kind).toBe("command");
-    expect(err.message).toMatch(/^the command on root@127\.0\.0\.1:\d+ ended without an exit status \(the host closed its channel\)$/);
+    expect(err.message).toMatch(
+      /^the command on root@127\.0\.0\.1:\d+ ended without an exit status \(the host closed its channel\)$/,
+    );
     expect((await t.exec("echo still here")).code).toBe(0);
   });
 

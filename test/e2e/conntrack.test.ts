@@ -28,7 +28,12 @@ describe("conntrack on a fleet of real hosts (non-initial network namespaces)", 
   const machine = { hashsize: "", max: "", timeWait: "" };
   const live = (host: string) => readSysctls(fleet, host, [TIME_WAIT, ESTABLISHED]);
   const etcState = async (host: string) =>
-    (await fleet.exec(host, `for f in ${Object.values(FILES).join(" ")}; do if [ -e "$f" ]; then sha256sum "$f"; else echo "absent $f"; fi; done`)).stdout;
+    (
+      await fleet.exec(
+        host,
+        `for f in ${Object.values(FILES).join(" ")}; do if [ -e "$f" ]; then sha256sum "$f"; else echo "absent $f"; fi; done`,
+      )
+    ).stdout;
 
   beforeAll(async () => {
     machine.hashsize = readFileSync(HASHSIZE, "utf8");
@@ -37,8 +42,30 @@ describe("conntrack on a fleet of real hosts (non-initial network namespaces)", 
     fleet = await startFleet({ hosts: 2 });
     dir = tempDir("conntrack");
     const play = (name: string, params: string[]) =>
-      writeFile(dir, `${name}.yaml`, ["- name: conntrack only", "  hosts: all", "  roles:", "    - role: conntrack", "      params:", ...params.map((p) => `        ${p}`), ""].join("\n"));
-    withPlaybook = (playbook) => (command, ...extra) => [command, fleet.inventoryFile, "--playbook", playbook, "--known-hosts", fleet.knownHostsFile, ...extra];
+      writeFile(
+        dir,
+        `${name}.yaml`,
+        [
+          "- name: conntrack only",
+          "  hosts: all",
+          "  roles:",
+          "    - role: conntrack",
+          "      params:",
+          ...params.map((p) => `        ${p}`),
+          "",
+        ].join("\n"),
+      );
+    withPlaybook =
+      (playbook) =>
+      (command, ...extra) => [
+        command,
+        fleet.inventoryFile,
+        "--playbook",
+        playbook,
+        "--known-hosts",
+        fleet.knownHostsFile,
+        ...extra,
+      ];
     timeoutsOnly = withPlaybook(play("timeouts", ["nf_conntrack_max: null", "hashsize: null"]));
     withMax = withPlaybook(play("max", ["nf_conntrack_max: 524288", "hashsize: null"]));
   });
@@ -68,16 +95,20 @@ describe("conntrack on a fleet of real hosts (non-initial network namespaces)", 
   });
 
   it("a host two roles refuse gets every refusal of both in one plan (fd-limits two, conntrack one), each named by its role", async () => {
-    writeFile(dir, "two-refusals.yaml", [
-      "- name: two roles that must refuse here",
-      "  hosts: all",
-      "  roles:",
-      "    - role: fd-limits",
-      "      params: { soft_nofile: 65536, hard_nofile: 2000000, nr_open: null }",
-      "    - role: conntrack",
-      "      params: { nf_conntrack_max: 524288, hashsize: null }",
-      "",
-    ].join("\n"));
+    writeFile(
+      dir,
+      "two-refusals.yaml",
+      [
+        "- name: two roles that must refuse here",
+        "  hosts: all",
+        "  roles:",
+        "    - role: fd-limits",
+        "      params: { soft_nofile: 65536, hard_nofile: 2000000, nr_open: null }",
+        "    - role: conntrack",
+        "      params: { nf_conntrack_max: 524288, hashsize: null }",
+        "",
+      ].join("\n"),
+    );
     const plan = await provision(withPlaybook(`${dir}/two-refusals.yaml`)("plan"));
     expect(plan.code, plan.stdout + plan.stderr).toBe(1);
     for (const h of ["h1", "h2"]) {
@@ -96,7 +127,9 @@ describe("conntrack on a fleet of real hosts (non-initial network namespaces)", 
     expect(r.stdout).toContain(`${ESTABLISHED}: 432000 → 86400`);
     for (const path of [FILES.modulesLoad, FILES.sysctl, FILES.udev]) expect(r.stdout).toContain(`+++ ${path}`);
     expect(r.stdout).not.toContain(FILES.modprobe);
-    expect(r.stdout).toContain('+ACTION=="add", SUBSYSTEM=="module", KERNEL=="nf_conntrack", RUN+="/lib/systemd/systemd-sysctl --prefix=/net/netfilter"');
+    expect(r.stdout).toContain(
+      '+ACTION=="add", SUBSYSTEM=="module", KERNEL=="nf_conntrack", RUN+="/lib/systemd/systemd-sysctl --prefix=/net/netfilter"',
+    );
     expect(r.stdout).toContain("note (conntrack): nf_conntrack is built into kernel");
     expect(r.stdout).toContain("note (conntrack): this host is not in the initial network namespace");
     expect(r.stdout).not.toMatch(/modprobe nf_conntrack|parameters\/hashsize/);
@@ -109,7 +142,12 @@ describe("conntrack on a fleet of real hosts (non-initial network namespaces)", 
     expect(run.stdout).toMatch(/Run: 2 changed, 0 unchanged, 0 failed, 0 unreachable\./);
     for (const h of ["h1", "h2"]) expect(await live(h)).toEqual(["60", "86400"]);
 
-    const files = await fleet.exec("h2", `cat ${FILES.modulesLoad} ${FILES.sysctl} ${FILES.udev}; stat -c '%a %U %n' ${Object.values(FILES).filter((f) => f !== FILES.modprobe).join(" ")}; ls -a /etc/udev/rules.d /etc/sysctl.d`);
+    const files = await fleet.exec(
+      "h2",
+      `cat ${FILES.modulesLoad} ${FILES.sysctl} ${FILES.udev}; stat -c '%a %U %n' ${Object.values(FILES)
+        .filter((f) => f !== FILES.modprobe)
+        .join(" ")}; ls -a /etc/udev/rules.d /etc/sysctl.d`,
+    );
     expect(files.stdout).toContain("# Managed by provision, role conntrack.");
     expect(files.stdout).toMatch(/\nnf_conntrack\n/);
     expect(files.stdout).toContain(`${TIME_WAIT} = 60\n`);

@@ -35,19 +35,24 @@ describe("plan | run | verify on a fleet of real hosts", () => {
   it("plan --json is the data run executes; --format markdown renders a PR comment", async () => {
     const json = await provision(["plan", fleet.inventoryFile, ...common, "--json"]);
     expect(json.code).toBe(2);
-    const data = JSON.parse(json.stdout) as { summary: { changed: number }; hosts: Array<{ host: string; changes: Array<{ kind: string; key?: string; path?: string; after: string }> }> };
+    const data = JSON.parse(json.stdout) as {
+      summary: { changed: number };
+      hosts: Array<{ host: string; changes: Array<{ kind: string; key?: string; path?: string; after: string }> }>;
+    };
     expect(data.summary.changed).toBe(3);
     const h1 = data.hosts.find((h) => h.host === "h1")!;
     expect(h1.changes.find((c) => c.key === "net.ipv4.ip_local_port_range")?.after).toBe("1024 65535");
-    expect(h1.changes.filter((c) => c.kind === "file").map((c) => c.path)).toEqual(expect.arrayContaining([
-      "/etc/sysctl.d/60-provision-fd-limits.conf",
-      "/etc/security/limits.d/60-provision-fd-limits.conf",
-      "/etc/sysctl.d/60-provision-ephemeral-ports.conf",
-      "/etc/sysctl.d/60-provision-tw-reuse.conf",
-      "/etc/sysctl.d/60-provision-syn-backlog.conf",
-      "/etc/sysctl.d/60-provision-keepalive.conf",
-      "/etc/sysctl.d/60-provision-conntrack.conf",
-    ]));
+    expect(h1.changes.filter((c) => c.kind === "file").map((c) => c.path)).toEqual(
+      expect.arrayContaining([
+        "/etc/sysctl.d/60-provision-fd-limits.conf",
+        "/etc/security/limits.d/60-provision-fd-limits.conf",
+        "/etc/sysctl.d/60-provision-ephemeral-ports.conf",
+        "/etc/sysctl.d/60-provision-tw-reuse.conf",
+        "/etc/sysctl.d/60-provision-syn-backlog.conf",
+        "/etc/sysctl.d/60-provision-keepalive.conf",
+        "/etc/sysctl.d/60-provision-conntrack.conf",
+      ]),
+    );
     const md = await provision(["plan", fleet.inventoryFile, ...common, "--format", "markdown"]);
     expect(md.stdout).toContain("```diff");
     expect(md.stdout).toContain("| `net.ipv4.tcp_tw_reuse` | `2` | `1` |");
@@ -61,7 +66,10 @@ describe("plan | run | verify on a fleet of real hosts", () => {
       expect(await sysctl(h, "net.ipv4.ip_local_port_range")).toBe("1024\t65535");
       expect(await sysctl(h, "net.ipv4.tcp_tw_reuse")).toBe("1");
     }
-    const file = await fleet.exec("h2", "cat /etc/sysctl.d/60-provision-tw-reuse.conf; stat -c '%a %U' /etc/sysctl.d/60-provision-tw-reuse.conf; ls -a /etc/sysctl.d");
+    const file = await fleet.exec(
+      "h2",
+      "cat /etc/sysctl.d/60-provision-tw-reuse.conf; stat -c '%a %U' /etc/sysctl.d/60-provision-tw-reuse.conf; ls -a /etc/sysctl.d",
+    );
     expect(file.stdout).toContain("# Managed by provision, role tw-reuse.");
     expect(file.stdout).toContain("net.ipv4.tcp_tw_reuse = 1");
     expect(file.stdout).toContain("644 root");
@@ -82,7 +90,10 @@ describe("plan | run | verify on a fleet of real hosts", () => {
   });
 
   it("verify catches hand-made drift on one host, and run repairs only that host", async () => {
-    await fleet.exec("h2", "sysctl -w net.ipv4.tcp_tw_reuse=0 >/dev/null; echo '# hand edit' >> /etc/sysctl.d/60-provision-ephemeral-ports.conf");
+    await fleet.exec(
+      "h2",
+      "sysctl -w net.ipv4.tcp_tw_reuse=0 >/dev/null; echo '# hand edit' >> /etc/sysctl.d/60-provision-ephemeral-ports.conf",
+    );
     const verify = await provision(["verify", fleet.inventoryFile, ...common]);
     expect(verify.code).toBe(1);
     expect(verify.stdout).toMatch(/MISMATCH net\.ipv4\.tcp_tw_reuse: expected 1, found 0/);
@@ -108,8 +119,12 @@ describe("plan | run | verify on a fleet of real hosts", () => {
       const verify = await provision(["verify", fleet.inventoryFile, ...common]);
       expect(verify.code).toBe(1);
       expect(verify.stdout).toMatch(/h3: 1 of \d+ MISMATCH/);
-      expect(verify.stdout).toContain("MISMATCH at boot: net.ipv4.tcp_tw_reuse: expected /etc/sysctl.d/60-provision-tw-reuse.conf:");
-      expect(verify.stdout).toContain("found /etc/sysctl.d/99-local.conf:2 — another sysctl file sets net.ipv4.tcp_tw_reuse after ours");
+      expect(verify.stdout).toContain(
+        "MISMATCH at boot: net.ipv4.tcp_tw_reuse: expected /etc/sysctl.d/60-provision-tw-reuse.conf:",
+      );
+      expect(verify.stdout).toContain(
+        "found /etc/sysctl.d/99-local.conf:2 — another sysctl file sets net.ipv4.tcp_tw_reuse after ours",
+      );
     } finally {
       await fleet.exec("h3", "rm -f /etc/sysctl.d/99-local.conf");
     }
@@ -141,20 +156,32 @@ describe("plan | run | verify on a fleet of real hosts", () => {
     const dir = tempDir("hostkeys");
     try {
       const kh = `${dir}/known_hosts`;
-      const unknown = await provision(["plan", fleet.inventoryFile, "--known-hosts", kh, "--limit", "h1"], { env: { HOME: dir } });
+      const unknown = await provision(["plan", fleet.inventoryFile, "--known-hosts", kh, "--limit", "h1"], {
+        env: { HOME: dir },
+      });
       expect(unknown.code).toBe(1);
-      expect(unknown.stdout).toMatch(/h1: UNREACHABLE: host key of [\d.]+:22 is unknown \(ssh-ed25519 SHA256:[A-Za-z0-9+/]{43}\); refused before authenticating/);
+      expect(unknown.stdout).toMatch(
+        /h1: UNREACHABLE: host key of [\d.]+:22 is unknown \(ssh-ed25519 SHA256:[A-Za-z0-9+/]{43}\); refused before authenticating/,
+      );
 
-      const accepted = await provision(["plan", fleet.inventoryFile, "--known-hosts", kh, "--accept-new-host-keys", "--limit", "h1"], { env: { HOME: dir } });
+      const accepted = await provision(
+        ["plan", fleet.inventoryFile, "--known-hosts", kh, "--accept-new-host-keys", "--limit", "h1"],
+        { env: { HOME: dir } },
+      );
       expect(accepted.code).toBe(0);
       const recorded = readFileSync(kh, "utf8");
-      expect(recorded).toBe(`${fleet.hosts[0]!.address} ${readFileSync(fleet.knownHostsFile, "utf8").split("\n")[0]!.split(" ").slice(1).join(" ")}\n`);
+      expect(recorded).toBe(
+        `${fleet.hosts[0]!.address} ${readFileSync(fleet.knownHostsFile, "utf8").split("\n")[0]!.split(" ").slice(1).join(" ")}\n`,
+      );
 
       // h2's real key under h1's address = h1's key "changed"
       const h2Key = readFileSync(fleet.knownHostsFile, "utf8").split("\n")[1]!.split(" ").slice(1).join(" ");
       const forged = `${dir}/forged`;
       (await import("node:fs")).writeFileSync(forged, `${fleet.hosts[0]!.address} ${h2Key}\n`);
-      const changed = await provision(["plan", fleet.inventoryFile, "--known-hosts", forged, "--accept-new-host-keys", "--limit", "h1"], { env: { HOME: dir } });
+      const changed = await provision(
+        ["plan", fleet.inventoryFile, "--known-hosts", forged, "--accept-new-host-keys", "--limit", "h1"],
+        { env: { HOME: dir } },
+      );
       expect(changed.code).toBe(1);
       expect(changed.stdout).toContain("HOST KEY CHANGED");
       expect(readFileSync(forged, "utf8").split("\n").filter(Boolean)).toHaveLength(1);

@@ -56,7 +56,8 @@ async function killAndWait(pids: number[], what: string): Promise<void> {
   }
   const deadline = Date.now() + 5_000;
   while (pids.some(isProcessRunning)) {
-    if (Date.now() > deadline) throw new Error(`${what}: pids ${pids.filter(isProcessRunning).join(", ")} still running after 5 s`);
+    if (Date.now() > deadline)
+      throw new Error(`${what}: pids ${pids.filter(isProcessRunning).join(", ")} still running after 5 s`);
     await sleep(WAIT_STEP_MS);
   }
 }
@@ -75,7 +76,10 @@ export async function killSshd(host: FleetHost): Promise<number[]> {
  */
 export async function killSessions(host: FleetHost, opts: { withChildren: boolean }): Promise<HostProcess[]> {
   const victims = processesOf(host).filter((p) => p.pid !== host.sshdPid && (opts.withChildren || p.comm === "sshd"));
-  await killAndWait(victims.map((p) => p.pid), `killing the sessions of ${host.name}`);
+  await killAndWait(
+    victims.map((p) => p.pid),
+    `killing the sessions of ${host.name}`,
+  );
   return victims;
 }
 
@@ -85,7 +89,10 @@ export async function waitForQuiet(host: FleetHost, timeoutMs: number): Promise<
   for (;;) {
     const others = processesOf(host).filter((p) => p.pid !== host.sshdPid);
     if (others.length === 0) return;
-    if (Date.now() > deadline) throw new Error(`${host.name} still runs ${others.map((p) => `${p.comm}(${p.pid})`).join(", ")} after ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `${host.name} still runs ${others.map((p) => `${p.comm}(${p.pid})`).join(", ")} after ${timeoutMs} ms`,
+      );
     await sleep(WAIT_STEP_MS);
   }
 }
@@ -104,14 +111,30 @@ exec /usr/sbin/sshd -D -e
  * handle at the new pid so fleet.exec works again.
  */
 export async function restartSshd(host: FleetHost): Promise<void> {
-  if (isProcessRunning(host.sshdPid) && processesOf(host).some((p) => p.pid === host.sshdPid)) throw new Error(`${host.name}: sshd ${host.sshdPid} still runs`);
+  if (isProcessRunning(host.sshdPid) && processesOf(host).some((p) => p.pid === host.sshdPid))
+    throw new Error(`${host.name}: sshd ${host.sshdPid} still runs`);
   const hostDir = dirname(host.etcDir);
   const log = openSync(join(hostDir, "sshd.log"), "a");
   let pid: number | undefined;
   try {
     const child = spawn(
       "ip",
-      ["netns", "exec", host.netns, "unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c", RESTART_SCRIPT, "sh", hostDir, host.name],
+      [
+        "netns",
+        "exec",
+        host.netns,
+        "unshare",
+        "--mount",
+        "--uts",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        RESTART_SCRIPT,
+        "sh",
+        hostDir,
+        host.name,
+      ],
       { detached: true, stdio: ["ignore", log, log], env: SYSTEM_ENV, cwd: "/" },
     );
     child.on("error", () => undefined);
@@ -123,7 +146,8 @@ export async function restartSshd(host: FleetHost): Promise<void> {
   if (pid === undefined) throw new Error(`could not spawn sshd for ${host.name}`);
   const deadline = Date.now() + 10_000;
   while (!(await acceptsTcp(host.address, 22))) {
-    if (!isProcessRunning(pid)) throw new Error(`sshd of ${host.name} exited at restart; see ${join(hostDir, "sshd.log")}`);
+    if (!isProcessRunning(pid))
+      throw new Error(`sshd of ${host.name} exited at restart; see ${join(hostDir, "sshd.log")}`);
     if (Date.now() > deadline) throw new Error(`sshd of ${host.name} did not listen within 10 s after restart`);
     await sleep(50);
   }
@@ -154,7 +178,8 @@ export function setRootQdisc(dev: string, spec: string[]): () => void {
 export function clearRootQdisc(dev: string): void {
   if (!existsSync(`/sys/class/net/${dev}`)) return;
   const shown = execFileSync("tc", ["qdisc", "show", "dev", dev, "root"], { env: SYSTEM_ENV, encoding: "utf8" });
-  if (/^qdisc (tbf|bfifo) /m.test(shown)) execFileSync("tc", ["qdisc", "del", "dev", dev, "root"], { env: SYSTEM_ENV, stdio: "pipe" });
+  if (/^qdisc (tbf|bfifo) /m.test(shown))
+    execFileSync("tc", ["qdisc", "del", "dev", dev, "root"], { env: SYSTEM_ENV, stdio: "pipe" });
 }
 
 /** Adds `ip route add blackhole ADDRESS/32` in the root namespace; returns the undo. */
@@ -166,15 +191,25 @@ export function addBlackholeRoute(address: string): () => void {
 
 export function removeBlackholeRoute(address: string): void {
   const shown = execFileSync("ip", ["route", "show", "type", "blackhole"], { env: SYSTEM_ENV, encoding: "utf8" });
-  if (shown.split("\n").some((line) => line.trim().startsWith(`blackhole ${address} `) || line.trim() === `blackhole ${address}`)) {
+  if (
+    shown
+      .split("\n")
+      .some((line) => line.trim().startsWith(`blackhole ${address} `) || line.trim() === `blackhole ${address}`)
+  ) {
     execFileSync("ip", ["route", "del", "blackhole", `${address}/32`], { env: SYSTEM_ENV, stdio: "pipe" });
   }
 }
 
 /** Bytes our side has queued but the host has not acknowledged, on the SSH connection to it. */
 export function unackedBytesTo(address: string): number {
-  const out = execFileSync("ss", ["-Htn", "state", "established", "dst", `${address}:22`], { env: SYSTEM_ENV, encoding: "utf8" });
-  return out.split("\n").filter(Boolean).reduce((max, line) => Math.max(max, Number(line.trim().split(/\s+/)[1] ?? 0)), 0);
+  const out = execFileSync("ss", ["-Htn", "state", "established", "dst", `${address}:22`], {
+    env: SYSTEM_ENV,
+    encoding: "utf8",
+  });
+  return out
+    .split("\n")
+    .filter(Boolean)
+    .reduce((max, line) => Math.max(max, Number(line.trim().split(/\s+/)[1] ?? 0)), 0);
 }
 
 export function sleep(ms: number): Promise<void> {

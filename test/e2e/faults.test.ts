@@ -4,8 +4,19 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { RunRecord } from "../../src/rollout/record.js";
 import { startFleet, type Fleet } from "../fleet/fleet.js";
 import {
-  addBlackholeRoute, clearRootQdisc, hostOf, killSessions, killSshd, processesOf, removeBlackholeRoute, restartSshd, rootVeth,
-  setRootQdisc, sleep, unackedBytesTo, waitForQuiet,
+  addBlackholeRoute,
+  clearRootQdisc,
+  hostOf,
+  killSessions,
+  killSshd,
+  processesOf,
+  removeBlackholeRoute,
+  restartSshd,
+  rootVeth,
+  setRootQdisc,
+  sleep,
+  unackedBytesTo,
+  waitForQuiet,
 } from "./faultKit.js";
 import { provision, readSysctl, tempDir, writeFile } from "./helpers.js";
 import { startProvision as startLive, type LiveRun, type TimedResult } from "./liveRun.js";
@@ -28,7 +39,8 @@ const SLOW_LINK = ["tbf", "rate", "24kbit", "burst", "1600", "latency", "400ms"]
 const DROP_ALL = ["bfifo", "limit", "0"];
 /** The words of a lost connection (src/transport/connectionLoss.ts), as regular expressions. */
 const HOST_CLOSED = "the host closed or reset it \\(sshd or the host went down, or something on the way cut it\\)";
-const KEEPALIVE_GAVE_UP = "the host stopped answering: no reply to keepalives for 15 s or more \\(it froze, or packets to or from it are dropped\\)";
+const KEEPALIVE_GAVE_UP =
+  "the host stopped answering: no reply to keepalives for 15 s or more \\(it froze, or packets to or from it are dropped\\)";
 const IN_FLIGHT = "A command in flight may have run in part or not at all; plan again to see what is left\\.";
 
 describe("rollout and faults on a fleet of real hosts", () => {
@@ -59,7 +71,16 @@ describe("rollout and faults on a fleet of real hosts", () => {
     expect(r.elapsedMs - lastLine, `exited ${r.elapsedMs - lastLine} ms after its last line`).toBeLessThan(5_000);
   };
   const runArgs = (playbook: string, extra: string[]) => [
-    "run", fleet.inventoryFile, "--playbook", playbook, "--known-hosts", fleet.knownHostsFile, "--state-dir", stateDir, "--yes", ...extra,
+    "run",
+    fleet.inventoryFile,
+    "--playbook",
+    playbook,
+    "--known-hosts",
+    fleet.knownHostsFile,
+    "--state-dir",
+    stateDir,
+    "--yes",
+    ...extra,
   ];
   const run = async (extra: string[], playbook = small, timeoutMs = 60_000) => {
     const r = await startProvision(runArgs(playbook, extra), timeoutMs).done;
@@ -79,7 +100,10 @@ describe("rollout and faults on a fleet of real hosts", () => {
   const statuses = (rec: RunRecord) => Object.fromEntries(rec.hosts.map((h) => [h.host, h.status]));
   const errorOf = (rec: RunRecord, host: string) => rec.hosts.find((h) => h.host === host)?.error ?? "";
   const expectChangedAndVerified = (r: TimedResult, hosts: string[]) => {
-    for (const h of hosts) expect(r.stdout, r.stdout + r.stderr).toMatch(new RegExp(`^${h}: changed \\(\\d+ applied\\), verified (\\d+)/\\1$`, "m"));
+    for (const h of hosts)
+      expect(r.stdout, r.stdout + r.stderr).toMatch(
+        new RegExp(`^${h}: changed \\(\\d+ applied\\), verified (\\d+)/\\1$`, "m"),
+      );
   };
   /** Polls the bytes queued towards the host until `done` says so; returns the last reading. */
   const waitForQueued = async (address: string, done: (bytes: number) => boolean, timeoutMs: number) => {
@@ -96,31 +120,48 @@ describe("rollout and faults on a fleet of real hosts", () => {
    * took as measured by provision itself. Deadlines are asserted on these, not on the whole run's
    * wall time, which on a loaded machine also counts the other hosts' work and Node's start.
    */
-  const connectAttempts = (r: TimedResult, host: string) => r.stderr.split("\n").filter((l) => new RegExp(`^\\[[^\\]]+\\] ${host}: connecting \\(`).test(l)).length;
+  const connectAttempts = (r: TimedResult, host: string) =>
+    r.stderr.split("\n").filter((l) => new RegExp(`^\\[[^\\]]+\\] ${host}: connecting \\(`).test(l)).length;
   const connectFailure = (r: TimedResult, host: string) => {
     const m = new RegExp(`^\\[[^\\]]+\\] ${host}: connect failed in (\\d+) ms: (.*)$`, "m").exec(r.stderr);
     expect(m, r.stderr).not.toBeNull();
     return { ms: Number(m![1]), message: m![2]! };
   };
-  const steps = (r: TimedResult, host: string) => [...r.stderr.matchAll(new RegExp(`^\\[[^\\]]+\\] ${host}: exec (\\d+) bytes(?: via sudo)? → (?:exit \\S+ in (\\d+) ms|failed in (\\d+) ms: (.*))`, "gm"))]
-    .map((m) => ({ bytes: Number(m[1]), ms: Number(m[2] ?? m[3]), failure: m[4] }));
-  const filesIn = async (host: string, path: string) => (await fleet.exec(host, `ls -A ${path}`)).stdout.split("\n").filter(Boolean);
+  const steps = (r: TimedResult, host: string) =>
+    [
+      ...r.stderr.matchAll(
+        new RegExp(
+          `^\\[[^\\]]+\\] ${host}: exec (\\d+) bytes(?: via sudo)? → (?:exit \\S+ in (\\d+) ms|failed in (\\d+) ms: (.*))`,
+          "gm",
+        ),
+      ),
+    ].map((m) => ({ bytes: Number(m[1]), ms: Number(m[2] ?? m[3]), failure: m[4] }));
+  const filesIn = async (host: string, path: string) =>
+    (await fleet.exec(host, `ls -A ${path}`)).stdout.split("\n").filter(Boolean);
 
   beforeAll(async () => {
     fleet = await startFleet({ hosts: HOSTS.length });
     dir = tempDir("faults");
     stateDir = join(dir, "state");
-    small = writeFile(dir, "small.yaml", "- name: two roles\n  hosts: all\n  roles:\n    - ephemeral-ports\n    - tw-reuse\n");
-    big = writeFile(dir, "big.yaml", [
-      "- name: two roles, a big drop-in",
-      "  hosts: all",
-      "  roles:",
-      "    - role: ephemeral-ports",
-      "      params:",
-      `        reserved_ports: [${RESERVED.map((r) => `"${r}"`).join(", ")}]`,
-      "    - tw-reuse",
-      "",
-    ].join("\n"));
+    small = writeFile(
+      dir,
+      "small.yaml",
+      "- name: two roles\n  hosts: all\n  roles:\n    - ephemeral-ports\n    - tw-reuse\n",
+    );
+    big = writeFile(
+      dir,
+      "big.yaml",
+      [
+        "- name: two roles, a big drop-in",
+        "  hosts: all",
+        "  roles:",
+        "    - role: ephemeral-ports",
+        "      params:",
+        `        reserved_ports: [${RESERVED.map((r) => `"${r}"`).join(", ")}]`,
+        "    - tw-reuse",
+        "",
+      ].join("\n"),
+    );
   });
 
   afterAll(async () => {
@@ -141,11 +182,22 @@ describe("rollout and faults on a fleet of real hosts", () => {
   it("--batches 1,2 over 5 hosts runs batches of 1, 2 and 2, in the progress lines and in the record", async () => {
     const r = await run(["--batches", "1,2"]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    const events = r.stderr.split("\n").filter((l) => /^(batch |h\d: )/.test(l)).map((l) => l.replace(/, verified .*$/, ""));
+    const events = r.stderr
+      .split("\n")
+      .filter((l) => /^(batch |h\d: )/.test(l))
+      .map((l) => l.replace(/, verified .*$/, ""));
     expect(events).toEqual([
-      "batch 1/3: 1 host (h1)", "h1: changed", "batch 1/3 done: 0 failed (0 tolerated)",
-      "batch 2/3: 2 hosts (h2, h3)", "h2: changed", "h3: changed", "batch 2/3 done: 0 failed (0 tolerated)",
-      "batch 3/3: 2 hosts (h4, h5)", "h4: changed", "h5: changed", "batch 3/3 done: 0 failed (0 tolerated)",
+      "batch 1/3: 1 host (h1)",
+      "h1: changed",
+      "batch 1/3 done: 0 failed (0 tolerated)",
+      "batch 2/3: 2 hosts (h2, h3)",
+      "h2: changed",
+      "h3: changed",
+      "batch 2/3 done: 0 failed (0 tolerated)",
+      "batch 3/3: 2 hosts (h4, h5)",
+      "h4: changed",
+      "h5: changed",
+      "batch 3/3 done: 0 failed (0 tolerated)",
     ]);
     const rec = recordOf(r);
     expect(rec.policy.batches).toEqual([1, 2]);
@@ -170,12 +222,24 @@ describe("rollout and faults on a fleet of real hosts", () => {
       expect(connectAttempts(perBatch, "h1")).toBe(1);
       // And the run as a whole did not wait for that 30 s timer either (measured: 1.3–4.5 s).
       expect(perBatch.elapsedMs).toBeLessThan(25_000);
-      timings.push(`sshd stopped: h1 refused ${refused.ms} ms after its connect began (whole run ${perBatch.elapsedMs} ms)`);
-      expect(perBatch.stdout).toMatch(/^h1: UNREACHABLE: connection refused by [\d.]+:22: is sshd running and listening there\?$/m);
-      expect(perBatch.stdout).toContain("STOPPED: batch 1: 1 of 1 hosts failed, more than the 0 tolerated per batch (max_fail_per_batch 0)");
+      timings.push(
+        `sshd stopped: h1 refused ${refused.ms} ms after its connect began (whole run ${perBatch.elapsedMs} ms)`,
+      );
+      expect(perBatch.stdout).toMatch(
+        /^h1: UNREACHABLE: connection refused by [\d.]+:22: is sshd running and listening there\?$/m,
+      );
+      expect(perBatch.stdout).toContain(
+        "STOPPED: batch 1: 1 of 1 hosts failed, more than the 0 tolerated per batch (max_fail_per_batch 0)",
+      );
       expect(perBatch.stderr).not.toContain("batch 2/3");
       const stoppedRecord = recordOf(perBatch);
-      expect(statuses(stoppedRecord)).toEqual({ h1: "unreachable", h2: "not-reached", h3: "not-reached", h4: "not-reached", h5: "not-reached" });
+      expect(statuses(stoppedRecord)).toEqual({
+        h1: "unreachable",
+        h2: "not-reached",
+        h3: "not-reached",
+        h4: "not-reached",
+        h5: "not-reached",
+      });
       expect(errorOf(stoppedRecord, "h1")).toContain("connection refused");
       expect(stoppedRecord.hosts.map((h) => h.batch)).toEqual([1, null, null, null, null]);
       for (const h of ["h2", "h3", "h4", "h5"]) expect(await reuse(h)).toBe("0"); // not reached = not touched
@@ -184,7 +248,9 @@ describe("rollout and faults on a fleet of real hosts", () => {
       const total = await run(["--batches", "1,2", "--max-fail-per-batch", "1"]);
       expect(total.code).toBe(1);
       expect(total.stderr).toContain("batch 1/3 done: 1 failed (1 tolerated)");
-      expect(total.stdout).toContain("STOPPED: after batch 1: 1 of 5 hosts failed in this run, more than the 0 tolerated (max_fail_total 0)");
+      expect(total.stdout).toContain(
+        "STOPPED: after batch 1: 1 of 5 hosts failed in this run, more than the 0 tolerated (max_fail_total 0)",
+      );
       expect(statuses(recordOf(total))).toEqual(statuses(stoppedRecord));
 
       // One tolerated per batch and 20% of 5 = 1 in the run: the rollout goes on past h1.
@@ -192,7 +258,13 @@ describe("rollout and faults on a fleet of real hosts", () => {
       expect(goesOn.code).toBe(1);
       expect(goesOn.stdout).not.toContain("STOPPED");
       expect(goesOn.stderr).toContain("batch 3/3: 2 hosts (h4, h5)");
-      expect(statuses(recordOf(goesOn))).toEqual({ h1: "unreachable", h2: "changed", h3: "changed", h4: "changed", h5: "changed" });
+      expect(statuses(recordOf(goesOn))).toEqual({
+        h1: "unreachable",
+        h2: "changed",
+        h3: "changed",
+        h4: "changed",
+        h5: "changed",
+      });
       expectChangedAndVerified(goesOn, ["h2", "h3", "h4", "h5"]);
       expect(goesOn.stdout).toContain("provision run --resume retries what failed or was not reached");
 
@@ -228,7 +300,9 @@ describe("rollout and faults on a fleet of real hosts", () => {
       expect(noRoute.ms).toBeLessThan(5_000);
       expect(r.elapsedMs).toBeLessThan(25_000);
       timings.push(`blackhole route: h2 failed ${noRoute.ms} ms after its connect began (whole run ${r.elapsedMs} ms)`);
-      expect(r.stdout).toMatch(/^h2: UNREACHABLE: no route to [\d.]+:22: this machine's routing table discards it \(a blackhole route\?\)$/m);
+      expect(r.stdout).toMatch(
+        /^h2: UNREACHABLE: no route to [\d.]+:22: this machine's routing table discards it \(a blackhole route\?\)$/m,
+      );
       expectChangedAndVerified(r, others);
       expect(statuses(recordOf(r)).h2).toBe("unreachable");
     } finally {
@@ -251,8 +325,12 @@ describe("rollout and faults on a fleet of real hosts", () => {
       expect(silent.ms).toBeGreaterThanOrEqual(5_000 - 2);
       expect(silent.ms).toBeLessThan(5_000 + 3_000);
       expect(connectAttempts(r, "h2")).toBe(1);
-      timings.push(`packets dropped, --connect-timeout 5: h2 failed ${silent.ms} ms after its connect began (whole run ${r.elapsedMs} ms)`);
-      expect(r.stdout).toMatch(/^h2: UNREACHABLE: no SSH handshake from [\d.]+:22 within 5 s \(host down, packets dropped, or a firewall\)$/m);
+      timings.push(
+        `packets dropped, --connect-timeout 5: h2 failed ${silent.ms} ms after its connect began (whole run ${r.elapsedMs} ms)`,
+      );
+      expect(r.stdout).toMatch(
+        /^h2: UNREACHABLE: no SSH handshake from [\d.]+:22 within 5 s \(host down, packets dropped, or a firewall\)$/m,
+      );
       expectChangedAndVerified(r, others);
       expect(errorOf(recordOf(r), "h2")).toContain("no SSH handshake");
     } finally {
@@ -265,7 +343,19 @@ describe("rollout and faults on a fleet of real hosts", () => {
     await drift(HOSTS);
     // Batches h1-h3 | h4 | h5, with a pause after each: the faults strike while the run holds
     // open connections to h4 and h5 (made for the plan it showed) and uses them in the next batches.
-    const faulty = startProvision(runArgs(small, ["--batches", "3,1", "--pause", String(PAUSE_S), "--max-fail-per-batch", "1", "--max-fail-total", "2"]), 60_000);
+    const faulty = startProvision(
+      runArgs(small, [
+        "--batches",
+        "3,1",
+        "--pause",
+        String(PAUSE_S),
+        "--max-fail-per-batch",
+        "1",
+        "--max-fail-total",
+        "2",
+      ]),
+      60_000,
+    );
     const undrop = () => clearRootQdisc(rootVeth(fleet, "h5"));
     try {
       await faulty.waitFor("stderr", new RegExp(`^pausing ${PAUSE_S} s before the next batch$`), 20_000);
@@ -279,18 +369,32 @@ describe("rollout and faults on a fleet of real hosts", () => {
       expectPromptExit(r);
 
       // Deadline h4: its batch starts after the pause and fails on its first command: < pause + 4 s.
-      const h4Failed = faulty.timeOf("stderr", new RegExp(`^h4: unreachable: connection to root@[\\d.]+:22 was lost: ${HOST_CLOSED}\\. ${IN_FLIGHT}$`));
+      const h4Failed = faulty.timeOf(
+        "stderr",
+        new RegExp(`^h4: unreachable: connection to root@[\\d.]+:22 was lost: ${HOST_CLOSED}\\. ${IN_FLIGHT}$`),
+      );
       expect(h4Failed, faulty.transcript()).toBeDefined();
       expect(h4Failed! - struck).toBeLessThan(PAUSE_S * 1_000 + 4_000);
 
       // Deadline h5: nothing answers, so ssh2's keepalive (every 5 s, 3 missed) gives up: < 20 s + 5 s margin.
-      const h5Failed = faulty.timeOf("stderr", new RegExp(`^h5: unreachable: connection to root@[\\d.]+:22 was lost: ${KEEPALIVE_GAVE_UP}\\. ${IN_FLIGHT}$`));
+      const h5Failed = faulty.timeOf(
+        "stderr",
+        new RegExp(`^h5: unreachable: connection to root@[\\d.]+:22 was lost: ${KEEPALIVE_GAVE_UP}\\. ${IN_FLIGHT}$`),
+      );
       expect(h5Failed, faulty.transcript()).toBeDefined();
       expect(h5Failed! - struck).toBeLessThan(20_000 + 5_000);
-      timings.push(`sshd killed between batches: h4's error ${h4Failed! - struck} ms after the kill (${PAUSE_S} s of it the pause); frozen host: h5's error ${h5Failed! - struck} ms after the freeze`);
+      timings.push(
+        `sshd killed between batches: h4's error ${h4Failed! - struck} ms after the kill (${PAUSE_S} s of it the pause); frozen host: h5's error ${h5Failed! - struck} ms after the freeze`,
+      );
 
       const rec = recordOf(r);
-      expect(statuses(rec)).toEqual({ h1: "changed", h2: "changed", h3: "changed", h4: "unreachable", h5: "unreachable" });
+      expect(statuses(rec)).toEqual({
+        h1: "changed",
+        h2: "changed",
+        h3: "changed",
+        h4: "unreachable",
+        h5: "unreachable",
+      });
       expect(rec.hosts.map((h) => h.batch)).toEqual([1, 1, 1, 2, 3]);
       expectChangedAndVerified(r, ["h1", "h2", "h3"]);
     } finally {
@@ -306,14 +410,24 @@ describe("rollout and faults on a fleet of real hosts", () => {
     await stopped.whileHeld(() => drift(["h3"])); // h3 is in batch 2, shown with no change
     const r = await stopped.done;
     expect(r.code, stopped.transcript()).toBe(1);
-    expect(r.stdout).toContain("STOPPED: batch 2: the plan of h3 changed since it was shown (the hosts changed meanwhile); nothing more was applied.");
+    expect(r.stdout).toContain(
+      "STOPPED: batch 2: the plan of h3 changed since it was shown (the hosts changed meanwhile); nothing more was applied.",
+    );
     const now = r.stdout.slice(r.stdout.indexOf("The plan now:"));
     expect(now).toMatch(/h3 \(1 host\): 1 change/);
     expect(now).toContain("net.ipv4.tcp_tw_reuse: 0 → 1");
-    expect(statuses(recordOf(r))).toEqual({ h1: "changed", h2: "not-reached", h3: "not-reached", h4: "not-reached", h5: "not-reached" });
+    expect(statuses(recordOf(r))).toEqual({
+      h1: "changed",
+      h2: "not-reached",
+      h3: "not-reached",
+      h4: "not-reached",
+      h5: "not-reached",
+    });
     expect(await reuse("h3")).toBe("0");
 
-    const allowed = startProvision(runArgs(small, ["--batches", "1,4", "--pause", String(PAUSE_S), "--allow-plan-drift"]));
+    const allowed = startProvision(
+      runArgs(small, ["--batches", "1,4", "--pause", String(PAUSE_S), "--allow-plan-drift"]),
+    );
     await allowed.waitFor("stderr", new RegExp(`^pausing ${PAUSE_S} s before the next batch$`), 20_000);
     await allowed.whileHeld(() => drift(["h2"]));
     const ok = await allowed.done;
@@ -321,7 +435,14 @@ describe("rollout and faults on a fleet of real hosts", () => {
     expect(ok.stdout).not.toContain("STOPPED");
     expect(statuses(recordOf(ok))).toMatchObject({ h2: "changed", h3: "changed", h4: "changed", h5: "changed" });
     for (const h of HOSTS) expect(await reuse(h)).toBe("1");
-    const verify = await provision(["verify", fleet.inventoryFile, "--playbook", small, "--known-hosts", fleet.knownHostsFile]);
+    const verify = await provision([
+      "verify",
+      fleet.inventoryFile,
+      "--playbook",
+      small,
+      "--known-hosts",
+      fleet.knownHostsFile,
+    ]);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
   }, 60_000);
 
@@ -347,16 +468,29 @@ describe("rollout and faults on a fleet of real hosts", () => {
       const beyondBurst = slowSteps.filter((st) => st.bytes > 1_600);
       expect(beyondBurst.length, slow.stderr).toBeGreaterThanOrEqual(2);
       const atLinkRate = (bytes: number) => ((bytes - 1_600) / 3_000) * 1_000;
-      for (const step of beyondBurst) expect(step.ms, JSON.stringify(step)).toBeGreaterThanOrEqual(atLinkRate(step.bytes));
-      timings.push(`slow link: h3 steps ${slowSteps.map((st) => `${st.bytes} B in ${st.ms} ms`).join(", ")}; h1 steps ${steps(normal, "h1").map((st) => `${st.bytes} B in ${st.ms} ms`).join(", ")}`);
+      for (const step of beyondBurst)
+        expect(step.ms, JSON.stringify(step)).toBeGreaterThanOrEqual(atLinkRate(step.bytes));
+      timings.push(
+        `slow link: h3 steps ${slowSteps.map((st) => `${st.bytes} B in ${st.ms} ms`).join(", ")}; h1 steps ${steps(
+          normal,
+          "h1",
+        )
+          .map((st) => `${st.bytes} B in ${st.ms} ms`)
+          .join(", ")}`,
+      );
       expect((await fleet.exec("h3", `cat ${PORTS_FILE}`)).stdout).toBe(smallPortsFile);
 
       // The big drop-in (~17 KB to upload, ~6 s here) against 4 s per command. Whether h3's first
       // read fits in 4 s or not, h3 must end as a timeout of its own (--allow-plan-drift keeps a
       // shown-timeout / fresh-plan difference from stopping the run instead).
-      const tight = await run(["--connect-timeout", "10", "--command-timeout", "4", "--allow-plan-drift", "--verbose"], big);
+      const tight = await run(
+        ["--connect-timeout", "10", "--command-timeout", "4", "--allow-plan-drift", "--verbose"],
+        big,
+      );
       expect(tight.code).toBe(1);
-      expect(tight.stdout).toMatch(/^h3: FAILED: command on root@[\d.]+:22 did not finish within 4 s; connection closed$/m);
+      expect(tight.stdout).toMatch(
+        /^h3: FAILED: command on root@[\d.]+:22 did not finish within 4 s; connection closed$/m,
+      );
       expectChangedAndVerified(tight, ["h1", "h2", "h4", "h5"]);
       expect(recordOf(tight).hosts.find((h) => h.host === "h3")?.error).toContain("did not finish within 4 s");
       // Deadline: the step is cut by its 4 s timer, which fires late only by the event loop's lag: < 4 s + 3 s.
@@ -367,7 +501,9 @@ describe("rollout and faults on a fleet of real hosts", () => {
         expect(step.ms).toBeGreaterThanOrEqual(4_000 - 2);
         expect(step.ms).toBeLessThan(4_000 + 3_000);
       }
-      timings.push(`slow link, --command-timeout 4: h3's step cut after ${cut.map((st) => st.ms).join(", ")} ms (whole run ${tight.elapsedMs} ms)`);
+      timings.push(
+        `slow link, --command-timeout 4: h3's step cut after ${cut.map((st) => st.ms).join(", ")} ms (whole run ${tight.elapsedMs} ms)`,
+      );
     } finally {
       unshape();
     }
@@ -379,7 +515,8 @@ describe("rollout and faults on a fleet of real hosts", () => {
     const newFile = (await fleet.exec("h1", `cat ${PORTS_FILE}`)).stdout; // h1 took the big playbook above
     expect(newFile).toContain(`net.ipv4.ip_local_reserved_ports = ${RESERVED.slice(0, 3).join(",")},`);
     expect(smallPortsFile).not.toContain("ip_local_reserved_ports");
-    const putOldFile = async () => expect((await fleet.exec("h3", `cat > ${PORTS_FILE}`, { input: smallPortsFile })).code).toBe(0);
+    const putOldFile = async () =>
+      expect((await fleet.exec("h3", `cat > ${PORTS_FILE}`, { input: smallPortsFile })).code).toBe(0);
 
     // Kill h3's connection at different points of the ~5 s upload of its apply script (the file's
     // content comes first, then the live values): before any of it arrived, in the middle of the
@@ -414,7 +551,9 @@ describe("rollout and faults on a fleet of real hosts", () => {
         expect(h3Failed! - struck).toBeLessThan(6_000);
         // One wording and one status, whichever of ssh2's paths (FIN, reset, a pending channel
         // request, a channel closed without exit status) noticed the kill first.
-        expect(r.stdout).toMatch(new RegExp(`^h3: UNREACHABLE: connection to root@[\\d.]+:22 was lost: ${HOST_CLOSED}\\. ${IN_FLIGHT}$`, "m"));
+        expect(r.stdout).toMatch(
+          new RegExp(`^h3: UNREACHABLE: connection to root@[\\d.]+:22 was lost: ${HOST_CLOSED}\\. ${IN_FLIGHT}$`, "m"),
+        );
         expectChangedAndVerified(r, others);
         expect(statuses(recordOf(r)).h3).toBe("unreachable");
 
@@ -425,9 +564,12 @@ describe("rollout and faults on a fleet of real hosts", () => {
         // The invariant is the line above: wholly old or wholly new. Which one depends on how much of
         // the script arrived before the kill (`kill.leaves` is what is expected; timing decides), so
         // it is recorded, not asserted.
-        seen.push(`${outcome}, expected ${kill.leaves} (${queued - left} of ${queued} bytes sent${kill.withChildren ? ", shell killed too" : ""}, error after ${h3Failed! - struck} ms)`);
+        seen.push(
+          `${outcome}, expected ${kill.leaves} (${queued - left} of ${queued} bytes sent${kill.withChildren ? ", shell killed too" : ""}, error after ${h3Failed! - struck} ms)`,
+        );
         // A leftover temp file could only come from a killed writer; it never ends in .conf, so sysctl never reads it.
-        for (const f of (await filesIn("h3", SYSCTL_DIR)).filter((n) => n.includes("provision-tmp"))) expect(f).toMatch(/^\.provision-tmp-[A-Za-z0-9]{6}$/);
+        for (const f of (await filesIn("h3", SYSCTL_DIR)).filter((n) => n.includes("provision-tmp")))
+          expect(f).toMatch(/^\.provision-tmp-[A-Za-z0-9]{6}$/);
       }
     } finally {
       unshape();
@@ -441,7 +583,14 @@ describe("rollout and faults on a fleet of real hosts", () => {
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect((await fleet.exec("h3", `cat ${PORTS_FILE}`)).stdout).toBe(newFile);
     expect((await filesIn("h3", SYSCTL_DIR)).filter((n) => n.includes("provision-tmp"))).toEqual([]);
-    const verify = await provision(["verify", fleet.inventoryFile, "--playbook", big, "--known-hosts", fleet.knownHostsFile]);
+    const verify = await provision([
+      "verify",
+      fleet.inventoryFile,
+      "--playbook",
+      big,
+      "--known-hosts",
+      fleet.knownHostsFile,
+    ]);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
     timings.push(`mid-write kills on h3 left the file: ${seen.join("; ")}`);
   }, 90_000);

@@ -28,17 +28,37 @@ describe("fd-limits on a fleet of real hosts", () => {
   const started: ChildProcess[] = [];
   const kernelBefore = { nrOpen: readProc("fs/nr_open"), fileMax: readProc("fs/file-max") };
 
-  const playbook = (params: string) => writeFile(dir, `play-${randomBytes(4).toString("hex")}.yaml`, `- hosts: all\n  roles:\n    - role: fd-limits\n      params: {${params}}\n`);
-  const goodParams = () => `soft_nofile: ${SOFT}, hard_nofile: ${HARD}, nr_open: 1048576, file_max: 2097152, users: ['*', root, deployw], services: [${services.ok}, ${services.low}]`;
+  const playbook = (params: string) =>
+    writeFile(
+      dir,
+      `play-${randomBytes(4).toString("hex")}.yaml`,
+      `- hosts: all\n  roles:\n    - role: fd-limits\n      params: {${params}}\n`,
+    );
+  const goodParams = () =>
+    `soft_nofile: ${SOFT}, hard_nofile: ${HARD}, nr_open: 1048576, file_max: 2097152, users: ['*', root, deployw], services: [${services.ok}, ${services.low}]`;
   let good: string;
-  const cat = async (host: string, path: string) => (await fleet.exec(host, `cat ${path} 2>/dev/null || echo ABSENT`)).stdout;
+  const cat = async (host: string, path: string) =>
+    (await fleet.exec(host, `cat ${path} 2>/dev/null || echo ABSENT`)).stdout;
 
   /** A login through the real OpenSSH client, independent of provision's own read-back. */
   function sshLogin(host: string, user: string): Promise<{ code: number; stdout: string }> {
     const address = fleet.hosts.find((h) => h.name === host)!.address;
-    const args = ["-i", fleet.clientKeyFile, "-o", `UserKnownHostsFile=${fleet.knownHostsFile}`, "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", `${user}@${address}`, "ulimit -Sn; ulimit -Hn"];
+    const args = [
+      "-i",
+      fleet.clientKeyFile,
+      "-o",
+      `UserKnownHostsFile=${fleet.knownHostsFile}`,
+      "-o",
+      "BatchMode=yes",
+      "-o",
+      "ConnectTimeout=5",
+      `${user}@${address}`,
+      "ulimit -Sn; ulimit -Hn",
+    ];
     return new Promise((resolve) => {
-      execFile("ssh", args, { timeout: 20_000 }, (err, stdout) => resolve({ code: err ? (typeof err.code === "number" ? err.code : 255) : 0, stdout }));
+      execFile("ssh", args, { timeout: 20_000 }, (err, stdout) =>
+        resolve({ code: err ? (typeof err.code === "number" ? err.code : 255) : 0, stdout }),
+      );
     });
   }
 
@@ -49,7 +69,21 @@ describe("fd-limits on a fleet of real hosts", () => {
   async function startService(name: string, soft: number, hard: number): Promise<ChildProcess> {
     const bin = join(dir, name);
     copyFileSync("/bin/sleep", bin);
-    const child = spawn("nsenter", ["-t", String(fleet.hosts[0]!.sshdPid), "-n", "-m", "-u", "--", "/bin/sh", "-c", `ulimit -Sn ${soft}; ulimit -Hn ${hard}; exec ${bin} 300`], { stdio: "ignore" });
+    const child = spawn(
+      "nsenter",
+      [
+        "-t",
+        String(fleet.hosts[0]!.sshdPid),
+        "-n",
+        "-m",
+        "-u",
+        "--",
+        "/bin/sh",
+        "-c",
+        `ulimit -Sn ${soft}; ulimit -Hn ${hard}; exec ${bin} 300`,
+      ],
+      { stdio: "ignore" },
+    );
     started.push(child);
     for (let i = 0; i < 100; i++) {
       if (readProcSafe(`${child.pid}/comm`) === name) return child;
@@ -93,8 +127,12 @@ describe("fd-limits on a fleet of real hosts", () => {
     const plan = await provision(["plan", inventory, ...common, "--playbook", above]);
     expect(plan.code).toBe(1);
     // Both refusals in one plan: above fs.nr_open, and above what sshd (no CAP_SYS_RESOURCE) can give a login.
-    expect(plan.stdout).toMatch(/h1: FAILED: planning failed, 2 problems:\n\s+- fd-limits: hard_nofile 2,000,000 is above this host's fs\.nr_open 1,048,576: pam_limits' setrlimit\(\) fails with EPERM/);
-    expect(plan.stdout).toMatch(/- fd-limits: hard_nofile 2,000,000 is above what a login can get on this host: sshd \(pid \d+\) holds hard nofile 20,000/);
+    expect(plan.stdout).toMatch(
+      /h1: FAILED: planning failed, 2 problems:\n\s+- fd-limits: hard_nofile 2,000,000 is above this host's fs\.nr_open 1,048,576: pam_limits' setrlimit\(\) fails with EPERM/,
+    );
+    expect(plan.stdout).toMatch(
+      /- fd-limits: hard_nofile 2,000,000 is above what a login can get on this host: sshd \(pid \d+\) holds hard nofile 20,000/,
+    );
     const run = await provision(["run", inventory, ...common, "--playbook", above, "--yes"]);
     expect(run.code).toBe(1);
     expect(run.stdout).toMatch(/Run: 0 changed, 0 unchanged, 3 failed/);
@@ -105,7 +143,9 @@ describe("fd-limits on a fleet of real hosts", () => {
     const above = playbook(`soft_nofile: ${SOFT}, hard_nofile: 30000`);
     const run = await provision(["run", inventory, ...common, "--playbook", above, "--yes"]);
     expect(run.code).toBe(1);
-    expect(run.stdout).toMatch(/h2: FAILED: planning failed: hard_nofile 30,000 is above what a login can get on this host: sshd \(pid \d+\) holds hard nofile 20,000 and lacks CAP_SYS_RESOURCE/);
+    expect(run.stdout).toMatch(
+      /h2: FAILED: planning failed: hard_nofile 30,000 is above what a login can get on this host: sshd \(pid \d+\) holds hard nofile 20,000 and lacks CAP_SYS_RESOURCE/,
+    );
     expect(run.stdout).toContain("Lower hard_nofile to 20,000 or less");
     for (const h of ["h1", "h2", "h3"]) expect(await cat(h, LIMITS)).toBe("ABSENT\n");
     expect(await sshLogin("h1", "root")).toEqual({ code: 0, stdout: "20000\n20000\n" });
@@ -130,8 +170,12 @@ describe("fd-limits on a fleet of real hosts", () => {
     expect(r.stdout).toContain(`${services.low} is not running: no /proc/<pid>/limits check`);
     expect(await cat("h1", LIMITS)).toBe("ABSENT\n");
     // where systemd does not run there is nothing to reload: no command at all
-    const json = JSON.parse((await provision(["plan", inventory, ...common, "--playbook", good, "--json"])).stdout) as { hosts: Array<{ changes: Array<{ kind: string }> }> };
-    expect(json.hosts.flatMap((h) => h.changes.map((c) => c.kind))).toEqual(Array(3).fill(["file", "file", "file", "file", "file", "file"]).flat());
+    const json = JSON.parse((await provision(["plan", inventory, ...common, "--playbook", good, "--json"])).stdout) as {
+      hosts: Array<{ changes: Array<{ kind: string }> }>;
+    };
+    expect(json.hosts.flatMap((h) => h.changes.map((c) => c.kind))).toEqual(
+      Array(3).fill(["file", "file", "file", "file", "file", "file"]).flat(),
+    );
   });
 
   it("run as root and as deploy with sudo, then verify reads what a fresh login and the running service really get", async () => {
@@ -140,7 +184,10 @@ describe("fd-limits on a fleet of real hosts", () => {
     expect(run.stdout).toMatch(/Run: 3 changed, 0 unchanged, 0 failed, 0 unreachable\./);
     expect(readProc("fs/nr_open")).toBe(kernelBefore.nrOpen);
     expect(readProc("fs/file-max")).toBe(kernelBefore.fileMax);
-    const files = await fleet.exec("h2", `stat -c '%a %U' ${LIMITS} ${SYSCTL} ${SERVICE_DROPIN(services.ok)}; ls -a /etc/security/limits.d`);
+    const files = await fleet.exec(
+      "h2",
+      `stat -c '%a %U' ${LIMITS} ${SYSCTL} ${SERVICE_DROPIN(services.ok)}; ls -a /etc/security/limits.d`,
+    );
     expect(files.stdout).toBe(`644 root\n644 root\n644 root\n.\n..\n60-provision-fd-limits.conf\n`);
 
     const verify = await provision(["verify", inventory, ...common, "--playbook", good, "--format", "markdown"]);
@@ -172,7 +219,9 @@ describe("fd-limits on a fleet of real hosts", () => {
     const verify = await provision(["verify", inventory, ...common, "--playbook", good]);
     expect(verify.code).toBe(1);
     expect(verify.stdout).toContain(`MISMATCH ${LIMITS}`);
-    expect(verify.stdout).toContain(`MISMATCH fresh login (deploy): soft nofile: expected ${SOFT}, found 4096 — a fresh SSH login as deploy does not get the soft nofile 16,384`);
+    expect(verify.stdout).toContain(
+      `MISMATCH fresh login (deploy): soft nofile: expected ${SOFT}, found 4096 — a fresh SSH login as deploy does not get the soft nofile 16,384`,
+    );
     expect(verify.stdout).toMatch(/Verify: \d+\/\d+ checks ok on 2\/3 hosts/);
 
     const run = await provision(["run", inventory, ...common, "--playbook", good, "--yes"]);
@@ -200,31 +249,48 @@ describe("fd-limits on a fleet of real hosts", () => {
   it("a service dropped from services and systemd_default_limit false: plan shows the removals, run removes exactly those files", async () => {
     // applied by the steps above: the default drop-in and one drop-in per service, on every host
     for (const h of ["h1", "h2", "h3"]) {
-      for (const path of [SYSTEMD_DEFAULT, SERVICE_DROPIN(services.ok), SERVICE_DROPIN(services.low)]) expect(await cat(h, path), `${h} ${path}`).not.toBe("ABSENT\n");
+      for (const path of [SYSTEMD_DEFAULT, SERVICE_DROPIN(services.ok), SERVICE_DROPIN(services.low)])
+        expect(await cat(h, path), `${h} ${path}`).not.toBe("ABSENT\n");
     }
     // files that are not the role's, beside its own: never touched
-    const foreign = [`/etc/systemd/system/${services.ok}.service.d/override.conf`, `/etc/systemd/system/${services.ok}.service.d/60-provision-fd-limits.conf.bak`, "/etc/systemd/system.conf.d/50-local.conf"];
+    const foreign = [
+      `/etc/systemd/system/${services.ok}.service.d/override.conf`,
+      `/etc/systemd/system/${services.ok}.service.d/60-provision-fd-limits.conf.bak`,
+      "/etc/systemd/system.conf.d/50-local.conf",
+    ];
     await fleet.exec("h1", foreign.map((f) => `printf '# not provision\\n' > ${f}`).join("\n"));
 
-    const without = playbook(goodParams().replace(/services: \[[^\]]*\]/, "services: [], systemd_default_limit: false"));
+    const without = playbook(
+      goodParams().replace(/services: \[[^\]]*\]/, "services: [], systemd_default_limit: false"),
+    );
     const plan = await provision(["plan", inventory, ...common, "--playbook", without]);
     expect(plan.code, plan.stdout + plan.stderr).toBe(2);
-    for (const path of [SYSTEMD_DEFAULT, SERVICE_DROPIN(services.ok), SERVICE_DROPIN(services.low)]) expect(plan.stdout).toContain(`rm -f -- ${path}`);
+    for (const path of [SYSTEMD_DEFAULT, SERVICE_DROPIN(services.ok), SERVICE_DROPIN(services.low)])
+      expect(plan.stdout).toContain(`rm -f -- ${path}`);
     expect(plan.stdout).toContain(`systemd_default_limit is false: removing ${SYSTEMD_DEFAULT}`);
-    expect(plan.stdout).toContain(`${services.low}.service is no longer in services: removing ${SERVICE_DROPIN(services.low)}`);
+    expect(plan.stdout).toContain(
+      `${services.low}.service is no longer in services: removing ${SERVICE_DROPIN(services.low)}`,
+    );
     expect(plan.stdout).toContain("keeps its current limit until restarted");
     expect(plan.stdout).toContain("systemd is not running here (PID 1 is");
     expect(plan.stdout).not.toContain("run: systemctl daemon-reload");
-    const json = JSON.parse((await provision(["plan", inventory, ...common, "--playbook", without, "--json"])).stdout) as { hosts: Array<{ changes: Array<{ kind: string; argv?: string[] }> }> };
+    const json = JSON.parse(
+      (await provision(["plan", inventory, ...common, "--playbook", without, "--json"])).stdout,
+    ) as { hosts: Array<{ changes: Array<{ kind: string; argv?: string[] }> }> };
     for (const host of json.hosts) {
-      expect(host.changes.map((c) => c.argv)).toEqual([SYSTEMD_DEFAULT, SERVICE_DROPIN(services.low), SERVICE_DROPIN(services.ok)].sort().map((p) => ["rm", "-f", "--", p]));
+      expect(host.changes.map((c) => c.argv)).toEqual(
+        [SYSTEMD_DEFAULT, SERVICE_DROPIN(services.low), SERVICE_DROPIN(services.ok)]
+          .sort()
+          .map((p) => ["rm", "-f", "--", p]),
+      );
     }
 
     const run = await provision(["run", inventory, ...common, "--playbook", without, "--yes"]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     expect(run.stdout).toMatch(/Run: 3 changed, 0 unchanged, 0 failed/);
     for (const h of ["h1", "h2", "h3"]) {
-      for (const path of [SYSTEMD_DEFAULT, SERVICE_DROPIN(services.ok), SERVICE_DROPIN(services.low)]) expect(await cat(h, path), `${h} ${path}`).toBe("ABSENT\n");
+      for (const path of [SYSTEMD_DEFAULT, SERVICE_DROPIN(services.ok), SERVICE_DROPIN(services.low)])
+        expect(await cat(h, path), `${h} ${path}`).toBe("ABSENT\n");
       for (const path of [LIMITS, SYSCTL]) expect(await cat(h, path), `${h} ${path}`).not.toBe("ABSENT\n");
     }
     for (const f of foreign) expect(await cat("h1", f)).toBe("# not provision\n");
@@ -236,7 +302,10 @@ describe("fd-limits on a fleet of real hosts", () => {
     expect(again.stdout).toContain("h1, h2, h3 (3 hosts): no changes");
 
     // a leftover put back by hand is drift: verify names it, run removes it again
-    await fleet.exec("h2", `mkdir -p /etc/systemd/system/${services.low}.service.d && printf 'x\\n' > ${SERVICE_DROPIN(services.low)}`);
+    await fleet.exec(
+      "h2",
+      `mkdir -p /etc/systemd/system/${services.low}.service.d && printf 'x\\n' > ${SERVICE_DROPIN(services.low)}`,
+    );
     const drift = await provision(["verify", inventory, ...common, "--playbook", without]);
     expect(drift.code).toBe(1);
     expect(drift.stdout).toContain(`${SERVICE_DROPIN(services.low)} is still there`);
@@ -244,7 +313,9 @@ describe("fd-limits on a fleet of real hosts", () => {
   });
 
   it("users: [] and both kernel values null: the limits file and the sysctl file are removed, live values stay", async () => {
-    const nothing = playbook(`soft_nofile: ${SOFT}, hard_nofile: ${HARD}, nr_open: null, file_max: null, users: [], services: [], systemd_default_limit: false`);
+    const nothing = playbook(
+      `soft_nofile: ${SOFT}, hard_nofile: ${HARD}, nr_open: null, file_max: null, users: [], services: [], systemd_default_limit: false`,
+    );
     const plan = await provision(["plan", inventory, ...common, "--playbook", nothing]);
     expect(plan.code, plan.stdout + plan.stderr).toBe(2);
     expect(plan.stdout).toContain(`rm -f -- ${SYSCTL}`);
@@ -253,7 +324,8 @@ describe("fd-limits on a fleet of real hosts", () => {
     expect(plan.stdout).toContain(`users is empty: removing ${LIMITS}`);
     const run = await provision(["run", inventory, ...common, "--playbook", nothing, "--yes"]);
     expect(run.code, run.stdout + run.stderr).toBe(0);
-    for (const h of ["h1", "h2", "h3"]) for (const path of [LIMITS, SYSCTL]) expect(await cat(h, path)).toBe("ABSENT\n");
+    for (const h of ["h1", "h2", "h3"])
+      for (const path of [LIMITS, SYSCTL]) expect(await cat(h, path)).toBe("ABSENT\n");
     expect(await cat("h2", SERVICE_DROPIN(services.low))).toBe("ABSENT\n");
     expect(readProc("fs/nr_open")).toBe(kernelBefore.nrOpen);
     expect(readProc("fs/file-max")).toBe(kernelBefore.fileMax);

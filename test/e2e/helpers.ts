@@ -25,7 +25,10 @@ export interface CliResult {
 }
 
 /** Runs the real `provision` binary (built dist/) as a user would; bounded by a timeout. */
-export function provision(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number; input?: string; cwd?: string } = {}): Promise<CliResult> {
+export function provision(
+  args: string[],
+  opts: { env?: Record<string, string>; timeoutMs?: number; input?: string; cwd?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       cwd: opts.cwd ?? WORK_DIR,
@@ -38,7 +41,11 @@ export function provision(args: string[], opts: { env?: Record<string, string>; 
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      reject(new Error(`provision ${args.join(" ")} did not finish within ${opts.timeoutMs ?? DEFAULT_CLI_TIMEOUT_MS} ms\n${stdout}\n${stderr}`));
+      reject(
+        new Error(
+          `provision ${args.join(" ")} did not finish within ${opts.timeoutMs ?? DEFAULT_CLI_TIMEOUT_MS} ms\n${stdout}\n${stderr}`,
+        ),
+      );
     }, opts.timeoutMs ?? DEFAULT_CLI_TIMEOUT_MS);
     child.on("close", (code) => {
       clearTimeout(timer);
@@ -60,14 +67,45 @@ export function writeFile(dir: string, name: string, content: string): string {
 }
 
 /** A route straight to host:port with one key, as sshConfig.ts resolves one for a config that says nothing else. */
-export function directRoute(hostname: string, port: number, user: string, identityFile: string, extra: Partial<SshEndpoint> = {}): SshRoute {
+export function directRoute(
+  hostname: string,
+  port: number,
+  user: string,
+  identityFile: string,
+  extra: Partial<SshEndpoint> = {},
+): SshRoute {
   return {
     jumps: [],
     target: {
-      alias: hostname, hostname, port, user, identityFiles: [identityFile], identityFilesConfigured: true, identitiesOnly: true,
-      certificateFiles: [], knownHostsFiles: [], recordHostKeysIn: null, hostKeyName: hostname, hostKeyPort: port, strictHostKeyChecking: "yes", connectTimeoutMs: null,
-      serverAlive: null, proxyCommand: null, sshArgv: ["-F", "none", "-o", `User=${user}`, "-o", `Port=${port}`, "-o", `IdentityFile=${identityFile}`, hostname],
-      needsOpenSsh: null, ...extra,
+      alias: hostname,
+      hostname,
+      port,
+      user,
+      identityFiles: [identityFile],
+      identityFilesConfigured: true,
+      identitiesOnly: true,
+      certificateFiles: [],
+      knownHostsFiles: [],
+      recordHostKeysIn: null,
+      hostKeyName: hostname,
+      hostKeyPort: port,
+      strictHostKeyChecking: "yes",
+      connectTimeoutMs: null,
+      serverAlive: null,
+      proxyCommand: null,
+      sshArgv: [
+        "-F",
+        "none",
+        "-o",
+        `User=${user}`,
+        "-o",
+        `Port=${port}`,
+        "-o",
+        `IdentityFile=${identityFile}`,
+        hostname,
+      ],
+      needsOpenSsh: null,
+      ...extra,
     },
   };
 }

@@ -4,7 +4,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFleet, type Fleet } from "../fleet/fleet.js";
 import { provision, tempDir, writeFile } from "./helpers.js";
 
-const ALL_ROLES = ["fd-limits", "ephemeral-ports", "tw-reuse", "syn-backlog", "keepalive", "conntrack", "secondary-source-ips"];
+const ALL_ROLES = [
+  "fd-limits",
+  "ephemeral-ports",
+  "tw-reuse",
+  "syn-backlog",
+  "keepalive",
+  "conntrack",
+  "secondary-source-ips",
+];
 
 /** A hostile value, where a user would write it, and where its error must point. */
 interface Hostile {
@@ -16,24 +24,60 @@ interface Hostile {
 
 /** h1's vars: one hostile value per role param that takes a string (and a few that must not), and the login user. */
 const HOST_VARS: Array<string | Hostile> = [
-  { yaml: `      ansible_user: "root -oProxyCommand=touch /tmp/pwned-user"`, keyPath: "all.hosts.h1.ansible_user", token: `"root` },
+  {
+    yaml: `      ansible_user: "root -oProxyCommand=touch /tmp/pwned-user"`,
+    keyPath: "all.hosts.h1.ansible_user",
+    token: `"root`,
+  },
   "      fd_limits:",
-  { yaml: `        users: ["root; touch /tmp/pwned-users"]`, keyPath: "all.hosts.h1.fd_limits.users[0]", token: `"root;` },
-  { yaml: `        services: ["$(touch /tmp/pwned-services)"]`, keyPath: "all.hosts.h1.fd_limits.services[0]", token: `"$(` },
+  {
+    yaml: `        users: ["root; touch /tmp/pwned-users"]`,
+    keyPath: "all.hosts.h1.fd_limits.users[0]",
+    token: `"root;`,
+  },
+  {
+    yaml: `        services: ["$(touch /tmp/pwned-services)"]`,
+    keyPath: "all.hosts.h1.fd_limits.services[0]",
+    token: `"$(`,
+  },
   "      secondary_source_ips:",
-  { yaml: `        interface: "eth0\\ntouch /tmp/pwned-interface"`, keyPath: "all.hosts.h1.secondary_source_ips.interface", token: `"eth0` },
-  { yaml: `        addresses: ["198.18.5.10/24; touch /tmp/pwned-addresses"]`, keyPath: "all.hosts.h1.secondary_source_ips.addresses[0]", token: `"198` },
-  { yaml: `        stack: "\`touch /tmp/pwned-stack\`"`, keyPath: "all.hosts.h1.secondary_source_ips.stack", token: `"\`` },
+  {
+    yaml: `        interface: "eth0\\ntouch /tmp/pwned-interface"`,
+    keyPath: "all.hosts.h1.secondary_source_ips.interface",
+    token: `"eth0`,
+  },
+  {
+    yaml: `        addresses: ["198.18.5.10/24; touch /tmp/pwned-addresses"]`,
+    keyPath: "all.hosts.h1.secondary_source_ips.addresses[0]",
+    token: `"198`,
+  },
+  {
+    yaml: `        stack: "\`touch /tmp/pwned-stack\`"`,
+    keyPath: "all.hosts.h1.secondary_source_ips.stack",
+    token: `"\``,
+  },
   "      ephemeral_ports:",
-  { yaml: `        reserved_ports: ["../../etc/passwd"]`, keyPath: "all.hosts.h1.ephemeral_ports.reserved_ports[0]", token: `"../` },
+  {
+    yaml: `        reserved_ports: ["../../etc/passwd"]`,
+    keyPath: "all.hosts.h1.ephemeral_ports.reserved_ports[0]",
+    token: `"../`,
+  },
   "      tw_reuse:",
   { yaml: `        "x; rm -rf /": 1`, keyPath: `all.hosts.h1.tw_reuse.${JSON.stringify("x; rm -rf /")}`, token: `"x;` },
   "      keepalive:",
-  { yaml: `        tcp_keepalive_time: "600; touch /tmp/pwned-keepalive"`, keyPath: "all.hosts.h1.keepalive.tcp_keepalive_time", token: `"600` },
+  {
+    yaml: `        tcp_keepalive_time: "600; touch /tmp/pwned-keepalive"`,
+    keyPath: "all.hosts.h1.keepalive.tcp_keepalive_time",
+    token: `"600`,
+  },
   "      syn_backlog:",
   { yaml: `        somaxconn: "$(touch /tmp/pwned-syn)"`, keyPath: "all.hosts.h1.syn_backlog.somaxconn", token: `"$(` },
   "      conntrack:",
-  { yaml: `        nf_conntrack_max: "1048576 && touch /tmp/pwned-conntrack"`, keyPath: "all.hosts.h1.conntrack.nf_conntrack_max", token: `"1048576` },
+  {
+    yaml: `        nf_conntrack_max: "1048576 && touch /tmp/pwned-conntrack"`,
+    keyPath: "all.hosts.h1.conntrack.nf_conntrack_max",
+    token: `"1048576`,
+  },
 ];
 const HOSTILE = HOST_VARS.filter((l): l is Hostile => typeof l !== "string");
 
@@ -64,7 +108,10 @@ describe("hostile input never reaches a host", () => {
     return value;
   };
   const pwnedOnHost = async () => (await fleet.exec("h1", "ls /tmp | grep pwned || true")).stdout.trim();
-  const pwnedHere = () => ["user", "users", "services", "interface", "addresses", "stack", "keepalive", "syn", "conntrack"].filter((s) => existsSync(`/tmp/pwned-${s}`));
+  const pwnedHere = () =>
+    ["user", "users", "services", "interface", "addresses", "stack", "keepalive", "syn", "conntrack"].filter((s) =>
+      existsSync(`/tmp/pwned-${s}`),
+    );
 
   beforeAll(async () => {
     fleet = await startFleet({ hosts: 1 });
@@ -88,9 +135,14 @@ describe("hostile input never reaches a host", () => {
     for (const h of HOSTILE) {
       const index = lines.indexOf(h.yaml);
       const where = `${inventory}:${index + 1}:${h.yaml.indexOf(h.token) + 1} ${h.keyPath}: `;
-      expect(r.stderr.split("\n").some((l) => l.startsWith(where)), `missing ${where}\n${r.stderr}`).toBe(true);
+      expect(
+        r.stderr.split("\n").some((l) => l.startsWith(where)),
+        `missing ${where}\n${r.stderr}`,
+      ).toBe(true);
     }
-    expect(r.stderr.trim().split("\n").at(-1)).toBe(`${HOSTILE.length} errors in the configuration; nothing was sent to any host.`);
+    expect(r.stderr.trim().split("\n").at(-1)).toBe(
+      `${HOSTILE.length} errors in the configuration; nothing was sent to any host.`,
+    );
     expect(r.stdout).toBe("");
 
     // The host's kernel counts every TCP connection accepted in its namespace as it happens: no
@@ -112,7 +164,10 @@ describe("hostile input never reaches a host", () => {
     expect(await passiveOpens()).toBeGreaterThan(opensBefore);
     // The login itself, from sshd's side: its log line may land after the CLI exits, so wait (bounded) for it.
     const deadline = Date.now() + 5000;
-    while (!readFileSync(sshdLog, "utf8").slice(logBefore.length).includes("Accepted publickey") && Date.now() < deadline) {
+    while (
+      !readFileSync(sshdLog, "utf8").slice(logBefore.length).includes("Accepted publickey") &&
+      Date.now() < deadline
+    ) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     expect(readFileSync(sshdLog, "utf8").slice(logBefore.length)).toContain("Accepted publickey for root");

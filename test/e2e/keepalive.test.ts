@@ -16,8 +16,20 @@ describe("keepalive on a fleet of real hosts", () => {
   beforeAll(async () => {
     fleet = await startFleet({ hosts: 2 });
     dir = tempDir("keepalive");
-    const playbook = writeFile(dir, "keepalive.yaml", "- name: keepalive only\n  hosts: all\n  roles:\n    - keepalive\n");
-    args = (command, ...extra) => [command, fleet.inventoryFile, "--playbook", playbook, "--known-hosts", fleet.knownHostsFile, ...extra];
+    const playbook = writeFile(
+      dir,
+      "keepalive.yaml",
+      "- name: keepalive only\n  hosts: all\n  roles:\n    - keepalive\n",
+    );
+    args = (command, ...extra) => [
+      command,
+      fleet.inventoryFile,
+      "--playbook",
+      playbook,
+      "--known-hosts",
+      fleet.knownHostsFile,
+      ...extra,
+    ];
   });
   afterAll(async () => {
     await fleet?.stop();
@@ -74,17 +86,21 @@ describe("keepalive on a fleet of real hosts", () => {
   });
 
   it("a detection time under a minute is a warning that names the arithmetic, not an error", async () => {
-    const fast = writeFile(dir, "fast.yaml", [
-      "- name: keepalive, aggressive",
-      "  hosts: all",
-      "  roles:",
-      "    - role: keepalive",
-      "      params:",
-      "        tcp_keepalive_time: 10",
-      "        tcp_keepalive_intvl: 5",
-      "        tcp_keepalive_probes: 3",
-      "",
-    ].join("\n"));
+    const fast = writeFile(
+      dir,
+      "fast.yaml",
+      [
+        "- name: keepalive, aggressive",
+        "  hosts: all",
+        "  roles:",
+        "    - role: keepalive",
+        "      params:",
+        "        tcp_keepalive_time: 10",
+        "        tcp_keepalive_intvl: 5",
+        "        tcp_keepalive_probes: 3",
+        "",
+      ].join("\n"),
+    );
     const r = await provision(["plan", fleet.inventoryFile, "--playbook", fast, "--known-hosts", fleet.knownHostsFile]);
     expect(r.code, r.stdout + r.stderr).toBe(2);
     expect(r.stderr).toMatch(
@@ -94,10 +110,16 @@ describe("keepalive on a fleet of real hosts", () => {
   });
 
   it("a value out of the schema's range is refused before connecting", async () => {
-    const bad = writeFile(dir, "bad.yaml", "- hosts: all\n  roles:\n    - role: keepalive\n      params:\n        tcp_keepalive_probes: 0\n");
+    const bad = writeFile(
+      dir,
+      "bad.yaml",
+      "- hosts: all\n  roles:\n    - role: keepalive\n      params:\n        tcp_keepalive_probes: 0\n",
+    );
     const r = await provision(["plan", fleet.inventoryFile, "--playbook", bad, "--known-hosts", fleet.knownHostsFile]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/bad\.yaml:5:31 \[0\]\.roles\[0\]\.params\.tcp_keepalive_probes: 0 is out of range \(must be >= 1\)\. Use a count from 1 to 20\./);
+    expect(r.stderr).toMatch(
+      /bad\.yaml:5:31 \[0\]\.roles\[0\]\.params\.tcp_keepalive_probes: 0 is out of range \(must be >= 1\)\. Use a count from 1 to 20\./,
+    );
     expect(r.stderr).toContain("nothing was sent to any host");
   });
 });

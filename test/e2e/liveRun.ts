@@ -53,12 +53,17 @@ export class LiveRun {
     this.done = new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         child.kill("SIGKILL");
-        reject(new Error(`provision ${args.join(" ")} did not finish within ${timeoutMs} ms (it hung)\n${stdout}\n${stderr}`));
+        reject(
+          new Error(
+            `provision ${args.join(" ")} did not finish within ${timeoutMs} ms (it hung)\n${stdout}\n${stderr}`,
+          ),
+        );
       }, timeoutMs);
       child.on("close", (code) => {
         clearTimeout(timer);
         // A last line without a newline is still a line.
-        for (const stream of ["stdout", "stderr"] as const) if (partial[stream] !== "") this.lines.push({ at: this.elapsed(), stream, text: partial[stream] });
+        for (const stream of ["stdout", "stderr"] as const)
+          if (partial[stream] !== "") this.lines.push({ at: this.elapsed(), stream, text: partial[stream] });
         this.closed = true;
         for (const w of this.watchers) w();
         resolve({ code, stdout, stderr, elapsedMs: this.elapsed(), lines: this.lines });
@@ -97,9 +102,16 @@ export class LiveRun {
       const check = () => {
         const hit = this.lines.find((l) => l.stream === stream && pattern.test(l.text));
         if (hit) finish(() => resolve(hit.at));
-        else if (this.closed) finish(() => reject(new Error(`provision ended without printing ${pattern} on ${stream}:\n${this.transcript()}`)));
+        else if (this.closed)
+          finish(() =>
+            reject(new Error(`provision ended without printing ${pattern} on ${stream}:\n${this.transcript()}`)),
+          );
       };
-      const timer = setTimeout(() => finish(() => reject(new Error(`no ${pattern} on ${stream} within ${timeoutMs} ms:\n${this.transcript()}`))), timeoutMs);
+      const timer = setTimeout(
+        () =>
+          finish(() => reject(new Error(`no ${pattern} on ${stream} within ${timeoutMs} ms:\n${this.transcript()}`))),
+        timeoutMs,
+      );
       const finish = (then: () => void) => {
         clearTimeout(timer);
         this.watchers.delete(check);
@@ -116,7 +128,9 @@ export class LiveRun {
   }
 
   transcript(): string {
-    return this.lines.map((l) => `${String(l.at).padStart(6)} ${l.stream === "stdout" ? "out" : "err"} ${l.text}`).join("\n");
+    return this.lines
+      .map((l) => `${String(l.at).padStart(6)} ${l.stream === "stdout" ? "out" : "err"} ${l.text}`)
+      .join("\n");
   }
 }
 

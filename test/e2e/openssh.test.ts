@@ -34,14 +34,21 @@ describe("OpenSSH-client transport", () => {
     controlDir = mkdtempSync("/tmp/pv-ossh-");
     wrongKeyFile = join(dir, "wrong_ed25519");
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "not-authorized", "-f", wrongKeyFile]);
-    const block = (alias: string, host: string, key: string) => `Host ${alias}\n  HostName ${addr(host)}\n  IdentityFile ${key}\n  IdentitiesOnly yes\n`;
+    const block = (alias: string, host: string, key: string) =>
+      `Host ${alias}\n  HostName ${addr(host)}\n  IdentityFile ${key}\n  IdentitiesOnly yes\n`;
     configFile = join(dir, "ssh_config");
-    writeFileSync(configFile, [
-      ...["h1", "h2", "h3"].map((h) => block(h, h, fleet.clientKeyFile)),
-      block("h1-wrong-key", "h1", wrongKeyFile),
-      block("h2-cert", "h2", fleet.userCertKeyFile!),
-      block("closed-port", "h3", fleet.clientKeyFile).replace("IdentitiesOnly yes", "IdentitiesOnly yes\n  Port 2222"),
-    ].join(""));
+    writeFileSync(
+      configFile,
+      [
+        ...["h1", "h2", "h3"].map((h) => block(h, h, fleet.clientKeyFile)),
+        block("h1-wrong-key", "h1", wrongKeyFile),
+        block("h2-cert", "h2", fleet.userCertKeyFile!),
+        block("closed-port", "h3", fleet.clientKeyFile).replace(
+          "IdentitiesOnly yes",
+          "IdentitiesOnly yes\n  Port 2222",
+        ),
+      ].join(""),
+    );
   });
 
   afterEach(async () => {
@@ -95,13 +102,18 @@ describe("OpenSSH-client transport", () => {
   };
   const direct = (alias: string, user = "root"): SshRoute => ({ target: endpoint(alias, user), jumps: [] });
   const failureOf = async (p: Promise<unknown>): Promise<HostError> => {
-    const err = await p.then(() => new Error("it succeeded"), (e: unknown) => e);
+    const err = await p.then(
+      () => new Error("it succeeded"),
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(HostError);
     return err as HostError;
   };
   /** Every process whose command line mentions `text`, as "pid args". */
   const processesMentioning = (text: string) =>
-    execFileSync("ps", ["-eo", "pid=,args="], { encoding: "utf8" }).split("\n").filter((l) => l.includes(text) && !l.includes("ps -eo"));
+    execFileSync("ps", ["-eo", "pid=,args="], { encoding: "utf8" })
+      .split("\n")
+      .filter((l) => l.includes(text) && !l.includes("ps -eo"));
   const waitFor = async (what: string, check: () => boolean | Promise<boolean>, ms = 10_000) => {
     const deadline = Date.now() + ms;
     while (!(await check())) {
@@ -110,7 +122,9 @@ describe("OpenSSH-client transport", () => {
     }
   };
   const establishedTo = (address: string) =>
-    execFileSync("ss", ["-tnH", "state", "established", "dst", `${address}:22`], { encoding: "utf8" }).split("\n").filter((l) => l.trim() !== "").length;
+    execFileSync("ss", ["-tnH", "state", "established", "dst", `${address}:22`], { encoding: "utf8" })
+      .split("\n")
+      .filter((l) => l.trim() !== "").length;
 
   it("returns exact bytes (1 MB, control and multibyte characters) and stderr without any trailer", async () => {
     const t = await connect(direct("h1"));
@@ -230,12 +244,21 @@ describe("OpenSSH-client transport", () => {
     writeFileSync(knownHosts, "");
     const refused = await failureOf(connect(direct("h2"), { knownHostsFiles: [knownHosts] }));
     expect(refused.kind).toBe("hostkey");
-    expect(refused.message).toMatch(new RegExp(`^host key of ${addr("h2").replace(/\./g, "\\.")}:22 is unknown \\(ssh-ed25519 SHA256:[A-Za-z0-9+/]{43}\\); refused before authenticating\\.`));
+    expect(refused.message).toMatch(
+      new RegExp(
+        `^host key of ${addr("h2").replace(/\./g, "\\.")}:22 is unknown \\(ssh-ed25519 SHA256:[A-Za-z0-9+/]{43}\\); refused before authenticating\\.`,
+      ),
+    );
     expect(readFileSync(knownHosts, "utf8")).toBe("");
 
     const accepted = await connect(direct("h2"), { knownHostsFiles: [knownHosts], acceptNewHostKeys: true });
     expect((await accepted.exec("hostname")).stdout).toBe("h2\n");
-    const hostKey = readFileSync(fleet.knownHostsFile, "utf8").split("\n").find((l) => l.startsWith(`${addr("h2")} `))!.split(" ").slice(1).join(" ");
+    const hostKey = readFileSync(fleet.knownHostsFile, "utf8")
+      .split("\n")
+      .find((l) => l.startsWith(`${addr("h2")} `))!
+      .split(" ")
+      .slice(1)
+      .join(" ");
     expect(readFileSync(knownHosts, "utf8")).toContain(hostKey);
     const again = await connect(direct("h2"), { knownHostsFiles: [knownHosts] });
     expect((await again.exec("hostname")).stdout).toBe("h2\n");
@@ -244,7 +267,11 @@ describe("OpenSSH-client transport", () => {
   it("explains an authentication failure with every identity offered, and a refused connection", async () => {
     const err = await failureOf(connect({ target: endpoint("h1-wrong-key", "deploy"), jumps: [] }));
     expect(err.kind).toBe("auth");
-    expect(err.message).toMatch(new RegExp(`^authentication failed for deploy@${addr("h1").replace(/\./g, "\\.")}:22\\. the server refused the identity offered: ${wrongKeyFile} \\(ED25519 SHA256:\\S+\\)\\. it accepts: publickey\\. Check the login user`));
+    expect(err.message).toMatch(
+      new RegExp(
+        `^authentication failed for deploy@${addr("h1").replace(/\./g, "\\.")}:22\\. the server refused the identity offered: ${wrongKeyFile} \\(ED25519 SHA256:\\S+\\)\\. it accepts: publickey\\. Check the login user`,
+      ),
+    );
 
     const refused = await failureOf(connect({ target: endpoint("closed-port", "root", 2222), jumps: [] }));
     expect(refused.kind).toBe("unreachable");
@@ -283,25 +310,32 @@ describe("OpenSSH-client transport", () => {
     const sleeper = `sleep 5.${randomBytes(4).readUInt32BE()}`;
     const running = t.exec(sleeper);
     await waitFor("the command to start", () => processesMentioning(sleeper).length > 0);
-    const bastionMaster = processesMentioning(controlDir).find((l) => l.includes("ControlMaster=yes") && / h1$/.test(l))!;
+    const bastionMaster = processesMentioning(controlDir).find(
+      (l) => l.includes("ControlMaster=yes") && / h1$/.test(l),
+    )!;
     process.kill(Number(bastionMaster.trim().split(/\s+/)[0]), "SIGKILL");
     const err = await failureOf(running);
     expect(err.kind).toBe("unreachable");
-    expect(err.message).toContain(`connection to root@${addr("h2")}:22 was lost: the connection to bastion root@${addr("h1")}:22 ended: the local ssh master process was killed (SIGKILL).`);
+    expect(err.message).toContain(
+      `connection to root@${addr("h2")}:22 was lost: the connection to bastion root@${addr("h1")}:22 ended: the local ssh master process was killed (SIGKILL).`,
+    );
   });
 
   it("a host that stops answering is noticed by the keepalive, in ssh2's words", async () => {
     const t = await connect(direct("h3"), { keepalive: { intervalMs: 1000, countMax: 2 } });
     const host = hostOf(fleet, "h3");
-    const sessions = processesOf(host).filter((p) => p.comm === "sshd" && p.pid !== host.sshdPid).map((p) => p.pid);
+    const sessions = processesOf(host)
+      .filter((p) => p.comm === "sshd" && p.pid !== host.sshdPid)
+      .map((p) => p.pid);
     expect(sessions.length).toBeGreaterThan(0);
-    const signal = (s: NodeJS.Signals) => sessions.forEach((pid) => {
-      try {
-        process.kill(pid, s);
-      } catch {
-        // a session of an earlier test that has just ended
-      }
-    });
+    const signal = (s: NodeJS.Signals) =>
+      sessions.forEach((pid) => {
+        try {
+          process.kill(pid, s);
+        } catch {
+          // a session of an earlier test that has just ended
+        }
+      });
     signal("SIGSTOP");
     try {
       const err = await failureOf(t.exec("sleep 20"));
@@ -317,7 +351,9 @@ describe("OpenSSH-client transport", () => {
   it("a bastion that cannot reach the target says so, naming the bastion", async () => {
     const err = await failureOf(connect({ target: endpoint("closed-port", "root", 2222), jumps: [endpoint("h1")] }));
     expect(err.kind).toBe("unreachable");
-    expect(err.message).toBe(`bastion root@${addr("h1")}:22 could not open a connection to ${addr("h3")}:2222: connect failed: Connection refused`);
+    expect(err.message).toBe(
+      `bastion root@${addr("h1")}:22 could not open a connection to ${addr("h3")}:2222: connect failed: Connection refused`,
+    );
   });
 
   it("a process that exits without closing its transports leaves no master behind", async () => {
@@ -333,7 +369,9 @@ describe("OpenSSH-client transport", () => {
         "console.log('connected');",
         "process.exit(0);",
       ].join("\n");
-      const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+        stdio: ["ignore", "pipe", "pipe"],
+      });
       let out = "";
       child.stdout.on("data", (d: Buffer) => (out += d.toString()));
       child.stderr.on("data", (d: Buffer) => (out += d.toString()));

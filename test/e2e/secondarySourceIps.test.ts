@@ -84,17 +84,36 @@ describe("secondary-source-ips on real hosts (networkd on h1, ifupdown on h2, ne
   /** IPv4 addresses of an interface in kernel order, " secondary" appended where the kernel marks it. */
   const addrsWithFlags = async (host: string, dev = "eth0") => {
     const r = await fleet.exec(host, `ip -j addr show dev ${dev}`);
-    const links = JSON.parse(r.stdout) as Array<{ addr_info: Array<{ local: string; prefixlen: number; secondary?: boolean }> }>;
-    return links[0]!.addr_info.filter((a) => !a.local.includes(":")).map((a) => `${a.local}/${a.prefixlen}${a.secondary ? " secondary" : ""}`);
+    const links = JSON.parse(r.stdout) as Array<{
+      addr_info: Array<{ local: string; prefixlen: number; secondary?: boolean }>;
+    }>;
+    return links[0]!.addr_info
+      .filter((a) => !a.local.includes(":"))
+      .map((a) => `${a.local}/${a.prefixlen}${a.secondary ? " secondary" : ""}`);
   };
-  const addrs = async (host: string, dev = "eth0") => (await addrsWithFlags(host, dev)).map((a) => a.replace(/ secondary$/, ""));
+  const addrs = async (host: string, dev = "eth0") =>
+    (await addrsWithFlags(host, dev)).map((a) => a.replace(/ secondary$/, ""));
 
   /** An inventory with each host's role params in its host vars. */
   function inventory(name: string, vars: Record<string, string>): string {
     const hosts = fleet.hosts
       .filter((h) => h.name in vars)
-      .flatMap((h) => [`        ${h.name}:`, `          ansible_host: ${h.address}`, `          secondary_source_ips: ${vars[h.name]}`]);
-    const text = ["all:", "  vars:", "    ansible_user: root", `    ansible_ssh_private_key_file: ${fleet.clientKeyFile}`, "  children:", "    fleet:", "      hosts:", ...hosts, ""].join("\n");
+      .flatMap((h) => [
+        `        ${h.name}:`,
+        `          ansible_host: ${h.address}`,
+        `          secondary_source_ips: ${vars[h.name]}`,
+      ]);
+    const text = [
+      "all:",
+      "  vars:",
+      "    ansible_user: root",
+      `    ansible_ssh_private_key_file: ${fleet.clientKeyFile}`,
+      "  children:",
+      "    fleet:",
+      "      hosts:",
+      ...hosts,
+      "",
+    ].join("\n");
     return writeFile(dir, name, text);
   }
 
@@ -113,7 +132,10 @@ describe("secondary-source-ips on real hosts (networkd on h1, ifupdown on h2, ne
     common = ["--playbook", writeFile(dir, "playbook.yaml", PLAYBOOK), "--known-hosts", fleet.knownHostsFile];
     main = inventory("main.yaml", mainVars());
     // Each host's /etc is private: h1 looks like a networkd host, h2 like a Debian ifupdown host.
-    await fleet.exec("h1", `mkdir -p /etc/systemd/network && printf '[Match]\\nName=eth0\\n\\n[Network]\\nAddress=${primary.h1}/24\\n' > /etc/systemd/network/10-eth0.network`);
+    await fleet.exec(
+      "h1",
+      `mkdir -p /etc/systemd/network && printf '[Match]\\nName=eth0\\n\\n[Network]\\nAddress=${primary.h1}/24\\n' > /etc/systemd/network/10-eth0.network`,
+    );
     await fleet.exec(
       "h2",
       `mkdir -p /etc/network/interfaces.d && printf 'source /etc/network/interfaces.d/*\\n\\nauto lo\\niface lo inet loopback\\n\\nauto eth0\\niface eth0 inet static\\n    address ${primary.h2}/24\\n' > /etc/network/interfaces`,
@@ -159,9 +181,14 @@ describe("secondary-source-ips on real hosts (networkd on h1, ifupdown on h2, ne
     expect(await tcp(`${net}.201`, 22)).toBe("refused");
     expect(await tcp(`${net}.210`, 22)).toBe("refused");
 
-    const h1File = await fleet.exec("h1", `cat ${NETWORKD_DROPIN}; stat -c '%a %U' ${NETWORKD_DROPIN}; ls -a /etc/systemd/network/10-eth0.network.d`);
+    const h1File = await fleet.exec(
+      "h1",
+      `cat ${NETWORKD_DROPIN}; stat -c '%a %U' ${NETWORKD_DROPIN}; ls -a /etc/systemd/network/10-eth0.network.d`,
+    );
     expect(h1File.stdout).toContain("# Managed by provision, role secondary-source-ips.");
-    expect(h1File.stdout).toContain(`[Address]\n# Extra source address 2 of 2 on eth0; a socket uses it after bind() to ${net}.201, port 0.\nAddress=${net}.201/24\n`);
+    expect(h1File.stdout).toContain(
+      `[Address]\n# Extra source address 2 of 2 on eth0; a socket uses it after bind() to ${net}.201, port 0.\nAddress=${net}.201/24\n`,
+    );
     expect(h1File.stdout).toContain("644 root");
     expect(h1File.stdout).not.toContain(".provision-tmp");
     const h2File = await fleet.exec("h2", `cat ${IFUPDOWN_HOOK}; stat -c '%a %U' ${IFUPDOWN_HOOK}; cat ${STATE}`);
@@ -209,10 +236,15 @@ describe("secondary-source-ips on real hosts (networkd on h1, ifupdown on h2, ne
     await fleet.exec("h1", "echo '40000 40009' > /proc/sys/net/ipv4/ip_local_port_range");
     try {
       const json = await provision(["plan", main, ...common, "--json", "--limit", "h1"]);
-      const notes = (JSON.parse(json.stdout) as { hosts: Array<{ notes: Array<{ text: string }> }> }).hosts[0]!.notes.map((n) => n.text);
+      const notes = (
+        JSON.parse(json.stdout) as { hosts: Array<{ notes: Array<{ text: string }> }> }
+      ).hosts[0]!.notes.map((n) => n.text);
       expect(notes[0]).toContain("3 source IPs × 10 ports = 30 connections");
       const sources = [primary.h1!, `${net}.200`, `${net}.201`];
-      const r = await fleet.exec("h1", `${process.execPath} - ${primary.h2} 22 ${sources.join(" ")}`, { input: CONNECT_UNTIL_REFUSED, timeoutMs: 30_000 });
+      const r = await fleet.exec("h1", `${process.execPath} - ${primary.h2} 22 ${sources.join(" ")}`, {
+        input: CONNECT_UNTIL_REFUSED,
+        timeoutMs: 30_000,
+      });
       expect(r.code, r.stderr).toBe(0);
       const counts = JSON.parse(r.stdout) as Record<string, number | string>;
       for (const src of sources) {
@@ -237,7 +269,11 @@ describe("secondary-source-ips on real hosts (networkd on h1, ifupdown on h2, ne
 
   it("the hook, run as ifupdown runs it, adds the address only after eth0's own inet stanza, as a secondary", async () => {
     await fleet.exec("h2", `ip addr del ${net}.210/24 dev eth0`);
-    const hook = (addrfam: string) => fleet.exec("h2", `IFACE=eth0 LOGICAL=eth0 MODE=start PHASE=post-up ADDRFAM=${addrfam} METHOD=static ${IFUPDOWN_HOOK}`);
+    const hook = (addrfam: string) =>
+      fleet.exec(
+        "h2",
+        `IFACE=eth0 LOGICAL=eth0 MODE=start PHASE=post-up ADDRFAM=${addrfam} METHOD=static ${IFUPDOWN_HOOK}`,
+      );
     expect((await hook("inet6")).code).toBe(0);
     expect(await addrs("h2")).toEqual([`${primary.h2}/24`]);
     const r = await hook("inet");
@@ -268,7 +304,9 @@ describe("secondary-source-ips on real hosts (networkd on h1, ifupdown on h2, ne
     for (const command of ["plan", "run"]) {
       const r = await provision([command, bad, ...common, ...(command === "run" ? ["--yes"] : [])]);
       expect(r.code, r.stdout).toBe(1);
-      expect(r.stdout).toContain(`h1: FAILED: planning failed: ${primary.h1}/32 on eth0 is the address this SSH session uses (${primary.h1}); secondary-source-ips never adds, changes or removes it.`);
+      expect(r.stdout).toContain(
+        `h1: FAILED: planning failed: ${primary.h1}/32 on eth0 is the address this SSH session uses (${primary.h1}); secondary-source-ips never adds, changes or removes it.`,
+      );
     }
     expect(await addrs("h1")).toEqual(before);
     expect((await fleet.exec("h1", `cat ${NETWORKD_DROPIN}`)).stdout).toBe(fileBefore);
@@ -279,7 +317,9 @@ describe("secondary-source-ips on real hosts (networkd on h1, ifupdown on h2, ne
     const bad = inventory("no-iface.yaml", { h1: `{ interface: eth9, addresses: [${net}.202/24] }` });
     const r = await provision(["plan", bad, ...common]);
     expect(r.code).toBe(1);
-    expect(r.stdout).toContain('interface "eth9" does not exist on this host (it has: lo, eth0). Set secondary_source_ips.interface to one of them');
+    expect(r.stdout).toContain(
+      'interface "eth9" does not exist on this host (it has: lo, eth0). Set secondary_source_ips.interface to one of them',
+    );
   });
 
   it("refuses to persist where no stack configures the interface, and refuses netplan clearly; persist: false still works", async () => {
@@ -289,10 +329,15 @@ describe("secondary-source-ips on real hosts (networkd on h1, ifupdown on h2, ne
     expect(none.stdout).toContain("h3: FAILED: planning failed: no network stack configures eth0 here");
     expect(none.stdout).toContain("Set persist: false to add them live only");
 
-    await fleet.exec("h3", "mkdir -p /etc/netplan && printf 'network:\\n  version: 2\\n  ethernets:\\n    eth0:\\n      dhcp4: true\\n' > /etc/netplan/50-cloud-init.yaml");
+    await fleet.exec(
+      "h3",
+      "mkdir -p /etc/netplan && printf 'network:\\n  version: 2\\n  ethernets:\\n    eth0:\\n      dhcp4: true\\n' > /etc/netplan/50-cloud-init.yaml",
+    );
     const netplan = await provision(["plan", h3, ...common]);
     expect(netplan.code).toBe(1);
-    expect(netplan.stdout).toContain("netplan manages eth0 (/etc/netplan/50-cloud-init.yaml); secondary-source-ips does not write netplan configuration.");
+    expect(netplan.stdout).toContain(
+      "netplan manages eth0 (/etc/netplan/50-cloud-init.yaml); secondary-source-ips does not write netplan configuration.",
+    );
     expect(await addrs("h3")).toEqual([`${primary.h3}/24`]);
 
     const liveOnly = inventory("h3-live.yaml", { h3: `{ addresses: [${net}.220/24], persist: false }` });
@@ -324,14 +369,25 @@ describe("secondary-source-ips on real hosts (networkd on h1, ifupdown on h2, ne
     expect((await provision(["run", added, ...common, "--yes"])).code).toBe(0);
     await fleet.exec("h3", `ip addr add ${net}.150/24 dev sip0`);
     expect(await addrsWithFlags("h3", "sip0")).toEqual([`${net}.151/24`, `${net}.150/24 secondary`]);
-    expect((await fleet.exec("h3", "cat /proc/sys/net/ipv4/conf/sip0/promote_secondaries /proc/sys/net/ipv4/conf/all/promote_secondaries")).stdout).toBe("0\n0\n");
+    expect(
+      (
+        await fleet.exec(
+          "h3",
+          "cat /proc/sys/net/ipv4/conf/sip0/promote_secondaries /proc/sys/net/ipv4/conf/all/promote_secondaries",
+        )
+      ).stdout,
+    ).toBe("0\n0\n");
 
     const emptied = inventory("h3-sip0-empty.yaml", { h3: "{ interface: sip0, addresses: [], persist: false }" });
     for (const command of ["plan", "run"]) {
       const r = await provision([command, emptied, ...common, ...(command === "run" ? ["--yes"] : [])]);
       expect(r.code, r.stdout).toBe(1);
-      expect(r.stdout).toContain(`h3: FAILED: planning failed: deleting ${net}.151/24 from sip0 would also delete ${net}.150/24: ${net}.151/24 is the primary address of ${net}.0/24 on sip0`);
-      expect(r.stdout).toContain("net.ipv4.conf.sip0.promote_secondaries is 0, so the kernel deletes the subnet's secondary addresses with it. Set net.ipv4.conf.sip0.promote_secondaries=1 first");
+      expect(r.stdout).toContain(
+        `h3: FAILED: planning failed: deleting ${net}.151/24 from sip0 would also delete ${net}.150/24: ${net}.151/24 is the primary address of ${net}.0/24 on sip0`,
+      );
+      expect(r.stdout).toContain(
+        "net.ipv4.conf.sip0.promote_secondaries is 0, so the kernel deletes the subnet's secondary addresses with it. Set net.ipv4.conf.sip0.promote_secondaries=1 first",
+      );
     }
     expect(await addrsWithFlags("h3", "sip0")).toEqual([`${net}.151/24`, `${net}.150/24 secondary`]);
 
@@ -350,11 +406,19 @@ describe("secondary-source-ips on real hosts (networkd on h1, ifupdown on h2, ne
   });
 
   it("after the interface changes, the address leaves the old interface and its drop-in", async () => {
-    await fleet.exec("h1", "ip link add sip0 type veth peer name sip1 && ip link set sip0 up && ip link set sip1 up && printf '[Match]\\nName=sip0\\n' > /etc/systemd/network/20-sip0.network");
+    await fleet.exec(
+      "h1",
+      "ip link add sip0 type veth peer name sip1 && ip link set sip0 up && ip link set sip1 up && printf '[Match]\\nName=sip0\\n' > /etc/systemd/network/20-sip0.network",
+    );
     const moved = inventory("h1-sip0.yaml", { h1: `{ interface: sip0, addresses: [${net}.200/24] }` });
     const plan = await provision(["plan", moved, ...common]);
     expect(plan.code, plan.stdout).toBe(2);
-    for (const step of [`run: ip addr del ${net}.200/24 dev eth0`, `run: rm -f -- ${NETWORKD_DROPIN}`, "+++ /etc/systemd/network/20-sip0.network.d/60-provision-secondary-ips.conf", `run: ip addr add ${net}.200/24 dev sip0`]) {
+    for (const step of [
+      `run: ip addr del ${net}.200/24 dev eth0`,
+      `run: rm -f -- ${NETWORKD_DROPIN}`,
+      "+++ /etc/systemd/network/20-sip0.network.d/60-provision-secondary-ips.conf",
+      `run: ip addr add ${net}.200/24 dev sip0`,
+    ]) {
       expect(plan.stdout).toContain(step);
     }
     let run = { code: null as number | null, stdout: "", stderr: "" };

@@ -24,7 +24,11 @@ time.sleep(${LISTENER_LIFETIME_S})
 `;
 
 interface PlanJson {
-  hosts: Array<{ host: string; notes?: Array<{ role: string; text: string }>; changes?: Array<{ kind: string; key?: string }> }>;
+  hosts: Array<{
+    host: string;
+    notes?: Array<{ role: string; text: string }>;
+    changes?: Array<{ kind: string; key?: string }>;
+  }>;
 }
 
 /** plan → run → verify → plan again → drift caught, for syn-backlog alone, with a listener that caps its own backlog. */
@@ -40,18 +44,32 @@ describe("syn-backlog on a fleet of real hosts", () => {
     fleet = await startFleet({ hosts: 2 });
     dir = tempDir("syn-backlog");
     // net.core.netdev_max_backlog is machine-global and absent in a network namespace: leave it alone here.
-    const playbook = writeFile(dir, "syn-backlog.yaml", "- name: syn-backlog only\n  hosts: all\n  roles:\n    - role: syn-backlog\n      params:\n        netdev_max_backlog: null\n");
+    const playbook = writeFile(
+      dir,
+      "syn-backlog.yaml",
+      "- name: syn-backlog only\n  hosts: all\n  roles:\n    - role: syn-backlog\n      params:\n        netdev_max_backlog: null\n",
+    );
     // The fleet's group_vars leave netdev_max_backlog alone; playbook params win over them.
-    const defaults = writeFile(dir, "defaults.yaml", "- name: syn-backlog default netdev_max_backlog\n  hosts: all\n  roles:\n    - role: syn-backlog\n      params:\n        netdev_max_backlog: 16384\n");
+    const defaults = writeFile(
+      dir,
+      "defaults.yaml",
+      "- name: syn-backlog default netdev_max_backlog\n  hosts: all\n  roles:\n    - role: syn-backlog\n      params:\n        netdev_max_backlog: 16384\n",
+    );
     const common = ["--known-hosts", fleet.knownHostsFile];
     args = (command, ...extra) => [command, fleet.inventoryFile, "--playbook", playbook, ...common, ...extra];
     withDefaults = (command, ...extra) => [command, fleet.inventoryFile, "--playbook", defaults, ...common, ...extra];
 
     await fleet.exec("h1", "cat > /root/listen-small-backlog.py", { input: LISTENER });
-    const started = await fleet.exec("h1", `timeout ${LISTENER_LIFETIME_S} python3 /root/listen-small-backlog.py </dev/null >/dev/null 2>&1 & echo $!`);
+    const started = await fleet.exec(
+      "h1",
+      `timeout ${LISTENER_LIFETIME_S} python3 /root/listen-small-backlog.py </dev/null >/dev/null 2>&1 & echo $!`,
+    );
     listenerPid = started.stdout.trim();
     expect(listenerPid, started.stderr).toMatch(/^\d+$/);
-    const ready = await fleet.exec("h1", `for i in $(seq 50); do [ "$(ss -Hltn 'sport = :${LISTEN_PORT}' | wc -l)" -eq 2 ] && exit 0; sleep 0.1; done; ss -Hltn; exit 1`);
+    const ready = await fleet.exec(
+      "h1",
+      `for i in $(seq 50); do [ "$(ss -Hltn 'sport = :${LISTEN_PORT}' | wc -l)" -eq 2 ] && exit 0; sleep 0.1; done; ss -Hltn; exit 1`,
+    );
     expect(ready.code, `listener on ${LISTEN_PORT} did not start: ${ready.stdout}`).toBe(0);
   });
   afterAll(async () => {
@@ -80,10 +98,16 @@ describe("syn-backlog on a fleet of real hosts", () => {
   it("the listener note belongs to the host that listens, sshd's own backlog to both", async () => {
     const r = await provision(args("plan", "--json"));
     const data = JSON.parse(r.stdout) as PlanJson;
-    const notes = (host: string) => (data.hosts.find((h) => h.host === host)?.notes ?? []).filter((n) => n.role === "syn-backlog").map((n) => n.text);
-    expect(notes("h1").some((t) => t.startsWith(`port ${LISTEN_PORT} listens with backlog ${LISTEN_BACKLOG} < somaxconn 65535`))).toBe(true);
+    const notes = (host: string) =>
+      (data.hosts.find((h) => h.host === host)?.notes ?? []).filter((n) => n.role === "syn-backlog").map((n) => n.text);
+    expect(
+      notes("h1").some((t) =>
+        t.startsWith(`port ${LISTEN_PORT} listens with backlog ${LISTEN_BACKLOG} < somaxconn 65535`),
+      ),
+    ).toBe(true);
     expect(notes("h2").some((t) => t.startsWith(`port ${LISTEN_PORT} `))).toBe(false);
-    for (const h of ["h1", "h2"]) expect(notes(h).some((t) => /^port 22 listens with backlog 128 < somaxconn 65535/.test(t))).toBe(true);
+    for (const h of ["h1", "h2"])
+      expect(notes(h).some((t) => /^port 22 listens with backlog 128 < somaxconn 65535/.test(t))).toBe(true);
   });
 
   it("run applies, verify reads every value back, and a second plan changes nothing", async () => {
@@ -135,7 +159,9 @@ describe("syn-backlog on a fleet of real hosts", () => {
     expect(plan.code, plan.stdout).toBe(1);
     for (const h of ["h1", "h2"]) {
       expect(plan.stdout).toMatch(
-        new RegExp(`${h}: \\w+: planning failed: net\\.core\\.netdev_max_backlog does not exist on this host: it is one value for the whole machine, and a non-initial network namespace \\(a container\\) does not show it\\. Set syn_backlog\\.netdev_max_backlog: null`),
+        new RegExp(
+          `${h}: \\w+: planning failed: net\\.core\\.netdev_max_backlog does not exist on this host: it is one value for the whole machine, and a non-initial network namespace \\(a container\\) does not show it\\. Set syn_backlog\\.netdev_max_backlog: null`,
+        ),
       );
     }
     expect(plan.stdout).toContain("Plan: 0 changes on 0 hosts, 0 unchanged, 2 failed.");

@@ -3,8 +3,16 @@
 //   node dist/test/fleet/cli.js up --hosts N [--segment VIA:COUNT]... [--json] [--dir DIR]
 //   node dist/test/fleet/cli.js down PREFIX
 //   node dist/test/fleet/cli.js cleanup
-import { parseArgs } from 'node:util';
-import { cleanupStaleFleets, fleetExists, startFleet, stopFleetByPrefix, type Fleet, type FleetHost, type SegmentOptions } from './fleet.js';
+import { parseArgs } from "node:util";
+import {
+  cleanupStaleFleets,
+  fleetExists,
+  startFleet,
+  stopFleetByPrefix,
+  type Fleet,
+  type FleetHost,
+  type SegmentOptions,
+} from "./fleet.js";
 
 const USAGE = `usage:
   cli.js up --hosts N [--segment VIA:COUNT]... [--json] [--dir DIR]
@@ -16,11 +24,11 @@ const USAGE = `usage:
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
-    case 'up':
+    case "up":
       return up(rest);
-    case 'down':
+    case "down":
       return down(rest);
-    case 'cleanup':
+    case "cleanup":
       return cleanup();
     default:
       console.error(USAGE);
@@ -32,10 +40,10 @@ async function up(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
-      hosts: { type: 'string' },
-      segment: { type: 'string', multiple: true, default: [] },
-      json: { type: 'boolean', default: false },
-      dir: { type: 'string' },
+      hosts: { type: "string" },
+      segment: { type: "string", multiple: true, default: [] },
+      json: { type: "boolean", default: false },
+      dir: { type: "string" },
     },
   });
   const hostCount = Number(values.hosts);
@@ -44,7 +52,12 @@ async function up(args: string[]): Promise<number> {
     console.error(USAGE);
     return 2;
   }
-  const fleet = await startFleet({ hosts: hostCount, segments: segments as SegmentOptions[], dir: values.dir, keepAfterExit: true });
+  const fleet = await startFleet({
+    hosts: hostCount,
+    segments: segments as SegmentOptions[],
+    dir: values.dir,
+    keepAfterExit: true,
+  });
   console.log(values.json ? JSON.stringify(describeFleet(fleet), null, 2) : humanSummary(fleet));
   return 0;
 }
@@ -66,7 +79,7 @@ function down(args: string[]): number {
   }
   const leftovers = stopFleetByPrefix(prefix);
   if (leftovers.length > 0) {
-    console.error(`fleet ${prefix} not fully removed: ${leftovers.join(', ')}`);
+    console.error(`fleet ${prefix} not fully removed: ${leftovers.join(", ")}`);
     return 1;
   }
   console.log(`stopped fleet ${prefix}`);
@@ -75,7 +88,7 @@ function down(args: string[]): number {
 
 async function cleanup(): Promise<number> {
   const removed = await cleanupStaleFleets();
-  console.log(removed.length > 0 ? `removed stale fleets: ${removed.join(' ')}` : 'no stale fleets');
+  console.log(removed.length > 0 ? `removed stale fleets: ${removed.join(" ")}` : "no stale fleets");
   return 0;
 }
 
@@ -85,7 +98,12 @@ function describeFleet(fleet: Fleet) {
     dir: fleet.dir,
     subnet: fleet.subnet,
     segments: fleet.segments,
-    files: { clientKey: fleet.clientKeyFile, knownHosts: fleet.knownHostsFile, inventory: fleet.inventoryFile, sshConfig: fleet.sshConfigFile },
+    files: {
+      clientKey: fleet.clientKeyFile,
+      knownHosts: fleet.knownHostsFile,
+      inventory: fleet.inventoryFile,
+      sshConfig: fleet.sshConfigFile,
+    },
     sudoPassword: fleet.sudoPassword,
     hosts: fleet.hosts,
   };
@@ -101,14 +119,17 @@ function humanSummary(fleet: Fleet): string {
     `known hosts: ${fleet.knownHostsFile}`,
     `ssh config:  ${fleet.sshConfigFile}`,
     `deployw sudo password: ${fleet.sudoPassword}`,
-    last ? `try:  ssh -F ${fleet.sshConfigFile} ${last.address} hostname` : '',
+    last ? `try:  ssh -F ${fleet.sshConfigFile} ${last.address} hostname` : "",
     `stop: node dist/test/fleet/cli.js down ${fleet.prefix}`,
-  ].join('\n');
+  ].join("\n");
 }
 
 function hiddenNote(fleet: Fleet, host: FleetHost): string {
-  if (host.via === undefined) return '';
-  return `\tsegment ${host.segment}, hidden behind ${fleet.jumpHostsOf(host.name).map((bastion) => bastion.name).join(' → ')}`;
+  if (host.via === undefined) return "";
+  return `\tsegment ${host.segment}, hidden behind ${fleet
+    .jumpHostsOf(host.name)
+    .map((bastion) => bastion.name)
+    .join(" → ")}`;
 }
 
 main(process.argv.slice(2)).then(

@@ -1,8 +1,19 @@
-import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { accessSync, closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
-import { isAbsolute, join, resolve } from 'node:path';
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { connect } from "node:net";
+import { isAbsolute, join, resolve } from "node:path";
 import {
   createHostCertificateAuthorities,
   createUserCertificate,
@@ -11,10 +22,25 @@ import {
   type HostCertificatePolicy,
   type HostCertificateSpec,
   type UserCertificate,
-} from './certificates.js';
-import { buildTemplate, prepareHostFs } from './hostfs.js';
-import { listRecordedPrefixes, prefixesOwningSubnets, readFleetRecord, reserveSubnet, writeFleetRecord } from './registry.js';
-import { allOrThrow, isProcessRunning, mapWithConcurrency, runChecked, runCommand, sleep, SYSTEM_ENV, type CommandResult } from './shell.js';
+} from "./certificates.js";
+import { buildTemplate, prepareHostFs } from "./hostfs.js";
+import {
+  listRecordedPrefixes,
+  prefixesOwningSubnets,
+  readFleetRecord,
+  reserveSubnet,
+  writeFleetRecord,
+} from "./registry.js";
+import {
+  allOrThrow,
+  isProcessRunning,
+  mapWithConcurrency,
+  runChecked,
+  runCommand,
+  sleep,
+  SYSTEM_ENV,
+  type CommandResult,
+} from "./shell.js";
 import {
   DEFAULT_FLEET_DIR_PREFIX,
   DEFAULT_FLEET_PARENT_DIR,
@@ -25,8 +51,16 @@ import {
   names,
   pidsInNetns,
   teardownFleetSync,
-} from './teardown.js';
-import { createNetwork, MAX_HOSTS_PER_NETWORK, planTopology, validateSegments, type HostSpec, type SegmentOptions, type Topology } from './topology.js';
+} from "./teardown.js";
+import {
+  createNetwork,
+  MAX_HOSTS_PER_NETWORK,
+  planTopology,
+  validateSegments,
+  type HostSpec,
+  type SegmentOptions,
+  type Topology,
+} from "./topology.js";
 
 export type { HostCertificatePolicy, HostCertificateSpec, SegmentOptions };
 
@@ -118,18 +152,30 @@ const MAX_INTERFACE_NAME_LENGTH = 15;
 const STARTUP_CONCURRENCY = 16;
 const SSHD_READY_TIMEOUT_MS = 10_000;
 const DEFAULT_EXEC_TIMEOUT_MS = 60_000;
-const SSHD_BINARY = '/usr/sbin/sshd';
-const REQUIRED_COMMANDS = ['ip', 'sudo', 'unshare', 'nsenter', 'ssh-keygen', 'useradd', 'chpasswd', 'visudo', 'cp', 'hostname', 'mount'];
+const SSHD_BINARY = "/usr/sbin/sshd";
+const REQUIRED_COMMANDS = [
+  "ip",
+  "sudo",
+  "unshare",
+  "nsenter",
+  "ssh-keygen",
+  "useradd",
+  "chpasswd",
+  "visudo",
+  "cp",
+  "hostname",
+  "mount",
+];
 /** Fixed width (pid base36 padded to 5, since pid_max <= 2^22) so names can be parsed back without a separator. */
 const PID_DIGITS = 5;
 const RANDOM_DIGITS = 3;
-const STANDARD_PREFIX_LENGTH = 'pv'.length + PID_DIGITS + RANDOM_DIGITS;
+const STANDARD_PREFIX_LENGTH = "pv".length + PID_DIGITS + RANDOM_DIGITS;
 const STANDARD_PREFIX = /^pv[0-9a-z]{8}$/;
 
 export function checkFleetPrerequisites(): string[] {
   const problems: string[] = [];
-  if (process.getuid?.() !== 0) problems.push('must run as root (creates network namespaces, bridges and mounts)');
-  if (process.platform !== 'linux') problems.push('needs Linux (network and mount namespaces)');
+  if (process.getuid?.() !== 0) problems.push("must run as root (creates network namespaces, bridges and mounts)");
+  if (process.platform !== "linux") problems.push("needs Linux (network and mount namespaces)");
   if (!isExecutable(SSHD_BINARY)) problems.push(`${SSHD_BINARY} not found: install openssh-server`);
   for (const command of REQUIRED_COMMANDS) {
     if (!findInPath(command)) problems.push(`command '${command}' not found in ${SYSTEM_ENV.PATH}`);
@@ -165,8 +211,8 @@ export function ownerGroupOf(prefix: string): number | undefined {
 
 function processGroupOf(pid: number): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
   } catch {
     return undefined;
   }
@@ -193,11 +239,11 @@ export function fleetExists(prefix: string): boolean {
 }
 
 function newFleetPrefix(): string {
-  return `pv${process.pid.toString(36).padStart(PID_DIGITS, '0')}${randomBase36(RANDOM_DIGITS)}`;
+  return `pv${process.pid.toString(36).padStart(PID_DIGITS, "0")}${randomBase36(RANDOM_DIGITS)}`;
 }
 
 function randomBase36(length: number): string {
-  return Array.from(randomBytes(length), (byte) => (byte % 36).toString(36)).join('');
+  return Array.from(randomBytes(length), (byte) => (byte % 36).toString(36)).join("");
 }
 
 function ownerPidOfStandardPrefix(prefix: string): number | undefined {
@@ -206,18 +252,20 @@ function ownerPidOfStandardPrefix(prefix: string): number | undefined {
 
 function assertCanStart(opts: StartFleetOptions, prefix: string, dir: string): void {
   const problems = checkFleetPrerequisites();
-  if (problems.length > 0) throw new Error(`cannot start a fleet:\n- ${problems.join('\n- ')}`);
+  if (problems.length > 0) throw new Error(`cannot start a fleet:\n- ${problems.join("\n- ")}`);
   const hostCount = opts.hosts;
   if (!Number.isInteger(hostCount) || hostCount < 1 || hostCount > MAX_HOSTS) {
     throw new Error(`hosts must be an integer in 1..${MAX_HOSTS}, got ${hostCount}`);
   }
   validateSegments(hostCount, opts.segments ?? []);
   if (!/^[a-z][0-9a-z]*$/.test(prefix) || names.veth(prefix, hostCount).length > MAX_INTERFACE_NAME_LENGTH) {
-    throw new Error(`prefix '${prefix}' must be lowercase alphanumeric and short enough for '${names.veth(prefix, hostCount)}' to fit ${MAX_INTERFACE_NAME_LENGTH} chars`);
+    throw new Error(
+      `prefix '${prefix}' must be lowercase alphanumeric and short enough for '${names.veth(prefix, hostCount)}' to fit ${MAX_INTERFACE_NAME_LENGTH} chars`,
+    );
   }
   if (fleetExists(prefix)) throw new Error(`a fleet with prefix ${prefix} already exists`);
   // The whole dir is deleted on stop, so it must be ours alone.
-  if (!isAbsolute(dir) || dir === '/' || (existsSync(dir) && readdirSync(dir).length > 0)) {
+  if (!isAbsolute(dir) || dir === "/" || (existsSync(dir) && readdirSync(dir).length > 0)) {
     throw new Error(`fleet dir ${dir} must be an absolute path to a missing or empty directory`);
   }
 }
@@ -243,40 +291,70 @@ interface HostSetup {
 
 async function createFleet(opts: StartFleetOptions, prefix: string, dir: string): Promise<Fleet> {
   const topology = planTopology(prefix, dir, opts.hosts, opts.segments ?? [], () => reserveSubnet(prefix));
-  writeFleetRecord({ prefix, dir, ownerPid: process.pid, ownerGroup: processGroupOf(process.pid), keepAfterExit: opts.keepAfterExit ?? false });
+  writeFleetRecord({
+    prefix,
+    dir,
+    ownerPid: process.pid,
+    ownerGroup: processGroupOf(process.pid),
+    keepAfterExit: opts.keepAfterExit ?? false,
+  });
   await mountMemoryBackedDir(dir, prefix);
-  mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+  mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
 
   const files: FleetFiles = {
-    clientKeyFile: join(dir, 'client_ed25519'),
-    knownHostsFile: join(dir, 'known_hosts'),
-    inventoryFile: join(dir, 'inventory.yml'),
-    sshConfigFile: join(dir, 'ssh_config'),
+    clientKeyFile: join(dir, "client_ed25519"),
+    knownHostsFile: join(dir, "known_hosts"),
+    inventoryFile: join(dir, "inventory.yml"),
+    sshConfigFile: join(dir, "ssh_config"),
   };
-  const sudoPassword = randomBytes(18).toString('base64url');
+  const sudoPassword = randomBytes(18).toString("base64url");
   const [, certificates] = await allOrThrow([
-    runChecked('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `provision-fleet-${prefix}`, '-f', files.clientKeyFile]),
+    runChecked("ssh-keygen", [
+      "-q",
+      "-t",
+      "ed25519",
+      "-N",
+      "",
+      "-C",
+      `provision-fleet-${prefix}`,
+      "-f",
+      files.clientKeyFile,
+    ]),
     createCertificates(opts, prefix, dir, topology),
   ] as const);
-  const templateDir = join(dir, 'template');
-  const userCaPublicKey = certificates.user && readFileSync(certificates.user.userCaPublicKeyFile, 'utf8');
-  await buildTemplate(templateDir, readFileSync(`${files.clientKeyFile}.pub`, 'utf8'), sudoPassword, userCaPublicKey);
+  const templateDir = join(dir, "template");
+  const userCaPublicKey = certificates.user && readFileSync(certificates.user.userCaPublicKeyFile, "utf8");
+  await buildTemplate(templateDir, readFileSync(`${files.clientKeyFile}.pub`, "utf8"), sudoPassword, userCaPublicKey);
 
   await createNetwork(prefix, topology);
   const setup: HostSetup = { templateDir, certificates, certificateFor: certificatePolicy(opts, certificates) };
   const started = await mapWithConcurrency(topology.hosts, STARTUP_CONCURRENCY, (spec) => startHost(spec, setup));
   rmSync(templateDir, { recursive: true, force: true });
 
-  writeFileSync(files.knownHostsFile, started.map(({ host, publicKey }) => `${host.address} ${publicKey}\n`).join(''));
+  writeFileSync(files.knownHostsFile, started.map(({ host, publicKey }) => `${host.address} ${publicKey}\n`).join(""));
   const hosts = started.map(({ host }) => host);
   writeFileSync(files.inventoryFile, inventoryYaml(hosts.filter(isDirectlyReachable), files.clientKeyFile));
   writeFileSync(files.sshConfigFile, sshClientConfig(hosts, files));
-  mkdirSync(join(dir, 'group_vars'), { recursive: true });
-  writeFileSync(join(dir, 'group_vars', 'fleet.yaml'), FLEET_GROUP_VARS);
-  return fleetHandle({ prefix, dir, subnet: topology.subnet, hosts, segments: fleetSegments(topology), sudoPassword, ...files, ...certificateFiles(certificates) });
+  mkdirSync(join(dir, "group_vars"), { recursive: true });
+  writeFileSync(join(dir, "group_vars", "fleet.yaml"), FLEET_GROUP_VARS);
+  return fleetHandle({
+    prefix,
+    dir,
+    subnet: topology.subnet,
+    hosts,
+    segments: fleetSegments(topology),
+    sudoPassword,
+    ...files,
+    ...certificateFiles(certificates),
+  });
 }
 
-async function createCertificates(opts: StartFleetOptions, prefix: string, dir: string, topology: Topology): Promise<FleetCertificates> {
+async function createCertificates(
+  opts: StartFleetOptions,
+  prefix: string,
+  dir: string,
+  topology: Topology,
+): Promise<FleetCertificates> {
   const subnets = [topology.subnet, ...topology.segments.map((segment) => segment.subnet)];
   const [host, user] = await allOrThrow([
     opts.hostCertificates ? createHostCertificateAuthorities(dir, prefix, subnets) : undefined,
@@ -285,7 +363,10 @@ async function createCertificates(opts: StartFleetOptions, prefix: string, dir: 
   return { host, user };
 }
 
-function certificatePolicy(opts: StartFleetOptions, certificates: FleetCertificates): (spec: HostSpec) => HostCertificateSpec | null {
+function certificatePolicy(
+  opts: StartFleetOptions,
+  certificates: FleetCertificates,
+): (spec: HostSpec) => HostCertificateSpec | null {
   const policy = opts.hostCertificates;
   if (!policy || !certificates.host) return () => null;
   return (spec) => policy({ name: spec.name, address: spec.address });
@@ -312,22 +393,35 @@ function isDirectlyReachable(host: { via?: string }): boolean {
  */
 async function mountMemoryBackedDir(dir: string, prefix: string): Promise<void> {
   mkdirSync(dir, { recursive: true, mode: 0o755 });
-  await runChecked('mount', ['-t', 'tmpfs', '-o', 'mode=0755', `provision-fleet-${prefix}`, dir]);
+  await runChecked("mount", ["-t", "tmpfs", "-o", "mode=0755", `provision-fleet-${prefix}`, dir]);
 }
 
 async function startHost(spec: HostSpec, setup: HostSetup): Promise<{ host: FleetHost; publicKey: string }> {
   const certificate = setup.certificateFor(spec);
   const features = { hostCertificate: certificate !== null, trustedUserCa: setup.certificates.user !== undefined };
-  const { publicKey, hostPublicKeyFile } = await prepareHostFs(setup.templateDir, spec.hostDir, spec.name, spec.address, features);
-  if (certificate && setup.certificates.host) await signHostKey(setup.certificates.host, hostPublicKeyFile, spec, certificate);
-  const logFile = join(spec.hostDir, 'sshd.log');
+  const { publicKey, hostPublicKeyFile } = await prepareHostFs(
+    setup.templateDir,
+    spec.hostDir,
+    spec.name,
+    spec.address,
+    features,
+  );
+  if (certificate && setup.certificates.host)
+    await signHostKey(setup.certificates.host, hostPublicKeyFile, spec, certificate);
+  const logFile = join(spec.hostDir, "sshd.log");
   const sshdPid = launchSshd(spec, logFile);
   await waitForSshd(spec, sshdPid, logFile);
   return { host: fleetHostOf(spec, sshdPid), publicKey };
 }
 
 function fleetHostOf(spec: HostSpec, sshdPid: number): FleetHost {
-  const host: FleetHost = { name: spec.name, address: spec.address, netns: spec.netns, etcDir: join(spec.hostDir, 'etc'), sshdPid };
+  const host: FleetHost = {
+    name: spec.name,
+    address: spec.address,
+    netns: spec.netns,
+    etcDir: join(spec.hostDir, "etc"),
+    sshdPid,
+  };
   return spec.via === undefined ? host : { ...host, segment: spec.segment, via: spec.via };
 }
 
@@ -343,15 +437,31 @@ exec ${SSHD_BINARY} -D -e
 `;
 
 function launchSshd(spec: HostSpec, logFile: string): number {
-  const log = openSync(logFile, 'a');
+  const log = openSync(logFile, "a");
   try {
     // detached = setsid: sshd must not die with our terminal or process group (the CLI exits and leaves it running).
     const child = spawn(
-      'ip',
-      ['netns', 'exec', spec.netns, 'unshare', '--mount', '--uts', '--propagation', 'private', 'sh', '-c', HOST_BOOT_SCRIPT, 'sh', spec.address, spec.hostDir, spec.name],
-      { detached: true, stdio: ['ignore', log, log], env: SYSTEM_ENV, cwd: '/' },
+      "ip",
+      [
+        "netns",
+        "exec",
+        spec.netns,
+        "unshare",
+        "--mount",
+        "--uts",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        HOST_BOOT_SCRIPT,
+        "sh",
+        spec.address,
+        spec.hostDir,
+        spec.name,
+      ],
+      { detached: true, stdio: ["ignore", log, log], env: SYSTEM_ENV, cwd: "/" },
     );
-    child.on('error', () => {});
+    child.on("error", () => {});
     child.unref();
     if (child.pid === undefined) throw new Error(`could not spawn sshd for ${spec.name}`);
     return child.pid;
@@ -363,7 +473,7 @@ function launchSshd(spec: HostSpec, logFile: string): number {
 async function waitForSshd(spec: HostSpec, pid: number, logFile: string): Promise<void> {
   const deadline = Date.now() + SSHD_READY_TIMEOUT_MS;
   while (Date.now() < deadline) {
-    if (!isProcessRunning(pid)) throw sshdFailure(spec, 'sshd exited during startup', logFile);
+    if (!isProcessRunning(pid)) throw sshdFailure(spec, "sshd exited during startup", logFile);
     // The controller cannot probe a hidden host; its listening socket already queues connections.
     if (!isDirectlyReachable(spec) && logSaysListening(logFile)) return assertIsSshd(spec, pid, logFile);
     // Probing before sshd listens costs a full SYN retransmit (1 s) when the address is not up yet, so ask the log first.
@@ -381,24 +491,27 @@ async function waitForSshd(spec: HostSpec, pid: number, logFile: string): Promis
 
 async function waitForProbeLogged(spec: HostSpec, port: number, logFile: string, deadline: number): Promise<void> {
   const closed = new RegExp(`Connection (closed|reset) by \\S+ port ${port}\\b`);
-  while (!closed.test(readFileSync(logFile, 'utf8'))) {
-    if (Date.now() > deadline) throw sshdFailure(spec, `sshd never logged the end of the readiness probe from port ${port}`, logFile);
+  while (!closed.test(readFileSync(logFile, "utf8"))) {
+    if (Date.now() > deadline)
+      throw sshdFailure(spec, `sshd never logged the end of the readiness probe from port ${port}`, logFile);
     await sleep(5);
   }
 }
 
 function logSaysListening(logFile: string): boolean {
-  return readFileSync(logFile, 'utf8').includes('Server listening on');
+  return readFileSync(logFile, "utf8").includes("Server listening on");
 }
 
 function assertIsSshd(spec: HostSpec, pid: number, logFile: string): void {
-  const command = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-  if (command !== 'sshd') throw sshdFailure(spec, `expected pid ${pid} to be sshd, found ${command}`, logFile);
+  const command = readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  if (command !== "sshd") throw sshdFailure(spec, `expected pid ${pid} to be sshd, found ${command}`, logFile);
 }
 
 function sshdFailure(spec: HostSpec, reason: string, logFile: string): Error {
-  const log = existsSync(logFile) ? readFileSync(logFile, 'utf8').trim() : '(no log)';
-  return new Error(`fleet host ${spec.name} (${spec.address}, netns ${spec.netns}): ${reason}\n--- sshd log ---\n${log}`);
+  const log = existsSync(logFile) ? readFileSync(logFile, "utf8").trim() : "(no log)";
+  return new Error(
+    `fleet host ${spec.name} (${spec.address}, netns ${spec.netns}): ${reason}\n--- sshd log ---\n${log}`,
+  );
 }
 
 /** Connects and closes at once; the local port of an accepted connection, or undefined. */
@@ -410,8 +523,8 @@ function connectAndClose(host: string, port: number, timeoutMs: number): Promise
       resolvePromise(localPort);
     };
     socket.setTimeout(timeoutMs, () => finish(undefined));
-    socket.once('connect', () => finish(socket.localPort));
-    socket.once('error', () => finish(undefined));
+    socket.once("connect", () => finish(socket.localPort));
+    socket.once("error", () => finish(undefined));
   });
 }
 
@@ -436,41 +549,43 @@ syn_backlog:
 
 function inventoryYaml(hosts: FleetHost[], clientKeyFile: string): string {
   const lines = [
-    'all:',
-    '  vars:',
-    '    ansible_user: root',
+    "all:",
+    "  vars:",
+    "    ansible_user: root",
     `    ansible_ssh_private_key_file: ${yamlScalar(clientKeyFile)}`,
-    '  children:',
-    '    fleet:',
-    '      hosts:',
+    "  children:",
+    "    fleet:",
+    "      hosts:",
     ...hosts.flatMap((host) => [`        ${host.name}:`, `          ansible_host: ${host.address}`]),
   ];
-  return lines.join('\n') + '\n';
+  return lines.join("\n") + "\n";
 }
 
 function sshClientConfig(hosts: FleetHost[], files: FleetFiles): string {
   const addressOf = (name: string) => findHost(hosts, name).address;
   // One hop per hidden host: the jump ssh reads this same file, so a chain unrolls by itself.
-  const jumps = hosts.flatMap((host) => (host.via === undefined ? [] : [`Host ${host.address}`, `  ProxyJump root@${addressOf(host.via)}`]));
+  const jumps = hosts.flatMap((host) =>
+    host.via === undefined ? [] : [`Host ${host.address}`, `  ProxyJump root@${addressOf(host.via)}`],
+  );
   return [
     ...jumps,
-    'Host *',
-    '  User root',
+    "Host *",
+    "  User root",
     `  IdentityFile ${files.clientKeyFile}`,
-    '  IdentitiesOnly yes',
+    "  IdentitiesOnly yes",
     `  UserKnownHostsFile ${files.knownHostsFile}`,
-    '  StrictHostKeyChecking yes',
-    '  BatchMode yes',
-    '  ConnectTimeout 10',
-    '',
-  ].join('\n');
+    "  StrictHostKeyChecking yes",
+    "  BatchMode yes",
+    "  ConnectTimeout 10",
+    "",
+  ].join("\n");
 }
 
 function yamlScalar(value: string): string {
   return /^[\w./-]+$/.test(value) ? value : JSON.stringify(value);
 }
 
-type FleetState = Omit<Fleet, 'exec' | 'stop' | 'hostsBehind' | 'jumpHostsOf'>;
+type FleetState = Omit<Fleet, "exec" | "stop" | "hostsBehind" | "jumpHostsOf">;
 
 function fleetHandle(state: FleetState): Fleet {
   let stopped = false;
@@ -483,7 +598,7 @@ function fleetHandle(state: FleetState): Fleet {
       if (stopped) return;
       const leftovers = teardownFleetSync(state.prefix, state.dir);
       stopCleaningUpOnExit(state.prefix);
-      if (leftovers.length > 0) throw new Error(`fleet ${state.prefix} not fully stopped: ${leftovers.join(', ')}`);
+      if (leftovers.length > 0) throw new Error(`fleet ${state.prefix} not fully stopped: ${leftovers.join(", ")}`);
       stopped = true;
     },
   };
@@ -491,7 +606,7 @@ function fleetHandle(state: FleetState): Fleet {
 
 function findHost(hosts: FleetHost[], nameOrAddress: string): FleetHost {
   const host = hosts.find((candidate) => candidate.name === nameOrAddress || candidate.address === nameOrAddress);
-  if (!host) throw new Error(`no fleet host '${nameOrAddress}' (have ${hosts.map((h) => h.name).join(', ')})`);
+  if (!host) throw new Error(`no fleet host '${nameOrAddress}' (have ${hosts.map((h) => h.name).join(", ")})`);
   return host;
 }
 
@@ -504,18 +619,18 @@ function jumpHostsOf(hosts: FleetHost[], host: FleetHost): FleetHost[] {
 async function execInHost(host: FleetHost, script: string, options: ExecOptions = {}): Promise<CommandResult> {
   // Guards against pid reuse: entering a recycled pid's namespaces would run the script on the machine itself.
   if (!isProcessInNetns(host.sshdPid, host.netns)) {
-    return { stdout: '', stderr: `fleet host ${host.name} is not running (sshd pid ${host.sshdPid} gone)`, code: 255 };
+    return { stdout: "", stderr: `fleet host ${host.name} is not running (sshd pid ${host.sshdPid} gone)`, code: 255 };
   }
-  return runCommand('nsenter', ['-t', String(host.sshdPid), '-n', '-m', '-u', '--', '/bin/sh', '-c', script], {
-    input: options.input ?? '',
-    env: { HOME: '/root', USER: 'root', LOGNAME: 'root' },
+  return runCommand("nsenter", ["-t", String(host.sshdPid), "-n", "-m", "-u", "--", "/bin/sh", "-c", script], {
+    input: options.input ?? "",
+    env: { HOME: "/root", USER: "root", LOGNAME: "root" },
     timeoutMs: options.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS,
   });
 }
 
 function discoverFleetPrefixes(): string[] {
   const fromNames = [
-    ...fleetNetnsNamesOnMachine().map((name) => name.replace(/-h\d+$/, '')),
+    ...fleetNetnsNamesOnMachine().map((name) => name.replace(/-h\d+$/, "")),
     ...interfaceNamesOnMachine().map((name) => name.slice(0, STANDARD_PREFIX_LENGTH)),
     ...listDirSafe(DEFAULT_FLEET_PARENT_DIR)
       .filter((name) => name.startsWith(DEFAULT_FLEET_DIR_PREFIX))
@@ -525,11 +640,11 @@ function discoverFleetPrefixes(): string[] {
 }
 
 function fleetNetnsNamesOnMachine(): string[] {
-  return listDirSafe('/run/netns').filter((name) => /^pv[0-9a-z]{8}-h\d+$/.test(name));
+  return listDirSafe("/run/netns").filter((name) => /^pv[0-9a-z]{8}-h\d+$/.test(name));
 }
 
 function interfaceNamesOnMachine(): string[] {
-  return listDirSafe('/sys/class/net').filter((name) => /^pv[0-9a-z]{8}(b|v\d+)$/.test(name));
+  return listDirSafe("/sys/class/net").filter((name) => /^pv[0-9a-z]{8}(b|v\d+)$/.test(name));
 }
 
 function isStale(prefix: string): boolean {
@@ -543,7 +658,7 @@ function isStale(prefix: string): boolean {
 // Exit cleanup: fleets of this process are removed even when a run is interrupted or forgets stop().
 
 const fleetsToRemoveOnExit = new Map<string, string>();
-const CLEANUP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+const CLEANUP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
 function cleanUpOnExit(prefix: string, dir: string): void {
   if (fleetsToRemoveOnExit.size === 0) installExitHooks();
@@ -556,12 +671,12 @@ function stopCleaningUpOnExit(prefix: string): void {
 }
 
 function installExitHooks(): void {
-  process.on('exit', removeFleetsOfThisProcess);
+  process.on("exit", removeFleetsOfThisProcess);
   for (const signal of CLEANUP_SIGNALS) process.on(signal, removeFleetsThenDie);
 }
 
 function uninstallExitHooks(): void {
-  process.off('exit', removeFleetsOfThisProcess);
+  process.off("exit", removeFleetsOfThisProcess);
   for (const signal of CLEANUP_SIGNALS) process.off(signal, removeFleetsThenDie);
 }
 
@@ -593,7 +708,10 @@ function isExecutable(path: string): boolean {
 }
 
 function findInPath(command: string): string | undefined {
-  return (SYSTEM_ENV.PATH ?? '').split(':').map((dir) => join(dir, command)).find(isExecutable);
+  return (SYSTEM_ENV.PATH ?? "")
+    .split(":")
+    .map((dir) => join(dir, command))
+    .find(isExecutable);
 }
 
 function listDirSafe(path: string): string[] {

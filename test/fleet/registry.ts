@@ -1,11 +1,11 @@
-import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
-import { SYSTEM_ENV } from './shell.js';
+import { execFileSync } from "node:child_process";
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { SYSTEM_ENV } from "./shell.js";
 
 /** On tmpfs, so records vanish on reboot together with the namespaces they describe. */
-const REGISTRY_DIR = '/run/provision-fleet';
-const SUBNET_FILE_PREFIX = 'subnet-';
+const REGISTRY_DIR = "/run/provision-fleet";
+const SUBNET_FILE_PREFIX = "subnet-";
 
 export interface FleetRecord {
   prefix: string;
@@ -24,7 +24,7 @@ export function writeFleetRecord(record: FleetRecord): void {
 
 export function readFleetRecord(prefix: string): FleetRecord | undefined {
   try {
-    return JSON.parse(readFileSync(recordPath(prefix), 'utf8')) as FleetRecord;
+    return JSON.parse(readFileSync(recordPath(prefix), "utf8")) as FleetRecord;
   } catch {
     return undefined;
   }
@@ -36,8 +36,8 @@ export function removeFleetRecord(prefix: string): void {
 
 export function listRecordedPrefixes(): string[] {
   return registryEntries()
-    .filter((name) => name.endsWith('.json'))
-    .map((name) => name.slice(0, -'.json'.length));
+    .filter((name) => name.endsWith(".json"))
+    .map((name) => name.slice(0, -".json".length));
 }
 
 function recordPath(prefix: string): string {
@@ -63,7 +63,7 @@ export function reserveSubnet(prefix: string): string {
     if (inUse.has(base) || !tryClaim(join(REGISTRY_DIR, SUBNET_FILE_PREFIX + base), prefix)) continue;
     return `${base}.0/24`;
   }
-  throw new Error('no free /24 left in 198.18.0.0/15 for a fleet');
+  throw new Error("no free /24 left in 198.18.0.0/15 for a fleet");
 }
 
 export function releaseSubnetsOf(prefix: string): void {
@@ -74,7 +74,9 @@ export function releaseSubnetsOf(prefix: string): void {
 
 /** The /24 bases ("198.18.3") this fleet has claimed. */
 export function subnetBasesOf(prefix: string): string[] {
-  return [...subnetClaims()].filter(([, owner]) => owner === prefix).map(([file]) => file.slice(file.lastIndexOf(SUBNET_FILE_PREFIX) + SUBNET_FILE_PREFIX.length));
+  return [...subnetClaims()]
+    .filter(([, owner]) => owner === prefix)
+    .map(([file]) => file.slice(file.lastIndexOf(SUBNET_FILE_PREFIX) + SUBNET_FILE_PREFIX.length));
 }
 
 export function prefixesOwningSubnets(): string[] {
@@ -86,7 +88,7 @@ function subnetClaims(): Map<string, string> {
   for (const name of registryEntries().filter((entry) => entry.startsWith(SUBNET_FILE_PREFIX))) {
     const file = join(REGISTRY_DIR, name);
     try {
-      claims.set(file, readFileSync(file, 'utf8').trim());
+      claims.set(file, readFileSync(file, "utf8").trim());
     } catch {
       // Released concurrently.
     }
@@ -96,7 +98,7 @@ function subnetClaims(): Map<string, string> {
 
 function tryClaim(file: string, prefix: string): boolean {
   try {
-    const fd = openSync(file, 'wx');
+    const fd = openSync(file, "wx");
     writeSync(fd, prefix);
     closeSync(fd);
     return true;
@@ -116,10 +118,12 @@ interface InterfaceAddresses {
 }
 
 function subnetsWithInterfaceAddresses(): Set<string> {
-  const interfaces = JSON.parse(execFileSync('ip', ['-j', 'addr'], { env: SYSTEM_ENV, encoding: 'utf8' })) as InterfaceAddresses[];
+  const interfaces = JSON.parse(
+    execFileSync("ip", ["-j", "addr"], { env: SYSTEM_ENV, encoding: "utf8" }),
+  ) as InterfaceAddresses[];
   const bases = new Set<string>();
   for (const info of interfaces.flatMap((entry) => entry.addr_info ?? [])) {
-    if (info.family === 'inet' && info.local) bases.add(info.local.split('.').slice(0, 3).join('.'));
+    if (info.family === "inet" && info.local) bases.add(info.local.split(".").slice(0, 3).join("."));
   }
   return bases;
 }

@@ -1,10 +1,10 @@
-import { execFile, type ExecFileException } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFile, type ExecFileException } from "node:child_process";
+import { readFileSync } from "node:fs";
 
 /** Fixed environment for every child: the caller's PATH may lack the sbin directories (ip, sshd, useradd). */
 export const SYSTEM_ENV: Readonly<Record<string, string>> = {
-  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-  LANG: 'C',
+  PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+  LANG: "C",
 };
 
 export interface CommandResult {
@@ -30,17 +30,17 @@ export function runCommand(file: string, args: readonly string[], options: RunOp
       args,
       {
         env: { ...SYSTEM_ENV, ...options.env },
-        cwd: '/',
-        encoding: 'utf8',
+        cwd: "/",
+        encoding: "utf8",
         maxBuffer: 64 * 1024 * 1024,
         timeout: options.timeoutMs ?? 0,
-        killSignal: 'SIGKILL',
+        killSignal: "SIGKILL",
       },
       (error, stdout, stderr) => resolve(toResult(error, stdout, stderr, options.timeoutMs)),
     );
     // An absent reader (e.g. a program that exits early) must not crash the test process.
-    child.stdin?.on('error', () => {});
-    child.stdin?.end(options.input ?? '');
+    child.stdin?.on("error", () => {});
+    child.stdin?.end(options.input ?? "");
   });
 }
 
@@ -49,7 +49,7 @@ function toResult(error: ExecFileException | null, stdout: string, stderr: strin
   if (error.killed && timeoutMs) {
     return { stdout, stderr: `${stderr}\ntimed out after ${timeoutMs} ms`, code: TIMED_OUT_EXIT_CODE };
   }
-  if (typeof error.code === 'number') return { stdout, stderr, code: error.code };
+  if (typeof error.code === "number") return { stdout, stderr, code: error.code };
   if (error.signal) return { stdout, stderr: `${stderr}\nkilled by ${error.signal}`, code: 128 };
   return { stdout, stderr: `${stderr}${error.message}`, code: NOT_STARTED_EXIT_CODE };
 }
@@ -58,12 +58,16 @@ function toResult(error: ExecFileException | null, stdout: string, stderr: strin
 export async function runChecked(file: string, args: readonly string[], options: RunOptions = {}): Promise<string> {
   const result = await runCommand(file, args, options);
   if (result.code !== 0) {
-    throw new Error(`${file} ${args.join(' ')} exited with ${result.code}: ${result.stderr.trim()}`);
+    throw new Error(`${file} ${args.join(" ")} exited with ${result.code}: ${result.stderr.trim()}`);
   }
   return result.stdout;
 }
 
-export async function mapWithConcurrency<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+export async function mapWithConcurrency<T, R>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<R>,
+): Promise<R[]> {
   const results: R[] = new Array(items.length);
   let next = 0;
   let failure: unknown;
@@ -84,11 +88,15 @@ export async function mapWithConcurrency<T, R>(items: readonly T[], limit: numbe
 }
 
 /** Like Promise.all, but settles every promise before throwing the first failure, so teardown never races a step still running. */
-export async function allOrThrow<T extends readonly unknown[]>(promises: T): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
+export async function allOrThrow<T extends readonly unknown[]>(
+  promises: T,
+): Promise<{ -readonly [K in keyof T]: Awaited<T[K]> }> {
   const results = await Promise.allSettled(promises);
-  const failure = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  const failure = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
   if (failure) throw failure.reason;
-  return results.map((result) => (result as PromiseFulfilledResult<unknown>).value) as { -readonly [K in keyof T]: Awaited<T[K]> };
+  return results.map((result) => (result as PromiseFulfilledResult<unknown>).value) as {
+    -readonly [K in keyof T]: Awaited<T[K]>;
+  };
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -103,9 +111,9 @@ export function sleepSync(ms: number): void {
 /** True while the process exists and is not a zombie (a zombie has already released its namespaces). */
 export function isProcessRunning(pid: number): boolean {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
   } catch {
     return false;
   }

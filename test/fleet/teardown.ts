@@ -1,14 +1,14 @@
-import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
-import { readFleetRecord, releaseSubnetsOf, removeFleetRecord, subnetBasesOf } from './registry.js';
-import { isProcessRunning, SYSTEM_ENV, sleepSync } from './shell.js';
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from "node:fs";
+import { readFleetRecord, releaseSubnetsOf, removeFleetRecord, subnetBasesOf } from "./registry.js";
+import { isProcessRunning, SYSTEM_ENV, sleepSync } from "./shell.js";
 
 // Synchronous on purpose: the same teardown must also run inside a process 'exit' handler.
 
-const NETNS_DIR = '/run/netns';
+const NETNS_DIR = "/run/netns";
 const KILL_WAIT_MS = 5_000;
-export const DEFAULT_FLEET_PARENT_DIR = '/tmp';
-export const DEFAULT_FLEET_DIR_PREFIX = 'provision-fleet-';
+export const DEFAULT_FLEET_PARENT_DIR = "/tmp";
+export const DEFAULT_FLEET_DIR_PREFIX = "provision-fleet-";
 
 export const names = {
   bridge: (prefix: string) => `${prefix}b`,
@@ -22,7 +22,9 @@ export function fleetNetnsNames(prefix: string): string[] {
 }
 
 export function fleetInterfaceNames(prefix: string): string[] {
-  return listDir('/sys/class/net').filter((name) => name.startsWith(prefix) && /^(b|v\d+)$/.test(name.slice(prefix.length)));
+  return listDir("/sys/class/net").filter(
+    (name) => name.startsWith(prefix) && /^(b|v\d+)$/.test(name.slice(prefix.length)),
+  );
 }
 
 export function pidsInNetns(netnsNames: readonly string[]): number[] {
@@ -33,7 +35,7 @@ export function pidsInNetns(netnsNames: readonly string[]): number[] {
 export function pidsInNetInodes(netInodes: readonly number[]): number[] {
   const inodes = new Set(netInodes);
   if (inodes.size === 0) return [];
-  return listDir('/proc')
+  return listDir("/proc")
     .filter((entry) => /^\d+$/.test(entry))
     .map(Number)
     .filter((pid) => pid !== process.pid && inodes.has(netInodeOfProcess(pid) ?? -1));
@@ -61,7 +63,7 @@ export function teardownFleetSync(prefix: string, dir = fleetDirOf(prefix)): str
 }
 
 /** Route types the root namespace holds towards fleet addresses, besides the bridge's own. */
-const FLEET_ROUTE_TYPES = new Set(['blackhole', 'unreachable']);
+const FLEET_ROUTE_TYPES = new Set(["blackhole", "unreachable"]);
 
 /**
  * Routes in the root namespace towards fleet addresses: the fleet's own `unreachable` routes for
@@ -72,19 +74,26 @@ export function routesInto(subnetBases: readonly string[]): string[] {
   if (subnetBases.length === 0) return [];
   let routes: { dst?: string; type?: string }[];
   try {
-    routes = JSON.parse(execFileSync('ip', ['-j', 'route', 'show', 'table', 'main'], { env: SYSTEM_ENV, encoding: 'utf8' })) as typeof routes;
+    routes = JSON.parse(
+      execFileSync("ip", ["-j", "route", "show", "table", "main"], { env: SYSTEM_ENV, encoding: "utf8" }),
+    ) as typeof routes;
   } catch {
     return [];
   }
   return routes
-    .filter((r) => FLEET_ROUTE_TYPES.has(r.type ?? '') && typeof r.dst === 'string' && subnetBases.some((base) => r.dst!.startsWith(`${base}.`)))
+    .filter(
+      (r) =>
+        FLEET_ROUTE_TYPES.has(r.type ?? "") &&
+        typeof r.dst === "string" &&
+        subnetBases.some((base) => r.dst!.startsWith(`${base}.`)),
+    )
     .map((r) => `${r.type} ${r.dst}`);
 }
 
 function deleteRoutesInto(subnetBases: readonly string[]): void {
   for (const route of routesInto(subnetBases)) {
     try {
-      execFileSync('ip', ['route', 'del', ...route.split(' ')], { env: SYSTEM_ENV, stdio: 'ignore' });
+      execFileSync("ip", ["route", "del", ...route.split(" ")], { env: SYSTEM_ENV, stdio: "ignore" });
     } catch {
       // Reported as a leftover.
     }
@@ -108,7 +117,7 @@ function unmountAllUnder(dir: string): void {
   // Deepest first; lazy, so a process we could not kill does not keep the fleet's memory-backed dir around.
   for (const mountPoint of mountPointsUnder(dir).sort((a, b) => b.length - a.length)) {
     try {
-      execFileSync('umount', ['--lazy', mountPoint], { env: SYSTEM_ENV, stdio: 'ignore' });
+      execFileSync("umount", ["--lazy", mountPoint], { env: SYSTEM_ENV, stdio: "ignore" });
     } catch {
       // Reported by leftoversOf.
     }
@@ -116,9 +125,9 @@ function unmountAllUnder(dir: string): void {
 }
 
 export function mountPointsUnder(dir: string): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((line) => unescapeMountPath(line.split(' ')[4] ?? ''))
+  return readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((line) => unescapeMountPath(line.split(" ")[4] ?? ""))
     .filter((mountPoint) => mountPoint === dir || mountPoint.startsWith(`${dir}/`));
 }
 
@@ -129,7 +138,7 @@ function unescapeMountPath(path: string): string {
 function killAndAwait(pids: number[]): number[] {
   for (const pid of pids) {
     try {
-      process.kill(pid, 'SIGKILL');
+      process.kill(pid, "SIGKILL");
     } catch {
       // Already gone.
     }
@@ -151,7 +160,11 @@ function deleteNetworkObjects(prefix: string, netnsNames: string[]): void {
   const commands = [...ordered.map((name) => `link del ${name}`), ...netnsNames.map((name) => `netns del ${name}`)];
   if (commands.length === 0) return;
   try {
-    execFileSync('ip', ['-force', '-batch', '-'], { input: commands.join('\n') + '\n', env: SYSTEM_ENV, stdio: ['pipe', 'ignore', 'ignore'] });
+    execFileSync("ip", ["-force", "-batch", "-"], {
+      input: commands.join("\n") + "\n",
+      env: SYSTEM_ENV,
+      stdio: ["pipe", "ignore", "ignore"],
+    });
   } catch {
     // Partial failures are reported by leftoversOf.
   }

@@ -1,6 +1,6 @@
-import { join } from 'node:path';
-import { allOrThrow, runChecked } from './shell.js';
-import { names } from './teardown.js';
+import { join } from "node:path";
+import { allOrThrow, runChecked } from "./shell.js";
+import { names } from "./teardown.js";
 
 // Which hosts exist, their names and addresses, and the network that joins them.
 // Directly reachable hosts sit on a bridge in the root namespace. A segment is a private /24 whose bridge lives
@@ -39,7 +39,7 @@ export interface Topology {
 }
 
 export const MAX_HOSTS_PER_NETWORK = 250;
-const SEGMENT_BRIDGE_PREFIX = 'seg';
+const SEGMENT_BRIDGE_PREFIX = "seg";
 
 /** Throws on a segment list that names an unknown bastion or a bad host count; run before anything is created. */
 export function validateSegments(mainHostCount: number, segments: readonly SegmentOptions[]): void {
@@ -48,7 +48,9 @@ export function validateSegments(mainHostCount: number, segments: readonly Segme
   segments.forEach((segment, i) => {
     const label = `segment ${i + 1}`;
     if (!known.has(segment.via)) {
-      throw new Error(`${label}: via '${segment.via}' must name a main host or a host of an earlier segment (have ${[...known].join(', ')})`);
+      throw new Error(
+        `${label}: via '${segment.via}' must name a main host or a host of an earlier segment (have ${[...known].join(", ")})`,
+      );
     }
     assertHostCount(segment.hosts, label);
     for (let n = 0; n < segment.hosts; n++) known.add(`h${nextIndex++}`);
@@ -75,7 +77,12 @@ export function planTopology(
   for (const [i, options] of segmentOptions.entries()) {
     const bastion = hosts.find((host) => host.name === options.via);
     if (!bastion) throw new Error(`segment ${i + 1}: no host ${options.via}`);
-    const segment: SegmentSpec = { number: i + 1, subnet: claimSubnet(), via: bastion.name, bastionNetns: bastion.netns };
+    const segment: SegmentSpec = {
+      number: i + 1,
+      subnet: claimSubnet(),
+      via: bastion.name,
+      bastionNetns: bastion.netns,
+    };
     segments.push(segment);
     const members = networkHosts(prefix, dir, segment.subnet, hosts.length + 1, options.hosts);
     hosts.push(...members.map((host) => ({ ...host, segment: segment.number, via: bastion.name })));
@@ -88,12 +95,18 @@ function networkHosts(prefix: string, dir: string, subnet: string, firstIndex: n
   return Array.from({ length: count }, (_, i) => {
     const index = firstIndex + i;
     // .1 is the gateway: the root namespace's bridge, or the bastion's address on a segment.
-    return { index, name: `h${index}`, address: `${base}.${i + 2}`, netns: names.netns(prefix, index), hostDir: join(dir, `h${index}`) };
+    return {
+      index,
+      name: `h${index}`,
+      address: `${base}.${i + 2}`,
+      netns: names.netns(prefix, index),
+      hostDir: join(dir, `h${index}`),
+    };
   });
 }
 
 export function subnetBase(subnet: string): string {
-  return subnet.split('.').slice(0, 3).join('.');
+  return subnet.split(".").slice(0, 3).join(".");
 }
 
 function gatewayOf(subnet: string): string {
@@ -102,11 +115,13 @@ function gatewayOf(subnet: string): string {
 
 export async function createNetwork(prefix: string, topology: Topology): Promise<void> {
   // One `ip` process for the root namespace: a few hundred separate invocations would dominate startup time.
-  await runChecked('ip', ['-batch', '-'], { input: lines(rootNamespaceCommands(prefix, topology)) });
+  await runChecked("ip", ["-batch", "-"], { input: lines(rootNamespaceCommands(prefix, topology)) });
   // `ip -batch` cannot switch namespace per line, so each bastion gets its own `ip -n` process.
   await allOrThrow(
     topology.segments.map((segment) =>
-      runChecked('ip', ['-n', segment.bastionNetns, '-batch', '-'], { input: lines(bastionCommands(segment, topology.hosts)) }),
+      runChecked("ip", ["-n", segment.bastionNetns, "-batch", "-"], {
+        input: lines(bastionCommands(segment, topology.hosts)),
+      }),
     ),
   );
 }
@@ -121,7 +136,10 @@ function rootNamespaceCommands(prefix: string, topology: Topology): string[] {
     ...topology.hosts.map((host) => `netns add ${host.netns}`),
     ...topology.hosts.flatMap((host) =>
       host.via === undefined
-        ? [`link add ${names.veth(prefix, host.index)} type veth peer name eth0 netns ${host.netns}`, `link set ${names.veth(prefix, host.index)} master ${bridge} up`]
+        ? [
+            `link add ${names.veth(prefix, host.index)} type veth peer name eth0 netns ${host.netns}`,
+            `link set ${names.veth(prefix, host.index)} master ${bridge} up`,
+          ]
         : // Created right inside the bastion, so it never shows up (or lingers) in the root namespace.
           [`link add ${segmentPortName(host)} netns ${netnsOf(host.via)} type veth peer name eth0 netns ${host.netns}`],
     ),
@@ -136,7 +154,9 @@ function bastionCommands(segment: SegmentSpec, hosts: readonly HostSpec[]): stri
     `link add ${bridge} type bridge`,
     `addr add ${gatewayOf(segment.subnet)} dev ${bridge}`,
     `link set ${bridge} up`,
-    ...hosts.filter((host) => host.segment === segment.number).map((host) => `link set ${segmentPortName(host)} master ${bridge} up`),
+    ...hosts
+      .filter((host) => host.segment === segment.number)
+      .map((host) => `link set ${segmentPortName(host)} master ${bridge} up`),
   ];
 }
 
@@ -145,5 +165,5 @@ function segmentPortName(host: HostSpec): string {
 }
 
 function lines(commands: string[]): string {
-  return commands.join('\n') + '\n';
+  return commands.join("\n") + "\n";
 }

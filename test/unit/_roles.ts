@@ -5,14 +5,24 @@ import type { ResolvedHost } from "../../src/resolve.js";
 
 /** A role's params: its schema defaults with `over` on top, as resolve would merge them. */
 export function paramsOf(role: AnyRole, over: Record<string, unknown> = {}): Record<string, unknown> {
-  const defaults = Object.fromEntries(Object.entries(role.schema.properties).map(([k, s]) => [k, structuredClone(s.default)]));
+  const defaults = Object.fromEntries(
+    Object.entries(role.schema.properties).map(([k, s]) => [k, structuredClone(s.default)]),
+  );
   return { ...defaults, ...over };
 }
 
 export function hostWith(name: string, roles: Array<[AnyRole, Record<string, unknown>?]>): ResolvedHost {
   return {
     name,
-    connection: { kind: "ssh", host: name, port: 22, user: "root", privateKeyFile: undefined, sshArgs: [], openSshOnlyOptions: [] },
+    connection: {
+      kind: "ssh",
+      host: name,
+      port: 22,
+      user: "root",
+      privateKeyFile: undefined,
+      sshArgs: [],
+      openSshOnlyOptions: [],
+    },
     become: true,
     roles: roles.map(([role, over]) => ({ role, params: paramsOf(role, over), sources: {} })),
     hints: { listenPorts: [], memTotalMb: null },
@@ -59,7 +69,10 @@ export function factsAfter(p: HostPlan, before: Facts): Facts {
 /** What the sysctl-boot probe would read from the host's files: the winning file and line of every key. */
 export function withBootTruth(facts: Facts): Facts {
   const files = Object.entries(facts.files)
-    .filter((e): e is [string, string] => e[1] !== null && (SYSCTL_DIRS.some((d) => e[0].startsWith(`${d}/`)) || e[0] === SYSCTL_CONF))
+    .filter(
+      (e): e is [string, string] =>
+        e[1] !== null && (SYSCTL_DIRS.some((d) => e[0].startsWith(`${d}/`)) || e[0] === SYSCTL_CONF),
+    )
     .map(([path, content]) => ({ path, content }));
   return { ...facts, probes: { ...facts.probes, [sysctlBootProbe.name]: { ok: true, value: bootWinners(files) } } };
 }

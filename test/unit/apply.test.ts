@@ -14,8 +14,25 @@ type SysctlChange = Extract<PlannedChange, { kind: "sysctl" }>;
 const OWNER = userInfo().username;
 const GROUP = execFileSync("id", ["-gn"], { encoding: "utf8" }).trim();
 
-function fileChange(path: string, before: string | null, after: string, mode = "0644", over: Partial<FileChange> = {}): FileChange {
-  return { kind: "file", path, before, after, mode, owner: OWNER, group: GROUP, description: `write ${path}`, role: "test-role", ...over };
+function fileChange(
+  path: string,
+  before: string | null,
+  after: string,
+  mode = "0644",
+  over: Partial<FileChange> = {},
+): FileChange {
+  return {
+    kind: "file",
+    path,
+    before,
+    after,
+    mode,
+    owner: OWNER,
+    group: GROUP,
+    description: `write ${path}`,
+    role: "test-role",
+    ...over,
+  };
 }
 
 function sysctlChange(key: string, before: string | null, after: string): SysctlChange {
@@ -25,7 +42,11 @@ function sysctlChange(key: string, before: string | null, after: string): Sysctl
 /** Runs the apply script like the transport does. ONLY for file changes: never let it write sysctls here. */
 function runApply(changes: FileChange[]): { stdout: string; nonce: string } {
   const nonce = newNonce();
-  const stdout = execFileSync("sh", ["-s"], { input: buildApplyScript(changes, nonce), encoding: "utf8", env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LC_ALL: "C" } });
+  const stdout = execFileSync("sh", ["-s"], {
+    input: buildApplyScript(changes, nonce),
+    encoding: "utf8",
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LC_ALL: "C" },
+  });
   return { stdout, nonce };
 }
 
@@ -86,7 +107,10 @@ describe("buildApplyScript: file changes run locally", () => {
     const path = join(root, "latin1.conf");
     const raw = Buffer.from([0x61, 0xe9, 0x0a]);
     writeFileSync(path, raw);
-    const change = { ...fileChange(path, raw.toString("utf8"), "fixed\n"), beforeSha256: createHash("sha256").update(raw).digest("hex") };
+    const change = {
+      ...fileChange(path, raw.toString("utf8"), "fixed\n"),
+      beforeSha256: createHash("sha256").update(raw).digest("hex"),
+    };
     const run = runApply([change]);
     expect(parseApplyOutput(run.stdout, run.nonce, [change])).toEqual([{ change, ok: true }]);
     expect(readFileSync(path, "utf8")).toBe("fixed\n");
@@ -113,7 +137,7 @@ describe("buildApplyScript: file changes run locally", () => {
   });
 
   it("writes an empty file and a path with spaces and quotes", () => {
-    const path = join(root, "it's a \"file\".conf");
+    const path = join(root, 'it\'s a "file".conf');
     const change = fileChange(path, null, "");
     const run = runApply([change]);
     expect(parseApplyOutput(run.stdout, run.nonce, [change])).toEqual([{ change, ok: true }]);
@@ -169,10 +193,19 @@ describe("buildApplyScript: script text", () => {
   });
 
   it("runs a command step with its argv quoted and its exit code checked", () => {
-    const cmd = { kind: "command" as const, argv: ["modprobe", "nf_conntrack", "it's"], description: "load", role: "r" };
+    const cmd = {
+      kind: "command" as const,
+      argv: ["modprobe", "nf_conntrack", "it's"],
+      description: "load",
+      role: "r",
+    };
     const script = buildApplyScript([cmd], "n");
     expect(script).toContain(`out=$( modprobe nf_conntrack 'it'\\''s' 2>&1 ); rc=$?`);
-    const out = parseApplyOutput(`@@n c0 fail\n${Buffer.from("rc=1 FATAL: Module nf_conntrack not found").toString("base64")}\n`, "n", [cmd]);
+    const out = parseApplyOutput(
+      `@@n c0 fail\n${Buffer.from("rc=1 FATAL: Module nf_conntrack not found").toString("base64")}\n`,
+      "n",
+      [cmd],
+    );
     expect(out).toEqual([{ change: cmd, ok: false, error: "rc=1 FATAL: Module nf_conntrack not found" }]);
   });
 
@@ -189,10 +222,17 @@ describe("buildApplyScript: script text", () => {
         "sysctl -q -w 'net.ipv4.ip_local_port_range=1024 65535'",
         "printf '%s\\n' '1024 65535' > /proc/sys/net/ipv4/ip_local_port_range",
         "rec c0 ok; b64 < /proc/sys/net/ipv4/ip_local_port_range",
-        "rec c0 fail; printf 'rc=%s %s' \"$rc\" \"$out\" | b64",
+        'rec c0 fail; printf \'rc=%s %s\' "$rc" "$out" | b64',
       ],
     ],
-    [reuse, ["sysctl -q -w net.ipv4.tcp_tw_reuse=1", "printf '%s\\n' 1 > /proc/sys/net/ipv4/tcp_tw_reuse", "b64 < /proc/sys/net/ipv4/tcp_tw_reuse"]],
+    [
+      reuse,
+      [
+        "sysctl -q -w net.ipv4.tcp_tw_reuse=1",
+        "printf '%s\\n' 1 > /proc/sys/net/ipv4/tcp_tw_reuse",
+        "b64 < /proc/sys/net/ipv4/tcp_tw_reuse",
+      ],
+    ],
   ])("sets %j live with sysctl (or /proc/sys) and reads it back", (change, fragments) => {
     const script = buildApplyScript([change], "n");
     for (const f of fragments) expect(script).toContain(f);
@@ -215,26 +255,47 @@ describe("parseApplyOutput", () => {
   const reuse = sysctlChange("net.ipv4.tcp_tw_reuse", "2", "1");
 
   it.each<[string, string, PlannedChange[], Array<{ ok: boolean; error?: string }>]>([
-    ["all ok, tab in the read-back", `@@${N} c0 ok\n\n@@${N} c1 ok\n${b64("1024\t65535\n")}\n@@${N} c2 ok\n${b64("1\n")}\n`, [file, range, reuse], [{ ok: true }, { ok: true }, { ok: true }]],
+    [
+      "all ok, tab in the read-back",
+      `@@${N} c0 ok\n\n@@${N} c1 ok\n${b64("1024\t65535\n")}\n@@${N} c2 ok\n${b64("1\n")}\n`,
+      [file, range, reuse],
+      [{ ok: true }, { ok: true }, { ok: true }],
+    ],
     [
       "the kernel kept another value",
       `@@${N} c0 ok\n${b64("32768\t60999\n")}\n`,
       [range],
       [{ ok: false, error: 'the kernel kept "32768\\t60999" after writing "1024 65535"' }],
     ],
-    ["a failed sysctl with its message", `@@${N} c0 fail\n${b64("rc=0 sysctl: permission denied on key \"net.ipv4.tcp_tw_reuse\"")}\n`, [reuse], [{ ok: false, error: 'rc=0 sysctl: permission denied on key "net.ipv4.tcp_tw_reuse"' }]],
+    [
+      "a failed sysctl with its message",
+      `@@${N} c0 fail\n${b64('rc=0 sysctl: permission denied on key "net.ipv4.tcp_tw_reuse"')}\n`,
+      [reuse],
+      [{ ok: false, error: 'rc=0 sysctl: permission denied on key "net.ipv4.tcp_tw_reuse"' }],
+    ],
     ["a failure without a message", `@@${N} c0 fail\n\n`, [file], [{ ok: false, error: "failed without a message" }]],
     [
       "the script stopped early: missing records are not reached",
       `@@${N} c0 ok\n\n`,
       [file, range, reuse],
-      [{ ok: true }, { ok: false, error: "not reached: the apply script stopped before this step" }, { ok: false, error: "not reached: the apply script stopped before this step" }],
+      [
+        { ok: true },
+        { ok: false, error: "not reached: the apply script stopped before this step" },
+        { ok: false, error: "not reached: the apply script stopped before this step" },
+      ],
     ],
     ["no output at all", "", [file], [{ ok: false, error: "not reached: the apply script stopped before this step" }]],
-    ["records of another nonce are ignored", `@@2222222222222222 c0 ok\n\n`, [file], [{ ok: false, error: "not reached: the apply script stopped before this step" }]],
+    [
+      "records of another nonce are ignored",
+      `@@2222222222222222 c0 ok\n\n`,
+      [file],
+      [{ ok: false, error: "not reached: the apply script stopped before this step" }],
+    ],
   ])("%s", (_what, stdout, changes, expected) => {
     const outcomes = parseApplyOutput(stdout, N, changes);
-    expect(outcomes.map((o) => (o.error === undefined ? { ok: o.ok } : { ok: o.ok, error: o.error }))).toEqual(expected);
+    expect(outcomes.map((o) => (o.error === undefined ? { ok: o.ok } : { ok: o.ok, error: o.error }))).toEqual(
+      expected,
+    );
     outcomes.forEach((o, i) => expect(o.change).toBe(changes[i]));
   });
 });
@@ -250,7 +311,10 @@ describe("contentHash", () => {
 
   it("hashes UTF-8 bytes the way sha256sum does", () => {
     const text = "café\t✓\n";
-    const sh = execFileSync("sh", ["-c", "printf '%s' \"$T\" | sha256sum | cut -d' ' -f1"], { encoding: "utf8", env: { PATH: process.env.PATH, T: text } }).trim();
+    const sh = execFileSync("sh", ["-c", "printf '%s' \"$T\" | sha256sum | cut -d' ' -f1"], {
+      encoding: "utf8",
+      env: { PATH: process.env.PATH, T: text },
+    }).trim();
     expect(contentHash(text)).toBe(sh);
   });
 });

@@ -4,12 +4,44 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import {
-  ansibleWorkFromPlan, busyPercent, evaluateTargets, fmtRatio, formatRouteResolution, formatSizeTable, formatTargets, hostsWithChanges, median, OptionError,
-  parseOptions, parseSizes, planDifferences, ratios, resultFileName, resultJson, routeResolutionTarget, snapshotsFromPlan, textTable, USAGE,
-  type BenchResult, type MemoryResult, type OpenSshPath, type PlanJson, type RouteResolutionResult, type SizeResult, type Timing, inventoryTarget,
+  ansibleWorkFromPlan,
+  busyPercent,
+  evaluateTargets,
+  fmtRatio,
+  formatRouteResolution,
+  formatSizeTable,
+  formatTargets,
+  hostsWithChanges,
+  median,
+  OptionError,
+  parseOptions,
+  parseSizes,
+  planDifferences,
+  ratios,
+  resultFileName,
+  resultJson,
+  routeResolutionTarget,
+  snapshotsFromPlan,
+  textTable,
+  USAGE,
+  type BenchResult,
+  type MemoryResult,
+  type OpenSshPath,
+  type PlanJson,
+  type RouteResolutionResult,
+  type SizeResult,
+  type Timing,
+  inventoryTarget,
 } from "../../scripts/benchCore.js";
 import {
-  BASTION_ALIAS, behindBastion, INVENTORY_TARGETS, inventoryFiles, ROUTE_TARGETS, routeRequestsOf, routeSshConfig, writeInventory,
+  BASTION_ALIAS,
+  behindBastion,
+  INVENTORY_TARGETS,
+  inventoryFiles,
+  ROUTE_TARGETS,
+  routeRequestsOf,
+  routeSshConfig,
+  writeInventory,
 } from "../../scripts/benchInventory.js";
 import type { ConfigProblem } from "../../src/config/errors.js";
 import { loadInventory } from "../../src/inventory/load.js";
@@ -43,16 +75,36 @@ describe("parseSizes", () => {
 
 describe("parseOptions", () => {
   it.each<[string, string[], Record<string, string>, Partial<ReturnType<typeof parseOptions>>]>([
-    ["defaults", [], {}, { sizes: [20, 50], memoryHosts: 200, out: undefined, ansible: true, openssh: true, help: false }],
-    ["environment", [], { BENCH_SIZES: "20", BENCH_MEMORY_HOSTS: "0", BENCH_OUT: "/tmp/x.json", BENCH_ANSIBLE: "0" }, { sizes: [20], memoryHosts: 0, out: "/tmp/x.json", ansible: false }],
-    ["flags win over the environment", ["--sizes", "50", "--memory-hosts", "100", "--out", "r.json"], { BENCH_SIZES: "20", BENCH_MEMORY_HOSTS: "0" }, { sizes: [50], memoryHosts: 100, out: "r.json" }],
+    [
+      "defaults",
+      [],
+      {},
+      { sizes: [20, 50], memoryHosts: 200, out: undefined, ansible: true, openssh: true, help: false },
+    ],
+    [
+      "environment",
+      [],
+      { BENCH_SIZES: "20", BENCH_MEMORY_HOSTS: "0", BENCH_OUT: "/tmp/x.json", BENCH_ANSIBLE: "0" },
+      { sizes: [20], memoryHosts: 0, out: "/tmp/x.json", ansible: false },
+    ],
+    [
+      "flags win over the environment",
+      ["--sizes", "50", "--memory-hosts", "100", "--out", "r.json"],
+      { BENCH_SIZES: "20", BENCH_MEMORY_HOSTS: "0" },
+      { sizes: [50], memoryHosts: 100, out: "r.json" },
+    ],
     ["--no-ansible", ["--no-ansible"], {}, { ansible: false }],
     ["--no-openssh", ["--no-openssh"], {}, { openssh: false }],
     ["BENCH_OPENSSH=0", [], { BENCH_OPENSSH: "0" }, { openssh: false }],
     ["--help", ["--help"], {}, { help: true }],
     ["-h", ["-h"], {}, { help: true }],
     ["inventory defaults", [], {}, { inventoryHosts: 10_000, inventoryOnly: false }],
-    ["inventory flags", ["--inventory-hosts", "500", "--inventory-only"], { BENCH_INVENTORY_HOSTS: "20" }, { inventoryHosts: 500, inventoryOnly: true }],
+    [
+      "inventory flags",
+      ["--inventory-hosts", "500", "--inventory-only"],
+      { BENCH_INVENTORY_HOSTS: "20" },
+      { inventoryHosts: 500, inventoryOnly: true },
+    ],
     ["inventory from the environment", [], { BENCH_INVENTORY_HOSTS: "0" }, { inventoryHosts: 0 }],
   ])("%s", (_what, argv, env, expected) => {
     expect(parseOptions(argv, env)).toMatchObject(expected);
@@ -71,15 +123,33 @@ describe("parseOptions", () => {
 
 // ---------------------------------------------------------------------------------------------
 
-const SNAPSHOT = '{\n  "version": 1,\n  "files": { "/etc/sysctl.d/60-provision-tw-reuse.conf": null },\n  "sysctl": { "net.ipv4.tcp_tw_reuse": "2" },\n  "commands": []\n}\n';
+const SNAPSHOT =
+  '{\n  "version": 1,\n  "files": { "/etc/sysctl.d/60-provision-tw-reuse.conf": null },\n  "sysctl": { "net.ipv4.tcp_tw_reuse": "2" },\n  "commands": []\n}\n';
 const TW_FILE = "# Managed by provision, role tw-reuse.\nnet.ipv4.tcp_tw_reuse = 1\n";
 
 function hostPlan(host: string, extra: PlanJson["hosts"][number]["changes"] = []): PlanJson["hosts"][number] {
   return {
-    host, status: "changed",
+    host,
+    status: "changed",
     changes: [
-      { kind: "file", path: "/etc/provision/snapshot.json", after: SNAPSHOT, mode: "0600", owner: "root", group: "root", role: "snapshot" },
-      { kind: "file", path: "/etc/sysctl.d/60-provision-tw-reuse.conf", after: TW_FILE, mode: "0644", owner: "root", group: "root", role: "tw-reuse" },
+      {
+        kind: "file",
+        path: "/etc/provision/snapshot.json",
+        after: SNAPSHOT,
+        mode: "0600",
+        owner: "root",
+        group: "root",
+        role: "snapshot",
+      },
+      {
+        kind: "file",
+        path: "/etc/sysctl.d/60-provision-tw-reuse.conf",
+        after: TW_FILE,
+        mode: "0644",
+        owner: "root",
+        group: "root",
+        role: "tw-reuse",
+      },
       { kind: "sysctl", key: "net.ipv4.tcp_tw_reuse", after: "1", role: "tw-reuse" },
       ...extra,
     ],
@@ -89,8 +159,12 @@ function hostPlan(host: string, extra: PlanJson["hosts"][number]["changes"] = []
 const PLAN: PlanJson = {
   command: "plan",
   hosts: [
-    hostPlan("h1", [{ kind: "command", argv: ["ip", "addr", "add", "198.18.0.200/24", "dev", "eth0"], role: "secondary-source-ips" }]),
-    hostPlan("h2", [{ kind: "sysctl", key: "net.ipv4.ip_local_port_range", after: "1024\t65535", role: "ephemeral-ports" }]),
+    hostPlan("h1", [
+      { kind: "command", argv: ["ip", "addr", "add", "198.18.0.200/24", "dev", "eth0"], role: "secondary-source-ips" },
+    ]),
+    hostPlan("h2", [
+      { kind: "sysctl", key: "net.ipv4.ip_local_port_range", after: "1024\t65535", role: "ephemeral-ports" },
+    ]),
   ],
 };
 
@@ -101,11 +175,39 @@ describe("ansibleWorkFromPlan: the same work as provision's plan, for the Ansibl
   it("keeps every role's files, live values and commands per host, in plan order", () => {
     expect(work.vars.bench_hosts).toEqual({
       h1: {
-        "tw-reuse": { files: [{ path: "/etc/sysctl.d/60-provision-tw-reuse.conf", src: twSha, mode: "0644", owner: "root", group: "root" }], sysctl: ["net.ipv4.tcp_tw_reuse=1"], commands: [] },
-        "secondary-source-ips": { files: [], sysctl: [], commands: [["ip", "addr", "add", "198.18.0.200/24", "dev", "eth0"]] },
+        "tw-reuse": {
+          files: [
+            {
+              path: "/etc/sysctl.d/60-provision-tw-reuse.conf",
+              src: twSha,
+              mode: "0644",
+              owner: "root",
+              group: "root",
+            },
+          ],
+          sysctl: ["net.ipv4.tcp_tw_reuse=1"],
+          commands: [],
+        },
+        "secondary-source-ips": {
+          files: [],
+          sysctl: [],
+          commands: [["ip", "addr", "add", "198.18.0.200/24", "dev", "eth0"]],
+        },
       },
       h2: {
-        "tw-reuse": { files: [{ path: "/etc/sysctl.d/60-provision-tw-reuse.conf", src: twSha, mode: "0644", owner: "root", group: "root" }], sysctl: ["net.ipv4.tcp_tw_reuse=1"], commands: [] },
+        "tw-reuse": {
+          files: [
+            {
+              path: "/etc/sysctl.d/60-provision-tw-reuse.conf",
+              src: twSha,
+              mode: "0644",
+              owner: "root",
+              group: "root",
+            },
+          ],
+          sysctl: ["net.ipv4.tcp_tw_reuse=1"],
+          commands: [],
+        },
         "ephemeral-ports": { files: [], sysctl: ["net.ipv4.ip_local_port_range=1024\t65535"], commands: [] },
       },
     });
@@ -122,7 +224,13 @@ describe("ansibleWorkFromPlan: the same work as provision's plan, for the Ansibl
   });
 
   it("refuses a plan with a failed host, naming it", () => {
-    const failed: PlanJson = { command: "plan", hosts: [...PLAN.hosts, { host: "h3", status: "unreachable", error: { kind: "unreachable", message: "connection refused" } }] };
+    const failed: PlanJson = {
+      command: "plan",
+      hosts: [
+        ...PLAN.hosts,
+        { host: "h3", status: "unreachable", error: { kind: "unreachable", message: "connection refused" } },
+      ],
+    };
     expect(() => ansibleWorkFromPlan(failed)).toThrow("the fresh plan failed on h3 (connection refused)");
   });
 });
@@ -144,7 +252,14 @@ describe("planDifferences / hostsWithChanges", () => {
     ["the same plan", structuredClone(PLAN), []],
     ["a host whose changes differ", h2Drifted, ["h2"]],
     ["a host the first plan did not have", { command: "plan", hosts: [...PLAN.hosts, hostPlan("h3")] }, ["h3"]],
-    ["a host that failed now", { command: "plan", hosts: [PLAN.hosts[0]!, { host: "h2", status: "failed", error: { kind: "facts", message: "x" } }] }, ["h2"]],
+    [
+      "a host that failed now",
+      {
+        command: "plan",
+        hosts: [PLAN.hosts[0]!, { host: "h2", status: "failed", error: { kind: "facts", message: "x" } }],
+      },
+      ["h2"],
+    ],
   ])("%s", (_what, actual, differing) => {
     expect(planDifferences(PLAN, actual)).toEqual(differing);
   });
@@ -152,7 +267,11 @@ describe("planDifferences / hostsWithChanges", () => {
   it("lists hosts with changes or errors, not hosts with none", () => {
     const plan: PlanJson = {
       command: "plan",
-      hosts: [{ host: "h1", status: "unchanged", changes: [] }, PLAN.hosts[1]!, { host: "h3", status: "failed", error: { kind: "facts", message: "x" } }],
+      hosts: [
+        { host: "h1", status: "unchanged", changes: [] },
+        PLAN.hosts[1]!,
+        { host: "h3", status: "failed", error: { kind: "facts", message: "x" } },
+      ],
     };
     expect(hostsWithChanges(plan)).toEqual(["h2", "h3"]);
   });
@@ -162,16 +281,38 @@ describe("planDifferences / hostsWithChanges", () => {
 
 const ok = (wallMs: number, extra: Partial<Timing> = {}): Timing => ({ wallMs, exitCode: 0, ...extra });
 
-function size(hosts: number, t: { first: Timing; noop: Timing; def: Timing | null; tuned: Timing | null; floor: number; floorFailures?: number; skipped?: string; openssh?: OpenSshPath; opensshSkipped?: string }): SizeResult {
+function size(
+  hosts: number,
+  t: {
+    first: Timing;
+    noop: Timing;
+    def: Timing | null;
+    tuned: Timing | null;
+    floor: number;
+    floorFailures?: number;
+    skipped?: string;
+    openssh?: OpenSshPath;
+    opensshSkipped?: string;
+  },
+): SizeResult {
   return {
     hosts,
     provision: {
-      firstRun: t.first, noop: t.noop, noopSamplesMs: [t.noop.wallMs - 100, t.noop.wallMs, t.noop.wallMs + 100], forks: Math.min(50, hosts),
-      ...(t.openssh ? { openssh: t.openssh } : {}), ...(t.opensshSkipped ? { opensshSkipped: t.opensshSkipped } : {}),
+      firstRun: t.first,
+      noop: t.noop,
+      noopSamplesMs: [t.noop.wallMs - 100, t.noop.wallMs, t.noop.wallMs + 100],
+      forks: Math.min(50, hosts),
+      ...(t.openssh ? { openssh: t.openssh } : {}),
+      ...(t.opensshSkipped ? { opensshSkipped: t.opensshSkipped } : {}),
     },
     ansible: { default: t.def, tuned: t.tuned, ...(t.skipped ? { skipped: t.skipped } : {}) },
     floor: { wallMs: t.floor, samplesMs: [t.floor, t.floor + 50, t.floor - 50], failures: t.floorFailures ?? 0 },
-    checks: { ansibleLeftNothingToDo: { default: true, tuned: true }, rollbackRestoredFresh: true, opensshRollbackRestoredFresh: t.openssh ? true : null, resetBeforeTuned: true },
+    checks: {
+      ansibleLeftNothingToDo: { default: true, tuned: true },
+      rollbackRestoredFresh: true,
+      opensshRollbackRestoredFresh: t.openssh ? true : null,
+      resetBeforeTuned: true,
+    },
     work: { hosts, files: hosts * 10, sysctl: hosts * 10, commands: 0 },
     backgroundCpuPercent: { floor: 2, "provision first run": 3 },
   };
@@ -180,20 +321,46 @@ function size(hosts: number, t: { first: Timing; noop: Timing; def: Timing | nul
 /** The OpenSSH-client path of a size: first run, median no-op of three, and the floor sampled in turns with it. */
 function openssh(first: Timing, noop: Timing, floor: number, floorFailures = 0): OpenSshPath {
   return {
-    firstRun: first, noop, noopSamplesMs: [noop.wallMs + 20, noop.wallMs, noop.wallMs - 20],
+    firstRun: first,
+    noop,
+    noopSamplesMs: [noop.wallMs + 20, noop.wallMs, noop.wallMs - 20],
     floor: { wallMs: floor, samplesMs: [floor - 10, floor, floor + 10], failures: floorFailures },
   };
 }
 
 describe("ratios", () => {
   it.each<[string, SizeResult, ReturnType<typeof ratios>]>([
-    ["all measured, ssh2 only", size(20, { first: ok(4000), noop: ok(1800), def: ok(100_000), tuned: ok(40_000), floor: 1200 }), { speedupVsAnsibleDefault: 25, speedupVsAnsibleTuned: 10, noopOverFloor: 1.5, openssh: null }],
-    ["Ansible skipped", size(20, { first: ok(4000), noop: ok(1800), def: null, tuned: null, floor: 1200 }), { speedupVsAnsibleDefault: null, speedupVsAnsibleTuned: null, noopOverFloor: 1.5, openssh: null }],
-    ["Ansible failed: no ratio from a failed run", size(20, { first: ok(4000), noop: ok(1800), def: { wallMs: 1000, exitCode: 2 }, tuned: ok(40_000), floor: 1200 }), { speedupVsAnsibleDefault: null, speedupVsAnsibleTuned: 10, noopOverFloor: 1.5, openssh: null }],
+    [
+      "all measured, ssh2 only",
+      size(20, { first: ok(4000), noop: ok(1800), def: ok(100_000), tuned: ok(40_000), floor: 1200 }),
+      { speedupVsAnsibleDefault: 25, speedupVsAnsibleTuned: 10, noopOverFloor: 1.5, openssh: null },
+    ],
+    [
+      "Ansible skipped",
+      size(20, { first: ok(4000), noop: ok(1800), def: null, tuned: null, floor: 1200 }),
+      { speedupVsAnsibleDefault: null, speedupVsAnsibleTuned: null, noopOverFloor: 1.5, openssh: null },
+    ],
+    [
+      "Ansible failed: no ratio from a failed run",
+      size(20, { first: ok(4000), noop: ok(1800), def: { wallMs: 1000, exitCode: 2 }, tuned: ok(40_000), floor: 1200 }),
+      { speedupVsAnsibleDefault: null, speedupVsAnsibleTuned: 10, noopOverFloor: 1.5, openssh: null },
+    ],
     [
       "both paths: each against its own first run and its own floor",
-      size(20, { first: ok(4000), noop: ok(1800), def: ok(100_000), tuned: ok(40_000), floor: 1200, openssh: openssh(ok(5000), ok(2600), 1300) }),
-      { speedupVsAnsibleDefault: 25, speedupVsAnsibleTuned: 10, noopOverFloor: 1.5, openssh: { speedupVsAnsibleDefault: 20, speedupVsAnsibleTuned: 8, noopOverFloor: 2 } },
+      size(20, {
+        first: ok(4000),
+        noop: ok(1800),
+        def: ok(100_000),
+        tuned: ok(40_000),
+        floor: 1200,
+        openssh: openssh(ok(5000), ok(2600), 1300),
+      }),
+      {
+        speedupVsAnsibleDefault: 25,
+        speedupVsAnsibleTuned: 10,
+        noopOverFloor: 1.5,
+        openssh: { speedupVsAnsibleDefault: 20, speedupVsAnsibleTuned: 8, noopOverFloor: 2 },
+      },
     ],
   ])("%s", (_what, r, expected) => {
     expect(ratios(r)).toEqual(expected);
@@ -202,74 +369,203 @@ describe("ratios", () => {
 
 describe("evaluateTargets", () => {
   const verdicts = (sizes: SizeResult[], memory: MemoryResult | null, memoryHosts = 200) =>
-    evaluateTargets(sizes, memory, memoryHosts).map((t) => `${t.verdict} ${t.name} (${t.hosts})${t.reason ? `: ${t.reason}` : ""}`);
+    evaluateTargets(sizes, memory, memoryHosts).map(
+      (t) => `${t.verdict} ${t.name} (${t.hosts})${t.reason ? `: ${t.reason}` : ""}`,
+    );
   const opensshNotMeasured = (hosts: number, reason = "not measured") => [
-    `SKIP first run vs Ansible defaults (openssh) (${hosts}): ${reason}`, `SKIP first run vs Ansible tuned (openssh) (${hosts}): ${reason}`, `SKIP no-op run vs floor (openssh) (${hosts}): ${reason}`,
+    `SKIP first run vs Ansible defaults (openssh) (${hosts}): ${reason}`,
+    `SKIP first run vs Ansible tuned (openssh) (${hosts}): ${reason}`,
+    `SKIP no-op run vs floor (openssh) (${hosts}): ${reason}`,
   ];
 
   it.each<[string, SizeResult, string[]]>([
-    ["every target met, exactly at the limits", size(20, { first: ok(5000), noop: ok(1500), def: ok(100_000), tuned: ok(25_000), floor: 1000 }), [
-      "PASS first run vs Ansible defaults (ssh2) (20)", "PASS first run vs Ansible tuned (ssh2) (20)", "PASS no-op run vs floor (ssh2) (20)", ...opensshNotMeasured(20),
-    ]],
-    ["just short of each", size(20, { first: ok(5001), noop: ok(1501), def: ok(100_000), tuned: ok(25_000), floor: 1000 }), [
-      "MISS first run vs Ansible defaults (ssh2) (20)", "MISS first run vs Ansible tuned (ssh2) (20)", "MISS no-op run vs floor (ssh2) (20)", ...opensshNotMeasured(20),
-    ]],
-    ["Ansible not installable", size(50, { first: ok(5000), noop: ok(1000), def: null, tuned: null, floor: 1000, skipped: "no apt-get" }), [
-      "SKIP first run vs Ansible defaults (ssh2) (50): no apt-get", "SKIP first run vs Ansible tuned (ssh2) (50): no apt-get", "PASS no-op run vs floor (ssh2) (50)", ...opensshNotMeasured(50),
-    ]],
-    ["a failing provision run never passes", size(20, { first: { wallMs: 10, exitCode: 1 }, noop: { wallMs: 10, exitCode: 1 }, def: ok(100_000), tuned: ok(100_000), floor: 1000 }), [
-      "MISS first run vs Ansible defaults (ssh2) (20): provision run --ssh-client ssh2 exited 1", "MISS first run vs Ansible tuned (ssh2) (20): provision run --ssh-client ssh2 exited 1",
-      "MISS no-op run vs floor (ssh2) (20): provision run --ssh-client ssh2 (no-op) exited 1", ...opensshNotMeasured(20),
-    ]],
-    ["a failed Ansible run is no comparison", size(20, { first: ok(1000), noop: ok(1000), def: { wallMs: 5, exitCode: 4 }, tuned: ok(100_000), floor: 1000 }), [
-      "SKIP first run vs Ansible defaults (ssh2) (20): ansible-playbook exited 4", "PASS first run vs Ansible tuned (ssh2) (20)", "PASS no-op run vs floor (ssh2) (20)", ...opensshNotMeasured(20),
-    ]],
-    ["a floor whose ssh failed is no floor", size(20, { first: ok(1000), noop: ok(1000), def: null, tuned: null, floor: 1000, floorFailures: 3, skipped: "x" }), [
-      "SKIP first run vs Ansible defaults (ssh2) (20): x", "SKIP first run vs Ansible tuned (ssh2) (20): x", "MISS no-op run vs floor (ssh2) (20): 3 floor ssh commands failed", ...opensshNotMeasured(20),
-    ]],
-    ["--no-openssh: the OpenSSH client's targets say why they were skipped", size(20, { first: ok(5000), noop: ok(1500), def: ok(100_000), tuned: ok(25_000), floor: 1000, opensshSkipped: "--no-openssh (or BENCH_OPENSSH=0) was given" }), [
-      "PASS first run vs Ansible defaults (ssh2) (20)", "PASS first run vs Ansible tuned (ssh2) (20)", "PASS no-op run vs floor (ssh2) (20)", ...opensshNotMeasured(20, "--no-openssh (or BENCH_OPENSSH=0) was given"),
-    ]],
+    [
+      "every target met, exactly at the limits",
+      size(20, { first: ok(5000), noop: ok(1500), def: ok(100_000), tuned: ok(25_000), floor: 1000 }),
+      [
+        "PASS first run vs Ansible defaults (ssh2) (20)",
+        "PASS first run vs Ansible tuned (ssh2) (20)",
+        "PASS no-op run vs floor (ssh2) (20)",
+        ...opensshNotMeasured(20),
+      ],
+    ],
+    [
+      "just short of each",
+      size(20, { first: ok(5001), noop: ok(1501), def: ok(100_000), tuned: ok(25_000), floor: 1000 }),
+      [
+        "MISS first run vs Ansible defaults (ssh2) (20)",
+        "MISS first run vs Ansible tuned (ssh2) (20)",
+        "MISS no-op run vs floor (ssh2) (20)",
+        ...opensshNotMeasured(20),
+      ],
+    ],
+    [
+      "Ansible not installable",
+      size(50, { first: ok(5000), noop: ok(1000), def: null, tuned: null, floor: 1000, skipped: "no apt-get" }),
+      [
+        "SKIP first run vs Ansible defaults (ssh2) (50): no apt-get",
+        "SKIP first run vs Ansible tuned (ssh2) (50): no apt-get",
+        "PASS no-op run vs floor (ssh2) (50)",
+        ...opensshNotMeasured(50),
+      ],
+    ],
+    [
+      "a failing provision run never passes",
+      size(20, {
+        first: { wallMs: 10, exitCode: 1 },
+        noop: { wallMs: 10, exitCode: 1 },
+        def: ok(100_000),
+        tuned: ok(100_000),
+        floor: 1000,
+      }),
+      [
+        "MISS first run vs Ansible defaults (ssh2) (20): provision run --ssh-client ssh2 exited 1",
+        "MISS first run vs Ansible tuned (ssh2) (20): provision run --ssh-client ssh2 exited 1",
+        "MISS no-op run vs floor (ssh2) (20): provision run --ssh-client ssh2 (no-op) exited 1",
+        ...opensshNotMeasured(20),
+      ],
+    ],
+    [
+      "a failed Ansible run is no comparison",
+      size(20, { first: ok(1000), noop: ok(1000), def: { wallMs: 5, exitCode: 4 }, tuned: ok(100_000), floor: 1000 }),
+      [
+        "SKIP first run vs Ansible defaults (ssh2) (20): ansible-playbook exited 4",
+        "PASS first run vs Ansible tuned (ssh2) (20)",
+        "PASS no-op run vs floor (ssh2) (20)",
+        ...opensshNotMeasured(20),
+      ],
+    ],
+    [
+      "a floor whose ssh failed is no floor",
+      size(20, {
+        first: ok(1000),
+        noop: ok(1000),
+        def: null,
+        tuned: null,
+        floor: 1000,
+        floorFailures: 3,
+        skipped: "x",
+      }),
+      [
+        "SKIP first run vs Ansible defaults (ssh2) (20): x",
+        "SKIP first run vs Ansible tuned (ssh2) (20): x",
+        "MISS no-op run vs floor (ssh2) (20): 3 floor ssh commands failed",
+        ...opensshNotMeasured(20),
+      ],
+    ],
+    [
+      "--no-openssh: the OpenSSH client's targets say why they were skipped",
+      size(20, {
+        first: ok(5000),
+        noop: ok(1500),
+        def: ok(100_000),
+        tuned: ok(25_000),
+        floor: 1000,
+        opensshSkipped: "--no-openssh (or BENCH_OPENSSH=0) was given",
+      }),
+      [
+        "PASS first run vs Ansible defaults (ssh2) (20)",
+        "PASS first run vs Ansible tuned (ssh2) (20)",
+        "PASS no-op run vs floor (ssh2) (20)",
+        ...opensshNotMeasured(20, "--no-openssh (or BENCH_OPENSSH=0) was given"),
+      ],
+    ],
     // Each path is judged on its own numbers: the OpenSSH client's first run and its no-op against the floor taken beside it.
     [
       "both paths, openssh exactly at the limits",
-      size(20, { first: ok(4000), noop: ok(1200), def: ok(100_000), tuned: ok(25_000), floor: 1000, openssh: openssh(ok(5000), ok(1800), 1200) }),
+      size(20, {
+        first: ok(4000),
+        noop: ok(1200),
+        def: ok(100_000),
+        tuned: ok(25_000),
+        floor: 1000,
+        openssh: openssh(ok(5000), ok(1800), 1200),
+      }),
       [
-        "PASS first run vs Ansible defaults (ssh2) (20)", "PASS first run vs Ansible tuned (ssh2) (20)", "PASS no-op run vs floor (ssh2) (20)",
-        "PASS first run vs Ansible defaults (openssh) (20)", "PASS first run vs Ansible tuned (openssh) (20)", "PASS no-op run vs floor (openssh) (20)",
+        "PASS first run vs Ansible defaults (ssh2) (20)",
+        "PASS first run vs Ansible tuned (ssh2) (20)",
+        "PASS no-op run vs floor (ssh2) (20)",
+        "PASS first run vs Ansible defaults (openssh) (20)",
+        "PASS first run vs Ansible tuned (openssh) (20)",
+        "PASS no-op run vs floor (openssh) (20)",
       ],
     ],
     [
       "both paths, openssh just short of each (ssh2 passing does not carry it)",
-      size(20, { first: ok(4000), noop: ok(1200), def: ok(100_000), tuned: ok(25_000), floor: 1000, openssh: openssh(ok(5001), ok(1801), 1200) }),
+      size(20, {
+        first: ok(4000),
+        noop: ok(1200),
+        def: ok(100_000),
+        tuned: ok(25_000),
+        floor: 1000,
+        openssh: openssh(ok(5001), ok(1801), 1200),
+      }),
       [
-        "PASS first run vs Ansible defaults (ssh2) (20)", "PASS first run vs Ansible tuned (ssh2) (20)", "PASS no-op run vs floor (ssh2) (20)",
-        "MISS first run vs Ansible defaults (openssh) (20)", "MISS first run vs Ansible tuned (openssh) (20)", "MISS no-op run vs floor (openssh) (20)",
+        "PASS first run vs Ansible defaults (ssh2) (20)",
+        "PASS first run vs Ansible tuned (ssh2) (20)",
+        "PASS no-op run vs floor (ssh2) (20)",
+        "MISS first run vs Ansible defaults (openssh) (20)",
+        "MISS first run vs Ansible tuned (openssh) (20)",
+        "MISS no-op run vs floor (openssh) (20)",
       ],
     ],
     [
       "openssh no-op against its own floor, not the ssh2 one",
-      size(20, { first: ok(4000), noop: ok(1300), def: null, tuned: null, floor: 800, skipped: "x", openssh: openssh(ok(4000), ok(1500), 1000) }),
+      size(20, {
+        first: ok(4000),
+        noop: ok(1300),
+        def: null,
+        tuned: null,
+        floor: 800,
+        skipped: "x",
+        openssh: openssh(ok(4000), ok(1500), 1000),
+      }),
       [
-        "SKIP first run vs Ansible defaults (ssh2) (20): x", "SKIP first run vs Ansible tuned (ssh2) (20): x", "MISS no-op run vs floor (ssh2) (20)",
-        "SKIP first run vs Ansible defaults (openssh) (20): x", "SKIP first run vs Ansible tuned (openssh) (20): x", "PASS no-op run vs floor (openssh) (20)",
+        "SKIP first run vs Ansible defaults (ssh2) (20): x",
+        "SKIP first run vs Ansible tuned (ssh2) (20): x",
+        "MISS no-op run vs floor (ssh2) (20)",
+        "SKIP first run vs Ansible defaults (openssh) (20): x",
+        "SKIP first run vs Ansible tuned (openssh) (20): x",
+        "PASS no-op run vs floor (openssh) (20)",
       ],
     ],
     [
       "a failing OpenSSH-client run never passes; its floor's failures are its own",
-      size(20, { first: ok(1000), noop: ok(1000), def: ok(100_000), tuned: ok(100_000), floor: 1000, openssh: openssh({ wallMs: 10, exitCode: 3 }, ok(1000), 1000, 2) }),
+      size(20, {
+        first: ok(1000),
+        noop: ok(1000),
+        def: ok(100_000),
+        tuned: ok(100_000),
+        floor: 1000,
+        openssh: openssh({ wallMs: 10, exitCode: 3 }, ok(1000), 1000, 2),
+      }),
       [
-        "PASS first run vs Ansible defaults (ssh2) (20)", "PASS first run vs Ansible tuned (ssh2) (20)", "PASS no-op run vs floor (ssh2) (20)",
-        "MISS first run vs Ansible defaults (openssh) (20): provision run --ssh-client openssh exited 3", "MISS first run vs Ansible tuned (openssh) (20): provision run --ssh-client openssh exited 3",
+        "PASS first run vs Ansible defaults (ssh2) (20)",
+        "PASS first run vs Ansible tuned (ssh2) (20)",
+        "PASS no-op run vs floor (ssh2) (20)",
+        "MISS first run vs Ansible defaults (openssh) (20): provision run --ssh-client openssh exited 3",
+        "MISS first run vs Ansible tuned (openssh) (20): provision run --ssh-client openssh exited 3",
         "MISS no-op run vs floor (openssh) (20): 2 floor ssh commands failed",
       ],
     ],
     [
       "a failing OpenSSH-client no-op",
-      size(20, { first: ok(1000), noop: ok(1000), def: null, tuned: null, floor: 1000, skipped: "x", openssh: openssh(ok(1000), { wallMs: 900, exitCode: 1 }, 1000) }),
+      size(20, {
+        first: ok(1000),
+        noop: ok(1000),
+        def: null,
+        tuned: null,
+        floor: 1000,
+        skipped: "x",
+        openssh: openssh(ok(1000), { wallMs: 900, exitCode: 1 }, 1000),
+      }),
       [
-        "SKIP first run vs Ansible defaults (ssh2) (20): x", "SKIP first run vs Ansible tuned (ssh2) (20): x", "PASS no-op run vs floor (ssh2) (20)",
-        "SKIP first run vs Ansible defaults (openssh) (20): x", "SKIP first run vs Ansible tuned (openssh) (20): x", "MISS no-op run vs floor (openssh) (20): provision run --ssh-client openssh (no-op) exited 1",
+        "SKIP first run vs Ansible defaults (ssh2) (20): x",
+        "SKIP first run vs Ansible tuned (ssh2) (20): x",
+        "PASS no-op run vs floor (ssh2) (20)",
+        "SKIP first run vs Ansible defaults (openssh) (20): x",
+        "SKIP first run vs Ansible tuned (openssh) (20): x",
+        "MISS no-op run vs floor (openssh) (20): provision run --ssh-client openssh (no-op) exited 1",
       ],
     ],
   ])("%s", (_what, r, expected) => {
@@ -277,7 +573,14 @@ describe("evaluateTargets", () => {
   });
 
   it("gives each target its wanted value and measured ratio", () => {
-    const r = size(20, { first: ok(4000), noop: ok(1200), def: ok(100_000), tuned: ok(25_000), floor: 1000, openssh: openssh(ok(5000), ok(1800), 1200) });
+    const r = size(20, {
+      first: ok(4000),
+      noop: ok(1200),
+      def: ok(100_000),
+      tuned: ok(25_000),
+      floor: 1000,
+      openssh: openssh(ok(5000), ok(1800), 1200),
+    });
     expect(evaluateTargets([r], null, 0).map((t) => [t.name, t.target, t.measured])).toEqual([
       ["first run vs Ansible defaults (ssh2)", "≥ 20× faster", "25.0×"],
       ["first run vs Ansible tuned (ssh2)", "≥ 5× faster", "6.25×"],
@@ -289,9 +592,24 @@ describe("evaluateTargets", () => {
   });
 
   it.each<[string, MemoryResult | null, number, string[]]>([
-    ["under 300 MB", { hosts: 200, run: ok(20_000, { peakRssKb: 299 * 1024 }) }, 200, ["PASS peak RSS of one run (ssh2) (200)"]],
-    ["exactly 300 MB is not under", { hosts: 200, run: ok(20_000, { peakRssKb: 300 * 1024 }) }, 200, ["MISS peak RSS of one run (ssh2) (200)"]],
-    ["a failed run", { hosts: 200, run: { wallMs: 1, exitCode: 1, peakRssKb: 1000 } }, 200, ["MISS peak RSS of one run (ssh2) (200): provision run exited 1"]],
+    [
+      "under 300 MB",
+      { hosts: 200, run: ok(20_000, { peakRssKb: 299 * 1024 }) },
+      200,
+      ["PASS peak RSS of one run (ssh2) (200)"],
+    ],
+    [
+      "exactly 300 MB is not under",
+      { hosts: 200, run: ok(20_000, { peakRssKb: 300 * 1024 }) },
+      200,
+      ["MISS peak RSS of one run (ssh2) (200)"],
+    ],
+    [
+      "a failed run",
+      { hosts: 200, run: { wallMs: 1, exitCode: 1, peakRssKb: 1000 } },
+      200,
+      ["MISS peak RSS of one run (ssh2) (200): provision run exited 1"],
+    ],
     ["not measured", null, 200, ["SKIP peak RSS of one run (ssh2) (200): not measured"]],
     ["not wanted", null, 0, []],
   ])("memory: %s", (_what, memory, wanted, expected) => {
@@ -305,19 +623,34 @@ describe("output", () => {
     expect(() => median([])).toThrow();
   });
 
-  it.each<[number, string]>([[1.5, "1.50×"], [9.994, "9.99×"], [12.34, "12.3×"], [0.5, "0.50×"]])("fmtRatio(%d) = %s", (x, s) => {
+  it.each<[number, string]>([
+    [1.5, "1.50×"],
+    [9.994, "9.99×"],
+    [12.34, "12.3×"],
+    [0.5, "0.50×"],
+  ])("fmtRatio(%d) = %s", (x, s) => {
     expect(fmtRatio(x)).toBe(s);
   });
 
   it("aligns a text table: first column left, the others right", () => {
-    expect(textTable(["", "wall"], [["provision", "1.00 s"], ["floor", "12.50 s"]])).toBe(
-      ["              wall", "---------  -------", "provision   1.00 s", "floor      12.50 s", ""].join("\n"),
-    );
+    expect(
+      textTable(
+        ["", "wall"],
+        [
+          ["provision", "1.00 s"],
+          ["floor", "12.50 s"],
+        ],
+      ),
+    ).toBe(["              wall", "---------  -------", "provision   1.00 s", "floor      12.50 s", ""].join("\n"));
   });
 
   it("prints one table per size: both paths' wall times, each set against Ansible and its own floor, and the peak RSS", () => {
     const r = size(20, {
-      first: ok(4000, { peakRssKb: 125 * 1024 }), noop: ok(1800, { peakRssKb: 100 * 1024 }), def: ok(100_000), tuned: ok(40_000), floor: 1200,
+      first: ok(4000, { peakRssKb: 125 * 1024 }),
+      noop: ok(1800, { peakRssKb: 100 * 1024 }),
+      def: ok(100_000),
+      tuned: ok(40_000),
+      floor: 1200,
       openssh: openssh(ok(5000, { peakRssKb: 90 * 1024 }), ok(2600, { peakRssKb: 80 * 1024 }), 1300),
     });
     expect(formatSizeTable(r)).toBe(`
@@ -340,7 +673,15 @@ openssh: provision ÷ Ansible defaults: 1/20.0×   provision ÷ Ansible tuned: 1
   });
 
   it("says why the OpenSSH-client rows and the Ansible columns are empty", () => {
-    const r = size(20, { first: ok(4000), noop: ok(1800), def: null, tuned: null, floor: 1200, skipped: "apt-get install ansible-core failed", opensshSkipped: "--no-openssh (or BENCH_OPENSSH=0) was given" });
+    const r = size(20, {
+      first: ok(4000),
+      noop: ok(1800),
+      def: null,
+      tuned: null,
+      floor: 1200,
+      skipped: "apt-get install ansible-core failed",
+      opensshSkipped: "--no-openssh (or BENCH_OPENSSH=0) was given",
+    });
     expect(formatSizeTable(r)).toBe(`
 20 hosts — 200 files, 200 live values, 0 commands to apply in all
                                               wall  ÷ ssh2 first  ÷ openssh first  ÷ floor  peak RSS
@@ -362,20 +703,37 @@ Ansible skipped: apt-get install ansible-core failed
   });
 
   it("shows a failed OpenSSH-client run's exit status and its floor's failures, and no ratio against it", () => {
-    const r = size(20, { first: ok(4000), noop: ok(1800), def: ok(100_000), tuned: null, floor: 1200, skipped: "x", openssh: openssh({ wallMs: 700, exitCode: 3 }, ok(2400), 1200, 2) });
+    const r = size(20, {
+      first: ok(4000),
+      noop: ok(1800),
+      def: ok(100_000),
+      tuned: null,
+      floor: 1200,
+      skipped: "x",
+      openssh: openssh({ wallMs: 700, exitCode: 3 }, ok(2400), 1200, 2),
+    });
     const text = formatSizeTable(r);
     expect(text).toMatch(/provision first run, openssh \(forks 20\) +0\.70 s \(exit 3\) +- +- +-\n/);
     expect(text).toMatch(/provision first run, ssh2 \(forks 20\) +4\.00 s +1\.00× +- +-\n/);
     expect(text).toMatch(/Ansible, defaults \(forks 5, no pipelining\) +100\.00 s +25\.0× +-\n/);
-    expect(text).toContain("openssh: provision ÷ Ansible defaults: -   provision ÷ Ansible tuned: -   no-op ÷ floor: 2.00×");
+    expect(text).toContain(
+      "openssh: provision ÷ Ansible defaults: -   provision ÷ Ansible tuned: -   no-op ÷ floor: 2.00×",
+    );
     expect(text).toMatch(/floor, beside the openssh no-op \(median of 3\) +1\.20 s \(2 failed\)\n/);
     expect(text).toMatch(/provision no-op, openssh \(median of 3\) +2\.40 s +2\.00× +-\n/);
   });
 
   it("warns when another workload kept the machine busy before a measurement", () => {
-    const r = { ...size(20, { first: ok(4000), noop: ok(1800), def: null, tuned: null, floor: 1200, skipped: "x" }), backgroundCpuPercent: { floor: 5, "provision no-op": 64, "Ansible tuned": 21 } };
-    expect(formatSizeTable(r)).toContain("WARNING: another workload kept the machine busy before provision no-op (64% CPU), Ansible tuned (21% CPU): those times are skewed");
-    expect(formatSizeTable(size(20, { first: ok(4000), noop: ok(1800), def: null, tuned: null, floor: 1200, skipped: "x" }))).not.toContain("WARNING");
+    const r = {
+      ...size(20, { first: ok(4000), noop: ok(1800), def: null, tuned: null, floor: 1200, skipped: "x" }),
+      backgroundCpuPercent: { floor: 5, "provision no-op": 64, "Ansible tuned": 21 },
+    };
+    expect(formatSizeTable(r)).toContain(
+      "WARNING: another workload kept the machine busy before provision no-op (64% CPU), Ansible tuned (21% CPU): those times are skewed",
+    );
+    expect(
+      formatSizeTable(size(20, { first: ok(4000), noop: ok(1800), def: null, tuned: null, floor: 1200, skipped: "x" })),
+    ).not.toContain("WARNING");
   });
 
   it.each<[string, string, string, number]>([
@@ -394,32 +752,74 @@ Ansible skipped: apt-get install ansible-core failed
   });
 
   it("lists PASS/MISS per target", () => {
-    const text = formatTargets([{ name: "no-op run vs floor", hosts: 20, target: "≤ 1.5×", measured: "1.20×", verdict: "PASS" }]);
+    const text = formatTargets([
+      { name: "no-op run vs floor", hosts: 20, target: "≤ 1.5×", measured: "1.20×", verdict: "PASS" },
+    ]);
     expect(text).toMatch(/PASS +no-op run vs floor \(20 hosts\) +≤ 1\.5× +1\.20×/);
   });
 
   it("writes the result as JSON with the ratios of each size", () => {
     const result: BenchResult = {
-      version: 1, startedAt: "2026-11-21T05:00:00.000Z", durationMs: 1000, machine: { cpus: 2 },
-      sizes: [size(20, { first: ok(4000), noop: ok(1800), def: ok(100_000), tuned: ok(40_000), floor: 1200 })], memory: null, inventory: null, targets: [],
+      version: 1,
+      startedAt: "2026-11-21T05:00:00.000Z",
+      durationMs: 1000,
+      machine: { cpus: 2 },
+      sizes: [size(20, { first: ok(4000), noop: ok(1800), def: ok(100_000), tuned: ok(40_000), floor: 1200 })],
+      memory: null,
+      inventory: null,
+      targets: [],
     };
     const back = JSON.parse(resultJson(result));
-    expect(back.sizes[0].ratios).toEqual({ speedupVsAnsibleDefault: 25, speedupVsAnsibleTuned: 10, noopOverFloor: 1.5, openssh: null });
+    expect(back.sizes[0].ratios).toEqual({
+      speedupVsAnsibleDefault: 25,
+      speedupVsAnsibleTuned: 10,
+      noopOverFloor: 1.5,
+      openssh: null,
+    });
     expect(back.sizes[0].provision.firstRun.wallMs).toBe(4000);
     expect(resultJson(result).endsWith("}\n")).toBe(true);
   });
 
   it("writes the OpenSSH client's measurements and ratios beside the ssh2 path's, and the route resolution", () => {
-    const routes: RouteResolutionResult = { hosts: 10_000, wallMs: 300, samplesMs: [320, 300, 280], sshGCalls: 8, behindBastion: 1280, expectedBehindBastion: 1280, errors: 0 };
+    const routes: RouteResolutionResult = {
+      hosts: 10_000,
+      wallMs: 300,
+      samplesMs: [320, 300, 280],
+      sshGCalls: 8,
+      behindBastion: 1280,
+      expectedBehindBastion: 1280,
+      errors: 0,
+    };
     const result: BenchResult = {
-      version: 1, startedAt: "2026-11-21T05:00:00.000Z", durationMs: 1000, machine: { cpus: 2 },
-      sizes: [size(20, { first: ok(4000), noop: ok(1800), def: ok(100_000), tuned: ok(40_000), floor: 1200, openssh: openssh(ok(5000), ok(2600), 1300) })],
-      memory: null, inventory: null, routes, targets: [],
+      version: 1,
+      startedAt: "2026-11-21T05:00:00.000Z",
+      durationMs: 1000,
+      machine: { cpus: 2 },
+      sizes: [
+        size(20, {
+          first: ok(4000),
+          noop: ok(1800),
+          def: ok(100_000),
+          tuned: ok(40_000),
+          floor: 1200,
+          openssh: openssh(ok(5000), ok(2600), 1300),
+        }),
+      ],
+      memory: null,
+      inventory: null,
+      routes,
+      targets: [],
     };
     const back = JSON.parse(resultJson(result));
-    expect(back.sizes[0].ratios.openssh).toEqual({ speedupVsAnsibleDefault: 20, speedupVsAnsibleTuned: 8, noopOverFloor: 2 });
+    expect(back.sizes[0].ratios.openssh).toEqual({
+      speedupVsAnsibleDefault: 20,
+      speedupVsAnsibleTuned: 8,
+      noopOverFloor: 2,
+    });
     expect(back.sizes[0].provision.openssh).toEqual({
-      firstRun: { wallMs: 5000, exitCode: 0 }, noop: { wallMs: 2600, exitCode: 0 }, noopSamplesMs: [2620, 2600, 2580],
+      firstRun: { wallMs: 5000, exitCode: 0 },
+      noop: { wallMs: 2600, exitCode: 0 },
+      noopSamplesMs: [2620, 2600, 2580],
       floor: { wallMs: 1300, samplesMs: [1290, 1300, 1310], failures: 0 },
     });
     expect(back.sizes[0].checks.opensshRollbackRestoredFresh).toBe(true);
@@ -433,8 +833,14 @@ Ansible skipped: apt-get install ansible-core failed
 
 describe("bench/ansible/site.yml", () => {
   it("applies the same roles in the same order as provision's site playbook", () => {
-    const provisionRoles = (parse(readFileSync(join(ROOT, "playbooks", "site.yaml"), "utf8")) as Array<{ roles: string[] }>)[0]!.roles;
-    const ansiblePlay = (parse(readFileSync(join(ROOT, "bench", "ansible", "site.yml"), "utf8")) as Array<{ tasks: Array<{ vars: { bench_role: string } }> }>)[0]!;
+    const provisionRoles = (
+      parse(readFileSync(join(ROOT, "playbooks", "site.yaml"), "utf8")) as Array<{ roles: string[] }>
+    )[0]!.roles;
+    const ansiblePlay = (
+      parse(readFileSync(join(ROOT, "bench", "ansible", "site.yml"), "utf8")) as Array<{
+        tasks: Array<{ vars: { bench_role: string } }>;
+      }>
+    )[0]!;
     expect(ansiblePlay.tasks.map((t) => t.vars.bench_role)).toEqual(provisionRoles);
   });
 });
@@ -468,16 +874,35 @@ describe("inventory bench", () => {
 
 describe("route resolution bench", () => {
   const measured = (extra: Partial<RouteResolutionResult> = {}): RouteResolutionResult => ({
-    hosts: 10_000, wallMs: 300, samplesMs: [320, 300, 280], sshGCalls: 8, behindBastion: 1280, expectedBehindBastion: 1280, errors: 0, ...extra,
+    hosts: 10_000,
+    wallMs: 300,
+    samplesMs: [320, 300, 280],
+    sshGCalls: 8,
+    behindBastion: 1280,
+    expectedBehindBastion: 1280,
+    errors: 0,
+    ...extra,
   });
 
   it.each<[string, RouteResolutionResult, string]>([
     ["fast, every route, the right ones through the bastion", measured(), "PASS 0.30 s, 8 ssh -G"],
     ["just under the target", measured({ wallMs: 1999 }), "PASS 2.00 s, 8 ssh -G"],
     ["at the target is not under it", measured({ wallMs: 2000 }), "MISS 2.00 s, 8 ssh -G"],
-    ["hosts without a route", measured({ errors: 3, firstError: "OpenSSH rejected the connection settings: line 4" }), "MISS 0.30 s, 8 ssh -G: 3 hosts got no route: OpenSSH rejected the connection settings: line 4"],
-    ["the bastion block applied to the wrong hosts", measured({ behindBastion: 10_000 }), "MISS 0.30 s, 8 ssh -G: 10000 routes go through the bastion, 1280 hosts match its Host block"],
-    ["no ssh", measured({ skipped: "the OpenSSH client (ssh) is not installed" }), "SKIP -: the OpenSSH client (ssh) is not installed"],
+    [
+      "hosts without a route",
+      measured({ errors: 3, firstError: "OpenSSH rejected the connection settings: line 4" }),
+      "MISS 0.30 s, 8 ssh -G: 3 hosts got no route: OpenSSH rejected the connection settings: line 4",
+    ],
+    [
+      "the bastion block applied to the wrong hosts",
+      measured({ behindBastion: 10_000 }),
+      "MISS 0.30 s, 8 ssh -G: 10000 routes go through the bastion, 1280 hosts match its Host block",
+    ],
+    [
+      "no ssh",
+      measured({ skipped: "the OpenSSH client (ssh) is not installed" }),
+      "SKIP -: the OpenSSH client (ssh) is not installed",
+    ],
   ])("%s → %s", (_what, r, expected) => {
     const t = routeResolutionTarget(r, ROUTE_TARGETS);
     expect(`${t.verdict} ${t.measured}${t.reason ? `: ${t.reason}` : ""}`).toBe(expected);
@@ -488,23 +913,41 @@ describe("route resolution bench", () => {
     expect(formatRouteResolution(measured())).toBe(
       "\n10000-host routes through ssh_config (resolveRoutes, hybrid): 0.30 s (median of 3: 0.32 s, 0.30 s, 0.28 s), 8 ssh -G calls, 1280 through the bastion (1280 expected)\n",
     );
-    expect(formatRouteResolution(measured({ errors: 2, firstError: "boom" }))).toContain(", 2 hosts without a route (boom)\n");
-    expect(formatRouteResolution(measured({ skipped: "no ssh" }))).toBe("\nroute resolution (ssh_config, ssh -G): skipped: no ssh\n");
+    expect(formatRouteResolution(measured({ errors: 2, firstError: "boom" }))).toContain(
+      ", 2 hosts without a route (boom)\n",
+    );
+    expect(formatRouteResolution(measured({ skipped: "no ssh" }))).toBe(
+      "\nroute resolution (ssh_config, ssh -G): skipped: no ssh\n",
+    );
   });
 
   it("matches the ProxyJump block's hosts as ssh matches Host patterns", () => {
     expect(["10.0.10.1", "10.0.19.255", "10.0.1x.5"].map(behindBastion)).toEqual([true, true, true]);
-    expect(["10.0.1.5", "10.0.20.1", "10.0.100.1", "10.200.0.1", "110.0.10.1", "web-eu_west-r00001.example.com"].map(behindBastion)).toEqual([false, false, false, false, false, false]);
+    expect(
+      ["10.0.1.5", "10.0.20.1", "10.0.100.1", "10.200.0.1", "110.0.10.1", "web-eu_west-r00001.example.com"].map(
+        behindBastion,
+      ),
+    ).toEqual([false, false, false, false, false, false]);
   });
 
   it("writes a config with a bastion, a ProxyJump block before Host * and the identity in the run's directory", () => {
     expect(routeSshConfig("/tmp/b")).toBe(
       [
         "# generated by npm run bench: routes of the generated inventory",
-        `Host ${BASTION_ALIAS}`, "  HostName 192.0.2.10", "  User jump",
-        "Host 10.0.1?.*", `  ProxyJump ${BASTION_ALIAS}`,
-        "Host *", "  User ops", "  IdentityFile /tmp/b/id_ed25519", "  IdentitiesOnly yes", "  UserKnownHostsFile /tmp/b/known_hosts",
-        "  StrictHostKeyChecking yes", "  ConnectTimeout 10", "  ServerAliveInterval 15", "",
+        `Host ${BASTION_ALIAS}`,
+        "  HostName 192.0.2.10",
+        "  User jump",
+        "Host 10.0.1?.*",
+        `  ProxyJump ${BASTION_ALIAS}`,
+        "Host *",
+        "  User ops",
+        "  IdentityFile /tmp/b/id_ed25519",
+        "  IdentitiesOnly yes",
+        "  UserKnownHostsFile /tmp/b/known_hosts",
+        "  StrictHostKeyChecking yes",
+        "  ConnectTimeout 10",
+        "  ServerAliveInterval 15",
+        "",
       ].join("\n"),
     );
   });

@@ -30,10 +30,31 @@ const fakeRole = defineRole<Record<string, never>>({
   touchesLogin: true,
   facts: () => [{ kind: "file", path: PATH }, probeRequest(NR_OPEN_PROBE)],
   plan: (_p, facts: Facts) => ({
-    changes: facts.files[PATH] === CONTENT ? [] : [{ kind: "file", path: PATH, before: facts.files[PATH] ?? null, after: CONTENT, mode: "0644", owner: "root", group: "root", description: `write ${PATH}` }],
+    changes:
+      facts.files[PATH] === CONTENT
+        ? []
+        : [
+            {
+              kind: "file",
+              path: PATH,
+              before: facts.files[PATH] ?? null,
+              after: CONTENT,
+              mode: "0644",
+              owner: "root",
+              group: "root",
+              description: `write ${PATH}`,
+            },
+          ],
     checks: [
       { kind: "file", path: PATH, expected: CONTENT, message: `${PATH} differs` },
-      probeCheck(NR_OPEN_PROBE, { field: ["nrOpen"], expected: "1048576", compare: "equal", freshLogin: true, label: "fresh login: nr_open", message: "a fresh login sees another nr_open" }),
+      probeCheck(NR_OPEN_PROBE, {
+        field: ["nrOpen"],
+        expected: "1048576",
+        compare: "equal",
+        freshLogin: true,
+        label: "fresh login: nr_open",
+        message: "a fresh login sees another nr_open",
+      }),
     ],
     notes: [],
     refusals: [],
@@ -42,7 +63,15 @@ const fakeRole = defineRole<Record<string, never>>({
 
 const host: ResolvedHost = {
   name: "h1",
-  connection: { kind: "ssh", host: "198.18.0.2", port: 22, user: "root", privateKeyFile: undefined, sshArgs: [], openSshOnlyOptions: [] },
+  connection: {
+    kind: "ssh",
+    host: "198.18.0.2",
+    port: 22,
+    user: "root",
+    privateKeyFile: undefined,
+    sshArgs: [],
+    openSshOnlyOptions: [],
+  },
   become: false,
   roles: [{ role: fakeRole, params: {}, sources: {} }],
   hints: { listenPorts: [], memTotalMb: null },
@@ -60,26 +89,36 @@ function scriptedHost(opts: { refuseLoginsAfter?: number } = {}) {
     const out: string[] = [];
     if (script.includes("\nfailed=0\n")) {
       // apply: every step succeeds; a file step carries its content in base64
-      for (const m of script.matchAll(/printf '%s' '?([A-Za-z0-9+/=]+)'? \| base64 -d > "\$tmp"[\s\S]*?mv -f "\$tmp" (\S+)/g)) files.set(m[2]!, Buffer.from(m[1]!, "base64").toString());
+      for (const m of script.matchAll(
+        /printf '%s' '?([A-Za-z0-9+/=]+)'? \| base64 -d > "\$tmp"[\s\S]*?mv -f "\$tmp" (\S+)/g,
+      ))
+        files.set(m[2]!, Buffer.from(m[1]!, "base64").toString());
       for (const m of script.matchAll(/rec (c\d+) skipped/g)) out.push(`@@${nonce} ${m[1]} ok`, "");
       return `${out.join("\n")}\n`;
     }
     for (const m of script.matchAll(/if \[ -f (\S+) \] && \[ -r \S+ \]; then rec (f\d+) ok/g)) {
       const content = files.get(m[1]!);
-      out.push(content === undefined ? `@@${nonce} ${m[2]} absent` : `@@${nonce} ${m[2]} ok`, content === undefined ? "" : b64(content));
+      out.push(
+        content === undefined ? `@@${nonce} ${m[2]} absent` : `@@${nonce} ${m[2]} ok`,
+        content === undefined ? "" : b64(content),
+      );
     }
-    for (const m of script.matchAll(/then rec (f\d+) ok; else rec f\d+ fail; fi/g)) out.push(`@@${nonce} ${m[1]} ok`, b64("nr_open=1048576\n"));
+    for (const m of script.matchAll(/then rec (f\d+) ok; else rec f\d+ fail; fi/g))
+      out.push(`@@${nonce} ${m[1]} ok`, b64("nr_open=1048576\n"));
     return `${out.join("\n")}\n`;
   };
   const connect = async (h: ResolvedHost): Promise<Transport> => {
     const login = ++logins;
-    if (opts.refuseLoginsAfter !== undefined && login > opts.refuseLoginsAfter) throw new HostError(`connection refused by ${h.connection.host}:22`, "unreachable");
+    if (opts.refuseLoginsAfter !== undefined && login > opts.refuseLoginsAfter)
+      throw new HostError(`connection refused by ${h.connection.host}:22`, "unreachable");
     log.push(`login ${login}`);
     return {
       hostName: h.name,
       remoteAddress: h.connection.host,
       async exec(script: string): Promise<ExecResult> {
-        log.push(`login ${login}: ${script === "true" ? "true" : script.includes("\nfailed=0\n") ? "apply" : "gather"}`);
+        log.push(
+          `login ${login}: ${script === "true" ? "true" : script.includes("\nfailed=0\n") ? "apply" : "gather"}`,
+        );
         return { stdout: answer(script), stderr: "", code: 0, signal: null };
       },
       async close() {},
@@ -104,7 +143,14 @@ describe("round trips of `provision run` per host", () => {
     const r = await run(h);
     expect(r.reports[0]).toMatchObject({ status: "changed" });
     expect(r.reports[0]!.checks!.map((c) => c.ok)).toEqual([true, true]);
-    expect(h.log).toEqual(["login 1", "login 1: gather", "login 1: apply", "login 2", "login 2: gather", "login 1: gather"]);
+    expect(h.log).toEqual([
+      "login 1",
+      "login 1: gather",
+      "login 1: apply",
+      "login 2",
+      "login 2: gather",
+      "login 1: gather",
+    ]);
   });
 
   it("no-op run: one login, one gather; its facts are the read-back and that login is the fresh one", async () => {
@@ -123,11 +169,30 @@ describe("round trips of `provision run` per host", () => {
     h.files.set(PATH, CONTENT);
     const hostWithStricterCheck: ResolvedHost = {
       ...host,
-      roles: [{ role: { ...fakeRole, plan: (p, f, c) => ({ ...fakeRole.plan(p, f, c), checks: [{ kind: "file", path: PATH, expected: "other\n", message: `${PATH} is not other` }] }) }, params: {}, sources: {} }],
+      roles: [
+        {
+          role: {
+            ...fakeRole,
+            plan: (p, f, c) => ({
+              ...fakeRole.plan(p, f, c),
+              checks: [{ kind: "file", path: PATH, expected: "other\n", message: `${PATH} is not other` }],
+            }),
+          },
+          params: {},
+          sources: {},
+        },
+      ],
     };
     const session = new Session(h.connect, 50);
     const planned = await session.plan([hostWithStricterCheck]);
-    const r = await rollout(session, [hostWithStricterCheck], planned, DEFAULT_POLICY, { pause: async () => true }, { shownIsFresh: true });
+    const r = await rollout(
+      session,
+      [hostWithStricterCheck],
+      planned,
+      DEFAULT_POLICY,
+      { pause: async () => true },
+      { shownIsFresh: true },
+    );
     await session.close();
     expect(r.reports[0]).toMatchObject({ status: "failed", error: { kind: "apply", message: `${PATH} is not other` } });
   });
@@ -136,7 +201,9 @@ describe("round trips of `provision run` per host", () => {
     const h = scriptedHost({ refuseLoginsAfter: 1 });
     const r = await run(h);
     expect(r.reports[0]).toMatchObject({ status: "failed", error: { kind: "lockout" } });
-    expect(r.reports[0]!.error!.message).toMatch(/^a fresh login failed after the change \(connection refused by 198\.18\.0\.2:22\); reverted 2 changes through the open connection$/);
+    expect(r.reports[0]!.error!.message).toMatch(
+      /^a fresh login failed after the change \(connection refused by 198\.18\.0\.2:22\); reverted 2 changes through the open connection$/,
+    );
     expect(h.log).toEqual(["login 1", "login 1: gather", "login 1: apply", "login 1: apply"]);
   });
 });

@@ -1,9 +1,25 @@
 import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import {
-  CapacityError, clientFactsScript, parseClientFacts, parseFactRecords, parseRoute, parseServerFacts, portsInRange, serverFactsScript, sourceAddresses,
+  CapacityError,
+  clientFactsScript,
+  parseClientFacts,
+  parseFactRecords,
+  parseRoute,
+  parseServerFacts,
+  portsInRange,
+  serverFactsScript,
+  sourceAddresses,
 } from "../../src/capacity/facts.js";
-import { clientOutput, ETH0_ONE, ETH0_TWO, factRecords, ipAddressesOutput, SERVER_OUTPUT, serverOutput } from "./capacityFixtures.js";
+import {
+  clientOutput,
+  ETH0_ONE,
+  ETH0_TWO,
+  factRecords,
+  ipAddressesOutput,
+  SERVER_OUTPUT,
+  serverOutput,
+} from "./capacityFixtures.js";
 
 describe("parseClientFacts (real output of the facts script on a fleet host)", () => {
   it.each<[string, string, string, string, number, string[]]>([
@@ -18,11 +34,20 @@ describe("parseClientFacts (real output of the facts script on a fleet host)", (
     expect(f.interface).toBe("eth0");
     expect(f.preferredSource).toBe("198.18.1.2");
     expect(f.sources).toEqual(sources);
-    expect(f).toMatchObject({ nofileSoft: "20000", nofileHard: "20000", hardNofile: 20000, nrOpen: 1048576, fileMax: 2466193, python: true });
+    expect(f).toMatchObject({
+      nofileSoft: "20000",
+      nofileHard: "20000",
+      hardNofile: 20000,
+      nrOpen: 1048576,
+      fileMax: 2466193,
+      python: true,
+    });
   });
 
   it("takes `unlimited` as the kernel's ceiling fs.nr_open", () => {
-    expect(parseClientFacts(clientOutput("32768 60999", "", ETH0_ONE, "unlimited"), "n0nce", "h1", "198.18.1.3").hardNofile).toBe(1048576);
+    expect(
+      parseClientFacts(clientOutput("32768 60999", "", ETH0_ONE, "unlimited"), "n0nce", "h1", "198.18.1.3").hardNofile,
+    ).toBe(1048576);
   });
 
   it("ignores records of another nonce (a motd, or output forging a field)", () => {
@@ -31,10 +56,22 @@ describe("parseClientFacts (real output of the facts script on a fleet host)", (
   });
 
   it.each<[string, string, RegExp]>([
-    ["no port range", clientOutput("32768 60999", "", ETH0_ONE, "20000", { port_range: undefined }), /did not report port_range/],
+    [
+      "no port range",
+      clientOutput("32768 60999", "", ETH0_ONE, "20000", { port_range: undefined }),
+      /did not report port_range/,
+    ],
     ["a garbled port range", clientOutput("x y", "", ETH0_ONE), /cannot read net.ipv4.ip_local_port_range/],
-    ["no route", clientOutput("32768 60999", "", ETH0_ONE, "20000", { route: "RTNETLINK answers: Network is unreachable" }), /no route to the server 198.18.1.3: RTNETLINK answers: Network is unreachable/],
-    ["an unreadable hard limit", clientOutput("32768 60999", "", ETH0_ONE, "garbage"), /cannot read the hard open-files limit/],
+    [
+      "no route",
+      clientOutput("32768 60999", "", ETH0_ONE, "20000", { route: "RTNETLINK answers: Network is unreachable" }),
+      /no route to the server 198.18.1.3: RTNETLINK answers: Network is unreachable/,
+    ],
+    [
+      "an unreadable hard limit",
+      clientOutput("32768 60999", "", ETH0_ONE, "garbage"),
+      /cannot read the hard open-files limit/,
+    ],
   ])("refuses %s with a clear error", (_, output, message) => {
     expect(() => parseClientFacts(output, "n0nce", "h1", "198.18.1.3")).toThrow(CapacityError);
     expect(() => parseClientFacts(output, "n0nce", "h1", "198.18.1.3")).toThrow(message);
@@ -44,8 +81,17 @@ describe("parseClientFacts (real output of the facts script on a fleet host)", (
 describe("parseServerFacts", () => {
   it("reads the queues, the limits and whether the port is free", () => {
     expect(parseServerFacts(SERVER_OUTPUT, "n0nce", "h2")).toEqual({
-      somaxconn: 4096, maxSynBacklog: 2048, syncookies: "1", abortOnOverflow: "0", nofileSoft: "20000", nofileHard: "20000",
-      hardNofile: 20000, nrOpen: 1048576, fileMax: 2466193, python: true, portListeners: 0,
+      somaxconn: 4096,
+      maxSynBacklog: 2048,
+      syncookies: "1",
+      abortOnOverflow: "0",
+      nofileSoft: "20000",
+      nofileHard: "20000",
+      hardNofile: 20000,
+      nrOpen: 1048576,
+      fileMax: 2466193,
+      python: true,
+      portListeners: 0,
     });
   });
 
@@ -60,30 +106,52 @@ describe("parseServerFacts", () => {
 
 describe("sourceAddresses (the ip-addresses probe's output)", () => {
   const eth1 = { ifname: "eth1", addr_info: [{ family: "inet", local: "10.0.0.5", prefixlen: 24, scope: "global" }] };
-  const eth0 = (infos: object[]) => ipAddressesOutput(JSON.stringify({ ifname: "eth0", addr_info: infos }), JSON.stringify(eth1));
+  const eth0 = (infos: object[]) =>
+    ipAddressesOutput(JSON.stringify({ ifname: "eth0", addr_info: infos }), JSON.stringify(eth1));
   it.each<[string, object[], 4 | 6, string[]]>([
-    ["the preferred source comes first", [
-      { family: "inet", local: "198.18.1.200", prefixlen: 24, scope: "global" }, { family: "inet", local: "198.18.1.2", prefixlen: 24, scope: "global" },
-    ], 4, ["198.18.1.2", "198.18.1.200"]],
-    ["only the interface facing the server", [{ family: "inet", local: "198.18.1.2", prefixlen: 24, scope: "global" }], 4, ["198.18.1.2"]],
-    ["not tentative or failed DAD, not link-local or loopback", [
-      { family: "inet", local: "198.18.1.2", prefixlen: 24, scope: "global" },
-      { family: "inet", local: "198.18.1.9", prefixlen: 24, scope: "global", tentative: true },
-      { family: "inet", local: "198.18.1.8", prefixlen: 24, scope: "global", dadfailed: true },
-      { family: "inet", local: "169.254.1.1", prefixlen: 16, scope: "link" },
-      { family: "inet", local: "127.0.0.2", prefixlen: 8, scope: "host" },
-    ], 4, ["198.18.1.2"]],
-    ["the server's family only; deprecated IPv6 extras count, link-local ones don't", [
-      { family: "inet", local: "198.18.1.2", prefixlen: 24, scope: "global" },
-      { family: "inet6", local: "2001:db8::10", prefixlen: 64, scope: "global", deprecated: true },
-      { family: "inet6", local: "fe80::1", prefixlen: 64, scope: "link" },
-    ], 6, ["198.18.1.2", "2001:db8::10"]],
+    [
+      "the preferred source comes first",
+      [
+        { family: "inet", local: "198.18.1.200", prefixlen: 24, scope: "global" },
+        { family: "inet", local: "198.18.1.2", prefixlen: 24, scope: "global" },
+      ],
+      4,
+      ["198.18.1.2", "198.18.1.200"],
+    ],
+    [
+      "only the interface facing the server",
+      [{ family: "inet", local: "198.18.1.2", prefixlen: 24, scope: "global" }],
+      4,
+      ["198.18.1.2"],
+    ],
+    [
+      "not tentative or failed DAD, not link-local or loopback",
+      [
+        { family: "inet", local: "198.18.1.2", prefixlen: 24, scope: "global" },
+        { family: "inet", local: "198.18.1.9", prefixlen: 24, scope: "global", tentative: true },
+        { family: "inet", local: "198.18.1.8", prefixlen: 24, scope: "global", dadfailed: true },
+        { family: "inet", local: "169.254.1.1", prefixlen: 16, scope: "link" },
+        { family: "inet", local: "127.0.0.2", prefixlen: 8, scope: "host" },
+      ],
+      4,
+      ["198.18.1.2"],
+    ],
+    [
+      "the server's family only; deprecated IPv6 extras count, link-local ones don't",
+      [
+        { family: "inet", local: "198.18.1.2", prefixlen: 24, scope: "global" },
+        { family: "inet6", local: "2001:db8::10", prefixlen: 64, scope: "global", deprecated: true },
+        { family: "inet6", local: "fe80::1", prefixlen: 64, scope: "link" },
+      ],
+      6,
+      ["198.18.1.2", "2001:db8::10"],
+    ],
   ])("%s", (_, infos, family, expected) => {
     expect(sourceAddresses(eth0(infos), "eth0", "198.18.1.2", family)).toEqual(expected);
   });
 
   it.each<[string, string]>([
-    ["ip printed no JSON", "Object \"addr\" is unknown"],
+    ["ip printed no JSON", 'Object "addr" is unknown'],
     ["ip is missing", "ip (iproute2) is not installed; install iproute2"],
   ])("falls back to the preferred source when %s", (_, output) => {
     expect(sourceAddresses(output, "eth0", "198.18.1.2", 4)).toEqual(["198.18.1.2"]);
@@ -104,7 +172,15 @@ describe("portsInRange", () => {
   it.each<[Array<{ from: number; to: number }>, number, number, number]>([
     [[], 32768, 60999, 0],
     [[{ from: 22, to: 22 }], 32768, 60999, 0],
-    [[{ from: 8080, to: 8080 }, { from: 9000, to: 9010 }], 1024, 65535, 12],
+    [
+      [
+        { from: 8080, to: 8080 },
+        { from: 9000, to: 9010 },
+      ],
+      1024,
+      65535,
+      12,
+    ],
     [[{ from: 60990, to: 61010 }], 32768, 60999, 10],
     [[{ from: 0, to: 65535 }], 32768, 60999, 28232],
   ])("%j in %i-%i = %i", (ranges, from, to, expected) => {
@@ -121,16 +197,29 @@ describe("facts scripts", () => {
   });
 
   it("parseFactRecords keeps values with spaces, trims them, and drops other output", () => {
-    const f = parseFactRecords(`motd line\n${factRecords({ port_range: "1024\t65535 ", reserved_ports: "" })}n0nce other 1\n`, "n0nce");
-    expect([...f]).toEqual([["port_range", "1024\t65535"], ["reserved_ports", ""]]);
+    const f = parseFactRecords(
+      `motd line\n${factRecords({ port_range: "1024\t65535 ", reserved_ports: "" })}n0nce other 1\n`,
+      "n0nce",
+    );
+    expect([...f]).toEqual([
+      ["port_range", "1024\t65535"],
+      ["reserved_ports", ""],
+    ]);
   });
 
-  it.skipIf(spawnSync("ip", ["-V"]).status !== 0)("run by sh on this machine (loopback), the client's answer parses", () => {
-    const r = spawnSync("/bin/sh", ["-s"], { input: clientFactsScript("n0nce", "127.0.0.1"), encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
-    expect(r.status, r.stderr).toBe(0);
-    const f = parseClientFacts(r.stdout, "n0nce", "local", "127.0.0.1");
-    expect(f).toMatchObject({ interface: "lo", preferredSource: "127.0.0.1", sources: ["127.0.0.1"] });
-    expect(f.portRange.to).toBeGreaterThan(f.portRange.from);
-    expect(f.hardNofile).toBeGreaterThan(0);
-  });
+  it.skipIf(spawnSync("ip", ["-V"]).status !== 0)(
+    "run by sh on this machine (loopback), the client's answer parses",
+    () => {
+      const r = spawnSync("/bin/sh", ["-s"], {
+        input: clientFactsScript("n0nce", "127.0.0.1"),
+        encoding: "utf8",
+        env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
+      });
+      expect(r.status, r.stderr).toBe(0);
+      const f = parseClientFacts(r.stdout, "n0nce", "local", "127.0.0.1");
+      expect(f).toMatchObject({ interface: "lo", preferredSource: "127.0.0.1", sources: ["127.0.0.1"] });
+      expect(f.portRange.to).toBeGreaterThan(f.portRange.from);
+      expect(f.hardNofile).toBeGreaterThan(0);
+    },
+  );
 });

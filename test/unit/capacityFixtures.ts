@@ -15,7 +15,10 @@ export const CLIENT_EMFILE = `PROBE-RESULT provision-probe-0123456789ab-client {
 export const ROUTE = `[{"dst":"198.18.1.3","dev":"eth0","prefsrc":"198.18.1.2","flags":[],"uid":0,"cache":[]}]`;
 const LO = `{"ifindex":1,"ifname":"lo","flags":["LOOPBACK","UP","LOWER_UP"],"mtu":65536,"qdisc":"noqueue","operstate":"UNKNOWN","group":"default","txqlen":1000,"link_type":"loopback","address":"00:00:00:00:00:00","broadcast":"00:00:00:00:00:00","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8,"scope":"host","label":"lo","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"::1","prefixlen":128,"scope":"host","valid_life_time":4294967295,"preferred_life_time":4294967295}]}`;
 export const ETH0_TWO = `{"ifindex":2,"link_index":1105,"ifname":"eth0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"noqueue","operstate":"UP","group":"default","txqlen":1000,"link_type":"ether","address":"e2:a5:66:48:d7:64","broadcast":"ff:ff:ff:ff:ff:ff","link_netnsid":0,"addr_info":[{"family":"inet","local":"198.18.1.2","prefixlen":24,"scope":"global","label":"eth0","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet","local":"198.18.1.200","prefixlen":24,"scope":"global","secondary":true,"label":"eth0","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"fe80::e0a5:66ff:fe48:d764","prefixlen":64,"scope":"link","valid_life_time":4294967295,"preferred_life_time":4294967295}]}`;
-export const ETH0_ONE = ETH0_TWO.replace(`{"family":"inet","local":"198.18.1.200","prefixlen":24,"scope":"global","secondary":true,"label":"eth0","valid_life_time":4294967295,"preferred_life_time":4294967295},`, "");
+export const ETH0_ONE = ETH0_TWO.replace(
+  `{"family":"inet","local":"198.18.1.200","prefixlen":24,"scope":"global","secondary":true,"label":"eth0","valid_life_time":4294967295,"preferred_life_time":4294967295},`,
+  "",
+);
 
 /**
  * What the facts scripts print: one record per key (src/remote/records.ts), values as the hosts
@@ -33,7 +36,13 @@ export function ipAddressesOutput(...links: string[]): string {
   return `[${links.join(",")}]\n\n# promote_secondaries\nall 0\ndefault 0\neth0 0\nlo 0\n`;
 }
 
-export function clientOutput(range: string, reserved: string, eth0: string, nofile = "20000", overrides: Record<string, string | undefined> = {}): string {
+export function clientOutput(
+  range: string,
+  reserved: string,
+  eth0: string,
+  nofile = "20000",
+  overrides: Record<string, string | undefined> = {},
+): string {
   return factRecords({
     nr_open: "1048576 ",
     file_max: "2466193 ",

@@ -5,15 +5,26 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
-  cleanupScript, clientSocketFilter, helperScript, helperSource, parseCleanup, parseClientResult, parseServerResult, serverSocketFilter,
-  type ClientConfig, type ServerConfig,
+  cleanupScript,
+  clientSocketFilter,
+  helperScript,
+  helperSource,
+  parseCleanup,
+  parseClientResult,
+  parseServerResult,
+  serverSocketFilter,
+  type ClientConfig,
+  type ServerConfig,
 } from "../../src/capacity/remote.js";
 import { newMarker, sideMarker } from "../../src/capacity/run.js";
 import { CAPACITY_HELPER_FILE } from "../../src/installRoot.js";
 import { isProcessRunning, waitUntilGone } from "../fleet/shell.js";
 
 /** Runs a script the way the transport does: on the stdin of `sh -s`. */
-function sh(script: string, env: Record<string, string> = { PATH: "/usr/bin:/bin" }): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function sh(
+  script: string,
+  env: Record<string, string> = { PATH: "/usr/bin:/bin" },
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn("/bin/sh", ["-s"], { env, stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
@@ -66,11 +77,18 @@ const PYTHON3 = spawnSync("python3", ["--version"]).status === 0;
 describe("the helper program", () => {
   // compile() is what `python3 -` does first: syntax errors, and those only the compiler finds
   // (a return outside a function, a bad nonlocal), without writing __pycache__ into src/.
-  it.skipIf(!PYTHON3)(`src/capacity/helper.py compiles with python3${PYTHON3 ? "" : " (skipped: python3 is not on PATH)"}`, () => {
-    const r = spawnSync("python3", ["-c", "import sys; compile(open(sys.argv[1]).read(), sys.argv[1], 'exec')", CAPACITY_HELPER_FILE], { encoding: "utf8" });
-    expect(r.stderr).toBe("");
-    expect(r.status).toBe(0);
-  });
+  it.skipIf(!PYTHON3)(
+    `src/capacity/helper.py compiles with python3${PYTHON3 ? "" : " (skipped: python3 is not on PATH)"}`,
+    () => {
+      const r = spawnSync(
+        "python3",
+        ["-c", "import sys; compile(open(sys.argv[1]).read(), sys.argv[1], 'exec')", CAPACITY_HELPER_FILE],
+        { encoding: "utf8" },
+      );
+      expect(r.stderr).toBe("");
+      expect(r.status).toBe(0);
+    },
+  );
 
   it("is read from the install root's src/capacity/helper.py (dist/ holds no .py file)", () => {
     expect(CAPACITY_HELPER_FILE.endsWith(join("src", "capacity", "helper.py"))).toBe(true);
@@ -80,13 +98,26 @@ describe("the helper program", () => {
 
   it("is sent as a here-document to `python3 -` under timeout, with every argument quoted", () => {
     const config: ClientConfig = {
-      dst: "198.18.1.3", port: 5201, processes: 2, targets: [1, 1], sources: ["it's"], inFlight: 16,
-      connectTimeoutSeconds: 5, waitListenerSeconds: 10, rampSeconds: 30, holdSeconds: 20, hardSeconds: 90,
+      dst: "198.18.1.3",
+      port: 5201,
+      processes: 2,
+      targets: [1, 1],
+      sources: ["it's"],
+      inFlight: 16,
+      connectTimeoutSeconds: 5,
+      waitListenerSeconds: 10,
+      rampSeconds: 30,
+      holdSeconds: 20,
+      hardSeconds: 90,
     };
     const script = helperScript("provision-probe-abc-client", "client", config);
-    expect(script).toContain(`set -- python3 - provision-probe-abc-client client '{"dst":"198.18.1.3","port":5201,"processes":2,"targets":[1,1],"sources":["it'\\''s"],`);
-    expect(script).toContain("set -- timeout -k 5 100 \"$@\"");
-    expect(script).toContain(`exec "$@" <<'PROVISION_PROBE_HELPER_END'\n${helperSource().trimEnd()}\nPROVISION_PROBE_HELPER_END`);
+    expect(script).toContain(
+      `set -- python3 - provision-probe-abc-client client '{"dst":"198.18.1.3","port":5201,"processes":2,"targets":[1,1],"sources":["it'\\''s"],`,
+    );
+    expect(script).toContain('set -- timeout -k 5 100 "$@"');
+    expect(script).toContain(
+      `exec "$@" <<'PROVISION_PROBE_HELPER_END'\n${helperSource().trimEnd()}\nPROVISION_PROBE_HELPER_END`,
+    );
     expect(script.endsWith("\nPROVISION_PROBE_HELPER_END")).toBe(true);
   });
 
@@ -102,10 +133,26 @@ describe("the helpers on this machine's loopback (small bound)", () => {
   it("connect, hold, report per source, and leave no process or socket", async () => {
     const port = await freePort();
     const marker = newMarker();
-    const server: ServerConfig = { dst: "127.0.0.1", port, processes: 2, backlog: 128, idleSeconds: 20, hardSeconds: 60 };
+    const server: ServerConfig = {
+      dst: "127.0.0.1",
+      port,
+      processes: 2,
+      backlog: 128,
+      idleSeconds: 20,
+      hardSeconds: 60,
+    };
     const client: ClientConfig = {
-      dst: "127.0.0.1", port, processes: 2, targets: [30, 20], sources: ["127.0.0.1", "127.0.0.2"], inFlight: 16,
-      connectTimeoutSeconds: 5, waitListenerSeconds: 10, rampSeconds: 30, holdSeconds: 0, hardSeconds: 50,
+      dst: "127.0.0.1",
+      port,
+      processes: 2,
+      targets: [30, 20],
+      sources: ["127.0.0.1", "127.0.0.2"],
+      inFlight: 16,
+      connectTimeoutSeconds: 5,
+      waitListenerSeconds: 10,
+      rampSeconds: 30,
+      holdSeconds: 0,
+      hardSeconds: 50,
     };
     const serverRun = sh(helperScript(sideMarker(marker, "server"), "server", server));
     const clientOut = await sh(helperScript(sideMarker(marker, "client"), "client", client));
@@ -116,12 +163,21 @@ describe("the helpers on this machine's loopback (small bound)", () => {
     const s = parseServerResult(serverOut.stdout, serverOut.stderr, sideMarker(marker, "server"), "local");
     expect(c.workers.map((w) => w?.stop)).toEqual(["bound", "bound"]);
     expect(c.workers.map((w) => w?.perSource.map((p) => [p.source, p.held]))).toEqual([
-      [["127.0.0.1", 15], ["127.0.0.2", 15]],
-      [["127.0.0.1", 10], ["127.0.0.2", 10]],
+      [
+        ["127.0.0.1", 15],
+        ["127.0.0.2", 15],
+      ],
+      [
+        ["127.0.0.1", 10],
+        ["127.0.0.2", 10],
+      ],
     ]);
     expect(c.establishedAtHoldStart).toBe(50);
     expect(s.workers.reduce((n, w) => n + (w?.accepted ?? 0), 0)).toBe(50);
-    for (const [side, filter] of [["client", clientSocketFilter("127.0.0.1", port)], ["server", serverSocketFilter(port)]] as const) {
+    for (const [side, filter] of [
+      ["client", clientSocketFilter("127.0.0.1", port)],
+      ["server", serverSocketFilter(port)],
+    ] as const) {
       const check = await sh(cleanupScript(sideMarker(marker, side), filter));
       expect(parseCleanup(check.stdout, sideMarker(marker, side), "local")).toEqual({ found: 0, left: 0, sockets: 0 });
     }
@@ -130,10 +186,26 @@ describe("the helpers on this machine's loopback (small bound)", () => {
   it("server processes that got no connection leave as soon as the client is done, not at their idle limit", async () => {
     const port = await freePort();
     const marker = newMarker();
-    const server: ServerConfig = { dst: "127.0.0.1", port, processes: 8, backlog: 128, idleSeconds: 30, hardSeconds: 60 };
+    const server: ServerConfig = {
+      dst: "127.0.0.1",
+      port,
+      processes: 8,
+      backlog: 128,
+      idleSeconds: 30,
+      hardSeconds: 60,
+    };
     const client: ClientConfig = {
-      dst: "127.0.0.1", port, processes: 1, targets: [2], sources: [], inFlight: 16,
-      connectTimeoutSeconds: 5, waitListenerSeconds: 10, rampSeconds: 30, holdSeconds: 0, hardSeconds: 50,
+      dst: "127.0.0.1",
+      port,
+      processes: 1,
+      targets: [2],
+      sources: [],
+      inFlight: 16,
+      connectTimeoutSeconds: 5,
+      waitListenerSeconds: 10,
+      rampSeconds: 30,
+      holdSeconds: 0,
+      hardSeconds: 50,
     };
     const t0 = Date.now();
     const serverRun = sh(helperScript(sideMarker(marker, "server"), "server", server));
@@ -150,8 +222,17 @@ describe("the helpers on this machine's loopback (small bound)", () => {
     const port = await freePort();
     const marker = sideMarker(newMarker(), "client");
     const client: ClientConfig = {
-      dst: "127.0.0.1", port, processes: 1, targets: [5], sources: [], inFlight: 16,
-      connectTimeoutSeconds: 5, waitListenerSeconds: 0, rampSeconds: 30, holdSeconds: 0, hardSeconds: 20,
+      dst: "127.0.0.1",
+      port,
+      processes: 1,
+      targets: [5],
+      sources: [],
+      inFlight: 16,
+      connectTimeoutSeconds: 5,
+      waitListenerSeconds: 0,
+      rampSeconds: 30,
+      holdSeconds: 0,
+      hardSeconds: 20,
     };
     const out = await sh(helperScript(marker, "client", client));
     const c = parseClientResult(out.stdout, out.stderr, marker, "local");
@@ -164,8 +245,19 @@ describe("the helpers on this machine's loopback (small bound)", () => {
     const port = (blocker.address() as { port: number }).port;
     try {
       const marker = sideMarker(newMarker(), "server");
-      const out = await sh(helperScript(marker, "server", { dst: "127.0.0.1", port, processes: 1, backlog: 16, idleSeconds: 5, hardSeconds: 20 }));
-      expect(() => parseServerResult(out.stdout, out.stderr, marker, "local")).toThrow(`local: cannot listen on port ${port}: EADDRINUSE`);
+      const out = await sh(
+        helperScript(marker, "server", {
+          dst: "127.0.0.1",
+          port,
+          processes: 1,
+          backlog: 16,
+          idleSeconds: 5,
+          hardSeconds: 20,
+        }),
+      );
+      expect(() => parseServerResult(out.stdout, out.stderr, marker, "local")).toThrow(
+        `local: cannot listen on port ${port}: EADDRINUSE`,
+      );
     } finally {
       blocker.close();
     }
@@ -175,8 +267,17 @@ describe("the helpers on this machine's loopback (small bound)", () => {
     const bin = mkdtempSync(join(tmpdir(), "probe-nopython-"));
     try {
       const config: ClientConfig = {
-        dst: "127.0.0.1", port: 9, processes: 1, targets: [1], sources: [], inFlight: 16,
-        connectTimeoutSeconds: 5, waitListenerSeconds: 0, rampSeconds: 30, holdSeconds: 0, hardSeconds: 20,
+        dst: "127.0.0.1",
+        port: 9,
+        processes: 1,
+        targets: [1],
+        sources: [],
+        inFlight: 16,
+        connectTimeoutSeconds: 5,
+        waitListenerSeconds: 0,
+        rampSeconds: 30,
+        holdSeconds: 0,
+        hardSeconds: 20,
       };
       const out = await sh(helperScript("m-client", "client", config), { PATH: bin });
       expect(out.code).toBe(127);
@@ -204,7 +305,11 @@ describe("the cleanup check", () => {
         env = { PATH: bin };
       }
       const out = await sh(cleanupScript(sideMarker(marker, "client"), null), env);
-      expect(parseCleanup(out.stdout, sideMarker(marker, "client"), "local")).toEqual({ found: 1, left: 0, sockets: null });
+      expect(parseCleanup(out.stdout, sideMarker(marker, "client"), "local")).toEqual({
+        found: 1,
+        left: 0,
+        sockets: null,
+      });
       // Read from /proc, not from Node's child handles: those change only once this process has
       // handled SIGCHLD, which a busy machine can delay.
       expect(await waitUntilGone(mine.pid!, 5_000)).toBe(true);

@@ -19,7 +19,9 @@ describe("parseClientResult / parseServerResult (real helper output)", () => {
     ["refused", CLIENT_REFUSED],
     ["EMFILE", CLIENT_EMFILE],
   ])("accepts the %s result", (_, out) => {
-    expect(parseClientResult(`motd\n${out}`, "", "provision-probe-0123456789ab-client", "h1").workers.length).toBeGreaterThan(0);
+    expect(
+      parseClientResult(`motd\n${out}`, "", "provision-probe-0123456789ab-client", "h1").workers.length,
+    ).toBeGreaterThan(0);
   });
 
   it("keeps a worker that died without a report as null", () => {
@@ -28,11 +30,26 @@ describe("parseClientResult / parseServerResult (real helper output)", () => {
   });
 
   it.each<[string, string, string, RegExp]>([
-    ["no result line: the helper's stderr explains", "", "Traceback (most recent call last):\n  ...\nMemoryError", /h1: the probe helper ended without a result:\n.*MemoryError/s],
+    [
+      "no result line: the helper's stderr explains",
+      "",
+      "Traceback (most recent call last):\n  ...\nMemoryError",
+      /h1: the probe helper ended without a result:\n.*MemoryError/s,
+    ],
     ["nothing at all", "", "", /ended without a result:\n\(no output\)/],
-    ["another marker's result (a forged or stale line)", CLIENT_TWO_SOURCES.replace("0123456789ab", "ffffffffffff"), "", /ended without a result/],
-    ["a malformed result", "PROBE-RESULT provision-probe-0123456789ab-client {\"workers\": [\n", "", /malformed result/],
-    ["a result of the wrong shape", "PROBE-RESULT provision-probe-0123456789ab-client {\"workers\": [{\"held\": -1}]}\n", "", /unexpected shape/],
+    [
+      "another marker's result (a forged or stale line)",
+      CLIENT_TWO_SOURCES.replace("0123456789ab", "ffffffffffff"),
+      "",
+      /ended without a result/,
+    ],
+    ["a malformed result", 'PROBE-RESULT provision-probe-0123456789ab-client {"workers": [\n', "", /malformed result/],
+    [
+      "a result of the wrong shape",
+      'PROBE-RESULT provision-probe-0123456789ab-client {"workers": [{"held": -1}]}\n',
+      "",
+      /unexpected shape/,
+    ],
   ])("refuses %s", (_, stdout, stderr, message) => {
     expect(() => parseClientResult(stdout, stderr, "provision-probe-0123456789ab-client", "h1")).toThrow(CapacityError);
     expect(() => parseClientResult(stdout, stderr, "provision-probe-0123456789ab-client", "h1")).toThrow(message);
@@ -40,7 +57,9 @@ describe("parseClientResult / parseServerResult (real helper output)", () => {
 
   it("turns the server's listen error into a fix", () => {
     const out = `PROBE-RESULT m-server {"error": "cannot listen on port 5201: EADDRINUSE (Address already in use)"}\n`;
-    expect(() => parseServerResult(out, "", "m-server", "h2")).toThrow("h2: cannot listen on port 5201: EADDRINUSE (Address already in use); pick a free port with --port");
+    expect(() => parseServerResult(out, "", "m-server", "h2")).toThrow(
+      "h2: cannot listen on port 5201: EADDRINUSE (Address already in use); pick a free port with --port",
+    );
   });
 });
 

@@ -1,9 +1,16 @@
 import { describe, expect, it } from "vitest";
-import { connectionLostError, endCauseOf, silenceLimitMs, stoppedAnswering, type ConnectionErrorLike } from "../../src/transport/connectionLoss.js";
+import {
+  connectionLostError,
+  endCauseOf,
+  silenceLimitMs,
+  stoppedAnswering,
+  type ConnectionErrorLike,
+} from "../../src/transport/connectionLoss.js";
 
 const KEEPALIVE = { intervalMs: 5000, countMax: 3 };
 const CLOSED = "the host closed or reset it (sshd or the host went down, or something on the way cut it)";
-const SILENT = "the host stopped answering: no reply to keepalives for 15 s or more (it froze, or packets to or from it are dropped)";
+const SILENT =
+  "the host stopped answering: no reply to keepalives for 15 s or more (it froze, or packets to or from it are dropped)";
 
 describe("endCauseOf: what ssh2 reported → why the connection ended, in the user's words", () => {
   const table: Array<[string, "end" | "close" | ConnectionErrorLike, string]> = [
@@ -13,8 +20,16 @@ describe("endCauseOf: what ssh2 reported → why the connection ended, in the us
     ["write after the host closed", { code: "EPIPE", message: "write EPIPE" }, CLOSED],
     ["ssh2 keepalive", { level: "client-timeout", message: "Keepalive timeout" }, SILENT],
     ["keepalive without a level", { message: "Keepalive timeout" }, SILENT],
-    ["TCP retransmissions gave up", { code: "ETIMEDOUT", message: "read ETIMEDOUT" }, "TCP gave up retransmitting to the host (ETIMEDOUT)"],
-    ["route gone", { code: "EHOSTUNREACH", message: "read EHOSTUNREACH" }, "the route to the host went away (EHOSTUNREACH)"],
+    [
+      "TCP retransmissions gave up",
+      { code: "ETIMEDOUT", message: "read ETIMEDOUT" },
+      "TCP gave up retransmitting to the host (ETIMEDOUT)",
+    ],
+    [
+      "route gone",
+      { code: "EHOSTUNREACH", message: "read EHOSTUNREACH" },
+      "the route to the host went away (EHOSTUNREACH)",
+    ],
     ["anything else, verbatim", { message: "Bad packet length 123" }, "Bad packet length 123"],
   ];
   it.each(table)("%s", (_name, event, cause) => {
@@ -33,6 +48,8 @@ describe("connectionLostError", () => {
   it("is unreachable, names the connection and the cause, and says what may have happened", () => {
     const e = connectionLostError("root@198.18.0.4:22", CLOSED);
     expect(e.kind).toBe("unreachable");
-    expect(e.message).toBe(`connection to root@198.18.0.4:22 was lost: ${CLOSED}. A command in flight may have run in part or not at all; plan again to see what is left.`);
+    expect(e.message).toBe(
+      `connection to root@198.18.0.4:22 was lost: ${CLOSED}. A command in flight may have run in part or not at all; plan again to see what is left.`,
+    );
   });
 });

@@ -4,10 +4,25 @@ import { fileDiff } from "../../src/diff.js";
 describe("fileDiff", () => {
   it.each<[string, string | null, string, string]>([
     ["a new file", null, "a = 1\nb = 2\n", "--- /dev/null\n+++ /etc/x.conf\n@@ -0,0 +1,2 @@\n+a = 1\n+b = 2\n"],
-    ["a changed line", "a = 1\nb = 2\n", "a = 1\nb = 3\n", "--- /etc/x.conf\n+++ /etc/x.conf\n@@ -1,2 +1,2 @@\n a = 1\n-b = 2\n+b = 3\n"],
+    [
+      "a changed line",
+      "a = 1\nb = 2\n",
+      "a = 1\nb = 3\n",
+      "--- /etc/x.conf\n+++ /etc/x.conf\n@@ -1,2 +1,2 @@\n a = 1\n-b = 2\n+b = 3\n",
+    ],
     ["identical content", "a = 1\n", "a = 1\n", "--- /etc/x.conf\n+++ /etc/x.conf\n"],
-    ["a missing final newline", "a = 1", "a = 1\n", "--- /etc/x.conf\n+++ /etc/x.conf\n@@ -1,1 +1,1 @@\n-a = 1\n\\ No newline at end of file\n+a = 1\n"],
-    ["content that looks like the banner", "=== x\n", "Index: y\n", "--- /etc/x.conf\n+++ /etc/x.conf\n@@ -1,1 +1,1 @@\n-=== x\n+Index: y\n"],
+    [
+      "a missing final newline",
+      "a = 1",
+      "a = 1\n",
+      "--- /etc/x.conf\n+++ /etc/x.conf\n@@ -1,1 +1,1 @@\n-a = 1\n\\ No newline at end of file\n+a = 1\n",
+    ],
+    [
+      "content that looks like the banner",
+      "=== x\n",
+      "Index: y\n",
+      "--- /etc/x.conf\n+++ /etc/x.conf\n@@ -1,1 +1,1 @@\n-=== x\n+Index: y\n",
+    ],
     ["an empty file", "", "x\n", "--- /etc/x.conf\n+++ /etc/x.conf\n@@ -0,0 +1,1 @@\n+x\n"],
   ])("%s", (_what, before, after, expected) => {
     expect(fileDiff("/etc/x.conf", before, after)).toBe(expected);

@@ -2,21 +2,66 @@ import { describe, expect, it } from "vitest";
 import { ConfigErrors, formatProblem, sortProblems, type ConfigProblem } from "../../src/config/errors.js";
 
 function problem(over: Partial<ConfigProblem>): ConfigProblem {
-  return { file: "inventory/prod.yaml", line: 12, col: 7, keyPath: "all.vars.ansible_port", problem: "70000 is out of range", fix: "use a port from 1 to 65535", severity: "error", ...over };
+  return {
+    file: "inventory/prod.yaml",
+    line: 12,
+    col: 7,
+    keyPath: "all.vars.ansible_port",
+    problem: "70000 is out of range",
+    fix: "use a port from 1 to 65535",
+    severity: "error",
+    ...over,
+  };
 }
 
 describe("formatProblem", () => {
   it.each<[string, Partial<ConfigProblem>, string]>([
-    ["an error with a key path", {}, "inventory/prod.yaml:12:7 all.vars.ansible_port: 70000 is out of range. Use a port from 1 to 65535."],
+    [
+      "an error with a key path",
+      {},
+      "inventory/prod.yaml:12:7 all.vars.ansible_port: 70000 is out of range. Use a port from 1 to 65535.",
+    ],
     ["no key path", { keyPath: "" }, "inventory/prod.yaml:12:7: 70000 is out of range. Use a port from 1 to 65535."],
-    ["a warning", { severity: "warning" }, "inventory/prod.yaml:12:7 all.vars.ansible_port: warning: 70000 is out of range. Use a port from 1 to 65535."],
-    ["a warning without a key path", { severity: "warning", keyPath: "" }, "inventory/prod.yaml:12:7: warning: 70000 is out of range. Use a port from 1 to 65535."],
-    ["a fix ending in a question mark", { fix: 'did you mean "hosts"?' }, 'inventory/prod.yaml:12:7 all.vars.ansible_port: 70000 is out of range. Did you mean "hosts"?'],
-    ["sentences already ending in a period", { problem: "bad.", fix: "fix it." }, "inventory/prod.yaml:12:7 all.vars.ansible_port: bad. Fix it."],
-    ["an exclamation mark", { problem: "refused!" }, "inventory/prod.yaml:12:7 all.vars.ansible_port: refused! Use a port from 1 to 65535."],
-    ["surrounding whitespace", { problem: "  padded  ", fix: " trimmed \n" }, "inventory/prod.yaml:12:7 all.vars.ansible_port: padded. Trimmed."],
-    ["a sequence key path", { keyPath: "[0].roles[1]", file: "site.yaml", line: 3, col: 9 }, "site.yaml:3:9 [0].roles[1]: 70000 is out of range. Use a port from 1 to 65535."],
-    ["a pseudo file", { file: "--limit", line: 1, col: 1, keyPath: "" }, "--limit:1:1: 70000 is out of range. Use a port from 1 to 65535."],
+    [
+      "a warning",
+      { severity: "warning" },
+      "inventory/prod.yaml:12:7 all.vars.ansible_port: warning: 70000 is out of range. Use a port from 1 to 65535.",
+    ],
+    [
+      "a warning without a key path",
+      { severity: "warning", keyPath: "" },
+      "inventory/prod.yaml:12:7: warning: 70000 is out of range. Use a port from 1 to 65535.",
+    ],
+    [
+      "a fix ending in a question mark",
+      { fix: 'did you mean "hosts"?' },
+      'inventory/prod.yaml:12:7 all.vars.ansible_port: 70000 is out of range. Did you mean "hosts"?',
+    ],
+    [
+      "sentences already ending in a period",
+      { problem: "bad.", fix: "fix it." },
+      "inventory/prod.yaml:12:7 all.vars.ansible_port: bad. Fix it.",
+    ],
+    [
+      "an exclamation mark",
+      { problem: "refused!" },
+      "inventory/prod.yaml:12:7 all.vars.ansible_port: refused! Use a port from 1 to 65535.",
+    ],
+    [
+      "surrounding whitespace",
+      { problem: "  padded  ", fix: " trimmed \n" },
+      "inventory/prod.yaml:12:7 all.vars.ansible_port: padded. Trimmed.",
+    ],
+    [
+      "a sequence key path",
+      { keyPath: "[0].roles[1]", file: "site.yaml", line: 3, col: 9 },
+      "site.yaml:3:9 [0].roles[1]: 70000 is out of range. Use a port from 1 to 65535.",
+    ],
+    [
+      "a pseudo file",
+      { file: "--limit", line: 1, col: 1, keyPath: "" },
+      "--limit:1:1: 70000 is out of range. Use a port from 1 to 65535.",
+    ],
   ])("formats %s", (_what, over, expected) => {
     expect(formatProblem(problem(over))).toBe(expected);
   });

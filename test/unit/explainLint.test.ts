@@ -14,7 +14,9 @@ describe("explainRoles", () => {
     for (const role of ROLES) {
       expect(text).toContain(`${role.name} — ${role.summary}`);
       for (const [name, schema] of Object.entries(role.schema.properties)) {
-        expect(text).toContain(`  ${name} = ${schema.default === null ? "null (leave the host's value)" : JSON.stringify(schema.default)}  (default)`);
+        expect(text).toContain(
+          `  ${name} = ${schema.default === null ? "null (leave the host's value)" : JSON.stringify(schema.default)}  (default)`,
+        );
       }
     }
     expect(text).toContain("EADDRNOTAVAIL");
@@ -29,7 +31,11 @@ describe("explainHosts", () => {
     const text = explainHosts(hosts, "ephemeral-ports", PROJECT_ROOT);
     const p1 = text.split("\n\n").find((b) => b.startsWith("p1 "))!;
     const { line, col } = posIn(inv, "reserve_listening_ports: false", "false");
-    expect(p1).toMatch(new RegExp(`reserve_listening_ports = false +group proxies  test/fixtures/inventory/lint/hosts.yaml:${line}:${col}`));
+    expect(p1).toMatch(
+      new RegExp(
+        `reserve_listening_ports = false +group proxies  test/fixtures/inventory/lint/hosts.yaml:${line}:${col}`,
+      ),
+    );
     expect(p1).toMatch(/port_range_start += 1024 +default/);
     const a2 = text.split("\n\n").find((b) => b.startsWith("a2 "))!;
     expect(a2).toMatch(/port_range_start += 10000 +host a2 /);
@@ -70,8 +76,14 @@ describe("lintHosts: conntrack against ansible_memtotal_mb", () => {
 
   it("refuses a table that would take more than max_memory_percent of a small host, and says the largest that fits", () => {
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatchObject({ severity: "error", file: inv, ...posIn(inv, "nf_conntrack_max: 1048576", "1048576") });
-    expect(problems[0]!.problem).toMatch(/^a full conntrack table of 1,048,576 entries takes .* of ansible_memtotal_mb 1,024 MiB, above max_memory_percent 5% \(host s1\)$/);
+    expect(problems[0]).toMatchObject({
+      severity: "error",
+      file: inv,
+      ...posIn(inv, "nf_conntrack_max: 1048576", "1048576"),
+    });
+    expect(problems[0]!.problem).toMatch(
+      /^a full conntrack table of 1,048,576 entries takes .* of ansible_memtotal_mb 1,024 MiB, above max_memory_percent 5% \(host s1\)$/,
+    );
     expect(problems[0]!.fix).toMatch(/^set nf_conntrack_max to at most [\d,]+ for this host/);
   });
 });

@@ -39,7 +39,8 @@ const CAPTURED = {
 /** Not capturable here (PID 1 is not systemd): the lines `systemctl show -p …` prints, through the probe's sed. */
 const SYSTEMD = {
   init: "pid1=systemd\nsystemd=yes\npid1_hard=524288\npid1_cap_eff=000001ffffffffff\ndefault_hard=524288\ndefault_soft=1024\n",
-  serviceRunning: "via=systemd\nload_state=loaded\nneed_reload=no\nunit_hard=524288\nunit_soft=1024\nrunning=yes\npid=812\nsoft=1024\nhard=524288\n",
+  serviceRunning:
+    "via=systemd\nload_state=loaded\nneed_reload=no\nunit_hard=524288\nunit_soft=1024\nrunning=yes\npid=812\nsoft=1024\nhard=524288\n",
 };
 
 describe("fd-limits probe parsers on output captured on this machine", () => {
@@ -58,7 +59,15 @@ describe("fd-limits probe parsers on output captured on this machine", () => {
       FD_LOGIN_PROBE,
       CAPTURED.loginDeploySudo,
       undefined,
-      { euid: 0, session: 26989, user: "deploy", uid: 1001, nofile: { soft: 4096, hard: 8000 }, groups: ["deploy"], sshd },
+      {
+        euid: 0,
+        session: 26989,
+        user: "deploy",
+        uid: 1001,
+        nofile: { soft: 4096, hard: 8000 },
+        groups: ["deploy"],
+        sshd,
+      },
     ],
     [
       "no sshd above the shell",
@@ -67,38 +76,86 @@ describe("fd-limits probe parsers on output captured on this machine", () => {
       undefined,
       { euid: 0, session: null, user: "root", uid: 0, nofile: { soft: 1024, hard: 4096 }, groups: [], sshd: null },
     ],
-    ["PID 1 not systemd", FD_INIT_PROBE, CAPTURED.init, undefined, { systemd: false, pid1: "process_api", pid1Hard: 32768, pid1CapSysResource: true, defaultNofile: {} }],
+    [
+      "PID 1 not systemd",
+      FD_INIT_PROBE,
+      CAPTURED.init,
+      undefined,
+      { systemd: false, pid1: "process_api", pid1Hard: 32768, pid1CapSysResource: true, defaultNofile: {} },
+    ],
     [
       "PID 1 systemd",
       FD_INIT_PROBE,
       SYSTEMD.init,
       undefined,
-      { systemd: true, pid1: "systemd", pid1Hard: 524288, pid1CapSysResource: true, defaultNofile: { hard: 524288, soft: 1024 } },
+      {
+        systemd: true,
+        pid1: "systemd",
+        pid1Hard: 524288,
+        pid1CapSysResource: true,
+        defaultNofile: { hard: 524288, soft: 1024 },
+      },
     ],
     [
       "a running process found by pgrep",
       FD_SERVICE_PROBE,
       CAPTURED.serviceRunning,
       "sshd",
-      { via: "pgrep", loadState: null, needReload: false, unitNofile: {}, process: { pid: 19283, nofile: { soft: 20000, hard: 20000 } } },
+      {
+        via: "pgrep",
+        loadState: null,
+        needReload: false,
+        unitNofile: {},
+        process: { pid: 19283, nofile: { soft: 20000, hard: 20000 } },
+      },
     ],
-    ["no such process", FD_SERVICE_PROBE, CAPTURED.serviceStopped, "nosuch", { via: "pgrep", loadState: null, needReload: false, unitNofile: {}, process: null }],
+    [
+      "no such process",
+      FD_SERVICE_PROBE,
+      CAPTURED.serviceStopped,
+      "nosuch",
+      { via: "pgrep", loadState: null, needReload: false, unitNofile: {}, process: null },
+    ],
     [
       "a systemd unit with a MainPID",
       FD_SERVICE_PROBE,
       SYSTEMD.serviceRunning,
       "nginx",
-      { via: "systemd", loadState: "loaded", needReload: false, unitNofile: { hard: 524288, soft: 1024 }, process: { pid: 812, nofile: { soft: 1024, hard: 524288 } } },
+      {
+        via: "systemd",
+        loadState: "loaded",
+        needReload: false,
+        unitNofile: { hard: 524288, soft: 1024 },
+        process: { pid: 812, nofile: { soft: 1024, hard: 524288 } },
+      },
     ],
     [
       "a stopped systemd unit (MainPID=0)",
       FD_SERVICE_PROBE,
       "via=systemd\nload_state=loaded\nunit_hard=20000\nunit_soft=16384\nneed_reload=no\nrunning=no\n",
       "nginx",
-      { via: "systemd", loadState: "loaded", needReload: false, unitNofile: { hard: 20000, soft: 16384 }, process: null },
+      {
+        via: "systemd",
+        loadState: "loaded",
+        needReload: false,
+        unitNofile: { hard: 20000, soft: 16384 },
+        process: null,
+      },
     ],
-    ["su -l as root", FD_USER_PROBE, CAPTURED.userAsRoot, "deploy", { exists: true, nofile: { soft: 4096, hard: 8000 } }],
-    ["su -l warns about a missing home", FD_USER_PROBE, "exists=yes\nchecked=yes\nsu: warning: cannot change directory to /nonexistent: No such file or directory\nsoft=1024\nhard=4096\n", "nobody", { exists: true, nofile: { soft: 1024, hard: 4096 } }],
+    [
+      "su -l as root",
+      FD_USER_PROBE,
+      CAPTURED.userAsRoot,
+      "deploy",
+      { exists: true, nofile: { soft: 4096, hard: 8000 } },
+    ],
+    [
+      "su -l warns about a missing home",
+      FD_USER_PROBE,
+      "exists=yes\nchecked=yes\nsu: warning: cannot change directory to /nonexistent: No such file or directory\nsoft=1024\nhard=4096\n",
+      "nobody",
+      { exists: true, nofile: { soft: 1024, hard: 4096 } },
+    ],
     ["not root: not checked", FD_USER_PROBE, CAPTURED.userNotRoot, "deploy", { exists: true, nofile: null }],
     ["no such user", FD_USER_PROBE, CAPTURED.userAbsent, "nosuch", { exists: false, nofile: null }],
   ])("%s", (_what, probe, raw, arg, expected) => {
@@ -107,10 +164,30 @@ describe("fd-limits probe parsers on output captured on this machine", () => {
 
   it.each<[string, AnyProbe, string, RegExp]>([
     ["kernel without file-max", FD_KERNEL_PROBE, "nr_open=1048576\n", /no file_max/],
-    ["kernel with a word for a number", FD_KERNEL_PROBE, "nr_open=lots\nfile_max=1\n", /nr_open is "lots", not a number/],
-    ["a login without its sshd's limits", FD_LOGIN_PROBE, "euid=0\nsession=5\nuid=0\nuser=root\nsoft=1\nhard=2\nsshd=4\n", /no sshd_hard, sshd_cap_eff/],
-    ["a login with a broken capability mask", FD_LOGIN_PROBE, CAPTURED.loginRoot.replace("000001fffeffffff", "xyz"), /not a capability mask/],
-    ["a login that printed an error instead", FD_LOGIN_PROBE, "awk: cannot open /proc/1/status\n", /no euid, session, user, uid, soft, hard/],
+    [
+      "kernel with a word for a number",
+      FD_KERNEL_PROBE,
+      "nr_open=lots\nfile_max=1\n",
+      /nr_open is "lots", not a number/,
+    ],
+    [
+      "a login without its sshd's limits",
+      FD_LOGIN_PROBE,
+      "euid=0\nsession=5\nuid=0\nuser=root\nsoft=1\nhard=2\nsshd=4\n",
+      /no sshd_hard, sshd_cap_eff/,
+    ],
+    [
+      "a login with a broken capability mask",
+      FD_LOGIN_PROBE,
+      CAPTURED.loginRoot.replace("000001fffeffffff", "xyz"),
+      /not a capability mask/,
+    ],
+    [
+      "a login that printed an error instead",
+      FD_LOGIN_PROBE,
+      "awk: cannot open /proc/1/status\n",
+      /no euid, session, user, uid, soft, hard/,
+    ],
     ["init without its systemd line", FD_INIT_PROBE, "pid1=init\n", /no systemd/],
     ["a running service without limits", FD_SERVICE_PROBE, "via=pgrep\nrunning=yes\npid=5\n", /no soft, hard/],
     ["su that printed no limits", FD_USER_PROBE, "exists=yes\nchecked=yes\n", /no soft, hard/],
@@ -152,7 +229,9 @@ describe("service names", () => {
 
   it("quotes the unit and escapes dots in the pgrep pattern", () => {
     const cmd = FD_SERVICE_PROBE.script("my.gateway");
-    expect(cmd).toContain("systemctl show -p MainPID -p LimitNOFILE -p LimitNOFILESoft -p NeedDaemonReload -p LoadState my.gateway.service </dev/null");
+    expect(cmd).toContain(
+      "systemctl show -p MainPID -p LimitNOFILE -p LimitNOFILESoft -p NeedDaemonReload -p LoadState my.gateway.service </dev/null",
+    );
     expect(cmd).toContain("pgrep -x 'my\\.gateway' </dev/null");
   });
 
@@ -169,11 +248,15 @@ describe("service names", () => {
 
 /** The commands really run in sh on this machine (they only read /proc). */
 describe("fd-limits probe commands in a real shell", () => {
-  const run = (probe: AnyProbe, arg?: string) => execFileSync("/bin/sh", ["-c", probe.script(arg)], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  const run = (probe: AnyProbe, arg?: string) =>
+    execFileSync("/bin/sh", ["-c", probe.script(arg)], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
   const procValue = (path: string) => readFileSync(path, "utf8").trim();
 
   it("kernel: the machine's fs.nr_open and fs.file-max", () => {
-    expect(FD_KERNEL_PROBE.parse(run(FD_KERNEL_PROBE), undefined)).toEqual({ nr_open: Number(procValue("/proc/sys/fs/nr_open")), file_max: procValue("/proc/sys/fs/file-max") });
+    expect(FD_KERNEL_PROBE.parse(run(FD_KERNEL_PROBE), undefined)).toEqual({
+      nr_open: Number(procValue("/proc/sys/fs/nr_open")),
+      file_max: procValue("/proc/sys/fs/file-max"),
+    });
   });
 
   it("init: PID 1 and whether systemd runs", () => {
@@ -189,7 +272,9 @@ describe("fd-limits probe commands in a real shell", () => {
   });
 
   it("service: a name no process has is not running", () => {
-    expect(FD_SERVICE_PROBE.parse(run(FD_SERVICE_PROBE, "no-such-fd-limits-test-svc"), "no-such-fd-limits-test-svc")).toMatchObject({ process: null });
+    expect(
+      FD_SERVICE_PROBE.parse(run(FD_SERVICE_PROBE, "no-such-fd-limits-test-svc"), "no-such-fd-limits-test-svc"),
+    ).toMatchObject({ process: null });
   });
 });
 
@@ -211,13 +296,19 @@ describe("fd-limits-files: the role's own files on the host", () => {
       },
     ],
     ["none on the host", "done=yes\n", { files: [], skipped: 0 }],
-    ["a listed path that is not the role's own is counted, never listed", `file=/etc/passwd\nfile=/etc/systemd/system/a.service.d/${NAME}.bak\nfile=/etc/sysctl.d/${NAME}\ndone=yes\n`, { files: [`/etc/sysctl.d/${NAME}`], skipped: 2 }],
+    [
+      "a listed path that is not the role's own is counted, never listed",
+      `file=/etc/passwd\nfile=/etc/systemd/system/a.service.d/${NAME}.bak\nfile=/etc/sysctl.d/${NAME}\ndone=yes\n`,
+      { files: [`/etc/sysctl.d/${NAME}`], skipped: 2 },
+    ],
   ])("%s", (_what, raw, expected) => {
     expect(FD_FILES_PROBE.parse(raw, undefined)).toEqual(expected);
   });
 
   it("refuses a listing that did not finish", () => {
-    expect(() => FD_FILES_PROBE.parse(`file=/etc/sysctl.d/${NAME}\n`, undefined)).toThrow(/fd-limits-files: the listing did not finish/);
+    expect(() => FD_FILES_PROBE.parse(`file=/etc/sysctl.d/${NAME}\n`, undefined)).toThrow(
+      /fd-limits-files: the listing did not finish/,
+    );
   });
 
   it.each<[string, string | null]>([
@@ -260,7 +351,10 @@ describe("fd-limits-files: the role's own files on the host", () => {
 
   it("answers the files as a list, in path order", () => {
     expect(FD_FILES_PROBE.parse("done=yes\n", undefined).files).toEqual([]);
-    expect(FD_FILES_PROBE.parse(`file=/etc/sysctl.d/${NAME}\nfile=/etc/security/limits.d/${NAME}\ndone=yes\n`, undefined).files).toEqual([`/etc/security/limits.d/${NAME}`, `/etc/sysctl.d/${NAME}`]);
+    expect(
+      FD_FILES_PROBE.parse(`file=/etc/sysctl.d/${NAME}\nfile=/etc/security/limits.d/${NAME}\ndone=yes\n`, undefined)
+        .files,
+    ).toEqual([`/etc/security/limits.d/${NAME}`, `/etc/sysctl.d/${NAME}`]);
   });
 
   it("lists exactly the role's files in a real shell, whatever else the directories hold", () => {
@@ -282,7 +376,11 @@ describe("fd-limits-files: the role's own files on the host", () => {
       put("etc/systemd/system/nl\n.service.d");
       mkdirSync(join(root, "etc/systemd/system/dangling.service.d"));
       symlinkSync("/nonexistent", join(root, "etc/systemd/system/dangling.service.d", NAME));
-      const raw = execFileSync("/bin/sh", ["-c", ownFilesCommand(root)], { encoding: "utf8", cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+      const raw = execFileSync("/bin/sh", ["-c", ownFilesCommand(root)], {
+        encoding: "utf8",
+        cwd: root,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
       expect(FD_FILES_PROBE.parse(raw.replaceAll(`file=${root}/`, "file=/"), undefined)).toEqual({
         files: [
           `/etc/sysctl.d/${NAME}`,

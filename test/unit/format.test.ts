@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 import type { HostReport } from "../../src/report.js";
-import { groupIdenticalPlans, planSummary, plainStyle, renderErrors, renderPlan, ttyStyle } from "../../src/output/format.js";
+import {
+  groupIdenticalPlans,
+  planSummary,
+  plainStyle,
+  renderErrors,
+  renderPlan,
+  ttyStyle,
+} from "../../src/output/format.js";
 import { changed, failed, FILE, RANGE, REUSE } from "./_reports.js";
 
 const reports: HostReport[] = [
@@ -22,25 +29,38 @@ describe("groupIdenticalPlans", () => {
 
   it("keeps hosts apart when only a before value differs", () => {
     const other = { ...REUSE, before: "0" } as typeof REUSE;
-    expect(groupIdenticalPlans([changed("a", [REUSE]), changed("b", [other])]).map((g) => g.hosts)).toEqual([["a"], ["b"]]);
+    expect(groupIdenticalPlans([changed("a", [REUSE]), changed("b", [other])]).map((g) => g.hosts)).toEqual([
+      ["a"],
+      ["b"],
+    ]);
   });
 
   it("keeps hosts apart when the same change belongs to another role", () => {
     const other = { ...REUSE, role: "other-role" } as typeof REUSE;
-    expect(groupIdenticalPlans([changed("a", [REUSE]), changed("b", [other])]).map((g) => g.hosts)).toEqual([["a"], ["b"]]);
+    expect(groupIdenticalPlans([changed("a", [REUSE]), changed("b", [other])]).map((g) => g.hosts)).toEqual([
+      ["a"],
+      ["b"],
+    ]);
   });
 
   it("keeps hosts apart when the order of changes differs", () => {
-    expect(groupIdenticalPlans([changed("a", [FILE, REUSE]), changed("b", [REUSE, FILE])]).map((g) => g.hosts)).toEqual([["a"], ["b"]]);
+    expect(groupIdenticalPlans([changed("a", [FILE, REUSE]), changed("b", [REUSE, FILE])]).map((g) => g.hosts)).toEqual(
+      [["a"], ["b"]],
+    );
   });
 
   it("keeps hosts apart when their notes differ (a per-host finding stays with its host)", () => {
     const note = [{ role: "syn-backlog", text: "port 8080 listens with backlog 16" }];
-    expect(groupIdenticalPlans([changed("a", [REUSE], note), changed("b", [REUSE])]).map((g) => g.hosts)).toEqual([["a"], ["b"]]);
+    expect(groupIdenticalPlans([changed("a", [REUSE], note), changed("b", [REUSE])]).map((g) => g.hosts)).toEqual([
+      ["a"],
+      ["b"],
+    ]);
   });
 
   it("groups every host with no changes together", () => {
-    expect(groupIdenticalPlans([changed("a", []), changed("b", []), changed("c", [])]).map((g) => g.hosts)).toEqual([["a", "b", "c"]]);
+    expect(groupIdenticalPlans([changed("a", []), changed("b", []), changed("c", [])]).map((g) => g.hosts)).toEqual([
+      ["a", "b", "c"],
+    ]);
   });
 });
 
@@ -84,7 +104,11 @@ describe("renderPlan (text)", () => {
   });
 
   it("colors diff lines", () => {
-    const out = renderPlan([changed("web01", [{ ...FILE, before: "# why\nnet.ipv4.tcp_tw_reuse = 2\n" } as typeof FILE])], "text", ttyStyle);
+    const out = renderPlan(
+      [changed("web01", [{ ...FILE, before: "# why\nnet.ipv4.tcp_tw_reuse = 2\n" } as typeof FILE])],
+      "text",
+      ttyStyle,
+    );
     expect(out).toContain("\x1b[1m--- /etc/sysctl.d/60-provision-tw-reuse.conf\x1b[0m");
     expect(out).toContain("\x1b[31m-net.ipv4.tcp_tw_reuse = 2\x1b[0m");
     expect(out).toContain("\x1b[32m+net.ipv4.tcp_tw_reuse = 1\x1b[0m");
@@ -157,19 +181,34 @@ describe("planSummary", () => {
   it.each<[string, HostReport[], string]>([
     ["nothing", [], "Plan: 0 changes on 0 hosts, 0 unchanged, 0 failed."],
     ["one change on one host", [changed("a", [REUSE])], "Plan: 1 change on 1 host, 0 unchanged, 0 failed."],
-    ["several", [changed("a", [REUSE, FILE]), changed("b", [RANGE]), changed("c", [])], "Plan: 3 changes on 2 hosts, 1 unchanged, 0 failed."],
-    ["failed and unreachable both count as failed", [failed("a", "failed", "x"), failed("b", "unreachable", "y"), changed("c", [])], "Plan: 0 changes on 0 hosts, 1 unchanged, 2 failed."],
+    [
+      "several",
+      [changed("a", [REUSE, FILE]), changed("b", [RANGE]), changed("c", [])],
+      "Plan: 3 changes on 2 hosts, 1 unchanged, 0 failed.",
+    ],
+    [
+      "failed and unreachable both count as failed",
+      [failed("a", "failed", "x"), failed("b", "unreachable", "y"), changed("c", [])],
+      "Plan: 0 changes on 0 hosts, 1 unchanged, 2 failed.",
+    ],
   ])("%s", (_what, rs, expected) => {
     expect(planSummary(rs)).toBe(expected);
   });
 });
 
 describe("renderErrors", () => {
-  const rs = [changed("a", []), failed("b", "failed", "sudo: a password is required"), failed("c", "unreachable", "timeout")];
+  const rs = [
+    changed("a", []),
+    failed("b", "failed", "sudo: a password is required"),
+    failed("c", "unreachable", "timeout"),
+  ];
 
   it.each<["text" | "markdown", string[]]>([
     ["text", ["errors:", "  b: FAILED: sudo: a password is required", "  c: UNREACHABLE: timeout", ""]],
-    ["markdown", ["#### errors", "- **b** (failed): sudo: a password is required", "- **c** (unreachable): timeout", ""]],
+    [
+      "markdown",
+      ["#### errors", "- **b** (failed): sudo: a password is required", "- **c** (unreachable): timeout", ""],
+    ],
   ])("%s", (format, expected) => {
     expect(renderErrors(rs, format)).toEqual(expected);
   });

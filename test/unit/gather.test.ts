@@ -13,7 +13,11 @@ import { shQuote } from "../../src/transport/shell.js";
 
 /** Runs a script the way the transport does: on stdin of `sh -s`, with LC_ALL=C. */
 function runSh(script: string): string {
-  return execFileSync("sh", ["-s"], { input: script, encoding: "utf8", env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LC_ALL: "C" } });
+  return execFileSync("sh", ["-s"], {
+    input: script,
+    encoding: "utf8",
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LC_ALL: "C" },
+  });
 }
 
 const dir = mkdtempSync(join(tmpdir(), "provision-gather-"));
@@ -80,8 +84,16 @@ describe("buildGatherScript + parseGatherOutput (run locally with sh -s)", () =>
   });
 
   it("has exactly the requested keys", () => {
-    expect(Object.keys(facts.files).sort()).toEqual(requests.filter((r) => r.kind === "file").map((r) => (r as { path: string }).path).sort());
-    expect(Object.keys(facts.sysctl).sort()).toEqual(["net.ipv4.ip_local_port_range", "net.ipv4.provision_no_such_key"]);
+    expect(Object.keys(facts.files).sort()).toEqual(
+      requests
+        .filter((r) => r.kind === "file")
+        .map((r) => (r as { path: string }).path)
+        .sort(),
+    );
+    expect(Object.keys(facts.sysctl).sort()).toEqual([
+      "net.ipv4.ip_local_port_range",
+      "net.ipv4.provision_no_such_key",
+    ]);
   });
 
   it("is one script with one line per request after the prelude, and one grep for every live sysctl, ending in a newline", () => {
@@ -96,12 +108,16 @@ describe("buildGatherScript + parseGatherOutput (run locally with sh -s)", () =>
     const req: FactRequest[] = [{ kind: "file", path: join(dir, "a-directory") }];
     const out = runSh(buildGatherScript(req, nonce));
     expect(() => parseGatherOutput(out, nonce, req)).toThrow(FactError);
-    expect(() => parseGatherOutput(out, nonce, req)).toThrow(`${join(dir, "a-directory")} exists but is not a regular file; move it away first`);
+    expect(() => parseGatherOutput(out, nonce, req)).toThrow(
+      `${join(dir, "a-directory")} exists but is not a regular file; move it away first`,
+    );
   });
 
   it("fails when the output is cut short", () => {
     const cut = stdout.slice(0, stdout.indexOf(`@@${nonce} f3 `));
-    expect(() => parseGatherOutput(cut, nonce, requests)).toThrow(`no answer for file:${join(dir, "only-newline.conf")} (output cut short?)`);
+    expect(() => parseGatherOutput(cut, nonce, requests)).toThrow(
+      `no answer for file:${join(dir, "only-newline.conf")} (output cut short?)`,
+    );
   });
 
   it("ignores records of another nonce (forged output)", () => {
@@ -112,14 +128,16 @@ describe("buildGatherScript + parseGatherOutput (run locally with sh -s)", () =>
 });
 
 describe("gathering as an unprivileged user (become: false)", () => {
-  const canDrop = process.getuid?.() === 0 && (() => {
-    try {
-      execFileSync("setpriv", ["--version"], { stdio: "ignore" });
-      return true;
-    } catch {
-      return false;
-    }
-  })();
+  const canDrop =
+    process.getuid?.() === 0 &&
+    (() => {
+      try {
+        execFileSync("setpriv", ["--version"], { stdio: "ignore" });
+        return true;
+      } catch {
+        return false;
+      }
+    })();
 
   // BUG: src/facts/gather.ts line 39 tests only `[ -f ]`, so an unreadable file answers `ok` with an
   // empty payload: plan then diffs against "" instead of saying the file cannot be read.
@@ -131,7 +149,9 @@ describe("gathering as an unprivileged user (become: false)", () => {
     const nonce = newNonce();
     // the script's exit status is the transport's business; only its records matter here
     const out = spawnSync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-s"], {
-      input: buildGatherScript(req, nonce), encoding: "utf8", env: { PATH: process.env.PATH, LC_ALL: "C" },
+      input: buildGatherScript(req, nonce),
+      encoding: "utf8",
+      env: { PATH: process.env.PATH, LC_ALL: "C" },
     }).stdout;
     expect(out).toContain(`@@${nonce} f0 `);
     let files: Record<string, string | null> | undefined;
@@ -176,7 +196,11 @@ describe("probe output through the gather script (run locally with sh -s)", () =
     ["no final newline", "a\nb", "a\nb"],
     ["final newlines are dropped, as $(...) always did", "x\ty\n\n\n", "x\ty"],
     ["empty", "", ""],
-    ["the here-document's end marker as a line", "before\nPROVISION_PROBE_OUTPUT\nafter\n", "before\nPROVISION_PROBE_OUTPUT\nafter"],
+    [
+      "the here-document's end marker as a line",
+      "before\nPROVISION_PROBE_OUTPUT\nafter\n",
+      "before\nPROVISION_PROBE_OUTPUT\nafter",
+    ],
     ["shell syntax stays text", "$HOME `id -u` $(id -u) \\n \\$\n", "$HOME `id -u` $(id -u) \\n \\$"],
     ["leading blank lines kept", "\n\nz\n", "\n\nz"],
   ];
@@ -194,7 +218,10 @@ describe("probe output through the gather script (run locally with sh -s)", () =
   const facts = parseGatherOutput(runSh(buildGatherScript(requests, nonce)), nonce, requests);
 
   it.each(outputs.map(([what, , expected], i) => [what, i, expected] as const))("%s", (_what, i, expected) => {
-    expect(facts.probes![`${echoProbe.name}:${join(probeDir, `out${i}`)}`]).toEqual({ ok: true, value: { raw: expected } });
+    expect(facts.probes![`${echoProbe.name}:${join(probeDir, `out${i}`)}`]).toEqual({
+      ok: true,
+      value: { raw: expected },
+    });
   });
 
   it("a probe that exits non-zero is a failed probe with its output as the error", () => {
@@ -208,27 +235,71 @@ describe("live sysctl values: one grep for all", () => {
   const req = (...keys: string[]): FactRequest[] => keys.map((key) => ({ kind: "sysctl", key }));
 
   it.each<[string, FactRequest[], string, string, Record<string, string | null>]>([
-    ["one value, tabs kept", req("net.ipv4.ip_local_port_range"), `@@${N} f0 live\n\n`, "/proc/sys/net/ipv4/ip_local_port_range:32768\t60999\n", { "net.ipv4.ip_local_port_range": "32768\t60999" }],
-    ["an empty value (the kernel prints a lone newline)", req("net.ipv4.ip_local_reserved_ports"), `@@${N} f0 live\n\n`, "/proc/sys/net/ipv4/ip_local_reserved_ports:\n", { "net.ipv4.ip_local_reserved_ports": "" }],
+    [
+      "one value, tabs kept",
+      req("net.ipv4.ip_local_port_range"),
+      `@@${N} f0 live\n\n`,
+      "/proc/sys/net/ipv4/ip_local_port_range:32768\t60999\n",
+      { "net.ipv4.ip_local_port_range": "32768\t60999" },
+    ],
+    [
+      "an empty value (the kernel prints a lone newline)",
+      req("net.ipv4.ip_local_reserved_ports"),
+      `@@${N} f0 live\n\n`,
+      "/proc/sys/net/ipv4/ip_local_reserved_ports:\n",
+      { "net.ipv4.ip_local_reserved_ports": "" },
+    ],
     ["a readable file with no line at all", req("a.b"), `@@${N} f0 live\n\n`, "", { "a.b": "" }],
-    ["several lines of one value", req("a.b"), `@@${N} f0 live\n\n`, "/proc/sys/a/b:x\n/proc/sys/a/b:y\n", { "a.b": "x\ny" }],
-    ["a path that starts like another path", req("a.b", "a.b_max"), `@@${N} f0 live\n\n@@${N} f1 live\n\n`, "/proc/sys/a/b_max:9\n/proc/sys/a/b:1\n", { "a.b": "1", "a.b_max": "9" }],
-    ["a value holding a colon and the path", req("a.b"), `@@${N} f0 live\n\n`, "/proc/sys/a/b:/proc/sys/a/b:1\n", { "a.b": "/proc/sys/a/b:1" }],
-    ["absent next to live", req("a.b", "c.d"), `@@${N} f0 absent\n\n@@${N} f1 live\n\n`, "/proc/sys/c/d:2\n", { "a.b": null, "c.d": "2" }],
+    [
+      "several lines of one value",
+      req("a.b"),
+      `@@${N} f0 live\n\n`,
+      "/proc/sys/a/b:x\n/proc/sys/a/b:y\n",
+      { "a.b": "x\ny" },
+    ],
+    [
+      "a path that starts like another path",
+      req("a.b", "a.b_max"),
+      `@@${N} f0 live\n\n@@${N} f1 live\n\n`,
+      "/proc/sys/a/b_max:9\n/proc/sys/a/b:1\n",
+      { "a.b": "1", "a.b_max": "9" },
+    ],
+    [
+      "a value holding a colon and the path",
+      req("a.b"),
+      `@@${N} f0 live\n\n`,
+      "/proc/sys/a/b:/proc/sys/a/b:1\n",
+      { "a.b": "/proc/sys/a/b:1" },
+    ],
+    [
+      "absent next to live",
+      req("a.b", "c.d"),
+      `@@${N} f0 absent\n\n@@${N} f1 live\n\n`,
+      "/proc/sys/c/d:2\n",
+      { "a.b": null, "c.d": "2" },
+    ],
   ])("%s", (_what, requests, records, grepOutput, expected) => {
     const out = `${records}@@${N} sysctls ok\n${b64(grepOutput)}\n`;
     expect(parseGatherOutput(out, N, requests).sysctl).toEqual(expected);
   });
 
   it("fails when the grep record is missing (output cut short)", () => {
-    expect(() => parseGatherOutput(`@@${N} f0 live\n\n`, N, req("a.b"))).toThrow("no answer for the live sysctl values (output cut short?)");
+    expect(() => parseGatherOutput(`@@${N} f0 live\n\n`, N, req("a.b"))).toThrow(
+      "no answer for the live sysctl values (output cut short?)",
+    );
   });
 
   it("reads real values with one grep, whatever their number", () => {
-    const keys = ["net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies", "net.core.somaxconn", "net.ipv4.provision_no_such_key"];
+    const keys = [
+      "net.ipv4.ip_local_port_range",
+      "net.ipv4.tcp_syncookies",
+      "net.core.somaxconn",
+      "net.ipv4.provision_no_such_key",
+    ];
     const nonce = newNonce();
     const facts = parseGatherOutput(runSh(buildGatherScript(req(...keys), nonce)), nonce, req(...keys));
-    for (const key of keys.slice(0, 3)) expect(facts.sysctl[key]).toBe(readFileSync(`/proc/sys/${key.replace(/\./g, "/")}`, "utf8").replace(/\n$/, ""));
+    for (const key of keys.slice(0, 3))
+      expect(facts.sysctl[key]).toBe(readFileSync(`/proc/sys/${key.replace(/\./g, "/")}`, "utf8").replace(/\n$/, ""));
     expect(facts.sysctl["net.ipv4.provision_no_such_key"]).toBeNull();
   });
 });
@@ -250,7 +321,11 @@ describe("dedupeRequests / requestId", () => {
       { kind: "sysctl", key: "a.b" },
       { kind: "listening-ports" },
     ];
-    expect(dedupeRequests(reqs)).toEqual([{ kind: "sysctl", key: "a.b" }, { kind: "listening-ports" }, { kind: "file", path: "/f" }]);
+    expect(dedupeRequests(reqs)).toEqual([
+      { kind: "sysctl", key: "a.b" },
+      { kind: "listening-ports" },
+      { kind: "file", path: "/f" },
+    ]);
   });
 
   it("builds the same script for duplicated requests", () => {

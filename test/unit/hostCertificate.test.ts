@@ -71,7 +71,9 @@ class Keygen {
   }
 
   fingerprint(key: Key): string {
-    return execFileSync("ssh-keygen", ["-l", "-E", "sha256", "-f", `${key.file}.pub`], { encoding: "utf8" }).split(" ")[1]!;
+    return execFileSync("ssh-keygen", ["-l", "-E", "sha256", "-f", `${key.file}.pub`], { encoding: "utf8" }).split(
+      " ",
+    )[1]!;
   }
 
   /** ssh-keygen -L parses the certificate and checks its CA signature; it fails on anything else. */
@@ -92,7 +94,14 @@ class Keygen {
 }
 
 function signArguments(options: SignOptions): string[] {
-  const args = ["-I", options.id ?? "web-1", "-z", String(options.serial ?? 7), "-V", options.validity ?? LONG_VALIDITY];
+  const args = [
+    "-I",
+    options.id ?? "web-1",
+    "-z",
+    String(options.serial ?? 7),
+    "-V",
+    options.validity ?? LONG_VALIDITY,
+  ];
   if (!options.user) args.push("-h");
   if (options.principals === undefined) args.push("-n", PRINCIPALS.join(","));
   else if (options.principals.length > 0) args.push("-n", options.principals.join(","));
@@ -127,7 +136,8 @@ let foreignCa: Key;
 let caLine: (patterns: string, ca?: Key) => string;
 
 beforeAll(() => {
-  for (const kind of ["ed25519", "ecdsa-256", "ecdsa-384", "ecdsa-521", "rsa-3072"] as const) cas[kind] = keygen.key(`ca-${kind}`, kind);
+  for (const kind of ["ed25519", "ecdsa-256", "ecdsa-384", "ecdsa-521", "rsa-3072"] as const)
+    cas[kind] = keygen.key(`ca-${kind}`, kind);
   for (const kind of ["ed25519", "ecdsa-256", "rsa-2048"] as const) hosts[kind] = keygen.key(`host-${kind}`, kind);
   foreignCa = keygen.key("foreign-ca", "ed25519");
   caLine = (patterns, ca = cas.ed25519) => `@cert-authority ${patterns} ${ca.publicKey}`;
@@ -139,7 +149,13 @@ describe("host certificates from ssh-keygen that OpenSSH accepts", () => {
   const table: Array<[KeyKind, KeyKind, string, string]> = [];
   for (const ca of ["ed25519", "ecdsa-256", "ecdsa-384", "ecdsa-521", "rsa-3072"] as const) {
     for (const host of ["ed25519", "ecdsa-256", "rsa-2048"] as const) {
-      const signature = { ed25519: "ssh-ed25519", "ecdsa-256": "ecdsa-sha2-nistp256", "ecdsa-384": "ecdsa-sha2-nistp384", "ecdsa-521": "ecdsa-sha2-nistp521", "rsa-3072": "rsa-sha2-512" }[ca];
+      const signature = {
+        ed25519: "ssh-ed25519",
+        "ecdsa-256": "ecdsa-sha2-nistp256",
+        "ecdsa-384": "ecdsa-sha2-nistp384",
+        "ecdsa-521": "ecdsa-sha2-nistp521",
+        "rsa-3072": "rsa-sha2-512",
+      }[ca];
       const algorithm = { ed25519: "ssh-ed25519", "ecdsa-256": "ecdsa-sha2-nistp256", "rsa-2048": "ssh-rsa" }[host];
       table.push([ca, host, signature, algorithm]);
     }
@@ -210,22 +226,34 @@ describe("validity period (valid_after <= now < valid_before)", () => {
 });
 
 describe("host certificates OpenSSH refuses", () => {
-  const refusals: Array<[string, () => { lines: string[]; certificate: Buffer; host?: string; port?: number }, string, RegExp]> = [
+  const refusals: Array<
+    [string, () => { lines: string[]; certificate: Buffer; host?: string; port?: number }, string, RegExp]
+  > = [
     [
       "expired",
-      () => ({ lines: [caLine(HOST)], certificate: keygen.certify(cas.ed25519, hosts.ed25519, { validity: "20200101Z:20200102Z" }) }),
+      () => ({
+        lines: [caLine(HOST)],
+        certificate: keygen.certify(cas.ed25519, hosts.ed25519, { validity: "20200101Z:20200102Z" }),
+      }),
       "expired",
       /^certificate "web-1" \(serial 7\) expired at 2020-01-02T00:00:00Z$/,
     ],
     [
       "not yet valid",
-      () => ({ lines: [caLine(HOST)], certificate: keygen.certify(cas.ed25519, hosts.ed25519, { validity: "20980101Z:20990101Z" }) }),
+      () => ({
+        lines: [caLine(HOST)],
+        certificate: keygen.certify(cas.ed25519, hosts.ed25519, { validity: "20980101Z:20990101Z" }),
+      }),
       "not-yet-valid",
       /^certificate "web-1" \(serial 7\) is not valid before 2098-01-01T00:00:00Z$/,
     ],
     [
       "wrong principal",
-      () => ({ lines: [caLine("198.18.0.*")], certificate: keygen.certify(cas.ed25519, hosts.ed25519), host: "198.18.0.9" }),
+      () => ({
+        lines: [caLine("198.18.0.*")],
+        certificate: keygen.certify(cas.ed25519, hosts.ed25519),
+        host: "198.18.0.9",
+      }),
       "wrong-principal",
       /^certificate "web-1" \(serial 7\) is valid for web-1\.example, 198\.18\.0\.5, not for 198\.18\.0\.9$/,
     ],
@@ -243,19 +271,28 @@ describe("host certificates OpenSSH refuses", () => {
     ],
     [
       "user certificate presented as a host certificate",
-      () => ({ lines: [caLine(HOST)], certificate: keygen.certify(cas.ed25519, hosts.ed25519, { user: true, id: "alice", principals: [HOST] }) }),
+      () => ({
+        lines: [caLine(HOST)],
+        certificate: keygen.certify(cas.ed25519, hosts.ed25519, { user: true, id: "alice", principals: [HOST] }),
+      }),
       "not-a-host-certificate",
       /^certificate "alice" \(serial 7\) is a user certificate, not a host certificate$/,
     ],
     [
       "critical options",
-      () => ({ lines: [caLine(HOST)], certificate: keygen.certify(cas.ed25519, hosts.ed25519, { options: ["force-command=/bin/true"] }) }),
+      () => ({
+        lines: [caLine(HOST)],
+        certificate: keygen.certify(cas.ed25519, hosts.ed25519, { options: ["force-command=/bin/true"] }),
+      }),
       "critical-options",
       /carries critical options \(force-command\)/,
     ],
     [
       "ssh-rsa (SHA-1) CA signature",
-      () => ({ lines: [caLine(HOST, cas["rsa-3072"])], certificate: keygen.certify(cas["rsa-3072"], hosts.ed25519, { signatureAlgorithm: "ssh-rsa" }) }),
+      () => ({
+        lines: [caLine(HOST, cas["rsa-3072"])],
+        certificate: keygen.certify(cas["rsa-3072"], hosts.ed25519, { signatureAlgorithm: "ssh-rsa" }),
+      }),
       "unsupported-algorithm",
       /signed with ssh-rsa \(RSA with SHA-1\)/,
     ],
@@ -285,7 +322,11 @@ describe("host certificates OpenSSH refuses", () => {
     ],
     [
       "a CA line for another port",
-      () => ({ lines: [caLine(`[${HOST}]:2222`)], certificate: keygen.certify(cas.ed25519, hosts.ed25519), port: 2200 }),
+      () => ({
+        lines: [caLine(`[${HOST}]:2222`)],
+        certificate: keygen.certify(cas.ed25519, hosts.ed25519),
+        port: 2200,
+      }),
       "untrusted-ca",
       /no @cert-authority line matches 198\.18\.0\.5 port 2200$/,
     ],
@@ -297,7 +338,10 @@ describe("host certificates OpenSSH refuses", () => {
     ],
     [
       "trailing bytes",
-      () => ({ lines: [caLine(HOST)], certificate: Buffer.concat([keygen.certify(cas.ed25519, hosts.ed25519), Buffer.from([0])]) }),
+      () => ({
+        lines: [caLine(HOST)],
+        certificate: Buffer.concat([keygen.certify(cas.ed25519, hosts.ed25519), Buffer.from([0])]),
+      }),
       "malformed",
       /^the certificate is malformed: 1 unexpected trailing bytes$/,
     ],
@@ -321,22 +365,44 @@ describe("host certificates OpenSSH refuses", () => {
     const result = verdict([caLine(HOST)], certificate);
     expect(result).toMatchObject({
       status: "certificate-refused",
-      certificate: { keyId: "web-1", ca: { fingerprint: keygen.fingerprint(foreignCa) }, key: { fingerprint: keygen.fingerprint(hosts.ed25519) } },
+      certificate: {
+        keyId: "web-1",
+        ca: { fingerprint: keygen.fingerprint(foreignCa) },
+        key: { fingerprint: keygen.fingerprint(hosts.ed25519) },
+      },
     });
   });
 });
 
 describe("@revoked", () => {
   it.each<[string, () => Key, RegExp]>([
-    ["the certified host key", () => hosts.ed25519, /certifies host key ssh-ed25519 SHA256:\S+, which is marked @revoked in known_hosts:2$/],
-    ["the CA key", () => cas.ed25519, /is signed by CA ssh-ed25519 SHA256:\S+, which is marked @revoked in known_hosts:2$/],
+    [
+      "the certified host key",
+      () => hosts.ed25519,
+      /certifies host key ssh-ed25519 SHA256:\S+, which is marked @revoked in known_hosts:2$/,
+    ],
+    [
+      "the CA key",
+      () => cas.ed25519,
+      /is signed by CA ssh-ed25519 SHA256:\S+, which is marked @revoked in known_hosts:2$/,
+    ],
   ])("refuses a certificate when %s is revoked", (_name, revokedKey, detail) => {
     const certificate = keygen.certify(cas.ed25519, hosts.ed25519);
     const lines = [caLine(HOST), `@revoked * ${revokedKey().publicKey}`];
-    expect(verdict(lines, certificate)).toMatchObject({ status: "revoked", entry: { line: 2 }, certificate: { keyId: "web-1" } });
+    expect(verdict(lines, certificate)).toMatchObject({
+      status: "revoked",
+      entry: { line: 2 },
+      certificate: { keyId: "web-1" },
+    });
 
     const [authority, revocation] = parseKnownHosts(lines.join("\n"), "known_hosts");
-    const trust: HostCertificateTrust = { authorities: [authority!], revocations: [revocation!], host: HOST, port: 22, now: NOW };
+    const trust: HostCertificateTrust = {
+      authorities: [authority!],
+      revocations: [revocation!],
+      host: HOST,
+      port: 22,
+      now: NOW,
+    };
     const result = checkHostCertificate(certificate, trust);
     expect(result).toMatchObject({ ok: false, reason: "revoked", revokedBy: { line: 2 } });
     expect(!result.ok && result.detail).toMatch(detail);
@@ -420,7 +486,10 @@ describe("falling back to the certified key, as ssh(1) does", () => {
   it("never falls back for a forged certificate", () => {
     const certificate = keygen.certify(cas.ed25519, hosts.ed25519);
     const forged = flipByte(certificate, certificate.length - 1);
-    expect(verdict([`${HOST} ${hosts.ed25519.publicKey}`], forged)).toMatchObject({ status: "certificate-refused", reason: "bad-signature" });
+    expect(verdict([`${HOST} ${hosts.ed25519.publicKey}`], forged)).toMatchObject({
+      status: "certificate-refused",
+      reason: "bad-signature",
+    });
   });
 
   it("is never 'unknown', so a certificate is never recorded as a new host key", () => {
@@ -431,7 +500,10 @@ describe("falling back to the certified key, as ssh(1) does", () => {
 
 describe("certificates ssh-keygen will not make", () => {
   /** PROTOCOL.certkeys, signed by a CA made with node:crypto, with a trust that names that CA. */
-  function craft(fields: { role?: number; certifiedKey?: Buffer; principals?: string[] }): { certificate: Buffer; trust: HostCertificateTrust } {
+  function craft(fields: { role?: number; certifiedKey?: Buffer; principals?: string[] }): {
+    certificate: Buffer;
+    trust: HostCertificateTrust;
+  } {
     const ca = generateKeyPairSync("ed25519");
     const caBlob = ed25519Blob(ca.publicKey);
     const certifiedKey = fields.certifiedKey ?? hosts.ed25519.blob;
@@ -485,15 +557,19 @@ describe("certificates ssh-keygen will not make", () => {
   });
 
   it("refuses a certificate for a key type it cannot check", () => {
-    const { certificate, trust } = craft({ certifiedKey: Buffer.concat([sshString("ssh-dss"), sshString(Buffer.alloc(20, 1))]) });
+    const { certificate, trust } = craft({
+      certifiedKey: Buffer.concat([sshString("ssh-dss"), sshString(Buffer.alloc(20, 1))]),
+    });
     expect(checkHostCertificate(certificate, trust)).toMatchObject({ ok: false, reason: "unsupported-algorithm" });
   });
 
   it("never throws, whatever the blob", () => {
     const { trust } = craft({});
     const blobs = [Buffer.alloc(0), hosts.ed25519.blob, Buffer.from("ssh-ed25519-cert-v01@openssh.com")];
-    for (let i = 0; i < 200; i++) blobs.push(Buffer.concat([sshString("ssh-ed25519-cert-v01@openssh.com"), randomBytes(i)]));
-    for (const blob of blobs) expect(checkHostCertificate(blob, trust)).toMatchObject({ ok: false, reason: "malformed" });
+    for (let i = 0; i < 200; i++)
+      blobs.push(Buffer.concat([sshString("ssh-ed25519-cert-v01@openssh.com"), randomBytes(i)]));
+    for (const blob of blobs)
+      expect(checkHostCertificate(blob, trust)).toMatchObject({ ok: false, reason: "malformed" });
   });
 });
 
@@ -537,7 +613,10 @@ function uint64(value: bigint): Buffer {
 }
 
 function ed25519Blob(key: KeyObject): Buffer {
-  return Buffer.concat([sshString("ssh-ed25519"), sshString(Buffer.from(key.export({ format: "jwk" }).x!, "base64url"))]);
+  return Buffer.concat([
+    sshString("ssh-ed25519"),
+    sshString(Buffer.from(key.export({ format: "jwk" }).x!, "base64url")),
+  ]);
 }
 
 function rsaBlob(key: KeyObject): Buffer {

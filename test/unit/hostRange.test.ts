@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { expandHostPattern, hasHostRange, HostPatternError, MAX_EXPANDED_HOSTS } from "../../src/inventory/hostRange.js";
+import {
+  expandHostPattern,
+  hasHostRange,
+  HostPatternError,
+  MAX_EXPANDED_HOSTS,
+} from "../../src/inventory/hostRange.js";
 
 function expectPatternError(pattern: string): HostPatternError {
   try {

@@ -23,7 +23,10 @@ function groupEntries(list: AnsibleList): Array<[string, AnsibleGroup]> {
   return Object.entries(list).filter(([k]) => k !== "_meta") as Array<[string, AnsibleGroup]>;
 }
 
-const USED_NAMES = new Set([...Object.values(USED_VARS).flatMap((v) => v.names), ...ROLES.map((r) => roleVarName(r.name))]);
+const USED_NAMES = new Set([
+  ...Object.values(USED_VARS).flatMap((v) => v.names),
+  ...ROLES.map((r) => roleVarName(r.name)),
+]);
 
 function load(c: InventoryCase): { inventory: Inventory | null; problems: ConfigProblem[] } {
   const problems: ConfigProblem[] = [];
@@ -33,12 +36,15 @@ function load(c: InventoryCase): { inventory: Inventory | null; problems: Config
 
 function groupsOf(list: AnsibleList): Record<string, { hosts: string[]; children: string[] }> {
   const out: Record<string, { hosts: string[]; children: string[] }> = {};
-  for (const [name, g] of groupEntries(list)) out[name] = { hosts: [...(g.hosts ?? [])], children: [...(g.children ?? [])] };
+  for (const [name, g] of groupEntries(list))
+    out[name] = { hosts: [...(g.hosts ?? [])], children: [...(g.children ?? [])] };
   return out;
 }
 
 function masked(vars: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, isSecretName(k) && typeof v === "string" ? REDACTED : v]));
+  return Object.fromEntries(
+    Object.entries(vars).map(([k, v]) => [k, isSecretName(k) && typeof v === "string" ? REDACTED : v]),
+  );
 }
 
 const cases = listCases();
@@ -73,7 +79,8 @@ describe.each(cases.map((c) => [c.name, c] as const))("%s", (_name, c) => {
   });
 
   it("gives every host the values ansible-inventory gives it for the vars provision uses", () => {
-    const pick = (vars: Record<string, unknown> | undefined) => Object.fromEntries(Object.entries(vars ?? {}).filter(([k]) => USED_NAMES.has(k)));
+    const pick = (vars: Record<string, unknown> | undefined) =>
+      Object.fromEntries(Object.entries(vars ?? {}).filter(([k]) => USED_NAMES.has(k)));
     for (const host of Object.keys(ansible._meta.hostvars)) {
       expect(pick(ours!._meta.hostvars[host]), host).toEqual(pick(masked(ansible._meta.hostvars[host]!)));
     }
@@ -90,7 +97,8 @@ describe.each(cases.map((c) => [c.name, c] as const))("%s", (_name, c) => {
         expect(mine, host).toEqual(expected);
       }
     }
-    for (const host of Object.keys(ours!._meta.hostvars)) expect(ansible._meta.hostvars, `${host} has vars only in provision's view`).toHaveProperty([host]);
+    for (const host of Object.keys(ours!._meta.hostvars))
+      expect(ansible._meta.hostvars, `${host} has vars only in provision's view`).toHaveProperty([host]);
   });
 
   it("draws the graph ansible-inventory --graph draws", () => {

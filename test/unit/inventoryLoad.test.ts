@@ -6,7 +6,8 @@ import { fixture, posIn } from "./_helpers.js";
 
 const TW_RECYCLE_PROBLEM =
   "tcp_tw_recycle is refused: it drops SYNs from clients behind NAT (their timestamps are not monotonic per address) and was removed in Linux 4.12";
-const TW_RECYCLE_FIX = "remove it; for outbound TIME_WAIT churn use the tw-reuse role (tcp_tw_reuse: 1 with tcp_timestamps: 1)";
+const TW_RECYCLE_FIX =
+  "remove it; for outbound TIME_WAIT churn use the tw-reuse role (tcp_tw_reuse: 1 with tcp_timestamps: 1)";
 
 function inv(name: string): string {
   return fixture("inventory", name, "hosts.yaml");
@@ -99,13 +100,17 @@ describe("loadInventory: structure", () => {
     const db01 = host(inventory, "db01");
     const layer = db01.layers.find((l) => l.kind === "host")!;
     expect(layer.basePath).toEqual(["all", "children", "db", "hosts", "db01"]);
-    expect(layer.source.locate([...layer.basePath, "ansible_port"])).toEqual(posIn(inv("basic"), "ansible_port: 2222", "2222"));
+    expect(layer.source.locate([...layer.basePath, "ansible_port"])).toEqual(
+      posIn(inv("basic"), "ansible_port: 2222", "2222"),
+    );
   });
 
   it("gives group layers a base path at their vars", () => {
     const layer = host(inventory, "bastion").layers[0]!;
     expect(layer).toMatchObject({ kind: "group", name: "all", basePath: ["all", "vars"] });
-    expect(layer.source.locate([...layer.basePath, "ansible_user"], "key")).toEqual(posIn(inv("basic"), "ansible_user: deploy", "ansible_user"));
+    expect(layer.source.locate([...layer.basePath, "ansible_user"], "key")).toEqual(
+      posIn(inv("basic"), "ansible_user: deploy", "ansible_user"),
+    );
   });
 });
 
@@ -129,7 +134,16 @@ describe("loadInventory: precedence", () => {
         "host:web01@host_vars/web01.yml",
       ],
     ],
-    ["web02", ["group:all@hosts.yaml", "group:dc1@hosts.yaml", "group:web@hosts.yaml", "group:web@group_vars/web.yaml", "host:web02@hosts.yaml"]],
+    [
+      "web02",
+      [
+        "group:all@hosts.yaml",
+        "group:dc1@hosts.yaml",
+        "group:web@hosts.yaml",
+        "group:web@group_vars/web.yaml",
+        "host:web02@hosts.yaml",
+      ],
+    ],
     [
       "db01",
       [
@@ -195,12 +209,20 @@ describe("loadInventory: vars files naming nothing", () => {
     const base = fixture("inventory", "orphan-vars");
     expect(problems).toEqual([
       {
-        file: `${base}/group_vars/webservers.yaml`, line: 1, col: 1, keyPath: "", severity: "warning",
+        file: `${base}/group_vars/webservers.yaml`,
+        line: 1,
+        col: 1,
+        keyPath: "",
+        severity: "warning",
         problem: "group_vars/webservers.yaml names no group in the inventory, so it applies to nothing",
         fix: "rename it after a group of the inventory, or delete it",
       },
       {
-        file: `${base}/host_vars/web99.yaml`, line: 1, col: 1, keyPath: "", severity: "warning",
+        file: `${base}/host_vars/web99.yaml`,
+        line: 1,
+        col: 1,
+        keyPath: "",
+        severity: "warning",
         problem: "host_vars/web99.yaml names no host in the inventory, so it applies to nothing",
         fix: "rename it after a host of the inventory, or delete it",
       },
@@ -217,45 +239,109 @@ describe("loadInventory: validation errors", () => {
   it.each<[string, string, string, string, string, string, "error" | "warning"]>([
     // case, line needle, token, keyPath, problem, fix, severity
     [
-      "unknown-keys", "hostz:", "hostz", "all.hostz", 'unknown key "hostz" in group "all", so what it holds applies to nothing (Ansible skips it too)',
-      'a group holds only hosts, vars and children: did you mean "hosts"?', "warning",
-    ],
-    ["unknown-keys", "ansible_prot:", "ansible_prot", "all.children.web.hosts.web02.ansible_prot", '"ansible_prot" is not a var provision reads, so it has no effect', 'did you mean "ansible_port"?', "warning"],
-    [
-      "unknown-keys", "port_range_strat:", "port_range_strat", "all.children.web.vars.ephemeral_ports.port_range_strat",
-      'unknown key "port_range_strat"', 'did you mean "port_range_start"?', "error",
-    ],
-    [
-      "wrong-types", "tcp_tw_reuse: 3", "3", "all.hosts.web03.tw_reuse.tcp_tw_reuse", "3 is not one of 0, 1, 2",
-      "use 1 (reuse for all outgoing connections), 2 (loopback only, the kernel default) or 0 (never)", "error",
+      "unknown-keys",
+      "hostz:",
+      "hostz",
+      "all.hostz",
+      'unknown key "hostz" in group "all", so what it holds applies to nothing (Ansible skips it too)',
+      'a group holds only hosts, vars and children: did you mean "hosts"?',
+      "warning",
     ],
     [
-      "wrong-types", "reserve_listening_ports: 1", "1", "all.vars.ephemeral_ports.reserve_listening_ports",
-      "expected a boolean (true/false), got an integer 1", "write a boolean (true/false)", "error",
+      "unknown-keys",
+      "ansible_prot:",
+      "ansible_prot",
+      "all.children.web.hosts.web02.ansible_prot",
+      '"ansible_prot" is not a var provision reads, so it has no effect',
+      'did you mean "ansible_port"?',
+      "warning",
     ],
     [
-      "wrong-types", "reserved_ports: 8080", "8080", "all.vars.ephemeral_ports.reserved_ports", "expected a list, got an integer 8080",
-      'write ports as integers (8080) or ranges as strings ("9000-9100") between 1 and 65535', "error",
+      "unknown-keys",
+      "port_range_strat:",
+      "port_range_strat",
+      "all.children.web.vars.ephemeral_ports.port_range_strat",
+      'unknown key "port_range_strat"',
+      'did you mean "port_range_start"?',
+      "error",
     ],
     [
-      "out-of-range", "port_range_start: 80", "80", "all.vars.ephemeral_ports.port_range_start", "80 is out of range (must be >= 1024)",
-      "use a port between 1024 and 65534, below port_range_end", "error",
+      "wrong-types",
+      "tcp_tw_reuse: 3",
+      "3",
+      "all.hosts.web03.tw_reuse.tcp_tw_reuse",
+      "3 is not one of 0, 1, 2",
+      "use 1 (reuse for all outgoing connections), 2 (loopback only, the kernel default) or 0 (never)",
+      "error",
     ],
-    ["out-of-range", "ansible_port: 70000", "70000", "all.hosts.web01.ansible_port", "70000 is not a whole number from 1 to 65535", "use a port from 1 to 65535", "error"],
     [
-      "out-of-range", "tcp_fin_timeout: 1", "1", "all.hosts.web01.tw_reuse.tcp_fin_timeout", "1 is out of range (must be >= 5)",
-      "use an integer from 5 to 300, or null to leave it alone", "error",
+      "wrong-types",
+      "reserve_listening_ports: 1",
+      "1",
+      "all.vars.ephemeral_ports.reserve_listening_ports",
+      "expected a boolean (true/false), got an integer 1",
+      "write a boolean (true/false)",
+      "error",
     ],
-    ["bad-range", "web[03:01]:", "web[03:01]", "all.hosts.web[03:01]", '"[03:01]" in "web[03:01]" starts after it ends', "Put the smaller bound first, e.g. [01:03]", "error"],
+    [
+      "wrong-types",
+      "reserved_ports: 8080",
+      "8080",
+      "all.vars.ephemeral_ports.reserved_ports",
+      "expected a list, got an integer 8080",
+      'write ports as integers (8080) or ranges as strings ("9000-9100") between 1 and 65535',
+      "error",
+    ],
+    [
+      "out-of-range",
+      "port_range_start: 80",
+      "80",
+      "all.vars.ephemeral_ports.port_range_start",
+      "80 is out of range (must be >= 1024)",
+      "use a port between 1024 and 65534, below port_range_end",
+      "error",
+    ],
+    [
+      "out-of-range",
+      "ansible_port: 70000",
+      "70000",
+      "all.hosts.web01.ansible_port",
+      "70000 is not a whole number from 1 to 65535",
+      "use a port from 1 to 65535",
+      "error",
+    ],
+    [
+      "out-of-range",
+      "tcp_fin_timeout: 1",
+      "1",
+      "all.hosts.web01.tw_reuse.tcp_fin_timeout",
+      "1 is out of range (must be >= 5)",
+      "use an integer from 5 to 300, or null to leave it alone",
+      "error",
+    ],
+    [
+      "bad-range",
+      "web[03:01]:",
+      "web[03:01]",
+      "all.hosts.web[03:01]",
+      '"[03:01]" in "web[03:01]" starts after it ends',
+      "Put the smaller bound first, e.g. [01:03]",
+      "error",
+    ],
   ])("%s: `%s` is reported where it is written", (caseName, needle, token, keyPath, problem, fix, severity) => {
     const { problems } = load(caseName);
     const found = problems.find((p) => p.keyPath === keyPath);
     expect(found, JSON.stringify(problems, null, 1)).toEqual({
-      file: inv(caseName), ...posIn(inv(caseName), needle, token), keyPath, severity, problem, fix,
+      file: inv(caseName),
+      ...posIn(inv(caseName), needle, token),
+      keyPath,
+      severity,
+      problem,
+      fix,
     });
   });
 
-  it("takes Ansible's values for its connection vars: a quoted port, ansible_become: \"yes\"", () => {
+  it('takes Ansible\'s values for its connection vars: a quoted port, ansible_become: "yes"', () => {
     const { inventory, problems } = load("wrong-types");
     expect(problems.map((p) => p.keyPath)).not.toContain("all.hosts.web01.ansible_port");
     expect(problems.map((p) => p.keyPath)).not.toContain("all.hosts.web02.ansible_become");
@@ -275,7 +361,9 @@ describe("loadInventory: validation errors", () => {
   it("reports every error of one file at once, each at its own place", () => {
     const file = inv("many-errors");
     const { problems } = load("many-errors");
-    const got = problems.map((p) => `${p.line}:${p.col} ${p.keyPath}: ${p.severity === "warning" ? "warning: " : ""}${p.problem}`).sort();
+    const got = problems
+      .map((p) => `${p.line}:${p.col} ${p.keyPath}: ${p.severity === "warning" ? "warning: " : ""}${p.problem}`)
+      .sort();
     const at = (needle: string, token: string) => {
       const p = posIn(file, needle, token);
       return `${p.line}:${p.col}`;
@@ -297,7 +385,11 @@ describe("loadInventory: validation errors", () => {
   it("reports a YAML syntax error with its line and column", () => {
     const { problems } = load("syntax-error");
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatchObject({ file: inv("syntax-error"), severity: "error", problem: "YAML syntax error: Map keys must be unique" });
+    expect(problems[0]).toMatchObject({
+      file: inv("syntax-error"),
+      severity: "error",
+      problem: "YAML syntax error: Map keys must be unique",
+    });
     expect(problems[0]!.line).toBeGreaterThanOrEqual(3);
     expect(problems[0]!.line).toBeLessThanOrEqual(4);
   });
@@ -307,7 +399,12 @@ describe("loadInventory: validation errors", () => {
     expect(inventory!.hosts).toEqual([]);
     expect(problems).toEqual([
       {
-        file: inv("no-such-case"), line: 1, col: 1, keyPath: "", severity: "error", problem: "no such inventory file or directory",
+        file: inv("no-such-case"),
+        line: 1,
+        col: 1,
+        keyPath: "",
+        severity: "error",
+        problem: "no such inventory file or directory",
         fix: "check the path, or write hosts as a comma-separated list (-i 'web1,web2,')",
       },
     ]);
@@ -330,7 +427,14 @@ describe("loadInventory: tcp_tw_recycle is refused wherever it appears", () => {
     const { problems } = load("tw-recycle");
     const found = problems.find((p) => p.keyPath === keyPath);
     const token = needle.trim().split(":")[0]!;
-    expect(found).toEqual({ file, ...posIn(file, needle, token), keyPath, severity: "error", problem: TW_RECYCLE_PROBLEM, fix: TW_RECYCLE_FIX });
+    expect(found).toEqual({
+      file,
+      ...posIn(file, needle, token),
+      keyPath,
+      severity: "error",
+      problem: TW_RECYCLE_PROBLEM,
+      fix: TW_RECYCLE_FIX,
+    });
   });
 
   it("never offers a did-you-mean for it", () => {
@@ -343,7 +447,15 @@ describe("loadInventory: tcp_tw_recycle is refused wherever it appears", () => {
     const file = fixture("inventory", "tw-recycle-vars-file", "group_vars", "all.yaml");
     const { problems } = load("tw-recycle-vars-file");
     expect(problems).toEqual([
-      { file, line: 3, col: 1, keyPath: "tcp_tw_recycle", severity: "error", problem: TW_RECYCLE_PROBLEM, fix: TW_RECYCLE_FIX },
+      {
+        file,
+        line: 3,
+        col: 1,
+        keyPath: "tcp_tw_recycle",
+        severity: "error",
+        problem: TW_RECYCLE_PROBLEM,
+        fix: TW_RECYCLE_FIX,
+      },
     ]);
   });
 
@@ -352,7 +464,14 @@ describe("loadInventory: tcp_tw_recycle is refused wherever it appears", () => {
     const file = inv("tw-recycle-top");
     const { problems } = load("tw-recycle-top");
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatchObject({ file, line: 4, col: 1, keyPath: "tcp_tw_recycle", problem: TW_RECYCLE_PROBLEM, fix: TW_RECYCLE_FIX });
+    expect(problems[0]).toMatchObject({
+      file,
+      line: 4,
+      col: 1,
+      keyPath: "tcp_tw_recycle",
+      problem: TW_RECYCLE_PROBLEM,
+      fix: TW_RECYCLE_FIX,
+    });
   });
 });
 
@@ -362,8 +481,12 @@ describe("loadInventory: group cycles", () => {
     expect(inventory).toBeNull();
     expect(problems).toEqual([
       {
-        file: inv("cycle"), ...posIn(inv("cycle"), "b:", "b"), keyPath: "all.children.a.children.b", severity: "error",
-        problem: 'making "b" a child of "a" creates a cycle: a → b → c → a', fix: "remove one of these children links",
+        file: inv("cycle"),
+        ...posIn(inv("cycle"), "b:", "b"),
+        keyPath: "all.children.a.children.b",
+        severity: "error",
+        problem: 'making "b" a child of "a" creates a cycle: a → b → c → a',
+        fix: "remove one of these children links",
       },
     ]);
   });
@@ -371,7 +494,11 @@ describe("loadInventory: group cycles", () => {
   it("reports a group that is its own child as an error", () => {
     const { problems } = load("self-child");
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatchObject({ severity: "error", problem: 'group "web" is its own child', fix: "remove it from its own children" });
+    expect(problems[0]).toMatchObject({
+      severity: "error",
+      problem: 'group "web" is its own child',
+      fix: "remove it from its own children",
+    });
   });
 
   // BUG: located with yaml.locate([name]), which only finds top-level groups; nested ones fall back to 1:1.
@@ -386,7 +513,10 @@ describe("loadInventory: top-level groups and dotted names", () => {
   it("makes top-level groups children of all", () => {
     const { inventory, problems } = load("top-level-groups");
     expect(problems).toEqual([]);
-    expect(inventory!.universe).toEqual({ hosts: ["web01", "db01"], groups: { all: ["web01", "db01"], ungrouped: [], web: ["web01"], db: ["db01"] } });
+    expect(inventory!.universe).toEqual({
+      hosts: ["web01", "db01"],
+      groups: { all: ["web01", "db01"], ungrouped: [], web: ["web01"], db: ["db01"] },
+    });
     expect(host(inventory, "db01").groups).toEqual(["all", "db"]);
     expect(effective(host(inventory, "db01"), "ansible_port")).toBe(2222);
   });

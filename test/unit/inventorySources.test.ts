@@ -33,7 +33,11 @@ describe("which parser reads a source", () => {
     ["a YAML file without extension", "hosts", "web:\n  hosts:\n    web1:\n      ansible_host: 10.0.0.1\n"],
     ["an INI file of bare host names", "hosts", "web1\n"],
     ["YAML in JSON syntax (.json)", "hosts.json", '{"web": {"hosts": {"web1": {"ansible_host": "10.0.0.1"}}}}'],
-    ["ansible-inventory --list JSON", "inv.json", '{"web": {"hosts": ["web1"]}, "_meta": {"hostvars": {"web1": {"ansible_host": "10.0.0.1"}}}}'],
+    [
+      "ansible-inventory --list JSON",
+      "inv.json",
+      '{"web": {"hosts": ["web1"]}, "_meta": {"hostvars": {"web1": {"ansible_host": "10.0.0.1"}}}}',
+    ],
   ])("%s", (_what, name, text) => {
     const dir = write({ [name]: text });
     const { inventory, errors } = load([join(dir, name)]);
@@ -42,7 +46,10 @@ describe("which parser reads a source", () => {
   });
 
   it("reads ansible-inventory --list JSON from stdin (-i -)", () => {
-    const { inventory, errors } = load(["-"], '{"web": {"hosts": ["web1", "web2"]}, "_meta": {"hostvars": {"web2": {"ansible_port": 2222}}}}');
+    const { inventory, errors } = load(
+      ["-"],
+      '{"web": {"hosts": ["web1", "web2"]}, "_meta": {"hostvars": {"web2": {"ansible_port": 2222}}}}',
+    );
     expect(errors).toEqual([]);
     expect(inventory.universe.groups.web).toEqual(["web1", "web2"]);
     expect(JSON.parse(hostJson(inventory, "web2")!)).toEqual({ ansible_port: 2222 });
@@ -72,10 +79,26 @@ describe("which parser reads a source", () => {
   });
 
   it.each<[string, Record<string, string>, string, RegExp, string[]?]>([
-    ["an inventory script", { "ec2.py": "#!/usr/bin/env python3\nprint('{}')\n" }, "ec2.py", /executable inventory script; provision does not run programs/, ["ec2.py"]],
-    ["a dynamic inventory plugin's config", { "aws_ec2.yml": "plugin: amazon.aws.aws_ec2\nregions: [eu-west-1]\n" }, "aws_ec2.yml", /configures the dynamic inventory plugin amazon\.aws\.aws_ec2/],
+    [
+      "an inventory script",
+      { "ec2.py": "#!/usr/bin/env python3\nprint('{}')\n" },
+      "ec2.py",
+      /executable inventory script; provision does not run programs/,
+      ["ec2.py"],
+    ],
+    [
+      "a dynamic inventory plugin's config",
+      { "aws_ec2.yml": "plugin: amazon.aws.aws_ec2\nregions: [eu-west-1]\n" },
+      "aws_ec2.yml",
+      /configures the dynamic inventory plugin amazon\.aws\.aws_ec2/,
+    ],
     ["a TOML inventory", { "hosts.toml": "[web.hosts]\nweb1 = {}\n" }, "hosts.toml", /TOML inventories are not read/],
-    ["a vault-encrypted inventory", { hosts: "$ANSIBLE_VAULT;1.1;AES256\n3031\n" }, "hosts", /the inventory file is vault-encrypted/],
+    [
+      "a vault-encrypted inventory",
+      { hosts: "$ANSIBLE_VAULT;1.1;AES256\n3031\n" },
+      "hosts",
+      /the inventory file is vault-encrypted/,
+    ],
     ["a missing file", {}, "nope.yaml", /no such inventory file or directory/],
   ])("refuses %s with how to read it instead", (_what, files, source, problem, executable = []) => {
     const dir = write({ ...files, ".keep": "" }, executable);
@@ -90,7 +113,9 @@ it("a broken link in an inventory directory is a located error, not a crash", ()
   const dir = write({ "inv/hosts": "web1\n" });
   symlinkSync(join(dir, "nowhere"), join(dir, "inv", "zz-broken"));
   const { errors } = load([join(dir, "inv")]);
-  expect(errors.map((p) => [p.file, p.problem])).toEqual([[join(dir, "inv", "zz-broken"), "cannot read zz-broken (ENOENT)"]]);
+  expect(errors.map((p) => [p.file, p.problem])).toEqual([
+    [join(dir, "inv", "zz-broken"), "cannot read zz-broken (ENOENT)"],
+  ]);
 });
 
 describe("several sources make one inventory, later ones winning", () => {
@@ -104,11 +129,18 @@ describe("several sources make one inventory, later ones winning", () => {
     const { inventory, errors } = load([join(dir, "a", "hosts"), join(dir, "b", "hosts.yaml")]);
     expect(errors).toEqual([]);
     expect(inventory.universe.groups.web).toEqual(["web1", "web2"]);
-    expect(JSON.parse(hostJson(inventory, "web1")!)).toEqual({ ansible_port: 2201, ansible_user: "from-b", tier: "frontend" });
+    expect(JSON.parse(hostJson(inventory, "web1")!)).toEqual({
+      ansible_port: 2201,
+      ansible_user: "from-b",
+      tier: "frontend",
+    });
   });
 
   it("an INI [g:vars] may name a group an earlier source declared", () => {
-    const dir = write({ "cloud.json": '{"tag_Role_web": {"hosts": ["i-1"]}}', "static.ini": "[tag_Role_web:vars]\nansible_user=ec2-user\n" });
+    const dir = write({
+      "cloud.json": '{"tag_Role_web": {"hosts": ["i-1"]}}',
+      "static.ini": "[tag_Role_web:vars]\nansible_user=ec2-user\n",
+    });
     const { inventory, errors } = load([join(dir, "cloud.json"), join(dir, "static.ini")]);
     expect(errors).toEqual([]);
     expect(JSON.parse(hostJson(inventory, "i-1")!)).toEqual({ ansible_user: "ec2-user" });
@@ -123,7 +155,10 @@ describe("several sources make one inventory, later ones winning", () => {
 
 describe("ansible-inventory --list JSON", () => {
   it("takes old-style bare host lists, and skips (with a warning) vars of hosts no group lists", () => {
-    const { inventory, problems, errors } = load(["-"], '{"_meta": {"hostvars": {"a": {"x": 1}, "ghost": {"y": 2}}}, "web": ["a", "b"], "db": {"hosts": ["c"], "vars": {"v": 1}, "children": ["web"]}}');
+    const { inventory, problems, errors } = load(
+      ["-"],
+      '{"_meta": {"hostvars": {"a": {"x": 1}, "ghost": {"y": 2}}}, "web": ["a", "b"], "db": {"hosts": ["c"], "vars": {"v": 1}, "children": ["web"]}}',
+    );
     expect(errors).toEqual([]);
     expect(inventory.hosts.map((h) => h.name)).toEqual(["a", "b", "c"]);
     expect(problems.map((p) => p.keyPath)).toEqual(["_meta.hostvars.ghost"]);
@@ -139,15 +174,23 @@ describe("ansible-inventory --list JSON", () => {
 
 describe("the ansible-inventory view", () => {
   it("sorts keys as Python does, integer-like ones included, with four-space indents", () => {
-    expect(pythonJson({ b: 1, "10": 2, "9": 3, a: { z: [], y: {} } })).toBe('{\n    "10": 2,\n    "9": 3,\n    "a": {\n        "y": {},\n        "z": []\n    },\n    "b": 1\n}');
+    expect(pythonJson({ b: 1, "10": 2, "9": 3, a: { z: [], y: {} } })).toBe(
+      '{\n    "10": 2,\n    "9": 3,\n    "a": {\n        "y": {},\n        "z": []\n    },\n    "b": 1\n}',
+    );
   });
 
   it("masks plain-text secrets but shows vaulted ones as ciphertext", () => {
-    const dir = write({ hosts: "all:\n  hosts:\n    h1:\n      ansible_become_password: hunter2\n      db_password: !vault |\n        $ANSIBLE_VAULT;1.1;AES256\n        3031\n" });
+    const dir = write({
+      hosts:
+        "all:\n  hosts:\n    h1:\n      ansible_become_password: hunter2\n      db_password: !vault |\n        $ANSIBLE_VAULT;1.1;AES256\n        3031\n",
+    });
     const { inventory } = load([join(dir, "hosts")]);
     const out = hostJson(inventory, "h1")!;
     expect(out).not.toContain("hunter2");
-    expect(JSON.parse(out)).toEqual({ ansible_become_password: REDACTED, db_password: { __ansible_vault: "$ANSIBLE_VAULT;1.1;AES256\n3031\n" } });
+    expect(JSON.parse(out)).toEqual({
+      ansible_become_password: REDACTED,
+      db_password: { __ansible_vault: "$ANSIBLE_VAULT;1.1;AES256\n3031\n" },
+    });
   });
 
   it("draws the graph from a group, children before hosts", () => {

@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import keepalive, { describeDetection, detectionSeconds, formatDuration, KERNEL_DEFAULTS, type KeepaliveParams } from "../../roles/keepalive.js";
+import keepalive, {
+  describeDetection,
+  detectionSeconds,
+  formatDuration,
+  KERNEL_DEFAULTS,
+  type KeepaliveParams,
+} from "../../roles/keepalive.js";
 import type { ConfigProblem } from "../../src/config/errors.js";
 import { validateAgainstSchema } from "../../src/config/validate.js";
 import { parseYamlText } from "../../src/config/yamlFile.js";
@@ -46,7 +52,15 @@ describe("keepalive on a host with kernel defaults", () => {
   const p = plan({}, kernelDefaults);
 
   it("creates the drop-in and sets the three live values", () => {
-    expect(p.changes.map((c) => (c.kind === "sysctl" ? [c.key, c.before, c.after] : c.kind === "file" ? [c.path, c.before, c.description] : c.argv))).toEqual([
+    expect(
+      p.changes.map((c) =>
+        c.kind === "sysctl"
+          ? [c.key, c.before, c.after]
+          : c.kind === "file"
+            ? [c.path, c.before, c.description]
+            : c.argv,
+      ),
+    ).toEqual([
       [PATH, null, `create ${PATH}`],
       [TIME, "7200", "600"],
       [INTVL, "75", "30"],
@@ -56,7 +70,11 @@ describe("keepalive on a host with kernel defaults", () => {
   });
 
   it("checks the live values and the file back", () => {
-    expect(withoutBootChecks(p.checks).map((c) => (c.kind === "sysctl" ? `${c.key}=${c.expected}` : c.kind === "file" ? c.path : c.label))).toEqual([`${TIME}=600`, `${INTVL}=30`, `${PROBES}=5`, PATH]);
+    expect(
+      withoutBootChecks(p.checks).map((c) =>
+        c.kind === "sysctl" ? `${c.key}=${c.expected}` : c.kind === "file" ? c.path : c.label,
+      ),
+    ).toEqual([`${TIME}=600`, `${INTVL}=30`, `${PROBES}=5`, PATH]);
   });
 
   it("notes the detection time before and after, with the arithmetic", () => {
@@ -78,7 +96,11 @@ describe("keepalive on a host with kernel defaults", () => {
 describe("keepalive rendered file", () => {
   it.each<[string, Record<string, unknown>, string]>([
     ["defaults", {}, "600 + 30 × 5 = 750 s (12 min 30 s)"],
-    ["a tighter setting", { tcp_keepalive_time: 300, tcp_keepalive_intvl: 10, tcp_keepalive_probes: 3 }, "300 + 10 × 3 = 330 s (5 min 30 s)"],
+    [
+      "a tighter setting",
+      { tcp_keepalive_time: 300, tcp_keepalive_intvl: 10, tcp_keepalive_probes: 3 },
+      "300 + 10 × 3 = 330 s (5 min 30 s)",
+    ],
     ["the kernel defaults", { ...KERNEL_DEFAULTS }, "7200 + 75 × 9 = 7875 s (2 h 11 min 15 s)"],
   ])("%s: header, a why before every value, detection time before and after", (_what, over, after) => {
     const content = fileOf(plan(over, facts()));
@@ -130,19 +152,25 @@ describe("keepalive idempotence", () => {
 
   it("a host already right only gets the note, without a before/after", () => {
     const after = factsAfter(plan({}, kernelDefaults), kernelDefaults);
-    expect(plan({}, after).notes.map((n) => n.text)).toEqual(["dead-peer detection for SO_KEEPALIVE sockets: 600 + 30 × 5 = 750 s (12 min 30 s)"]);
+    expect(plan({}, after).notes.map((n) => n.text)).toEqual([
+      "dead-peer detection for SO_KEEPALIVE sockets: 600 + 30 × 5 = 750 s (12 min 30 s)",
+    ]);
   });
 
   it("verify catches a live value changed by hand", () => {
     const after = factsAfter(plan({}, kernelDefaults), kernelDefaults);
     after.sysctl[PROBES] = "9";
     const results = evaluateChecks(plan({}, after, "verify").checks, after);
-    expect(results.filter((r) => !r.ok).map((r) => [r.check.kind === "sysctl" && r.check.key, r.actual])).toEqual([[PROBES, "9"]]);
+    expect(results.filter((r) => !r.ok).map((r) => [r.check.kind === "sysctl" && r.check.key, r.actual])).toEqual([
+      [PROBES, "9"],
+    ]);
   });
 
   it("unreadable live values are named in the note and planned from null", () => {
     const p = plan({}, facts({ sysctl: { [TIME]: null, [INTVL]: "75", [PROBES]: "9" } }));
-    expect(p.notes[0]?.text).toBe("dead-peer detection for SO_KEEPALIVE sockets: unknown (the keys are unreadable) on the host now → 600 + 30 × 5 = 750 s (12 min 30 s)");
+    expect(p.notes[0]?.text).toBe(
+      "dead-peer detection for SO_KEEPALIVE sockets: unknown (the keys are unreadable) on the host now → 600 + 30 × 5 = 750 s (12 min 30 s)",
+    );
     expect(p.changes.find((c) => c.kind === "sysctl" && c.key === TIME)).toMatchObject({ before: null, after: "600" });
   });
 });
@@ -154,12 +182,37 @@ describe("keepalive validate()", () => {
     ["the defaults (12 min 30 s)", {}, []],
     ["exactly 60 s", { tcp_keepalive_time: 30, tcp_keepalive_intvl: 10, tcp_keepalive_probes: 3 }, []],
     ["the kernel defaults", { ...KERNEL_DEFAULTS }, []],
-    ["59 s", { tcp_keepalive_time: 29, tcp_keepalive_intvl: 10, tcp_keepalive_probes: 3 }, [{ severity: "warning", problem: /^dead-peer detection takes only 29 \+ 10 × 3 = 59 s \(59 s\): an idle but healthy peer on a lossy link or a mobile client/ }]],
-    ["the smallest values (11 s)", { tcp_keepalive_time: 10, tcp_keepalive_intvl: 1, tcp_keepalive_probes: 1 }, [{ severity: "warning", problem: /takes only 10 \+ 1 × 1 = 11 s/ }]],
-    ["slower than the kernel default", { tcp_keepalive_time: 7200, tcp_keepalive_intvl: 300, tcp_keepalive_probes: 20 }, [{ severity: "warning", problem: /7200 \+ 300 × 20 = 13200 s \(3 h 40 min\), longer than the kernel default's 2 h 11 min 15 s/ }]],
+    [
+      "59 s",
+      { tcp_keepalive_time: 29, tcp_keepalive_intvl: 10, tcp_keepalive_probes: 3 },
+      [
+        {
+          severity: "warning",
+          problem:
+            /^dead-peer detection takes only 29 \+ 10 × 3 = 59 s \(59 s\): an idle but healthy peer on a lossy link or a mobile client/,
+        },
+      ],
+    ],
+    [
+      "the smallest values (11 s)",
+      { tcp_keepalive_time: 10, tcp_keepalive_intvl: 1, tcp_keepalive_probes: 1 },
+      [{ severity: "warning", problem: /takes only 10 \+ 1 × 1 = 11 s/ }],
+    ],
+    [
+      "slower than the kernel default",
+      { tcp_keepalive_time: 7200, tcp_keepalive_intvl: 300, tcp_keepalive_probes: 20 },
+      [
+        {
+          severity: "warning",
+          problem: /7200 \+ 300 × 20 = 13200 s \(3 h 40 min\), longer than the kernel default's 2 h 11 min 15 s/,
+        },
+      ],
+    ],
   ])("%s", (_what, over, expected) => {
     const problems = validate(params(over));
-    expect(problems.map((p) => ({ param: p.param, severity: p.severity }))).toEqual(expected.map((e) => ({ param: "tcp_keepalive_time", severity: e.severity })));
+    expect(problems.map((p) => ({ param: p.param, severity: p.severity }))).toEqual(
+      expected.map((e) => ({ param: "tcp_keepalive_time", severity: e.severity })),
+    );
     expected.forEach((e, i) => expect(problems[i]!.problem).toMatch(e.problem));
     for (const p of problems) expect(p.fix.length).toBeGreaterThan(20);
   });

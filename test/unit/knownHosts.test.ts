@@ -142,14 +142,9 @@ describe("parseKnownHosts", () => {
   });
 
   it("numbers lines from 1 counting skipped lines", () => {
-    const text = [
-      "# header",
-      "",
-      `web1 ssh-ed25519 ${ED}`,
-      "garbage",
-      `@revoked web2 ssh-ed25519 ${ED2}`,
-      "",
-    ].join("\n");
+    const text = ["# header", "", `web1 ssh-ed25519 ${ED}`, "garbage", `@revoked web2 ssh-ed25519 ${ED2}`, ""].join(
+      "\n",
+    );
     const parsed = parseKnownHosts(text, "kh");
     expect(parsed.map((e) => [e.line, e.patterns[0], e.marker])).toEqual([
       [3, "web1", null],
@@ -513,7 +508,15 @@ describe("hostKeyAlgorithmsFor with @cert-authority lines", () => {
     "rsa-sha2-512-cert-v01@openssh.com",
     "rsa-sha2-256-cert-v01@openssh.com",
   ];
-  const ALL_PLAIN = ["ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"];
+  const ALL_PLAIN = [
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+    "ssh-rsa",
+  ];
   const entries = parseKnownHosts(
     [
       `@cert-authority ca,*.corp,[ported]:2222 ssh-ed25519 ${ED}`,
@@ -534,7 +537,12 @@ describe("hostKeyAlgorithmsFor with @cert-authority lines", () => {
   it.each<[string, string, number, string[] | null]>([
     ["CA only: certificates first, then every plain algorithm", "ca", 22, [...CERTIFICATE_ALGORITHMS, ...ALL_PLAIN]],
     ["CA by wildcard", "gw.corp", 22, [...CERTIFICATE_ALGORITHMS, ...ALL_PLAIN]],
-    ["CA and a pinned key: certificates, then the pinned key's algorithms", "both", 22, [...CERTIFICATE_ALGORITHMS, "ecdsa-sha2-nistp256"]],
+    [
+      "CA and a pinned key: certificates, then the pinned key's algorithms",
+      "both",
+      22,
+      [...CERTIFICATE_ALGORITHMS, "ecdsa-sha2-nistp256"],
+    ],
     ["pinned key without a CA: no certificate algorithms", "plain", 22, ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]],
     ["@revoked is no CA", "plain", 22, ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]],
     ["no entry at all", "nobody", 22, null],

@@ -33,9 +33,15 @@ const SS_OUTPUT = [
 ].join("\n");
 
 /** `ss -ltn` on this machine: the header ends in "Peer Address:PortProcess" (no space), columns padded. */
-const SS_WITH_HEADER = "State  Recv-Q Send-Q Local Address:Port Peer Address:PortProcess\nLISTEN 0      128          0.0.0.0:2024      0.0.0.0:*          \n";
+const SS_WITH_HEADER =
+  "State  Recv-Q Send-Q Local Address:Port Peer Address:PortProcess\nLISTEN 0      128          0.0.0.0:2024      0.0.0.0:*          \n";
 
-const l = (address: string, iface: string | null, port: number, backlog: number): Listener => ({ address, iface, port, backlog });
+const l = (address: string, iface: string | null, port: number, backlog: number): Listener => ({
+  address,
+  iface,
+  port,
+  backlog,
+});
 
 describe("parseSsListeners", () => {
   it("reads every listener of real ss output: IPv4, IPv6 in brackets, %iface, * and backlog 0", () => {
@@ -55,9 +61,17 @@ describe("parseSsListeners", () => {
     ["the header of ss -ltn (no -H) is skipped", SS_WITH_HEADER, [l("0.0.0.0", null, 2024, 128)]],
     ["no listeners at all", "", []],
     ["only the header", "State  Recv-Q Send-Q Local Address:Port Peer Address:PortProcess\n", []],
-    ["a Recv-Q above 0 (connections waiting for accept) is not the backlog", "LISTEN 129    128    0.0.0.0:80 0.0.0.0:*\n", [l("0.0.0.0", null, 80, 128)]],
+    [
+      "a Recv-Q above 0 (connections waiting for accept) is not the backlog",
+      "LISTEN 129    128    0.0.0.0:80 0.0.0.0:*\n",
+      [l("0.0.0.0", null, 80, 128)],
+    ],
     ["an IPv4-mapped address", "LISTEN 0 10 [::ffff:127.0.0.1]:8443 [::]:*\n", [l("::ffff:127.0.0.1", null, 8443, 10)]],
-    ["an interface name with dots and dashes", "LISTEN 0 10 [fe80::2]%br-lan.10:22 [::]:*\n", [l("fe80::2", "br-lan.10", 22, 10)]],
+    [
+      "an interface name with dots and dashes",
+      "LISTEN 0 10 [fe80::2]%br-lan.10:22 [::]:*\n",
+      [l("fe80::2", "br-lan.10", 22, 10)],
+    ],
     ["trailing spaces", "LISTEN 0 7 10.0.0.1:65535 0.0.0.0:*   \n", [l("10.0.0.1", null, 65535, 7)]],
   ])("%s", (_what, raw, expected) => {
     expect(parseSsListeners(raw)).toEqual(expected);
@@ -103,12 +117,15 @@ describe("probe fields", () => {
   });
 
   it("keeps the smallest backlog of sockets sharing an endpoint (SO_REUSEPORT workers)", () => {
-    expect(smallestPerEndpoint([l("0.0.0.0", null, 80, 511), l("0.0.0.0", null, 80, 128), l("0.0.0.0", null, 80, 4096)])).toEqual([l("0.0.0.0", null, 80, 128)]);
+    expect(
+      smallestPerEndpoint([l("0.0.0.0", null, 80, 511), l("0.0.0.0", null, 80, 128), l("0.0.0.0", null, 80, 4096)]),
+    ).toEqual([l("0.0.0.0", null, 80, 128)]);
   });
 });
 
 describe("the probe's command on this machine", () => {
-  const run = (path: string) => spawnSync("/bin/sh", ["-c", LISTEN_BACKLOGS_COMMAND], { env: { PATH: path }, encoding: "utf8", timeout: 10_000 });
+  const run = (path: string) =>
+    spawnSync("/bin/sh", ["-c", LISTEN_BACKLOGS_COMMAND], { env: { PATH: path }, encoding: "utf8", timeout: 10_000 });
 
   it("prints a table the parser reads when ss is installed", () => {
     const r = run("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
@@ -121,7 +138,9 @@ describe("the probe's command on this machine", () => {
     try {
       const r = run(empty);
       expect(r.status).toBe(SS_MISSING_EXIT);
-      expect(r.stdout.trim()).toBe("ss is not installed (package iproute2), so listening sockets' backlogs cannot be read");
+      expect(r.stdout.trim()).toBe(
+        "ss is not installed (package iproute2), so listening sockets' backlogs cannot be read",
+      );
     } finally {
       rmSync(empty, { recursive: true, force: true });
     }

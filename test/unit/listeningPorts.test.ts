@@ -34,13 +34,15 @@ describe("parseListeningPorts", () => {
 
   it("does not take a UDP socket in state 07 with a remote address for a listener", () => {
     const head = udp.split("\n")[0]!;
-    const line = "   12: 0A000005:1389 0A000009:0035 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 0";
+    const line =
+      "   12: 0A000005:1389 0A000009:0035 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 0";
     expect(parseListeningPorts(`${head}\n${line}\n`)).toEqual([]);
   });
 
   it("does not take a TCP socket in state 07 (bound, not listening) for a listener", () => {
     const head = tcp.split("\n")[0]!;
-    const line = "   0: 00000000:1389 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0";
+    const line =
+      "   0: 00000000:1389 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0";
     expect(parseListeningPorts(`${head}\n${line}\n`)).toEqual([]);
   });
 
@@ -79,7 +81,8 @@ describe("parseListeningPorts", () => {
 describe("parseListeningPorts keeps TCP and UDP apart", () => {
   it("reports a TCP listener and an unconnected UDP socket in their own lists", () => {
     const tcpHead = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
-    const udpHead = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops";
+    const udpHead =
+      "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops";
     const text = [
       tcpHead,
       "   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0",

@@ -58,7 +58,12 @@ describe("mapLimit", () => {
     const finished: number[] = [];
     let othersDone!: () => void;
     const allOthersDone = new Promise<void>((resolve) => (othersDone = resolve));
-    const hung = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`items 1-3 never all ran beside item 0; finished: ${finished.join(",")}`)), 10_000).unref());
+    const hung = new Promise<never>((_, reject) =>
+      setTimeout(
+        () => reject(new Error(`items 1-3 never all ran beside item 0; finished: ${finished.join(",")}`)),
+        10_000,
+      ).unref(),
+    );
     await mapLimit([0, 1, 2, 3], 2, async (item) => {
       started.push(item);
       if (item === 0) await Promise.race([allOthersDone, hung]);

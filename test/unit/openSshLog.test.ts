@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 import {
-  connectedAddress, explainConnectFailure, forwardRefusal, masterEndFromLog, offeredIdentities, logLines, parseIdentity, sanitize,
+  connectedAddress,
+  explainConnectFailure,
+  forwardRefusal,
+  masterEndFromLog,
+  offeredIdentities,
+  logLines,
+  parseIdentity,
+  sanitize,
   type FailureContext,
 } from "../../src/transport/openSshLog.js";
 
@@ -171,37 +178,95 @@ const context = (more: Partial<FailureContext> = {}): FailureContext => ({
   connectTimeoutMs: 10_000,
   ...more,
 });
-const explain = (name: keyof typeof LOGS, more: Partial<FailureContext> = {}) => explainConnectFailure(LOGS[name].join("\n"), context(more));
+const explain = (name: keyof typeof LOGS, more: Partial<FailureContext> = {}) =>
+  explainConnectFailure(LOGS[name].join("\n"), context(more));
 
 describe("explaining a master that did not come up, from ssh -v", () => {
   const cases: Array<[keyof typeof LOGS, Partial<FailureContext>, string, string]> = [
-    ["unknownHostKey", {}, "hostkey",
-      "host key of 198.18.0.2:22 is unknown (ssh-ed25519 SHA256:dj7vHOZgYxXE+CfIN7l90whR2NeQBpTcIZ8LdPMUfco); refused before authenticating. Check the fingerprint out of band, then add it to /tmp/fleet/known_hosts or rerun with --accept-new-host-keys."],
-    ["changedHostKey", {}, "hostkey",
-      "HOST KEY CHANGED for 198.18.0.2:22: it presented ssh-ed25519 SHA256:dj7vHOZgYxXE+CfIN7l90whR2NeQBpTcIZ8LdPMUfco but known_hosts has ED25519 key at /tmp/ox/changed_kh:1; refused before authenticating. This can be a man-in-the-middle attack or a reinstalled host. If the change is expected, remove the old line (ssh-keygen -R) and connect again."],
-    ["expiredHostCertificate", { hostKeyAt: "127.0.0.1:2398" }, "hostkey",
-      "host certificate of 127.0.0.1:2398 is invalid (expired); refused before authenticating. Renew the host certificate, or check the @cert-authority line and the host's principals."],
-    ["foreignCaHostCertificate", { hostKeyAt: "127.0.0.1:2398" }, "hostkey",
-      "host certificate of 127.0.0.1:2398 (ssh-ed25519-cert-v01@openssh.com SHA256:5TFekIDMiCwEJdw8YB47QuTAVOg//r4qvXoszBrCvxk) is signed by CA ssh-ed25519 SHA256:gFILYXQ+GxiCgALcvVZrXLE3Y4lAkkVB7MMD8E0DepQ, which no @cert-authority line in /tmp/fleet/known_hosts trusts for it; refused before authenticating. Add the right @cert-authority line, or check the fingerprint out of band and add the host key itself."],
-    ["wrongKey", {}, "auth",
-      "authentication failed for deploy@198.18.0.2:22. the server refused the identity offered: /tmp/ox/wrongkey (ED25519 SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc). it accepts: publickey. Check the login user (ansible_user, User in ssh_config) and that one of these public keys is in its authorized_keys."],
-    ["agentKeysAndAMissingFile", {}, "auth",
-      'authentication failed for deploy@198.18.0.2:22. the server refused all 2 identities offered: agent key "wrong@x" (ED25519 SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc); agent key "agent comment@laptop" (ECDSA SHA256:ekpLP5sP1h1hjOoGMi35CcXYdYjfO9QGz9W6SySqj60). cannot load /tmp/ox/nonexistent_key: No such file or directory. it accepts: publickey. Check the login user (ansible_user, User in ssh_config) and that one of these public keys is in its authorized_keys.'],
-    ["certificateAndEncryptedKey", {}, "auth",
-      "authentication failed for deploy@198.18.0.2:22. the server refused all 3 identities offered: /tmp/ox/wrongkey (ED25519 SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc); /tmp/ox/wrongkey (ED25519-CERT SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc); /tmp/ox/enckey (ED25519 SHA256:SKN/D7Ft5Ag0GJNeO+jQFBl0CE0JIKBa4FJLQPo1zKo). the server accepts /tmp/ox/enckey (ED25519 SHA256:SKN/D7Ft5Ag0GJNeO+jQFBl0CE0JIKBa4FJLQPo1zKo), but ssh could not sign with it (an encrypted key: load it into ssh-agent, as ssh runs without prompts here; or a security key that needs a touch or PIN). it accepts: publickey. Check the login user (ansible_user, User in ssh_config) and that one of these public keys is in its authorized_keys."],
-    ["refused", { hostPort: "198.18.0.2:2222" }, "unreachable", "connection refused by 198.18.0.2:2222: is sshd running and listening there?"],
-    ["connectTimedOut", { hostPort: "198.18.0.200:22", connectTimeoutMs: 3000 }, "unreachable",
-      "no SSH handshake from 198.18.0.200:22 within 3 s (host down, packets dropped, or a firewall)"],
-    ["bannerTimedOut", { hostPort: "127.0.0.1:2399", connectTimeoutMs: 1000 }, "unreachable",
-      "no SSH handshake from 127.0.0.1:2399 within 1 s (host down, packets dropped, or a firewall)"],
-    ["unresolvable", {}, "unreachable",
-      "cannot resolve nonexistent-host.invalid (Name or service not known); set ansible_host to its address, or HostName in ssh_config"],
-    ["forwardRefusedByBastion", { hostPort: "198.18.0.3:2222", via: "bastion root@198.18.0.2:22", forwardRefusal: forwardRefusal(BASTION_LOG) }, "unreachable",
-      "bastion root@198.18.0.2:22 could not open a connection to 198.18.0.3:2222: connect failed: Connection refused"],
-    ["forwardRefusedByBastion", { hostPort: "198.18.0.3:2222", via: "bastion root@198.18.0.2:22" }, "unreachable",
-      "bastion root@198.18.0.2:22 could not open a connection to 198.18.0.3:2222: Session open refused by peer"],
-    ["stalledInAuthentication", { deadlinePassed: true }, "auth",
-      "authentication for deploy@198.18.0.2:22 did not finish within 10 s (a security key waiting for a touch or PIN, or an agent asking for confirmation?)"],
+    [
+      "unknownHostKey",
+      {},
+      "hostkey",
+      "host key of 198.18.0.2:22 is unknown (ssh-ed25519 SHA256:dj7vHOZgYxXE+CfIN7l90whR2NeQBpTcIZ8LdPMUfco); refused before authenticating. Check the fingerprint out of band, then add it to /tmp/fleet/known_hosts or rerun with --accept-new-host-keys.",
+    ],
+    [
+      "changedHostKey",
+      {},
+      "hostkey",
+      "HOST KEY CHANGED for 198.18.0.2:22: it presented ssh-ed25519 SHA256:dj7vHOZgYxXE+CfIN7l90whR2NeQBpTcIZ8LdPMUfco but known_hosts has ED25519 key at /tmp/ox/changed_kh:1; refused before authenticating. This can be a man-in-the-middle attack or a reinstalled host. If the change is expected, remove the old line (ssh-keygen -R) and connect again.",
+    ],
+    [
+      "expiredHostCertificate",
+      { hostKeyAt: "127.0.0.1:2398" },
+      "hostkey",
+      "host certificate of 127.0.0.1:2398 is invalid (expired); refused before authenticating. Renew the host certificate, or check the @cert-authority line and the host's principals.",
+    ],
+    [
+      "foreignCaHostCertificate",
+      { hostKeyAt: "127.0.0.1:2398" },
+      "hostkey",
+      "host certificate of 127.0.0.1:2398 (ssh-ed25519-cert-v01@openssh.com SHA256:5TFekIDMiCwEJdw8YB47QuTAVOg//r4qvXoszBrCvxk) is signed by CA ssh-ed25519 SHA256:gFILYXQ+GxiCgALcvVZrXLE3Y4lAkkVB7MMD8E0DepQ, which no @cert-authority line in /tmp/fleet/known_hosts trusts for it; refused before authenticating. Add the right @cert-authority line, or check the fingerprint out of band and add the host key itself.",
+    ],
+    [
+      "wrongKey",
+      {},
+      "auth",
+      "authentication failed for deploy@198.18.0.2:22. the server refused the identity offered: /tmp/ox/wrongkey (ED25519 SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc). it accepts: publickey. Check the login user (ansible_user, User in ssh_config) and that one of these public keys is in its authorized_keys.",
+    ],
+    [
+      "agentKeysAndAMissingFile",
+      {},
+      "auth",
+      'authentication failed for deploy@198.18.0.2:22. the server refused all 2 identities offered: agent key "wrong@x" (ED25519 SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc); agent key "agent comment@laptop" (ECDSA SHA256:ekpLP5sP1h1hjOoGMi35CcXYdYjfO9QGz9W6SySqj60). cannot load /tmp/ox/nonexistent_key: No such file or directory. it accepts: publickey. Check the login user (ansible_user, User in ssh_config) and that one of these public keys is in its authorized_keys.',
+    ],
+    [
+      "certificateAndEncryptedKey",
+      {},
+      "auth",
+      "authentication failed for deploy@198.18.0.2:22. the server refused all 3 identities offered: /tmp/ox/wrongkey (ED25519 SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc); /tmp/ox/wrongkey (ED25519-CERT SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc); /tmp/ox/enckey (ED25519 SHA256:SKN/D7Ft5Ag0GJNeO+jQFBl0CE0JIKBa4FJLQPo1zKo). the server accepts /tmp/ox/enckey (ED25519 SHA256:SKN/D7Ft5Ag0GJNeO+jQFBl0CE0JIKBa4FJLQPo1zKo), but ssh could not sign with it (an encrypted key: load it into ssh-agent, as ssh runs without prompts here; or a security key that needs a touch or PIN). it accepts: publickey. Check the login user (ansible_user, User in ssh_config) and that one of these public keys is in its authorized_keys.",
+    ],
+    [
+      "refused",
+      { hostPort: "198.18.0.2:2222" },
+      "unreachable",
+      "connection refused by 198.18.0.2:2222: is sshd running and listening there?",
+    ],
+    [
+      "connectTimedOut",
+      { hostPort: "198.18.0.200:22", connectTimeoutMs: 3000 },
+      "unreachable",
+      "no SSH handshake from 198.18.0.200:22 within 3 s (host down, packets dropped, or a firewall)",
+    ],
+    [
+      "bannerTimedOut",
+      { hostPort: "127.0.0.1:2399", connectTimeoutMs: 1000 },
+      "unreachable",
+      "no SSH handshake from 127.0.0.1:2399 within 1 s (host down, packets dropped, or a firewall)",
+    ],
+    [
+      "unresolvable",
+      {},
+      "unreachable",
+      "cannot resolve nonexistent-host.invalid (Name or service not known); set ansible_host to its address, or HostName in ssh_config",
+    ],
+    [
+      "forwardRefusedByBastion",
+      { hostPort: "198.18.0.3:2222", via: "bastion root@198.18.0.2:22", forwardRefusal: forwardRefusal(BASTION_LOG) },
+      "unreachable",
+      "bastion root@198.18.0.2:22 could not open a connection to 198.18.0.3:2222: connect failed: Connection refused",
+    ],
+    [
+      "forwardRefusedByBastion",
+      { hostPort: "198.18.0.3:2222", via: "bastion root@198.18.0.2:22" },
+      "unreachable",
+      "bastion root@198.18.0.2:22 could not open a connection to 198.18.0.3:2222: Session open refused by peer",
+    ],
+    [
+      "stalledInAuthentication",
+      { deadlinePassed: true },
+      "auth",
+      "authentication for deploy@198.18.0.2:22 did not finish within 10 s (a security key waiting for a touch or PIN, or an agent asking for confirmation?)",
+    ],
   ];
 
   it.each(cases)("%s %j → %s", (name, more, kind, message) => {
@@ -210,32 +275,79 @@ describe("explaining a master that did not come up, from ssh -v", () => {
 
   it("a master stopped at its deadline is told by how far it got", () => {
     const tcpOnly = [HEADER, "debug1: Connecting to 198.18.0.200 [198.18.0.200] port 22."].join("\n");
-    expect(explainConnectFailure(tcpOnly, context({ deadlinePassed: true, hostPort: "198.18.0.200:22" })).message)
-      .toBe("no SSH handshake from 198.18.0.200:22 within 10 s (host down, packets dropped, or a firewall)");
+    expect(explainConnectFailure(tcpOnly, context({ deadlinePassed: true, hostPort: "198.18.0.200:22" })).message).toBe(
+      "no SSH handshake from 198.18.0.200:22 within 10 s (host down, packets dropped, or a firewall)",
+    );
     const afterTcp = LOGS.bannerTimedOut.slice(0, 4).join("\n");
-    expect(explainConnectFailure(afterTcp, context({ deadlinePassed: true })).message)
-      .toBe("no SSH handshake from 198.18.0.2:22 within 10 s (sshd overloaded, or packets dropped after the connection was made)");
+    expect(explainConnectFailure(afterTcp, context({ deadlinePassed: true })).message).toBe(
+      "no SSH handshake from 198.18.0.2:22 within 10 s (sshd overloaded, or packets dropped after the connection was made)",
+    );
   });
 
   it("anything unrecognised comes back in ssh's own words", () => {
-    expect(explainConnectFailure([HEADER, "debug1: Reading configuration data cfg", "Bad owner or permissions on /root/.ssh/config"].join("\n"), context()))
-      .toEqual({ kind: "unreachable", message: "cannot connect to deploy@198.18.0.2:22: Bad owner or permissions on /root/.ssh/config" });
+    expect(
+      explainConnectFailure(
+        [HEADER, "debug1: Reading configuration data cfg", "Bad owner or permissions on /root/.ssh/config"].join("\n"),
+        context(),
+      ),
+    ).toEqual({
+      kind: "unreachable",
+      message: "cannot connect to deploy@198.18.0.2:22: Bad owner or permissions on /root/.ssh/config",
+    });
   });
 });
 
 describe("reading identities", () => {
   it.each([
-    ["/tmp/ox/wrongkey ED25519 SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc explicit", { name: "/tmp/ox/wrongkey", type: "ED25519", fingerprint: "SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc", fromAgent: false }],
-    ["/tmp/ox/wrongkey ED25519-CERT SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc explicit", { name: "/tmp/ox/wrongkey", type: "ED25519-CERT", fingerprint: "SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc", fromAgent: false }],
-    ["agent comment@laptop ECDSA SHA256:ekpLP5sP1h1hjOoGMi35CcXYdYjfO9QGz9W6SySqj60 agent", { name: "agent comment@laptop", type: "ECDSA", fingerprint: "SHA256:ekpLP5sP1h1hjOoGMi35CcXYdYjfO9QGz9W6SySqj60", fromAgent: true }],
-    ["/home/u/.ssh/id_ed25519_sk ED25519-SK SHA256:SKN/D7Ft5Ag0GJNeO+jQFBl0CE0JIKBa4FJLQPo1zKo explicit authenticator", { name: "/home/u/.ssh/id_ed25519_sk", type: "ED25519-SK", fingerprint: "SHA256:SKN/D7Ft5Ag0GJNeO+jQFBl0CE0JIKBa4FJLQPo1zKo", fromAgent: false }],
-    ["/tmp/ox/nonexistent_key  explicit", { name: "/tmp/ox/nonexistent_key", type: null, fingerprint: null, fromAgent: false }],
+    [
+      "/tmp/ox/wrongkey ED25519 SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc explicit",
+      {
+        name: "/tmp/ox/wrongkey",
+        type: "ED25519",
+        fingerprint: "SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc",
+        fromAgent: false,
+      },
+    ],
+    [
+      "/tmp/ox/wrongkey ED25519-CERT SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc explicit",
+      {
+        name: "/tmp/ox/wrongkey",
+        type: "ED25519-CERT",
+        fingerprint: "SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc",
+        fromAgent: false,
+      },
+    ],
+    [
+      "agent comment@laptop ECDSA SHA256:ekpLP5sP1h1hjOoGMi35CcXYdYjfO9QGz9W6SySqj60 agent",
+      {
+        name: "agent comment@laptop",
+        type: "ECDSA",
+        fingerprint: "SHA256:ekpLP5sP1h1hjOoGMi35CcXYdYjfO9QGz9W6SySqj60",
+        fromAgent: true,
+      },
+    ],
+    [
+      "/home/u/.ssh/id_ed25519_sk ED25519-SK SHA256:SKN/D7Ft5Ag0GJNeO+jQFBl0CE0JIKBa4FJLQPo1zKo explicit authenticator",
+      {
+        name: "/home/u/.ssh/id_ed25519_sk",
+        type: "ED25519-SK",
+        fingerprint: "SHA256:SKN/D7Ft5Ag0GJNeO+jQFBl0CE0JIKBa4FJLQPo1zKo",
+        fromAgent: false,
+      },
+    ],
+    [
+      "/tmp/ox/nonexistent_key  explicit",
+      { name: "/tmp/ox/nonexistent_key", type: null, fingerprint: null, fromAgent: false },
+    ],
   ])("%s", (text, identity) => {
     expect(parseIdentity(text)).toEqual(identity);
   });
 
   it("lists what was offered, in order, without files that do not exist", () => {
-    expect(offeredIdentities(logLines(LOGS.agentKeysAndAMissingFile.join("\n"))).map((i) => i.name)).toEqual(["wrong@x", "agent comment@laptop"]);
+    expect(offeredIdentities(logLines(LOGS.agentKeysAndAMissingFile.join("\n"))).map((i) => i.name)).toEqual([
+      "wrong@x",
+      "agent comment@laptop",
+    ]);
   });
 });
 
@@ -247,7 +359,10 @@ describe("a master that was up and ended", () => {
     ["Connection closed by UNKNOWN port 65535", "proxy-closed"],
     ["debug1: Exit status -1", null],
   ])("%s → %s", (last, end) => {
-    const log = ["debug1: Remote: /etc/ssh/authorized_keys/root:1: key options: agent-forwarding port-forwarding pty user-rc x11-forwarding", last].join("\n");
+    const log = [
+      "debug1: Remote: /etc/ssh/authorized_keys/root:1: key options: agent-forwarding port-forwarding pty user-rc x11-forwarding",
+      last,
+    ].join("\n");
     expect(masterEndFromLog(log)).toBe(end);
   });
 });
@@ -260,7 +375,8 @@ describe("small readings", () => {
 
   it("cuts anything blob-like out of a line, keeping fingerprints", () => {
     const blob = "AAAAC3NzaC1lZDI1NTE5AAAAIPZ5ZUWn0Qy2fDg1NnHq8PcXrG2lm0KMuBvGYe1V7jtU";
-    expect(sanitize(`debug1: key ssh-ed25519 ${blob} SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc`))
-      .toBe("debug1: key ssh-ed25519 [key] SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc");
+    expect(sanitize(`debug1: key ssh-ed25519 ${blob} SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc`)).toBe(
+      "debug1: key ssh-ed25519 [key] SHA256:kdA7+sN5LyTC35QP5thpcXrEOOpT99Jryh5UP9KnUQc",
+    );
   });
 });

@@ -7,7 +7,14 @@ import { facts, hostWith } from "./_roles.js";
 
 describe("planHost", () => {
   const host = hostWith("web01", [[ephemeralPorts], [twReuse]]);
-  const f = facts({ sysctl: { "net.ipv4.ip_local_port_range": "32768\t60999", "net.ipv4.tcp_tw_reuse": "2", "net.ipv4.tcp_timestamps": "1" }, listeningPorts: { tcp: [8080], udp: [] } });
+  const f = facts({
+    sysctl: {
+      "net.ipv4.ip_local_port_range": "32768\t60999",
+      "net.ipv4.tcp_tw_reuse": "2",
+      "net.ipv4.tcp_timestamps": "1",
+    },
+    listeningPorts: { tcp: [8080], udp: [] },
+  });
 
   it("tags every change, check and note with its role, in role order", () => {
     const p = planHost(host, f);
@@ -31,7 +38,13 @@ describe("planHost", () => {
   });
 
   it("plans nothing for a host without roles", () => {
-    expect(planHost(hostWith("idle", []), f)).toEqual({ host: "idle", changes: [], checks: [], notes: [], refusals: [] });
+    expect(planHost(hostWith("idle", []), f)).toEqual({
+      host: "idle",
+      changes: [],
+      checks: [],
+      notes: [],
+      refusals: [],
+    });
   });
 });
 
@@ -44,7 +57,11 @@ describe("factRequestsFor / whyOf", () => {
   });
 
   it.each<[string, ReturnType<typeof hostWith>, boolean]>([
-    ["sysctl roles: with which file wins at boot, so run and verify read it in the same round trip", hostWith("h", [[ephemeralPorts], [twReuse]]), true],
+    [
+      "sysctl roles: with which file wins at boot, so run and verify read it in the same round trip",
+      hostWith("h", [[ephemeralPorts], [twReuse]]),
+      true,
+    ],
     ["no role that reads sysctls: not read", hostWith("h", []), false],
   ])("%s", (_what, host, wanted) => {
     expect(factRequestsFor(host).some((r) => r.kind === "probe" && r.probe.name === "sysctl-boot")).toBe(wanted);

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { formatPortList, normalizePortRanges, parsePortList, parsePortRange, portsToRanges, type PortRange } from "../../src/sysctl/portList.js";
+import {
+  formatPortList,
+  normalizePortRanges,
+  parsePortList,
+  parsePortRange,
+  portsToRanges,
+  type PortRange,
+} from "../../src/sysctl/portList.js";
 
 const r = (from: number, to: number = from): PortRange => ({ from, to });
 
@@ -64,11 +71,20 @@ describe("normalizePortRanges", () => {
   it.each<[PortRange[], PortRange[]]>([
     [[], []],
     [[r(5)], [r(5)]],
-    [[r(9), r(1)], [r(1), r(9)]],
+    [
+      [r(9), r(1)],
+      [r(1), r(9)],
+    ],
     [[r(1, 3), r(4, 6)], [r(1, 6)]],
-    [[r(1, 3), r(5, 6)], [r(1, 3), r(5, 6)]],
+    [
+      [r(1, 3), r(5, 6)],
+      [r(1, 3), r(5, 6)],
+    ],
     [[r(1, 10), r(2, 3)], [r(1, 10)]],
-    [[r(5, 8), r(1, 10), r(12)], [r(1, 10), r(12)]],
+    [
+      [r(5, 8), r(1, 10), r(12)],
+      [r(1, 10), r(12)],
+    ],
     [[r(65535), r(65534)], [r(65534, 65535)]],
   ])("%j → %j", (input, expected) => {
     expect(normalizePortRanges(input)).toEqual(expected);
@@ -102,8 +118,14 @@ describe("portsToRanges", () => {
   it.each<[number[], PortRange[]]>([
     [[], []],
     [[22], [r(22)]],
-    [[8081, 8080, 8082, 9000], [r(8080, 8082), r(9000)]],
-    [[22, 22, 80], [r(22), r(80)]],
+    [
+      [8081, 8080, 8082, 9000],
+      [r(8080, 8082), r(9000)],
+    ],
+    [
+      [22, 22, 80],
+      [r(22), r(80)],
+    ],
   ])("%j → %j", (ports, expected) => {
     expect(portsToRanges(ports)).toEqual(expected);
   });

@@ -18,7 +18,13 @@ describe("Progress", () => {
     hooks.hostDone!(failed("b", "unreachable", "connection refused"));
     hooks.batchEnd!({ index: 1, hosts: ["a", "b"], failed: 1, tolerated: 0 }, 2);
     expect(text()).toBe(
-      ["batch 1/2: 2 hosts (a, b)", "a: changed, verified 0/0", "b: unreachable: connection refused", "batch 1/2 done: 1 failed (0 tolerated)", ""].join("\n"),
+      [
+        "batch 1/2: 2 hosts (a, b)",
+        "a: changed, verified 0/0",
+        "b: unreachable: connection refused",
+        "batch 1/2 done: 1 failed (0 tolerated)",
+        "",
+      ].join("\n"),
     );
     expect(text()).not.toContain("\r");
   });

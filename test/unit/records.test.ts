@@ -20,13 +20,38 @@ describe("parseRecords", () => {
 
   it.each<[string, string, Array<[string, string, string]>]>([
     ["one record", `@@${N} f0 ok\n${b64("hello")}\n`, [["f0", "ok", "hello"]]],
-    ["an empty payload line", `@@${N} f0 absent\n\n@@${N} f1 ok\n${b64("x")}\n`, [["f0", "absent", ""], ["f1", "ok", "x"]]],
-    ["a record with no payload line before the next record", `@@${N} f0 absent\n@@${N} f1 ok\n${b64("y")}\n`, [["f0", "absent", ""], ["f1", "ok", "y"]]],
+    [
+      "an empty payload line",
+      `@@${N} f0 absent\n\n@@${N} f1 ok\n${b64("x")}\n`,
+      [
+        ["f0", "absent", ""],
+        ["f1", "ok", "x"],
+      ],
+    ],
+    [
+      "a record with no payload line before the next record",
+      `@@${N} f0 absent\n@@${N} f1 ok\n${b64("y")}\n`,
+      [
+        ["f0", "absent", ""],
+        ["f1", "ok", "y"],
+      ],
+    ],
     ["a record at the very end without payload", `@@${N} c0 ok`, [["c0", "ok", ""]]],
     ["tabs and no final newline kept exactly", `@@${N} f0 ok\n${b64("a\tb\n\tc")}\n`, [["f0", "ok", "a\tb\n\tc"]]],
     ["unicode", `@@${N} f0 ok\n${b64("é — ✓")}\n`, [["f0", "ok", "é — ✓"]]],
-    ["noise between records", `motd line\n@@${N} f0 ok\n${b64("1")}\nsome stderr\n@@${N} f1 ok\n${b64("2")}\n`, [["f0", "ok", "1"], ["f1", "ok", "2"]]],
-    ["a record of another nonce", `@@ffffffffffffffff f0 ok\n${b64("forged")}\n@@${N} f0 ok\n${b64("real")}\n`, [["f0", "ok", "real"]]],
+    [
+      "noise between records",
+      `motd line\n@@${N} f0 ok\n${b64("1")}\nsome stderr\n@@${N} f1 ok\n${b64("2")}\n`,
+      [
+        ["f0", "ok", "1"],
+        ["f1", "ok", "2"],
+      ],
+    ],
+    [
+      "a record of another nonce",
+      `@@ffffffffffffffff f0 ok\n${b64("forged")}\n@@${N} f0 ok\n${b64("real")}\n`,
+      [["f0", "ok", "real"]],
+    ],
     ["a record line that is not at the start of a line", `x @@${N} f0 ok\n${b64("no")}\n`, []],
     ["a header without a status", `@@${N} f0\n${b64("no")}\n`, []],
     ["nothing", "", []],
@@ -57,7 +82,11 @@ describe("recordPrelude", () => {
   it("produces output parseRecords reads back exactly (run with sh)", () => {
     const payload = `${"long line ".repeat(40)}\n\ttab\n@@${nonce} f9 ok\nno final newline`;
     const script = `${recordPrelude(nonce)}\nrec f0 ok; printf '%s' "$P" | b64\nrec f1 absent; echo\nrec f2 ok; printf '' | b64\n`;
-    const out = execFileSync("sh", ["-s"], { input: script, encoding: "utf8", env: { PATH: process.env.PATH, LC_ALL: "C", P: payload } });
+    const out = execFileSync("sh", ["-s"], {
+      input: script,
+      encoding: "utf8",
+      env: { PATH: process.env.PATH, LC_ALL: "C", P: payload },
+    });
     const records = parseRecords(out, nonce);
     expect([...records.keys()]).toEqual(["f0", "f1", "f2"]);
     expect(records.get("f0")!.payload).toBe(payload);
@@ -71,10 +100,18 @@ describe("recordPrelude", () => {
     const dir = mkdtempSync(join(tmpdir(), "records-"));
     try {
       // A base64 that refuses -w like busybox before 1.30, and encodes like GNU otherwise (76-column lines).
-      writeFileSync(join(dir, "base64"), `#!/bin/sh\ncase "$1" in -w*) echo "base64: invalid option -- 'w'" >&2; exit 1;; esac\nexec ${execFileSync("sh", ["-c", "command -v base64"], { encoding: "utf8" }).trim()} "$@"\n`, { mode: 0o755 });
+      writeFileSync(
+        join(dir, "base64"),
+        `#!/bin/sh\ncase "$1" in -w*) echo "base64: invalid option -- 'w'" >&2; exit 1;; esac\nexec ${execFileSync("sh", ["-c", "command -v base64"], { encoding: "utf8" }).trim()} "$@"\n`,
+        { mode: 0o755 },
+      );
       const payload = "x".repeat(200);
       const script = `${recordPrelude(nonce)}\nrec f0 ok; printf '%s' "$P" | b64\n`;
-      const out = execFileSync("sh", ["-s"], { input: script, encoding: "utf8", env: { PATH: `${dir}:${process.env.PATH}`, LC_ALL: "C", P: payload } });
+      const out = execFileSync("sh", ["-s"], {
+        input: script,
+        encoding: "utf8",
+        env: { PATH: `${dir}:${process.env.PATH}`, LC_ALL: "C", P: payload },
+      });
       expect(out.split("\n")[1]).toBe(b64(payload));
       expect(parseRecords(out, nonce).get("f0")!.payload).toBe(payload);
     } finally {

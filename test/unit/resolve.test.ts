@@ -52,7 +52,14 @@ describe("loadPlaybook", () => {
     const problems: ConfigProblem[] = [];
     const plays = loadPlaybook(pb("unknown-role"), problems)!;
     const found = problems.find((p) => p.keyPath === keyPath);
-    expect(found).toEqual({ file: pb("unknown-role"), ...posIn(pb("unknown-role"), needle, name), keyPath, severity: "error", problem: `unknown role "${name}"`, fix });
+    expect(found).toEqual({
+      file: pb("unknown-role"),
+      ...posIn(pb("unknown-role"), needle, name),
+      keyPath,
+      severity: "error",
+      problem: `unknown role "${name}"`,
+      fix,
+    });
     expect(problems).toHaveLength(3);
     // the known role is kept
     expect(plays[0]!.roles.map((r) => r.role.name)).toEqual(["tw-reuse"]);
@@ -64,12 +71,20 @@ describe("loadPlaybook", () => {
     const plays = loadPlaybook(file, problems)!;
     expect(problems).toEqual([
       {
-        file, ...posIn(file, "port_range_start: 80", "80"), keyPath: "[0].roles[0].params.port_range_start", severity: "error",
-        problem: "80 is out of range (must be >= 1024)", fix: "use a port between 1024 and 65534, below port_range_end",
+        file,
+        ...posIn(file, "port_range_start: 80", "80"),
+        keyPath: "[0].roles[0].params.port_range_start",
+        severity: "error",
+        problem: "80 is out of range (must be >= 1024)",
+        fix: "use a port between 1024 and 65534, below port_range_end",
       },
       {
-        file, ...posIn(file, "tcp_tw_recycle: 1", "tcp_tw_recycle"), keyPath: "[0].roles[1].params.tcp_tw_recycle", severity: "error",
-        problem: "tcp_tw_recycle is refused: it drops SYNs from clients behind NAT (their timestamps are not monotonic per address) and was removed in Linux 4.12",
+        file,
+        ...posIn(file, "tcp_tw_recycle: 1", "tcp_tw_recycle"),
+        keyPath: "[0].roles[1].params.tcp_tw_recycle",
+        severity: "error",
+        problem:
+          "tcp_tw_recycle is refused: it drops SYNs from clients behind NAT (their timestamps are not monotonic per address) and was removed in Linux 4.12",
         fix: "remove it; for outbound TIME_WAIT churn use the tw-reuse role (tcp_tw_reuse: 1 with tcp_timestamps: 1)",
       },
     ]);
@@ -81,16 +96,37 @@ describe("loadPlaybook", () => {
     const file = pb("bad-params");
     const problems: ConfigProblem[] = [];
     loadPlaybook(file, problems);
-    expect(problems.map((p) => p.keyPath).sort()).toEqual(["[0].become", "[0].roles[0].params.port_range_start", "[0].roles[1].params.tcp_tw_recycle"]);
+    expect(problems.map((p) => p.keyPath).sort()).toEqual([
+      "[0].become",
+      "[0].roles[0].params.port_range_start",
+      "[0].roles[1].params.tcp_tw_recycle",
+    ]);
   });
 
   it.each<[string, Array<Partial<ConfigProblem>>]>([
-    ["not-a-list", [{ line: 1, col: 1, keyPath: "", problem: 'expected a list, got a mapping {"hosts":"all","roles":["tw-reuse"]}', fix: "write a list of plays, each with `hosts:` and `roles:`" }]],
+    [
+      "not-a-list",
+      [
+        {
+          line: 1,
+          col: 1,
+          keyPath: "",
+          problem: 'expected a list, got a mapping {"hosts":"all","roles":["tw-reuse"]}',
+          fix: "write a list of plays, each with `hosts:` and `roles:`",
+        },
+      ],
+    ],
     [
       "missing-keys",
       [
         { line: 1, col: 3, keyPath: "[0]", problem: 'missing required key "roles"', fix: 'add "roles:" here' },
-        { line: 5, col: 7, keyPath: "[1].roles[0]", problem: 'missing required key "role"', fix: "write a role name, or a mapping with `role:` and `params:`" },
+        {
+          line: 5,
+          col: 7,
+          keyPath: "[1].roles[0]",
+          problem: 'missing required key "role"',
+          fix: "write a role name, or a mapping with `role:` and `params:`",
+        },
       ],
     ],
   ])("rejects the malformed playbook %s", (name, expected) => {
@@ -111,25 +147,151 @@ describe("loadConfig: params precedence and provenance", () => {
     for (const h of hosts) expect(h.roles.map((r) => r.role.name)).toEqual(["ephemeral-ports", "tw-reuse"]);
   });
 
-  type Row = [host: string, role: string, key: string, value: unknown, source: Omit<ParamSource, "line" | "col"> & { at?: [string, string] }];
+  type Row = [
+    host: string,
+    role: string,
+    key: string,
+    value: unknown,
+    source: Omit<ParamSource, "line" | "col"> & { at?: [string, string] },
+  ];
   it.each<Row>([
     // role default: located at the role entry in the playbook
-    ["web01", "ephemeral-ports", "port_range_end", 65535, { kind: "default", file: site, keyPath: "[0].roles[0]", at: ["- ephemeral-ports", "ephemeral-ports"] }],
-    ["web01", "tw-reuse", "tcp_tw_reuse", 1, { kind: "default", file: site, keyPath: "[0].roles[1]", at: ["role: tw-reuse", "role"] }],
-    ["db01", "tw-reuse", "tcp_max_tw_buckets", null, { kind: "default", file: site, keyPath: "[0].roles[1]", at: ["role: tw-reuse", "role"] }],
+    [
+      "web01",
+      "ephemeral-ports",
+      "port_range_end",
+      65535,
+      { kind: "default", file: site, keyPath: "[0].roles[0]", at: ["- ephemeral-ports", "ephemeral-ports"] },
+    ],
+    [
+      "web01",
+      "tw-reuse",
+      "tcp_tw_reuse",
+      1,
+      { kind: "default", file: site, keyPath: "[0].roles[1]", at: ["role: tw-reuse", "role"] },
+    ],
+    [
+      "db01",
+      "tw-reuse",
+      "tcp_max_tw_buckets",
+      null,
+      { kind: "default", file: site, keyPath: "[0].roles[1]", at: ["role: tw-reuse", "role"] },
+    ],
     // all < group: web's 20 beats all's 30; db01 only has all's
-    ["web01", "tw-reuse", "tcp_fin_timeout", 20, { kind: "group", name: "web", file: hostsFile, keyPath: "all.children.web.vars.tw_reuse.tcp_fin_timeout", at: ["tcp_fin_timeout: 20", "20"] }],
-    ["db01", "tw-reuse", "tcp_fin_timeout", 30, { kind: "group", name: "all", file: hostsFile, keyPath: "all.vars.tw_reuse.tcp_fin_timeout", at: ["tcp_fin_timeout: 30", "30"] }],
+    [
+      "web01",
+      "tw-reuse",
+      "tcp_fin_timeout",
+      20,
+      {
+        kind: "group",
+        name: "web",
+        file: hostsFile,
+        keyPath: "all.children.web.vars.tw_reuse.tcp_fin_timeout",
+        at: ["tcp_fin_timeout: 20", "20"],
+      },
+    ],
+    [
+      "db01",
+      "tw-reuse",
+      "tcp_fin_timeout",
+      30,
+      {
+        kind: "group",
+        name: "all",
+        file: hostsFile,
+        keyPath: "all.vars.tw_reuse.tcp_fin_timeout",
+        at: ["tcp_fin_timeout: 30", "30"],
+      },
+    ],
     // group < host
-    ["web01", "tw-reuse", "tcp_max_tw_buckets", 300000, { kind: "host", name: "web01", file: hostsFile, keyPath: "all.children.web.hosts.web01.tw_reuse.tcp_max_tw_buckets", at: ["tcp_max_tw_buckets: 300000", "300000"] }],
-    ["web02", "tw-reuse", "tcp_max_tw_buckets", 200000, { kind: "group", name: "web", file: hostsFile, keyPath: "all.children.web.vars.tw_reuse.tcp_max_tw_buckets", at: ["tcp_max_tw_buckets: 200000", "200000"] }],
-    ["web01", "ephemeral-ports", "port_range_start", 2048, { kind: "group", name: "web", file: hostsFile, keyPath: "all.children.web.vars.ephemeral_ports.port_range_start", at: ["port_range_start: 2048", "2048"] }],
+    [
+      "web01",
+      "tw-reuse",
+      "tcp_max_tw_buckets",
+      300000,
+      {
+        kind: "host",
+        name: "web01",
+        file: hostsFile,
+        keyPath: "all.children.web.hosts.web01.tw_reuse.tcp_max_tw_buckets",
+        at: ["tcp_max_tw_buckets: 300000", "300000"],
+      },
+    ],
+    [
+      "web02",
+      "tw-reuse",
+      "tcp_max_tw_buckets",
+      200000,
+      {
+        kind: "group",
+        name: "web",
+        file: hostsFile,
+        keyPath: "all.children.web.vars.tw_reuse.tcp_max_tw_buckets",
+        at: ["tcp_max_tw_buckets: 200000", "200000"],
+      },
+    ],
+    [
+      "web01",
+      "ephemeral-ports",
+      "port_range_start",
+      2048,
+      {
+        kind: "group",
+        name: "web",
+        file: hostsFile,
+        keyPath: "all.children.web.vars.ephemeral_ports.port_range_start",
+        at: ["port_range_start: 2048", "2048"],
+      },
+    ],
     // group_vars/ and host_vars/ files
-    ["db01", "ephemeral-ports", "port_range_start", 10000, { kind: "group", name: "db", file: fixture("inventory", "resolve", "group_vars", "db.yaml"), keyPath: "ephemeral_ports.port_range_start", at: ["port_range_start: 10000", "10000"] }],
-    ["db01", "ephemeral-ports", "reserved_ports", [5432, "9000-9100"], { kind: "group", name: "db", file: fixture("inventory", "resolve", "group_vars", "db.yaml"), keyPath: "ephemeral_ports.reserved_ports", at: ["reserved_ports:", "["] }],
-    ["web02", "ephemeral-ports", "port_range_end", 60001, { kind: "host", name: "web02", file: fixture("inventory", "resolve", "host_vars", "web02.yaml"), keyPath: "ephemeral_ports.port_range_end", at: ["port_range_end: 60001", "60001"] }],
+    [
+      "db01",
+      "ephemeral-ports",
+      "port_range_start",
+      10000,
+      {
+        kind: "group",
+        name: "db",
+        file: fixture("inventory", "resolve", "group_vars", "db.yaml"),
+        keyPath: "ephemeral_ports.port_range_start",
+        at: ["port_range_start: 10000", "10000"],
+      },
+    ],
+    [
+      "db01",
+      "ephemeral-ports",
+      "reserved_ports",
+      [5432, "9000-9100"],
+      {
+        kind: "group",
+        name: "db",
+        file: fixture("inventory", "resolve", "group_vars", "db.yaml"),
+        keyPath: "ephemeral_ports.reserved_ports",
+        at: ["reserved_ports:", "["],
+      },
+    ],
+    [
+      "web02",
+      "ephemeral-ports",
+      "port_range_end",
+      60001,
+      {
+        kind: "host",
+        name: "web02",
+        file: fixture("inventory", "resolve", "host_vars", "web02.yaml"),
+        keyPath: "ephemeral_ports.port_range_end",
+        at: ["port_range_end: 60001", "60001"],
+      },
+    ],
     // playbook params beat everything
-    ["web01", "tw-reuse", "tcp_timestamps", 1, { kind: "playbook", file: site, keyPath: "[0].roles[1].params.tcp_timestamps", at: ["tcp_timestamps: 1", "1"] }],
+    [
+      "web01",
+      "tw-reuse",
+      "tcp_timestamps",
+      1,
+      { kind: "playbook", file: site, keyPath: "[0].roles[1].params.tcp_timestamps", at: ["tcp_timestamps: 1", "1"] },
+    ],
   ])("%s %s.%s = %j", (host, role, key, value, source) => {
     const r = roleOf(hosts, host, role);
     expect(r.params[key]).toEqual(value);
@@ -157,9 +319,45 @@ describe("loadConfig: params precedence and provenance", () => {
 
   // What the inventory leaves unset (port here) stays unset: ssh_config or OpenSSH's default fills it when the route is resolved.
   it.each<[string, ConnectionSettings, boolean]>([
-    ["web01", { kind: "ssh", host: "10.0.0.1", port: 2222, user: "deploy", privateKeyFile: join(fixture("inventory", "resolve"), "keys", "id_ed25519"), sshArgs: [], openSshOnlyOptions: [] }, true],
-    ["web02", { kind: "ssh", host: "web02", port: undefined, user: "deploy", privateKeyFile: join(homedir(), ".ssh", "web02_key"), sshArgs: [], openSshOnlyOptions: [] }, true],
-    ["db01", { kind: "ssh", host: "db01", port: undefined, user: "postgres", privateKeyFile: "/etc/provision/db_key", sshArgs: [], openSshOnlyOptions: [] }, false],
+    [
+      "web01",
+      {
+        kind: "ssh",
+        host: "10.0.0.1",
+        port: 2222,
+        user: "deploy",
+        privateKeyFile: join(fixture("inventory", "resolve"), "keys", "id_ed25519"),
+        sshArgs: [],
+        openSshOnlyOptions: [],
+      },
+      true,
+    ],
+    [
+      "web02",
+      {
+        kind: "ssh",
+        host: "web02",
+        port: undefined,
+        user: "deploy",
+        privateKeyFile: join(homedir(), ".ssh", "web02_key"),
+        sshArgs: [],
+        openSshOnlyOptions: [],
+      },
+      true,
+    ],
+    [
+      "db01",
+      {
+        kind: "ssh",
+        host: "db01",
+        port: undefined,
+        user: "postgres",
+        privateKeyFile: "/etc/provision/db_key",
+        sshArgs: [],
+        openSshOnlyOptions: [],
+      },
+      false,
+    ],
   ])("connects to %s with %j, become=%s", (name, connection, become) => {
     const h = hostOf(hosts, name);
     expect(h.connection).toEqual(connection);
@@ -168,12 +366,22 @@ describe("loadConfig: params precedence and provenance", () => {
 
   it("resolves a relative key path from the inventory's directory, whatever the cwd", () => {
     const relative = loadConfig(join("test", "fixtures", "inventory", "resolve", "hosts.yaml"), pb("site"), "web01");
-    expect(hostOf(relative.hosts, "web01").connection.privateKeyFile).toBe(join(fixture("inventory", "resolve"), "keys", "id_ed25519"));
+    expect(hostOf(relative.hosts, "web01").connection.privateKeyFile).toBe(
+      join(fixture("inventory", "resolve"), "keys", "id_ed25519"),
+    );
   });
 
   it("leaves user, port and key to ssh_config when the inventory sets none", () => {
     const { hosts: h } = resolveDespiteErrors(inv("resolve-cross"), pb("plain"));
-    expect(hostOf(h, "web02").connection).toEqual({ kind: "ssh", host: "web02", port: undefined, user: undefined, privateKeyFile: undefined, sshArgs: [], openSshOnlyOptions: [] });
+    expect(hostOf(h, "web02").connection).toEqual({
+      kind: "ssh",
+      host: "web02",
+      port: undefined,
+      user: undefined,
+      privateKeyFile: undefined,
+      sshArgs: [],
+      openSshOnlyOptions: [],
+    });
     expect(hostOf(h, "web02").become).toBe(false);
   });
 });
@@ -200,7 +408,10 @@ describe("loadConfig: group precedence reaches role params", () => {
   });
 
   it("takes same-depth groups alphabetically: beta (later) beats alpha", () => {
-    expect(roleOf(hosts, "web01", "ephemeral-ports").sources.port_range_start).toMatchObject({ name: "beta", keyPath: "all.children.beta.vars.ephemeral_ports.port_range_start" });
+    expect(roleOf(hosts, "web01", "ephemeral-ports").sources.port_range_start).toMatchObject({
+      name: "beta",
+      keyPath: "all.children.beta.vars.ephemeral_ports.port_range_start",
+    });
   });
 
   it.each([
@@ -218,7 +429,12 @@ describe("loadConfig: playbook params over host vars", () => {
     expect(hosts.map((h) => h.name)).toEqual(["web01", "web02"]);
     const r = roleOf(hosts, "web02", "ephemeral-ports");
     expect(r.params).toMatchObject({ port_range_start: 4096, port_range_end: 65001 });
-    expect(r.sources.port_range_end).toEqual({ kind: "playbook", file: pb("web-override"), ...posIn(pb("web-override"), "port_range_end: 65001", "65001"), keyPath: "[0].roles[0].params.port_range_end" });
+    expect(r.sources.port_range_end).toEqual({
+      kind: "playbook",
+      file: pb("web-override"),
+      ...posIn(pb("web-override"), "port_range_end: 65001", "65001"),
+      keyPath: "[0].roles[0].params.port_range_end",
+    });
     expect(hostOf(hosts, "web02").become).toBe(false);
   });
 });
@@ -253,7 +469,12 @@ describe("loadConfig: --limit", () => {
   it("reports a play whose hosts pattern names nothing at its hosts: line", () => {
     const { problems } = loadConfig(inv("resolve"), pb("unknown-group"), undefined);
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatchObject({ file: pb("unknown-group"), ...posIn(pb("unknown-group"), "hosts: webz", "webz"), keyPath: "[0].hosts", severity: "error" });
+    expect(problems[0]).toMatchObject({
+      file: pb("unknown-group"),
+      ...posIn(pb("unknown-group"), "hosts: webz", "webz"),
+      keyPath: "[0].hosts",
+      severity: "error",
+    });
     expect(problems[0]!.problem).toContain('"webz"');
     expect(problems[0]!.fix).toContain("web");
   });
@@ -264,7 +485,13 @@ describe("loadConfig: cross-field role rules", () => {
     const file = pb("start-above-end");
     const { problems } = loadConfig(inv("resolve"), file, undefined);
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatchObject({ file, ...posIn(file, "port_range_start: 60000", "60000"), keyPath: "[0].roles[0].params.port_range_start", severity: "error", fix: "make port_range_start lower than port_range_end, e.g. 1024 and 65535" });
+    expect(problems[0]).toMatchObject({
+      file,
+      ...posIn(file, "port_range_start: 60000", "60000"),
+      keyPath: "[0].roles[0].params.port_range_start",
+      severity: "error",
+      fix: "make port_range_start lower than port_range_end, e.g. 1024 and 65535",
+    });
     expect(problems[0]!.problem).toMatch(/^port_range_start 60000 is not below port_range_end 50001 \(host \w+\)$/);
     expect(hasErrors(problems)).toBe(true);
   });
@@ -273,8 +500,16 @@ describe("loadConfig: cross-field role rules", () => {
     const file = pb("timestamps-off");
     const { problems } = loadConfig(inv("resolve"), file, undefined);
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatchObject({ file, ...posIn(file, "tcp_timestamps: 0", "0"), keyPath: "[0].roles[0].params.tcp_timestamps", severity: "error", fix: "set tcp_timestamps to 1, or tcp_tw_reuse to 0" });
-    expect(problems[0]!.problem).toMatch(/^tcp_tw_reuse 1 needs TCP timestamps, but tcp_timestamps is 0: reuse would silently never happen \(host web0[12]\)$/);
+    expect(problems[0]).toMatchObject({
+      file,
+      ...posIn(file, "tcp_timestamps: 0", "0"),
+      keyPath: "[0].roles[0].params.tcp_timestamps",
+      severity: "error",
+      fix: "set tcp_timestamps to 1, or tcp_tw_reuse to 0",
+    });
+    expect(problems[0]!.problem).toMatch(
+      /^tcp_tw_reuse 1 needs TCP timestamps, but tcp_timestamps is 0: reuse would silently never happen \(host web0[12]\)$/,
+    );
   });
 
   it("locates errors at the group_vars/host_vars file line where the param was set", () => {
@@ -283,12 +518,21 @@ describe("loadConfig: cross-field role rules", () => {
     const { problems } = loadConfig(inv("resolve-cross"), pb("plain"), undefined);
     expect(problems).toEqual([
       {
-        file: gv, ...posIn(gv, "port_range_start: 40000", "40000"), keyPath: "ephemeral_ports.port_range_start", severity: "error",
-        problem: "port_range_start 40000 is not below port_range_end 30001 (host web01)", fix: "make port_range_start lower than port_range_end, e.g. 1024 and 65535",
+        file: gv,
+        ...posIn(gv, "port_range_start: 40000", "40000"),
+        keyPath: "ephemeral_ports.port_range_start",
+        severity: "error",
+        problem: "port_range_start 40000 is not below port_range_end 30001 (host web01)",
+        fix: "make port_range_start lower than port_range_end, e.g. 1024 and 65535",
       },
       {
-        file: hv, ...posIn(hv, "tcp_timestamps: 0", "0"), keyPath: "tw_reuse.tcp_timestamps", severity: "error",
-        problem: "tcp_tw_reuse 1 needs TCP timestamps, but tcp_timestamps is 0: reuse would silently never happen (host web01)", fix: "set tcp_timestamps to 1, or tcp_tw_reuse to 0",
+        file: hv,
+        ...posIn(hv, "tcp_timestamps: 0", "0"),
+        keyPath: "tw_reuse.tcp_timestamps",
+        severity: "error",
+        problem:
+          "tcp_tw_reuse 1 needs TCP timestamps, but tcp_timestamps is 0: reuse would silently never happen (host web01)",
+        fix: "set tcp_timestamps to 1, or tcp_tw_reuse to 0",
       },
     ]);
   });
@@ -297,15 +541,28 @@ describe("loadConfig: cross-field role rules", () => {
     const file = pb("same-parity");
     const { problems } = loadConfig(inv("resolve"), file, undefined);
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatchObject({ file, ...posIn(file, "port_range_end: 65534", "65534"), severity: "warning", fix: "use 65535 as port_range_end" });
+    expect(problems[0]).toMatchObject({
+      file,
+      ...posIn(file, "port_range_end: 65534", "65534"),
+      severity: "warning",
+      fix: "use 65535 as port_range_end",
+    });
     expect(hasErrors(problems)).toBe(false);
   });
 });
 
 /** resolveTargets on its own: loadConfig hands out no hosts when there are errors. */
-function resolveDespiteErrors(inventory: string, playbook: string): { hosts: ResolvedHost[]; problems: ConfigProblem[] } {
+function resolveDespiteErrors(
+  inventory: string,
+  playbook: string,
+): { hosts: ResolvedHost[]; problems: ConfigProblem[] } {
   const problems: ConfigProblem[] = [];
-  const hosts = resolveTargets(loadInventory(inventory, problems)!, loadPlaybook(playbook, problems)!, undefined, problems);
+  const hosts = resolveTargets(
+    loadInventory(inventory, problems)!,
+    loadPlaybook(playbook, problems)!,
+    undefined,
+    problems,
+  );
   return { hosts, problems };
 }
 
@@ -324,7 +581,15 @@ describe("loadConfig: same role twice for a host", () => {
       'role tw-reuse applies to host web01 twice (plays "first" and "second")',
       'role tw-reuse applies to host web02 twice (plays "first" and "second")',
     ]);
-    for (const p of problems) expect(p).toMatchObject({ file, line: 9, col: 7, keyPath: "[1].roles[1]", severity: "error", fix: "apply each role to a host from one play only" });
+    for (const p of problems)
+      expect(p).toMatchObject({
+        file,
+        line: 9,
+        col: 7,
+        keyPath: "[1].roles[1]",
+        severity: "error",
+        fix: "apply each role to a host from one play only",
+      });
   });
 
   it("keeps the first application only", () => {
@@ -337,7 +602,9 @@ describe("loadConfig: problems of every file", () => {
   it("reports problems of both files, sorted", () => {
     const { hosts, problems } = loadConfig(inv("unknown-keys"), pb("unknown-role"), undefined);
     expect(hosts).toEqual([]);
-    expect(problems.map((p) => p.file)).toEqual([...Array(3).fill(inv("unknown-keys")), ...Array(3).fill(pb("unknown-role"))].sort());
+    expect(problems.map((p) => p.file)).toEqual(
+      [...Array(3).fill(inv("unknown-keys")), ...Array(3).fill(pb("unknown-role"))].sort(),
+    );
     const sorted = [...problems].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col);
     expect(problems).toEqual(sorted);
   });

@@ -26,10 +26,16 @@ describe("rollout policy from the playbook", () => {
 
   it("reads rollout: from a play", () => {
     const { policy, problems } = playbook(
-      "- hosts: all\n  rollout:\n    batches: [1, \"10%\", \"100%\"]\n    max_fail_per_batch: 1\n    max_fail_total: \"5%\"\n    pause: prompt\n  roles: [tw-reuse]\n",
+      '- hosts: all\n  rollout:\n    batches: [1, "10%", "100%"]\n    max_fail_per_batch: 1\n    max_fail_total: "5%"\n    pause: prompt\n  roles: [tw-reuse]\n',
     );
     expect(problems).toEqual([]);
-    expect(policy).toEqual({ batches: [1, "10%", "100%"], maxFailPerBatch: 1, maxFailTotal: "5%", pause: "prompt", allowPlanDrift: false });
+    expect(policy).toEqual({
+      batches: [1, "10%", "100%"],
+      maxFailPerBatch: 1,
+      maxFailTotal: "5%",
+      pause: "prompt",
+      allowPlanDrift: false,
+    });
   });
 
   it.each([
@@ -44,7 +50,9 @@ describe("rollout policy from the playbook", () => {
   });
 
   it("refuses two plays with different rollouts", () => {
-    const { problems } = playbook("- hosts: all\n  rollout: {batches: [1]}\n  roles: [tw-reuse]\n- hosts: all\n  rollout: {batches: [2]}\n  roles: [keepalive]\n");
+    const { problems } = playbook(
+      "- hosts: all\n  rollout: {batches: [1]}\n  roles: [tw-reuse]\n- hosts: all\n  rollout: {batches: [2]}\n  roles: [keepalive]\n",
+    );
     expect(problems).toHaveLength(1);
     expect(problems[0]).toMatchObject({ line: 5, keyPath: "[1].rollout" });
   });
@@ -55,7 +63,11 @@ describe("rollout policy from the playbook", () => {
     const problems: ConfigProblem[] = [];
     const plays = loadPlaybook(file, problems)!;
     expect(rolloutPolicy(plays, { batches: "2,50%", maxFailTotal: "10%", allowPlanDrift: true }, problems)).toEqual({
-      batches: [2, "50%"], maxFailPerBatch: 0, maxFailTotal: "10%", pause: 5, allowPlanDrift: true,
+      batches: [2, "50%"],
+      maxFailPerBatch: 0,
+      maxFailTotal: "10%",
+      pause: 5,
+      allowPlanDrift: true,
     });
     rolloutPolicy(plays, { batches: "1,x", pause: "soon", maxFailPerBatch: "5 %" }, problems);
     expect(problems.map((p) => p.file)).toEqual(["--batches", "--max-fail-per-batch", "--pause"]);

@@ -7,8 +7,19 @@ import { rollout } from "../../src/rollout/run.js";
 import { REUSE, changed } from "./_reports.js";
 
 const host = (name: string): ResolvedHost => ({
-  name, become: false, roles: [], hints: { listenPorts: [], memTotalMb: null },
-  connection: { kind: "ssh", host: name, port: 22, user: "root", privateKeyFile: undefined, sshArgs: [], openSshOnlyOptions: [] },
+  name,
+  become: false,
+  roles: [],
+  hints: { listenPorts: [], memTotalMb: null },
+  connection: {
+    kind: "ssh",
+    host: name,
+    port: 22,
+    user: "root",
+    privateKeyFile: undefined,
+    sshArgs: [],
+    openSshOnlyOptions: [],
+  },
 });
 
 /** A session whose plan and apply outcomes are scripted per host; it records what it was asked. */
@@ -18,14 +29,19 @@ function fakeSession(opts: { failing?: string[]; unreachable?: string[]; drifted
     async plan(hosts: ResolvedHost[]): Promise<HostReport[]> {
       calls.push(`plan ${hosts.map((h) => h.name).join(",")}`);
       return hosts.map((h) => {
-        if (opts.unreachable?.includes(h.name)) return { host: h.name, status: "unreachable", error: { kind: "unreachable", message: "connection refused" } };
-        return opts.drifted?.includes(h.name) ? changed(h.name, [{ ...REUSE, before: "0" } as typeof REUSE]) : changed(h.name, [REUSE]);
+        if (opts.unreachable?.includes(h.name))
+          return { host: h.name, status: "unreachable", error: { kind: "unreachable", message: "connection refused" } };
+        return opts.drifted?.includes(h.name)
+          ? changed(h.name, [{ ...REUSE, before: "0" } as typeof REUSE])
+          : changed(h.name, [REUSE]);
       });
     },
     async apply(hosts: ResolvedHost[], planned: HostReport[]): Promise<HostReport[]> {
       calls.push(`apply ${planned.map((r) => r.host).join(",")}`);
       return planned.map((r) =>
-        opts.failing?.includes(r.host) ? { ...r, status: "failed", error: { kind: "apply", message: "boom" } } : { ...r, outcomes: [], checks: [] },
+        opts.failing?.includes(r.host)
+          ? { ...r, status: "failed", error: { kind: "apply", message: "boom" } }
+          : { ...r, outcomes: [], checks: [] },
       );
     },
   };
@@ -50,7 +66,13 @@ describe("rollout", () => {
 
   it("stops when a batch's failures exceed max_fail_per_batch; later hosts are not reached", async () => {
     const { session, calls } = fakeSession({ failing: ["b"] });
-    const r = await rollout(session, hosts, shown, policy({ batches: [1, 2], maxFailPerBatch: 0, maxFailTotal: 5 }), go);
+    const r = await rollout(
+      session,
+      hosts,
+      shown,
+      policy({ batches: [1, 2], maxFailPerBatch: 0, maxFailTotal: 5 }),
+      go,
+    );
     expect(calls).toEqual(["plan a", "apply a", "plan b,c", "apply b,c"]);
     expect(statuses(r)).toEqual({ a: "changed", b: "failed", c: "changed", d: "not-reached", e: "not-reached" });
     expect(r.stopped).toBe("batch 2: 1 of 2 hosts failed, more than the 0 tolerated per batch (max_fail_per_batch 0)");
@@ -58,21 +80,37 @@ describe("rollout", () => {
 
   it("reaching the threshold is tolerated; exceeding the total budget stops", async () => {
     const { session } = fakeSession({ failing: ["b", "d"] });
-    const r = await rollout(session, hosts, shown, policy({ batches: [1, 2], maxFailPerBatch: 1, maxFailTotal: 1 }), go);
+    const r = await rollout(
+      session,
+      hosts,
+      shown,
+      policy({ batches: [1, 2], maxFailPerBatch: 1, maxFailTotal: 1 }),
+      go,
+    );
     expect(statuses(r)).toEqual({ a: "changed", b: "failed", c: "changed", d: "failed", e: "changed" });
-    expect(r.stopped).toBe("after batch 3: 2 of 5 hosts failed in this run, more than the 1 tolerated (max_fail_total 1)");
+    expect(r.stopped).toBe(
+      "after batch 3: 2 of 5 hosts failed in this run, more than the 1 tolerated (max_fail_total 1)",
+    );
   });
 
   it("percentages: 50% of a 2-host batch tolerates 1", async () => {
     const { session } = fakeSession({ failing: ["b"] });
-    const r = await rollout(session, hosts, shown, policy({ batches: [1, 2], maxFailPerBatch: "50%", maxFailTotal: "20%" }), go);
+    const r = await rollout(
+      session,
+      hosts,
+      shown,
+      policy({ batches: [1, 2], maxFailPerBatch: "50%", maxFailTotal: "20%" }),
+      go,
+    );
     expect(r.stopped).toBeUndefined();
     expect(r.batches.map((b) => b.tolerated)).toEqual([0, 1, 1]);
   });
 
   it("counts an unreachable host as failed", async () => {
     const { session, calls } = fakeSession({ unreachable: ["a"] });
-    const unreachableShown = shown.map((s) => (s.host === "a" ? { host: "a", status: "unreachable" as const, error: { kind: "unreachable", message: "x" } } : s));
+    const unreachableShown = shown.map((s) =>
+      s.host === "a" ? { host: "a", status: "unreachable" as const, error: { kind: "unreachable", message: "x" } } : s,
+    );
     const r = await rollout(session, hosts, unreachableShown, policy({ batches: [1] }), go);
     expect(calls).toEqual(["plan a", "apply "]);
     expect(statuses(r).a).toBe("unreachable");
@@ -85,15 +123,31 @@ describe("rollout", () => {
     expect(calls).toEqual(["plan a", "apply a", "plan b,c"]);
     expect(r.drift?.map((d) => d.host)).toEqual(["c"]);
     expect(r.stopped).toMatch(/^batch 2: the plan of c changed since it was shown/);
-    expect(statuses(r)).toEqual({ a: "changed", b: "not-reached", c: "not-reached", d: "not-reached", e: "not-reached" });
+    expect(statuses(r)).toEqual({
+      a: "changed",
+      b: "not-reached",
+      c: "not-reached",
+      d: "not-reached",
+      e: "not-reached",
+    });
   });
 
   it.each<[string, boolean, string[]]>([
-    ["a plan shown moments ago (no prompt): batch 1 applies it, later batches re-plan", true, ["apply a", "plan b,c", "apply b,c", "plan d,e", "apply d,e"]],
-    ["a plan someone may have looked at for a while: every batch re-plans", false, ["plan a", "apply a", "plan b,c", "apply b,c", "plan d,e", "apply d,e"]],
+    [
+      "a plan shown moments ago (no prompt): batch 1 applies it, later batches re-plan",
+      true,
+      ["apply a", "plan b,c", "apply b,c", "plan d,e", "apply d,e"],
+    ],
+    [
+      "a plan someone may have looked at for a while: every batch re-plans",
+      false,
+      ["plan a", "apply a", "plan b,c", "apply b,c", "plan d,e", "apply d,e"],
+    ],
   ])("%s", async (_what, shownIsFresh, expected) => {
     const { session, calls } = fakeSession({ drifted: ["a"] });
-    const r = await rollout(session, hosts, shown, policy({ batches: [1, 2], allowPlanDrift: true }), go, { shownIsFresh });
+    const r = await rollout(session, hosts, shown, policy({ batches: [1, 2], allowPlanDrift: true }), go, {
+      shownIsFresh,
+    });
     expect(calls).toEqual(expected);
     // the first batch applies the plan that was shown, or the one just read
     expect(r.reports[0]!.plan!.changes[0]).toMatchObject({ before: shownIsFresh ? "2" : "0" });

@@ -4,8 +4,24 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { canonicalIp, ipAddressesProbe, liveAddresses, parseCidr, parseIpAddr, promotesSecondaries, unusableReason, type Cidr, type IpAddresses } from "../../src/facts/ipAddresses.js";
-import { fnmatch, matchesNameList, networkStackProbe, parseInterfaces, parseMatchSection } from "../../src/facts/networkStack.js";
+import {
+  canonicalIp,
+  ipAddressesProbe,
+  liveAddresses,
+  parseCidr,
+  parseIpAddr,
+  promotesSecondaries,
+  unusableReason,
+  type Cidr,
+  type IpAddresses,
+} from "../../src/facts/ipAddresses.js";
+import {
+  fnmatch,
+  matchesNameList,
+  networkStackProbe,
+  parseInterfaces,
+  parseMatchSection,
+} from "../../src/facts/networkStack.js";
 import { ProbeParseError } from "../../src/facts/probe.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures", "secondary-source-ips");
@@ -96,7 +112,10 @@ describe("canonicalIp (the SSH session's address)", () => {
 
 describe("ip-addresses probe", () => {
   /** An interface's addresses as the probe's answer holds them: ADDRESS/PREFIX and the flags that are set. */
-  const flagged = (ip: IpAddresses, name: string) => ip.interfaces[name]!.addresses.map((a) => [a.text, ...(["secondary", "tentative", "dadfailed"] as const).filter((f) => a[f])].join(" "));
+  const flagged = (ip: IpAddresses, name: string) =>
+    ip.interfaces[name]!.addresses.map((a) =>
+      [a.text, ...(["secondary", "tentative", "dadfailed"] as const).filter((f) => a[f])].join(" "),
+    );
 
   it.each<[string, string[], Record<string, string[]>, string[] | RegExp]>([
     [
@@ -104,7 +123,12 @@ describe("ip-addresses probe", () => {
       ["lo", "eth0"],
       {
         lo: ["127.0.0.1/8", "::1/128"],
-        eth0: ["198.18.1.2/24", "198.18.1.201/24 secondary", "2001:db8:5::10/64", "fe80::dca4:b9ff:fe07:55ef/64 tentative"],
+        eth0: [
+          "198.18.1.2/24",
+          "198.18.1.201/24 secondary",
+          "2001:db8:5::10/64",
+          "fe80::dca4:b9ff:fe07:55ef/64 tentative",
+        ],
       },
       ["127.0.0.1", "::1", "198.18.1.2", "198.18.1.201", "2001:db8:5::10", "fe80::dca4:b9ff:fe07:55ef"],
     ],
@@ -120,7 +144,13 @@ describe("ip-addresses probe", () => {
       {
         lo: ["127.0.0.1/8", "::1/128"],
         peer0: [expect.stringMatching(/^fe80::[0-9a-f:]+\/64 tentative$/) as unknown as string],
-        eth0: ["198.18.7.2/24", "10.9.0.5/32", "198.18.7.200/24 secondary", "2001:db8::5/64", expect.stringMatching(/^fe80::[0-9a-f:]+\/64 tentative$/) as unknown as string],
+        eth0: [
+          "198.18.7.2/24",
+          "10.9.0.5/32",
+          "198.18.7.200/24 secondary",
+          "2001:db8::5/64",
+          expect.stringMatching(/^fe80::[0-9a-f:]+\/64 tentative$/) as unknown as string,
+        ],
       },
       /198\.18\.7\.200,2001:db8::5,/,
     ],
@@ -154,7 +184,12 @@ describe("ip-addresses probe", () => {
   it("parseIpAddr reads `ip -j addr show` alone, with each address's scope", () => {
     const links = parseIpAddr(fixture("h1-ip-addr.json"));
     expect(links.map((l) => l.name)).toEqual(["lo", "eth0"]);
-    expect(links[1]!.addresses.map((a) => `${a.text} ${a.scope}`)).toEqual(["198.18.1.2/24 global", "198.18.1.201/24 global", "2001:db8:5::10/64 global", "fe80::dca4:b9ff:fe07:55ef/64 link"]);
+    expect(links[1]!.addresses.map((a) => `${a.text} ${a.scope}`)).toEqual([
+      "198.18.1.2/24 global",
+      "198.18.1.201/24 global",
+      "2001:db8:5::10/64 global",
+      "fe80::dca4:b9ff:fe07:55ef/64 link",
+    ]);
   });
 
   it.each<[string, string, RegExp]>([
@@ -166,11 +201,27 @@ describe("ip-addresses probe", () => {
   });
 
   it("skips the empty objects iproute2 prints for filtered links", () => {
-    expect(ipAddressesProbe.parse('[{},{"ifname":"eth0","addr_info":[{"local":"198.18.1.2","prefixlen":24},{}]}]', undefined)).toEqual({
+    expect(
+      ipAddressesProbe.parse(
+        '[{},{"ifname":"eth0","addr_info":[{"local":"198.18.1.2","prefixlen":24},{}]}]',
+        undefined,
+      ),
+    ).toEqual({
       names: ["eth0"],
       interfaces: {
         eth0: {
-          addresses: [{ family: 4, address: "198.18.1.2", prefix: 24, text: "198.18.1.2/24", scope: "", secondary: false, tentative: false, dadfailed: false }],
+          addresses: [
+            {
+              family: 4,
+              address: "198.18.1.2",
+              prefix: 24,
+              text: "198.18.1.2/24",
+              scope: "",
+              secondary: false,
+              tentative: false,
+              dadfailed: false,
+            },
+          ],
           cidrs: ["198.18.1.2/24"],
           usable: ["198.18.1.2/24"],
           promoteSecondaries: null,
@@ -187,7 +238,8 @@ describe("ip-addresses probe", () => {
     ["an unreadable value", "all 0\neth0 \n", { eth0: null }],
     ["no section at all (an older probe)", null as unknown as string, { eth0: null }],
   ])("promote_secondaries from %s", (_what, lines, expected) => {
-    const json = '[{"ifname":"lo","addr_info":[]},{"ifname":"eth0","addr_info":[{"local":"198.18.1.2","prefixlen":24}]}]';
+    const json =
+      '[{"ifname":"lo","addr_info":[]},{"ifname":"eth0","addr_info":[{"local":"198.18.1.2","prefixlen":24}]}]';
     const raw = lines === null ? json : `${json}\n\n# promote_secondaries\n${lines}`;
     const ip = ipAddressesProbe.parse(raw, undefined);
     for (const [name, value] of Object.entries(expected)) {
@@ -216,21 +268,38 @@ describe("network-stack probe", () => {
     // masked in /etc by a /dev/null symlink: shadows the vendor file of the same name
     expect(files.some((p) => p.endsWith("80-wifi-adhoc.network"))).toBe(false);
     // /lib is a symlink to /usr/lib here: each name counted once, the higher directory first
-    expect(files.filter((p) => p.endsWith("80-6rd-tunnel.network"))).toEqual(["/usr/lib/systemd/network/80-6rd-tunnel.network"]);
+    expect(files.filter((p) => p.endsWith("80-6rd-tunnel.network"))).toEqual([
+      "/usr/lib/systemd/network/80-6rd-tunnel.network",
+    ]);
     const byPath = (path: string) => f.networkd.files.find((n) => n.path === path);
-    expect(byPath("/etc/systemd/network/10-eth0.network")).toEqual({ path: "/etc/systemd/network/10-eth0.network", names: ["eth0"], other: [] });
-    expect(byPath("/usr/lib/systemd/network/80-6rd-tunnel.network")).toEqual({ path: "/usr/lib/systemd/network/80-6rd-tunnel.network", names: ["6rd-*"], other: ["Type"] });
+    expect(byPath("/etc/systemd/network/10-eth0.network")).toEqual({
+      path: "/etc/systemd/network/10-eth0.network",
+      names: ["eth0"],
+      other: [],
+    });
+    expect(byPath("/usr/lib/systemd/network/80-6rd-tunnel.network")).toEqual({
+      path: "/usr/lib/systemd/network/80-6rd-tunnel.network",
+      names: ["6rd-*"],
+      other: ["Type"],
+    });
     const dropin = "/etc/systemd/network/10-eth0.network.d/60-provision-secondary-ips.conf";
     expect(f.managed.paths).toEqual([dropin]);
     expect(f.managed.files[dropin]!.content).toBe("# managed\n[Address]\nAddress=198.18.1.201/24\n");
     expect(f.managed.files[dropin]!.sha256).toMatch(/^[0-9a-f]{64}$/);
-    expect(f).toMatchObject({ networkd: { daemon: true }, ifupdown: { main: false, ifup: false }, networkManager: { present: false } });
+    expect(f).toMatchObject({
+      networkd: { daemon: true },
+      ifupdown: { main: false, ifup: false },
+      networkManager: { present: false },
+    });
     expect(f.netplan).toEqual({});
   });
 
   it("parses an ifupdown host (captured: interfaces sourcing interfaces.d, eth1 in interfaces.d)", () => {
     const f = networkStackProbe.parse(fixture("h2-network-stack.txt"), undefined);
-    expect(f).toMatchObject({ ifupdown: { main: true, sourcesDropin: true, ifaces: ["lo", "eth0", "eth1"] }, managed: { paths: [] } });
+    expect(f).toMatchObject({
+      ifupdown: { main: true, sourcesDropin: true, ifaces: ["lo", "eth0", "eth1"] },
+      managed: { paths: [] },
+    });
   });
 
   it("reads netplan and NetworkManager records", () => {
@@ -256,13 +325,23 @@ describe("network-stack probe", () => {
 
   it("reads the mode of this role's files (run-parts skips a hook that is not executable)", () => {
     const hook = "/etc/network/if-up.d/60-provision-secondary-ips";
-    const f = networkStackProbe.parse([line("managed", hook, "#!/bin/sh\n"), line("mode", hook, "644\n")].join("\n"), undefined);
+    const f = networkStackProbe.parse(
+      [line("managed", hook, "#!/bin/sh\n"), line("mode", hook, "644\n")].join("\n"),
+      undefined,
+    );
     expect(f.managed.files[hook]!.mode).toBe("644");
   });
 
   it("lists the families of each interface's stanzas, across interfaces.d", () => {
     const f = networkStackProbe.parse(
-      [line("ifupdown-main", "/etc/network/interfaces", "source /etc/network/interfaces.d/*\niface eth0 inet static\n"), line("ifupdown-file", "/etc/network/interfaces.d/v6", "iface eth0 inet6 auto\n")].join("\n"),
+      [
+        line(
+          "ifupdown-main",
+          "/etc/network/interfaces",
+          "source /etc/network/interfaces.d/*\niface eth0 inet static\n",
+        ),
+        line("ifupdown-file", "/etc/network/interfaces.d/v6", "iface eth0 inet6 auto\n"),
+      ].join("\n"),
       undefined,
     );
     expect(f.ifupdown.families).toEqual({ eth0: ["inet", "inet6"] });
@@ -307,7 +386,11 @@ describe("[Match] sections and Name= globs", () => {
     ["an empty Name= resets", "[Match]\nName=eth0\nName=\nName=eth1\n", { names: ["eth1"], other: [] }],
     ["other keys", "[Match]\nMACAddress=aa:bb:cc:dd:ee:ff\nType=ether\n", { names: [], other: ["MACAddress", "Type"] }],
     ["no [Match] at all", "[Network]\nDHCP=yes\n", { names: [], other: [] }],
-    ["keys outside [Match] and comments ignored", "# Name=x\n[Network]\nName=y\n[Match]\n; Name=z\n Name = eth0 \n", { names: ["eth0"], other: [] }],
+    [
+      "keys outside [Match] and comments ignored",
+      "# Name=x\n[Network]\nName=y\n[Match]\n; Name=z\n Name = eth0 \n",
+      { names: ["eth0"], other: [] },
+    ],
   ])("%s", (_what, content, expected) => {
     expect(parseMatchSection(content)).toEqual(expected);
   });
@@ -340,12 +423,33 @@ describe("[Match] sections and Name= globs", () => {
 describe("interfaces(5) parsing", () => {
   type Parsed = ReturnType<typeof parseInterfaces>;
   it.each<[string, string, Parsed]>([
-    ["Debian's default", "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n", { ifaces: ["lo", "lo"], stanzas: [{ iface: "lo", family: "inet" }], sources: ["/etc/network/interfaces.d/*"], sourceDirs: [] }],
-    ["relative source and source-directory", "source interfaces.d/*\nsource-directory interfaces.d\n", { ifaces: [], stanzas: [], sources: ["/etc/network/interfaces.d/*"], sourceDirs: ["/etc/network/interfaces.d"] }],
+    [
+      "Debian's default",
+      "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n",
+      {
+        ifaces: ["lo", "lo"],
+        stanzas: [{ iface: "lo", family: "inet" }],
+        sources: ["/etc/network/interfaces.d/*"],
+        sourceDirs: [],
+      },
+    ],
+    [
+      "relative source and source-directory",
+      "source interfaces.d/*\nsource-directory interfaces.d\n",
+      { ifaces: [], stanzas: [], sources: ["/etc/network/interfaces.d/*"], sourceDirs: ["/etc/network/interfaces.d"] },
+    ],
     [
       "allow-hotplug, continued lines, two families",
       "allow-hotplug eth0 \\\n  eth1\niface eth0 inet dhcp\n# iface eth9 inet dhcp\niface eth0 inet6 auto\n",
-      { ifaces: ["eth0", "eth1", "eth0", "eth0"], stanzas: [{ iface: "eth0", family: "inet" }, { iface: "eth0", family: "inet6" }], sources: [], sourceDirs: [] },
+      {
+        ifaces: ["eth0", "eth1", "eth0", "eth0"],
+        stanzas: [
+          { iface: "eth0", family: "inet" },
+          { iface: "eth0", family: "inet6" },
+        ],
+        sources: [],
+        sourceDirs: [],
+      },
     ],
   ])("%s", (_what, content, expected) => {
     expect(parseInterfaces(content)).toEqual(expected);

@@ -39,8 +39,22 @@ const managed = role(
     changes: facts.files[FILE] === CONTENT ? [] : [{ kind: "command", argv: ["false"], description: "would write" }],
     checks: [
       { kind: "file", path: FILE, expected: CONTENT, message: "the file differs" },
-      probeCheck(LINES_PROBE, { arg: FILE, field: ["lines"], expected: "2", compare: "equal", label: "two lines", message: "not two lines" }),
-      probeCheck(LINES_PROBE, { arg: FILE, field: ["file", "exists"], expected: "true", compare: "equal", label: "exists", message: "gone" }),
+      probeCheck(LINES_PROBE, {
+        arg: FILE,
+        field: ["lines"],
+        expected: "2",
+        compare: "equal",
+        label: "two lines",
+        message: "not two lines",
+      }),
+      probeCheck(LINES_PROBE, {
+        arg: FILE,
+        field: ["file", "exists"],
+        expected: "true",
+        compare: "equal",
+        label: "exists",
+        message: "gone",
+      }),
     ],
     notes: [],
     refusals: [],
@@ -79,7 +93,9 @@ function recordingSession(): { session: Session; sent: string[] } {
 describe("Session: every refusal of every role in one report", () => {
   it("fails the host with each role's problems, named by role, and applies nothing", async () => {
     const roles = [
-      role("limits", () => refused(["hard nofile is above nr_open: lower it", "sshd lacks CAP_SYS_RESOURCE: raise its limit first"])),
+      role("limits", () =>
+        refused(["hard nofile is above nr_open: lower it", "sshd lacks CAP_SYS_RESOURCE: raise its limit first"]),
+      ),
       role("conntrack", () => refused(["nf_conntrack_max is read-only here: set it to null"])),
       role("buggy", () => {
         throw new Error("a bug in the role");
@@ -125,7 +141,13 @@ describe("Session: typed probe checks read back through one gather", () => {
     try {
       const [report] = await session.verify([hostWith([managed])]);
       expect(report!.status).toBe("unchanged");
-      expect(report!.checks!.map((c) => [c.check.kind === "probe" ? c.check.label : "file", c.actual === CONTENT ? "(content)" : c.actual, c.ok])).toEqual([
+      expect(
+        report!.checks!.map((c) => [
+          c.check.kind === "probe" ? c.check.label : "file",
+          c.actual === CONTENT ? "(content)" : c.actual,
+          c.ok,
+        ]),
+      ).toEqual([
         ["file", "(content)", true],
         ["two lines", "2", true],
         ["exists", "true", true],
@@ -142,7 +164,10 @@ describe("Session: typed probe checks read back through one gather", () => {
     try {
       const [report] = await session.verify([hostWith([managed])]);
       expect(report!.status).toBe("failed");
-      expect(report!.checks!.filter((c) => !c.ok).map((c) => c.check.message)).toEqual(["the file differs", "not two lines"]);
+      expect(report!.checks!.filter((c) => !c.ok).map((c) => c.check.message)).toEqual([
+        "the file differs",
+        "not two lines",
+      ]);
     } finally {
       await session.close();
       rmSync(FILE);

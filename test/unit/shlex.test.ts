@@ -29,7 +29,7 @@ describe("shlexSplit with comments (Python's shlex.split(s, comments=True))", ()
     ["\\ a", [" a"]],
     ["a\\ b", ["a b"]],
     ["\\'", ["'"]],
-    ['x="a b" y=\'c d\'', ["x=a b", "y=c d"]],
+    ["x=\"a b\" y='c d'", ["x=a b", "y=c d"]],
     ["x=a#b y=1", ["x=a"]],
     ["é ü", ["é", "ü"]],
     ["h1 a=1\u00a0b=2", ["h1", "a=1\u00a0b=2"]],

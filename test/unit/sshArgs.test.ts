@@ -8,11 +8,23 @@ describe("ansible_ssh_common_args / extra_args", () => {
     ["-J admin@b1:2222,b2", ["-o", "ProxyJump=admin@b1:2222,b2"], []],
     ["-Jb1", ["-o", "ProxyJump=b1"], []],
     ["-o 'ProxyCommand ssh -W %h:%p bastion'", ["-o", "ProxyCommand ssh -W %h:%p bastion"], []],
-    ["-i ~/.ssh/deploy -l deploy -p 2222", ["-o", "IdentityFile=~/.ssh/deploy", "-o", "User=deploy", "-o", "Port=2222"], []],
+    [
+      "-i ~/.ssh/deploy -l deploy -p 2222",
+      ["-o", "IdentityFile=~/.ssh/deploy", "-o", "User=deploy", "-o", "Port=2222"],
+      [],
+    ],
     ["-F /etc/ssh/fleet.conf", ["-F", "/etc/ssh/fleet.conf"], []],
     ["-C -q -o ControlMaster=auto -o ControlPersist=60s", ["-o", "ControlMaster=auto", "-o", "ControlPersist=60s"], []],
-    ["-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=/tmp/kh", ["-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=/tmp/kh"], []],
-    ["-c aes256-ctr -o KexAlgorithms=curve25519-sha256 -o GSSAPIAuthentication=yes", ["-o", "Ciphers=aes256-ctr", "-o", "KexAlgorithms=curve25519-sha256", "-o", "GSSAPIAuthentication=yes"], ["Ciphers", "KexAlgorithms", "GSSAPIAuthentication"]],
+    [
+      "-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=/tmp/kh",
+      ["-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=/tmp/kh"],
+      [],
+    ],
+    [
+      "-c aes256-ctr -o KexAlgorithms=curve25519-sha256 -o GSSAPIAuthentication=yes",
+      ["-o", "Ciphers=aes256-ctr", "-o", "KexAlgorithms=curve25519-sha256", "-o", "GSSAPIAuthentication=yes"],
+      ["Ciphers", "KexAlgorithms", "GSSAPIAuthentication"],
+    ],
     ["", [], []],
   ])("%s", (text, args, openSshOnly) => {
     expect(checkSshArgs(text)).toEqual({ ok: true, args, openSshOnly });

@@ -115,10 +115,23 @@ Host *
   });
 
   it("lets the inventory's user, port and key beat ssh_config, as -o does", async () => {
-    const { target } = await routeOf(request("web", { user: "inv", port: 2200, identityFile: `${dir}/keys/inv key` }), config);
+    const { target } = await routeOf(
+      request("web", { user: "inv", port: 2200, identityFile: `${dir}/keys/inv key` }),
+      config,
+    );
     expect(target).toMatchObject({ user: "inv", port: 2200, hostname: "10.1.2.3" });
     expect(target.identityFiles).toEqual([`${dir}/keys/inv key`, `${HOME}/.ssh/web_key`]);
-    expect(target.sshArgv).toEqual(["-F", config, "-o", "User=inv", "-o", "Port=2200", "-o", `IdentityFile="${dir}/keys/inv key"`, "web"]);
+    expect(target.sshArgv).toEqual([
+      "-F",
+      config,
+      "-o",
+      "User=inv",
+      "-o",
+      "Port=2200",
+      "-o",
+      `IdentityFile="${dir}/keys/inv key"`,
+      "web",
+    ]);
   });
 
   it.each([
@@ -139,10 +152,17 @@ Host *
       hostname: "plain",
       port: 22,
       user: LOCAL_USER,
-      identityFiles: ["id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk", "id_xmss", "id_dsa"].map((f) => `${HOME}/.ssh/${f}`),
+      identityFiles: ["id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk", "id_xmss", "id_dsa"].map(
+        (f) => `${HOME}/.ssh/${f}`,
+      ),
       identityFilesConfigured: false,
       identitiesOnly: false,
-      knownHostsFiles: [`${HOME}/.ssh/known_hosts`, `${HOME}/.ssh/known_hosts2`, "/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"],
+      knownHostsFiles: [
+        `${HOME}/.ssh/known_hosts`,
+        `${HOME}/.ssh/known_hosts2`,
+        "/etc/ssh/ssh_known_hosts",
+        "/etc/ssh/ssh_known_hosts2",
+      ],
       hostKeyName: "plain",
       strictHostKeyChecking: "ask",
       connectTimeoutMs: null,
@@ -168,7 +188,9 @@ Host *
   IdentityFile relative/key
 `,
     );
-    const { target } = await routeOf(request("tok"), config).finally(() => delete process.env.PROVISION_SSHCONFIG_TEST_DIR);
+    const { target } = await routeOf(request("tok"), config).finally(
+      () => delete process.env.PROVISION_SSHCONFIG_TEST_DIR,
+    );
     const local = hostname();
     const hash = createHash("sha1").update(`${local}real.example2022ops`).digest("hex");
     expect(target.identityFiles).toEqual([
@@ -191,7 +213,9 @@ Host *
     writeConfig("inc.d/10-first.conf", "Host inc-a\n  User from-first\n");
     writeConfig("inc.d/.hidden.conf", "Host *\n  User hidden\n");
     const config = writeConfig("inc.conf", `Host inc-*\n  Include ${dir}/inc.d/*.conf\nHost *\n  User outside\n`);
-    const [a, b, c] = (await routes([request("inc-a"), request("inc-b"), request("other")], { configFile: config })) as SshRoute[];
+    const [a, b, c] = (await routes([request("inc-a"), request("inc-b"), request("other")], {
+      configFile: config,
+    })) as SshRoute[];
     expect([a!.target.user, a!.target.port]).toEqual(["from-first", 2020]);
     expect([b!.target.user, b!.target.port]).toEqual(["from-second", 2020]);
     expect([c!.target.user, c!.target.port]).toEqual(["outside", 22]);
@@ -205,7 +229,11 @@ Host *
     process.env.HOME = fakeHome;
     try {
       const result = await resolveRoutes([request("r1"), request("r2"), request("r3")], { configFile: config });
-      expect(result.routes.map((r) => (r as SshRoute).target.user)).toEqual(["from-home-include", "from-home-include", "from-home-include"]);
+      expect(result.routes.map((r) => (r as SshRoute).target.user)).toEqual([
+        "from-home-include",
+        "from-home-include",
+        "from-home-include",
+      ]);
     } finally {
       if (saved === undefined) delete process.env.HOME;
       else process.env.HOME = saved;
@@ -269,7 +297,13 @@ Host b2
     const { target, jumps } = await routeOf(request("t-one", { user: "inv" }), config);
     expect(target).toMatchObject({ hostname: "t-one", user: "inv", proxyCommand: null });
     expect(jumps).toHaveLength(1);
-    expect(jumps[0]).toMatchObject({ alias: "bast", hostname: "10.0.0.9", user: "jump", port: 2201, sshArgv: ["-F", config, "bast"] });
+    expect(jumps[0]).toMatchObject({
+      alias: "bast",
+      hostname: "10.0.0.9",
+      user: "jump",
+      port: 2201,
+      sshArgv: ["-F", config, "bast"],
+    });
   });
 
   it("parses ssh:// and user@host:port entries; later hops are reached through the earlier ones", async () => {
@@ -339,7 +373,10 @@ Host b2
 describe("resolveRoutes: errors", () => {
   it("turns a config syntax error into the same RouteError for every host, naming file and line", async () => {
     const config = writeConfig("broken.conf", "Host *\n  User ok\n  NoSuchOption yes\n");
-    const result = await resolveRoutes(["a", "b", "c", "d"].map((n) => request(n)), { configFile: config });
+    const result = await resolveRoutes(
+      ["a", "b", "c", "d"].map((n) => request(n)),
+      { configFile: config },
+    );
     const messages = result.routes.map((r) => (r instanceof RouteError ? r.message : "resolved"));
     expect(new Set(messages).size).toBe(1);
     expect(messages[0]).toContain(`${config}: line 3: Bad configuration option: nosuchoption`);
@@ -354,13 +391,20 @@ describe("resolveRoutes: errors", () => {
 
   it("shares ssh's refusal of a line the scanner cannot read either, without one ssh -G per host", async () => {
     const config = writeConfig("quotes.conf", 'Host *\n  User "unclosed\n');
-    const result = await resolveRoutes(Array.from({ length: 20 }, (_, i) => request(`q${i}`)), { configFile: config });
-    expect(new Set(result.routes.map((r) => (r as RouteError).message))).toEqual(new Set([expect.stringMatching(/quotes\.conf line 2: invalid quotes/)]));
+    const result = await resolveRoutes(
+      Array.from({ length: 20 }, (_, i) => request(`q${i}`)),
+      { configFile: config },
+    );
+    expect(new Set(result.routes.map((r) => (r as RouteError).message))).toEqual(
+      new Set([expect.stringMatching(/quotes\.conf line 2: invalid quotes/)]),
+    );
     expect(result.sshGCalls).toBe(2);
   });
 
   it("names a missing --ssh-config file", async () => {
-    expect((await errorOf(request("a"), join(dir, "missing.conf"))).message).toMatch(/Can't open user config file .*missing\.conf.*check the --ssh-config path/);
+    expect((await errorOf(request("a"), join(dir, "missing.conf"))).message).toMatch(
+      /Can't open user config file .*missing\.conf.*check the --ssh-config path/,
+    );
   });
 });
 
@@ -383,18 +427,29 @@ describe("resolveRoutes: needsOpenSsh", () => {
     keys = join(dir, "keys");
     mkdirSync(keys, { recursive: true });
     for (const name of ["plain", "certified", "fido"]) writeFileSync(join(keys, name), "private key placeholder\n");
-    writeFileSync(join(keys, "plain.pub"), "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN0nh/gJbHu4epU/Ooy1jgid12yRdBW9a2IqKfHDsw3F\n");
+    writeFileSync(
+      join(keys, "plain.pub"),
+      "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIN0nh/gJbHu4epU/Ooy1jgid12yRdBW9a2IqKfHDsw3F\n",
+    );
     writeFileSync(join(keys, "certified-cert.pub"), "ssh-ed25519-cert-v01@openssh.com AAAA\n");
     writeFileSync(join(keys, "fido.pub"), "sk-ssh-ed25519@openssh.com AAAA\n");
   });
 
   it.each([
     ["plain", `IdentityFile KEYS/plain`, null],
-    ["cert-file", `IdentityFile KEYS/plain\n  CertificateFile ~/.ssh/%h-cert.pub`, /CertificateFile .*\/cert-file-cert\.pub is set/],
+    [
+      "cert-file",
+      `IdentityFile KEYS/plain\n  CertificateFile ~/.ssh/%h-cert.pub`,
+      /CertificateFile .*\/cert-file-cert\.pub is set/,
+    ],
     ["cert-sibling", `IdentityFile KEYS/certified`, /certified-cert\.pub is a user certificate/],
     ["fido", `IdentityFile KEYS/fido`, /fido is a FIDO security key \(sk-ssh-ed25519@openssh\.com\)/],
     ["pkcs11", `PKCS11Provider /usr/lib/none-such.so`, /PKCS11Provider \/usr\/lib\/none-such\.so is set/],
-    ["krl", `RevokedHostKeys /etc/ssh/revoked.krl`, /ssh_config sets revokedhostkeys \/etc\/ssh\/revoked\.krl, a host-key check only the OpenSSH client performs/],
+    [
+      "krl",
+      `RevokedHostKeys /etc/ssh/revoked.krl`,
+      /ssh_config sets revokedhostkeys \/etc\/ssh\/revoked\.krl, a host-key check only the OpenSSH client performs/,
+    ],
     ["khcommand", `KnownHostsCommand /usr/local/bin/kh %H`, /ssh_config sets knownhostscommand/],
     ["agent-none", `IdentityAgent none`, /ssh_config sets IdentityAgent none/],
   ])("%s", async (name, block, reason) => {
@@ -454,22 +509,49 @@ Host *
 
   const names = [
     ...Array.from({ length: 12 }, (_, i) => `web-${String(i + 1).padStart(2, "0")}`),
-    "web-100", "web-canary", "WEB-02", "Web-03",
+    "web-100",
+    "web-canary",
+    "WEB-02",
+    "Web-03",
     ...Array.from({ length: 10 }, (_, i) => `n${i}.db.example`),
-    "legacy.db.example", "Legacy-1", "legacy-2", "LEGACY-3",
+    "legacy.db.example",
+    "Legacy-1",
+    "legacy-2",
+    "LEGACY-3",
     ...Array.from({ length: 8 }, (_, i) => `cache-${i + 1}`),
     "cache-canary",
     ...Array.from({ length: 6 }, (_, i) => `10.0.0.${i + 1}`),
-    "10.1.0.1", "10.0.0.01", "bastion-1", "bastion-2",
-    "db", "example", "plain", "plainer", "a", "ab", "abc",
-    "Mixed.Case.Host", "Node-A", "Node-B", "NODE-C",
-    "fe80::1", "2001:db8::1", "2001:db8::2", "FE80::2",
-    "jump-1", "jump-22", "jump-33", "jump-44",
+    "10.1.0.1",
+    "10.0.0.01",
+    "bastion-1",
+    "bastion-2",
+    "db",
+    "example",
+    "plain",
+    "plainer",
+    "a",
+    "ab",
+    "abc",
+    "Mixed.Case.Host",
+    "Node-A",
+    "Node-B",
+    "NODE-C",
+    "fe80::1",
+    "2001:db8::1",
+    "2001:db8::2",
+    "FE80::2",
+    "jump-1",
+    "jump-22",
+    "jump-33",
+    "jump-44",
   ];
 
   it(`gives the same routes for ${names.length} names with far fewer ssh -G runs`, async () => {
     const requests = names.map((n) => request(n));
-    requests.push(request("web-01", { user: "override", port: 2200 }), request("cache-9", { identityFile: "~/.ssh/inv" }));
+    requests.push(
+      request("web-01", { user: "override", port: 2200 }),
+      request("cache-9", { identityFile: "~/.ssh/inv" }),
+    );
     const hybrid = await resolveRoutes(requests, { configFile: config });
     const perHost = await resolveRoutes(requests, { configFile: config, strategy: "per-host" });
     expect(hybrid.routes).toEqual(perHost.routes);
@@ -481,18 +563,31 @@ Host *
   });
 
   it("needs a handful of ssh -G runs for 1000 names that only Host * matches", async () => {
-    const star = writeConfig("star.conf", "Host *\n  User fleet\n  UserKnownHostsFile ~/.ssh/kh_%h\n  IdentityFile ~/.ssh/id_%h\n");
+    const star = writeConfig(
+      "star.conf",
+      "Host *\n  User fleet\n  UserKnownHostsFile ~/.ssh/kh_%h\n  IdentityFile ~/.ssh/id_%h\n",
+    );
     const requests = Array.from({ length: 1000 }, (_, i) => request(`node-${i}.fleet.example`));
     const hybrid = await resolveRoutes(requests, { configFile: star });
     expect(hybrid.sshGCalls).toBeLessThanOrEqual(4);
     const sample = [0, 1, 499, 998, 999];
-    const reference = await resolveRoutes(sample.map((i) => requests[i]!), { configFile: star, strategy: "per-host" });
+    const reference = await resolveRoutes(
+      sample.map((i) => requests[i]!),
+      { configFile: star, strategy: "per-host" },
+    );
     expect(sample.map((i) => hybrid.routes[i])).toEqual(reference.routes);
-    expect((hybrid.routes[999] as SshRoute).target).toMatchObject({ hostname: "node-999.fleet.example", user: "fleet", identityFiles: [`${HOME}/.ssh/id_node-999.fleet.example`] });
+    expect((hybrid.routes[999] as SshRoute).target).toMatchObject({
+      hostname: "node-999.fleet.example",
+      user: "fleet",
+      identityFiles: [`${HOME}/.ssh/id_node-999.fleet.example`],
+    });
   });
 
   it("stays exact when a probe's name also appears literally in a value", async () => {
-    const literal = writeConfig("literal.conf", "Host *\n  IdentityFile /keys/ssh-keys/id_%h\n  UserKnownHostsFile /kh/ssh-keys/%h\n");
+    const literal = writeConfig(
+      "literal.conf",
+      "Host *\n  IdentityFile /keys/ssh-keys/id_%h\n  UserKnownHostsFile /kh/ssh-keys/%h\n",
+    );
     const requests = ["ssh-keys", "mailer", "db", "web", "api", "ssh", "keys"].map((n) => request(n));
     const hybrid = await resolveRoutes(requests, { configFile: literal });
     const perHost = await resolveRoutes(requests, { configFile: literal, strategy: "per-host" });
@@ -511,7 +606,11 @@ Host *
 
   it("derives nothing when ssh reads files the scan did not find (another build's SSHDIR)", async () => {
     const wrapper = join(dir, "ssh-reading-more");
-    writeFileSync(wrapper, `#!/bin/sh\n[ "$1" = -v ] && echo "debug1: Reading configuration data /elsewhere/ssh_config" >&2\nexec ssh "$@"\n`, { mode: 0o755 });
+    writeFileSync(
+      wrapper,
+      `#!/bin/sh\n[ "$1" = -v ] && echo "debug1: Reading configuration data /elsewhere/ssh_config" >&2\nexec ssh "$@"\n`,
+      { mode: 0o755 },
+    );
     const star = writeConfig("star-sshdir.conf", "Host *\n  User fleet\n");
     const requests = Array.from({ length: 10 }, (_, i) => request(`n${i}`));
     const result = await resolveRoutes(requests, { configFile: star, sshBinary: wrapper });
@@ -531,24 +630,56 @@ Host *
 describe("resolveRoutes without an ssh binary", () => {
   it("builds endpoints from the request and OpenSSH's defaults, and says ssh_config was not read", async () => {
     const result = await resolveRoutes(
-      [request("Host.Example", { user: "inv", port: 2200, sshArgs: ["-o", "IdentityFile=/k/%h", "-o", "User=ignored", "-o", "StrictHostKeyChecking=accept-new"] }), request("bare")],
+      [
+        request("Host.Example", {
+          user: "inv",
+          port: 2200,
+          sshArgs: ["-o", "IdentityFile=/k/%h", "-o", "User=ignored", "-o", "StrictHostKeyChecking=accept-new"],
+        }),
+        request("bare"),
+      ],
       { sshBinary: join(dir, "no-such-ssh"), configFile: join(dir, "unused.conf") },
     );
     expect(result.notice).toBe(NO_SSH_NOTICE);
     expect(result.sshGCalls).toBe(0);
     const [first, second] = result.routes as SshRoute[];
-    expect(first!.target).toMatchObject({ hostname: "host.example", user: "inv", port: 2200, identityFiles: ["/k/host.example"], identityFilesConfigured: true, strictHostKeyChecking: "accept-new" });
-    expect(second!.target).toMatchObject({ hostname: "bare", user: LOCAL_USER, port: 22, identityFilesConfigured: false, strictHostKeyChecking: "ask" });
-    expect(second!.target.knownHostsFiles).toEqual([`${HOME}/.ssh/known_hosts`, `${HOME}/.ssh/known_hosts2`, "/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"]);
+    expect(first!.target).toMatchObject({
+      hostname: "host.example",
+      user: "inv",
+      port: 2200,
+      identityFiles: ["/k/host.example"],
+      identityFilesConfigured: true,
+      strictHostKeyChecking: "accept-new",
+    });
+    expect(second!.target).toMatchObject({
+      hostname: "bare",
+      user: LOCAL_USER,
+      port: 22,
+      identityFilesConfigured: false,
+      strictHostKeyChecking: "ask",
+    });
+    expect(second!.target.knownHostsFiles).toEqual([
+      `${HOME}/.ssh/known_hosts`,
+      `${HOME}/.ssh/known_hosts2`,
+      "/etc/ssh/ssh_known_hosts",
+      "/etc/ssh/ssh_known_hosts2",
+    ]);
   });
 
   it("takes the first value in argv order, as ssh does", async () => {
-    const { routes: [route] } = await resolveRoutes([request("h", { sshArgs: ["-o", "User=first", "-l", "second", "-p", "2201", "-o", "Port=2202"] })], { sshBinary: join(dir, "no-such-ssh") });
+    const {
+      routes: [route],
+    } = await resolveRoutes(
+      [request("h", { sshArgs: ["-o", "User=first", "-l", "second", "-p", "2201", "-o", "Port=2202"] })],
+      { sshBinary: join(dir, "no-such-ssh") },
+    );
     expect((route as SshRoute).target).toMatchObject({ user: "first", port: 2201 });
   });
 
   it("refuses ProxyJump and ProxyCommand, which need the OpenSSH client", async () => {
-    const { routes: [viaJ, viaCommand] } = await resolveRoutes(
+    const {
+      routes: [viaJ, viaCommand],
+    } = await resolveRoutes(
       [request("a", { sshArgs: ["-J", "bast"] }), request("b", { sshArgs: ["-o", "ProxyCommand=nc %h %p"] })],
       { sshBinary: join(dir, "no-such-ssh") },
     );
@@ -566,10 +697,19 @@ describe("ProxyJump entries", () => {
     ["[10.0.0.1]", [{ user: undefined, host: "10.0.0.1", port: undefined }]],
     ["ssh://u%40x@b1:2222/", [{ user: "u@x", host: "b1", port: "2222" }]],
     ["ssh://u;fp=x@b1", [{ user: "u", host: "b1", port: undefined }]],
-    ["b1,ssh://b2:2,u@b3", [{ user: undefined, host: "b1", port: undefined }, { user: undefined, host: "b2", port: "2" }, { user: "u", host: "b3", port: undefined }]],
+    [
+      "b1,ssh://b2:2,u@b3",
+      [
+        { user: undefined, host: "b1", port: undefined },
+        { user: undefined, host: "b2", port: "2" },
+        { user: "u", host: "b3", port: undefined },
+      ],
+    ],
   ])("%s", (text, expected) => {
     const entries = parseJumpList(text);
-    expect(typeof entries === "string" ? entries : entries.map(({ user, host, port }) => ({ user, host, port }))).toEqual(expected);
+    expect(
+      typeof entries === "string" ? entries : entries.map(({ user, host, port }) => ({ user, host, port })),
+    ).toEqual(expected);
   });
 
   it.each(["@bast", "bast/x", "ssh://b1/path", "[fe80::1", ""])("rejects %j", (text) => {
@@ -598,17 +738,31 @@ describe("ssh_config scanning", () => {
     ["a,b", ["a,b"], true],
     ["a", ["a,b"], false],
   ])("Host %j against %j is %s", (name, patterns, expected) => {
-    const line = { file: "f", line: 1, patterns: patterns.map((p) => (p.startsWith("!") ? { pattern: p.slice(1), negated: true } : { pattern: p, negated: false })) };
+    const line = {
+      file: "f",
+      line: 1,
+      patterns: patterns.map((p) =>
+        p.startsWith("!") ? { pattern: p.slice(1), negated: true } : { pattern: p, negated: false },
+      ),
+    };
     expect(hostLineMatches(line, name)).toBe(expected);
   });
 
   it("finds the matching Host lines through its index exactly as line-by-line matching does", () => {
-    const lines = ["web1 web2", "web*", "* !db*", "db1", "!web1 *", "generated-1", "web1", "?eb1", "*"].map((text, i) => ({
-      file: "f",
+    const lines = ["web1 web2", "web*", "* !db*", "db1", "!web1 *", "generated-1", "web1", "?eb1", "*"].map(
+      (text, i) => ({
+        file: "f",
+        line: i + 1,
+        patterns: text
+          .split(" ")
+          .map((p) => (p.startsWith("!") ? { pattern: p.slice(1), negated: true } : { pattern: p, negated: false })),
+      }),
+    );
+    const generated = Array.from({ length: 5000 }, (_, i) => ({
+      file: "g",
       line: i + 1,
-      patterns: text.split(" ").map((p) => (p.startsWith("!") ? { pattern: p.slice(1), negated: true } : { pattern: p, negated: false })),
+      patterns: [{ pattern: `generated-${i}`, negated: false }],
     }));
-    const generated = Array.from({ length: 5000 }, (_, i) => ({ file: "g", line: i + 1, patterns: [{ pattern: `generated-${i}`, negated: false }] }));
     const all = [...lines, ...generated];
     const matcher = hostLineMatcher(all);
     for (const name of ["web1", "web2", "db1", "dbx", "generated-1", "generated-4999", "Web1", "x"]) {
@@ -633,14 +787,18 @@ describe("ssh_config scanning", () => {
   });
 
   it("flags what Host lines cannot scope, and lines ssh itself refuses", () => {
-    const scope = (text: string) => scanSshConfig({ configFile: writeConfig("scope.conf", text), passwdHome: HOME, globHome: HOME });
+    const scope = (text: string) =>
+      scanSshConfig({ configFile: writeConfig("scope.conf", text), passwdHome: HOME, globHome: HOME });
     expect(scope("Host *\n  User x\nMatch all\n  Port 2\n")).toMatchObject({ unscopable: null, rejected: null });
     expect(scope("Host *\n  CanonicalizeHostname no\n").unscopable).toBeNull();
     expect(scope("Match host x\n").unscopable).toMatch(/scope\.conf line 1: Match host x/);
     expect(scope("Match canonical all\n").unscopable).toMatch(/Match canonical all/);
     expect(scope("Host *\n  CanonicalizeHostname yes\n").unscopable).toMatch(/line 2: CanonicalizeHostname yes/);
     expect(scope("Include ~other/cfg\n").unscopable).toMatch(/another user's home/);
-    expect(scope('Host "x\nHost y\n')).toMatchObject({ unscopable: null, rejected: expect.stringMatching(/scope\.conf line 1: invalid quotes/) });
+    expect(scope('Host "x\nHost y\n')).toMatchObject({
+      unscopable: null,
+      rejected: expect.stringMatching(/scope\.conf line 1: invalid quotes/),
+    });
   });
 
   it("reads ~/.ssh/config then the system ssh_config without -F, each resolving relative Includes its own way", () => {
@@ -651,8 +809,18 @@ describe("ssh_config scanning", () => {
     writeConfig("scan-etc/ssh_config", "Host system-level\nInclude ssh_config.d/*.conf\n");
     writeConfig("scan-etc/ssh_config.d/a.conf", "Host from-system-include\n");
     const scope = scanSshConfig({ configFile: undefined, passwdHome: home, globHome: home, systemDir: etc });
-    expect(scope.files).toEqual([`${home}/.ssh/config`, `${home}/.ssh/user.d/one`, `${etc}/ssh_config`, `${etc}/ssh_config.d/a.conf`]);
-    expect(scope.hostLines.map((l) => l.patterns[0]!.pattern)).toEqual(["user-level", "from-user-include", "system-level", "from-system-include"]);
+    expect(scope.files).toEqual([
+      `${home}/.ssh/config`,
+      `${home}/.ssh/user.d/one`,
+      `${etc}/ssh_config`,
+      `${etc}/ssh_config.d/a.conf`,
+    ]);
+    expect(scope.hostLines.map((l) => l.patterns[0]!.pattern)).toEqual([
+      "user-level",
+      "from-user-include",
+      "system-level",
+      "from-system-include",
+    ]);
     expect(scanSshConfig({ configFile: "none", passwdHome: home, globHome: home, systemDir: etc }).files).toEqual([]);
   });
 

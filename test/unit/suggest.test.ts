@@ -24,7 +24,15 @@ describe("editDistance", () => {
 describe("closest", () => {
   const roles = ["ephemeral-ports", "tw-reuse"];
   const groupKeys = ["hosts", "vars", "children"];
-  const vars = ["ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file", "ansible_become", "ephemeral_ports", "tw_reuse"];
+  const vars = [
+    "ansible_host",
+    "ansible_port",
+    "ansible_user",
+    "ansible_ssh_private_key_file",
+    "ansible_become",
+    "ephemeral_ports",
+    "tw_reuse",
+  ];
 
   it.each<[string, readonly string[], string | undefined]>([
     ["hostz", groupKeys, "hosts"],

@@ -32,13 +32,27 @@ const SS_OUTPUT = [
   "",
 ].join("\n");
 
-const probeOk = (raw: string): ProbeResult<Listener[]> => ({ ok: true, value: LISTEN_BACKLOGS_PROBE.parse(raw, undefined) });
+const probeOk = (raw: string): ProbeResult<Listener[]> => ({
+  ok: true,
+  value: LISTEN_BACKLOGS_PROBE.parse(raw, undefined),
+});
 const NO_LISTENERS = probeOk("");
 
 /** What the gather step reads on a 5.4+ kernel with its defaults (tcp_max_syn_backlog as in a fleet namespace). */
-function kernelDefaults(listeners: ProbeResult<Listener[]> = NO_LISTENERS, sysctl: Record<string, string | null> = {}): Facts {
+function kernelDefaults(
+  listeners: ProbeResult<Listener[]> = NO_LISTENERS,
+  sysctl: Record<string, string | null> = {},
+): Facts {
   return facts({
-    sysctl: { [SOMAXCONN]: "4096", [SYN_BACKLOG]: "2048", [COOKIES]: "1", [ABORT]: "0", [SYNACK]: "5", [NETDEV]: "1000", ...sysctl },
+    sysctl: {
+      [SOMAXCONN]: "4096",
+      [SYN_BACKLOG]: "2048",
+      [COOKIES]: "1",
+      [ABORT]: "0",
+      [SYNACK]: "5",
+      [NETDEV]: "1000",
+      ...sysctl,
+    },
     probes: { [LISTEN_BACKLOGS_PROBE.name]: listeners },
   });
 }
@@ -56,7 +70,15 @@ describe("syn-backlog on a host with kernel defaults", () => {
   const p = plan({}, kernelDefaults());
 
   it("creates the drop-in and sets every live value that differs", () => {
-    expect(p.changes.map((c) => (c.kind === "sysctl" ? [c.key, c.before, c.after] : c.kind === "file" ? [c.path, c.before, c.description] : c.argv))).toEqual([
+    expect(
+      p.changes.map((c) =>
+        c.kind === "sysctl"
+          ? [c.key, c.before, c.after]
+          : c.kind === "file"
+            ? [c.path, c.before, c.description]
+            : c.argv,
+      ),
+    ).toEqual([
       [PATH, null, `create ${PATH}`],
       [SOMAXCONN, "4096", "65535"],
       [SYN_BACKLOG, "2048", "65535"],
@@ -67,8 +89,18 @@ describe("syn-backlog on a host with kernel defaults", () => {
   });
 
   it("checks all six values and the file back, including the ones already right", () => {
-    expect(withoutBootChecks(p.checks).map((c) => (c.kind === "sysctl" ? `${c.key}=${c.expected}` : c.kind === "file" ? c.path : c.label))).toEqual([
-      `${SOMAXCONN}=65535`, `${SYN_BACKLOG}=65535`, `${COOKIES}=1`, `${ABORT}=0`, `${SYNACK}=3`, `${NETDEV}=16384`, PATH,
+    expect(
+      withoutBootChecks(p.checks).map((c) =>
+        c.kind === "sysctl" ? `${c.key}=${c.expected}` : c.kind === "file" ? c.path : c.label,
+      ),
+    ).toEqual([
+      `${SOMAXCONN}=65535`,
+      `${SYN_BACKLOG}=65535`,
+      `${COOKIES}=1`,
+      `${ABORT}=0`,
+      `${SYNACK}=3`,
+      `${NETDEV}=16384`,
+      PATH,
     ]);
   });
 
@@ -102,7 +134,9 @@ describe("syn-backlog netdev_max_backlog", () => {
   it("refuses any other key the kernel lacks, every missing key at once", () => {
     const both = plan({}, kernelDefaults(NO_LISTENERS, { [ABORT]: null, [NETDEV]: null })).refusals.map((r) => r.text);
     expect(both).toHaveLength(2);
-    expect(both[0]).toMatch(/^net\.ipv4\.tcp_abort_on_overflow does not exist on this host's kernel \(\/proc\/sys\/net\/ipv4\/tcp_abort_on_overflow is missing\), so syn-backlog cannot set it/);
+    expect(both[0]).toMatch(
+      /^net\.ipv4\.tcp_abort_on_overflow does not exist on this host's kernel \(\/proc\/sys\/net\/ipv4\/tcp_abort_on_overflow is missing\), so syn-backlog cannot set it/,
+    );
     expect(both[1]).toMatch(/^net\.core\.netdev_max_backlog does not exist on this host/);
   });
 });
@@ -111,7 +145,16 @@ describe("syn-backlog rendered file", () => {
   it.each<[string, Record<string, unknown>]>([
     ["defaults", {}],
     ["netdev left alone", { netdev_max_backlog: null }],
-    ["zeros and extremes", { somaxconn: 128, tcp_max_syn_backlog: 1048576, tcp_syncookies: 0, tcp_abort_on_overflow: 1, tcp_synack_retries: 10 }],
+    [
+      "zeros and extremes",
+      {
+        somaxconn: 128,
+        tcp_max_syn_backlog: 1048576,
+        tcp_syncookies: 0,
+        tcp_abort_on_overflow: 1,
+        tcp_synack_retries: 10,
+      },
+    ],
   ])("%s: header names the role, a why before every value, values as given", (_what, over) => {
     const p = params(over);
     const content = fileOf(plan(over, kernelDefaults()));
@@ -166,19 +209,44 @@ describe("syn-backlog listeners below somaxconn", () => {
     ["a backlog equal to somaxconn is not reported", 4096, probeOk("LISTEN 0 4096 0.0.0.0:80 0.0.0.0:*\n"), []],
     ["a backlog above somaxconn is not reported", 4096, probeOk("LISTEN 0 8192 0.0.0.0:80 0.0.0.0:*\n"), []],
     ["one below is", 4096, probeOk("LISTEN 0 4095 0.0.0.0:80 0.0.0.0:*\n"), [noteFor(80, 4095, 4096, "0.0.0.0")]],
-    ["the same port with two backlogs gives two notes, smaller first", 65535, probeOk("LISTEN 0 511 0.0.0.0:80 0.0.0.0:*\nLISTEN 0 128 [::]:80 [::]:*\n"), [noteFor(80, 128, 65535, "[::]"), noteFor(80, 511, 65535, "0.0.0.0")]],
+    [
+      "the same port with two backlogs gives two notes, smaller first",
+      65535,
+      probeOk("LISTEN 0 511 0.0.0.0:80 0.0.0.0:*\nLISTEN 0 128 [::]:80 [::]:*\n"),
+      [noteFor(80, 128, 65535, "[::]"), noteFor(80, 511, 65535, "0.0.0.0")],
+    ],
     ["no listeners", 65535, NO_LISTENERS, []],
-    ["ss missing: said plainly, not a silent pass", 65535, { ok: false, error: "ss is not installed (package iproute2), so listening sockets' backlogs cannot be read" }, [
-      "cannot report listeners that cap their own queue below somaxconn: ss is not installed (package iproute2), so listening sockets' backlogs cannot be read",
-    ]],
-    ["the probe was not gathered", 65535, undefined, ["listening sockets' backlogs were not read; listeners that cap their own queue below somaxconn are not reported"]],
+    [
+      "ss missing: said plainly, not a silent pass",
+      65535,
+      { ok: false, error: "ss is not installed (package iproute2), so listening sockets' backlogs cannot be read" },
+      [
+        "cannot report listeners that cap their own queue below somaxconn: ss is not installed (package iproute2), so listening sockets' backlogs cannot be read",
+      ],
+    ],
+    [
+      "the probe was not gathered",
+      65535,
+      undefined,
+      [
+        "listening sockets' backlogs were not read; listeners that cap their own queue below somaxconn are not reported",
+      ],
+    ],
   ])("%s", (_what, somaxconn, result, expected) => {
     expect(listenerNotes(somaxconn, result)).toEqual(expected);
   });
 
   it("compares with the somaxconn being planned, not the host's current one", () => {
-    const notes = plan({ somaxconn: 1024 }, kernelDefaults(probeOk(SS_OUTPUT), { [SOMAXCONN]: "4096" })).notes.map((n) => n.text);
-    expect(notes).toEqual([noteFor(443, 0, 1024, "this host's address"), noteFor(5432, 244, 1024, "[::1]"), noteFor(7000, 50, 1024, "this host's address"), noteFor(8080, 511, 1024, "0.0.0.0, [::]"), noteFor(9000, 16, 1024, "*")]);
+    const notes = plan({ somaxconn: 1024 }, kernelDefaults(probeOk(SS_OUTPUT), { [SOMAXCONN]: "4096" })).notes.map(
+      (n) => n.text,
+    );
+    expect(notes).toEqual([
+      noteFor(443, 0, 1024, "this host's address"),
+      noteFor(5432, 244, 1024, "[::1]"),
+      noteFor(7000, 50, 1024, "this host's address"),
+      noteFor(8080, 511, 1024, "0.0.0.0, [::]"),
+      noteFor(9000, 16, 1024, "*"),
+    ]);
   });
 
   it("reports the same listeners when verifying", () => {
@@ -191,8 +259,16 @@ describe("syn-backlog listeners below somaxconn", () => {
 describe("syn-backlog idempotence", () => {
   it.each<[string, Record<string, unknown>, Facts]>([
     ["defaults", {}, kernelDefaults(probeOk(SS_OUTPUT))],
-    ["netdev left alone in a namespace", { netdev_max_backlog: null }, kernelDefaults(NO_LISTENERS, { [NETDEV]: null })],
-    ["custom values", { somaxconn: 32768, tcp_max_syn_backlog: 32768, tcp_synack_retries: 2, netdev_max_backlog: 5000 }, kernelDefaults()],
+    [
+      "netdev left alone in a namespace",
+      { netdev_max_backlog: null },
+      kernelDefaults(NO_LISTENERS, { [NETDEV]: null }),
+    ],
+    [
+      "custom values",
+      { somaxconn: 32768, tcp_max_syn_backlog: 32768, tcp_synack_retries: 2, netdev_max_backlog: 5000 },
+      kernelDefaults(),
+    ],
     ["cookies always, abort on overflow", { tcp_syncookies: 2, tcp_abort_on_overflow: 1 }, kernelDefaults()],
   ])("%s: plan → apply → plan has zero changes and verify passes", (_what, over, before) => {
     const first = plan(over, before);
@@ -218,10 +294,30 @@ describe("syn-backlog validate()", () => {
   it.each<[string, Record<string, unknown>, Array<[string, RegExp]>]>([
     ["the defaults", {}, []],
     ["netdev null", { netdev_max_backlog: null }, []],
-    ["syncookies 0", { tcp_syncookies: 0 }, [["tcp_syncookies", /^tcp_syncookies 0: when a listener's SYN queue is full .* new connections are dropped/]]],
-    ["syncookies 2", { tcp_syncookies: 2 }, [["tcp_syncookies", /^tcp_syncookies 2 sends cookies for every connection, even without overflow: it is meant for testing/]]],
+    [
+      "syncookies 0",
+      { tcp_syncookies: 0 },
+      [["tcp_syncookies", /^tcp_syncookies 0: when a listener's SYN queue is full .* new connections are dropped/]],
+    ],
+    [
+      "syncookies 2",
+      { tcp_syncookies: 2 },
+      [
+        [
+          "tcp_syncookies",
+          /^tcp_syncookies 2 sends cookies for every connection, even without overflow: it is meant for testing/,
+        ],
+      ],
+    ],
     ["abort on overflow", { tcp_abort_on_overflow: 1 }, [["tcp_abort_on_overflow", /ECONNRESET/]]],
-    ["both", { tcp_syncookies: 0, tcp_abort_on_overflow: 1 }, [["tcp_syncookies", /tcp_syncookies 0/], ["tcp_abort_on_overflow", /tcp_abort_on_overflow 1/]]],
+    [
+      "both",
+      { tcp_syncookies: 0, tcp_abort_on_overflow: 1 },
+      [
+        ["tcp_syncookies", /tcp_syncookies 0/],
+        ["tcp_abort_on_overflow", /tcp_abort_on_overflow 1/],
+      ],
+    ],
   ])("%s", (_what, over, expected) => {
     const problems = validate(params(over));
     expect(problems.map((p) => [p.param, p.severity])).toEqual(expected.map(([param]) => [param, "warning"]));
@@ -240,9 +336,16 @@ describe("syn-backlog schema", () => {
 
   it("has these defaults, and accepts them written out", () => {
     expect(paramsOf(synBacklog)).toEqual({
-      somaxconn: 65535, tcp_max_syn_backlog: 65535, tcp_syncookies: 1, tcp_abort_on_overflow: 0, tcp_synack_retries: 3, netdev_max_backlog: 16384,
+      somaxconn: 65535,
+      tcp_max_syn_backlog: 65535,
+      tcp_syncookies: 1,
+      tcp_abort_on_overflow: 0,
+      tcp_synack_retries: 3,
+      netdev_max_backlog: 16384,
     });
-    const yaml = Object.entries(paramsOf(synBacklog)).map(([k, v]) => `${k}: ${String(v)}`).join("\n");
+    const yaml = Object.entries(paramsOf(synBacklog))
+      .map(([k, v]) => `${k}: ${String(v)}`)
+      .join("\n");
     expect(check(`${yaml}\n`)).toEqual([]);
     expect(check("netdev_max_backlog: null\n")).toEqual([]);
   });

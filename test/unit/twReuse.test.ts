@@ -16,24 +16,36 @@ function plan(over: Record<string, unknown>, f: Facts): HostPlan {
   return planHost(hostWith("web01", [[twReuse, over]]), f);
 }
 
-
-
 const kernelDefaults = facts({ sysctl: { [REUSE]: "2", [TS]: "1", [FIN]: "60", [BUCKETS]: "262144" } });
 
 describe("tw-reuse on a fresh host", () => {
   it("creates the drop-in and sets only the live values that differ", () => {
     const p = plan({}, kernelDefaults);
-    expect(p.changes.map((c) => (c.kind === "command" ? [c.kind, c.argv] : [c.kind, c.kind === "file" ? c.path : c.key, c.before, c.kind === "file" ? "(content)" : c.after]))).toEqual([
+    expect(
+      p.changes.map((c) =>
+        c.kind === "command"
+          ? [c.kind, c.argv]
+          : [c.kind, c.kind === "file" ? c.path : c.key, c.before, c.kind === "file" ? "(content)" : c.after],
+      ),
+    ).toEqual([
       ["file", PATH, null, "(content)"],
       ["sysctl", REUSE, "2", "1"],
     ]);
-    expect(withoutBootChecks(p.checks).map((c) => (c.kind === "sysctl" ? `${c.key}=${c.expected}` : c.kind === "file" ? c.path : c.label))).toEqual([`${REUSE}=1`, `${TS}=1`, PATH]);
+    expect(
+      withoutBootChecks(p.checks).map((c) =>
+        c.kind === "sysctl" ? `${c.key}=${c.expected}` : c.kind === "file" ? c.path : c.label,
+      ),
+    ).toEqual([`${REUSE}=1`, `${TS}=1`, PATH]);
     expect(p.notes).toEqual([]);
   });
 
   it("sets the optional keys when given", () => {
     const p = plan({ tcp_fin_timeout: 30, tcp_max_tw_buckets: 2000000 }, kernelDefaults);
-    expect(p.changes.filter((c) => c.kind === "sysctl").map((c) => [c.kind === "sysctl" && c.key, c.before, c.kind === "sysctl" && c.after])).toEqual([
+    expect(
+      p.changes
+        .filter((c) => c.kind === "sysctl")
+        .map((c) => [c.kind === "sysctl" && c.key, c.before, c.kind === "sysctl" && c.after]),
+    ).toEqual([
       [REUSE, "2", "1"],
       [FIN, "60", "30"],
       [BUCKETS, "262144", "2000000"],
@@ -60,7 +72,10 @@ describe("tw-reuse optional keys", () => {
     ["both set", { tcp_fin_timeout: 300, tcp_max_tw_buckets: 16777216 }, [REUSE, TS, FIN, BUCKETS]],
   ])("%s: only those keys are read, written, set and checked", (_what, over, keys) => {
     const params = paramsOf(twReuse, over) as unknown as TwReuseParams;
-    expect(twReuse.facts(params)).toEqual([...keys.map((key) => ({ kind: "sysctl", key })), { kind: "file", path: PATH }]);
+    expect(twReuse.facts(params)).toEqual([
+      ...keys.map((key) => ({ kind: "sysctl", key })),
+      { kind: "file", path: PATH },
+    ]);
     const p = plan(over, facts());
     const content = fileOf(p);
     expect(settings(content).map(([k]) => k)).toEqual(keys);
@@ -153,6 +168,11 @@ describe("tw-reuse validate()", () => {
 
 describe("tw-reuse schema", () => {
   it("has these defaults", () => {
-    expect(paramsOf(twReuse)).toEqual({ tcp_tw_reuse: 1, tcp_timestamps: 1, tcp_fin_timeout: null, tcp_max_tw_buckets: null });
+    expect(paramsOf(twReuse)).toEqual({
+      tcp_tw_reuse: 1,
+      tcp_timestamps: 1,
+      tcp_fin_timeout: null,
+      tcp_max_tw_buckets: null,
+    });
   });
 });

@@ -31,10 +31,18 @@ describe("checkVarBlock: vars provision doesn't use are the user's business", ()
 
 describe("checkVarBlock: Ansible's values for the vars provision uses", () => {
   it.each([
-    ["ansible_become: yes\n"], ["ansible_become: 'on'\n"], ["ansible_become: 'True'\n"], ["ansible_become: '1'\n"], ["ansible_become: no\n"],
-    ["ansible_port: '2222'\n"], ["ansible_ssh_port: 2222\n"],
-    ["ansible_user: jdoe@corp.example.com\n"], ["ansible_user: Administrator\n"], ["ansible_ssh_user: first.last\n"],
-    ["ansible_ssh_host: 10.0.0.5\n"], ["ansible_private_key_file: ~/.ssh/id_ed25519\n"],
+    ["ansible_become: yes\n"],
+    ["ansible_become: 'on'\n"],
+    ["ansible_become: 'True'\n"],
+    ["ansible_become: '1'\n"],
+    ["ansible_become: no\n"],
+    ["ansible_port: '2222'\n"],
+    ["ansible_ssh_port: 2222\n"],
+    ["ansible_user: jdoe@corp.example.com\n"],
+    ["ansible_user: Administrator\n"],
+    ["ansible_ssh_user: first.last\n"],
+    ["ansible_ssh_host: 10.0.0.5\n"],
+    ["ansible_private_key_file: ~/.ssh/id_ed25519\n"],
     ["ansible_become_user: root\nansible_become_method: sudo\n"],
     ["ansible_connection: local\n"],
     ["ansible_memtotal_mb: '16384'\n"],
@@ -45,11 +53,26 @@ describe("checkVarBlock: Ansible's values for the vars provision uses", () => {
   });
 
   it.each([
-    ["ansible_port: 70000\n", "1:15 ansible_port error: 70000 is not a whole number from 1 to 65535 | use a port from 1 to 65535"],
-    ["ansible_ssh_port: abc\n", '1:19 ansible_ssh_port error: "abc" is not a whole number from 1 to 65535 | use a port from 1 to 65535'],
-    ["ansible_become: maybe\n", '1:17 ansible_become error: "maybe" is not a boolean | write true or false (yes/no, on/off and 1/0 work too, as in Ansible)'],
-    ["ansible_user: 'bad user'\n", '1:15 ansible_user error: "bad user" is not a login name | write the login name, such as deploy or jdoe@corp.example.com'],
-    ["ansible_host: 'a b'\n", '1:15 ansible_host error: "a b" is not a host name or IP address | write a host name or IP address (letters, digits and . : _ - only, at most 253 characters)'],
+    [
+      "ansible_port: 70000\n",
+      "1:15 ansible_port error: 70000 is not a whole number from 1 to 65535 | use a port from 1 to 65535",
+    ],
+    [
+      "ansible_ssh_port: abc\n",
+      '1:19 ansible_ssh_port error: "abc" is not a whole number from 1 to 65535 | use a port from 1 to 65535',
+    ],
+    [
+      "ansible_become: maybe\n",
+      '1:17 ansible_become error: "maybe" is not a boolean | write true or false (yes/no, on/off and 1/0 work too, as in Ansible)',
+    ],
+    [
+      "ansible_user: 'bad user'\n",
+      '1:15 ansible_user error: "bad user" is not a login name | write the login name, such as deploy or jdoe@corp.example.com',
+    ],
+    [
+      "ansible_host: 'a b'\n",
+      '1:15 ansible_host error: "a b" is not a host name or IP address | write a host name or IP address (letters, digits and . : _ - only, at most 253 characters)',
+    ],
   ])("%j is refused at its value", (text, expected) => {
     expect(check(text).map(brief)).toEqual([expected]);
   });
@@ -59,7 +82,9 @@ describe("checkVarBlock: templates and vault where provision would have to read 
   it("a Jinja ansible_host is an error at its value that says how to resolve it", () => {
     const [p] = check('ansible_host: "{{ inventory_hostname }}.corp"\n');
     expect(p).toMatchObject({ line: 1, col: 15, keyPath: "ansible_host", severity: "error" });
-    expect(p!.problem).toBe('ansible_host is a Jinja template ("{{ inventory_hostname }}.corp"), and provision does not evaluate templates');
+    expect(p!.problem).toBe(
+      'ansible_host is a Jinja template ("{{ inventory_hostname }}.corp"), and provision does not evaluate templates',
+    );
     expect(p!.fix).toMatch(/write the value itself/);
   });
 
@@ -83,7 +108,11 @@ describe("checkVarBlock: role blocks stay closed", () => {
 
   it("tcp_tw_recycle is refused at top level, in a block and as the full sysctl name", () => {
     const problems = check("tcp_tw_recycle: 1\nnet.ipv4.tcp_tw_recycle: 0\ntw_reuse:\n  tcp_tw_recycle: 1\n");
-    expect(problems.map((p) => p.keyPath)).toEqual(["tcp_tw_recycle", "net.ipv4.tcp_tw_recycle", "tw_reuse.tcp_tw_recycle"]);
+    expect(problems.map((p) => p.keyPath)).toEqual([
+      "tcp_tw_recycle",
+      "net.ipv4.tcp_tw_recycle",
+      "tw_reuse.tcp_tw_recycle",
+    ]);
     expect(problems.every((p) => p.problem.startsWith("tcp_tw_recycle is refused"))).toBe(true);
   });
 });
@@ -102,7 +131,13 @@ describe("checkVarBlock: near-misses of provision's names warn", () => {
     expect(problems[0]).toMatchObject({ severity: "warning", fix: `did you mean "${guess}"?`, line: 1, col: 1 });
   });
 
-  it.each([["ansible_become_exe: sudo\n"], ["ansible_hostname: x\n"], ["keepalived: {}\n"], ["port: 1\n"], ["conntrack_zones: 2\n"]])("%j is not a near-miss", (text) => {
+  it.each([
+    ["ansible_become_exe: sudo\n"],
+    ["ansible_hostname: x\n"],
+    ["keepalived: {}\n"],
+    ["port: 1\n"],
+    ["conntrack_zones: 2\n"],
+  ])("%j is not a near-miss", (text) => {
     expect(check(text)).toEqual([]);
   });
 });
@@ -118,9 +153,26 @@ describe("checkVarBlock: plain-text passwords", () => {
 
 describe("ansibleBoolean", () => {
   it.each<[unknown, boolean | undefined]>([
-    [true, true], ["yes", true], ["Yes", true], ["on", true], ["1", true], [1, true], ["t", true], ["y", true], ["TRUE", true],
-    [false, false], ["no", false], ["off", false], ["0", false], [0, false], ["f", false], ["n", false],
-    ["maybe", undefined], [2, undefined], [null, undefined], ["", undefined],
+    [true, true],
+    ["yes", true],
+    ["Yes", true],
+    ["on", true],
+    ["1", true],
+    [1, true],
+    ["t", true],
+    ["y", true],
+    ["TRUE", true],
+    [false, false],
+    ["no", false],
+    ["off", false],
+    ["0", false],
+    [0, false],
+    ["f", false],
+    ["n", false],
+    ["maybe", undefined],
+    [2, undefined],
+    [null, undefined],
+    ["", undefined],
   ])("%j → %j", (value, expected) => {
     expect(ansibleBoolean(value)).toBe(expected);
   });
@@ -134,7 +186,13 @@ describe("USED_VARS", () => {
     expect(USED_VARS.privateKeyFile.names).toEqual(["ansible_private_key_file", "ansible_ssh_private_key_file"]);
   });
 
-  it.each([["ansible_become_password", true], ["vault_db_password", true], ["api_token", true], ["ansible_ssh_private_key_file", false], ["passenger_root", false]])("isSecretName(%s) = %s", (name, secret) => {
+  it.each([
+    ["ansible_become_password", true],
+    ["vault_db_password", true],
+    ["api_token", true],
+    ["ansible_ssh_private_key_file", false],
+    ["passenger_root", false],
+  ])("isSecretName(%s) = %s", (name, secret) => {
     expect(isSecretName(name)).toBe(secret);
   });
 });

@@ -48,7 +48,15 @@ describe("validateAgainstSchema", () => {
     ["pattern", "name: Bad1\n", "name", 1, 7, '"Bad1" has an invalid form', "it must match ^[a-z]+$"],
     ["minItems", "tags: []\n", "tags", 1, 7, "must NOT have fewer than 1 items", "correct the value"],
     ["maxItems", "tags: [a, b, c]\n", "tags", 1, 7, "must NOT have more than 2 items", "correct the value"],
-    ["uniqueItems", "tags: [a, a]\n", "tags", 1, 7, "must NOT have duplicate items (items ## 1 and 0 are identical)", "correct the value"],
+    [
+      "uniqueItems",
+      "tags: [a, a]\n",
+      "tags",
+      1,
+      7,
+      "must NOT have duplicate items (items ## 1 and 0 are identical)",
+      "correct the value",
+    ],
     ["minLength", "label: x\n", "label", 1, 8, "must NOT have fewer than 2 characters", "correct the value"],
     ["maxLength", "label: xxxxx\n", "label", 1, 8, "must NOT have more than 4 characters", "correct the value"],
     ["exclusiveMinimum", "ratio: 0\n", "ratio", 1, 8, "0 is out of range (must be > 0)", "use a value greater than 0"],
@@ -57,10 +65,26 @@ describe("validateAgainstSchema", () => {
     ["maximum", "count: 10\n", "count", 1, 8, "10 is out of range (must be <= 9)", "use a value of at most 9"],
     ["type (number)", "count: 1.5\n", "count", 1, 8, "expected an integer, got a number 1.5", "write an integer"],
     ["type (list)", "name: [a]\n", "name", 1, 7, 'expected a string, got a list ["a"]', "write a string"],
-    ["type (mapping)", "count: {a: 1}\n", "count", 1, 8, 'expected an integer, got a mapping {"a":1}', "write an integer"],
+    [
+      "type (mapping)",
+      "count: {a: 1}\n",
+      "count",
+      1,
+      8,
+      'expected an integer, got a mapping {"a":1}',
+      "write an integer",
+    ],
     ["required", "nested: {other: 1}\n", "nested", 1, 9, 'missing required key "id"', 'add "id:" here'],
     ["nested unknown key", "nested: {id: 1, idd: 2}\n", "nested.idd", 1, 17, 'unknown key "idd"', 'did you mean "id"?'],
-    ["unknown key without a close match", "zzzzzz: 1\n", "zzzzzz", 1, 1, 'unknown key "zzzzzz"', "remove it; allowed keys here: mode, exact, name, tags, label, ratio, count, nested"],
+    [
+      "unknown key without a close match",
+      "zzzzzz: 1\n",
+      "zzzzzz",
+      1,
+      1,
+      'unknown key "zzzzzz"',
+      "remove it; allowed keys here: mode, exact, name, tags, label, ratio, count, nested",
+    ],
   ])("%s", (_kw, text, keyPath, line, col, problem, fix) => {
     const { ok, problems } = check(SCHEMA, text);
     expect(ok).toBe(false);
@@ -79,14 +103,35 @@ describe("validateAgainstSchema", () => {
   it("reports a wrong type of the whole document at 1:1 with the schema's fix", () => {
     const { problems } = check(PLAYBOOK_SCHEMA, "hosts: all\n");
     expect(problems).toEqual([
-      { file: "v.yaml", line: 1, col: 1, keyPath: "", severity: "error", problem: 'expected a list, got a mapping {"hosts":"all"}', fix: "write a list of plays, each with `hosts:` and `roles:`" },
+      {
+        file: "v.yaml",
+        line: 1,
+        col: 1,
+        keyPath: "",
+        severity: "error",
+        problem: 'expected a list, got a mapping {"hosts":"all"}',
+        fix: "write a list of plays, each with `hosts:` and `roles:`",
+      },
     ]);
   });
 
   it("prefixes key paths and locations with the base path", () => {
-    const { problems } = check(SCHEMA, "wrap:\n  inner:\n    count: 0\n", ["wrap", "inner"], (d) => (d as { wrap: { inner: unknown } }).wrap.inner);
+    const { problems } = check(
+      SCHEMA,
+      "wrap:\n  inner:\n    count: 0\n",
+      ["wrap", "inner"],
+      (d) => (d as { wrap: { inner: unknown } }).wrap.inner,
+    );
     expect(problems).toEqual([
-      { file: "v.yaml", line: 3, col: 12, keyPath: "wrap.inner.count", severity: "error", problem: "0 is out of range (must be >= 1)", fix: "use a value of at least 1" },
+      {
+        file: "v.yaml",
+        line: 3,
+        col: 12,
+        keyPath: "wrap.inner.count",
+        severity: "error",
+        problem: "0 is out of range (must be >= 1)",
+        fix: "use a value of at least 1",
+      },
     ]);
   });
 

@@ -20,7 +20,11 @@ describe("group_vars/ with a broken link", () => {
     const problems: ConfigProblem[] = [];
     loadInventory(join(dir, "hosts.yaml"), problems);
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatchObject({ file: join(dir, "group_vars", "all.yaml"), severity: "error", problem: "cannot read group_vars/all.yaml (ENOENT)" });
+    expect(problems[0]).toMatchObject({
+      file: join(dir, "group_vars", "all.yaml"),
+      severity: "error",
+      problem: "cannot read group_vars/all.yaml (ENOENT)",
+    });
   });
 });
 
@@ -42,15 +46,34 @@ describe("choosePlaybook", () => {
   });
 
   it("prefers ./provision.yaml over everything", () => {
-    const dir = project("own", { "provision.yaml": "- hosts: all\n  roles: [tw-reuse]\n", "playbooks/site.yaml": "- hosts: all\n  roles: [tw-reuse]\n" });
+    const dir = project("own", {
+      "provision.yaml": "- hosts: all\n  roles: [tw-reuse]\n",
+      "playbooks/site.yaml": "- hosts: all\n  roles: [tw-reuse]\n",
+    });
     expect(choosePlaybook(dir, isRole)).toEqual({ file: join(dir, "provision.yaml") });
   });
 
   it.each([
-    ["plays with tasks", "- hosts: all\n  become: true\n  tasks:\n    - ansible.builtin.ping:\n", "its plays have tasks:, which provision's plays don't"],
-    ["an import", "- import_playbook: webservers.yml\n", "its plays have import_playbook:, which provision's plays don't"],
-    ["Ansible roles", "- hosts: all\n  roles:\n    - common\n    - nginx\n", "it applies role common, which is not one of provision's"],
-    ["role: entries", "- hosts: web\n  roles:\n    - role: geerlingguy.nginx\n", "it applies role geerlingguy.nginx, which is not one of provision's"],
+    [
+      "plays with tasks",
+      "- hosts: all\n  become: true\n  tasks:\n    - ansible.builtin.ping:\n",
+      "its plays have tasks:, which provision's plays don't",
+    ],
+    [
+      "an import",
+      "- import_playbook: webservers.yml\n",
+      "its plays have import_playbook:, which provision's plays don't",
+    ],
+    [
+      "Ansible roles",
+      "- hosts: all\n  roles:\n    - common\n    - nginx\n",
+      "it applies role common, which is not one of provision's",
+    ],
+    [
+      "role: entries",
+      "- hosts: web\n  roles:\n    - role: geerlingguy.nginx\n",
+      "it applies role geerlingguy.nginx, which is not one of provision's",
+    ],
   ])("passes over an Ansible playbooks/site.yaml with %s, and says why", (_what, text, reason) => {
     const dir = project(`ansible-${reason.length}`, { "playbooks/site.yaml": text });
     const choice = choosePlaybook(dir, isRole);

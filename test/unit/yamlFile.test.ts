@@ -123,7 +123,9 @@ describe("parseYamlText", () => {
   });
 
   it("appends to the problems it is given", () => {
-    const problems: ConfigProblem[] = [{ file: "x", line: 1, col: 1, keyPath: "", problem: "earlier", fix: "f", severity: "warning" }];
+    const problems: ConfigProblem[] = [
+      { file: "x", line: 1, col: 1, keyPath: "", problem: "earlier", fix: "f", severity: "warning" },
+    ];
     parseYamlText("a: [", "t.yaml", problems);
     expect(problems[0]!.problem).toBe("earlier");
     expect(problems.length).toBeGreaterThan(1);
@@ -197,7 +199,15 @@ describe("loadYamlFile", () => {
     const problems: ConfigProblem[] = [];
     expect(loadYamlFile(path, problems)).toBeNull();
     expect(problems).toEqual([
-      { file: path, line: 1, col: 1, keyPath: "", severity: "error", problem: "cannot read the file (ENOENT)", fix: "check the path and its permissions" },
+      {
+        file: path,
+        line: 1,
+        col: 1,
+        keyPath: "",
+        severity: "error",
+        problem: "cannot read the file (ENOENT)",
+        fix: "check the path and its permissions",
+      },
     ]);
   });
 
@@ -234,7 +244,9 @@ describe("parseYamlText: self-referencing aliases", () => {
   it("reports a mapping that contains an alias to itself instead of recursing forever", () => {
     const { file, problems } = parse("a: &x {children: {b: *x}}\n");
     expect(file).toBeNull();
-    expect(problems.map((p) => p.problem)).toEqual(["an alias refers to a mapping that contains it, so the document never ends"]);
+    expect(problems.map((p) => p.problem)).toEqual([
+      "an alias refers to a mapping that contains it, so the document never ends",
+    ]);
   });
 
   it("accepts an alias used twice side by side (shared, not cyclic)", () => {
