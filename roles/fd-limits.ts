@@ -29,7 +29,6 @@ import {
 import type { Probe } from "../src/facts/probe.js";
 import { planManagedFile, planStaleFile } from "../src/managedFile.js";
 import { bootTruthChecks } from "../src/sysctl/dropin.js";
-import { sysctlBootProbe } from "../src/facts/sysctlBoot.js";
 import {
   FD_FILES_PROBE,
   FD_INIT_PROBE,
@@ -235,8 +234,6 @@ export default defineRole<FdLimitsParams>({
       { kind: "file", path: SYSCTL_PATH },
       { kind: "file", path: LIMITS_PATH },
     ];
-    // The sysctl file's checks read which file wins at boot (bootTruthChecks): verify may only check probes gathered here.
-    if (p.nr_open !== null || p.file_max !== null) requests.push(probeRequest(sysctlBootProbe));
     if (p.systemd_default_limit) requests.push({ kind: "file", path: SYSTEMD_DEFAULT_PATH });
     for (const service of p.services) {
       requests.push({ kind: "file", path: serviceDropinPath(service) });

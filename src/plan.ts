@@ -9,6 +9,7 @@ import {
 } from "./role.js";
 import type { AnyProbe } from "./facts/probe.js";
 import { sysctlBootProbe } from "./facts/sysctlBoot.js";
+import { SYSCTL_DROPIN_DIR } from "./sysctl/dropin.js";
 import { renderTemplate } from "./render.js";
 import { shJoin } from "./transport/shell.js";
 import type { ResolvedHost, ResolvedRole } from "./resolve.js";
@@ -28,9 +29,13 @@ export interface HostPlan {
 
 export function factRequestsFor(host: ResolvedHost): FactRequest[] {
   const requests = host.roles.flatMap((r) => r.role.facts(r.params));
-  // A role that reads live sysctls writes a sysctl.d drop-in, whose checks read which file wins at
-  // boot: read that with the facts, or run and verify would each cost a second round trip per host.
-  if (requests.some((r) => r.kind === "sysctl")) requests.push({ kind: "probe", probe: sysctlBootProbe });
+  // A role that reads live sysctls or its sysctl.d drop-in writes that drop-in, whose checks read
+  // which file wins at boot: read that with the facts, or run and verify would each cost a second
+  // round trip per host (and verify may only check probes gathered here).
+  const writesDropin = requests.some(
+    (r) => r.kind === "sysctl" || (r.kind === "file" && r.path.startsWith(`${SYSCTL_DROPIN_DIR}/`)),
+  );
+  if (writesDropin) requests.push({ kind: "probe", probe: sysctlBootProbe });
   return requests;
 }
 

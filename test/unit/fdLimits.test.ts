@@ -843,7 +843,6 @@ describe("fd-limits facts", () => {
       { kind: "probe", probe: FD_FILES_PROBE },
       { kind: "file", path: SYSCTL_PATH },
       { kind: "file", path: LIMITS_PATH },
-      { kind: "probe", probe: sysctlBootProbe },
       { kind: "file", path: SYSTEMD_DEFAULT_PATH },
       { kind: "file", path: "/etc/systemd/system/nginx.service.d/60-provision-fd-limits.conf" },
       { kind: "probe", probe: FD_SERVICE_PROBE, arg: "nginx" },
@@ -853,7 +852,7 @@ describe("fd-limits facts", () => {
     ]);
   });
 
-  it("gathers every probe its checks name (verify finds a check's probe among them), and no boot truth without a sysctl file", () => {
+  it("gathers every probe its checks name (verify finds a check's probe among them); boot truth comes with the host's requests, not the role's", () => {
     const over = {
       init: SYSTEMD_INIT,
       login: loginWith({}),
