@@ -82,6 +82,29 @@ const PLAYBOOK_HELP =
 const INVENTORY_HELP =
   "inventory source, as Ansible's -i: a YAML or INI file, ansible-inventory --list JSON (- for stdin), a directory of sources, or 'host1,host2,' (repeatable)";
 
+/** How hosts are reached and trusted: the same options for every command that connects. */
+function withConnection(cmd: Command): Command {
+  return cmd
+    .option(
+      "--known-hosts <file>",
+      "known_hosts file to trust (repeatable; new keys are recorded in the first)",
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
+    .option(
+      "--accept-new-host-keys",
+      "record keys of hosts not yet in known_hosts (a changed key is still refused)",
+      false,
+    )
+    .option("--connect-timeout <seconds>", "SSH connect and handshake timeout", positiveInt("--connect-timeout"), 10)
+    .option(
+      "--ssh-config <file>",
+      "ssh_config file to read instead of ~/.ssh/config and /etc/ssh/ssh_config, as ssh -F",
+    )
+    .addOption(SSH_CLIENT_OPTION)
+    .option("-K, --ask-become-pass", "prompt for the sudo password (or set PROVISION_BECOME_PASSWORD)", false);
+}
+
 function withInventory(cmd: Command): Command {
   return cmd
     .argument("[inventory...]", "inventory sources (the same as -i)")
@@ -145,29 +168,11 @@ function connectorOptions(
 }
 
 function withCommonOptions(cmd: Command): Command {
-  return withInventory(cmd)
+  return withConnection(withInventory(cmd))
     .option("-p, --playbook <file>", PLAYBOOK_HELP)
     .option("-l, --limit <pattern>", "only these hosts (Ansible patterns: host, group, !exclude, &intersect, a,b)")
     .option("-f, --forks <n>", "hosts handled at once", positiveInt("--forks"), 50)
-    .option(
-      "--known-hosts <file>",
-      "known_hosts file to trust (repeatable; new keys are recorded in the first)",
-      (v: string, prev: string[]) => [...prev, v],
-      [] as string[],
-    )
-    .option(
-      "--accept-new-host-keys",
-      "record keys of hosts not yet in known_hosts (a changed key is still refused)",
-      false,
-    )
-    .option("--connect-timeout <seconds>", "SSH connect and handshake timeout", positiveInt("--connect-timeout"), 10)
-    .option(
-      "--ssh-config <file>",
-      "ssh_config file to read instead of ~/.ssh/config and /etc/ssh/ssh_config, as ssh -F",
-    )
-    .addOption(SSH_CLIENT_OPTION)
     .option("--command-timeout <seconds>", "timeout of each remote step", positiveInt("--command-timeout"), 120)
-    .option("-K, --ask-become-pass", "prompt for the sudo password (or set PROVISION_BECOME_PASSWORD)", false)
     .option("--json", "print machine-readable JSON instead of text", false)
     .option("-v, --verbose", "log every connection and remote step on stderr", false)
     .option("--state-dir <dir>", "where run records are kept", STATE_DIR)
@@ -233,7 +238,7 @@ async function main(argv: string[]): Promise<number> {
     .action((role: string | undefined, opts: { inventory: string[]; limit?: string; playbook?: string }) => {
       exitCode = explainCommand(role, opts);
     });
-  withInventory(program.command("probe"))
+  withConnection(withInventory(program.command("probe")))
     .description(
       "open as many concurrent TCP connections as possible from one host to one ip:port on another, hold them, and report the wall that stopped them and the settings that explain it",
     )
@@ -243,24 +248,6 @@ async function main(argv: string[]): Promise<number> {
     .option("--port <port>", "free TCP port the server's helper listens on", wholeNumber("--port", 1, 65535), 5201)
     .option("--duration <seconds>", "how long the open connections are held", wholeNumber("--duration", 0, 300), 20)
     .option("--json", "print machine-readable JSON instead of text", false)
-    .option(
-      "--known-hosts <file>",
-      "known_hosts file to trust (repeatable; new keys are recorded in the first)",
-      (v: string, prev: string[]) => [...prev, v],
-      [] as string[],
-    )
-    .option(
-      "--accept-new-host-keys",
-      "record keys of hosts not yet in known_hosts (a changed key is still refused)",
-      false,
-    )
-    .option("--connect-timeout <seconds>", "SSH connect and handshake timeout", positiveInt("--connect-timeout"), 10)
-    .option(
-      "--ssh-config <file>",
-      "ssh_config file to read instead of ~/.ssh/config and /etc/ssh/ssh_config, as ssh -F",
-    )
-    .addOption(SSH_CLIENT_OPTION)
-    .option("-K, --ask-become-pass", "prompt for the sudo password (or set PROVISION_BECOME_PASSWORD)", false)
     .action(async (inventory: string[], opts: ProbeOptions) => {
       exitCode = await probeCommand(inventory, opts);
     });
