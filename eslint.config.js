@@ -27,6 +27,7 @@ const PURE = [
   "src/plan.ts",
   "src/verify.ts",
   "src/facts/**/*.ts",
+  "src/remote/**/*.ts",
   "src/sysctl/**/*.ts",
   "src/managedFile.ts",
   "src/snapshot.ts",

@@ -1,4 +1,4 @@
-import type { ChangeOutcome } from "./apply.js";
+import type { ChangeOutcome } from "./remote/apply.js";
 import type { HostPlan } from "./plan.js";
 import type { CheckResult } from "./verify.js";
 

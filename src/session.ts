@@ -1,5 +1,5 @@
-import { applyChanges, type ChangeOutcome } from "./apply.js";
-import { buildGatherScript, FactError, parseGatherOutput } from "./facts/gather.js";
+import { applyChanges, type ChangeOutcome } from "./remote/apply.js";
+import { buildGatherScript, FactError, parseGatherOutput } from "./remote/gather.js";
 import { mapLimit } from "./mapLimit.js";
 import { changeTarget, factRequestsFor, planHost, probesOf, type HostPlan, type PlannedCheck } from "./plan.js";
 import { probeKey, type FactRequest, type Facts } from "./role.js";

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, wr
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { buildApplyScript, contentHash, parseApplyOutput } from "../../src/apply.js";
+import { buildApplyScript, contentHash, parseApplyOutput } from "../../src/remote/apply.js";
 import type { PlannedChange } from "../../src/plan.js";
 import { newNonce } from "../../src/remote/records.js";
 

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { buildGatherScript, dedupeRequests, FactError, parseGatherOutput, requestId } from "../../src/facts/gather.js";
+import { buildGatherScript, dedupeRequests, FactError, parseGatherOutput, requestId } from "../../src/remote/gather.js";
 import { LISTENING_PORTS_COMMAND, parseListeningPorts } from "../../src/facts/listeningPorts.js";
 import { newNonce } from "../../src/remote/records.js";
 import type { FactRequest } from "../../src/role.js";
@@ -139,8 +139,8 @@ describe("gathering as an unprivileged user (become: false)", () => {
       }
     })();
 
-  // BUG: src/facts/gather.ts line 39 tests only `[ -f ]`, so an unreadable file answers `ok` with an
-  // empty payload: plan then diffs against "" instead of saying the file cannot be read.
+  // A regression: the gather script once tested only `[ -f ]`, so an unreadable file answered `ok` with
+  // an empty payload and plan diffed against "" instead of saying the file cannot be read.
   it.runIf(canDrop)("does not report a file it cannot read as an empty file", () => {
     const secret = join(dir, "root-only.conf");
     writeFileSync(secret, "net.ipv4.tcp_tw_reuse = 1\n", { mode: 0o600 });

@@ -25,9 +25,9 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import fdLimits from "../../roles/fd-limits.js";
 import secondarySourceIps from "../../roles/secondary-source-ips.js";
 import twReuse from "../../roles/tw-reuse.js";
-import { buildApplyScript } from "../../src/apply.js";
+import { buildApplyScript } from "../../src/remote/apply.js";
 import { formatProblem, type ConfigProblem } from "../../src/config/errors.js";
-import { buildGatherScript } from "../../src/facts/gather.js";
+import { buildGatherScript } from "../../src/remote/gather.js";
 import {
   FD_FILES_PROBE,
   FD_INIT_PROBE,

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import { probeKey, type FactRequest, type Facts, type ProbeResult } from "../role.js";
-import { ProbeParseError, type AnyProbe } from "./probe.js";
-import { parseRecords, recordPrelude } from "../remote/records.js";
+import { ProbeParseError, type AnyProbe } from "../facts/probe.js";
+import { parseRecords, recordPrelude } from "./records.js";
 import { shQuote } from "../transport/shell.js";
 import { sysctlProcPath } from "../sysctl/value.js";
-import { LISTENING_PORTS_COMMAND, parseListeningPorts } from "./listeningPorts.js";
+import { LISTENING_PORTS_COMMAND, parseListeningPorts } from "../facts/listeningPorts.js";
 
 /** Unique requests in a stable order, so the same roles always produce the same script. */
 export function dedupeRequests(requests: FactRequest[]): FactRequest[] {

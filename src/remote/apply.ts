@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import { dirname } from "node:path";
-import type { PlannedChange } from "./plan.js";
-import { newNonce, parseRecords, recordPrelude } from "./remote/records.js";
-import { sysctlEqual, sysctlProcPath } from "./sysctl/value.js";
-import { shJoin, shQuote } from "./transport/shell.js";
-import { HostError, type Transport } from "./transport/types.js";
+import type { PlannedChange } from "../plan.js";
+import { newNonce, parseRecords, recordPrelude } from "./records.js";
+import { sysctlEqual, sysctlProcPath } from "../sysctl/value.js";
+import { shJoin, shQuote } from "../transport/shell.js";
+import { HostError, type Transport } from "../transport/types.js";
 
 export interface ChangeOutcome {
   change: PlannedChange;
