@@ -40,9 +40,10 @@ function swallowedListeners(facts: Facts, p: EphemeralPortsParams, reserved: Por
   );
   if (swallowed.length === 0) return [];
   const list = formatPortList(portsToRanges(swallowed));
+  const one = swallowed.length === 1;
   return [
-    `the range ${p.port_range_start}-${p.port_range_end} swallows port${swallowed.length === 1 ? "" : "s"} ${list} that this host listens on, with reserve_listening_ports: false and nothing reserving ${swallowed.length === 1 ? "it" : "them"}: ` +
-      `an outgoing connection can take ${swallowed.length === 1 ? "it" : "one"} and the service fails to bind() with EADDRINUSE on its next restart. ` +
+    `the range ${p.port_range_start}-${p.port_range_end} swallows port${one ? "" : "s"} ${list} that this host listens on, with reserve_listening_ports: false and nothing reserving ${one ? "it" : "them"}: ` +
+      `an outgoing connection can take ${one ? "it" : "one"} and the service fails to bind() with EADDRINUSE on its next restart. ` +
       `Set reserve_listening_ports: true, add ${list} to reserved_ports, or start the range above ${Math.max(...swallowed)}`,
   ];
 }
@@ -161,18 +162,19 @@ export default defineRole<EphemeralPortsParams>({
     if (swallowed.length === 0) return [];
     const list = swallowed.join(", ");
     const range = `${p.port_range_start}-${p.port_range_end}`;
+    const one = swallowed.length === 1;
     return [
       p.reserve_listening_ports
         ? {
             param: "reserved_ports",
             severity: "warning",
-            problem: `port${swallowed.length === 1 ? "" : "s"} ${list} (listen_ports/ansible_port) inside the ephemeral range ${range} ${swallowed.length === 1 ? "is" : "are"} reserved only if listening when run happens`,
+            problem: `port${one ? "" : "s"} ${list} (listen_ports/ansible_port) inside the ephemeral range ${range} ${one ? "is" : "are"} reserved only if listening when run happens`,
             fix: `add ${list} to reserved_ports so a service that starts later can still bind()`,
           }
         : {
             param: "reserve_listening_ports",
             severity: "error",
-            problem: `the ephemeral range ${range} swallows port${swallowed.length === 1 ? "" : "s"} ${list} that the host listens on, and nothing reserves ${swallowed.length === 1 ? "it" : "them"}: an outgoing connection can take ${swallowed.length === 1 ? "it" : "one"} and the service fails to bind() with EADDRINUSE`,
+            problem: `the ephemeral range ${range} swallows port${one ? "" : "s"} ${list} that the host listens on, and nothing reserves ${one ? "it" : "them"}: an outgoing connection can take ${one ? "it" : "one"} and the service fails to bind() with EADDRINUSE`,
             fix: `add ${list} to reserved_ports, set reserve_listening_ports: true, or start the range above ${Math.max(...swallowed)}`,
           },
     ];

@@ -88,7 +88,7 @@ function withConnection(cmd: Command): Command {
     .option(
       "--known-hosts <file>",
       "known_hosts file to trust (repeatable; new keys are recorded in the first)",
-      (v: string, prev: string[]) => [...prev, v],
+      collect,
       [] as string[],
     )
     .option(
@@ -361,18 +361,29 @@ async function becomePassword(opts: CommonOptions, hosts: ResolvedHost[]): Promi
   return fromEnv === undefined || fromEnv === "" ? undefined : fromEnv;
 }
 
-async function planCommand(inventory: string[], opts: CommonOptions): Promise<number> {
+/** Prepares the hosts and a session, runs `command` with them, and always closes the session. */
+async function withSession(
+  inventory: string[],
+  opts: CommonOptions,
+  command: (prepared: Prepared) => Promise<number>,
+): Promise<number> {
   const prepared = await prepare(inventory, opts);
   if (!prepared) return EXIT_ERROR;
   try {
-    const reports = await prepared.session.plan(prepared.hosts);
+    return await command(prepared);
+  } finally {
+    await prepared.session.close();
+  }
+}
+
+function planCommand(inventory: string[], opts: CommonOptions): Promise<number> {
+  return withSession(inventory, opts, async ({ session, hosts }) => {
+    const reports = await session.plan(hosts);
     if (opts.json) process.stdout.write(`${toJson("plan", reports)}\n`);
     else process.stdout.write(renderPlan(reports, opts.format, opts.format === "text" ? style() : plainStyle));
     if (reports.some((r) => r.error)) return EXIT_ERROR;
     return reports.some((r) => r.status === "changed") ? EXIT_CHANGES : EXIT_OK;
-  } finally {
-    await prepared.session.close();
-  }
+  });
 }
 
 async function runCommand(inventory: string[], opts: CommonOptions & RunOptions): Promise<number> {
@@ -407,16 +418,12 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
     progress?.finish();
     if (!opts.json) process.stdout.write(renderPlan(planned, opts.format, style()));
     const pending = planned.filter((r) => r.status === "changed").length;
-    if (pending > 0 && !opts.yes) {
-      if (!process.stdin.isTTY) {
-        process.stderr.write("refusing to apply without confirmation: stdin is not a terminal. Pass --yes to apply.\n");
-        return EXIT_ERROR;
-      }
-      if (!(await confirm(`Apply these changes to ${plural(pending, "host")}? [y/N] `))) {
-        process.stderr.write("not applied.\n");
-        return EXIT_ERROR;
-      }
-    }
+    if (
+      pending > 0 &&
+      !opts.yes &&
+      !(await confirmed(`Apply these changes to ${plural(pending, "host")}?`, "apply", "not applied."))
+    )
+      return EXIT_ERROR;
     // Without a confirmation prompt nobody waited on the plan: the first batch applies it without re-reading.
     const result = await rollout(
       session,
@@ -427,6 +434,7 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
       { shownIsFresh: pending === 0 || opts.yes },
     );
     progress?.finish();
+    const incomplete = result.reports.some((r) => r.status !== "changed" && r.status !== "unchanged");
     const recordFile = writeRecord(
       opts.stateDir,
       recordFor(result, {
@@ -445,47 +453,29 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
       process.stdout.write(`\n${renderRunResult(result.reports, style())}`);
       if (result.stopped) process.stdout.write(`STOPPED: ${result.stopped}\n`);
       if (result.drift) process.stdout.write(`\nThe plan now:\n${renderPlan(result.drift, opts.format, style())}`);
-      process.stdout.write(
-        `record: ${recordFile}${result.reports.some((r) => r.status !== "changed" && r.status !== "unchanged") ? " (provision run --resume retries what failed or was not reached)" : ""}\n`,
-      );
+      const resumeHint = incomplete ? " (provision run --resume retries what failed or was not reached)" : "";
+      process.stdout.write(`record: ${recordFile}${resumeHint}\n`);
     }
-    return result.stopped || result.reports.some((r) => r.status !== "changed" && r.status !== "unchanged")
-      ? EXIT_ERROR
-      : EXIT_OK;
+    return result.stopped || incomplete ? EXIT_ERROR : EXIT_OK;
   } finally {
     await session.close();
   }
 }
 
-async function rollbackCommand(inventory: string[], opts: CommonOptions): Promise<number> {
-  const prepared = await prepare(inventory, opts);
-  if (!prepared) return EXIT_ERROR;
-  const { hosts, session } = prepared;
-  try {
-    if (!opts.yes) {
-      if (!process.stdin.isTTY) {
-        process.stderr.write("refusing to roll back without confirmation: stdin is not a terminal. Pass --yes.\n");
-        return EXIT_ERROR;
-      }
-      if (
-        !(await confirm(`Restore the original values of ${plural(hosts.length, "host")} from their snapshots? [y/N] `))
-      ) {
-        process.stderr.write("not rolled back.\n");
-        return EXIT_ERROR;
-      }
-    }
+function rollbackCommand(inventory: string[], opts: CommonOptions): Promise<number> {
+  return withSession(inventory, opts, async ({ session, hosts }) => {
+    const question = `Restore the original values of ${plural(hosts.length, "host")} from their snapshots?`;
+    if (!opts.yes && !(await confirmed(question, "roll back", "not rolled back."))) return EXIT_ERROR;
     const reports = await session.rollback(hosts);
     if (opts.json) process.stdout.write(`${toJson("rollback", reports)}\n`);
     else process.stdout.write(renderRollback(reports, style()));
     return reports.some((r) => r.error) ? EXIT_ERROR : EXIT_OK;
-  } finally {
-    await session.close();
-  }
+  });
 }
 
 /** Resolves false when the user stops the rollout at the pause. */
 async function pauseBetweenBatches(pause: RolloutPolicy["pause"]): Promise<boolean> {
-  if (pause === "prompt") return confirmEnter("Next batch: press Enter to go on (Ctrl-C stops) ");
+  if (pause === "prompt") return ask("Next batch: press Enter to go on (Ctrl-C stops) ", () => true);
   if (pause > 0) {
     process.stderr.write(`pausing ${pause} s before the next batch\n`);
     await new Promise((r) => setTimeout(r, pause * 1000));
@@ -493,37 +483,15 @@ async function pauseBetweenBatches(pause: RolloutPolicy["pause"]): Promise<boole
   return true;
 }
 
-async function verifyCommand(inventory: string[], opts: CommonOptions): Promise<number> {
-  const prepared = await prepare(inventory, opts);
-  if (!prepared) return EXIT_ERROR;
-  try {
-    const reports = await prepared.session.verify(prepared.hosts);
+function verifyCommand(inventory: string[], opts: CommonOptions): Promise<number> {
+  return withSession(inventory, opts, async ({ session, hosts }) => {
+    const reports = await session.verify(hosts);
     if (opts.json) process.stdout.write(`${toJson("verify", reports)}\n`);
     else process.stdout.write(renderVerify(reports, opts.format, opts.format === "text" ? style() : plainStyle));
     return reports.every((r) => r.status === "unchanged") ? EXIT_OK : EXIT_ERROR;
-  } finally {
-    await prepared.session.close();
-  }
-}
-
-/** Waits for Enter; Ctrl-C or Ctrl-D end the run without starting the next batch. */
-function confirmEnter(question: string): Promise<boolean> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  return new Promise<boolean>((resolve) => {
-    let answered = false;
-    const finish = (goOn: boolean) => {
-      if (answered) return;
-      answered = true;
-      rl.close();
-      resolve(goOn);
-    };
-    rl.on("SIGINT", () => finish(false));
-    rl.on("close", () => finish(false));
-    rl.question(question, () => finish(true));
   });
 }
 
-/** Ctrl-C and Ctrl-D answer "no" (readline swallows SIGINT, and the open SSH sockets would keep us alive). */
 function explainCommand(
   role: string | undefined,
   opts: { inventory: string[]; limit?: string; playbook?: string },
@@ -685,7 +653,24 @@ function inventoryCommand(inventory: string[], opts: InventoryOptions): number {
   return EXIT_OK;
 }
 
-function confirm(question: string): Promise<boolean> {
+/** A yes from the terminal before changing hosts; without a terminal, --yes is the only way on. */
+async function confirmed(question: string, action: string, declined: string): Promise<boolean> {
+  if (!process.stdin.isTTY) {
+    process.stderr.write(
+      `refusing to ${action} without confirmation: stdin is not a terminal. Pass --yes to ${action}.\n`,
+    );
+    return false;
+  }
+  if (await ask(`${question} [y/N] `, (answer) => /^y(es)?$/i.test(answer.trim()))) return true;
+  process.stderr.write(`${declined}\n`);
+  return false;
+}
+
+/**
+ * Whether the line typed answers `accepts`. Ctrl-C and Ctrl-D answer "no" (readline swallows SIGINT,
+ * and the open SSH sockets would keep us alive).
+ */
+function ask(question: string, accepts: (answer: string) => boolean): Promise<boolean> {
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   return new Promise((resolve) => {
     let answered = false;
@@ -700,7 +685,7 @@ function confirm(question: string): Promise<boolean> {
       finish(false);
     });
     rl.on("close", () => finish(false));
-    rl.question(question, (answer) => finish(/^y(es)?$/i.test(answer.trim())));
+    rl.question(question, (answer) => finish(accepts(answer)));
   });
 }
 

@@ -78,15 +78,7 @@ export class Session {
           // made here, so it is itself a fresh login: fresh-login checks read from it too.
           this.events.stage?.(host.name, "verifying");
           const checks = evaluateChecks(plan.checks, await this.complete(known, plan.checks, transport, host));
-          const failed = checks.some((c) => !c.ok);
-          return {
-            host: report.host,
-            plan,
-            outcomes: [],
-            checks,
-            status: failed ? "failed" : "unchanged",
-            ...(failed ? { error: { kind: "apply", message: describeFailures([], checks) } } : {}),
-          };
+          return finished(plan, [], checks, "apply", "unchanged");
         }
         this.events.stage?.(host.name, "applying");
         const outcomes = await applyChanges(transport, plan.changes, host.become);
@@ -94,15 +86,7 @@ export class Session {
         if (guard && "report" in guard) return guard.report;
         this.events.stage?.(host.name, "verifying");
         const checks = await this.readChecks(host, transport, plan.checks, undefined, guard?.fresh);
-        const failed = outcomes.some((o) => !o.ok) || checks.some((c) => !c.ok);
-        return {
-          host: report.host,
-          plan,
-          outcomes,
-          checks,
-          status: failed ? "failed" : plan.changes.length > 0 ? "changed" : "unchanged",
-          ...(failed ? { error: { kind: "apply", message: describeFailures(outcomes, checks) } } : {}),
-        };
+        return finished(plan, outcomes, checks, "apply", plan.changes.length > 0 ? "changed" : "unchanged");
       });
     });
   }
@@ -164,15 +148,7 @@ export class Session {
           checks,
           await gather(transport, factRequestsForChecks(checks, new Map()), host.become),
         );
-        const failed = outcomes.some((o) => !o.ok) || readBack.some((c) => !c.ok);
-        return {
-          host: host.name,
-          plan,
-          outcomes,
-          checks: readBack,
-          status: failed ? "failed" : "changed",
-          ...(failed ? { error: { kind: "rollback", message: describeFailures(outcomes, readBack) } } : {}),
-        };
+        return finished(plan, outcomes, readBack, "rollback", "changed");
       }),
     );
   }
@@ -385,6 +361,19 @@ function planningFailed(refusals: HostPlan["refusals"]): NonNullable<HostReport[
       ? `planning failed: ${problems[0]}`
       : `planning failed, ${problems.length} problems: ${problems.join("; ")}`;
   return { kind: "plan", message, problems };
+}
+
+/** A host's report after changes were applied and read back: `success` unless any of them failed. */
+function finished(
+  plan: HostPlan,
+  outcomes: ChangeOutcome[],
+  checks: CheckResult[],
+  kind: "apply" | "rollback",
+  success: "changed" | "unchanged",
+): HostReport {
+  const failed = outcomes.some((o) => !o.ok) || checks.some((c) => !c.ok);
+  const report: HostReport = { host: plan.host, plan, outcomes, checks, status: failed ? "failed" : success };
+  return failed ? { ...report, error: { kind, message: describeFailures(outcomes, checks) } } : report;
 }
 
 function describeFailures(outcomes: ChangeOutcome[], checks: CheckResult[]): string {
