@@ -1,16 +1,8 @@
 /**
- * fd-limits: open-file limits in the kernel (fs.nr_open, fs.file-max), for PAM logins (limits.d)
- * and for systemd services (DefaultLimitNOFILE, LimitNOFILE drop-ins).
- *
- * Notes:
- * - Every file the role writes is named 60-provision-fd-limits.conf. A probe lists the ones on the
- *   host, including drop-ins of services no longer in `services`, and the plan removes each one
- *   the params no longer want (planStaleFile: `rm -f -- <that exact path>`, only for paths of that
- *   name in the role's own directories), then runs `systemctl daemon-reload` where systemd runs.
- *   Running services keep their limit until restarted; provision never restarts them.
- * - The fleet machine has no systemd (PID 1 is not systemd): there the e2e tests check the drop-in
- *   files (written, removed), and `daemon-reload`, NeedDaemonReload and the DefaultLimitNOFILE /
- *   LimitNOFILE systemd loaded are covered by unit tests only (test/unit/fdLimits.test.ts).
+ * fd-limits: open-file limits in the kernel (fs.nr_open, fs.file-max), for PAM logins (limits.d) and
+ * for systemd services (DefaultLimitNOFILE, LimitNOFILE drop-ins). A probe finds every file of the
+ * role's name, and each one the params no longer want is removed. Running services keep their limit
+ * until restarted: provision never restarts them.
  */
 import {
   defineRole,
@@ -18,7 +10,6 @@ import {
   probeRequest,
   probeResult,
   refused,
-  type Change,
   type Check,
   type Facts,
   type FactRequest,
@@ -187,42 +178,35 @@ export default defineRole<FdLimitsParams>({
 
   validate(p) {
     const problems: ParamProblem[] = [];
+    const error = (param: string, problem: string, fix: string) =>
+      problems.push({ param, severity: "error", problem, fix });
     if (p.soft_nofile > p.hard_nofile) {
-      problems.push({
-        param: "soft_nofile",
-        severity: "error",
-        problem: `soft_nofile ${p.soft_nofile} is above hard_nofile ${p.hard_nofile}; pam_limits would silently cut it to the hard limit`,
-        fix: `lower soft_nofile to ${p.hard_nofile} or less, or raise hard_nofile`,
-      });
+      error(
+        "soft_nofile",
+        `soft_nofile ${p.soft_nofile} is above hard_nofile ${p.hard_nofile}; pam_limits would silently cut it to the hard limit`,
+        `lower soft_nofile to ${p.hard_nofile} or less, or raise hard_nofile`,
+      );
     }
     if (p.nr_open !== null && p.hard_nofile > p.nr_open) {
-      problems.push({
-        param: "hard_nofile",
-        severity: "error",
-        problem: `hard_nofile ${p.hard_nofile} is above nr_open ${p.nr_open}: setrlimit() fails with EPERM above fs.nr_open, so logins would get none of the limits`,
-        fix: `raise nr_open to at least ${p.hard_nofile}, or lower hard_nofile to ${p.nr_open}`,
-      });
+      error(
+        "hard_nofile",
+        `hard_nofile ${p.hard_nofile} is above nr_open ${p.nr_open}: setrlimit() fails with EPERM above fs.nr_open, so logins would get none of the limits`,
+        `raise nr_open to at least ${p.hard_nofile}, or lower hard_nofile to ${p.nr_open}`,
+      );
     }
     if (p.systemd_default_limit && p.systemd_default_soft_nofile > p.hard_nofile) {
-      problems.push({
-        param: "systemd_default_soft_nofile",
-        severity: "error",
-        problem: `systemd_default_soft_nofile ${p.systemd_default_soft_nofile} is above hard_nofile ${p.hard_nofile}`,
-        fix: `use 1024, or at most ${p.hard_nofile}`,
-      });
+      error(
+        "systemd_default_soft_nofile",
+        `systemd_default_soft_nofile ${p.systemd_default_soft_nofile} is above hard_nofile ${p.hard_nofile}`,
+        `use 1024, or at most ${p.hard_nofile}`,
+      );
     }
     const seen = new Map<string, string>();
     for (const service of p.services) {
       const unit = unitName(service);
       const first = seen.get(unit);
-      if (first !== undefined) {
-        problems.push({
-          param: "services",
-          severity: "error",
-          problem: `"${first}" and "${service}" are the same unit ${unit}`,
-          fix: `list ${unit} once`,
-        });
-      }
+      if (first !== undefined)
+        error("services", `"${first}" and "${service}" are the same unit ${unit}`, `list ${unit} once`);
       seen.set(unit, service);
     }
     return problems;
@@ -280,7 +264,7 @@ type Part = Omit<RolePlan, "refusals">;
 
 const NOFILE = ["soft", "hard"] as const;
 
-/** The soft and hard nofile the limits file and the drop-ins hand out. */
+/** What the limits file and the service drop-ins hand out. */
 const wantedNofile = (p: FdLimitsParams) => ({ soft: p.soft_nofile, hard: p.hard_nofile });
 
 /** `name@.service`: one drop-in for every instance, and no process of its own to check. */
@@ -293,20 +277,18 @@ function namedUsers(p: FdLimitsParams): string[] {
   return p.users.filter((d) => d !== "*" && !d.startsWith("@"));
 }
 
-// ---- Reading the host ----------------------------------------------------------------------
+// ---- Reading the host
 
-/** The probe answers a plan reads. */
 interface Host {
   kernel: KernelFiles;
   login: LoginState;
   init: InitState;
-  /** The role's own files on the host, wanted or not (see FD_FILES_PROBE). */
+  /** The role's own files on the host, wanted or not. */
   own: string[];
-  /** Files of the role's name in directories no service name has, left alone. */
   skipped: number;
-  /** Each service that is not a template (a template has no process to read). */
+  /** Templates left out: they have no process to read. */
   services: Map<string, ServiceState>;
-  /** Each named user other than the login's own. */
+  /** The login's own user left out. */
   users: Map<string, UserState>;
 }
 
@@ -370,23 +352,23 @@ function readHost(p: FdLimitsParams, facts: Facts): HostRead {
   return unreadable.length === 0 ? { ok: true, host: host as Host } : { ok: false, host, unreadable };
 }
 
-// ---- Refusals: values this host cannot take (in verify they are notes, and shape the checks' messages) ----
+// ---- Refusals: values this host cannot take (in verify they are notes, and shape the checks' messages)
 
-/** The hard nofile a login cannot exceed: the sshd that runs pam_limits, when it lacks CAP_SYS_RESOURCE. */
+/** The sshd that runs pam_limits, when it lacks CAP_SYS_RESOURCE: no login gets a hard nofile above its own. */
 interface Ceiling {
-  sshdPid: number;
+  pid: number;
   hard: number;
 }
 
 function loginCeiling(login: LoginState | undefined): Ceiling | null {
   const sshd = login?.sshd;
   if (!sshd || sshd.capSysResource || sshd.hard === "unlimited") return null;
-  return { sshdPid: sshd.pid, hard: sshd.hard };
+  return { pid: sshd.pid, hard: sshd.hard };
 }
 
 function ceilingReason(c: Ceiling): string {
   return (
-    `sshd (pid ${c.sshdPid}) holds hard nofile ${thousands(c.hard)} and lacks CAP_SYS_RESOURCE (a container or a capped parent), ` +
+    `sshd (pid ${c.pid}) holds hard nofile ${thousands(c.hard)} and lacks CAP_SYS_RESOURCE (a container or a capped parent), ` +
     `so pam_limits' setrlimit() fails for any login asking more, and the login keeps its old soft and hard limits (measured on Debian 12: the session still opens)`
   );
 }
@@ -426,12 +408,12 @@ function refusals(
   return out;
 }
 
-// ---- Kernel: fs.nr_open and fs.file-max, raise only ------------------------------------------
+// ---- Kernel: fs.nr_open and fs.file-max, raise only
 
-/** The two raise-only kernel values: param, sysctl key, field of the kernel probe. */
+/** The raise-only kernel values: sysctl key, and the name of both the param and the kernel probe's field. */
 const KERNEL_KEYS = [
-  { param: "nr_open", key: "fs.nr_open", field: "nr_open" },
-  { param: "file_max", key: "fs.file-max", field: "file_max" },
+  { key: "fs.nr_open", field: "nr_open" },
+  { key: "fs.file-max", field: "file_max" },
 ] as const;
 
 interface KernelTarget {
@@ -452,8 +434,8 @@ function kernelTargets(
   ownFile: string | null,
   purpose: PlanContext["purpose"],
 ): KernelTarget[] {
-  return KERNEL_KEYS.flatMap(({ param, key, field }) => {
-    const wanted = p[param];
+  return KERNEL_KEYS.flatMap(({ key, field }) => {
+    const wanted = p[field];
     if (wanted === null) return [];
     const live = kernel ? BigInt(kernel[field]) : null;
     const target = maxOf([BigInt(wanted), recordedValue(ownFile, key), purpose === "plan" ? live : null]);
@@ -479,20 +461,17 @@ function planKernel(targets: KernelTarget[], host: Host, facts: Facts, ctx: Plan
   if (targets.length === 0) return planLeftovers(host.own.filter((path) => path === SYSCTL_PATH));
   const value = (key: string) => targets.find((t) => t.key === key)?.target.toString() ?? null;
   const content = ctx.render("sysctl.conf.hbs", {
-    why: ctx.why,
     nrOpen: value("fs.nr_open"),
     fileMax: value("fs.file-max"),
     kernelNrOpenDefault: KERNEL_NR_OPEN_DEFAULT,
   });
   const file = planManagedFile({ path: SYSCTL_PATH, content, role: ROLE }, facts);
-  const changes: Change[] = [...file.changes];
-  const checks: Check[] = [
-    ...bootTruthChecks(
-      SYSCTL_PATH,
-      content,
-      targets.map((t) => t.key),
-    ),
-  ];
+  const changes = [...file.changes];
+  const checks = bootTruthChecks(
+    SYSCTL_PATH,
+    content,
+    targets.map((t) => t.key),
+  );
   const notes: string[] = [];
   for (const t of targets) {
     if (t.live === null || t.live < t.target) {
@@ -523,18 +502,16 @@ function planKernel(targets: KernelTarget[], host: Host, facts: Facts, ctx: Plan
   return { changes, checks, notes };
 }
 
-// ---- Logins: limits.d, and what a fresh login and su -l get -----------------------------------
+// ---- Logins: limits.d, and what a fresh login and su -l get
 
 function planLogins(p: FdLimitsParams, host: Host, facts: Facts, ctx: PlanContext, ceiling: Ceiling | null): Part {
   if (p.users.length === 0) return planLeftovers(host.own.filter((path) => path === LIMITS_PATH));
   const content = ctx.render("limits.conf.hbs", {
-    why: ctx.why,
-    soft: p.soft_nofile,
-    hard: p.hard_nofile,
+    ...wantedNofile(p),
     entries: p.users.map((domain) => ({ domain, who: describeDomain(domain) })),
   });
   const file = planManagedFile({ path: LIMITS_PATH, content, role: ROLE }, facts);
-  const checks: Check[] = [...file.checks];
+  const checks = [...file.checks];
   const notes: string[] = [];
   if (file.changes.length > 0)
     notes.push(
@@ -620,38 +597,25 @@ function loginMismatchMessage(who: string, which: "soft" | "hard", p: FdLimitsPa
   );
 }
 
-// ---- systemd: DefaultLimitNOFILE, LimitNOFILE drop-ins, and what services run with -------------
+// ---- systemd: DefaultLimitNOFILE, LimitNOFILE drop-ins, and what services run with
 
 function planSystemd(p: FdLimitsParams, host: Host, facts: Facts, ctx: PlanContext): Part {
   const files: Array<{ path: string; content: string }> = [];
   if (p.systemd_default_limit) {
-    files.push({
-      path: SYSTEMD_DEFAULT_PATH,
-      content: ctx.render("system.conf.hbs", {
-        why: ctx.why,
-        soft: p.systemd_default_soft_nofile,
-        hard: p.hard_nofile,
-      }),
-    });
+    const content = ctx.render("system.conf.hbs", { soft: p.systemd_default_soft_nofile, hard: p.hard_nofile });
+    files.push({ path: SYSTEMD_DEFAULT_PATH, content });
   }
   for (const service of p.services) {
-    files.push({
-      path: serviceDropinPath(service),
-      content: ctx.render("service.conf.hbs", {
-        why: ctx.why,
-        unit: unitName(service),
-        soft: p.soft_nofile,
-        hard: p.hard_nofile,
-      }),
-    });
+    const content = ctx.render("service.conf.hbs", { unit: unitName(service), ...wantedNofile(p) });
+    files.push({ path: serviceDropinPath(service), content });
   }
   const written = files.map((f) => planManagedFile({ ...f, role: ROLE }, facts));
   const wanted = new Set(files.map((f) => f.path));
   const leftovers = planLeftovers(
     host.own.filter((path) => !wanted.has(path) && (path === SYSTEMD_DEFAULT_PATH || serviceOfDropin(path) !== null)),
   );
-  const changes: Change[] = [...written.flatMap((w) => w.changes), ...leftovers.changes];
-  const checks: Check[] = [...written.flatMap((w) => w.checks), ...leftovers.checks];
+  const changes = [...written.flatMap((w) => w.changes), ...leftovers.changes];
+  const checks = [...written.flatMap((w) => w.checks), ...leftovers.checks];
   const notes = [...leftovers.notes];
   if (host.skipped > 0)
     notes.push(
@@ -666,21 +630,20 @@ function planSystemd(p: FdLimitsParams, host: Host, facts: Facts, ctx: PlanConte
     );
   } else {
     if (p.systemd_default_limit) checks.push(...defaultLimitChecks(p));
+    if (changes.length > 0 || [...host.services.values()].some((s) => s.needReload)) {
+      changes.push({
+        kind: "command",
+        argv: ["systemctl", "daemon-reload"],
+        description:
+          "reload systemd so it reads the LimitNOFILE drop-ins as they now are (running services keep their limit until restarted)",
+      });
+    }
     const cap = init.pid1Hard;
     if (init.pid1CapSysResource === false && typeof cap === "number" && p.hard_nofile > cap) {
       notes.push(
         `systemd (PID 1) holds hard nofile ${thousands(cap)} without CAP_SYS_RESOURCE: it caps every service at ${thousands(cap)}, below hard_nofile ${thousands(p.hard_nofile)}; verify reports running services that got less`,
       );
     }
-  }
-  const unitNeedsReload = [...host.services.values()].some((s) => s.needReload);
-  if (init.systemd && (changes.length > 0 || unitNeedsReload)) {
-    changes.push({
-      kind: "command",
-      argv: ["systemctl", "daemon-reload"],
-      description:
-        "reload systemd so it reads the LimitNOFILE drop-ins as they now are (running services keep their limit until restarted)",
-    });
   }
   for (const service of p.services) {
     const dropinChanges = changes.some((c) => c.kind === "file" && c.path === serviceDropinPath(service));
@@ -705,14 +668,14 @@ function defaultLimitChecks(p: FdLimitsParams): Check[] {
   );
 }
 
-/** One service's checks: the LimitNOFILE systemd loaded, and what its running process holds. `state` is undefined for a template. */
+/** The LimitNOFILE systemd loaded for a service, and what its process holds; no `state` for a template. */
 function planService(
   p: FdLimitsParams,
   service: string,
   state: ServiceState | undefined,
   init: InitState,
   dropinChanges: boolean,
-): { checks: Check[]; notes: string[] } {
+): Omit<Part, "changes"> {
   const unit = unitName(service);
   if (!state)
     return {
@@ -765,14 +728,12 @@ function planService(
   return { checks, notes };
 }
 
-// ---- Files the params no longer want ----------------------------------------------------------
+// ---- Files the params no longer want
 
+/** Why a file is no longer wanted, what it still does while there, and what follows once it is gone. */
 interface Leftover {
-  /** Why the file is no longer wanted, e.g. "users is empty". */
   why: string;
-  /** What a leftover still does, for the check's message. */
   stillDoes: string;
-  /** What happens once it is gone, for the plan's note. */
   then: string;
 }
 
@@ -804,7 +765,7 @@ function leftoverOf(path: string): Leftover | undefined {
   };
 }
 
-/** These of the role's own files (from the files probe) are no longer wanted: each removed and checked gone. */
+/** Each of these own files is no longer wanted: removed, and checked gone. */
 function planLeftovers(paths: string[]): Part {
   const part: Part = { changes: [], checks: [], notes: [] };
   for (const path of paths) {

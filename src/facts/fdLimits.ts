@@ -2,24 +2,18 @@ import { sysctlDropinPath } from "../sysctl/dropin.js";
 import { shQuote } from "../transport/shell.js";
 import { defineProbe, ProbeParseError } from "./probe.js";
 
-/**
- * Probes of the fd-limits role. Each script prints `key=value` lines; each parser turns them into a
- * typed value and refuses output without the lines the role reads. Every command that could read
- * stdin gets </dev/null: the gather script itself arrives on stdin and must not be eaten.
- */
+// Probes of the fd-limits role, each printing `key=value` lines. Every command that could read stdin
+// gets </dev/null: the gather script itself arrives on stdin. /proc is read with the shell's own
+// `read`: every gather of every host runs these, and each awk or cat costs a small VM about 1 ms of CPU.
 
-// /proc is read with the shell's own `read`: every gather of every host runs these, and on a
-// small VM each awk or cat costs about a millisecond of CPU.
-
-/** systemd runs the host: PID 1 is systemd, or systemd's runtime directory exists. */
+/** PID 1 is systemd, or systemd's runtime directory exists. */
 const SYSTEMD_RUNNING = `{ { pid1_comm=; read -r pid1_comm 2>/dev/null </proc/1/comm; [ "$pid1_comm" = systemd ]; } || [ -d /run/systemd/system ]; }`;
-
-/** `Max open files  <soft>  <hard>  files` of /proc/<pid>/limits as two fields. */
+/** `nofile_of <pid> <prefix>`: `<prefix>soft=` and `<prefix>hard=` of /proc/<pid>/limits. */
 const NOFILE_OF = `nofile_of() { while read -r w1 w2 w3 soft hard _; do [ "$w1 $w2 $w3" = "Max open files" ] && { echo "$2soft=$soft"; echo "$2hard=$hard"; }; done 2>/dev/null <"/proc/$1/limits"; return 0; }`;
-/** The first word after `<key>:` in /proc/<pid>/status (e.g. PPid, the real Uid, CapEff). */
+/** `status_field <pid> <key>`: the first word after `<key>:` in /proc/<pid>/status (e.g. PPid, Uid, CapEff). */
 const STATUS_FIELD = `status_field() { while read -r k v _; do [ "$k" = "$2:" ] && { echo "$v"; return 0; }; done 2>/dev/null <"/proc/$1/status"; return 0; }`;
 
-/** An rlimit as /proc/<pid>/limits, ulimit and systemctl show print it: a number, or RLIM_INFINITY. */
+/** An rlimit as /proc/<pid>/limits, ulimit and systemctl show print it. */
 export type Limit = number | "unlimited";
 
 export interface Nofile {
@@ -27,10 +21,8 @@ export interface Nofile {
   hard: Limit;
 }
 
-type Fields = Record<string, string>;
-
-export function parseKeyValues(raw: string): Fields {
-  const fields: Fields = {};
+export function parseKeyValues(raw: string): Record<string, string> {
+  const fields: Record<string, string> = {};
   for (const line of raw.split("\n")) {
     const m = /^([a-z0-9_]+)=(.*)$/.exec(line.trim());
     if (m) fields[m[1]!] = m[2]!;
@@ -38,47 +30,52 @@ export function parseKeyValues(raw: string): Fields {
   return fields;
 }
 
-function requireFields(probe: string, fields: Fields, names: string[], raw: string): Fields {
-  const missing = names.filter((n) => fields[n] === undefined || fields[n] === "");
-  if (missing.length > 0) {
-    throw new ProbeParseError(
-      `${probe}: no ${missing.join(", ")} in its output ${JSON.stringify(raw.trim().slice(0, 300))}`,
-    );
-  }
-  return fields;
+const CAP_EFF_MASK = /^[0-9a-f]{1,16}$/;
+
+/** A probe's output, read field by field; each refusal names the probe, the field and its value. */
+function fieldsOf(probe: string, raw: string) {
+  const printed = parseKeyValues(raw);
+  /** The field where printed, if `pattern` matches it. */
+  const matching = (name: string, pattern: RegExp, what = "a number"): string | undefined => {
+    const value = printed[name];
+    if (value !== undefined && !pattern.test(value)) {
+      throw new ProbeParseError(`${probe}: ${name} is ${JSON.stringify(value)}, not ${what}`);
+    }
+    return value;
+  };
+  const limit = (name: string): Limit | undefined => {
+    const value = matching(name, /^(\d+|unlimited)$/);
+    return value === undefined || value === "unlimited" ? value : Number(value);
+  };
+  return {
+    printed,
+    matching,
+    limit,
+    /** Refuses output without a non-empty value for each name. */
+    require(...names: string[]): void {
+      const missing = names.filter((name) => !printed[name]);
+      if (missing.length > 0) {
+        throw new ProbeParseError(
+          `${probe}: no ${missing.join(", ")} in its output ${JSON.stringify(raw.trim().slice(0, 300))}`,
+        );
+      }
+    },
+    /** Only for a required field. */
+    count: (name: string) => Number(matching(name, /^\d+$/)),
+    /** `<prefix>soft` and `<prefix>hard`, each where printed. */
+    nofile(prefix = ""): Partial<Nofile> {
+      const soft = limit(`${prefix}soft`);
+      const hard = limit(`${prefix}hard`);
+      return { ...(soft === undefined ? {} : { soft }), ...(hard === undefined ? {} : { hard }) };
+    },
+  };
 }
 
-function notANumber(probe: string, name: string, value: string): ProbeParseError {
-  return new ProbeParseError(`${probe}: ${name} is ${JSON.stringify(value)}, not a number`);
-}
-
-/** A limit the script printed, or undefined when it printed no such line. */
-function limitField(probe: string, f: Fields, name: string): Limit | undefined {
-  const v = f[name];
-  if (v === undefined) return undefined;
-  if (!/^(\d+|unlimited)$/.test(v)) throw notANumber(probe, name, v);
-  return v === "unlimited" ? v : Number(v);
-}
-
-/** A field requireFields already found: a count (pid, uid, nr_open). */
-function countField(probe: string, f: Fields, name: string): number {
-  const v = f[name]!;
-  if (!/^\d+$/.test(v)) throw notANumber(probe, name, v);
-  return Number(v);
-}
-
-/** `<prefix>soft` and `<prefix>hard`, each where the script printed it. */
-function nofileFields(probe: string, f: Fields, prefix = ""): Partial<Nofile> {
-  const soft = limitField(probe, f, `${prefix}soft`);
-  const hard = limitField(probe, f, `${prefix}hard`);
-  return { ...(soft === undefined ? {} : { soft }), ...(hard === undefined ? {} : { hard }) };
-}
-
-/** fs.nr_open and fs.file-max, read for the raise-only targets and the at-least checks. */
+/** fs.nr_open and fs.file-max. */
 export interface KernelFiles {
   /** At most 2,147,483,584 (the kernel's own ceiling on 64-bit). */
   nr_open: number;
-  /** Decimal digits: up to LONG_MAX, beyond what a number holds exactly. */
+  /** Decimal digits: up to LONG_MAX, more than a number holds exactly. */
   file_max: string;
 }
 
@@ -87,32 +84,29 @@ export const FD_KERNEL_PROBE = defineProbe<KernelFiles>({
   // cat, not `read`: dash reads a byte at a time, and a /proc/sys value answers only the first read.
   script: () => `printf 'nr_open=%s\\nfile_max=%s\\n' "$(cat /proc/sys/fs/nr_open)" "$(cat /proc/sys/fs/file-max)"`,
   parse(raw) {
-    const f = requireFields("fd-limits-kernel", parseKeyValues(raw), ["nr_open", "file_max"], raw);
-    const nrOpen = countField("fd-limits-kernel", f, "nr_open");
-    if (!/^\d+$/.test(f.file_max!)) throw notANumber("fd-limits-kernel", "file_max", f.file_max!);
-    return { nr_open: nrOpen, file_max: f.file_max! };
+    const f = fieldsOf("fd-limits-kernel", raw);
+    f.require("nr_open", "file_max");
+    return { nr_open: f.count("nr_open"), file_max: f.matching("file_max", /^\d+$/)! };
   },
 });
 
 /**
- * The SSH login this script runs in: the nearest sshd ancestor is the session process
- * ("sshd: user@notty"), which holds exactly what pam_limits gave the login — even when the script
- * runs under sudo, which restores or changes its own limits. The topmost sshd ancestor is the
- * listener: pam_limits runs in its children, so without CAP_SYS_RESOURCE no login can get a hard
- * limit above the listener's.
+ * The SSH login the script runs in. Its nearest sshd ancestor, the session process ("sshd:
+ * user@notty"), holds exactly what pam_limits gave the login, even under sudo, which changes its own
+ * limits. The topmost one is the listener: pam_limits runs in its children, so without
+ * CAP_SYS_RESOURCE no login gets a hard limit above the listener's.
  */
 export interface LoginState {
-  /** Who the script runs as (0 under sudo). */
+  /** 0 under sudo. */
   euid: number;
-  /** The login's user, uid and groups (`id -Gn`): whom pam_limits' lines apply to. */
+  /** The login's user, uid and groups: whom pam_limits' lines apply to. */
   user: string;
   uid: number;
   groups: string[];
-  /** What the login holds: its sshd session process's limits, or the script's own outside SSH. */
+  /** The session process's limits; the script's own outside SSH. */
   nofile: Nofile;
-  /** The sshd session process above the script; null when no sshd is above it. */
+  /** The session process and the listener; both null when no sshd is above the script. */
   session: number | null;
-  /** The sshd listener that runs pam_limits for every login; null when no sshd is above the script. */
   sshd: { pid: number; hard: Limit; capSysResource: boolean } | null;
 }
 
@@ -139,46 +133,37 @@ export const FD_LOGIN_PROBE = defineProbe<LoginState>({
       `echo "sshd_cap_eff=$(status_field "$listener" CapEff)"`,
     ].join("\n"),
   parse(raw) {
-    const P = "fd-limits-login";
-    const f = parseKeyValues(raw);
-    const base = ["euid", "session", "user", "uid", "soft", "hard"];
-    const ssh = f.session !== "none";
-    requireFields(P, f, ssh ? [...base, "sshd", "sshd_hard", "sshd_cap_eff"] : base, raw);
-    const nofile = nofileFields(P, f) as Nofile;
-    const sshdHard = limitField(P, f, "sshd_hard");
-    if (f.sshd_cap_eff !== undefined && !/^[0-9a-f]{1,16}$/.test(f.sshd_cap_eff)) {
-      throw new ProbeParseError(`${P}: sshd_cap_eff ${JSON.stringify(f.sshd_cap_eff)} is not a capability mask`);
-    }
+    const f = fieldsOf("fd-limits-login", raw);
+    const ssh = f.printed.session !== "none";
+    f.require("euid", "session", "user", "uid", "soft", "hard", ...(ssh ? ["sshd", "sshd_hard", "sshd_cap_eff"] : []));
+    const nofile = f.nofile() as Nofile;
+    const sshdHard = f.limit("sshd_hard");
+    const capEff = f.matching("sshd_cap_eff", CAP_EFF_MASK, "a capability mask");
     return {
-      euid: countField(P, f, "euid"),
-      user: f.user!,
-      uid: countField(P, f, "uid"),
-      groups: (f.groups ?? "").split(",").filter(Boolean),
+      euid: f.count("euid"),
+      user: f.printed.user!,
+      uid: f.count("uid"),
+      groups: (f.printed.groups ?? "").split(",").filter(Boolean),
       nofile,
-      session: ssh ? countField(P, f, "session") : null,
-      sshd: ssh
-        ? { pid: countField(P, f, "sshd"), hard: sshdHard!, capSysResource: hasCapSysResource(f.sshd_cap_eff!) }
-        : null,
+      session: ssh ? f.count("session") : null,
+      sshd: ssh ? { pid: f.count("sshd"), hard: sshdHard!, capSysResource: hasCapSysResource(capEff!) } : null,
     };
   },
 });
 
-const CAP_SYS_RESOURCE_BIT = 24n;
-
-/** Bit 24 of a /proc/<pid>/status CapEff mask: may raise a hard limit and exceed it. */
+/** CAP_SYS_RESOURCE, bit 24 of a CapEff mask: may raise a hard limit and exceed it. */
 export function hasCapSysResource(capEffHex: string): boolean {
-  return ((BigInt(`0x${capEffHex}`) >> CAP_SYS_RESOURCE_BIT) & 1n) === 1n;
+  return ((BigInt(`0x${capEffHex}`) >> 24n) & 1n) === 1n;
 }
 
-/** PID 1: whether systemd runs the host, and (where it does) the DefaultLimitNOFILE it loaded. */
+/** PID 1, and the DefaultLimitNOFILE systemd loaded where it runs. */
 export interface InitState {
   systemd: boolean;
-  /** PID 1's command name, "(unknown)" when unreadable. */
+  /** Its command name, "(unknown)" when unreadable. */
   pid1: string;
   pid1Hard: Limit | null;
-  /** Whether PID 1 may raise a hard limit; null when its CapEff was unreadable. */
+  /** null when its CapEff was unreadable. */
   pid1CapSysResource: boolean | null;
-  /** DefaultLimitNOFILE systemd loaded (where it runs), each part where systemctl printed it. */
   defaultNofile: Partial<Nofile>;
 }
 
@@ -194,17 +179,16 @@ export const FD_INIT_PROBE = defineProbe<InitState>({
       `if ${SYSTEMD_RUNNING}; then systemctl show -p DefaultLimitNOFILE -p DefaultLimitNOFILESoft </dev/null 2>/dev/null | sed -n 's/^DefaultLimitNOFILE=/default_hard=/p; s/^DefaultLimitNOFILESoft=/default_soft=/p'; fi`,
     ].join("\n"),
   parse(raw) {
-    const f = requireFields("fd-limits-init", parseKeyValues(raw), ["systemd"], raw);
-    if (f.systemd !== "yes" && f.systemd !== "no")
-      throw new ProbeParseError(`fd-limits-init: systemd=${JSON.stringify(f.systemd)}`);
-    const pid1Hard = limitField("fd-limits-init", f, "pid1_hard") ?? null;
-    const cap = f.pid1_cap_eff && /^[0-9a-f]{1,16}$/.test(f.pid1_cap_eff) ? f.pid1_cap_eff : null;
+    const f = fieldsOf("fd-limits-init", raw);
+    f.require("systemd");
+    const systemd = f.matching("systemd", /^(yes|no)$/, "yes or no");
+    const cap = f.printed.pid1_cap_eff;
     return {
-      systemd: f.systemd === "yes",
-      pid1: f.pid1 || "(unknown)",
-      pid1Hard,
-      pid1CapSysResource: cap === null ? null : hasCapSysResource(cap),
-      defaultNofile: nofileFields("fd-limits-init", f, "default_"),
+      systemd: systemd === "yes",
+      pid1: f.printed.pid1 || "(unknown)",
+      pid1Hard: f.limit("pid1_hard") ?? null,
+      pid1CapSysResource: cap && CAP_EFF_MASK.test(cap) ? hasCapSysResource(cap) : null,
+      defaultNofile: f.nofile("default_"),
     };
   },
 });
@@ -214,30 +198,24 @@ export function unitName(service: string): string {
   return service.endsWith(".service") ? service : `${service}.service`;
 }
 
-/**
- * What `pgrep -x` matches for a service where systemd does not run: the process name (comm) is the
- * unit name without `.service` or an instance, cut to the kernel's 15 characters; null for a template.
- */
+/** What `pgrep -x` matches without systemd: the name without `.service` or instance, in comm's 15 characters. */
 export function processName(service: string): string | null {
   const base = unitName(service).slice(0, -".service".length);
   const name = base.split("@")[0]!;
-  if (base.endsWith("@") || name === "") return null;
+  if (base.endsWith("@") || name === "") return null; // a template
   return name.slice(0, 15);
 }
 
 /**
- * One named service: where systemd runs, the LimitNOFILE it loaded for the unit and its MainPID;
- * elsewhere the lowest-numbered live process with the service's name. A running process's /proc/<pid>/limits is
- * what it really got.
+ * One service: under systemd, the LimitNOFILE it loaded for the unit and its MainPID; elsewhere the
+ * lowest-numbered live process of its name. /proc/<pid>/limits is what the process really got.
  */
 export interface ServiceState {
   via: "systemd" | "pgrep";
-  /** systemd's LoadState of the unit ("not-found": no unit file); null without systemd. */
+  /** "not-found": no unit file; null without systemd. */
   loadState: string | null;
   needReload: boolean;
-  /** The LimitNOFILE systemd loaded for the unit, each part where systemctl printed it. */
   unitNofile: Partial<Nofile>;
-  /** The running process (MainPID, or the lowest live match of pgrep) and what it holds; null when none runs. */
   process: { pid: number; nofile: Nofile } | null;
 }
 
@@ -267,29 +245,25 @@ export const FD_SERVICE_PROBE = defineProbe<ServiceState>({
     ].join("\n");
   },
   parse(raw) {
-    const P = "fd-limits-service";
-    const f = parseKeyValues(raw);
-    const running = f.running === "yes";
-    requireFields(P, f, running ? ["via", "running", "pid", "soft", "hard"] : ["via", "running"], raw);
-    if (f.via !== "systemd" && f.via !== "pgrep") throw new ProbeParseError(`${P}: via=${JSON.stringify(f.via)}`);
-    const nofile = nofileFields(P, f) as Nofile;
+    const f = fieldsOf("fd-limits-service", raw);
+    const running = f.printed.running === "yes";
+    f.require("via", "running", ...(running ? ["pid", "soft", "hard"] : []));
+    const via = f.matching("via", /^(systemd|pgrep)$/, "systemd or pgrep") as ServiceState["via"];
+    const nofile = f.nofile() as Nofile;
     return {
-      via: f.via,
-      loadState: f.load_state || null,
-      needReload: f.need_reload === "yes",
-      unitNofile: nofileFields(P, f, "unit_"),
-      process: running ? { pid: countField(P, f, "pid"), nofile } : null,
+      via,
+      loadState: f.printed.load_state || null,
+      needReload: f.printed.need_reload === "yes",
+      unitNofile: f.nofile("unit_"),
+      process: running ? { pid: f.count("pid"), nofile } : null,
     };
   },
 });
 
-/**
- * What a new PAM session of a named user gets: `su -l` goes through pam_limits like a login.
- * Only root can su without a password; otherwise only whether the user exists is reported.
- */
+/** What a new PAM session of a user gets: `su -l` goes through pam_limits like a login. */
 export interface UserState {
   exists: boolean;
-  /** What `su -l` gave the new session; null when not read (no such user, or the probe is not root). */
+  /** null when not read: only root can su without a password. */
   nofile: Nofile | null;
 }
 
@@ -309,16 +283,18 @@ export const FD_USER_PROBE = defineProbe<UserState>({
     ].join("\n");
   },
   parse(raw) {
-    const f = requireFields("fd-limits-user", parseKeyValues(raw), ["exists"], raw);
-    if (f.exists === "no") return { exists: false, nofile: null };
-    requireFields("fd-limits-user", f, f.checked === "yes" ? ["checked", "soft", "hard"] : ["checked"], raw);
-    const nofile = nofileFields("fd-limits-user", f) as Nofile;
-    return { exists: true, nofile: f.checked === "yes" ? nofile : null };
+    const f = fieldsOf("fd-limits-user", raw);
+    f.require("exists");
+    if (f.printed.exists === "no") return { exists: false, nofile: null };
+    const checked = f.printed.checked === "yes";
+    f.require("checked", ...(checked ? ["soft", "hard"] : []));
+    const nofile = f.nofile() as Nofile;
+    return { exists: true, nofile: checked ? nofile : null };
   },
 });
 
-/** The one name every file of the role has: only a file with exactly this name is ever removed. */
-export const FD_LIMITS_FILE_NAME = "60-provision-fd-limits.conf";
+/** The name of every file of the role: only a file of exactly this name is ever removed. */
+const FD_LIMITS_FILE_NAME = "60-provision-fd-limits.conf";
 export const FD_LIMITS_PATHS = {
   sysctl: sysctlDropinPath("fd-limits"),
   limits: `/etc/security/limits.d/${FD_LIMITS_FILE_NAME}`,
@@ -330,29 +306,23 @@ export function serviceDropinPath(service: string): string {
   return `${SERVICE_UNITS_DIR}/${unitName(service)}.d/${FD_LIMITS_FILE_NAME}`;
 }
 
-/**
- * A drop-in directory the role can have written: one path component (so never `.` or `..`) of the
- * characters a service name may have, ending in `.service.d`. Services are the only unit type the
- * role writes drop-ins for.
- */
+/** The role's drop-in of a service, in one directory (never `.` or `..`) of the characters a service name has. */
 const SERVICE_DROPIN_PATH = new RegExp(
   `^${SERVICE_UNITS_DIR}/([A-Za-z0-9][A-Za-z0-9@._-]*\\.service)\\.d/${FD_LIMITS_FILE_NAME.replace(/\./g, "\\.")}$`,
 );
 
-/** The unit a path is the role's drop-in for, or null when the path is not one. */
 export function serviceOfDropin(path: string): string | null {
   return SERVICE_DROPIN_PATH.exec(path)?.[1] ?? null;
 }
 
-/** Exactly one of the role's own files: the only paths the role may ever remove. */
+/** The only paths the role may ever remove. */
 export function isOwnFile(path: string): boolean {
   return Object.values(FD_LIMITS_PATHS).includes(path as never) || serviceOfDropin(path) !== null;
 }
 
 /**
- * Which of the role's own files exist: the fixed ones, and its drop-in in every service's `.d`
- * directory, whether or not the service is still in `services`, so files no longer wanted are found.
- * Directories with characters no service name has are counted, never listed.
+ * Lists the role's own files, including drop-ins of services no longer in `services`. Directories
+ * with characters no service name has are counted, never listed.
  */
 export function ownFilesCommand(root = ""): string {
   const fixed = Object.values(FD_LIMITS_PATHS).map((p) => shQuote(root + p));
@@ -368,9 +338,9 @@ export function ownFilesCommand(root = ""): string {
 }
 
 export interface OwnFiles {
-  /** The role's own files on the host, in path order (only paths isOwnFile accepts). */
+  /** In path order; only paths isOwnFile accepts. */
   files: string[];
-  /** Files of that name found where the role never writes (counted, never listed). */
+  /** Files of the role's name where it never writes. */
   skipped: number;
 }
 
@@ -379,10 +349,11 @@ export const FD_FILES_PROBE = defineProbe<OwnFiles>({
   script: () => ownFilesCommand(),
   parse(raw) {
     const lines = raw.split("\n");
-    if (!lines.includes("done=yes"))
+    if (!lines.includes("done=yes")) {
       throw new ProbeParseError(
         `fd-limits-files: the listing did not finish: ${JSON.stringify(raw.trim().slice(0, 300))}`,
       );
+    }
     const files = new Set<string>();
     let skipped = 0;
     for (const line of lines) {
