@@ -12,6 +12,9 @@ command -v sudo >/dev/null 2>&1 || missing_debs+=(sudo)
 command -v unshare >/dev/null 2>&1 || missing_debs+=(util-linux)
 # `provision probe` sends its helper to the hosts as a Python 3 program (the fleet's hosts share this /usr).
 command -v python3 >/dev/null 2>&1 || missing_debs+=(python3)
+# The systemd fleet (test/fleet/systemd) boots Debian hosts with systemd-nspawn from a rootfs debootstrap builds.
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing_debs+=(debootstrap)
+command -v systemd-nspawn >/dev/null 2>&1 || missing_debs+=(systemd-container)
 
 if [ ${#missing_debs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

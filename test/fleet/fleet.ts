@@ -24,6 +24,7 @@ import {
   type UserCertificate,
 } from "./certificates.js";
 import { buildTemplate, prepareHostFs } from "./hostfs.js";
+import { systemdContainersRunning, systemdFleetPrefixesOnMachine } from "./systemd/containers.js";
 import {
   listRecordedPrefixes,
   prefixesOwningSubnets,
@@ -209,7 +210,7 @@ export function ownerGroupOf(prefix: string): number | undefined {
   return readFleetRecord(prefix)?.ownerGroup;
 }
 
-function processGroupOf(pid: number): number | undefined {
+export function processGroupOf(pid: number): number | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
@@ -238,7 +239,7 @@ export function fleetExists(prefix: string): boolean {
   );
 }
 
-function newFleetPrefix(): string {
+export function newFleetPrefix(): string {
   return `pv${process.pid.toString(36).padStart(PID_DIGITS, "0")}${randomBase36(RANDOM_DIGITS)}`;
 }
 
@@ -636,7 +637,14 @@ function discoverFleetPrefixes(): string[] {
       .filter((name) => name.startsWith(DEFAULT_FLEET_DIR_PREFIX))
       .map((name) => name.slice(DEFAULT_FLEET_DIR_PREFIX.length)),
   ].filter((prefix) => STANDARD_PREFIX.test(prefix));
-  return [...new Set([...listRecordedPrefixes(), ...prefixesOwningSubnets(), ...fromNames])];
+  return [
+    ...new Set([
+      ...listRecordedPrefixes(),
+      ...prefixesOwningSubnets(),
+      ...fromNames,
+      ...systemdFleetPrefixesOnMachine(),
+    ]),
+  ];
 }
 
 function fleetNetnsNamesOnMachine(): string[] {
@@ -651,7 +659,8 @@ function isStale(prefix: string): boolean {
   const record = readFleetRecord(prefix);
   const owner = record?.ownerPid ?? ownerPidOfStandardPrefix(prefix);
   if (owner !== undefined && isProcessRunning(owner)) return false;
-  if (record?.keepAfterExit && pidsInNetns(fleetNetnsNames(prefix)).length > 0) return false;
+  if (record?.keepAfterExit && (pidsInNetns(fleetNetnsNames(prefix)).length > 0 || systemdContainersRunning(prefix)))
+    return false;
   return true;
 }
 
@@ -660,12 +669,12 @@ function isStale(prefix: string): boolean {
 const fleetsToRemoveOnExit = new Map<string, string>();
 const CLEANUP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
 
-function cleanUpOnExit(prefix: string, dir: string): void {
+export function cleanUpOnExit(prefix: string, dir: string): void {
   if (fleetsToRemoveOnExit.size === 0) installExitHooks();
   fleetsToRemoveOnExit.set(prefix, dir);
 }
 
-function stopCleaningUpOnExit(prefix: string): void {
+export function stopCleaningUpOnExit(prefix: string): void {
   fleetsToRemoveOnExit.delete(prefix);
   if (fleetsToRemoveOnExit.size === 0) uninstallExitHooks();
 }

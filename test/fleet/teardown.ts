@@ -2,6 +2,7 @@ import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from "node:fs";
 import { readFleetRecord, releaseSubnetsOf, removeFleetRecord, subnetBasesOf } from "./registry.js";
 import { isProcessRunning, SYSTEM_ENV, sleepSync } from "./shell.js";
+import { stopSystemdContainersSync } from "./systemd/containers.js";
 
 // Synchronous on purpose: the same teardown must also run inside a process 'exit' handler.
 
@@ -48,6 +49,8 @@ export function isProcessInNetns(pid: number, netnsName: string): boolean {
 
 /** Removes everything a fleet may have left behind; returns descriptions of what could not be removed. */
 export function teardownFleetSync(prefix: string, dir = fleetDirOf(prefix)): string[] {
+  // First: a systemd host's container holds an overlay mount under dir and a port on the fleet's bridge.
+  const containersLeft = stopSystemdContainersSync(prefix);
   const netnsNames = fleetNetnsNames(prefix);
   const survivors = killAndAwait(pidsInNetns(netnsNames));
   deleteNetworkObjects(prefix, netnsNames);
@@ -59,7 +62,7 @@ export function teardownFleetSync(prefix: string, dir = fleetDirOf(prefix)): str
   // The claims are how a later cleanupStaleFleets finds routes it still has to remove.
   if (routesLeft.length === 0) releaseSubnetsOf(prefix);
   removeFleetRecord(prefix);
-  return [...leftoversOf(prefix, dir, survivors), ...routesLeft.map((route) => `route ${route}`)];
+  return [...containersLeft, ...leftoversOf(prefix, dir, survivors), ...routesLeft.map((route) => `route ${route}`)];
 }
 
 /** Route types the root namespace holds towards fleet addresses, besides the bridge's own. */
