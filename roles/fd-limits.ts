@@ -2,7 +2,7 @@
  * fd-limits: open-file limits in the kernel (fs.nr_open, fs.file-max), for PAM logins (limits.d) and
  * for systemd services (DefaultLimitNOFILE, LimitNOFILE drop-ins). A probe finds every file of the
  * role's name, and each one the params no longer want is removed. Running services keep their limit
- * until restarted: provision never restarts them.
+ * until restarted: provision restarts them only with restart_services.
  */
 import {
   defineRole,
@@ -10,6 +10,7 @@ import {
   probeRequest,
   probeResult,
   refused,
+  type Change,
   type Check,
   type Facts,
   type FactRequest,
@@ -48,6 +49,7 @@ export interface FdLimitsParams {
   systemd_default_limit: boolean;
   systemd_default_soft_nofile: number;
   services: string[];
+  restart_services: boolean;
 }
 
 const ROLE = "fd-limits";
@@ -169,9 +171,19 @@ export default defineRole<FdLimitsParams>({
         description:
           "systemd services that get LimitNOFILE=<soft_nofile>:<hard_nofile> in /etc/systemd/system/<name>.service.d/60-provision-fd-limits.conf, e.g. nginx or haproxy. " +
           "Without it a service gets DefaultLimitNOFILE (soft 1024: EMFILE at about 1,000 connections) whatever limits.d says. " +
-          "A running service keeps its limit until restarted: provision never restarts it, and verify reports a running process that has less. " +
+          "A running service keeps its limit until restarted (see restart_services), and verify reports a running process that has less. " +
           "A service dropped from the list has its drop-in removed (then daemon-reload where systemd runs).",
         fix: "list service names such as nginx or my-gateway.service",
+      },
+      restart_services: {
+        type: "boolean",
+        default: false,
+        description:
+          "Restart each service in services whose running process has less than its LimitNOFILE (after its drop-in changed), right after the daemon-reload, " +
+          "so the run ends with every listed service holding its limit. Off by default: a restart drops the service's open connections (100k WebSockets reconnecting at once), " +
+          "so it is the operator's call; batches (rollout) then make it a rolling restart. " +
+          "With false, run notes the restart as pending and does not fail on it, while verify keeps reporting the process until it is restarted.",
+        fix: "use true to restart the listed services whose running process has less than its limit, or false to restart them yourself",
       },
     },
   },
@@ -647,7 +659,8 @@ function planSystemd(p: FdLimitsParams, host: Host, facts: Facts, ctx: PlanConte
   }
   for (const service of p.services) {
     const dropinChanges = changes.some((c) => c.kind === "file" && c.path === serviceDropinPath(service));
-    const plan = planService(p, service, host.services.get(service), init, dropinChanges);
+    const plan = planService(p, service, host.services.get(service), init, dropinChanges, ctx.purpose);
+    changes.push(...plan.changes);
     checks.push(...plan.checks);
     notes.push(...plan.notes);
   }
@@ -668,17 +681,22 @@ function defaultLimitChecks(p: FdLimitsParams): Check[] {
   );
 }
 
-/** The LimitNOFILE systemd loaded for a service, and what its process holds; no `state` for a template. */
+/**
+ * The LimitNOFILE systemd loaded for a service, what its process holds, and its restart where
+ * restart_services asks for one; no `state` for a template.
+ */
 function planService(
   p: FdLimitsParams,
   service: string,
   state: ServiceState | undefined,
   init: InitState,
   dropinChanges: boolean,
-): Omit<Part, "changes"> {
+  purpose: PlanContext["purpose"],
+): Part {
   const unit = unitName(service);
   if (!state)
     return {
+      changes: [],
       checks: [],
       notes: [`${unit} is a template: its drop-in applies to every instance; instances are not checked`],
     };
@@ -704,12 +722,27 @@ function planService(
   const running = state.process;
   if (running === null) {
     notes.push(`${service} is not running: no /proc/<pid>/limits check; its limit applies when it starts`);
-    return { checks, notes };
+    return { changes: [], checks, notes };
   }
-  if (dropinChanges)
-    notes.push(
-      `${service} (pid ${running.pid}) is running and keeps its current limit until restarted (systemctl restart ${unit}); provision never restarts services`,
-    );
+  const below = NOFILE.some((which) => running.nofile[which] !== "unlimited" && running.nofile[which] < wanted[which]);
+  const changes: Change[] = [];
+  if (init.systemd && (dropinChanges || below)) {
+    if (p.restart_services) {
+      changes.push({
+        kind: "command",
+        argv: ["systemctl", "restart", unit],
+        description: `restart ${unit} so its process gets LimitNOFILE ${wanted.soft}:${wanted.hard} (restart_services: true; its open connections are dropped)`,
+      });
+    } else {
+      notes.push(
+        `restart pending: ${service} (pid ${running.pid}) runs with nofile ${running.nofile.soft}:${running.nofile.hard} and keeps it until restarted (systemctl restart ${unit}, or restart_services: true); verify reports it until then`,
+      );
+      // Nothing run applies can change a running process, so run does not fail on it; verify does.
+      if (purpose === "plan") return { changes, checks, notes };
+    }
+  } else if (dropinChanges) {
+    notes.push(`${service} (pid ${running.pid}) is running and keeps its current limit until restarted`);
+  }
   const cause = init.systemd
     ? `it started before the drop-in (restart it: systemctl restart ${unit}), or systemd could not raise the limit (PID 1 without CAP_SYS_RESOURCE, e.g. a container)`
     : `systemd does not run here, so the drop-in does not apply: whatever starts ${service} must raise its limit, and a parent without CAP_SYS_RESOURCE (e.g. a container) caps it`;
@@ -725,7 +758,7 @@ function planService(
       }),
     ),
   );
-  return { checks, notes };
+  return { changes, checks, notes };
 }
 
 // ---- Files the params no longer want
@@ -761,7 +794,7 @@ function leftoverOf(path: string): Leftover | undefined {
   return {
     why: `${unit} is no longer in services`,
     stillDoes: `systemd gives ${unit} its LimitNOFILE again at the next daemon-reload or boot`,
-    then: `it keeps its current limit until restarted (systemctl restart ${unit}), then gets DefaultLimitNOFILE; provision never restarts services`,
+    then: `it keeps its current limit until restarted (systemctl restart ${unit}), then gets DefaultLimitNOFILE; provision restarts no service it no longer manages`,
   };
 }
 

@@ -570,7 +570,7 @@ describe("fd-limits services", () => {
         "gateway (pid 4242) runs with soft nofile 1024, below the 16,384 set for it: systemd does not run here, so the drop-in does not apply: whatever starts gateway must raise its limit, and a parent without CAP_SYS_RESOURCE (e.g. a container) caps it",
       );
     expect(p.notes.map((n) => n.text)).toContain(
-      "gateway (pid 4242) is running and keeps its current limit until restarted (systemctl restart gateway.service); provision never restarts services",
+      "gateway (pid 4242) is running and keeps its current limit until restarted",
     );
   });
 
@@ -597,12 +597,36 @@ describe("fd-limits services", () => {
       "systemd DefaultLimitNOFILE (hard) equal 1048576",
       "nginx.service LimitNOFILE (soft) equal 1048576",
       "nginx.service LimitNOFILE (hard) equal 1048576",
-      "nginx running: soft nofile at-least 1048576",
-      "nginx running: hard nofile at-least 1048576",
     ]);
+    // run cannot change the running process, so it does not check it; verify does, until nginx restarts.
     expect(p.notes.map((n) => n.text)).toContain(
-      "nginx (pid 812) is running and keeps its current limit until restarted (systemctl restart nginx.service); provision never restarts services",
+      "restart pending: nginx (pid 812) runs with nofile 1024:524288 and keeps it until restarted (systemctl restart nginx.service, or restart_services: true); verify reports it until then",
     );
+    const verifying = plan({ services: ["nginx"] }, f, "verify");
+    const processChecks = verifying.checks.filter((c) => c.kind === "probe" && c.label.startsWith("nginx running"));
+    expect(evaluateChecks(processChecks, f).map((r) => [checkName(r.check), r.ok])).toEqual([
+      ["nginx running: soft nofile at-least 1048576", false],
+      ["nginx running: hard nofile at-least 1048576", false],
+    ]);
+  });
+
+  it("restart_services: the running service restarts after the daemon-reload, then its process is checked", () => {
+    const services = (process: string) => ({ nginx: systemdService(process) });
+    const shape = (process: string): HostShape => ({
+      init: SYSTEMD_INIT,
+      login: loginWith({}),
+      services: services(process),
+    });
+    const params = { ...HERE, services: ["nginx"], restart_services: true };
+    const p = plan(params, hostFacts(shape("running=yes\npid=812\nsoft=1024\nhard=524288\n")));
+    expect(p.changes.map(targetOf).slice(-2)).toEqual(["systemctl daemon-reload", "systemctl restart nginx.service"]);
+    expect(p.checks.filter((c) => c.kind === "probe" && c.label.startsWith("nginx running")).map(checkName)).toEqual([
+      "nginx running: soft nofile at-least 16384",
+      "nginx running: hard nofile at-least 20000",
+    ]);
+    // Restarted with its limits (new pid), the next plan restarts nothing.
+    const after = afterRun(p, hostFacts(shape("running=yes\npid=900\nsoft=16384\nhard=20000\n")));
+    expect(plan(params, after).changes.map(targetOf)).toEqual([]);
   });
 
   it("with systemd and the files in place: no daemon-reload, unless a unit needs one", () => {
@@ -694,7 +718,7 @@ describe("fd-limits removes its own files that the params no longer want", () =>
       [rm(SYSTEMD_DEFAULT_PATH), rm(gateway)],
       [
         `systemd_default_limit is false: removing ${SYSTEMD_DEFAULT_PATH}; services started after the next daemon-reload get systemd's own DefaultLimitNOFILE, running ones keep their limit until restarted`,
-        `gateway.service is no longer in services: removing ${gateway}; it keeps its current limit until restarted (systemctl restart gateway.service), then gets DefaultLimitNOFILE; provision never restarts services`,
+        `gateway.service is no longer in services: removing ${gateway}; it keeps its current limit until restarted (systemctl restart gateway.service), then gets DefaultLimitNOFILE; provision restarts no service it no longer manages`,
         "systemd is not running here (PID 1 is process_api): no daemon-reload after the removals",
       ],
     ],
@@ -705,7 +729,7 @@ describe("fd-limits removes its own files that the params no longer want", () =>
       { init: SYSTEMD_INIT, login: loginWith({}), services: { gateway: systemdStopped } },
       [rm(SYSTEMD_DEFAULT_PATH), rm(gateway), "systemctl daemon-reload"],
       [
-        `gateway.service is no longer in services: removing ${gateway}; it keeps its current limit until restarted (systemctl restart gateway.service), then gets DefaultLimitNOFILE; provision never restarts services`,
+        `gateway.service is no longer in services: removing ${gateway}; it keeps its current limit until restarted (systemctl restart gateway.service), then gets DefaultLimitNOFILE; provision restarts no service it no longer manages`,
       ],
     ],
     [
@@ -715,7 +739,7 @@ describe("fd-limits removes its own files that the params no longer want", () =>
       { services: { gateway: stopped, api: stopped } },
       [rm(gateway)],
       [
-        `gateway.service is no longer in services: removing ${gateway}; it keeps its current limit until restarted (systemctl restart gateway.service), then gets DefaultLimitNOFILE; provision never restarts services`,
+        `gateway.service is no longer in services: removing ${gateway}; it keeps its current limit until restarted (systemctl restart gateway.service), then gets DefaultLimitNOFILE; provision restarts no service it no longer manages`,
       ],
     ],
     [
@@ -967,6 +991,7 @@ describe("fd-limits schema", () => {
       systemd_default_limit: true,
       systemd_default_soft_nofile: 1024,
       services: [],
+      restart_services: false,
     });
     expect(check(`${JSON.stringify(paramsOf(fdLimits))}\n`)).toEqual([]);
   });
