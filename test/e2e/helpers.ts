@@ -111,11 +111,14 @@ export function directRoute(
 }
 
 /** The live values of sysctl keys on a fleet host, in order, as the kernel prints them (tabs kept). */
-export async function readSysctls(fleet: Fleet, host: string, keys: readonly string[]): Promise<string[]> {
+/** Any fleet that runs commands on its hosts: the plain one or the systemd one. */
+type Runs = Pick<Fleet, "exec">;
+
+export async function readSysctls(fleet: Runs, host: string, keys: readonly string[]): Promise<string[]> {
   const r = await fleet.exec(host, keys.map((key) => `cat ${sysctlProcPath(key)}`).join("; "));
   return r.stdout.trim().split("\n");
 }
 
-export async function readSysctl(fleet: Fleet, host: string, key: string): Promise<string> {
+export async function readSysctl(fleet: Runs, host: string, key: string): Promise<string> {
   return (await readSysctls(fleet, host, [key]))[0]!;
 }
