@@ -13,6 +13,7 @@ import {
   type Cidr,
   type IpAddresses,
   type LiveAddress,
+  type LiveAddresses,
 } from "../src/facts/ipAddresses.js";
 import {
   IFUPDOWN_DROPIN,
@@ -28,6 +29,8 @@ import {
 } from "../src/facts/networkStack.js";
 import type { Probe } from "../src/facts/probe.js";
 import { managedFileChanges, planStaleFile } from "../src/managedFile.js";
+import { thousands } from "../src/output/words.js";
+import { parseLocalPortRange } from "../src/sysctl/portList.js";
 import {
   defineRole,
   probeCheck,
@@ -123,45 +126,26 @@ export default defineRole<SecondarySourceIpsParams>({
 
   validate(p) {
     const problems: ParamProblem[] = [];
-    if (p.interface === "." || p.interface === "..") {
-      problems.push({
-        param: "interface",
-        severity: "error",
-        problem: `"${p.interface}" is not an interface name`,
-        fix: "use a name that `ip -br link` shows, e.g. eth0",
-      });
-    }
+    const error = (param: string, problem: string, fix: string) =>
+      problems.push({ param, severity: "error", problem, fix });
+    if (p.interface === "." || p.interface === "..")
+      error("interface", `"${p.interface}" is not an interface name`, "use a name that `ip -br link` shows, e.g. eth0");
     const seen = new Map<string, string>();
     for (const item of p.addresses) {
+      const bad = (problem: string, fix: string) => error("addresses", `"${item}" ${problem}`, fix);
       const c = parseCidr(item);
       if ("error" in c) {
-        problems.push({
-          param: "addresses",
-          severity: "error",
-          problem: `"${item}" ${c.error}`,
-          fix: "write it as ADDRESS/PREFIX, e.g. 198.18.5.10/24 or 2001:db8::10/64",
-        });
+        bad(c.error, "write it as ADDRESS/PREFIX, e.g. 198.18.5.10/24 or 2001:db8::10/64");
         continue;
       }
       const reason = unusableReason(c);
       if (reason) {
-        problems.push({
-          param: "addresses",
-          severity: "error",
-          problem: `"${item}" ${reason}`,
-          fix: "use a unicast address the host can send from, in its network's prefix",
-        });
+        bad(reason, "use a unicast address the host can send from, in its network's prefix");
         continue;
       }
       const earlier = seen.get(c.address);
-      if (earlier !== undefined) {
-        problems.push({
-          param: "addresses",
-          severity: "error",
-          problem: `"${item}" repeats ${c.address} (already listed as "${earlier}")`,
-          fix: "list each address once, with one prefix",
-        });
-      }
+      if (earlier !== undefined)
+        bad(`repeats ${c.address} (already listed as "${earlier}")`, "list each address once, with one prefix");
       seen.set(c.address, item);
     }
     return problems;
@@ -177,8 +161,7 @@ export default defineRole<SecondarySourceIpsParams>({
     const net = answer(facts, networkStackProbe, "detect the host's network stack");
     if (net instanceof Refusal) return refused([net.text]);
     const files = ownFiles(net);
-    // The default playbook applies this role to every host; one without addresses (and nothing
-    // from an earlier run to undo) must not fail for reasons that only matter when adding some.
+    // The default playbook applies this role to every host: one with nothing to add or undo must not fail.
     if (p.addresses.length === 0 && files.length === 0) {
       return {
         changes: [],
@@ -221,9 +204,9 @@ export default defineRole<SecondarySourceIpsParams>({
     ];
     if (refusals.length > 0 || target instanceof Refusal) return refused(refusals);
 
-    // Deletions first: if one fails, nothing else changes and the files still record what to delete next time.
+    // Deletions first: if one fails, nothing else changes and the files still record what to delete.
     const steps = [
-      ...deletions.map((d) => (removed.includes(d) ? removeStep(d) : readdPrepStep(d))),
+      ...deletions.map((d) => deleteStep(d, removed.includes(d))),
       ...stateSteps(ctx, state, iface, wanted, net),
       ...(target ? [fileStep(target.path, renderFile(ctx, target, iface, wanted, net), net, MODE[target.stack])] : []),
       ...(p.persist ? configs.filter((m) => m.path !== target?.path).map(staleFileStep) : []),
@@ -235,7 +218,7 @@ export default defineRole<SecondarySourceIpsParams>({
     const notes = [
       ...capacityNotes(live, iface, wanted, removed, facts.sysctl[PORT_RANGE_KEY] ?? null),
       ...detectionNotes(live, iface, wanted),
-      ...persistNotes(p, target, iface, net, configs),
+      ...persistNotes(p.persist, target, iface, net, configs),
     ];
     return { changes, checks, notes, refusals: [] };
   },
@@ -250,30 +233,28 @@ function reasons(...results: unknown[]): string[] {
   return results.flatMap((r) => (r instanceof Refusal ? [r.text] : []));
 }
 
-/** Where the addresses are persisted. */
+/** networkFile: the .network file a networkd drop-in extends. */
 interface Target {
   stack: "networkd" | "ifupdown";
   path: string;
-  /** networkd: the .network file the drop-in extends. */
   networkFile?: string;
 }
 
-/** The mode of each stack's file: run-parts skips an ifupdown hook that is not executable. */
+/** run-parts skips an ifupdown hook that is not executable. */
 const MODE: Record<Target["stack"], string | undefined> = { networkd: undefined, ifupdown: "755" };
 
-/** An address this role put on an interface in an earlier run (read from its own files). */
+/** An address an earlier run added (read from the role's own files). */
 interface Owned {
   iface: string;
   cidr: Cidr;
 }
 
-/** One of the role's own files as the network-stack probe read it. */
 interface OwnFile {
   path: string;
   content: string;
 }
 
-/** Part of a plan: the changes of one thing and the checks that read it back. */
+/** The changes of one thing and the checks that read it back. */
 interface Step {
   changes: Change[];
   checks: Check[];
@@ -300,7 +281,7 @@ function sshAddressOf(ctx: PlanContext): string | Refusal {
   );
 }
 
-function chooseInterface(p: SecondarySourceIpsParams, live: Map<string, LiveAddress[]>, ssh: string): string | Refusal {
+function chooseInterface(p: SecondarySourceIpsParams, live: LiveAddresses, ssh: string): string | Refusal {
   const existing = [...live.keys()].join(", ");
   if (p.interface !== null) {
     return live.has(p.interface)
@@ -309,7 +290,7 @@ function chooseInterface(p: SecondarySourceIpsParams, live: Map<string, LiveAddr
           `interface "${p.interface}" does not exist on this host (it has: ${existing}). Set secondary_source_ips.interface to one of them`,
         );
   }
-  const holder = [...live.entries()].find(([, addrs]) => addrs.some((a) => a.address === ssh));
+  const holder = [...live].find(([, addrs]) => addrs.some((a) => a.address === ssh));
   return holder
     ? holder[0]
     : new Refusal(
@@ -329,43 +310,44 @@ function sshAddressRefusals(touched: Owned[], ssh: string): string[] {
 }
 
 /** An address can't sit on two interfaces, or on one with two prefixes, without surprising routing. */
-function conflictRefusals(wanted: Cidr[], live: Map<string, LiveAddress[]>, iface: string, removed: Owned[]): string[] {
-  const goingAway = (name: string, c: Cidr) => removed.some((r) => r.iface === name && r.cidr.text === c.text);
+function conflictRefusals(wanted: Cidr[], live: LiveAddresses, iface: string, removed: Owned[]): string[] {
   return wanted.flatMap((w) =>
     [...live].flatMap(([name, addrs]) => {
       const clash = addrs.find(
-        (a) => a.address === w.address && !(name === iface && a.prefix === w.prefix) && !goingAway(name, a),
+        (a) =>
+          a.address === w.address && !(name === iface && a.prefix === w.prefix) && !includesOwned(removed, name, a),
       );
       if (!clash) return [];
-      return name === iface
-        ? [
-            `${w.address} is already on ${iface} as ${clash.text}, not ${w.text}. Remove it by hand (ip addr del ${clash.text} dev ${iface}) or list it as ${clash.text}`,
-          ]
-        : [
-            `${w.address} is already on ${name} (${clash.text}); an address belongs to one interface. Remove it there (ip addr del ${clash.text} dev ${name}) or drop it from addresses`,
-          ];
+      return [
+        name === iface
+          ? `${w.address} is already on ${iface} as ${clash.text}, not ${w.text}. Remove it by hand (ip addr del ${clash.text} dev ${iface}) or list it as ${clash.text}`
+          : `${w.address} is already on ${name} (${clash.text}); an address belongs to one interface. Remove it there (ip addr del ${clash.text} dev ${name}) or drop it from addresses`,
+      ];
     }),
   );
 }
 
-function liveAddress(live: Map<string, LiveAddress[]>, iface: string, c: Cidr): LiveAddress | null {
+function includesOwned(list: Owned[], iface: string, c: Cidr): boolean {
+  return list.some((o) => o.iface === iface && o.cidr.text === c.text);
+}
+
+function liveAddress(live: LiveAddresses, iface: string, c: Cidr): LiveAddress | null {
   return (live.get(iface) ?? []).find((a) => a.text === c.text) ?? null;
 }
 
-/** Secondaries go before primaries: deleting a primary first would take them along, and their own deletion would then fail. */
-function secondariesFirst(deletions: Owned[], live: Map<string, LiveAddress[]>): Owned[] {
+/** Deleting a primary first would take its secondaries along, and their own deletion would then fail. */
+function secondariesFirst(deletions: Owned[], live: LiveAddresses): Owned[] {
   const isPrimary = (d: Owned) =>
     liveAddress(live, d.iface, d.cidr)?.secondary === false && d.cidr.family === 4 ? 1 : 0;
   return [...deletions].sort((a, b) => isPrimary(a) - isPrimary(b));
 }
 
 /**
- * Refuses to delete a primary IPv4 address while other addresses of its subnet stay on the
- * interface and promote_secondaries is off: the kernel would delete them too, the SSH address
- * among them (a lockout that no later step can repair). Walks the deletions in order, as the kernel
- * would; a refused deletion is left out of the walk.
+ * With promote_secondaries off, deleting a primary IPv4 address deletes its subnet's other
+ * addresses too, the SSH address among them: a lockout no later step repairs. Walks the deletions
+ * in order, as the kernel would, leaving refused ones out.
  */
-function cascadeRefusals(deletions: Owned[], live: Map<string, LiveAddress[]>, ip: IpAddresses, ssh: string): string[] {
+function cascadeRefusals(deletions: Owned[], live: LiveAddresses, ip: IpAddresses, ssh: string): string[] {
   const remaining = new Map([...live].map(([name, addrs]) => [name, addrs.map((a) => ({ ...a }))]));
   const refusals: string[] = [];
   for (const d of deletions) {
@@ -401,7 +383,7 @@ function cascadeMessage(d: Owned, along: LiveAddress[], promote: boolean | null,
   );
 }
 
-/** A whole file of the role's, checked by sha256 (and mode, for a hook run-parts must be able to execute). */
+/** Checked by sha256, and by mode for a hook run-parts must execute. */
 function fileStep(path: string, content: string, net: NetworkStack, mode?: string): Step {
   const now = net.managed.files[path];
   const changes = managedFileChanges(
@@ -417,122 +399,105 @@ function fileStep(path: string, content: string, net: NetworkStack, mode?: strin
       description: `make ${path} mode ${mode} (it is ${now?.mode ?? "unknown"}): run-parts skips a hook it can't execute`,
     });
   }
-  const what =
+  const fileCheck = (key: "sha256" | "mode", expected: string, message: string) =>
+    probeCheck(networkStackProbe, {
+      field: ["managed", "files", path, key],
+      expected,
+      compare: "equal",
+      label: `${path} (${key})`,
+      message,
+    });
+  const lost =
     path === STATE_FILE
       ? "a later run may delete the wrong addresses, or miss some"
       : "the addresses may not come back at boot";
   const checks = [
-    probeCheck(networkStackProbe, {
-      field: ["managed", "files", path, "sha256"],
-      expected: sha256(content),
-      compare: "equal",
-      label: `${path} (sha256)`,
-      message: `${path} differs from what ${ROLE} renders (edited by hand, or removed): ${what}; \`provision plan\` shows the diff`,
-    }),
+    fileCheck(
+      "sha256",
+      createHash("sha256").update(content, "utf8").digest("hex"),
+      `${path} differs from what ${ROLE} renders (edited by hand, or removed): ${lost}; \`provision plan\` shows the diff`,
+    ),
   ];
   if (mode) {
     checks.push(
-      probeCheck(networkStackProbe, {
-        field: ["managed", "files", path, "mode"],
-        expected: mode,
-        compare: "equal",
-        label: `${path} (mode)`,
-        message: `${path} is not mode ${mode}: run-parts skips a hook it can't execute, so the addresses would not come back at ifup or boot`,
-      }),
+      fileCheck(
+        "mode",
+        mode,
+        `${path} is not mode ${mode}: run-parts skips a hook it can't execute, so the addresses would not come back at ifup or boot`,
+      ),
     );
   }
   return { changes, checks };
 }
 
-/** The record of what was added live: rewritten with the wanted addresses, removed once there are none. */
+/** Removed once no address is wanted. */
 function stateSteps(ctx: PlanContext, state: OwnFile | null, iface: string, wanted: Cidr[], net: NetworkStack): Step[] {
   if (wanted.length === 0) return state ? [staleFileStep(state)] : [];
   const addresses = wanted.map((c, i) => ({ cidr: c.text, n: i + 1 }));
   return [fileStep(STATE_FILE, ctx.render("state.hbs", { iface, addresses, total: wanted.length }), net)];
 }
 
-/** Only ever one of the role's own files (ownFiles keeps nothing else): this plans a deletion. */
+/** Only ever one of the role's own files (see ownFiles). */
 function staleFileStep(f: OwnFile): Step {
-  return f.path === STATE_FILE
-    ? planStaleFile({
-        path: f.path,
-        why: "no address is left to record",
-        message: `${f.path} is back: a later run would delete the addresses it lists`,
-      })
-    : planStaleFile({
-        path: f.path,
-        why: "an earlier run wrote it, and no address is persisted there any more",
-        message: `${f.path} is back: it would re-add old addresses at boot`,
-      });
+  const isState = f.path === STATE_FILE;
+  return planStaleFile({
+    path: f.path,
+    why: isState
+      ? "no address is left to record"
+      : "an earlier run wrote it, and no address is persisted there any more",
+    message: `${f.path} is back: ${isState ? "a later run would delete the addresses it lists" : "it would re-add old addresses at boot"}`,
+  });
 }
 
-function removeStep(r: Owned): Step {
+/** Not leftTheList: it failed duplicate address detection, which adding it again repeats. */
+function deleteStep({ iface, cidr }: Owned, leftTheList: boolean): Step {
   return {
     changes: [
       {
         kind: "command",
-        argv: ["ip", "addr", "del", r.cidr.text, "dev", r.iface],
-        description: `remove ${r.cidr.text} from ${r.iface}: no longer in addresses`,
+        argv: deleteArgv(cidr, iface),
+        description: leftTheList
+          ? `remove ${cidr.text} from ${iface}: no longer in addresses`
+          : `delete ${cidr.text} from ${iface} to add it again: duplicate address detection failed`,
       },
     ],
-    checks: [addressCheck(r.iface, r.cidr, "excludes", null)],
+    checks: leftTheList ? [addressCheck(iface, cidr, "excludes", null)] : [],
   };
 }
 
-/** Deleting an address that failed duplicate address detection, so adding it again repeats the detection. */
-function readdPrepStep(r: Owned): Step {
-  return {
-    changes: [
-      {
-        kind: "command",
-        argv: ["ip", "addr", "del", r.cidr.text, "dev", r.iface],
-        description: `delete ${r.cidr.text} from ${r.iface} to add it again: duplicate address detection failed`,
-      },
-    ],
-    checks: [],
-  };
-}
-
-/** IPv6 extras are deprecated at once so the kernel's source selection (RFC 6724) never picks them by itself. */
-function addStep(c: Cidr, iface: string, live: Map<string, LiveAddress[]>): Step {
+function addStep(c: Cidr, iface: string, live: LiveAddresses): Step {
   const now = liveAddress(live, iface, c);
-  return {
-    changes:
-      now && !now.dadfailed
-        ? []
-        : [
-            {
-              kind: "command",
-              argv: addArgv(c, iface),
-              undo: ["ip", "addr", "del", c.text, "dev", iface],
-              description: `add ${c.text} to ${iface} live`,
-            },
-          ],
-    checks: [addressCheck(iface, c, "includes", now)],
+  const add: Change = {
+    kind: "command",
+    argv: addArgv(c, iface),
+    undo: deleteArgv(c, iface),
+    description: `add ${c.text} to ${iface} live`,
   };
+  return { changes: now && !now.dadfailed ? [] : [add], checks: [addressCheck(iface, c, "includes", now)] };
 }
 
+/** IPv6 extras are deprecated at once so source selection (RFC 6724) never picks them by itself. */
 function addArgv(c: Cidr, iface: string): string[] {
   return ["ip", "addr", "add", c.text, "dev", iface, ...(c.family === 6 ? ["preferred_lft", "0"] : [])];
 }
 
-/** The role's own files, by exact name; anything else the probe reported is ignored, never deleted. */
+function deleteArgv(c: Cidr, iface: string): string[] {
+  return ["ip", "addr", "del", c.text, "dev", iface];
+}
+
+/** By exact name: anything else the probe reported is ignored, never deleted. */
 function ownFiles(net: NetworkStack): OwnFile[] {
   return net.managed.paths
     .filter(isOwnFileName)
     .map((path) => ({ path, content: net.managed.files[path]?.content ?? "" }));
 }
 
-function ownedFrom(files: OwnFile[], networkFiles: NetworkFile[], live: Map<string, LiveAddress[]>): Owned[] {
+function ownedFrom(files: OwnFile[], networkFiles: NetworkFile[], live: LiveAddresses): Owned[] {
   const all = files.flatMap((f) => ownedAddresses(f.path, f.content, networkFiles, live));
-  return all.filter((o, i) => all.findIndex((x) => x.iface === o.iface && x.cidr.text === o.cidr.text) === i);
+  return all.filter((o, i) => !includesOwned(all.slice(0, i), o.iface, o.cidr));
 }
 
-/**
- * How each of the role's files names an address and its interface: the state file's
- * `ADDRESS/PREFIX IFACE` lines, the ifupdown hook's `add A dev I` lines, an older version's
- * `up ip addr replace A dev I` stanza lines. A networkd drop-in has only `Address=` lines.
- */
+/** How each of the role's files names an address and its interface; a networkd drop-in has only `Address=` lines. */
 const OWNED_LINE = new Map<string, RegExp>([
   [STATE_FILE, /^([0-9A-Fa-f:.]+\/\d+) (\S+)$/],
   [IFUPDOWN_HOOK, /\badd (\S+) dev ([^\s;]+)/],
@@ -540,16 +505,12 @@ const OWNED_LINE = new Map<string, RegExp>([
 ]);
 const NETWORKD_ADDRESS_LINE = /^Address=(\S+)\s*$/;
 
-/**
- * Addresses an earlier run added, with their interface (see OWNED_LINE). A networkd drop-in's are
- * credited to every interface its .network file matches (networkd applies the drop-in there,
- * whatever interface it was written for).
- */
+/** A networkd drop-in's addresses go to every interface its .network file matches: networkd applies it there. */
 export function ownedAddresses(
   path: string,
   content: string,
   networkFiles: NetworkFile[],
-  live: Map<string, LiveAddress[]>,
+  live: LiveAddresses,
 ): Owned[] {
   const pattern = OWNED_LINE.get(path) ?? NETWORKD_ADDRESS_LINE;
   const networkdIfaces = OWNED_LINE.has(path) ? [] : interfacesOfDropin(path, networkFiles, live);
@@ -565,60 +526,43 @@ export function ownedAddresses(
   return out;
 }
 
-/** The live interfaces the .network file a drop-in extends matches by Name= (none when that file is gone). */
-function interfacesOfDropin(path: string, networkFiles: NetworkFile[], live: Map<string, LiveAddress[]>): string[] {
+/** None when the .network file is gone. */
+function interfacesOfDropin(path: string, networkFiles: NetworkFile[], live: LiveAddresses): string[] {
   const networkName = posix.basename(posix.dirname(path)).replace(/\.d$/, "");
   const networkFile = networkFiles.find((f) => posix.basename(f.path) === networkName);
   return networkFile ? [...live.keys()].filter((iface) => matchesNameList(networkFile.names, iface)) : [];
 }
 
-function sha256(content: string): string {
-  return createHash("sha256").update(content, "utf8").digest("hex");
-}
-
-/** Includes reads `usable` (dadfailed left out, tentative kept: it becomes usable within seconds); excludes reads every address. */
+/** `usable` leaves dadfailed out and keeps tentative: it becomes usable within seconds. */
 function addressCheck(iface: string, c: Cidr, compare: "includes" | "excludes", now: LiveAddress | null): Check {
-  if (compare === "excludes") {
-    return probeCheck(ipAddressesProbe, {
-      field: ["interfaces", iface, "cidrs"],
-      expected: c.text,
-      compare,
-      label: `${c.text} gone from ${iface}`,
-      message: `${c.text} is still on ${iface} though it left addresses`,
-    });
-  }
+  const present = compare === "includes";
   return probeCheck(ipAddressesProbe, {
-    field: ["interfaces", iface, "usable"],
+    field: ["interfaces", iface, present ? "usable" : "cidrs"],
     expected: c.text,
     compare,
-    label: `${c.text} on ${iface}`,
-    message: now?.dadfailed
-      ? `${c.text} is on ${iface} but failed duplicate address detection (dadfailed): another node on the link uses it, and the kernel never sends from it. ` +
-        "Pick another address, or stop the other node using it, then `provision run` (it deletes and re-adds it to repeat the detection)"
-      : `${c.text} is not on ${iface}: removed by hand, by ifdown, or by the network stack reconfiguring the link; outbound capacity is down one source IP until \`provision run\` adds it back`,
+    label: present ? `${c.text} on ${iface}` : `${c.text} gone from ${iface}`,
+    message: !present
+      ? `${c.text} is still on ${iface} though it left addresses`
+      : now?.dadfailed
+        ? `${c.text} is on ${iface} but failed duplicate address detection (dadfailed): another node on the link uses it, and the kernel never sends from it. ` +
+          "Pick another address, or stop the other node using it, then `provision run` (it deletes and re-adds it to repeat the detection)"
+        : `${c.text} is not on ${iface}: removed by hand, by ifdown, or by the network stack reconfiguring the link; outbound capacity is down one source IP until \`provision run\` adds it back`,
   });
 }
 
-/** Read through a brand-new login: proves the host still takes SSH connections after its addresses changed. */
-function freshLoginCheck(live: Map<string, LiveAddress[]>, ssh: string, iface: string): Check {
+/** Proves the host still takes SSH logins after its addresses changed. */
+function freshLoginCheck(live: LiveAddresses, ssh: string, iface: string): Check {
   const sshIsLocal = [...live.values()].some((addrs) => addrs.some((a) => a.address === ssh));
-  return sshIsLocal
-    ? probeCheck(ipAddressesProbe, {
-        field: ["locals"],
-        expected: ssh,
-        compare: "includes",
-        freshLogin: true,
-        label: `fresh login: SSH address ${ssh} still on the host`,
-        message: `a new SSH login does not find ${ssh} on the host any more: the address this session uses must never change`,
-      })
-    : probeCheck(ipAddressesProbe, {
-        field: ["names"],
-        expected: iface,
-        compare: "includes",
-        freshLogin: true,
-        label: `fresh login: ${iface} still present`,
-        message: `a new SSH login does not see ${iface}`,
-      });
+  return probeCheck(ipAddressesProbe, {
+    field: [sshIsLocal ? "locals" : "names"],
+    expected: sshIsLocal ? ssh : iface,
+    compare: "includes",
+    freshLogin: true,
+    label: sshIsLocal ? `fresh login: SSH address ${ssh} still on the host` : `fresh login: ${iface} still present`,
+    message: sshIsLocal
+      ? `a new SSH login does not find ${ssh} on the host any more: the address this session uses must never change`
+      : `a new SSH login does not see ${iface}`,
+  });
 }
 
 function chooseTarget(p: SecondarySourceIpsParams, iface: string, net: NetworkStack): Target | Refusal {
@@ -651,13 +595,13 @@ function chooseTarget(p: SecondarySourceIpsParams, iface: string, net: NetworkSt
   if (networkd) return networkdTarget(iface, networkd);
   if (ifupdown) return ifupdownTarget(net);
   return new Refusal(
-    `no network stack configures ${iface} here: no .network file matches it by Name= (in ${["/etc", "/run", "/usr/lib"].map((d) => `${d}/systemd/network`).join(", ")}), ` +
+    `no network stack configures ${iface} here: no .network file matches it by Name= (in /etc/systemd/network, /run/systemd/network, /usr/lib/systemd/network), ` +
       `${IFUPDOWN_MAIN} does not name it, and netplan/NetworkManager don't either, so the addresses could not be persisted. ` +
       "Set persist: false to add them live only (they vanish at reboot), or configure the interface with systemd-networkd or ifupdown",
   );
 }
 
-/** The first .network file that matches by Name=; one that matches only by other keys (Type=, MACAddress=, …) can't be judged from here and is skipped. */
+/** A file matching only by other keys (Type=, MACAddress=, …) can't be judged from here: skipped. */
 function networkdFileFor(iface: string, files: NetworkFile[]): string | null {
   return (
     files.find((f) => !(f.names.length === 0 && f.other.length > 0) && matchesNameList(f.names, iface))?.path ?? null
@@ -693,38 +637,26 @@ function ifupdownTarget(net: NetworkStack): Target | Refusal {
 }
 
 function renderFile(ctx: PlanContext, target: Target, iface: string, wanted: Cidr[], net: NetworkStack): string {
+  const total = wanted.length;
   if (target.stack === "networkd") {
     const addresses = wanted.map((c, i) => ({ cidr: c.text, address: c.address, ipv6: c.family === 6, n: i + 1 }));
     return ctx.render("networkd.conf.hbs", {
       why: ctx.why,
       iface,
       addresses,
-      total: wanted.length,
+      total,
       networkFile: target.networkFile ?? "",
     });
   }
   const families = Object.hasOwn(net.ifupdown.families, iface) ? net.ifupdown.families[iface]! : [];
   const addresses = wanted.map((c, i) => {
-    const line = hookLine(c, iface, families);
-    return {
-      cidr: c.text,
-      command: line.command,
-      note: `Extra source address ${i + 1} of ${wanted.length} (${c.address}): ${line.when}.`,
-    };
+    const { when, command } = hookLine(c, iface, families);
+    return { cidr: c.text, command, note: `Extra source address ${i + 1} of ${total} (${c.address}): ${when}.` };
   });
-  return ctx.render("ifupdown-hook.sh.hbs", {
-    why: ctx.why,
-    iface,
-    ifaceWord: shQuote(iface),
-    addresses,
-    total: wanted.length,
-  });
+  return ctx.render("ifupdown-hook.sh.hbs", { why: ctx.why, iface, ifaceWord: shQuote(iface), addresses, total });
 }
 
-/**
- * When the hook adds an address: after the interface's own stanza of that family is up (so an
- * IPv4 extra joins the interface's address as a secondary), or at once when there is no such stanza.
- */
+/** After the interface's own stanza of that family is up, so an IPv4 extra becomes a secondary. */
 function hookLine(c: Cidr, iface: string, families: string[]): { when: string; command: string } {
   const family = c.family === 4 ? "inet" : "inet6";
   const add = `add ${shJoin(addArgv(c, iface).slice(3))}`;
@@ -744,36 +676,29 @@ function hookLine(c: Cidr, iface: string, families: string[]): { when: string; c
 }
 
 function capacityNotes(
-  live: Map<string, LiveAddress[]>,
+  live: LiveAddresses,
   iface: string,
   wanted: Cidr[],
   removed: Owned[],
   range: string | null,
 ): string[] {
-  const m = /^\s*(\d+)\s+(\d+)\s*$/.exec(range ?? "");
-  const ports = m ? Number(m[2]) - Number(m[1]) + 1 : null;
-  const fmt = (n: number) => n.toLocaleString("en-US");
-  const gone = (c: LiveAddress) => c.dadfailed || removed.some((r) => r.iface === iface && r.cidr.text === c.text);
-  const notes: string[] = [];
-  for (const family of [4, 6] as const) {
-    if (!wanted.some((w) => w.family === family)) continue;
-    const sources = new Set(
-      [...(live.get(iface) ?? []).filter((c) => !gone(c)), ...wanted]
-        .filter((c) => c.family === family && !isLinkLocal(c))
-        .map((c) => c.address),
-    );
-    const head = `outbound capacity per destination ip:port over IPv${family} from ${iface}: ${sources.size} source IPs`;
-    notes.push(
-      ports === null
+  const r = parseLocalPortRange(range);
+  const ports = r ? r.to - r.from + 1 : null;
+  const staying = (live.get(iface) ?? []).filter((c) => !c.dadfailed && !includesOwned(removed, iface, c));
+  return ([4, 6] as const)
+    .filter((family) => wanted.some((w) => w.family === family))
+    .map((family) => {
+      const sources = new Set(
+        [...staying, ...wanted].filter((c) => c.family === family && !isLinkLocal(c)).map((c) => c.address),
+      );
+      const head = `outbound capacity per destination ip:port over IPv${family} from ${iface}: ${sources.size} source IPs`;
+      return ports === null
         ? `${head} × the port range (${PORT_RANGE_KEY} unreadable)`
-        : `${head} × ${fmt(ports)} ports = ${fmt(sources.size * ports)} connections (${PORT_RANGE_KEY} ${m![1]} ${m![2]}; only for applications that bind() to the extra IPs)`,
-    );
-  }
-  return notes;
+        : `${head} × ${thousands(ports)} ports = ${thousands(sources.size * ports)} connections (${PORT_RANGE_KEY} ${r!.from} ${r!.to}; only for applications that bind() to the extra IPs)`;
+    });
 }
 
-/** IPv6 duplicate address detection: a failed address is useless, a tentative one not usable yet. */
-function detectionNotes(live: Map<string, LiveAddress[]>, iface: string, wanted: Cidr[]): string[] {
+function detectionNotes(live: LiveAddresses, iface: string, wanted: Cidr[]): string[] {
   return wanted.flatMap((w) => {
     const now = liveAddress(live, iface, w);
     if (now?.dadfailed) {
@@ -781,29 +706,27 @@ function detectionNotes(live: Map<string, LiveAddress[]>, iface: string, wanted:
         `${w.text} on ${iface} failed duplicate address detection (dadfailed): another node on the link uses it, and the kernel never sends from it; run deletes and re-adds it to repeat the detection`,
       ];
     }
-    if (now?.tentative)
-      return [
-        `${w.text} on ${iface} is tentative (duplicate address detection running): bind() to it fails with EADDRNOTAVAIL until it ends, within a few seconds`,
-      ];
-    return [];
+    return now?.tentative
+      ? [
+          `${w.text} on ${iface} is tentative (duplicate address detection running): bind() to it fails with EADDRNOTAVAIL until it ends, within a few seconds`,
+        ]
+      : [];
   });
 }
 
 function persistNotes(
-  p: SecondarySourceIpsParams,
+  persist: boolean,
   target: Target | null,
   iface: string,
   net: NetworkStack,
   configs: OwnFile[],
 ): string[] {
-  if (!p.persist) {
-    const earlier = configs.map((m) => m.path);
+  if (!persist) {
+    const earlier = configs.map((m) => m.path).join(", ");
     return [
       `not persisted (persist: false): the addresses vanish at the next reboot or ifdown of ${iface}`,
-      ...(earlier.length > 0
-        ? [
-            `${earlier.join(", ")} from an earlier run still add addresses at boot: delete it if they should not come back`,
-          ]
+      ...(earlier
+        ? [`${earlier} from an earlier run still add addresses at boot: delete it if they should not come back`]
         : []),
     ];
   }

@@ -5,8 +5,7 @@ import { parseLocalPortRange, parsePortList, type PortRange } from "../sysctl/po
 import { shQuote } from "../transport/shell.js";
 import { effectiveHardNofile } from "./spread.js";
 
-/** What both sides' fd limits are, and whether they can run the helper. */
-export interface HostLimits {
+interface HostLimits {
   nofileSoft: string;
   nofileHard: string;
   hardNofile: number;
@@ -15,38 +14,32 @@ export interface HostLimits {
   python: boolean;
 }
 
-/** What explains the client's wall: its port range, reserved ports, source IPs and fd limits. */
 export interface ClientFacts extends HostLimits {
   portRange: { from: number; to: number; text: string };
   reservedPorts: string;
-  /** Ports of the range that ip_local_reserved_ports keeps away from connect(). */
+  /** Ports of the range ip_local_reserved_ports keeps from connect(). */
   reservedInRange: number;
-  /** The interface the route to the server leaves by, and the address the kernel picks there. */
+  /** Where the route to the server leaves, and the source the kernel picks there. */
   interface: string;
   preferredSource: string;
-  /** Every usable address of the server's family on that interface, the preferred one first. */
   sources: string[];
 }
 
-/** What explains a wall on the server's side: its accept and SYN queues and its fd limits. */
 export interface ServerFacts extends HostLimits {
   somaxconn: number | null;
   maxSynBacklog: number | null;
   syncookies: string;
   abortOnOverflow: string;
-  /** Listening sockets already on the probe's port; null when `ss` is missing. */
+  /** Listeners already on the probe's port; null without `ss`. */
   portListeners: number | null;
 }
 
-/** Why the capacity probe cannot go on (or could not measure); the CLI prints the message. */
+/** The CLI prints its message. */
 export class CapacityError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "CapacityError";
-  }
+  override name = "CapacityError";
 }
 
-/** Facts go back as the project's records (src/remote/records.ts): one per key, its value exact. */
+/** One record (src/remote/records.ts) per key. */
 const COMMON = [
   `say() { rec "$1" ok; printf '%s' "$2" | b64; }`,
   `rd() { say "$1" "$(tr '\\t\\n' '  ' < "/proc/sys/$2" 2>/dev/null)"; }`,
@@ -57,7 +50,6 @@ const COMMON = [
   `say python3 "$(command -v python3 || true)"`,
 ];
 
-/** One round trip: everything the client's wall depends on. */
 export function clientFactsScript(nonce: string, serverAddress: string): string {
   return [
     recordPrelude(nonce),
@@ -65,13 +57,12 @@ export function clientFactsScript(nonce: string, serverAddress: string): string 
     "rd port_range net/ipv4/ip_local_port_range",
     "rd reserved_ports net/ipv4/ip_local_reserved_ports",
     `say route "$(ip -j route get ${shQuote(serverAddress)} 2>&1 | tr -d '\\n')"`,
-    // The project's ip-addresses probe, script and parser (see sourceAddresses).
+    // Parsed by the ip-addresses probe (see sourceAddresses).
     "rec addresses ok",
     `( ${ipAddressesProbe.script(undefined)}\n) 2>&1 | b64`,
   ].join("\n");
 }
 
-/** One round trip: the server's queues, fd limits, and whether the probe's port is free. */
 export function serverFactsScript(nonce: string, port: number): string {
   return [
     recordPrelude(nonce),
@@ -84,69 +75,63 @@ export function serverFactsScript(nonce: string, port: number): string {
   ].join("\n");
 }
 
-/** The records of a facts script, each value trimmed; other output (motd, shell noise) is ignored. */
+/** Each value trimmed; other output (motd, shell noise) is ignored. */
 export function parseFactRecords(stdout: string, nonce: string): Map<string, string> {
   return new Map([...parseRecords(stdout, nonce).values()].map((r) => [r.id, r.payload.trim()]));
-}
-
-function required(fields: Map<string, string>, key: string, host: string): string {
-  const v = fields.get(key);
-  if (v === undefined)
-    throw new CapacityError(`${host}: the facts script did not report ${key}; is the login shell a POSIX sh?`);
-  return v;
 }
 
 function intOrNull(text: string | undefined): number | null {
   return text !== undefined && /^\d+$/.test(text) ? Number(text) : null;
 }
 
-function hardNofileOf(fields: Map<string, string>, host: string): number {
-  const hard = effectiveHardNofile(required(fields, "nofile_hard", host), intOrNull(fields.get("nr_open")));
-  if (hard === null)
-    throw new CapacityError(
-      `${host}: cannot read the hard open-files limit (\`ulimit -Hn\` said "${fields.get("nofile_hard")}")`,
-    );
-  return hard;
+function fieldsOf(stdout: string, nonce: string, host: string) {
+  const f = parseFactRecords(stdout, nonce);
+  const required = (key: string): string => {
+    const v = f.get(key);
+    if (v === undefined)
+      throw new CapacityError(`${host}: the facts script did not report ${key}; is the login shell a POSIX sh?`);
+    return v;
+  };
+  const limits = (): HostLimits => {
+    const nofileSoft = required("nofile_soft");
+    const nofileHard = required("nofile_hard");
+    const nrOpen = intOrNull(f.get("nr_open"));
+    const hardNofile = effectiveHardNofile(nofileHard, nrOpen);
+    if (hardNofile === null)
+      throw new CapacityError(`${host}: cannot read the hard open-files limit (\`ulimit -Hn\` said "${nofileHard}")`);
+    const fileMax = intOrNull(f.get("file_max"));
+    return { nofileSoft, nofileHard, hardNofile, nrOpen, fileMax, python: Boolean(f.get("python3")) };
+  };
+  return { get: (key: string) => f.get(key), int: (key: string) => intOrNull(f.get(key)), required, limits };
 }
 
 export function parseClientFacts(stdout: string, nonce: string, host: string, serverAddress: string): ClientFacts {
-  const f = parseFactRecords(stdout, nonce);
-  const rangeText = required(f, "port_range", host);
+  const f = fieldsOf(stdout, nonce, host);
+  const rangeText = f.required("port_range");
   const range = parseLocalPortRange(rangeText);
   if (!range) throw new CapacityError(`${host}: cannot read net.ipv4.ip_local_port_range ("${rangeText}")`);
-  const portRange = { ...range, text: `${range.from} ${range.to}` };
   const reservedPorts = f.get("reserved_ports") ?? "";
-  const { iface, preferred } = parseRoute(required(f, "route", host), host, serverAddress);
+  const { iface, preferred } = parseRoute(f.required("route"), host, serverAddress);
   return {
-    portRange,
+    portRange: { ...range, text: `${range.from} ${range.to}` },
     reservedPorts,
-    reservedInRange: portsInRange(parsePortList(reservedPorts) ?? [], portRange.from, portRange.to),
+    reservedInRange: portsInRange(parsePortList(reservedPorts) ?? [], range.from, range.to),
     interface: iface,
     preferredSource: preferred,
-    sources: sourceAddresses(required(f, "addresses", host), iface, preferred, serverAddress.includes(":") ? 6 : 4),
-    nofileSoft: required(f, "nofile_soft", host),
-    nofileHard: required(f, "nofile_hard", host),
-    hardNofile: hardNofileOf(f, host),
-    nrOpen: intOrNull(f.get("nr_open")),
-    fileMax: intOrNull(f.get("file_max")),
-    python: (f.get("python3") ?? "") !== "",
+    sources: sourceAddresses(f.required("addresses"), iface, preferred, serverAddress.includes(":") ? 6 : 4),
+    ...f.limits(),
   };
 }
 
 export function parseServerFacts(stdout: string, nonce: string, host: string): ServerFacts {
-  const f = parseFactRecords(stdout, nonce);
+  const f = fieldsOf(stdout, nonce, host);
   return {
-    somaxconn: intOrNull(f.get("somaxconn")),
-    maxSynBacklog: intOrNull(f.get("max_syn_backlog")),
+    somaxconn: f.int("somaxconn"),
+    maxSynBacklog: f.int("max_syn_backlog"),
     syncookies: f.get("syncookies") ?? "",
     abortOnOverflow: f.get("abort_on_overflow") ?? "",
-    nofileSoft: required(f, "nofile_soft", host),
-    nofileHard: required(f, "nofile_hard", host),
-    hardNofile: hardNofileOf(f, host),
-    nrOpen: intOrNull(f.get("nr_open")),
-    fileMax: intOrNull(f.get("file_max")),
-    python: (f.get("python3") ?? "") !== "",
-    portListeners: intOrNull(f.get("port_listeners")),
+    ...f.limits(),
+    portListeners: f.int("port_listeners"),
   };
 }
 
@@ -154,7 +139,6 @@ export function portsInRange(reserved: PortRange[], from: number, to: number): n
   return reserved.reduce((n, r) => n + Math.max(0, Math.min(r.to, to) - Math.max(r.from, from) + 1), 0);
 }
 
-/** `ip -j route get ADDRESS`: the interface towards the server and the source the kernel prefers. */
 export function parseRoute(text: string, host: string, serverAddress: string): { iface: string; preferred: string } {
   let routes: unknown;
   try {
@@ -172,11 +156,8 @@ export function parseRoute(text: string, host: string, serverAddress: string): {
 }
 
 /**
- * Usable source addresses on the interface facing the server, from the ip-addresses probe's
- * output: the server's family, not tentative or failed duplicate detection (IPv6 extras added
- * deprecated still count: a bind() may use them), and none that can never be a source (loopback,
- * link-local, …: unusableReason, the rule secondary-source-ips applies to the addresses it adds).
- * The kernel's preferred source comes first; without a readable answer it is the only one.
+ * The preferred source, then the addresses of the server's family on that interface that bind()
+ * can use now (deprecated IPv6 extras count) and unusableReason, secondary-source-ips' rule, allows.
  */
 export function sourceAddresses(ipAddressesOutput: string, iface: string, preferred: string, family: 4 | 6): string[] {
   let onIface: LiveAddress[];

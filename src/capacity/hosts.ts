@@ -1,25 +1,21 @@
-import { resolve as resolvePath } from "node:path";
 import { sortProblems, type ConfigProblem } from "../config/errors.js";
 import { closest } from "../config/suggest.js";
 import { loadInventory } from "../inventory/load.js";
 import type { Play } from "../playbook.js";
 import { resolveTargets, type ResolvedHost } from "../resolve.js";
 
-export interface CapacityHosts {
+interface CapacityHosts {
   client: ResolvedHost | null;
   server: ResolvedHost | null;
   problems: ConfigProblem[];
 }
 
-/**
- * The probe's two hosts with their connection settings, straight from the inventory (no playbook:
- * the probe applies no role). Host names must match exactly.
- */
+/** Straight from the inventory (the probe applies no role, so no playbook); names must match exactly. */
 export function loadCapacityHosts(inventorySources: string[], clientName: string, serverName: string): CapacityHosts {
   const problems: ConfigProblem[] = [];
   const inventory = loadInventory(inventorySources, problems);
-  const file = inventory?.file ?? resolvePath(inventorySources[0] ?? ".");
   if (!inventory) return { client: null, server: null, problems: sortProblems(problems) };
+  const { file } = inventory;
   const everyHost: Play = {
     name: "probe",
     hosts: "all",
@@ -31,35 +27,28 @@ export function loadCapacityHosts(inventorySources: string[], clientName: string
   };
   const hosts = resolveTargets(inventory, [everyHost], undefined, problems);
   const names = hosts.map((h) => h.name);
+  // --client and --server problems point at the inventory's start.
+  const flagProblem = (problem: string, fix: string) =>
+    problems.push({ file, line: 1, col: 1, keyPath: "", severity: "error", problem, fix });
   const pick = (name: string, flag: string): ResolvedHost | null => {
     const host = hosts.find((h) => h.name === name);
     if (host) return host;
     const guess = closest(name, names);
-    problems.push({
-      file,
-      line: 1,
-      col: 1,
-      keyPath: "",
-      severity: "error",
-      problem: `${flag} ${JSON.stringify(name)} is not a host of this inventory`,
-      fix: guess
+    flagProblem(
+      `${flag} ${JSON.stringify(name)} is not a host of this inventory`,
+      guess
         ? `did you mean "${guess}"?`
         : `use one of: ${names.slice(0, 10).join(", ")}${names.length > 10 ? ", …" : ""}`,
-    });
+    );
     return null;
   };
   const client = pick(clientName, "--client");
   const server = pick(serverName, "--server");
   if (client && server && client.name === server.name) {
-    problems.push({
-      file,
-      line: 1,
-      col: 1,
-      keyPath: "",
-      severity: "error",
-      problem: "--client and --server are the same host",
-      fix: "probe between two hosts: the wall is per destination ip:port, seen from the client",
-    });
+    flagProblem(
+      "--client and --server are the same host",
+      "probe between two hosts: the wall is per destination ip:port, seen from the client",
+    );
   }
   return { client, server, problems: sortProblems(problems) };
 }

@@ -3,44 +3,41 @@ import { CAPACITY_HELPER_FILE } from "../installRoot.js";
 import { shQuote } from "../transport/shell.js";
 import { CapacityError } from "./facts.js";
 
-/** What one helper run is told; the same JSON goes to the helper's argv. */
-export interface ClientConfig {
+/** Goes to the helper's argv as JSON. */
+interface HelperConfig {
   dst: string;
   port: number;
   processes: number;
+  hardSeconds: number;
+}
+
+export interface ClientConfig extends HelperConfig {
   targets: number[];
-  /** Source IPs to bind; empty = the kernel picks (one source). */
+  /** Empty: the kernel picks one. */
   sources: string[];
   inFlight: number;
   connectTimeoutSeconds: number;
   waitListenerSeconds: number;
   rampSeconds: number;
   holdSeconds: number;
-  hardSeconds: number;
 }
 
-export interface ServerConfig {
-  dst: string;
-  port: number;
-  processes: number;
+export interface ServerConfig extends HelperConfig {
   backlog: number;
   idleSeconds: number;
-  hardSeconds: number;
-}
-
-export interface ClientWorkerReport {
-  held: number;
-  target: number;
-  stop: string;
-  errors: Record<string, number>;
-  nofile: number[];
-  perSource: Array<{ source: string | null; held: number; stop: string | null }>;
-  rampSeconds: number;
 }
 
 export interface ClientResult {
-  /** null for a worker that died without reporting. */
-  workers: Array<ClientWorkerReport | null>;
+  /** null: died without reporting. */
+  workers: Array<{
+    held: number;
+    target: number;
+    stop: string;
+    errors: Record<string, number>;
+    nofile: number[];
+    perSource: Array<{ source: string | null; held: number; stop: string | null }>;
+    rampSeconds: number;
+  } | null>;
   rampSeconds: number;
   establishedAtHoldStart: number | null;
   establishedAtHoldEnd: number | null;
@@ -48,36 +45,28 @@ export interface ClientResult {
   killedWorkers: number;
 }
 
-export interface ServerWorkerReport {
-  accepted: number;
-  peak: number;
-  errors: Record<string, number>;
-  nofile: number[];
-}
-
 export interface ServerResult {
-  workers: Array<ServerWorkerReport | null>;
-  /** Deltas of the server's TcpExt listen-queue counters over the probe. */
+  workers: Array<{ accepted: number; peak: number; errors: Record<string, number>; nofile: number[] } | null>;
+  /** Deltas of the TcpExt listen-queue counters over the probe. */
   netstat: Record<string, number>;
   killedWorkers: number;
 }
 
 export interface CleanupResult {
-  /** Helper processes (matching the marker) still there when cleanup started; they were killed. */
+  /** Helpers found (and killed), and left after the kill (must be 0). */
   found: number;
-  /** Still there after the kill: must be 0. */
   left: number;
-  /** Sockets of any state to/on the probe's port; null without `ss`. */
+  /** On the probe's port, any state; null without `ss`. */
   sockets: number | null;
 }
 
 const HEREDOC_END = "PROVISION_PROBE_HELPER_END";
-/** The kill after the hard deadline, for a helper that ignores SIGTERM. */
+/** For a helper that ignores SIGTERM at the hard deadline. */
 const KILL_GRACE_SECONDS = 5;
 
 let helper: string | undefined;
 
-/** helper.py (documented there), read once from the install root: tsc copies no .py file into dist/. */
+/** Read from the install root: tsc copies no .py file into dist/. */
 export function helperSource(): string {
   try {
     helper ??= readFileSync(CAPACITY_HELPER_FILE, "utf8");
@@ -89,10 +78,7 @@ export function helperSource(): string {
   return helper;
 }
 
-/**
- * Runs the helper from stdin (a here-document), under `timeout` where it exists; the helper's
- * own alarm is the second line of defence. The marker in argv is what cleanup looks for.
- */
+/** Under `timeout` where it exists; the helper's own alarm is the second defence. */
 export function helperScript(marker: string, mode: "client" | "server", config: ClientConfig | ServerConfig): string {
   if (helperSource().split("\n").includes(HEREDOC_END))
     throw new Error("the helper source contains its here-document terminator");
@@ -108,10 +94,7 @@ export function helperScript(marker: string, mode: "client" | "server", config: 
   ].join("\n");
 }
 
-/**
- * Kills any helper process still carrying the marker (pgrep/pkill, or a /proc scan without
- * procps), then counts what is left and the sockets still on the probe's port.
- */
+/** Kills helpers by their marker (pgrep, or a /proc scan without procps), then counts what is left. */
 export function cleanupScript(marker: string, socketFilter: string | null): string {
   return [
     "set -u",
@@ -147,12 +130,16 @@ export function parseCleanup(stdout: string, marker: string, host: string): Clea
   return { found: Number(m[1]), left: Number(m[2]), sockets: m[3] === "" ? null : Number(m[3]) };
 }
 
-/** The JSON after `PROBE-RESULT <marker>`; anything else on stdout is ignored. */
+export function outputTail(stdout: string, stderr: string): string {
+  return stderr.trim().split("\n").slice(-6).join("\n") || stdout.trim().slice(-400);
+}
+
+/** Other lines on stdout are ignored. */
 function resultJson(stdout: string, stderr: string, marker: string, host: string): unknown {
   const prefix = `PROBE-RESULT ${marker} `;
   const line = stdout.split("\n").find((l) => l.startsWith(prefix));
   if (!line) {
-    const why = stderr.trim().split("\n").slice(-6).join("\n") || stdout.trim().slice(-400) || "(no output)";
+    const why = outputTail(stdout, stderr) || "(no output)";
     throw new CapacityError(`${host}: the probe helper ended without a result:\n${why}`);
   }
   try {
@@ -163,12 +150,14 @@ function resultJson(stdout: string, stderr: string, marker: string, host: string
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
-const isCount = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0;
+const isNumber = (v: unknown): v is number => typeof v === "number";
+const isCount = (v: unknown) => isNumber(v) && Number.isInteger(v) && v >= 0;
+const isCounts = (v: unknown) => isObject(v) && Object.values(v).every(isNumber);
+const isNofile = (v: unknown) => Array.isArray(v) && v.every(isNumber);
+const isStringOrNull = (v: unknown) => v === null || typeof v === "string";
 const isCountOrNull = (v: unknown) => v === null || isCount(v);
-const isCounts = (v: unknown) => isObject(v) && Object.values(v).every((n) => typeof n === "number");
-const isNofile = (v: unknown) => Array.isArray(v) && v.every((n) => typeof n === "number");
 
-function isClientWorker(v: unknown): v is ClientWorkerReport {
+function isClientWorker(v: unknown): boolean {
   return (
     isObject(v) &&
     isCount(v.held) &&
@@ -176,19 +165,13 @@ function isClientWorker(v: unknown): v is ClientWorkerReport {
     typeof v.stop === "string" &&
     isCounts(v.errors) &&
     isNofile(v.nofile) &&
-    typeof v.rampSeconds === "number" &&
+    isNumber(v.rampSeconds) &&
     Array.isArray(v.perSource) &&
-    v.perSource.every(
-      (p) =>
-        isObject(p) &&
-        (p.source === null || typeof p.source === "string") &&
-        isCount(p.held) &&
-        (p.stop === null || typeof p.stop === "string"),
-    )
+    v.perSource.every((p) => isObject(p) && isStringOrNull(p.source) && isCount(p.held) && isStringOrNull(p.stop))
   );
 }
 
-function isServerWorker(v: unknown): v is ServerWorkerReport {
+function isServerWorker(v: unknown): boolean {
   return isObject(v) && isCount(v.accepted) && isCount(v.peak) && isCounts(v.errors) && isNofile(v.nofile);
 }
 
@@ -198,10 +181,10 @@ export function parseClientResult(stdout: string, stderr: string, marker: string
     isObject(r) &&
     Array.isArray(r.workers) &&
     r.workers.every((w) => w === null || isClientWorker(w)) &&
-    typeof r.rampSeconds === "number" &&
+    isNumber(r.rampSeconds) &&
     isCountOrNull(r.establishedAtHoldStart) &&
     isCountOrNull(r.establishedAtHoldEnd) &&
-    typeof r.holdSeconds === "number" &&
+    isNumber(r.holdSeconds) &&
     isCount(r.killedWorkers);
   if (!ok) throw new CapacityError(`${host}: the client helper's result has an unexpected shape`);
   return r as unknown as ClientResult;

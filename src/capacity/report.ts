@@ -1,5 +1,5 @@
 import { plural, thousands } from "../output/words.js";
-import { portsPerSource, type Diagnosis, type Outcome } from "./diagnose.js";
+import { countOrUnknown, portsPerSource, rangeSize, type Diagnosis, type Outcome } from "./diagnose.js";
 import type { ClientFacts, ServerFacts } from "./facts.js";
 import type { CleanupResult } from "./remote.js";
 import type { Spread } from "./spread.js";
@@ -11,7 +11,7 @@ export interface CapacityReport {
   outcome: Outcome;
   diagnosis: Diagnosis;
   cleanup: { client: CleanupResult; server: CleanupResult; ok: boolean };
-  /** What the helpers carry in their argv (with -client or -server appended), for `pgrep -f`. */
+  /** In the helpers' argv (plus -client or -server), for `pgrep -f`. */
   marker: string;
   elapsedSeconds: number;
 }
@@ -24,8 +24,7 @@ export function capacityJson(r: CapacityReport): string {
   return JSON.stringify({ command: "probe", ...r }, null, 2);
 }
 
-function heldLine(r: CapacityReport): string {
-  const o = r.outcome;
+function heldLine(o: Outcome): string {
   const counted =
     o.establishedAtHoldStart === null
       ? ""
@@ -33,32 +32,30 @@ function heldLine(r: CapacityReport): string {
   return `held ${thousands(o.held)} concurrent connections (opened in ${o.rampSeconds.toFixed(1)} s${counted}; the server accepted ${thousands(o.accepted)})`;
 }
 
-function perSourceLine(r: CapacityReport): string {
-  const parts = r.outcome.perSource.map((p) => `${p.source} ${thousands(p.held)}${p.stop ? ` (${p.stop})` : ""}`);
+function perSourceLine(o: Outcome): string {
+  const parts = o.perSource.map((p) => `${p.source} ${thousands(p.held)}${p.stop ? ` (${p.stop})` : ""}`);
   return `per source IP: ${parts.join(", ")}`;
 }
 
-function clientSettings(host: string, c: ClientFacts, sources: string[]): string {
-  const size = c.portRange.to - c.portRange.from + 1;
+function clientSettings({ host, facts: c, sources }: CapacityReport["client"]): string {
   const reserved =
     c.reservedPorts === "" ? "(none)" : `${c.reservedPorts} (${thousands(c.reservedInRange)} in the range)`;
   return (
-    `${host} (client): ip_local_port_range ${c.portRange.text} (${thousands(size)} ports${c.reservedInRange > 0 ? `, ${thousands(portsPerSource(c))} free of reservations` : ""}); ` +
+    `${host} (client): ip_local_port_range ${c.portRange.text} (${thousands(rangeSize(c))} ports${c.reservedInRange > 0 ? `, ${thousands(portsPerSource(c))} free of reservations` : ""}); ` +
     `ip_local_reserved_ports ${reserved}; source IPs on ${c.interface}: ${sources.length} (${sources.join(", ")}); ` +
-    `nofile soft ${c.nofileSoft} / hard ${c.nofileHard}; fs.nr_open ${c.nrOpen === null ? "?" : thousands(c.nrOpen)}; fs.file-max ${c.fileMax === null ? "?" : thousands(c.fileMax)}`
+    `nofile soft ${c.nofileSoft} / hard ${c.nofileHard}; fs.nr_open ${countOrUnknown(c.nrOpen)}; fs.file-max ${countOrUnknown(c.fileMax)}`
   );
 }
 
-function serverSettings(host: string, s: ServerFacts, spread: Spread): string {
-  const backlog = s.somaxconn === null ? "?" : thousands(s.somaxconn);
+function serverSettings({ host, facts: s, spread }: CapacityReport["server"]): string {
   return (
-    `${host} (server): somaxconn ${backlog} (= the backlog of each of its ${plural(spread.processes, "listener")}); ` +
-    `tcp_max_syn_backlog ${s.maxSynBacklog === null ? "?" : thousands(s.maxSynBacklog)}; tcp_syncookies ${s.syncookies || "?"}; ` +
+    `${host} (server): somaxconn ${countOrUnknown(s.somaxconn)} (= the backlog of each of its ${plural(spread.processes, "listener")}); ` +
+    `tcp_max_syn_backlog ${countOrUnknown(s.maxSynBacklog)}; tcp_syncookies ${s.syncookies || "?"}; ` +
     `tcp_abort_on_overflow ${s.abortOnOverflow || "?"}; nofile soft ${s.nofileSoft} / hard ${s.nofileHard}`
   );
 }
 
-/** The sentence that says how the probe worked around the per-process fd limit. */
+/** How the probe worked around the per-process fd limit. */
 export function spreadLine(clientHost: string, client: Spread, serverHost: string, server: Spread): string {
   const clientPart =
     client.processes > 1
@@ -86,14 +83,14 @@ export function renderCapacityText(r: CapacityReport): string {
   const d = r.diagnosis;
   const lines = [
     `Capacity probe: ${r.client.host} → ${r.server.host} ${r.server.address}:${r.server.port}, up to ${thousands(r.bound)} concurrent connections`,
-    `  ${heldLine(r)}`,
-    `  ${perSourceLine(r)}`,
+    `  ${heldLine(r.outcome)}`,
+    `  ${perSourceLine(r.outcome)}`,
     `stopped by: ${d.wall}`,
     ...d.why.map((w) => `  why: ${w}`),
     ...d.fix.map((f, i) => `  ${i === 0 ? "fix:" : "    "} ${f}`),
     "settings",
-    `  ${clientSettings(r.client.host, r.client.facts, r.client.sources)}`,
-    `  ${serverSettings(r.server.host, r.server.facts, r.server.spread)}`,
+    `  ${clientSettings(r.client)}`,
+    `  ${serverSettings(r.server)}`,
     `  ${spreadLine(r.client.host, r.client.spread, r.server.host, r.server.spread)}`,
   ];
   const lost = r.outcome.lostWorkers;

@@ -1,26 +1,22 @@
 /**
- * How the probe spreads its sockets over processes: one process may hold only as many sockets as
- * its hard nofile allows (20,000 on a host without CAP_SYS_RESOURCE), so the bound is split over
- * several helper processes per side, never more than MAX_PROCESSES_PER_SIDE.
+ * One process may hold only as many sockets as its hard nofile allows (20,000 on a host without
+ * CAP_SYS_RESOURCE), so the bound is split over up to MAX_PROCESSES_PER_SIDE helper processes.
  */
 export const MAX_PROCESSES_PER_SIDE = 8;
 /** A quarter of the hard limit stays free, so a process never runs into EMFILE by itself. */
 const SHARE_OF_HARD_LIMIT = 0.75;
 /** Above this, more processes cost nothing and keep each one's epoll set and memory small. */
 const MAX_SOCKETS_PER_PROCESS = 60_000;
-/** Connections in their handshake at once, over all client processes. */
+/** Handshakes at once, over all client processes. */
 const IN_FLIGHT_TOTAL = 512;
 const MIN_IN_FLIGHT_PER_PROCESS = 16;
 
 export interface Spread {
   processes: number;
-  /** Sockets one process is meant to hold at most. */
   perProcess: number;
-  /** Each process's share of the bound (sums to the bound). */
   targets: number[];
-  /** The hard nofile the spread was computed from. */
   hardNofile: number;
-  /** True when even MAX_PROCESSES_PER_SIDE processes of perProcess sockets can't reach the bound. */
+  /** Even MAX_PROCESSES_PER_SIDE processes of perProcess sockets can't reach the bound. */
   capped: boolean;
 }
 
@@ -28,7 +24,7 @@ export function socketsPerProcess(hardNofile: number): number {
   return Math.max(1, Math.min(MAX_SOCKETS_PER_PROCESS, Math.floor(hardNofile * SHARE_OF_HARD_LIMIT)));
 }
 
-/** Splits `bound` sockets over the fewest processes that keep each under its per-process budget. */
+/** The fewest processes that keep each under its budget. */
 export function spread(bound: number, hardNofile: number): Spread {
   const perProcess = socketsPerProcess(hardNofile);
   const needed = Math.ceil(bound / perProcess);
@@ -42,10 +38,7 @@ export function inFlightPerProcess(processes: number): number {
   return Math.max(MIN_IN_FLIGHT_PER_PROCESS, Math.floor(IN_FLIGHT_TOTAL / processes));
 }
 
-/**
- * The hard nofile a helper process gets: `ulimit -Hn` of the same login, where "unlimited" means
- * the kernel's per-process ceiling fs.nr_open.
- */
+/** `ulimit -Hn` of the same login; "unlimited" means the kernel's ceiling fs.nr_open. */
 export function effectiveHardNofile(ulimitHard: string, nrOpen: number | null): number | null {
   const text = ulimitHard.trim();
   if (text === "unlimited") return nrOpen;

@@ -2,49 +2,33 @@ import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import { defineProbe, ProbeParseError } from "./probe.js";
 
-/** The name every file of the secondary-source-ips role carries, so the probe can find them all. */
-export const MANAGED_NAME = "60-provision-secondary-ips";
+/** In every file of the secondary-source-ips role, so the probe finds them all. */
+const MANAGED_NAME = "60-provision-secondary-ips";
 export const NETWORKD_DROPIN_NAME = `${MANAGED_NAME}.conf`;
-/** ifupdown hook (run-parts after each `iface` stanza is up): where ifupdown hosts persist the addresses. */
+/** Run by run-parts after each `iface` stanza is up. */
 export const IFUPDOWN_HOOK = `/etc/network/if-up.d/${MANAGED_NAME}`;
-/** Where earlier versions persisted them for ifupdown: a stanza that ran before the interface's own (removed when found). */
+/** Earlier versions' stanza, which ran before the interface's own (removed when found). */
 export const IFUPDOWN_DROPIN = `/etc/network/interfaces.d/${MANAGED_NAME}`;
 export const IFUPDOWN_MAIN = "/etc/network/interfaces";
-/**
- * The addresses the role added live and on which interface, so it can remove them later whether or
- * not they were persisted. Under /etc like every other file provision writes (kept and restored
- * with the configuration it describes), and in no .d directory, so nothing reads it as configuration.
- */
+/** What the role added live, where: removable even when not persisted. In no .d directory, so nothing reads it as configuration. */
 export const STATE_FILE = "/etc/provision/secondary-source-ips.state";
 
-const NETWORKD_DROPIN_PATH = new RegExp(
-  `^/etc/systemd/network/[^/]+\\.network\\.d/${NETWORKD_DROPIN_NAME.replace(/[.]/g, "\\.")}$`,
-);
+const NETWORKD_DROPIN_PATH = new RegExp(`^/etc/systemd/network/[^/]+\\.network\\.d/${MANAGED_NAME}\\.conf$`);
 
-/** True only for a path the role itself writes: it never removes anything else. */
+/** The role never removes anything else. */
 export function isOwnFileName(path: string): boolean {
-  return path === STATE_FILE || path === IFUPDOWN_HOOK || path === IFUPDOWN_DROPIN || NETWORKD_DROPIN_PATH.test(path);
+  return [STATE_FILE, IFUPDOWN_HOOK, IFUPDOWN_DROPIN].includes(path) || NETWORKD_DROPIN_PATH.test(path);
 }
 
-/** networkd's search path, highest priority first: a file in /etc shadows one of the same name below. */
-export const NETWORKD_DIRS = [
-  "/etc/systemd/network",
-  "/run/systemd/network",
-  "/usr/local/lib/systemd/network",
-  "/usr/lib/systemd/network",
-  "/lib/systemd/network",
-];
-const NETPLAN_GLOBS = [
-  "/etc/netplan/*.yaml",
-  "/etc/netplan/*.yml",
-  "/run/netplan/*.yaml",
-  "/lib/netplan/*.yaml",
-  "/usr/lib/netplan/*.yaml",
-];
+/** Highest priority first: a file in /etc shadows one of the same name below. */
+const NETWORKD_DIRS =
+  "/etc/systemd/network /run/systemd/network /usr/local/lib/systemd/network /usr/lib/systemd/network /lib/systemd/network";
+const NETPLAN_GLOBS =
+  "/etc/netplan/*.yaml /etc/netplan/*.yml /run/netplan/*.yaml /lib/netplan/*.yaml /usr/lib/netplan/*.yaml";
 
-// Each record is one line: KIND <path> <base64 content, or - when not a readable regular file>.
-// The path is base64 too, unless it is an absolute path of plain characters: then it is printed as
-// it is (a base64 path never starts with "/"), which saves three processes per file.
+// One line per record: KIND <path> <base64 content, or - when not a readable regular file>. A path
+// of plain characters is printed as it is (a base64 path never starts with "/"): three processes
+// fewer per file.
 const COMMAND = `
 if base64 -w0 </dev/null >/dev/null 2>&1; then enc() { base64 -w0; }; else enc() { base64 | tr -d '\\n'; }; fi
 name() { case "$1" in /*[!A-Za-z0-9._/@:+-]*) printf '%s' "$1" | enc;; /*) printf '%s' "$1";; *) printf '%s' "$1" | enc;; esac; }
@@ -55,7 +39,7 @@ emit() {
 }
 emit_text() { printf '%s ' "$1"; name "$2"; printf ' '; printf '%s' "$3" | enc; echo; }
 seen=
-for d in ${NETWORKD_DIRS.join(" ")}; do
+for d in ${NETWORKD_DIRS}; do
   # On merged-/usr systems /lib is /usr/lib: its files would all be shadowed, so it is read once.
   dup=no; for s in $seen; do [ "$d" -ef "$s" ] && dup=yes; done
   [ $dup = yes ] && continue; seen="$seen $d"
@@ -69,11 +53,12 @@ done
 [ -e ${IFUPDOWN_MAIN} ] && emit ifupdown-main ${IFUPDOWN_MAIN}
 for f in /etc/network/interfaces.d/*; do [ -f "$f" ] && emit ifupdown-file "$f"; done
 command -v ifup >/dev/null 2>&1 && emit_text flag ifup yes
-for f in ${NETPLAN_GLOBS.join(" ")}; do [ -f "$f" ] && emit netplan "$f"; done
+for f in ${NETPLAN_GLOBS}; do [ -f "$f" ] && emit netplan "$f"; done
 for f in /usr/lib/systemd/systemd-networkd /lib/systemd/systemd-networkd; do [ -x "$f" ] && { emit_text flag networkd-daemon yes; break; }; done
 if [ -d /etc/NetworkManager ] && command -v nmcli >/dev/null 2>&1; then
   emit_text flag networkmanager yes
-  if command -v timeout >/dev/null 2>&1; then devices=$(timeout 5 nmcli -t -f DEVICE,STATE device status 2>/dev/null); else devices=$(nmcli -t -f DEVICE,STATE device status 2>/dev/null); fi
+  t=; command -v timeout >/dev/null 2>&1 && t="timeout 5"
+  devices=$($t nmcli -t -f DEVICE,STATE device status 2>/dev/null)
   emit_text nm-devices - "$devices"
   # Only the interface-name lines: keyfiles also hold secrets (Wi-Fi keys, VPN passwords).
   emit_text nm-profiles - "$(grep -h '^interface-name=' /etc/NetworkManager/system-connections/* /run/NetworkManager/system-connections/* 2>/dev/null)"
@@ -81,10 +66,10 @@ fi
 exit 0
 `;
 
+/** content and raw are null when not a readable regular file (e.g. a symlink to /dev/null). */
 interface Entry {
   kind: string;
   path: string;
-  /** null when the path is not a readable regular file (e.g. a symlink to /dev/null). */
   content: string | null;
   raw: Buffer | null;
 }
@@ -104,60 +89,38 @@ function parseEntries(raw: string): Entry[] {
     });
 }
 
-/** A .network file networkd uses, with the [Match] keys that decide which links it configures. */
+/** names: [Match] Name= globs (`!` kept); other: the other [Match] keys (Type=, MACAddress=, …), sorted. */
 export interface NetworkFile {
   path: string;
-  /** [Match] Name= globs, `!` kept. */
   names: string[];
-  /** The other [Match] keys it has (Type=, MACAddress=, …), sorted. */
   other: string[];
 }
 
-/** One of the role's own files as found on the host. */
+/** content "" and sha256 "unreadable" when not a readable regular file; mode as stat prints it (755). */
 export interface ManagedFileState {
-  /** Its text; "" when it is not a readable regular file (sha256 is then "unreadable"). */
   content: string;
-  /** sha256 of its raw bytes, or "unreadable". */
   sha256: string;
-  /** Octal permission bits as stat prints them (e.g. 755); null when unknown. */
   mode: string | null;
 }
 
-/**
- * Which network stack's configuration exists on a host, read from configuration files only (a
- * daemon may not run while provision looks: containers, rescue boots, this project's fleet).
- */
+/** From configuration files only: a daemon may not run while provision looks (containers, rescue boots, the test fleet). */
 export interface NetworkStack {
-  networkd: {
-    /**
-     * The .network files networkd uses, in its order: by file name across directories; a name in a
-     * higher directory shadows the same name below; an empty or /dev/null file masks it.
-     */
-    files: NetworkFile[];
-    /** systemd-networkd is installed. */
-    daemon: boolean;
-  };
-  /** The role's own files on the host (only its exact names, see isOwnFileName). */
+  /** files in networkd's order: by file name across directories; an empty or /dev/null file masks its name. */
+  networkd: { files: NetworkFile[]; daemon: boolean };
   managed: { paths: string[]; files: Record<string, ManagedFileState> };
   ifupdown: {
-    /** /etc/network/interfaces exists. */
     main: boolean;
-    /** /etc/network/interfaces reads IFUPDOWN_DROPIN (a `source` or `source-directory` line). */
+    /** IFUPDOWN_MAIN reads IFUPDOWN_DROPIN (`source` or `source-directory`). */
     sourcesDropin: boolean;
-    /** Interfaces named by iface/auto/allow- stanzas outside the role's own file. */
+    /** Named by iface/auto/allow- stanzas outside the role's file. */
     ifaces: string[];
-    /** Interface → the address families of its `iface` stanzas (inet, inet6). */
+    /** Interface → its `iface` stanzas' families (inet, inet6). */
     families: Record<string, string[]>;
-    /** ifup is installed. */
     ifup: boolean;
   };
-  /** netplan files by path → their text. */
   netplan: Record<string, string>;
-  networkManager: {
-    present: boolean;
-    /** Devices NetworkManager manages or its profiles name. */
-    ifaces: string[];
-  };
+  /** ifaces: devices NetworkManager manages or its profiles name. */
+  networkManager: { present: boolean; ifaces: string[] };
 }
 
 export const networkStackProbe = defineProbe<NetworkStack>({
@@ -165,21 +128,17 @@ export const networkStackProbe = defineProbe<NetworkStack>({
   script: () => COMMAND.trim(),
   parse(raw) {
     const entries = parseEntries(raw);
-    const flags = new Set(entries.filter((e) => e.kind === "flag").map((e) => e.path));
-    const managed = entries.filter((e) => e.kind === "managed" && isOwnFileName(e.path));
+    const ofKind = (kind: string) => entries.filter((e) => e.kind === kind);
+    const flags = new Set(ofKind("flag").map((e) => e.path));
+    const managed = ofKind("managed").filter((e) => isOwnFileName(e.path));
     return {
-      networkd: {
-        files: networkdFiles(entries.filter((e) => e.kind === "networkd")),
-        daemon: flags.has("networkd-daemon"),
-      },
+      networkd: { files: networkdFiles(ofKind("networkd")), daemon: flags.has("networkd-daemon") },
       managed: {
         paths: managed.map((e) => e.path),
         files: Object.fromEntries(managed.map((e) => [e.path, managedFile(e, entries)])),
       },
       ifupdown: ifupdownOf(entries, flags.has("ifup")),
-      netplan: Object.fromEntries(
-        entries.flatMap((e) => (e.kind === "netplan" && e.content !== null ? [[e.path, e.content]] : [])),
-      ),
+      netplan: Object.fromEntries(ofKind("netplan").flatMap((e) => (e.content !== null ? [[e.path, e.content]] : []))),
       networkManager: networkManagerOf(entries, flags.has("networkmanager")),
     };
   },
@@ -187,7 +146,7 @@ export const networkStackProbe = defineProbe<NetworkStack>({
 
 function networkdFiles(entries: Entry[]): NetworkFile[] {
   const byName = new Map<string, Entry>();
-  // The probe lists directories highest priority first; the first file of a name wins.
+  // Directories come highest priority first: the first file of a name wins.
   for (const e of entries) if (!byName.has(posix.basename(e.path))) byName.set(posix.basename(e.path), e);
   return [...byName.entries()]
     .filter(([, e]) => e.content !== null && e.content.trim() !== "")
@@ -195,33 +154,26 @@ function networkdFiles(entries: Entry[]): NetworkFile[] {
     .map(([, e]) => ({ path: e.path, ...parseMatchSection(e.content!) }));
 }
 
-/** The [Match] section of a .network file: Name= globs (an empty Name= resets the list) and the other keys present. */
+/** An empty Name= resets the list. */
 export function parseMatchSection(content: string): { names: string[]; other: string[] } {
   let section = "";
   let names: string[] = [];
   const other = new Set<string>();
-  for (const rawLine of content.split("\n")) {
-    const line = rawLine.trim();
-    if (line === "" || line.startsWith("#") || line.startsWith(";")) continue;
+  // Comment lines (# or ;) match neither pattern.
+  for (const line of content.split("\n").map((l) => l.trim())) {
     const header = /^\[(.+)\]$/.exec(line);
-    if (header) {
-      section = header[1]!.trim();
-      continue;
-    }
-    if (section !== "Match") continue;
     const kv = /^([A-Za-z]+)\s*=\s*(.*)$/.exec(line);
-    if (!kv) continue;
-    if (kv[1] === "Name") {
+    if (header) section = header[1]!.trim();
+    else if (section !== "Match" || !kv) continue;
+    else if (kv[1] === "Name") {
       const globs = kv[2]!.split(/\s+/).filter(Boolean);
       names = globs.length === 0 ? [] : [...names, ...globs];
-    } else {
-      other.add(kv[1]!);
-    }
+    } else other.add(kv[1]!);
   }
   return { names, other: [...other].sort() };
 }
 
-/** systemd's Name= test: any glob matches; a list starting with `!` is inverted. */
+/** systemd's Name= test: a list starting with `!` is inverted. */
 export function matchesNameList(names: string[], iface: string): boolean {
   if (names.length === 0) return true;
   const inverted = names[0]!.startsWith("!");
@@ -265,9 +217,7 @@ function managedFile(e: Entry, entries: Entry[]): ManagedFileState {
 function ifupdownOf(entries: Entry[], ifup: boolean): NetworkStack["ifupdown"] {
   const main = entries.find((e) => e.kind === "ifupdown-main");
   const others = entries.filter((e) => e.kind === "ifupdown-file" && e.path !== IFUPDOWN_DROPIN && e.content !== null);
-  const parsedMain = main?.content
-    ? parseInterfaces(main.content)
-    : { ifaces: [], stanzas: [], sources: [], sourceDirs: [] };
+  const parsedMain = parseInterfaces(main?.content ?? "");
   const parsed = [parsedMain, ...others.map((e) => parseInterfaces(e.content!))];
   const families = new Map<string, Set<string>>();
   for (const s of parsed.flatMap((p) => p.stanzas))
@@ -281,21 +231,15 @@ function ifupdownOf(entries: Entry[], ifup: boolean): NetworkStack["ifupdown"] {
   };
 }
 
-/** The stanzas of an interfaces(5) file that matter here: interface names, `iface` families and `source` lines. */
-export function parseInterfaces(content: string): {
-  ifaces: string[];
-  stanzas: Array<{ iface: string; family: string }>;
-  sources: string[];
-  sourceDirs: string[];
-} {
+/** What matters here in an interfaces(5) file. */
+export function parseInterfaces(content: string) {
   const ifaces: string[] = [];
   const stanzas: Array<{ iface: string; family: string }> = [];
   const sources: string[] = [];
   const sourceDirs: string[] = [];
   const resolve = (p: string) => (p.startsWith("/") ? p : posix.join("/etc/network", p));
   for (const line of content.replace(/\\\n/g, " ").split("\n")) {
-    const words = line.trim().split(/\s+/);
-    const [keyword, ...rest] = words;
+    const [keyword, ...rest] = line.trim().split(/\s+/);
     if (!keyword || keyword.startsWith("#")) continue;
     if (keyword === "iface" && rest[0]) {
       ifaces.push(rest[0]);
@@ -326,6 +270,6 @@ function networkManagerOf(entries: Entry[], present: boolean): NetworkStack["net
   const profiles = text("nm-profiles")
     .split("\n")
     .map((l) => /^interface-name=(.+)$/.exec(l.trim())?.[1])
-    .filter((x): x is string => Boolean(x));
+    .filter((name) => name !== undefined);
   return { present, ifaces: [...new Set([...managed, ...profiles])] };
 }
