@@ -56,16 +56,16 @@ async function main(): Promise<number> {
   }
 }
 
-/** What a container may not change: the machine-wide backlog, and a hard nofile above its sshd's (20,000 here). */
+/** What a container may not change: the machine-wide backlog and conntrack table, and a hard nofile above its sshd's (20,000 here). */
 function writeContainerVars(fleet: SystemdFleet): void {
   const dir = join(dirname(fleet.inventoryFile), "group_vars");
   mkdirSync(dir, { recursive: true });
   writeFileSync(
     join(dir, "all.yml"),
-    "fd_limits:\n  soft_nofile: 16384\n  hard_nofile: 20000\nsyn_backlog:\n  netdev_max_backlog: null\n",
+    "fd_limits:\n  soft_nofile: 16384\n  hard_nofile: 20000\nsyn_backlog:\n  netdev_max_backlog: null\nconntrack:\n  nf_conntrack_max: null\n  hashsize: null\n",
   );
   process.stdout.write(
-    `  group_vars/all.yml: what a container may not change (netdev_max_backlog, hard nofile above 20,000)\n`,
+    `  group_vars/all.yml: what a container may not change (netdev_max_backlog, the conntrack table, hard nofile above 20,000)\n`,
   );
 }
 

@@ -8,8 +8,12 @@ export const HASHSIZE_PATH = `${MODULE_DIR}/parameters/hashsize`;
 export type KeyAccess = "absent" | "writable" | "read-only";
 
 export interface ConntrackState {
-  /** builtin: /sys/module/nf_conntrack without initstate; loaded: a loaded module (has initstate). */
-  module: "builtin" | "loaded" | "absent";
+  /**
+   * builtin: /sys/module/nf_conntrack without initstate; loaded: a loaded module (has initstate);
+   * in-use: no /sys/module/nf_conntrack, yet its sysctls exist — a container whose /sys hides the
+   * machine's modules (systemd-nspawn, many runtimes): the tracker runs, built in or loaded.
+   */
+  module: "builtin" | "loaded" | "in-use" | "absent";
   /** In use: loaded or built in (what verify checks after a run). */
   loaded: boolean;
   max: KeyAccess;
@@ -140,9 +144,11 @@ function conntrackState(f: Record<string, string>): ConntrackState {
   const hashsize = /^\d+$/.test(f.hashsize ?? "") ? Number(f.hashsize) : null;
   const systemdSysctl = f.systemd_sysctl && SAFE_PATH.test(f.systemd_sysctl) ? f.systemd_sysctl : null;
   const sysctl = f.sysctl && SAFE_PATH.test(f.sysctl) ? f.sysctl : null;
+  const sysctlsExist = f.max !== "absent" || f.timeouts !== "absent";
+  const state = module === "absent" && sysctlsExist ? "in-use" : module;
   return {
-    module,
-    loaded: module !== "absent",
+    module: state,
+    loaded: state !== "absent",
     max: access(f.max, "max"),
     timeouts: access(f.timeouts, "timeouts"),
     hashsize,

@@ -52,8 +52,11 @@ describe.each<DebianSuite>(["bookworm", "trixie"])("the default playbook on syst
     inventory = writeFile(dir, "hosts.yml", readFileSync(fleet.inventoryFile, "utf8"));
     mkdirSync(join(dir, "group_vars"));
     mkdirSync(join(dir, "host_vars"));
-    // What a container may not change: the machine-wide backlog, and a hard nofile above what its sshd holds (20,000 here).
-    writeFileSync(join(dir, "group_vars", "all.yml"), "syn_backlog:\n  netdev_max_backlog: null\n");
+    // What a container may not change: the machine-wide backlog and conntrack table, and a hard nofile above what its sshd holds (20,000).
+    writeFileSync(
+      join(dir, "group_vars", "all.yml"),
+      "syn_backlog:\n  netdev_max_backlog: null\nconntrack:\n  nf_conntrack_max: null\n  hashsize: null\n",
+    );
     for (const host of ["h1", "h2"]) {
       writeFileSync(
         join(dir, "host_vars", `${host}.yml`),
@@ -120,6 +123,7 @@ describe.each<DebianSuite>(["bookworm", "trixie"])("the default playbook on syst
       // systemd-sysctl applied the drop-ins; /etc shadowed the vendor file of the same name, as verify predicted.
       expect(await readSysctl(fleet, host, "net.ipv4.tcp_keepalive_time")).toBe("600");
       expect(await readSysctl(fleet, host, "net.ipv4.ip_local_port_range")).toBe("1024\t65535");
+      expect(await readSysctl(fleet, host, "net.netfilter.nf_conntrack_tcp_timeout_established")).toBe("86400");
       // The service started at boot with its drop-in's LimitNOFILE; systemd's default came from system.conf.d.
       expect(await appLimits(host)).toBe("16384:20000");
       expect(

@@ -59,6 +59,9 @@ const MODULE_ABSENT = [
   "kernel=6.1.0-41-amd64",
 ].join("\n");
 
+/** Root in a systemd-nspawn host (captured): its /sys hides /sys/module, yet the built-in tracker runs. */
+const CONTAINER = withFields(PROBE.fleetRoot, { module: "absent", hashsize: "absent", hashsize_writable: "no" });
+
 function withFields(raw: string, over: Record<string, string>): string {
   const lines = raw
     .trim()
@@ -195,6 +198,11 @@ describe("conntrack probe parser (output captured on this machine)", () => {
         netns: "unknown",
         sysctlApplier: { kind: "systemd-sysctl", path: "/lib/systemd/systemd-sysctl" },
       },
+    ],
+    [
+      "root in a systemd-nspawn container (no /sys/module at all, the tracker's sysctls there)",
+      CONTAINER,
+      { module: "in-use", max: "read-only", timeouts: "writable", hashsize: null, netns: "other" },
     ],
   ])("%s", (_what, raw, expected) => {
     const state = conntrackProbe.parse(raw, undefined);
@@ -478,6 +486,13 @@ describe("conntrack in a fleet host (a non-initial network namespace)", () => {
 
   it("names every cause at once", () => {
     expect(planError({}, f).split("; ")).toHaveLength(2);
+  });
+
+  it("in a container whose /sys hides the modules, the tracker's sysctls show it in use: its timeouts are tuned", () => {
+    const p = plan(timeoutsOnly, hostFacts(CONTAINER));
+    expect(p.refusals).toEqual([]);
+    expect(summary(p)).toContain(`sysctl ${KEYS.tcp_timeout_established}=86400`);
+    expect(p.changes.some((c) => c.kind === "command")).toBe(false);
   });
 
   it("with both left alone, sets the per-namespace timeouts, writes the files and the udev rule; no command", () => {
