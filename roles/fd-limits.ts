@@ -244,12 +244,10 @@ export default defineRole<FdLimitsParams>({
     const sysctlFile = facts.files[SYSCTL_PATH] ?? null;
     const targets = kernelTargets(p, read.host.kernel, sysctlFile, ctx.purpose);
     const ceiling = loginCeiling(read.host.login);
-    const cannot = refusals(
-      p,
-      effectiveNrOpen(targets, read.host.kernel),
-      ceiling,
-      recordedValue(sysctlFile, "fs.nr_open"),
-    );
+    const cannot = [
+      ...refusals(p, effectiveNrOpen(targets, read.host.kernel), ceiling, recordedValue(sysctlFile, "fs.nr_open")),
+      ...readOnlyKernelRefusals(targets, read.host.kernel),
+    ];
     // Planning a run refuses what would lock logins out or never apply; verify plans the checks and
     // lets them say it. Either refuses a host whose probes it could not read.
     const refuse = ctx.purpose === "plan" ? cannot : [];
@@ -422,6 +420,18 @@ function refusals(
 
 // ---- Kernel: fs.nr_open and fs.file-max, raise only
 
+/** A raise the host cannot take: /proc/sys/fs is read-only, as in a container, where fs.* is the machine's. */
+function readOnlyKernelRefusals(targets: KernelTarget[], kernel: KernelFiles | undefined): string[] {
+  if (!kernel || kernel.writable) return [];
+  return targets
+    .filter((t) => t.live !== null && t.target > t.live)
+    .map(
+      (t) =>
+        `${t.key} is ${thousands(t.live!)} here, below the ${thousands(t.target)} wanted, and /proc/sys/fs is read-only (a container: fs.* belongs to the whole machine): ` +
+        `raise it on the machine that runs this host, or set ${t.field}: null`,
+    );
+}
+
 /** The raise-only kernel values: sysctl key, and the name of both the param and the kernel probe's field. */
 const KERNEL_KEYS = [
   { key: "fs.nr_open", field: "nr_open" },
@@ -430,7 +440,7 @@ const KERNEL_KEYS = [
 
 interface KernelTarget {
   key: string;
-  field: keyof KernelFiles;
+  field: (typeof KERNEL_KEYS)[number]["field"];
   live: bigint | null;
   target: bigint;
 }

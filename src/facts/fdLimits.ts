@@ -77,16 +77,24 @@ export interface KernelFiles {
   nr_open: number;
   /** Decimal digits: up to LONG_MAX, more than a number holds exactly. */
   file_max: string;
+  /** /proc/sys/fs takes writes: false where it is mounted read-only (a container: fs.* is the machine's). */
+  writable: boolean;
 }
 
 export const FD_KERNEL_PROBE = defineProbe<KernelFiles>({
   name: "fd-limits-kernel",
   // cat, not `read`: dash reads a byte at a time, and a /proc/sys value answers only the first read.
-  script: () => `printf 'nr_open=%s\\nfile_max=%s\\n' "$(cat /proc/sys/fs/nr_open)" "$(cat /proc/sys/fs/file-max)"`,
+  script: () =>
+    `printf 'nr_open=%s\\nfile_max=%s\\n' "$(cat /proc/sys/fs/nr_open)" "$(cat /proc/sys/fs/file-max)"; ` +
+    `if [ -w /proc/sys/fs/file-max ]; then echo fs_writable=yes; else echo fs_writable=no; fi`,
   parse(raw) {
     const f = fieldsOf("fd-limits-kernel", raw);
-    f.require("nr_open", "file_max");
-    return { nr_open: f.count("nr_open"), file_max: f.matching("file_max", /^\d+$/)! };
+    f.require("nr_open", "file_max", "fs_writable");
+    return {
+      nr_open: f.count("nr_open"),
+      file_max: f.matching("file_max", /^\d+$/)!,
+      writable: f.matching("fs_writable", /^(yes|no)$/, "yes or no") === "yes",
+    };
   },
 });
 

@@ -101,7 +101,8 @@ const loginWith = (lines: Record<string, string>) =>
   })
     .map(([k, v]) => `${k}=${v}\n`)
     .join("");
-const kernelWith = (nrOpen: string, fileMax: string) => `nr_open=${nrOpen}\nfile_max=${fileMax}\n`;
+const kernelWith = (nrOpen: string, fileMax: string, writable = "yes") =>
+  `nr_open=${nrOpen}\nfile_max=${fileMax}\nfs_writable=${writable}\n`;
 
 function fileChange(p: HostPlan, path: string): string {
   const c = p.changes.find((x) => x.kind === "file" && x.path === path);
@@ -363,6 +364,16 @@ describe("fs.nr_open and fs.file-max: raise only", () => {
         f,
       ).every((r) => r.ok),
     ).toBe(true);
+  });
+
+  it("in a container (/proc/sys/fs read-only) a raise is refused with its fix; values already high enough are fine", () => {
+    const container = (fileMax: string) =>
+      hostFacts({ kernel: kernelWith("1048576", fileMax, "no"), login: loginWith({}) });
+    expect(plan({ ...HERE }, container("100000")).refusals.map((r) => r.text)).toEqual([
+      "fs.file-max is 100,000 here, below the 2,097,152 wanted, and /proc/sys/fs is read-only (a container: fs.* belongs to the whole machine): raise it on the machine that runs this host, or set file_max: null",
+    ]);
+    expect(plan({ ...HERE, file_max: null }, container("100000")).refusals).toEqual([]);
+    expect(plan({ ...HERE }, container("2466248")).refusals).toEqual([]);
   });
 
   it("a live value lowered after the run fails verify with the number", () => {

@@ -46,7 +46,7 @@ const SYSTEMD = {
 describe("fd-limits probe parsers on output captured on this machine", () => {
   const sshd = { pid: 19283, hard: 20000, capSysResource: false };
   it.each<[string, AnyProbe, string, string | undefined, unknown]>([
-    ["kernel", FD_KERNEL_PROBE, CAPTURED.kernel, undefined, { nr_open: 1048576, file_max: "2466193" }],
+    ["kernel", FD_KERNEL_PROBE, CAPTURED.kernel, undefined, { nr_open: 1048576, file_max: "2466193", writable: true }],
     [
       "a root login",
       FD_LOGIN_PROBE,
@@ -163,11 +163,11 @@ describe("fd-limits probe parsers on output captured on this machine", () => {
   });
 
   it.each<[string, AnyProbe, string, RegExp]>([
-    ["kernel without file-max", FD_KERNEL_PROBE, "nr_open=1048576\n", /no file_max/],
+    ["kernel without file-max", FD_KERNEL_PROBE, "nr_open=1048576\nfs_writable=yes\n", /no file_max/],
     [
       "kernel with a word for a number",
       FD_KERNEL_PROBE,
-      "nr_open=lots\nfile_max=1\n",
+      "nr_open=lots\nfile_max=1\nfs_writable=yes\n",
       /nr_open is "lots", not a number/,
     ],
     [
@@ -256,6 +256,7 @@ describe("fd-limits probe commands in a real shell", () => {
     expect(FD_KERNEL_PROBE.parse(run(FD_KERNEL_PROBE), undefined)).toEqual({
       nr_open: Number(procValue("/proc/sys/fs/nr_open")),
       file_max: procValue("/proc/sys/fs/file-max"),
+      writable: true,
     });
   });
 
