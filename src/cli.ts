@@ -33,6 +33,7 @@ import { loadCapacityHosts } from "./capacity/hosts.js";
 import { capacityJson, renderCapacityText } from "./capacity/report.js";
 import { runCapacityProbe } from "./capacity/run.js";
 import { plural } from "./output/words.js";
+import { PACKAGE_VERSION } from "./installRoot.js";
 
 /** The only place that parses argv, prints, and exits. */
 
@@ -48,6 +49,8 @@ interface RunOptions {
 
 interface CommonOptions {
   inventory: string[];
+  /** false with --no-color. */
+  color: boolean;
   playbook?: string;
   limit?: string;
   forks: number;
@@ -176,13 +179,15 @@ function withCommonOptions(cmd: Command): Command {
     .option("--json", "print machine-readable JSON instead of text", false)
     .option("-v, --verbose", "log every connection and remote step on stderr", false)
     .option("--state-dir <dir>", "where run records are kept", STATE_DIR)
-    .addOption(new Option("--format <format>", "text output style").choices(["text", "markdown"]).default("text"));
+    .addOption(new Option("--format <format>", "text output style").choices(["text", "markdown"]).default("text"))
+    .option("--no-color", "no colours, even on a terminal (as NO_COLOR=1)");
 }
 
 async function main(argv: string[]): Promise<number> {
   const program = new Command()
     .name("provision")
     .description("Tune Linux hosts for 10k-100k+ concurrent TCP connections, over SSH: plan, run, verify.")
+    .version(PACKAGE_VERSION, "-V, --version", "print provision's version")
     .showHelpAfterError()
     .exitOverride();
   let exitCode = EXIT_OK;
@@ -289,8 +294,8 @@ async function main(argv: string[]): Promise<number> {
   return exitCode;
 }
 
-function style(): Style {
-  return process.stdout.isTTY && !process.env.NO_COLOR ? ttyStyle : plainStyle;
+function style(opts: { color: boolean }): Style {
+  return opts.color && process.stdout.isTTY && !process.env.NO_COLOR ? ttyStyle : plainStyle;
 }
 
 interface Prepared {
@@ -380,7 +385,7 @@ function planCommand(inventory: string[], opts: CommonOptions): Promise<number> 
   return withSession(inventory, opts, async ({ session, hosts }) => {
     const reports = await session.plan(hosts);
     if (opts.json) process.stdout.write(`${toJson("plan", reports)}\n`);
-    else process.stdout.write(renderPlan(reports, opts.format, opts.format === "text" ? style() : plainStyle));
+    else process.stdout.write(renderPlan(reports, opts.format, opts.format === "text" ? style(opts) : plainStyle));
     if (reports.some((r) => r.error)) return EXIT_ERROR;
     return reports.some((r) => r.status === "changed") ? EXIT_CHANGES : EXIT_OK;
   });
@@ -416,7 +421,7 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
   try {
     const planned = await session.plan(hosts);
     progress?.finish();
-    if (!opts.json) process.stdout.write(renderPlan(planned, opts.format, style()));
+    if (!opts.json) process.stdout.write(renderPlan(planned, opts.format, style(opts)));
     const pending = planned.filter((r) => r.status === "changed").length;
     if (
       pending > 0 &&
@@ -450,9 +455,9 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
         `${toJson("run", result.reports, { stopped: result.stopped ?? null, record: recordFile })}\n`,
       );
     else {
-      process.stdout.write(`\n${renderRunResult(result.reports, style())}`);
+      process.stdout.write(`\n${renderRunResult(result.reports, style(opts))}`);
       if (result.stopped) process.stdout.write(`STOPPED: ${result.stopped}\n`);
-      if (result.drift) process.stdout.write(`\nThe plan now:\n${renderPlan(result.drift, opts.format, style())}`);
+      if (result.drift) process.stdout.write(`\nThe plan now:\n${renderPlan(result.drift, opts.format, style(opts))}`);
       const resumeHint = incomplete ? " (provision run --resume retries what failed or was not reached)" : "";
       process.stdout.write(`record: ${recordFile}${resumeHint}\n`);
     }
@@ -468,7 +473,7 @@ function rollbackCommand(inventory: string[], opts: CommonOptions): Promise<numb
     if (!opts.yes && !(await confirmed(question, "roll back", "not rolled back."))) return EXIT_ERROR;
     const reports = await session.rollback(hosts);
     if (opts.json) process.stdout.write(`${toJson("rollback", reports)}\n`);
-    else process.stdout.write(renderRollback(reports, style()));
+    else process.stdout.write(renderRollback(reports, style(opts)));
     return reports.some((r) => r.error) ? EXIT_ERROR : EXIT_OK;
   });
 }
@@ -487,7 +492,7 @@ function verifyCommand(inventory: string[], opts: CommonOptions): Promise<number
   return withSession(inventory, opts, async ({ session, hosts }) => {
     const reports = await session.verify(hosts);
     if (opts.json) process.stdout.write(`${toJson("verify", reports)}\n`);
-    else process.stdout.write(renderVerify(reports, opts.format, opts.format === "text" ? style() : plainStyle));
+    else process.stdout.write(renderVerify(reports, opts.format, opts.format === "text" ? style(opts) : plainStyle));
     return reports.every((r) => r.status === "unchanged") ? EXIT_OK : EXIT_ERROR;
   });
 }

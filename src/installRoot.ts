@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -21,3 +21,7 @@ export const TEMPLATES_DIR = join(PROJECT_ROOT, "templates");
 export const DEFAULT_PLAYBOOK = join(PROJECT_ROOT, "playbooks", "site.yaml");
 /** The capacity probe's Python helper, read from the source tree at run time (tsc does not copy .py files into dist/). */
 export const CAPACITY_HELPER_FILE = join(PROJECT_ROOT, "src", "capacity", "helper.py");
+/** The installed package's version, as `provision --version` prints it. */
+export const PACKAGE_VERSION: string = (
+  JSON.parse(readFileSync(join(PROJECT_ROOT, "package.json"), "utf8")) as { version: string }
+).version;
