@@ -34,6 +34,7 @@ import { capacityJson, renderCapacityText } from "./capacity/report.js";
 import { runCapacityProbe } from "./capacity/run.js";
 import { plural } from "./output/words.js";
 import { PACKAGE_VERSION } from "./installRoot.js";
+import { selectRoles, splitTags } from "./roleSelection.js";
 
 /** The only place that parses argv, prints, and exits. */
 
@@ -51,6 +52,9 @@ interface CommonOptions {
   inventory: string[];
   /** false with --no-color. */
   color: boolean;
+  tags: string[];
+  skipTags: string[];
+  listHosts: boolean;
   playbook?: string;
   limit?: string;
   forks: number;
@@ -180,7 +184,15 @@ function withCommonOptions(cmd: Command): Command {
     .option("-v, --verbose", "log every connection and remote step on stderr", false)
     .option("--state-dir <dir>", "where run records are kept", STATE_DIR)
     .addOption(new Option("--format <format>", "text output style").choices(["text", "markdown"]).default("text"))
-    .option("--no-color", "no colours, even on a terminal (as NO_COLOR=1)");
+    .option("--no-color", "no colours, even on a terminal (as NO_COLOR=1)")
+    .option(
+      "-t, --tags <roles>",
+      "only these roles (comma-separated or repeated; a role's name is its tag)",
+      collect,
+      [] as string[],
+    )
+    .option("--skip-tags <roles>", "all roles but these (comma-separated or repeated)", collect, [] as string[])
+    .option("--list-hosts", "list the hosts (and their roles) this would contact, then exit without connecting", false);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -294,6 +306,12 @@ async function main(argv: string[]): Promise<number> {
   return exitCode;
 }
 
+/** --list-hosts: what would be contacted, and which roles each gets; nothing connects. */
+function listHosts(hosts: ResolvedHost[]): string {
+  const lines = hosts.map((h) => `  ${h.name}\t${h.roles.map((r) => r.role.name).join(", ") || "(no roles)"}`);
+  return `hosts (${hosts.length}):\n${lines.join("\n")}\n`;
+}
+
 function style(opts: { color: boolean }): Style {
   return opts.color && process.stdout.isTTY && !process.env.NO_COLOR ? ttyStyle : plainStyle;
 }
@@ -312,29 +330,40 @@ async function prepare(
   opts: CommonOptions & Partial<RunOptions>,
   restrictTo?: string[],
   withProgress = false,
-): Promise<Prepared | null> {
+): Promise<Prepared | number> {
   const sources = inventorySources(inventory, opts);
-  if (!sources) return null;
+  if (!sources) return EXIT_ERROR;
   const playbook = playbookFor(opts);
   const loaded = loadConfig(sources, playbook, opts.limit, opts);
   const { problems, policy } = loaded;
-  const hosts = restrictTo ? loaded.hosts.filter((h) => restrictTo.includes(h.name)) : loaded.hosts;
   for (const p of problems) process.stderr.write(`${formatProblem(p)}\n`);
   if (hasErrors(problems)) {
     const n = problems.filter((p) => p.severity === "error").length;
     process.stderr.write(`${plural(n, "error")} in the configuration; nothing was sent to any host.\n`);
-    return null;
+    return EXIT_ERROR;
   }
+  const selected = selectRoles(
+    restrictTo ? loaded.hosts.filter((h) => restrictTo.includes(h.name)) : loaded.hosts,
+    ROLES.map((r) => r.name),
+    { tags: splitTags(opts.tags), skipTags: splitTags(opts.skipTags) },
+  );
+  for (const problem of selected.problems) process.stderr.write(`${problem}\n`);
+  if (selected.problems.length > 0) return EXIT_ERROR;
+  const hosts = selected.hosts;
   if (hosts.length === 0) {
     process.stderr.write("no hosts matched the playbook (and --limit); nothing to do.\n");
-    return null;
+    return EXIT_ERROR;
+  }
+  if (opts.listHosts) {
+    process.stdout.write(listHosts(hosts));
+    return EXIT_OK;
   }
   let password: string | undefined;
   try {
     password = await becomePassword(opts, hosts);
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
-    return null;
+    return EXIT_ERROR;
   }
   const connector = await prepareConnector(hosts, connectorOptions(opts, opts.commandTimeout * 1000, password));
   if (connector.notice) process.stderr.write(`note: ${connector.notice}\n`);
@@ -373,7 +402,7 @@ async function withSession(
   command: (prepared: Prepared) => Promise<number>,
 ): Promise<number> {
   const prepared = await prepare(inventory, opts);
-  if (!prepared) return EXIT_ERROR;
+  if (typeof prepared === "number") return prepared;
   try {
     return await command(prepared);
   } finally {
@@ -408,7 +437,7 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
     }
   }
   const prepared = await prepare(inventory, opts, restrictTo, true);
-  if (!prepared) return EXIT_ERROR;
+  if (typeof prepared === "number") return prepared;
   const { hosts, session, policy, progress, playbook } = prepared;
   if (policy.pause === "prompt" && !process.stdin.isTTY) {
     process.stderr.write(

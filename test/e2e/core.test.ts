@@ -143,6 +143,32 @@ describe("plan | run | verify on a fleet of real hosts", () => {
     expect(await sysctl("h3", "net.ipv4.tcp_tw_reuse")).toBe("1");
   });
 
+  it("--tags and --skip-tags pick roles by name; --list-hosts lists without connecting", async () => {
+    await fleet.exec("h1", "sysctl -w net.ipv4.tcp_tw_reuse=0 net.ipv4.tcp_keepalive_time=7200 >/dev/null");
+    const only = await provision(["plan", fleet.inventoryFile, ...common, "--tags", "tw-reuse"]);
+    expect(only.code, only.stderr).toBe(2);
+    expect(only.stdout).toContain("net.ipv4.tcp_tw_reuse: 0 → 1");
+    expect(only.stdout).not.toContain("tcp_keepalive_time");
+    const skipped = await provision([
+      "run",
+      fleet.inventoryFile,
+      ...common,
+      "--yes",
+      "--skip-tags",
+      "tw-reuse,keepalive",
+    ]);
+    expect(skipped.code, skipped.stderr).toBe(0);
+    expect(await sysctl("h1", "net.ipv4.tcp_tw_reuse")).toBe("0");
+    expect(await sysctl("h1", "net.ipv4.tcp_keepalive_time")).toBe("7200");
+    const listed = await provision(["run", fleet.inventoryFile, "--list-hosts", "-t", "keepalive", "--limit", "h1,h2"]);
+    expect(listed).toMatchObject({ code: 0, stdout: "hosts (2):\n  h1\tkeepalive\n  h2\tkeepalive\n", stderr: "" });
+    const typo = await provision(["plan", fleet.inventoryFile, ...common, "--tags", "keepalve"]);
+    expect(typo.code).toBe(1);
+    expect(typo.stderr).toContain("--tags keepalve: no such role. Did you mean keepalive?");
+    await provision(["run", fleet.inventoryFile, ...common, "--yes", "--limit", "h1"]);
+    expect(await sysctl("h1", "net.ipv4.tcp_tw_reuse")).toBe("1");
+  });
+
   it("run without --yes and without a terminal refuses to apply", async () => {
     await fleet.exec("h1", "sysctl -w net.ipv4.tcp_tw_reuse=0 >/dev/null");
     const r = await provision(["run", fleet.inventoryFile, ...common]);
