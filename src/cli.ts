@@ -33,6 +33,7 @@ import { loadCapacityHosts } from "./capacity/hosts.js";
 import { capacityJson, renderCapacityText } from "./capacity/report.js";
 import { runCapacityProbe } from "./capacity/run.js";
 import { plural } from "./output/words.js";
+import { foldHosts } from "./output/hostList.js";
 import { PACKAGE_VERSION } from "./installRoot.js";
 import { selectRoles, splitTags } from "./roleSelection.js";
 
@@ -427,7 +428,7 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
       const { file, record } = readRecord(opts.stateDir, opts.resume === true ? undefined : opts.resume);
       restrictTo = hostsToResume(record);
       process.stderr.write(
-        `resuming ${file}: ${plural(restrictTo.length, "host")} failed or were not reached${restrictTo.length > 0 ? ` (${restrictTo.join(", ")})` : ""}\n`,
+        `resuming ${file}: ${plural(restrictTo.length, "host")} failed or were not reached${restrictTo.length > 0 ? ` (${foldHosts(restrictTo)})` : ""}\n`,
       );
       if (restrictTo.length === 0) return EXIT_OK;
     } catch (err) {

@@ -3,6 +3,7 @@ import { changeTarget, checkTarget, type PlannedChange } from "../plan.js";
 import { SNAPSHOT_ROLE } from "../snapshot.js";
 import { fileDiff } from "../diff.js";
 import { plural } from "./words.js";
+import { foldHosts } from "./hostList.js";
 
 export type Format = "text" | "markdown";
 
@@ -43,7 +44,7 @@ export function renderPlan(reports: HostReport[], format: Format, style: Style =
   if (md) out.push("### provision plan", "");
   for (const { hosts, report } of groupIdenticalPlans(reports)) {
     const changes = report.plan!.changes;
-    const title = `${hosts.join(", ")} (${plural(hosts.length, "host")})`;
+    const title = `${foldHosts(hosts)} (${plural(hosts.length, "host")})`;
     if (changes.length === 0) {
       out.push(md ? `**${title}**: no changes` : `${style.bold(title)}: no changes`);
       continue;
@@ -125,16 +126,29 @@ function errorText(error: NonNullable<HostReport["error"]>, indent: string): str
   return [`planning failed, ${problems.length} problems:`, ...problems.map((p) => `${indent}- ${p}`)].join("\n");
 }
 
+/** An error's hosts: `h[1:3] (3 hosts)`, or the one host's name. */
+function hostsTitle(hosts: string[]): string {
+  return hosts.length === 1 ? hosts[0]! : `${foldHosts(hosts)} (${plural(hosts.length, "host")})`;
+}
+
+/** Hosts that failed the same way are one entry: 50 hosts refused for one reason print it once. */
 export function renderErrors(reports: HostReport[], format: Format, style: Style = plainStyle): string[] {
   const failed = reports.filter((r) => r.error);
   if (failed.length === 0) return [];
   const md = format === "markdown";
+  const groups = new Map<string, { hosts: string[]; report: HostReport }>();
+  for (const r of failed) {
+    const key = JSON.stringify([r.status, r.error!.message, r.error!.problems ?? []]);
+    const group = groups.get(key);
+    if (group) group.hosts.push(r.host);
+    else groups.set(key, { hosts: [r.host], report: r });
+  }
   const out = [md ? "#### errors" : style.bold(style.red("errors:"))];
-  for (const r of failed)
+  for (const { hosts, report: r } of groups.values())
     out.push(
       md
-        ? `- **${r.host}** (${r.status}): ${errorText(r.error!, "  ")}`
-        : `  ${r.host}: ${style.red(r.status.toUpperCase())}: ${errorText(r.error!, "    ")}`,
+        ? `- **${hostsTitle(hosts)}** (${r.status}): ${errorText(r.error!, "  ")}`
+        : `  ${hostsTitle(hosts)}: ${style.red(r.status.toUpperCase())}: ${errorText(r.error!, "    ")}`,
     );
   out.push("");
   return out;

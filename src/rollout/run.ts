@@ -2,6 +2,7 @@ import type { HostReport } from "../report.js";
 import type { Session } from "../session.js";
 import type { ResolvedHost } from "../resolve.js";
 import { batchSizes, exceeds, partition, resolveAmount, type RolloutPolicy } from "./policy.js";
+import { foldHosts } from "../output/hostList.js";
 
 export interface BatchSummary {
   index: number;
@@ -75,7 +76,7 @@ export async function rollout(
     const changed = fresh.filter((r) => r.plan && planKey(r) !== planKey(shownByHost.get(r.host)));
     if (changed.length > 0 && !policy.allowPlanDrift) {
       drift = changed;
-      stopped = `batch ${i + 1}: the plan of ${changed.map((r) => r.host).join(", ")} changed since it was shown (the hosts changed meanwhile); nothing more was applied. Review the new plan below and run again, or pass --allow-plan-drift`;
+      stopped = `batch ${i + 1}: the plan of ${foldHosts(changed.map((r) => r.host))} changed since it was shown (the hosts changed meanwhile); nothing more was applied. Review the new plan below and run again, or pass --allow-plan-drift`;
       break;
     }
     const reachable = fresh.filter((r) => r.plan);

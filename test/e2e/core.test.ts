@@ -21,7 +21,7 @@ describe("plan | run | verify on a fleet of real hosts", () => {
     const r = await provision(["plan", fleet.inventoryFile, ...common]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(2);
-    expect(r.stdout).toContain("h1, h2, h3 (3 hosts)");
+    expect(r.stdout).toContain("h[1:3] (3 hosts)");
     expect(r.stdout).toMatch(/net\.ipv4\.ip_local_port_range: 32768 60999 → 1024 65535/);
     expect(r.stdout).toMatch(/net\.ipv4\.tcp_tw_reuse: 2 → 1/);
     expect(r.stdout).toContain("--- /dev/null");
@@ -83,7 +83,7 @@ describe("plan | run | verify on a fleet of real hosts", () => {
 
     const again = await provision(["plan", fleet.inventoryFile, ...common]);
     expect(again.code).toBe(0);
-    expect(again.stdout).toContain("h1, h2, h3 (3 hosts): no changes");
+    expect(again.stdout).toContain("h[1:3] (3 hosts): no changes");
     const rerun = await provision(["run", fleet.inventoryFile, ...common]);
     expect(rerun.code).toBe(0);
     expect(rerun.stdout).toContain("Nothing to do: every host already matches.");

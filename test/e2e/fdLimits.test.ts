@@ -210,7 +210,7 @@ describe("fd-limits on a fleet of real hosts", () => {
 
     const again = await provision(["plan", inventory, ...common, "--playbook", good]);
     expect(again.code, again.stdout).toBe(0);
-    expect(again.stdout).toContain("h1, h2, h3 (3 hosts): no changes");
+    expect(again.stdout).toContain("h[1:3] (3 hosts): no changes");
   });
 
   it("verify catches a hand-edited limits file, in the file and in what a fresh login gets; run repairs it", async () => {
@@ -299,7 +299,7 @@ describe("fd-limits on a fleet of real hosts", () => {
     expect(verify.code, verify.stdout).toBe(0);
     const again = await provision(["plan", inventory, ...common, "--playbook", without]);
     expect(again.code, again.stdout).toBe(0);
-    expect(again.stdout).toContain("h1, h2, h3 (3 hosts): no changes");
+    expect(again.stdout).toContain("h[1:3] (3 hosts): no changes");
 
     // a leftover put back by hand is drift: verify names it, run removes it again
     await fleet.exec(

@@ -217,3 +217,20 @@ describe("renderErrors", () => {
     expect(renderErrors([changed("a", [])], "text")).toEqual([]);
   });
 });
+
+describe("renderErrors at fleet size", () => {
+  it("one entry per distinct failure, its hosts folded into a range", () => {
+    const many = [
+      ...Array.from({ length: 50 }, (_, i) => failed(`web${String(i + 1).padStart(2, "0")}`, "failed", "same refusal")),
+      failed("db01", "failed", "another problem"),
+      failed("web51", "unreachable", "same refusal"),
+    ];
+    expect(renderErrors(many, "text")).toEqual([
+      "errors:",
+      "  web[01:50] (50 hosts): FAILED: same refusal",
+      "  db01: FAILED: another problem",
+      "  web51: UNREACHABLE: same refusal",
+      "",
+    ]);
+  });
+});
