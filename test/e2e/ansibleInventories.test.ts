@@ -3,6 +3,7 @@ import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFleet, type Fleet } from "../fleet/fleet.js";
 import { PROJECT_ROOT, provision, tempDir } from "./helpers.js";
+import { foldHosts } from "../../src/output/hostList.js";
 
 /**
  * An existing Ansible repository, as users have them, pointed at real sshd hosts: an INI
@@ -86,7 +87,7 @@ describe("an Ansible repository's inventory, unchanged, on real hosts", () => {
     expect(verified.code, verified.stdout + verified.stderr).toBe(0);
     const again = await run(["plan", "-i", "inventories/prod/hosts"]);
     expect(again.code, again.stdout).toBe(0);
-    expect(again.stdout).toContain(`${fleet.hosts.map((h) => h.name).join(", ")} (3 hosts): no changes`);
+    expect(again.stdout).toContain(`${foldHosts(fleet.hosts.map((h) => h.name))} (3 hosts): no changes`);
   });
 
   it("a second -i source overrides one host's role param, as a later Ansible source does", async () => {
