@@ -8,7 +8,10 @@ export function foldHosts(names: readonly string[]): string {
   const byStem = new Map<string, Array<{ at: number; name: string; digits: string }>>();
   names.forEach((name, at) => {
     const m = /^(.*?)(\d+)(\D*)$/.exec(name);
-    if (!m) return runs.push({ at, text: name });
+    if (!m) {
+      runs.push({ at, text: name });
+      return;
+    }
     const stem = `${m[1]}\0${m[3]}`;
     byStem.set(stem, [...(byStem.get(stem) ?? []), { at, name, digits: m[2]! }]);
   });

@@ -1,4 +1,5 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { processesMentioning } from "./helpers.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { checkFleetPrerequisites, startFleet, type Fleet, type FleetHost } from "../fleet/fleet.js";
@@ -42,19 +43,6 @@ function ssh(user: string, host: FleetHost, command: string, input = ""): Promis
 
 function normalizedPortRange(text: string): string {
   return text.trim().split(/\s+/).join(" ");
-}
-
-function processesMentioning(text: string): number[] {
-  return readdirSync("/proc")
-    .filter((entry) => /^\d+$/.test(entry) && Number(entry) !== process.pid)
-    .filter((pid) => {
-      try {
-        return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(text);
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
 }
 
 describe("local fleet of real SSH hosts", { timeout: SUITE_TIMEOUT_MS }, () => {

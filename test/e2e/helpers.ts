@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { sysctlProcPath } from "../../src/sysctl/value.js";
@@ -121,4 +121,18 @@ export async function readSysctls(fleet: Runs, host: string, keys: readonly stri
 
 export async function readSysctl(fleet: Runs, host: string, key: string): Promise<string> {
   return (await readSysctls(fleet, host, [key]))[0]!;
+}
+
+/** Pids of this machine's processes whose command line contains `text` (this process excluded). */
+export function processesMentioning(text: string): number[] {
+  return readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry) && Number(entry) !== process.pid)
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(text);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
 }

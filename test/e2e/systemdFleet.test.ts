@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { processesMentioning } from "./helpers.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { readFleetRecord, subnetBasesOf } from "../fleet/registry.js";
@@ -52,19 +53,6 @@ async function execOk(name: string, script: string): Promise<string> {
 /** In clock ticks since this machine booted: a container's reboot starts a new PID 1, with a later start time. */
 function pid1StartTime(name: string): Promise<string> {
   return execOk(name, "cut -d' ' -f22 /proc/1/stat");
-}
-
-function processesMentioning(text: string): number[] {
-  return readdirSync("/proc")
-    .filter((entry) => /^\d+$/.test(entry) && Number(entry) !== process.pid)
-    .filter((pid) => {
-      try {
-        return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(text);
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
 }
 
 describe("local fleet of systemd hosts booted by systemd-nspawn", { timeout: TEST_TIMEOUT_MS }, () => {

@@ -568,8 +568,12 @@ function sshClientConfig(hosts: FleetHost[], files: FleetFiles): string {
   const jumps = hosts.flatMap((host) =>
     host.via === undefined ? [] : [`Host ${host.address}`, `  ProxyJump root@${addressOf(host.via)}`],
   );
+  return [...jumps, sshClientDefaults(files)].join("\n");
+}
+
+/** `Host *`: root with the fleet's key, and only the fleet's known_hosts trusted. */
+export function sshClientDefaults(files: { clientKeyFile: string; knownHostsFile: string }): string {
   return [
-    ...jumps,
     "Host *",
     "  User root",
     `  IdentityFile ${files.clientKeyFile}`,

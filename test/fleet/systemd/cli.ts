@@ -1,21 +1,19 @@
 #!/usr/bin/env node
 // Keeps a local fleet of real systemd hosts running for the demo and manual testing.
 //   node dist/test/fleet/systemd/cli.js up --hosts N [--suite bookworm|trixie] [--json]
-//   node dist/test/fleet/systemd/cli.js down PREFIX
+// Stopping goes through the plain fleet's CLI (node dist/test/fleet/cli.js down PREFIX): one teardown stops both kinds.
 import { parseArgs } from "node:util";
-import { fleetExists, stopFleetByPrefix } from "../fleet.js";
 import { DEBIAN_SUITES, type DebianSuite } from "./rootfs.js";
 import { startSystemdFleet, type SystemdFleet } from "./systemdFleet.js";
 
 const USAGE = `usage:
   cli.js up --hosts N [--suite ${DEBIAN_SUITES.join("|")}] [--json]
-                          boot N systemd hosts and leave them running (the first run builds the rootfs, ~1 min)
-  cli.js down PREFIX      stop the fleet with that prefix`;
+                          boot N systemd hosts and leave them running (the first run builds the rootfs, ~1 min);
+                          stop them with: node dist/test/fleet/cli.js down PREFIX`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === "up") return up(rest);
-  if (command === "down") return down(rest);
   console.error(USAGE);
   return 2;
 }
@@ -37,26 +35,6 @@ async function up(args: string[]): Promise<number> {
   }
   const fleet = await startSystemdFleet({ hosts: hostCount, suite, keepAfterExit: true });
   console.log(values.json ? JSON.stringify(describeFleet(fleet), null, 2) : humanSummary(fleet));
-  return 0;
-}
-
-function down(args: string[]): number {
-  const [prefix] = args;
-  if (!prefix) {
-    console.error(USAGE);
-    return 2;
-  }
-  if (!fleetExists(prefix)) {
-    console.error(`no fleet with prefix ${prefix}`);
-    return 1;
-  }
-  // The plain fleet's teardown also stops systemd containers (see containers.ts).
-  const leftovers = stopFleetByPrefix(prefix);
-  if (leftovers.length > 0) {
-    console.error(`fleet ${prefix} not fully removed: ${leftovers.join(", ")}`);
-    return 1;
-  }
-  console.log(`stopped fleet ${prefix}`);
   return 0;
 }
 
@@ -91,7 +69,7 @@ function humanSummary(fleet: SystemdFleet): string {
     `known hosts: ${fleet.knownHostsFile}`,
     `ssh config:  ${fleet.sshConfigFile}`,
     first ? `try:  ssh -F ${fleet.sshConfigFile} ${first.address} systemctl is-system-running` : "",
-    `stop: node dist/test/fleet/systemd/cli.js down ${fleet.prefix}`,
+    `stop: node dist/test/fleet/cli.js down ${fleet.prefix}`,
   ].join("\n");
 }
 

@@ -1,5 +1,6 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { sshClientDefaults } from "../fleet.js";
 import { runChecked } from "../shell.js";
 
 // What a client (provision, ansible, ssh) needs to reach the fleet: a key, the hosts' real keys, an inventory.
@@ -42,7 +43,7 @@ export function writeClientFiles(files: ClientFiles, hosts: readonly ReachableHo
     hosts.flatMap((host) => host.hostPublicKeys.map((key) => `${host.address} ${key}\n`)).join(""),
   );
   writeFileSync(files.inventoryFile, inventoryYaml(hosts, files.clientKeyFile));
-  writeFileSync(files.sshConfigFile, sshClientConfig(files));
+  writeFileSync(files.sshConfigFile, sshClientDefaults(files));
 }
 
 function inventoryYaml(hosts: readonly ReachableHost[], clientKeyFile: string): string {
@@ -55,20 +56,6 @@ function inventoryYaml(hosts: readonly ReachableHost[], clientKeyFile: string): 
     "    fleet:",
     "      hosts:",
     ...hosts.flatMap((host) => [`        ${host.name}:`, `          ansible_host: ${host.address}`]),
-    "",
-  ].join("\n");
-}
-
-function sshClientConfig(files: ClientFiles): string {
-  return [
-    "Host *",
-    "  User root",
-    `  IdentityFile ${files.clientKeyFile}`,
-    "  IdentitiesOnly yes",
-    `  UserKnownHostsFile ${files.knownHostsFile}`,
-    "  StrictHostKeyChecking yes",
-    "  BatchMode yes",
-    "  ConnectTimeout 10",
     "",
   ].join("\n");
 }
