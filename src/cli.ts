@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { resolve as resolvePath } from "node:path";
 import { createInterface } from "node:readline";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { formatProblem, sortProblems, type ConfigProblem } from "./config/errors.js";
@@ -24,6 +26,8 @@ import type { ResolvedHost } from "./resolve.js";
 import { prepareConnector, type ConnectorOptions, type SshClientChoice } from "./transport/connector.js";
 import { LoggingTransport } from "./transport/logging.js";
 import type { Transport } from "./transport/types.js";
+import type { Facts } from "./role.js";
+import type { HostReport } from "./report.js";
 import { toJson } from "./output/json.js";
 import { Progress } from "./output/progress.js";
 import type { RolloutPolicy } from "./rollout/policy.js";
@@ -36,6 +40,18 @@ import { plural } from "./output/words.js";
 import { foldHosts } from "./output/hostList.js";
 import { PACKAGE_VERSION } from "./installRoot.js";
 import { selectRoles, splitTags } from "./roleSelection.js";
+import { DEFAULT_PLAYBOOK } from "./installRoot.js";
+import {
+  BUNDLED_PLAYBOOK,
+  PlanFileError,
+  readPlanFile,
+  reportsOf,
+  savedPlanFor,
+  writePlanFile,
+  type SavedPlan,
+} from "./savedPlan/planFile.js";
+import { ageWarning, configDigest, playbookDigest, refusal, staleReasons } from "./savedPlan/compare.js";
+import { renderSavedPlanHeader, savedPlanDetails } from "./savedPlan/show.js";
 
 /** The only place that parses argv, prints, and exits. */
 
@@ -46,6 +62,8 @@ interface RunOptions {
   pause?: string;
   allowPlanDrift?: boolean;
   resume?: string | true;
+  /** A plan saved by `plan -o`, applied as reviewed. */
+  plan?: string;
   stateDir: string;
 }
 
@@ -207,7 +225,11 @@ async function main(argv: string[]): Promise<number> {
 
   withCommonOptions(program.command("plan"))
     .description("show what run would change on each host (exit 0: nothing, 2: changes, 1: errors)")
-    .action(async (inventory: string[], opts: CommonOptions) => {
+    .option(
+      "-o, --out <file>",
+      "also save the plan (with the facts it rests on) for `provision run --plan FILE` to apply as reviewed",
+    )
+    .action(async (inventory: string[], opts: CommonOptions & { out?: string }) => {
       exitCode = await planCommand(inventory, opts);
     });
   withCommonOptions(program.command("run"))
@@ -222,8 +244,22 @@ async function main(argv: string[]): Promise<number> {
       "--resume [record]",
       "retry only the hosts that failed or were not reached in a run record (default: the latest)",
     )
+    .option(
+      "--plan <file>",
+      "apply a plan saved by `plan -o` exactly as reviewed: a host whose facts changed since is refused with the difference",
+    )
     .action(async (inventory: string[], opts: CommonOptions & RunOptions) => {
       exitCode = await runCommand(inventory, opts);
+    });
+  program
+    .command("show")
+    .description("print a plan saved by `plan -o`: who made it when, from what, and every change")
+    .argument("<file>", "the saved plan")
+    .option("--json", "print the plan as `plan --json` does, with the saved plan's details", false)
+    .addOption(new Option("--format <format>", "text output style").choices(["text", "markdown"]).default("text"))
+    .option("--no-color", "no colours, even on a terminal (as NO_COLOR=1)")
+    .action((file: string, opts: { json: boolean; format: Format; color: boolean }) => {
+      exitCode = showCommand(file, opts);
     });
   withCommonOptions(program.command("verify"))
     .description("read every managed value back and report drift (exit 1 on any mismatch)")
@@ -411,19 +447,79 @@ async function withSession(
   }
 }
 
-function planCommand(inventory: string[], opts: CommonOptions): Promise<number> {
-  return withSession(inventory, opts, async ({ session, hosts }) => {
+function planCommand(inventory: string[], opts: CommonOptions & { out?: string }): Promise<number> {
+  return withSession(inventory, opts, async ({ session, hosts, playbook }) => {
     const reports = await session.plan(hosts);
     if (opts.json) process.stdout.write(`${toJson("plan", reports)}\n`);
     else process.stdout.write(renderPlan(reports, opts.format, opts.format === "text" ? style(opts) : plainStyle));
-    if (reports.some((r) => r.error)) return EXIT_ERROR;
+    const failed = reports.filter((r) => r.error).length;
+    if (opts.out !== undefined) {
+      if (failed > 0) {
+        process.stderr.write(
+          `not saved to ${opts.out}: ${plural(failed, "host")} could not be planned, and a saved plan must cover every host it names. Fix them, or leave them out with --limit.\n`,
+        );
+        return EXIT_ERROR;
+      }
+      const saved = savedPlanFor(
+        reports,
+        hosts,
+        (host) => session.factsOf(host),
+        {
+          inventory: [...inventory, ...opts.inventory],
+          playbook: resolvePath(playbook) === DEFAULT_PLAYBOOK ? BUNDLED_PLAYBOOK : playbook,
+          limit: opts.limit,
+          tags: splitTags(opts.tags),
+          skipTags: splitTags(opts.skipTags),
+        },
+        { provision: PACKAGE_VERSION, at: new Date(), playbookBytes: readFileSync(playbook) },
+      );
+      writePlanFile(opts.out, saved);
+      const changed = saved.hosts.filter((h) => h.status === "changed").length;
+      process.stderr.write(
+        `plan saved to ${opts.out} (${plural(saved.hosts.length, "host")}, ${changed} to change); after review, apply exactly it with: provision run --plan ${opts.out}\n`,
+      );
+    }
+    if (failed > 0) return EXIT_ERROR;
     return reports.some((r) => r.status === "changed") ? EXIT_CHANGES : EXIT_OK;
   });
 }
 
+function showCommand(file: string, opts: { json: boolean; format: Format; color: boolean }): number {
+  let saved: SavedPlan;
+  try {
+    saved = readPlanFile(file);
+  } catch (err) {
+    if (!(err instanceof PlanFileError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    return EXIT_ERROR;
+  }
+  const reports = reportsOf(saved);
+  if (opts.json) {
+    process.stdout.write(`${toJson("plan", reports, { savedPlan: { file, ...savedPlanDetails(saved) } })}\n`);
+  } else {
+    process.stdout.write(renderSavedPlanHeader(file, saved, opts.format));
+    process.stdout.write(renderPlan(reports, opts.format, opts.format === "text" ? style(opts) : plainStyle));
+  }
+  return EXIT_OK;
+}
+
 async function runCommand(inventory: string[], opts: CommonOptions & RunOptions): Promise<number> {
   let restrictTo: string[] | undefined;
-  if (opts.resume !== undefined) {
+  let reviewed: SavedPlan | undefined;
+  if (opts.plan !== undefined) {
+    const loaded = loadReviewedPlan(opts.plan, opts);
+    if (typeof loaded === "number") return loaded;
+    reviewed = loaded;
+    // The plan fixes what is selected; the inventory may be given again (e.g. from another checkout path).
+    if (inventory.length === 0 && opts.inventory.length === 0) inventory = reviewed.inventory;
+    opts = {
+      ...opts,
+      limit: reviewed.limit ?? undefined,
+      tags: reviewed.tags,
+      skipTags: reviewed.skipTags,
+      playbook: reviewed.playbook === BUNDLED_PLAYBOOK ? DEFAULT_PLAYBOOK : reviewed.playbook,
+    };
+  } else if (opts.resume !== undefined) {
     try {
       const { file, record } = readRecord(opts.stateDir, opts.resume === true ? undefined : opts.resume);
       restrictTo = hostsToResume(record);
@@ -449,9 +545,13 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
   }
   const startedAt = new Date();
   try {
-    const planned = await session.plan(hosts);
+    if (reviewed && !reviewedPlanStillApplies(opts.plan!, reviewed, hosts, playbook)) return EXIT_ERROR;
+    const planned = reviewed ? reportsOf(reviewed) : await session.plan(hosts);
     progress?.finish();
-    if (!opts.json) process.stdout.write(renderPlan(planned, opts.format, style(opts)));
+    if (!opts.json) {
+      if (reviewed) process.stdout.write(renderSavedPlanHeader(opts.plan!, reviewed, opts.format));
+      process.stdout.write(renderPlan(planned, opts.format, style(opts)));
+    }
     const pending = planned.filter((r) => r.status === "changed").length;
     if (
       pending > 0 &&
@@ -466,7 +566,9 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
       planned,
       policy,
       progress?.hooks(pauseBetweenBatches) ?? { pause: pauseBetweenBatches },
-      { shownIsFresh: pending === 0 || opts.yes },
+      reviewed
+        ? { reviewed: { explain: (fresh) => whyRefused(reviewed, fresh, session.factsOf(fresh.host)) } }
+        : { shownIsFresh: pending === 0 || opts.yes },
     );
     progress?.finish();
     const incomplete = result.reports.some((r) => r.status !== "changed" && r.status !== "unchanged");
@@ -477,6 +579,7 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
         inventory: [...inventory, ...opts.inventory],
         playbook,
         limit: opts.limit,
+        plan: opts.plan,
         policy,
       }),
     );
@@ -495,6 +598,54 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
   } finally {
     await session.close();
   }
+}
+
+/** The saved plan, or an exit code when it can't be read or other flags would change what it selects. */
+function loadReviewedPlan(file: string, opts: CommonOptions & RunOptions): SavedPlan | number {
+  const conflicts = [
+    opts.resume !== undefined && "--resume",
+    opts.limit !== undefined && "--limit",
+    opts.tags.length > 0 && "--tags",
+    opts.skipTags.length > 0 && "--skip-tags",
+    opts.playbook !== undefined && "--playbook",
+    opts.allowPlanDrift && "--allow-plan-drift",
+  ].filter((c): c is string => typeof c === "string");
+  if (conflicts.length > 0) {
+    process.stderr.write(
+      `run --plan applies the saved plan's hosts and roles exactly; ${conflicts.join(", ")} would change them. Leave ${conflicts.length > 1 ? "them" : "it"} out, or make a new plan with ${conflicts.length > 1 ? "them" : "it"}.\n`,
+    );
+    return EXIT_ERROR;
+  }
+  try {
+    const saved = readPlanFile(file);
+    const warning = ageWarning(saved.createdAt, new Date());
+    if (warning) process.stderr.write(`warning: ${warning}\n`);
+    return saved;
+  } catch (err) {
+    if (!(err instanceof PlanFileError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    return EXIT_ERROR;
+  }
+}
+
+/** False (after saying every reason) when the version, playbook or the hosts' configuration differ from the plan's. */
+function reviewedPlanStillApplies(file: string, saved: SavedPlan, hosts: ResolvedHost[], playbook: string): boolean {
+  const reasons = staleReasons(file, saved, {
+    provision: PACKAGE_VERSION,
+    playbookDigest: playbookDigest(readFileSync(playbook)),
+    hosts: hosts.map((h) => ({ name: h.name, configDigest: configDigest(h) })),
+  });
+  if (reasons.length === 0) return true;
+  process.stderr.write(
+    `${file} no longer describes what run would do, so nothing was sent to any host:\n${reasons.map((r) => `  - ${r}\n`).join("")}Make a new plan (provision plan … -o ${file}) and have it reviewed.\n`,
+  );
+  return false;
+}
+
+/** Why a host of a reviewed plan is refused at run: how its plan and facts moved since review. */
+function whyRefused(saved: SavedPlan, fresh: HostReport, now: Facts | undefined): string {
+  const then = saved.hosts.find((h) => h.host === fresh.host)!;
+  return refusal(saved.plans[then.plan]!.changes, fresh.plan?.changes ?? [], then.facts, now ?? then.facts);
 }
 
 function rollbackCommand(inventory: string[], opts: CommonOptions): Promise<number> {

@@ -62,6 +62,11 @@ export class Session {
     );
   }
 
+  /** The facts the latest plan of this host was made from. */
+  factsOf(host: string): Facts | undefined {
+    return this.lastFacts.get(host);
+  }
+
   /** Applies each planned host's changes, then reads every check back through the same connection. */
   async apply(hosts: ResolvedHost[], planned: HostReport[]): Promise<HostReport[]> {
     const byName = new Map(hosts.map((h) => [h.name, h]));

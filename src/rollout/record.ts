@@ -19,6 +19,8 @@ export interface RunRecord {
   inventory: string;
   playbook: string;
   limit: string | null;
+  /** The saved plan applied (`run --plan`), if any. */
+  plan?: string;
   policy: RolloutPolicy;
   stopped: string | null;
   hosts: Array<{ host: string; status: HostStatus; batch: number | null; changes: number; error?: string }>;
@@ -34,6 +36,7 @@ export function recordFor(
     inventory: string | string[];
     playbook: string;
     limit: string | undefined;
+    plan?: string;
     policy: RolloutPolicy;
   },
 ): RunRecord {
@@ -50,6 +53,7 @@ export function recordFor(
       .join(" "),
     playbook: resolve(meta.playbook),
     limit: meta.limit ?? null,
+    ...(meta.plan !== undefined ? { plan: resolve(meta.plan) } : {}),
     policy: meta.policy,
     stopped: result.stopped ?? null,
     hosts: result.reports.map((r: HostReport) => ({

@@ -36,6 +36,11 @@ export interface RolloutOptions {
    * that changed since). Every later batch is re-planned.
    */
   shownIsFresh?: boolean;
+  /**
+   * The shown plan is a reviewed one (`run --plan`): a host whose fresh plan differs from it fails
+   * with `explain(freshReport)` instead of stopping the rollout, and the other hosts get what was reviewed.
+   */
+  reviewed?: { explain(fresh: HostReport): string };
 }
 
 const isFailure = (r: HostReport) => r.status === "failed" || r.status === "unreachable";
@@ -69,12 +74,21 @@ export async function rollout(
     }
     const names = batch.map((h) => h.name);
     hooks.batchStart?.(i + 1, batches.length, names);
-    const reuseShown = i === 0 && options.shownIsFresh === true && batch.every((h) => shownByHost.has(h.name));
-    const fresh = reuseShown ? batch.map((h) => shownByHost.get(h.name)!) : await session.plan(batch);
+    const reuseShown =
+      i === 0 && options.shownIsFresh === true && !options.reviewed && batch.every((h) => shownByHost.has(h.name));
+    const planned = reuseShown ? batch.map((h) => shownByHost.get(h.name)!) : await session.plan(batch);
     // Only a plan that differs is drift; a host that can't be planned now (lost, timed out) fails
     // in this batch and counts against the thresholds like any other failure.
-    const changed = fresh.filter((r) => r.plan && planKey(r) !== planKey(shownByHost.get(r.host)));
-    if (changed.length > 0 && !policy.allowPlanDrift) {
+    const changed = planned.filter((r) => r.plan && planKey(r) !== planKey(shownByHost.get(r.host)));
+    const reviewed = options.reviewed;
+    const fresh = reviewed
+      ? planned.map((r): HostReport =>
+          changed.includes(r)
+            ? { host: r.host, status: "failed", error: { kind: "plan-changed", message: reviewed.explain(r) } }
+            : r,
+        )
+      : planned;
+    if (changed.length > 0 && !reviewed && !policy.allowPlanDrift) {
       drift = changed;
       stopped = `batch ${i + 1}: the plan of ${foldHosts(changed.map((r) => r.host))} changed since it was shown (the hosts changed meanwhile); nothing more was applied. Review the new plan below and run again, or pass --allow-plan-drift`;
       break;

@@ -174,3 +174,32 @@ describe("rollout", () => {
     expect(statuses(r)).toEqual({ a: "changed", b: "changed", c: "changed", d: "changed", e: "not-reached" });
   });
 });
+
+describe("rollout of a reviewed plan (run --plan)", () => {
+  const reviewed = { explain: (r: HostReport) => `facts of ${r.host} changed` };
+
+  it("refuses only the hosts whose plan changed, applies the rest, and counts the refused as failed", async () => {
+    const { session, calls } = fakeSession({ drifted: ["b"] });
+    const r = await rollout(session, hosts, shown, policy({ maxFailPerBatch: 1, maxFailTotal: 1 }), go, { reviewed });
+    expect(calls).toEqual(["plan a,b,c,d,e", "apply a,c,d,e"]);
+    expect(statuses(r)).toEqual({ a: "changed", b: "failed", c: "changed", d: "changed", e: "changed" });
+    expect(r.reports[1]!.error).toEqual({ kind: "plan-changed", message: "facts of b changed" });
+    expect(r.batches[0]!.failed).toBe(1);
+    expect(r.stopped).toBeUndefined();
+    expect(r.drift).toBeUndefined();
+  });
+
+  it("a refused host counts against the budgets: over them, no later batch starts", async () => {
+    const { session, calls } = fakeSession({ drifted: ["a"] });
+    const r = await rollout(session, hosts, shown, policy({ batches: [1, 4] }), go, { reviewed });
+    expect(calls).toEqual(["plan a", "apply "]);
+    expect(statuses(r)).toMatchObject({ a: "failed", b: "not-reached" });
+    expect(r.stopped).toMatch(/^batch 1: 1 of 1 hosts failed/);
+  });
+
+  it("never reuses the shown plan: every batch reads its hosts again", async () => {
+    const { session, calls } = fakeSession();
+    await rollout(session, hosts, shown, policy({ batches: [2, 3] }), go, { reviewed, shownIsFresh: true });
+    expect(calls[0]).toBe("plan a,b");
+  });
+});
