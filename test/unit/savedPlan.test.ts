@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { Facts } from "../../src/role.js";
+import type { PlannedChange } from "../../src/plan.js";
 import type { ResolvedHost } from "../../src/resolve.js";
 import { findRole } from "../../src/roles.js";
 import {
@@ -107,7 +108,10 @@ describe("factsDifference", () => {
 
 describe("factsDifference of probes", () => {
   it("names the leaf that moved, not the whole answer", () => {
-    const login = (session: number) => ({ ok: true, value: { user: "root", nofile: { soft: 1024 }, session } });
+    const login = (session: number) => ({
+      ok: true as const,
+      value: { user: "root", nofile: { soft: 1024 }, session },
+    });
     expect(
       factsDifference(facts({ probes: { login: login(10397) } }), facts({ probes: { login: login(10699) } })),
     ).toEqual(["login.value.session: 10397 → 10699"]);
@@ -118,7 +122,7 @@ describe("factsDifference of probes", () => {
 });
 
 describe("planDifference", () => {
-  const table: Array<[string, (typeof REUSE)[], (typeof REUSE)[], string[]]> = [
+  const table: Array<[string, PlannedChange[], PlannedChange[], string[]]> = [
     ["same", [REUSE, FILE], [REUSE, FILE], []],
     [
       "a value moved on the host",
