@@ -121,13 +121,18 @@ describe("factsDifference of probes", () => {
   });
 });
 
+type SysctlChange = Extract<PlannedChange, { kind: "sysctl" }>;
+type FileChange = Extract<PlannedChange, { kind: "file" }>;
+const sysctlChange = (over: Partial<SysctlChange>): PlannedChange => ({ ...(REUSE as SysctlChange), ...over });
+const fileChange = (over: Partial<FileChange>): PlannedChange => ({ ...(FILE as FileChange), ...over });
+
 describe("planDifference", () => {
   const table: Array<[string, PlannedChange[], PlannedChange[], string[]]> = [
     ["same", [REUSE, FILE], [REUSE, FILE], []],
     [
       "a value moved on the host",
       [REUSE],
-      [{ ...REUSE, before: "0" }],
+      [sysctlChange({ before: "0" })],
       ["net.ipv4.tcp_tw_reuse: reviewed 2 → 1, now 0 → 1"],
     ],
     ["no longer needed", [REUSE, RANGE], [RANGE], ["no longer planned: net.ipv4.tcp_tw_reuse 2 → 1"]],
@@ -135,13 +140,13 @@ describe("planDifference", () => {
     [
       "a file edited on the host",
       [FILE],
-      [{ ...FILE, before: "# hand edit\n" }],
+      [fileChange({ before: "# hand edit\n" })],
       ["/etc/sysctl.d/60-provision-tw-reuse.conf: its content on the host changed since review"],
     ],
     [
       "a file to write differs",
       [FILE],
-      [{ ...FILE, after: "x\n" }],
+      [fileChange({ after: "x\n" })],
       ["/etc/sysctl.d/60-provision-tw-reuse.conf: the content to write differs from the reviewed"],
     ],
   ];
@@ -151,14 +156,11 @@ describe("planDifference", () => {
 });
 
 describe("refusal", () => {
-  const snapshot = { ...FILE, path: SNAPSHOT_PATH, role: "snapshot" };
+  const snapshot = fileChange({ path: SNAPSHOT_PATH, role: "snapshot" });
   it("says how the plan changed (the snapshot only when nothing else did) and which facts moved", () => {
     const text = refusal(
       [snapshot, REUSE],
-      [
-        { ...snapshot, after: "other" },
-        { ...REUSE, before: "0" },
-      ],
+      [fileChange({ path: SNAPSHOT_PATH, role: "snapshot", after: "other" }), sysctlChange({ before: "0" })],
       facts(),
       facts({ sysctl: { "net.ipv4.tcp_tw_reuse": "0" } }),
     );
