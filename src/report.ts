@@ -10,6 +10,8 @@ export type HostStage = "connecting" | "reading facts" | "applying" | "checking 
 /** Progress hooks: the CLI draws a progress line on a terminal, or prints plain events in CI. */
 export interface SessionEvents {
   stage?(host: string, stage: HostStage): void;
+  /** A host's plan, verify or rollback is over (a rollout reports its hosts through its own hooks). */
+  finished?(report: HostReport, phase: "plan" | "verify" | "rollback"): void;
 }
 
 /** What happened on one host; the CLI prints it and `--json` emits it. */

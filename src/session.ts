@@ -40,8 +40,8 @@ export class Session {
   ) {}
 
   async plan(hosts: ResolvedHost[], purpose: "plan" | "verify" = "plan"): Promise<HostReport[]> {
-    return mapLimit(hosts, this.forks, (host) =>
-      this.guard(host.name, async () => {
+    return mapLimit(hosts, this.forks, async (host) => {
+      const report = await this.guard(host.name, async () => {
         const transport = await this.transport(host);
         this.events.stage?.(host.name, "reading facts");
         const facts = await gather(
@@ -58,8 +58,11 @@ export class Session {
         if (snapshot) plan.changes.unshift(snapshot);
         this.factsOfPlan.set(plan, facts);
         return { host: host.name, status: plan.changes.length > 0 ? "changed" : "unchanged", plan };
-      }),
-    );
+      });
+      // verify reports a host when its checks are read, not when it is planned.
+      if (purpose === "plan") this.events.finished?.(report, "plan");
+      return report;
+    });
   }
 
   /** The facts the latest plan of this host was made from. */
@@ -100,17 +103,23 @@ export class Session {
   async verify(hosts: ResolvedHost[]): Promise<HostReport[]> {
     const planned = await this.plan(hosts, "verify");
     const byName = new Map(hosts.map((h) => [h.name, h]));
-    return mapLimit(planned, this.forks, async (report) => {
-      const facts = this.lastFacts.get(report.host);
-      if (!report.plan || !facts) return report;
-      const plan = report.plan;
-      return this.guard(report.host, async () => {
-        const host = byName.get(report.host)!;
-        // Checks read what the roles already gathered, so the plan's facts are the read-back;
-        // only fresh-login checks cost a new connection.
-        const checks = await this.readChecks(host, await this.transport(host), plan.checks, facts);
-        return { host: report.host, plan, checks, status: checks.every((c) => c.ok) ? "unchanged" : "failed" };
-      });
+    return mapLimit(planned, this.forks, async (planReport) => {
+      const report = await this.verifyPlanned(planReport, byName);
+      this.events.finished?.(report, "verify");
+      return report;
+    });
+  }
+
+  private async verifyPlanned(report: HostReport, byName: Map<string, ResolvedHost>): Promise<HostReport> {
+    const facts = this.lastFacts.get(report.host);
+    if (!report.plan || !facts) return report;
+    const plan = report.plan;
+    return this.guard(report.host, async () => {
+      const host = byName.get(report.host)!;
+      // Checks read what the roles already gathered, so the plan's facts are the read-back;
+      // only fresh-login checks cost a new connection.
+      const checks = await this.readChecks(host, await this.transport(host), plan.checks, facts);
+      return { host: report.host, plan, checks, status: checks.every((c) => c.ok) ? "unchanged" : "failed" };
     });
   }
 
@@ -120,42 +129,48 @@ export class Session {
    * second rollback changes nothing.
    */
   async rollback(hosts: ResolvedHost[]): Promise<HostReport[]> {
-    return mapLimit(hosts, this.forks, (host) =>
-      this.guard(host.name, async () => {
-        const transport = await this.transport(host);
-        this.events.stage?.(host.name, "reading facts");
-        const first = await gather(transport, [{ kind: "file", path: SNAPSHOT_PATH }], host.become);
-        const snapshot = parseSnapshotOrFail(first.files[SNAPSHOT_PATH] ?? null);
-        if (!snapshot)
-          return {
+    return mapLimit(hosts, this.forks, async (host) => {
+      const report = await this.rollBackHost(host);
+      this.events.finished?.(report, "rollback");
+      return report;
+    });
+  }
+
+  private rollBackHost(host: ResolvedHost): Promise<HostReport> {
+    return this.guard(host.name, async () => {
+      const transport = await this.transport(host);
+      this.events.stage?.(host.name, "reading facts");
+      const first = await gather(transport, [{ kind: "file", path: SNAPSHOT_PATH }], host.become);
+      const snapshot = parseSnapshotOrFail(first.files[SNAPSHOT_PATH] ?? null);
+      if (!snapshot)
+        return {
+          host: host.name,
+          status: "unchanged",
+          plan: {
             host: host.name,
-            status: "unchanged",
-            plan: {
-              host: host.name,
-              changes: [],
-              checks: [],
-              notes: [{ role: "rollback", text: "no snapshot: nothing to roll back" }],
-              refusals: [],
-            },
-          };
-        const requests: FactRequest[] = [
-          ...Object.keys(snapshot.files).map((path): FactRequest => ({ kind: "file", path })),
-          ...Object.keys(snapshot.sysctl).map((key): FactRequest => ({ kind: "sysctl", key })),
-        ];
-        const now = await gather(transport, requests, host.become);
-        const changes = restoreChanges(snapshot, now);
-        const checks = restoreChecks(snapshot);
-        const plan: HostPlan = { host: host.name, changes, checks, notes: [], refusals: [] };
-        this.events.stage?.(host.name, "applying");
-        const outcomes = await applyChanges(transport, changes, host.become);
-        this.events.stage?.(host.name, "verifying");
-        const readBack = evaluateChecks(
-          checks,
-          await gather(transport, factRequestsForChecks(checks, new Map()), host.become),
-        );
-        return finished(plan, outcomes, readBack, "rollback", "changed");
-      }),
-    );
+            changes: [],
+            checks: [],
+            notes: [{ role: "rollback", text: "no snapshot: nothing to roll back" }],
+            refusals: [],
+          },
+        };
+      const requests: FactRequest[] = [
+        ...Object.keys(snapshot.files).map((path): FactRequest => ({ kind: "file", path })),
+        ...Object.keys(snapshot.sysctl).map((key): FactRequest => ({ kind: "sysctl", key })),
+      ];
+      const now = await gather(transport, requests, host.become);
+      const changes = restoreChanges(snapshot, now);
+      const checks = restoreChecks(snapshot);
+      const plan: HostPlan = { host: host.name, changes, checks, notes: [], refusals: [] };
+      this.events.stage?.(host.name, "applying");
+      const outcomes = await applyChanges(transport, changes, host.become);
+      this.events.stage?.(host.name, "verifying");
+      const readBack = evaluateChecks(
+        checks,
+        await gather(transport, factRequestsForChecks(checks, new Map()), host.become),
+      );
+      return finished(plan, outcomes, readBack, "rollback", "changed");
+    });
   }
 
   /**

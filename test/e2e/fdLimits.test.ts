@@ -5,6 +5,21 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFleet, type Fleet } from "../fleet/fleet.js";
 import { provision, tempDir, writeFile } from "./helpers.js";
+import { expandHostPattern } from "../../src/inventory/hostRange.js";
+
+/** The collapsible section of `verify --format markdown` whose summary names `host` (alone or in a folded list). */
+function markdownSectionOf(markdown: string, host: string): string | undefined {
+  return markdown.split("<details").find((section) => {
+    const hosts = /<summary>(.*?)(?: \(\d+ hosts\))?: /.exec(section)?.[1];
+    return (
+      hosts !== undefined &&
+      hosts
+        .split(", ")
+        .flatMap((h) => expandHostPattern(h))
+        .includes(host)
+    );
+  });
+}
 
 const LIMITS = "/etc/security/limits.d/60-provision-fd-limits.conf";
 const SYSCTL = "/etc/sysctl.d/60-provision-fd-limits.conf";
@@ -192,17 +207,18 @@ describe("fd-limits on a fleet of real hosts", () => {
 
     const verify = await provision(["verify", inventory, ...common, "--playbook", good, "--format", "markdown"]);
     expect(verify.code, verify.stdout).toBe(0);
-    for (const row of [
-      `| h1 | \`fresh login (root): soft nofile\` | \`${SOFT}\` | \`${SOFT}\` | ok |`,
-      `| h1 | \`fresh login (root): hard nofile\` | \`${HARD}\` | \`${HARD}\` | ok |`,
-      `| h1 | \`su -l deployw: soft nofile\` | \`${SOFT}\` | \`${SOFT}\` | ok |`,
-      `| h2 | \`fresh login (deploy): soft nofile\` | \`${SOFT}\` | \`${SOFT}\` | ok |`,
-      `| h2 | \`fresh login (deploy): hard nofile\` | \`${HARD}\` | \`${HARD}\` | ok |`,
-      `| h2 | \`su -l root: hard nofile\` | \`${HARD}\` | \`${HARD}\` | ok |`,
-      `| h1 | \`${services.ok} running: soft nofile\` | \`>= ${SOFT}\` | \`${SOFT}\` | ok |`,
-      `| h1 | \`fs.nr_open\` | \`>= ${kernelBefore.nrOpen}\` | \`${kernelBefore.nrOpen}\` | ok |`,
-    ]) {
-      expect(verify.stdout).toContain(row);
+    // Markdown groups hosts (a collapsible section each, its hosts in the summary): each row in its host's section.
+    for (const [host, row] of [
+      ["h1", `| \`fresh login (root): soft nofile\` | \`${SOFT}\` | \`${SOFT}\` | ok |`],
+      ["h1", `| \`fresh login (root): hard nofile\` | \`${HARD}\` | \`${HARD}\` | ok |`],
+      ["h1", `| \`su -l deployw: soft nofile\` | \`${SOFT}\` | \`${SOFT}\` | ok |`],
+      ["h2", `| \`fresh login (deploy): soft nofile\` | \`${SOFT}\` | \`${SOFT}\` | ok |`],
+      ["h2", `| \`fresh login (deploy): hard nofile\` | \`${HARD}\` | \`${HARD}\` | ok |`],
+      ["h2", `| \`su -l root: hard nofile\` | \`${HARD}\` | \`${HARD}\` | ok |`],
+      ["h1", `| \`${services.ok} running: soft nofile\` | \`>= ${SOFT}\` | \`${SOFT}\` | ok |`],
+      ["h1", `| \`fs.nr_open\` | \`>= ${kernelBefore.nrOpen}\` | \`${kernelBefore.nrOpen}\` | ok |`],
+    ] as const) {
+      expect(markdownSectionOf(verify.stdout, host), verify.stdout).toContain(row);
     }
     // the real OpenSSH client agrees
     expect(await sshLogin("h2", "deploy")).toEqual({ code: 0, stdout: `${SOFT}\n${HARD}\n` });

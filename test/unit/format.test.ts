@@ -1,11 +1,14 @@
 import { describe, expect, it } from "vitest";
 import type { HostReport } from "../../src/report.js";
+import type { CheckResult } from "../../src/verify.js";
 import {
   groupIdenticalPlans,
   planSummary,
   plainStyle,
   renderErrors,
   renderPlan,
+  renderRunResult,
+  renderVerify,
   ttyStyle,
 } from "../../src/output/format.js";
 import { changed, failed, FILE, RANGE, REUSE } from "./_reports.js";
@@ -127,12 +130,17 @@ describe("renderPlan (text)", () => {
 describe("renderPlan (markdown)", () => {
   const md = renderPlan(reports, "markdown");
 
-  it("renders headings, a table of live values and fenced diffs", () => {
+  it("renders the summary, the errors, then each group collapsed with its table of live values and fenced diffs", () => {
     expect(md).toBe(
       [
         "### provision plan",
         "",
-        "#### web01, web02 (2 hosts): 2 changes",
+        "Plan: 5 changes on 3 hosts, 1 unchanged, 1 failed.",
+        "",
+        "#### errors",
+        "- **db02** (unreachable): connect ECONNREFUSED",
+        "",
+        "<details><summary>web01, web02 (2 hosts): 2 changes</summary>",
         "",
         "**tw-reuse**",
         "",
@@ -150,7 +158,9 @@ describe("renderPlan (markdown)", () => {
         "",
         "- _tw-reuse_: hello",
         "",
-        "#### web03 (1 host): 1 change",
+        "</details>",
+        "",
+        "<details><summary>web03 (1 host): 1 change</summary>",
         "",
         "**ephemeral-ports**",
         "",
@@ -158,11 +168,9 @@ describe("renderPlan (markdown)", () => {
         "|---|---|---|",
         "| `net.ipv4.ip_local_port_range` | `(absent)` | `1024 65535` |",
         "",
-        "**db01 (1 host)**: no changes",
-        "#### errors",
-        "- **db02** (unreachable): connect ECONNREFUSED",
+        "</details>",
         "",
-        "Plan: 5 changes on 3 hosts, 1 unchanged, 1 failed.",
+        "**db01 (1 host)**: no changes",
         "",
       ].join("\n"),
     );
@@ -232,5 +240,84 @@ describe("renderErrors at fleet size", () => {
       "  web51: UNREACHABLE: same refusal",
       "",
     ]);
+  });
+});
+
+describe("per-host details", () => {
+  it("hosts refused each at its own address are one entry, the addresses folded", () => {
+    const rs = ["h1", "h2", "h3"].map((h, i) => failed(h, "unreachable", `connection refused by 10.0.0.${i + 1}:22`));
+    expect(renderErrors(rs, "text")).toEqual([
+      "errors:",
+      "  h[1:3] (3 hosts): UNREACHABLE: connection refused by 10.0.0.[1:3]:22",
+      "",
+    ]);
+  });
+
+  it("groups colored lines by their text, keeping the colors", () => {
+    const rs = ["h1", "h2", "h3"].map((h, i) => failed(h, "failed", `refused by 10.0.0.${i + 1}`));
+    expect(renderRunResult(rs, ttyStyle).split("\n")[0]).toBe(
+      "h[1:3] (3 hosts): \x1b[31mFAILED\x1b[0m: refused by 10.0.0.[1:3]",
+    );
+  });
+
+  it("a single host's message is printed as it is", () => {
+    expect(renderErrors([failed("h1", "failed", "pid 4711 at 10.0.0.1")], "text")[1]).toBe(
+      "  h1: FAILED: pid 4711 at 10.0.0.1",
+    );
+  });
+});
+
+describe("renderVerify (markdown)", () => {
+  const check = (key: string, expected: string, actual: string): CheckResult => ({
+    check: { kind: "sysctl", key, expected, message: `${key} is live`, role: "tw-reuse" },
+    actual,
+    ok: expected === actual,
+  });
+  const verified = (host: string, checks: CheckResult[]): HostReport => ({
+    host,
+    status: checks.every((c) => c.ok) ? "unchanged" : "failed",
+    checks,
+  });
+
+  it("the summary, host errors, groups with mismatches open and groups that passed collapsed", () => {
+    const md = renderVerify(
+      [
+        verified("h1", [check("a", "1", "1"), check("b", "2", "2")]),
+        verified("h2", [check("a", "1", "0"), check("b", "2", "2")]),
+        verified("h3", [check("a", "1", "1"), check("b", "2", "2")]),
+        failed("h4", "unreachable", "connect ECONNREFUSED"),
+      ],
+      "markdown",
+    );
+    expect(md).toBe(
+      [
+        "### provision verify",
+        "",
+        "Verify: 5/6 checks ok on 2/4 hosts; 1 mismatch, 1 host errors.",
+        "",
+        "#### errors",
+        "- **h4** (unreachable): connect ECONNREFUSED",
+        "",
+        "<details open><summary>h2: 1 of 2 MISMATCH</summary>",
+        "",
+        "| check | expected | actual | |",
+        "|---|---|---|---|",
+        "| `a` | `1` | `0` | **MISMATCH** |",
+        "",
+        "1 other check passed.",
+        "",
+        "</details>",
+        "",
+        "<details><summary>h1, h3 (2 hosts): 2/2 ok</summary>",
+        "",
+        "| check | expected | actual | |",
+        "|---|---|---|---|",
+        "| `a` | `1` | `1` | ok |",
+        "| `b` | `2` | `2` | ok |",
+        "",
+        "</details>",
+        "",
+      ].join("\n"),
+    );
   });
 });
