@@ -1,8 +1,10 @@
 import { readFileSync } from "node:fs";
 import { resolve as resolvePath } from "node:path";
 import { createInterface } from "node:readline";
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { applySettings } from "./config/applySettings.js";
 import { formatProblem, sortProblems, type ConfigProblem } from "./config/errors.js";
+import { USED_VARS } from "./inventory/usedVars.js";
 import { closest } from "./config/suggest.js";
 import { explainHosts, explainRoles } from "./explain.js";
 import { lintHosts } from "./lint.js";
@@ -52,6 +54,7 @@ import {
 } from "./savedPlan/planFile.js";
 import { ageWarning, configDigest, playbookDigest, refusal, staleReasons } from "./savedPlan/compare.js";
 import { renderSavedPlanHeader, savedPlanDetails } from "./savedPlan/show.js";
+import { fullOutputCommand, GITHUB_COMMENT_CHARS } from "./output/markdown.js";
 
 /** The only place that parses argv, prints, and exits. */
 
@@ -128,6 +131,16 @@ function withConnection(cmd: Command): Command {
       "ssh_config file to read instead of ~/.ssh/config and /etc/ssh/ssh_config, as ssh -F",
     )
     .addOption(SSH_CLIENT_OPTION)
+    .option(
+      "-u, --user <name>",
+      "login user of hosts whose inventory sets no ansible_user (beats ssh_config's User)",
+      (v) => {
+        if (!USED_VARS.user.check(v).ok)
+          throw new InvalidArgumentError(`--user: ${JSON.stringify(v)} is not a login name`);
+        return v;
+      },
+    )
+    .option("--private-key <file>", "private key of hosts whose inventory sets no ansible_ssh_private_key_file")
     .option("-K, --ask-become-pass", "prompt for the sudo password (or set PROVISION_BECOME_PASSWORD)", false);
 }
 
@@ -142,7 +155,7 @@ function inventorySources(positional: string[], opts: { inventory: string[] }): 
   const sources = [...positional, ...opts.inventory];
   if (sources.length === 0) {
     process.stderr.write(
-      "no inventory given: pass -i FILE (a YAML or INI inventory, a directory of them, or - for ansible-inventory --list JSON on stdin).\n",
+      "no inventory given: pass -i FILE (a YAML or INI inventory, a directory of them, or - for ansible-inventory --list JSON on stdin), or set inventory in provision.cfg or ansible.cfg.\n",
     );
     return null;
   }
@@ -176,6 +189,8 @@ function connectorOptions(
     connectTimeout: number;
     sshConfig?: string;
     sshClient: SshClientChoice;
+    user?: string;
+    privateKey?: string;
   },
   commandTimeoutMs: number,
   becomePassword: string | undefined,
@@ -190,6 +205,8 @@ function connectorOptions(
     keyPassphrase: process.env.PROVISION_KEY_PASSPHRASE,
     sshConfigFile: opts.sshConfig,
     sshClient: opts.sshClient,
+    defaultUser: opts.user,
+    defaultPrivateKeyFile: opts.privateKey === undefined ? undefined : resolvePath(opts.privateKey),
   };
 }
 
@@ -219,9 +236,20 @@ async function main(argv: string[]): Promise<number> {
     .name("provision")
     .description("Tune Linux hosts for 10k-100k+ concurrent TCP connections, over SSH: plan, run, verify.")
     .version(PACKAGE_VERSION, "-V, --version", "print provision's version")
+    .option(
+      "--config <file>",
+      "provision's config file (default: ./provision.cfg; ansible.cfg is read as Ansible finds it)",
+    )
     .showHelpAfterError()
     .exitOverride();
   let exitCode = EXIT_OK;
+  // Options not given take their value from provision.cfg, else ansible.cfg (src/config/applySettings.ts).
+  program.hook("preAction", (_program, action) => {
+    const ok = applySettings(action, program.opts<{ config?: string }>().config, (line) =>
+      process.stderr.write(`${line}\n`),
+    );
+    if (!ok) throw new CommanderError(EXIT_ERROR, "provision.config", "the configuration has errors");
+  });
 
   withCommonOptions(program.command("plan"))
     .description("show what run would change on each host (exit 0: nothing, 2: changes, 1: errors)")
@@ -325,6 +353,15 @@ async function main(argv: string[]): Promise<number> {
     )
     .action((inventory: string[], opts: InventoryOptions) => {
       exitCode = inventoryCommand(inventory, opts);
+    });
+  // Generated from `program` as registered above, so it completes every command and option there is.
+  program
+    .command("completion")
+    .description("print the shell completion script for provision (see README, Install)")
+    .addArgument(program.createArgument("<shell>", "the shell: bash or zsh").choices(["bash", "zsh"]))
+    .action(async (shell: "bash" | "zsh") => {
+      const { completionScript } = await import("./output/completion.js");
+      process.stdout.write(completionScript(program, shell));
     });
 
   if (argv.length <= 2) {
@@ -438,7 +475,8 @@ async function withSession(
   opts: CommonOptions,
   command: (prepared: Prepared) => Promise<number>,
 ): Promise<number> {
-  const prepared = await prepare(inventory, opts);
+  // A status line on a terminal only: in CI the report that follows says it all.
+  const prepared = await prepare(inventory, opts, undefined, process.stderr.isTTY === true);
   if (typeof prepared === "number") return prepared;
   try {
     return await command(prepared);
@@ -448,10 +486,16 @@ async function withSession(
 }
 
 function planCommand(inventory: string[], opts: CommonOptions & { out?: string }): Promise<number> {
-  return withSession(inventory, opts, async ({ session, hosts, playbook }) => {
+  return withSession(inventory, opts, async ({ session, hosts, playbook, progress }) => {
     const reports = await session.plan(hosts);
+    progress?.finish();
     if (opts.json) process.stdout.write(`${toJson("plan", reports)}\n`);
-    else process.stdout.write(renderPlan(reports, opts.format, opts.format === "text" ? style(opts) : plainStyle));
+    else
+      process.stdout.write(
+        renderPlan(reports, opts.format, opts.format === "text" ? style(opts) : plainStyle, {
+          fullOutput: fullOutputCommand(process.argv.slice(2)),
+        }),
+      );
     const failed = reports.filter((r) => r.error).length;
     if (opts.out !== undefined) {
       if (failed > 0) {
@@ -497,8 +541,14 @@ function showCommand(file: string, opts: { json: boolean; format: Format; color:
   if (opts.json) {
     process.stdout.write(`${toJson("plan", reports, { savedPlan: { file, ...savedPlanDetails(saved) } })}\n`);
   } else {
-    process.stdout.write(renderSavedPlanHeader(file, saved, opts.format));
-    process.stdout.write(renderPlan(reports, opts.format, opts.format === "text" ? style(opts) : plainStyle));
+    const header = renderSavedPlanHeader(file, saved, opts.format);
+    process.stdout.write(header);
+    process.stdout.write(
+      renderPlan(reports, opts.format, opts.format === "text" ? style(opts) : plainStyle, {
+        fullOutput: fullOutputCommand(process.argv.slice(2)),
+        maxChars: GITHUB_COMMENT_CHARS - header.length,
+      }),
+    );
   }
   return EXIT_OK;
 }
@@ -649,10 +699,11 @@ function whyRefused(saved: SavedPlan, fresh: HostReport, now: Facts | undefined)
 }
 
 function rollbackCommand(inventory: string[], opts: CommonOptions): Promise<number> {
-  return withSession(inventory, opts, async ({ session, hosts }) => {
+  return withSession(inventory, opts, async ({ session, hosts, progress }) => {
     const question = `Restore the original values of ${plural(hosts.length, "host")} from their snapshots?`;
     if (!opts.yes && !(await confirmed(question, "roll back", "not rolled back."))) return EXIT_ERROR;
     const reports = await session.rollback(hosts);
+    progress?.finish();
     if (opts.json) process.stdout.write(`${toJson("rollback", reports)}\n`);
     else process.stdout.write(renderRollback(reports, style(opts)));
     return reports.some((r) => r.error) ? EXIT_ERROR : EXIT_OK;
@@ -670,10 +721,16 @@ async function pauseBetweenBatches(pause: RolloutPolicy["pause"]): Promise<boole
 }
 
 function verifyCommand(inventory: string[], opts: CommonOptions): Promise<number> {
-  return withSession(inventory, opts, async ({ session, hosts }) => {
+  return withSession(inventory, opts, async ({ session, hosts, progress }) => {
     const reports = await session.verify(hosts);
+    progress?.finish();
     if (opts.json) process.stdout.write(`${toJson("verify", reports)}\n`);
-    else process.stdout.write(renderVerify(reports, opts.format, opts.format === "text" ? style(opts) : plainStyle));
+    else
+      process.stdout.write(
+        renderVerify(reports, opts.format, opts.format === "text" ? style(opts) : plainStyle, {
+          fullOutput: fullOutputCommand(process.argv.slice(2)),
+        }),
+      );
     return reports.every((r) => r.status === "unchanged") ? EXIT_OK : EXIT_ERROR;
   });
 }

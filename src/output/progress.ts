@@ -121,7 +121,8 @@ export class Progress implements SessionEvents {
     const more = this.active.size > 3 ? ` +${this.active.size - 3}` : "";
     const head = this.batches > 0 ? `batch ${this.batch}/${this.batches} · ` : "";
     const status = `${head}${this.done}/${this.total} hosts ${this.verb} · ${this.failed} failed${busy ? ` · ${busy}${more}` : ""}`;
-    this.write(`\r\x1b[K${status.slice(0, (process.stderr.columns ?? 120) - 1)}`);
+    // A terminal of unknown size (script(1), some CI runners) reports 0 columns.
+    this.write(`\r\x1b[K${status.slice(0, (process.stderr.columns || 120) - 1)}`);
   }
 }
 

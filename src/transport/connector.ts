@@ -19,6 +19,13 @@ export interface ConnectorOptions extends SshOptions {
   /** --ssh-config FILE, as `ssh -F`. */
   sshConfigFile?: string | undefined;
   sshClient: SshClientChoice;
+  /**
+   * -u/--user, ansible.cfg's remote_user: the login of hosts whose inventory sets no ansible_user.
+   * Like ansible_user it goes to ssh as `-o User=`, so it beats ssh_config's User (Ansible's ssh plugin does the same).
+   */
+  defaultUser?: string | undefined;
+  /** --private-key, ansible.cfg's private_key_file: the key of hosts whose inventory sets none (tried before ssh_config's IdentityFile). */
+  defaultPrivateKeyFile?: string | undefined;
 }
 
 export interface HostToReach {
@@ -39,7 +46,7 @@ export interface HostConnector {
 export async function prepareConnector(hosts: HostToReach[], opts: ConnectorOptions): Promise<HostConnector> {
   const overSsh = hosts.filter((h) => h.connection.kind === "ssh");
   const { routes, notice } = await resolveRoutes(
-    overSsh.map((h) => routeRequest(h.connection)),
+    overSsh.map((h) => routeRequest(h.connection, opts)),
     { configFile: opts.sshConfigFile },
   );
   const routeOf = new Map<string, SshRoute | RouteError>(overSsh.map((h, i) => [h.name, routes[i]!]));
@@ -82,8 +89,17 @@ export async function prepareConnector(hosts: HostToReach[], opts: ConnectorOpti
   };
 }
 
-export function routeRequest(c: ConnectionSettings): RouteRequest {
-  return { destination: c.host, user: c.user, port: c.port, identityFile: c.privateKeyFile, sshArgs: c.sshArgs };
+export function routeRequest(
+  c: ConnectionSettings,
+  defaults: Pick<ConnectorOptions, "defaultUser" | "defaultPrivateKeyFile"> = {},
+): RouteRequest {
+  return {
+    destination: c.host,
+    user: c.user ?? defaults.defaultUser,
+    port: c.port,
+    identityFile: c.privateKeyFile ?? defaults.defaultPrivateKeyFile,
+    sshArgs: c.sshArgs,
+  };
 }
 
 /** Why only the OpenSSH client can reach this host, or null. */

@@ -4,7 +4,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { runCommand } from "../fleet/shell.js";
 import { PROJECT_ROOT, provision, tempDir, writeFile } from "./helpers.js";
 
-const ESCAPE = "\x1b[";
+/** An SGR sequence (colour, bold); the progress line's own cursor controls are not colour. */
+const COLOUR = /\x1b\[[0-9;]*m/;
 
 describe("the CLI's own flags", () => {
   const dir = tempDir("cli-basics");
@@ -18,7 +19,7 @@ describe("the CLI's own flags", () => {
     }
   });
 
-  it("colours a terminal's output, and --no-color keeps it plain", async () => {
+  it("colours a terminal's output, and --no-color keeps it plain; plan shows its progress there", async () => {
     // A host nothing listens for (loopback port 1): the error lines are the ones printed in colour.
     const inventory = writeFile(
       dir,
@@ -37,7 +38,9 @@ describe("the CLI's own flags", () => {
       expect(r.stdout).toContain("UNREACHABLE");
       return r.stdout;
     };
-    expect(await onTerminal()).toContain(ESCAPE);
-    expect(await onTerminal("--no-color")).not.toContain(ESCAPE);
+    const coloured = await onTerminal();
+    expect(coloured).toMatch(COLOUR);
+    expect(coloured).toContain("1/1 hosts planned · 1 failed");
+    expect(await onTerminal("--no-color")).not.toMatch(COLOUR);
   });
 });
