@@ -42,14 +42,15 @@ const KNOWN_KEYS = new Set([
   "expectedWarnings",
 ]);
 
-/** The repository root: the nearest directory above this file (scripts/ or dist/scripts/) with provision's package.json. */
+/** The repository root: the nearest directory above this file (scripts/ or dist/scripts/) with provision's package.json (the one whose bin is `provision`). */
 function repoRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const pkg = join(dir, "package.json");
     if (existsSync(pkg)) {
       try {
-        if ((JSON.parse(readFileSync(pkg, "utf8")) as { name?: unknown }).name === "provision") return dir;
+        // The package is published under another name; its command is what makes it provision.
+        if ((JSON.parse(readFileSync(pkg, "utf8")) as { bin?: { provision?: unknown } }).bin?.provision) return dir;
       } catch {
         // not ours; keep looking
       }

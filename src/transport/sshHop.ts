@@ -79,7 +79,7 @@ export async function openHop(
   const known = hostKeyAlgorithmsFor(entries, name, port);
   if (known?.some((a) => HOST_CERTIFICATE_ALGORITHMS.includes(a)) && !ssh2NegotiatesHostCertificates()) {
     throw new HostError(
-      `${role === "" ? "" : `${role}: `}known_hosts has an @cert-authority line for ${name}, but this installation's ssh2 cannot negotiate host certificates (patches/ssh2+1.17.0.patch was not applied). Reinstall with npm ci, or use --ssh-client openssh.`,
+      `${role === "" ? "" : `${role}: `}known_hosts has an @cert-authority line for ${name}, but this installation's ssh2 cannot negotiate host certificates (patches/ssh2+1.17.0.patch was not applied: install scripts were off, or npm hoisted ssh2 out of the package). Reinstall with install scripts allowed (npm i -g provision-tune, or npm ci in a checkout), or use --ssh-client openssh.`,
       "hostkey",
     );
   }
