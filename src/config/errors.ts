@@ -42,3 +42,16 @@ export function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
     (a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col || a.keyPath.localeCompare(b.keyPath),
   );
 }
+
+/** A config file that exists in name only: missing, a directory, or not readable. */
+export function unreadableFile(file: string, err: unknown): ConfigProblem {
+  return {
+    file,
+    line: 1,
+    col: 1,
+    keyPath: "",
+    severity: "error",
+    problem: `cannot read the file (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+    fix: "check the path and its permissions",
+  };
+}

@@ -1,7 +1,7 @@
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, extname, isAbsolute, join, resolve as resolvePath } from "node:path";
-import { sortProblems, type ConfigProblem } from "./errors.js";
+import { sortProblems, unreadableFile, type ConfigProblem } from "./errors.js";
 import { iniValue, parseIni, type IniFile } from "./ini.js";
 import { closest } from "./suggest.js";
 
@@ -168,15 +168,7 @@ function readIni(file: string, ctx: SettingsContext, problems: ConfigProblem[]):
   try {
     text = ctx.fs.read(file);
   } catch (err) {
-    problems.push({
-      file,
-      line: 1,
-      col: 1,
-      keyPath: "",
-      severity: "error",
-      problem: `cannot read the file (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
-      fix: "check the path and its permissions",
-    });
+    problems.push(unreadableFile(file, err));
     return null;
   }
   const before = problems.length;

@@ -12,7 +12,7 @@ import {
   type Tags,
 } from "yaml";
 import { UnsafeValue, VaultValue } from "./ansibleValues.js";
-import type { ConfigProblem } from "./errors.js";
+import { unreadableFile, type ConfigProblem } from "./errors.js";
 
 export type KeyPath = ReadonlyArray<string | number>;
 
@@ -29,15 +29,7 @@ export function loadYamlFile(file: string, problems: ConfigProblem[]): YamlFile 
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    problems.push({
-      file,
-      line: 1,
-      col: 1,
-      keyPath: "",
-      severity: "error",
-      problem: `cannot read the file (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
-      fix: "check the path and its permissions",
-    });
+    problems.push(unreadableFile(file, err));
     return null;
   }
   return parseYamlText(text, file, problems);
