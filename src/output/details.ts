@@ -6,7 +6,7 @@ import { foldRuns } from "./hostList.js";
  * refused "by 198.18.0.5:22" and "by 198.18.0.6:22" failed alike; taking the details out lets
  * them share one line, which shows the details compactly (`by 198.18.0.[5:6]:22`).
  */
-type DetailKind = "host" | "fingerprint" | "ip" | "id" | "number";
+type DetailKind = "host" | "fingerprint" | "ip" | "id" | "duration" | "number";
 
 /** A text cut into fixed parts and the details between them: literals.length === details.length + 1. */
 export interface Shape {
@@ -20,6 +20,9 @@ const FINGERPRINT = String.raw`SHA256:[A-Za-z0-9+/]{43}=?|MD5(?::[0-9a-fA-F]{2})
 const IPV6_CANDIDATE = String.raw`(?<![\w:.])(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?:\.\d{1,3}){0,3}(?![\w:])`;
 const IPV4 = String.raw`\b\d{1,3}(?:\.\d{1,3}){3}\b`;
 const HEX_ID = String.raw`\b[0-9a-f]{12,}\b`;
+// A duration as the roles write it (`4 min 11 s`, `2 h 5 min`, `300 s`) is one detail: hosts whose
+// values differ in which units they need (`5 min` against `4 min 11 s`) are still alike.
+const DURATION = String.raw`\b\d+ h(?: \d+ min)?(?: \d+ s)?\b|\b\d+ min(?: \d+ s)?\b|\b\d+ s\b`;
 const NUMBER = String.raw`\b\d+(?:[.,]\d+)*\b`;
 
 /** The text as fixed parts and details; `host` is the name of the host the text is about. */
@@ -38,6 +41,7 @@ function detailPattern(host: string, withIpv6: boolean): RegExp {
     ...(withIpv6 ? [`(?<ipv6>${IPV6_CANDIDATE})`] : []),
     `(?<ip>${IPV4})`,
     `(?<id>${HEX_ID})`,
+    `(?<duration>${DURATION})`,
     `(?<number>${NUMBER})`,
   ];
   return new RegExp(alternatives.join("|"), "g");
@@ -60,7 +64,7 @@ function addShape(shape: Shape, text: string, host: string, withIpv6: boolean): 
 }
 
 function detailKindOf(groups: Record<string, string | undefined>): DetailKind | "ansi" | "ipv6" {
-  const kinds = ["ansi", "host", "fingerprint", "ipv6", "ip", "id", "number"] as const;
+  const kinds = ["ansi", "host", "fingerprint", "ipv6", "ip", "id", "duration", "number"] as const;
   return kinds.find((k) => groups[k] !== undefined)!;
 }
 
@@ -81,8 +85,23 @@ export function shapeKey(shape: Shape): string {
 export function renderShapes(shapes: readonly Shape[]): string {
   const first = shapes[0]!;
   return first.literals
-    .map((literal, i) => (i === 0 ? literal : `${compactValues(shapes.map((s) => s.details[i - 1]!.value))}${literal}`))
+    .map((literal, i) => (i === 0 ? literal : `${detailValues(shapes.map((s) => s.details[i - 1]!))}${literal}`))
     .join("");
+}
+
+function detailValues(details: ReadonlyArray<Shape["details"][number]>): string {
+  const values = details.map((d) => d.value);
+  if (details[0]!.kind !== "duration") return compactValues(values);
+  const distinct = [...new Set(values)];
+  // Durations in several units fold badly (`4 min [11:59] s`, `[5:7] min`, …): their span reads better.
+  if (distinct.length <= SHOWN_VALUES || foldRuns(distinct).length === 1) return compactValues(values);
+  const bySeconds = distinct.map((v) => [seconds(v), v] as const).sort((a, b) => a[0] - b[0]);
+  return `[${bySeconds[0]![1]} … ${bySeconds.at(-1)![1]}]`;
+}
+
+function seconds(duration: string): number {
+  const unit: Record<string, number> = { h: 3600, min: 60, s: 1 };
+  return [...duration.matchAll(/(\d+) (h|min|s)\b/g)].reduce((n, m) => n + Number(m[1]) * unit[m[2]!]!, 0);
 }
 
 /** Shown values of a detail that differs between hosts; the rest are counted. */

@@ -1,11 +1,12 @@
 import type { HostReport } from "../report.js";
-import { changeTarget, checkTarget, type PlannedChange } from "../plan.js";
+import { changeTarget, checkTarget, type HostPlan, type PlannedChange } from "../plan.js";
 import type { CheckResult } from "../verify.js";
 import { SNAPSHOT_ROLE } from "../snapshot.js";
 import { fileDiff } from "../diff.js";
 import { plural } from "./words.js";
 import { foldHosts, hostsTitle } from "./hostList.js";
 import { groupOutcomes, type Outcome, type OutcomeGroup } from "./outcomes.js";
+import { compactValues, renderShapes, shapeKey, shapeOf, type Shape } from "./details.js";
 import {
   cellCode,
   detailsBlock,
@@ -52,6 +53,72 @@ export function groupIdenticalPlans(reports: HostReport[]): PlanGroup[] {
   return [...groups.values()];
 }
 
+type PlanNote = HostPlan["notes"][number];
+
+/** What the plan output shows for a group of hosts: their changes and notes, per-host details folded. */
+export interface ShownPlan {
+  hosts: string[];
+  changes: PlannedChange[];
+  notes: PlanNote[];
+}
+
+/**
+ * Hosts whose plans are alike are shown once: the same changes (targets, new values, file
+ * content, commands) in the same order, differing only in live values and in notes that differ
+ * only in per-host details (numbers, addresses, …). The group shows those folded, as failures do
+ * (`net.core.somaxconn: [1001:1200] → 65535`). A file whose old content differs is another diff,
+ * so another group. Identical plans are a group as in groupIdenticalPlans. Rendering only.
+ */
+export function groupAlikePlans(reports: HostReport[]): ShownPlan[] {
+  const groups = new Map<string, { hosts: string[]; plans: HostPlan[]; notes: Shape[][] }>();
+  for (const r of reports) {
+    if (!r.plan || r.error) continue;
+    const { changes } = r.plan;
+    // As in groupIdenticalPlans: notes are shown (and keyed) only for hosts with changes.
+    const notes = changes.length > 0 ? r.plan.notes : [];
+    const shapes = notes.map((n) => shapeOf(n.text, r.host));
+    const key = JSON.stringify([changes.map(alikeKey), notes.map((n, i) => [n.role, shapeKey(shapes[i]!)])]);
+    const g = groups.get(key);
+    if (g) {
+      g.hosts.push(r.host);
+      g.plans.push(r.plan);
+      g.notes.push(shapes);
+    } else groups.set(key, { hosts: [r.host], plans: [r.plan], notes: [shapes] });
+  }
+  return [...groups.values()].map(({ hosts, plans, notes }) => {
+    const first = plans[0]!;
+    return {
+      hosts,
+      changes: first.changes.map((c, i) =>
+        c.kind === "sysctl" ? { ...c, before: foldLive(plans.map((p) => liveValue(p.changes[i]!))) } : c,
+      ),
+      notes: (first.changes.length > 0 ? first.notes : []).map((n, i) => ({
+        role: n.role,
+        text: renderShapes(notes.map((shapes) => shapes[i]!)),
+      })),
+    };
+  });
+}
+
+/** A change as it must be the same on alike hosts: all of it but a sysctl's live value. */
+function alikeKey({ role, ...c }: PlannedChange): unknown {
+  return [role, c.kind === "sysctl" ? { ...c, before: undefined } : c];
+}
+
+/** Alike plans have a sysctl change wherever the first has one. */
+function liveValue(c: PlannedChange): string | null {
+  return c.kind === "sysctl" ? c.before : null;
+}
+
+/** The live values of one sysctl on alike hosts, folded: `[1001:1200]`, `4096 {87380, 131072}`. */
+function foldLive(values: Array<string | null>): string | null {
+  if (values.every((v) => v === null)) return null;
+  const shown = values.map((v) => v ?? "(absent)");
+  const shapes = shown.map((v) => shapeOf(v, ""));
+  const key = shapeKey(shapes[0]!);
+  return shapes.every((s) => shapeKey(s) === key) ? renderShapes(shapes) : compactValues(shown);
+}
+
 /** `limits` bound the Markdown to one PR comment; text is never cut. */
 export function renderPlan(
   reports: HostReport[],
@@ -61,15 +128,14 @@ export function renderPlan(
 ): string {
   if (format === "markdown") return renderPlanMarkdown(reports, limits);
   const out: string[] = [];
-  for (const { hosts, report } of groupIdenticalPlans(reports)) {
-    const changes = report.plan!.changes;
+  for (const { hosts, changes, notes } of groupAlikePlans(reports)) {
     const title = planTitle(hosts);
     if (changes.length === 0) {
       out.push(`${style.bold(title)}: no changes`);
       continue;
     }
     out.push(style.bold(`${title}: ${plural(changes.length, "change")}`));
-    out.push(...changesText(changes, style), ...notesText(report, style), "");
+    out.push(...changesText(changes, style), ...notesText(notes, style), "");
   }
   out.push(...renderErrors(reports, "text", style));
   out.push(planSummary(reports));
@@ -125,12 +191,11 @@ function diffLines(c: Extract<PlannedChange, { kind: "file" }>): string[] {
   return fileDiff(c.path, c.before, c.after).trimEnd().split("\n");
 }
 
-function notesText(report: HostReport, style: Style): string[] {
-  return report.plan!.notes.map((n) => style.dim(`  note (${n.role}): ${n.text}`));
+function notesText(notes: PlanNote[], style: Style): string[] {
+  return notes.map((n) => style.dim(`  note (${n.role}): ${n.text}`));
 }
 
-function notesMarkdown(report: HostReport): string[] {
-  const notes = report.plan!.notes;
+function notesMarkdown(notes: PlanNote[]): string[] {
   return [...(notes.length > 0 ? [""] : []), ...notes.map((n) => `- _${n.role}_: ${n.text}`)];
 }
 
@@ -141,9 +206,9 @@ function notesMarkdown(report: HostReport): string[] {
  */
 function renderPlanMarkdown(reports: HostReport[], limits: MarkdownLimits): string {
   const head = `### provision plan\n\n${planSummary(reports)}\n\n`;
-  const groups = groupIdenticalPlans(reports);
-  const withChanges = mostHostsFirst(groups.filter((g) => g.report.plan!.changes.length > 0));
-  const unchanged = groups.filter((g) => g.report.plan!.changes.length === 0);
+  const groups = groupAlikePlans(reports);
+  const withChanges = mostHostsFirst(groups.filter((g) => g.changes.length > 0));
+  const unchanged = groups.filter((g) => g.changes.length === 0);
   const sections: MarkdownSection[] = [
     errorsMarkdown(reports),
     { heading: "", end: "", blocks: withChanges.map(planGroupMarkdown) },
@@ -156,9 +221,8 @@ function renderPlanMarkdown(reports: HostReport[], limits: MarkdownLimits): stri
   return endOnce(fitMarkdown(head, sections, { command: "plan", hosts: reports.length }, limits));
 }
 
-function planGroupMarkdown({ hosts, report }: PlanGroup): MarkdownBlock {
-  const changes = report.plan!.changes;
-  const body = [...changesMarkdown(changes), ...notesMarkdown(report)].join("\n");
+function planGroupMarkdown({ hosts, changes, notes }: ShownPlan): MarkdownBlock {
+  const body = [...changesMarkdown(changes), ...notesMarkdown(notes)].join("\n");
   return { hosts, text: detailsBlock(`${planTitle(hosts)}: ${plural(changes.length, "change")}`, body) };
 }
 

@@ -1,6 +1,7 @@
 import type { HostReport } from "../../src/report.js";
 import type { PlannedChange, PlannedCheck } from "../../src/plan.js";
 import type { CheckResult } from "../../src/verify.js";
+import { describeDetection } from "../../roles/keepalive.js";
 import { changed, failed, FILE, REUSE } from "./_reports.js";
 
 /** Synthetic fleets of the size users run: web001…web200. */
@@ -150,4 +151,61 @@ export function ownPlansFleet(): HostReport[] {
     if (i >= 170) return changed(h, []);
     return ownPlan(h, i);
   });
+}
+
+/** The notes every host of the live-drift fleet gets, as `provision plan` wrote them (a container fleet). */
+const DRIFT_NOTES = [
+  {
+    role: "fd-limits",
+    text: "systemd is not running here (PID 1 is process_api): the systemd drop-ins wait for the next boot with systemd; no daemon-reload",
+  },
+  { role: "ephemeral-ports", text: "outbound capacity per destination ip:port: 64,512 ports (default 28,232)" },
+  {
+    role: "syn-backlog",
+    text: "port 22 listens with backlog 128 < somaxconn 65535 (on this host's address): the application caps its own queue; raise its listen() backlog, e.g. nginx `listen … backlog=65535` (a listener that called listen() before somaxconn was raised keeps the old cap until it restarts)",
+  },
+];
+const DRIFT_NOTES_AFTER = [
+  {
+    role: "conntrack",
+    text: "nf_conntrack is built into kernel 6.18.44-fc-v1272: its keys exist before systemd-sysctl runs, so /etc/sysctl.d applies at boot by itself; the modules-load entry and the udev rule matter only for a kernel that ships it as a module",
+  },
+  {
+    role: "conntrack",
+    text: "this host is not in the initial network namespace: nf_conntrack_max and hashsize belong to the machine and are left alone; only the per-namespace timeouts are set here",
+  },
+  {
+    role: "secondary-source-ips",
+    text: "no addresses for this host: set secondary_source_ips.addresses in its host vars to add source IPs",
+  },
+];
+
+/**
+ * Host h<i> (1…200) after someone set net.core.somaxconn to 1000 + i and tcp_keepalive_time to
+ * 100 + i by hand: the plan sets both back, and the keepalive note quotes the live value.
+ */
+export function liveDriftPlan(i: number, host = `h${i}`): HostReport {
+  const keepalive = { tcp_keepalive_intvl: 30, tcp_keepalive_probes: 5 };
+  const live = describeDetection({ ...keepalive, tcp_keepalive_time: 100 + i });
+  const wanted = describeDetection({ ...keepalive, tcp_keepalive_time: 600 });
+  return changed(
+    host,
+    [
+      sysctlChange("syn-backlog", "net.core.somaxconn", String(1000 + i), "65535"),
+      sysctlChange("keepalive", "net.ipv4.tcp_keepalive_time", String(100 + i), "600"),
+    ],
+    [
+      ...DRIFT_NOTES,
+      { role: "keepalive", text: `dead-peer detection for SO_KEEPALIVE sockets: ${live} on the host now → ${wanted}` },
+      ...DRIFT_NOTES_AFTER,
+    ],
+  );
+}
+
+export function liveDriftFleet(n = FLEET_SIZE): HostReport[] {
+  return Array.from({ length: n }, (_, i) => liveDriftPlan(i + 1));
+}
+
+export function sysctlChange(role: string, key: string, before: string | null, after: string): PlannedChange {
+  return { kind: "sysctl", key, before, after, description: `set ${key} live`, role };
 }

@@ -9,6 +9,8 @@ import {
   addressOf,
   FLEET_SIZE,
   hostNames,
+  liveDriftFleet,
+  liveDriftPlan,
   lockedOutFleet,
   lockoutMessage,
   ownPlansFleet,
@@ -216,5 +218,44 @@ describe("Markdown of a 200-host fleet fits one PR comment", () => {
     const shown = [...md.matchAll(/<summary>(\S+) \(1 host\): 3 changes<\/summary>/g)].map((m) => m[1]!);
     expect(shown.length + Number(note![1])).toBe(170);
     expect([...shown, ...unfold(note![3]!)].sort()).toEqual(hostNames().slice(0, 170));
+  });
+
+  it("plan, every host's live values changed by hand: one group of 200 hosts, the values folded", () => {
+    // Before (a group per host): 299,925 characters, 157 of 200 groups left out to fit 64,649.
+    const md = renderPlan(liveDriftFleet(), "markdown");
+    expect(md.length).toBeLessThan(2_000);
+    expect(md).not.toContain("left out");
+    expect([...md.matchAll(/<summary>(.*?)<\/summary>/g)].map((m) => m[1])).toEqual([
+      "h[1:200] (200 hosts): 2 changes",
+    ]);
+    expect(md).toContain("| `net.core.somaxconn` | `[1001:1200]` | `65535` |");
+    expect(md).toContain("| `net.ipv4.tcp_keepalive_time` | `[101:300]` | `600` |");
+    expect(md).toContain(
+      "- _keepalive_: dead-peer detection for SO_KEEPALIVE sockets: [101:300] + 30 × 5 = [251:450] s ([4 min 11 s … 7 min 30 s]) on the host now → 600 + 30 × 5 = 750 s (12 min 30 s)\n",
+    );
+    // Before: 281,505 characters, 200 groups.
+    const text = renderPlan(liveDriftFleet(), "text");
+    expect(text.length).toBeLessThan(2_000);
+    expect(linesOf(text).filter((l) => /\(\d+ hosts?\)/.test(l))).toEqual(["h[1:200] (200 hosts): 2 changes"]);
+    expect(text).toContain("    net.core.somaxconn: [1001:1200] → 65535\n");
+    expect(text).toContain("    net.ipv4.tcp_keepalive_time: [101:300] → 600\n");
+  });
+
+  it("plan, live values changed by hand and some new values differing: a group per new value", () => {
+    const reports = liveDriftFleet().map((r, i) => {
+      if (i < 150) return r;
+      const changes = r.plan!.changes.map((c) =>
+        c.kind === "sysctl" && c.key === "net.core.somaxconn" ? { ...c, after: "4096" } : c,
+      );
+      return { ...r, plan: { ...r.plan!, changes } } as typeof r;
+    });
+    const text = renderPlan(reports, "text");
+    expect(linesOf(text).filter((l) => /\(\d+ hosts?\)/.test(l))).toEqual([
+      "h[1:150] (150 hosts): 2 changes",
+      "h[151:200] (50 hosts): 2 changes",
+    ]);
+    expect(text).toContain("net.core.somaxconn: [1001:1150] → 65535");
+    expect(text).toContain("net.core.somaxconn: [1151:1200] → 4096");
+    expect(liveDriftPlan(7).plan!.changes[0]).toMatchObject({ before: "1007" });
   });
 });

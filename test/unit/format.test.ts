@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
 import type { HostReport } from "../../src/report.js";
 import type { CheckResult } from "../../src/verify.js";
+import type { PlannedChange } from "../../src/plan.js";
 import {
+  groupAlikePlans,
   groupIdenticalPlans,
   planSummary,
   plainStyle,
@@ -64,6 +66,106 @@ describe("groupIdenticalPlans", () => {
     expect(groupIdenticalPlans([changed("a", []), changed("b", []), changed("c", [])]).map((g) => g.hosts)).toEqual([
       ["a", "b", "c"],
     ]);
+  });
+});
+
+describe("groupAlikePlans: plans alike but for per-host live values", () => {
+  const sysctl = (before: string | null, after = "1", key = "net.ipv4.tcp_tw_reuse"): PlannedChange => ({
+    ...(REUSE as Extract<PlannedChange, { kind: "sysctl" }>),
+    key,
+    before,
+    after,
+  });
+  const file = (before: string | null, after = "# why\n"): PlannedChange => ({
+    ...(FILE as Extract<PlannedChange, { kind: "file" }>),
+    before,
+    after,
+  });
+  const command = (argv: string[]): PlannedChange => ({ kind: "command", argv, description: "d", role: "tw-reuse" });
+  const note = (text: string, role = "tw-reuse") => ({ role, text });
+
+  it.each<[string, HostReport[], string[][]]>([
+    ["identical plans group as before", reports, [["web01", "web02"], ["web03"], ["db01"]]],
+    [
+      "live values differ",
+      [changed("a", [sysctl("0")]), changed("b", [sysctl("2")]), changed("c", [sysctl(null)])],
+      [["a", "b", "c"]],
+    ],
+    ["new values differ", [changed("a", [sysctl("0", "1")]), changed("b", [sysctl("0", "2")])], [["a"], ["b"]]],
+    ["keys differ", [changed("a", [sysctl("0")]), changed("b", [sysctl("0", "1", "other.key")])], [["a"], ["b"]]],
+    [
+      "a file's old content differs (another diff)",
+      [changed("a", [file(null)]), changed("b", [file("x\n")])],
+      [["a"], ["b"]],
+    ],
+    [
+      "a file's new content differs",
+      [changed("a", [file(null, "1\n")]), changed("b", [file(null, "2\n")])],
+      [["a"], ["b"]],
+    ],
+    ["commands differ", [changed("a", [command(["true"])]), changed("b", [command(["false"])])], [["a"], ["b"]]],
+    [
+      "the order of changes differs",
+      [changed("a", [sysctl("0"), file(null)]), changed("b", [file(null), sysctl("0")])],
+      [["a"], ["b"]],
+    ],
+    ["the role differs", [changed("a", [sysctl("0")]), changed("b", [{ ...sysctl("0"), role: "x" }])], [["a"], ["b"]]],
+    [
+      "notes differ only in per-host details",
+      [
+        changed("a", [sysctl("5")], [note("backlog 5 on 10.0.0.5")]),
+        changed("b", [sysctl("6")], [note("backlog 6 on 10.0.0.6")]),
+      ],
+      [["a", "b"]],
+    ],
+    [
+      "notes differ in words",
+      [changed("a", [sysctl("5")], [note("backlog 5")]), changed("b", [sysctl("5")], [note("queue 5")])],
+      [["a"], ["b"]],
+    ],
+    [
+      "one host has a note more",
+      [changed("a", [sysctl("5")], [note("n")]), changed("b", [sysctl("5")])],
+      [["a"], ["b"]],
+    ],
+    ["hosts without changes, whatever their notes", [changed("a", [], [note("x")]), changed("b", [])], [["a", "b"]]],
+  ])("%s", (_what, rs, expected) => {
+    expect(groupAlikePlans(rs).map((g) => g.hosts)).toEqual(expected);
+  });
+
+  it.each<[string, Array<string | null>, string | null]>([
+    ["the same on all hosts: itself", ["2", "2"], "2"],
+    ["a run: a range", ["1001", "1002", "1003"], "[1001:1003]"],
+    ["absent on all hosts", [null, null], null],
+    ["absent on some", [null, "2"], "{(absent), 2}"],
+    ["several numbers, one differing", ["32768 60999", "32768 61000"], "32768 {60999, 61000}"],
+  ])("folds the live values: %s", (_what, befores, expected) => {
+    const groups = groupAlikePlans(befores.map((b, i) => changed(`h${i}`, [sysctl(b)])));
+    expect(groups).toHaveLength(1);
+    expect(groups[0]!.changes[0]).toMatchObject({ kind: "sysctl", before: expected });
+  });
+
+  it("shows each group's live values and notes folded, in text and Markdown; the reports are left as they are", () => {
+    const rs = [1, 2, 3].map((i) =>
+      changed(`web0${i}`, [sysctl(String(i), "0")], [note(`port ${8000 + i} listens with backlog ${i}`)]),
+    );
+    const copy = structuredClone(rs);
+    expect(renderPlan(rs, "text")).toBe(
+      [
+        "web[01:03] (3 hosts): 1 change",
+        "  tw-reuse:",
+        "    net.ipv4.tcp_tw_reuse: [1:3] → 0",
+        "  note (tw-reuse): port [8001:8003] listens with backlog [1:3]",
+        "",
+        "Plan: 3 changes on 3 hosts, 0 unchanged, 0 failed.",
+        "",
+      ].join("\n"),
+    );
+    const md = renderPlan(rs, "markdown");
+    expect(md).toContain("<details><summary>web[01:03] (3 hosts): 1 change</summary>");
+    expect(md).toContain("| `net.ipv4.tcp_tw_reuse` | `[1:3]` | `0` |");
+    expect(md).toContain("- _tw-reuse_: port [8001:8003] listens with backlog [1:3]");
+    expect(rs).toEqual(copy);
   });
 });
 

@@ -14,6 +14,12 @@ describe("shapeOf: the per-host details of a message", () => {
     ["the host's own name", "lockout on web01.", ["host:web01"]],
     ["a number with thousands separators", "fs.nr_open 1,048,576", ["number:1,048,576"]],
     ["a long hex id", "container deadbeef0123 died", ["id:deadbeef0123"]],
+    [
+      "a duration, in whatever units",
+      "detection 251 s (4 min 11 s), 2 h 5 min",
+      ["duration:251 s", "duration:4 min 11 s", "duration:2 h 5 min"],
+    ],
+    ["a count of things is a number, not a duration", "3 hosts, 5 seconds", ["number:3", "number:5"]],
     ["digits inside a word are not details", "net.ipv4.tcp_tw_reuse and sha256sum", []],
   ])("%s", (_what, text, expected) => {
     expect(detailsOf(text)).toEqual(expected);
@@ -37,6 +43,17 @@ describe("shapeOf: the per-host details of a message", () => {
   it("puts the values of each detail back compactly", () => {
     const shapes = [5, 6, 7, 8, 9].map((n) => shapeOf(`refused by 198.18.0.${n}:22`, `h${n}`));
     expect(renderShapes(shapes)).toBe("refused by 198.18.0.[5:9]:22");
+  });
+
+  it("puts durations back as a range, a few as a list, many in mixed units as their span", () => {
+    const render = (values: number[]) =>
+      renderShapes(
+        values.map((s) => shapeOf(`after ${s} s (${s >= 60 ? `${Math.floor(s / 60)} min` : `${s} s`})`, "h")),
+      );
+    expect(shapeKey(shapeOf("(5 min)", "h"))).toBe(shapeKey(shapeOf("(4 min 11 s)", "h")));
+    expect(render([5, 6, 7])).toBe("after [5:7] s ([5:7] s)");
+    expect(render([30, 90])).toBe("after {30 s, 90 s} ({30 s, 1 min})");
+    expect(render([10, 20, 30, 40, 120])).toBe("after [10 s … 120 s] ([10 s … 2 min])");
   });
 });
 
