@@ -35,24 +35,6 @@ export const ttyStyle: Style = {
   dim: (s) => `\x1b[2m${s}\x1b[0m`,
 };
 
-type PlanGroup = { hosts: string[]; report: HostReport };
-
-/** Hosts whose changes are identical are shown once, so a 200-host plan reads like a 1-host plan. */
-export function groupIdenticalPlans(reports: HostReport[]): PlanGroup[] {
-  const groups = new Map<string, PlanGroup>();
-  for (const r of reports) {
-    if (!r.plan || r.error) continue;
-    // Notes explain a change, so they are shown (and keyed) only for hosts with changes: a per-host
-    // finding must not be shown for hosts that don't have it, and unchanged hosts stay one line.
-    const changes = r.plan.changes.map(({ role, ...c }) => [role, c]);
-    const key = JSON.stringify(changes.length > 0 ? [changes, r.plan.notes] : []);
-    const g = groups.get(key);
-    if (g) g.hosts.push(r.host);
-    else groups.set(key, { hosts: [r.host], report: r });
-  }
-  return [...groups.values()];
-}
-
 type PlanNote = HostPlan["notes"][number];
 
 /** What the plan output shows for a group of hosts: their changes and notes, per-host details folded. */
@@ -67,14 +49,15 @@ export interface ShownPlan {
  * content, commands) in the same order, differing only in live values and in notes that differ
  * only in per-host details (numbers, addresses, …). The group shows those folded, as failures do
  * (`net.core.somaxconn: [1001:1200] → 65535`). A file whose old content differs is another diff,
- * so another group. Identical plans are a group as in groupIdenticalPlans. Rendering only.
+ * so another group. Rendering only.
  */
 export function groupAlikePlans(reports: HostReport[]): ShownPlan[] {
   const groups = new Map<string, { hosts: string[]; plans: HostPlan[]; notes: Shape[][] }>();
   for (const r of reports) {
     if (!r.plan || r.error) continue;
     const { changes } = r.plan;
-    // As in groupIdenticalPlans: notes are shown (and keyed) only for hosts with changes.
+    // Notes explain a change, so they are shown (and keyed) only for hosts with changes: a per-host
+    // finding must not be shown for hosts that don't have it, and unchanged hosts stay one line.
     const notes = changes.length > 0 ? r.plan.notes : [];
     const shapes = notes.map((n) => shapeOf(n.text, r.host));
     const key = JSON.stringify([changes.map(alikeKey), notes.map((n, i) => [n.role, shapeKey(shapes[i]!)])]);
