@@ -55,6 +55,13 @@ import {
 import { ageWarning, configDigest, playbookDigest, refusal, staleReasons } from "./savedPlan/compare.js";
 import { renderSavedPlanHeader, savedPlanDetails } from "./savedPlan/show.js";
 import { fullOutputCommand, GITHUB_COMMENT_CHARS } from "./output/markdown.js";
+import { EXIT_CRITICAL, readStatus, statusExitCode } from "./status/read.js";
+import { renderStatus, statusJson } from "./status/render.js";
+import { statusMetrics } from "./status/prometheus.js";
+import { thresholdsFrom, ThresholdError } from "./status/thresholds.js";
+import { watchStatus } from "./status/watch.js";
+import { WALL_IDS } from "./status/walls.js";
+import { writeAtomically } from "./writeAtomically.js";
 
 /** The only place that parses argv, prints, and exits. */
 
@@ -96,6 +103,7 @@ interface CommonOptions {
 const EXIT_OK = 0;
 const EXIT_ERROR = 1;
 const EXIT_CHANGES = 2;
+const EXIT_STATUS_CRITICAL = EXIT_CRITICAL;
 
 function positiveInt(name: string) {
   return (v: string) => {
@@ -295,6 +303,40 @@ async function main(argv: string[]): Promise<number> {
       exitCode = await verifyCommand(inventory, opts);
     });
 
+  withConnection(withInventory(program.command("status")))
+    .description(
+      `how close each host is to each wall right now (read-only, one round trip per host; exit 0 ok or warn, ${EXIT_STATUS_CRITICAL}: a wall over the critical threshold, 1: a host could not be read)`,
+    )
+    .option("-p, --playbook <file>", PLAYBOOK_HELP)
+    .option("-l, --limit <pattern>", "only these hosts (Ansible patterns: host, group, !exclude, &intersect, a,b)")
+    .option("-f, --forks <n>", "hosts read at once", positiveInt("--forks"), 50)
+    .option("--command-timeout <seconds>", "timeout of the remote read", positiveInt("--command-timeout"), 120)
+    .option(
+      "--window <seconds>",
+      "how long drop counters (ListenOverflows, conntrack drop, …) are sampled: their increase, not their total since boot",
+      decimalSeconds("--window", 0.2, 60),
+      1,
+    )
+    .option(
+      "--warn <percent>",
+      `warn at this % of a wall (default 70); WALL=PERCENT for one wall (repeatable; walls: ${WALL_IDS.join(", ")})`,
+      collect,
+      [] as string[],
+    )
+    .option("--critical <percent>", "critical at this % (default 90); WALL=PERCENT for one wall", collect, [] as string[])
+    .option("--json", "print machine-readable JSON instead of text", false)
+    .addOption(
+      new Option("--format <format>", "text, or prometheus: node_exporter's textfile collector format")
+        .choices(["text", "prometheus"])
+        .default("text"),
+    )
+    .option("-o, --out <file>", "write the output to FILE atomically (for a textfile collector's directory)")
+    .option("--watch <seconds>", "redraw every SECONDS on a terminal until Ctrl-C", decimalSeconds("--watch", 1, 3600))
+    .option("-v, --verbose", "log every connection and remote step on stderr", false)
+    .option("--no-color", "no colours, even on a terminal (as NO_COLOR=1)")
+    .action(async (inventory: string[], opts: StatusOptions) => {
+      exitCode = await statusCommand(inventory, opts);
+    });
   withCommonOptions(program.command("rollback"))
     .description(
       "restore each host's original values and files from its snapshot, then verify them (running it twice is harmless)",
@@ -718,6 +760,82 @@ async function pauseBetweenBatches(pause: RolloutPolicy["pause"]): Promise<boole
     await new Promise((r) => setTimeout(r, pause * 1000));
   }
   return true;
+}
+
+interface StatusOptions extends Omit<CommonOptions, "format" | "tags" | "skipTags" | "listHosts"> {
+  window: number;
+  warn: string[];
+  critical: string[];
+  format: "text" | "prometheus";
+  out?: string;
+  watch?: number;
+}
+
+function decimalSeconds(name: string, min: number, max: number) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!/^\d+(\.\d+)?$/.test(v) || n < min || n > max)
+      throw new InvalidArgumentError(`${name} must be a number of seconds from ${min} to ${max}`);
+    return n;
+  };
+}
+
+async function statusCommand(inventory: string[], opts: StatusOptions): Promise<number> {
+  let thresholds;
+  try {
+    thresholds = thresholdsFrom(opts.warn, opts.critical);
+  } catch (err) {
+    if (!(err instanceof ThresholdError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    return EXIT_ERROR;
+  }
+  if (opts.watch !== undefined && (opts.json || opts.format !== "text" || opts.out !== undefined)) {
+    process.stderr.write(
+      "--watch redraws a terminal view; for metrics over time run status --format prometheus -o FILE from a timer instead.\n",
+    );
+    return EXIT_ERROR;
+  }
+  if (opts.watch !== undefined && !process.stdout.isTTY) {
+    process.stderr.write("--watch needs a terminal on stdout; without one, run status in a loop or from a timer.\n");
+    return EXIT_ERROR;
+  }
+  const common = { ...opts, format: "text" as const, tags: [], skipTags: [], listHosts: false };
+  return withSession(inventory, common, async ({ session, hosts, progress }) => {
+    const read = async () => {
+      const statuses = await readStatus(session, hosts, opts.window, thresholds);
+      progress?.finish();
+      return statuses;
+    };
+    if (opts.watch !== undefined) {
+      const stop = new AbortController();
+      const onInterrupt = () => stop.abort();
+      process.once("SIGINT", onInterrupt);
+      try {
+        const last = await watchStatus({
+          read,
+          render: (statuses) => renderStatus(statuses, style(opts)),
+          everySeconds: opts.watch,
+          write: (text) => process.stdout.write(text),
+          stop: stop.signal,
+        });
+        return last ? statusExitCode(last) : EXIT_ERROR;
+      } finally {
+        process.removeListener("SIGINT", onInterrupt);
+      }
+    }
+    const statuses = await read();
+    const text = opts.json
+      ? `${statusJson(statuses, thresholds)}\n`
+      : opts.format === "prometheus"
+        ? statusMetrics(statuses, new Date())
+        : renderStatus(statuses, style(opts));
+    if (opts.out === undefined) process.stdout.write(text);
+    else {
+      writeAtomically(opts.out, text);
+      process.stderr.write(`status of ${plural(statuses.length, "host")} written to ${opts.out}\n`);
+    }
+    return statusExitCode(statuses);
+  });
 }
 
 function verifyCommand(inventory: string[], opts: CommonOptions): Promise<number> {

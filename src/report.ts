@@ -11,7 +11,7 @@ export type HostStage = "connecting" | "reading facts" | "applying" | "checking 
 export interface SessionEvents {
   stage?(host: string, stage: HostStage): void;
   /** A host's plan, verify or rollback is over (a rollout reports its hosts through its own hooks). */
-  finished?(report: HostReport, phase: "plan" | "verify" | "rollback"): void;
+  finished?(report: HostReport, phase: "plan" | "verify" | "rollback" | "status"): void;
 }
 
 /** What happened on one host; the CLI prints it and `--json` emits it. */

@@ -320,6 +320,26 @@ export class Session {
     };
   }
 
+  /**
+   * Runs `fn` on each host's connection, `forks` at once, and keeps the connections for the next
+   * call (`status --watch`). A host that fails yields its error instead of a value.
+   */
+  async each<T>(
+    hosts: ResolvedHost[],
+    phase: "status",
+    fn: (transport: Transport, host: ResolvedHost) => Promise<T>,
+  ): Promise<Array<{ host: string; value: T } | { host: string; error: NonNullable<HostReport["error"]> }>> {
+    return mapLimit(hosts, this.forks, async (host) => {
+      let value: T | undefined;
+      const report = await this.guard(host.name, async () => {
+        value = await fn(await this.transport(host), host);
+        return { host: host.name, status: "unchanged" };
+      });
+      this.events.finished?.(report, phase);
+      return report.error ? { host: host.name, error: report.error } : { host: host.name, value: value as T };
+    });
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.transports.values()].map((t) => t.close().catch(() => undefined)));
     this.transports.clear();

@@ -6,7 +6,7 @@ import { groupOutcomes, outcomeKey, type Outcome } from "./outcomes.js";
 
 type Write = (text: string) => void;
 
-const PHASE_VERBS = { plan: "planned", verify: "verified", rollback: "rolled back" } as const;
+const PHASE_VERBS = { plan: "planned", verify: "verified", rollback: "rolled back", status: "read" } as const;
 
 /**
  * Run progress. On a terminal: one status line redrawn in place (batch, hosts done/failed, what
@@ -67,7 +67,7 @@ export class Progress implements SessionEvents {
    * A host's plan, verify or rollback is over. Counted outside a rollout only (a rollout reports its
    * hosts through its hooks), and drawn on a terminal only: in CI the report that follows says it all.
    */
-  finished(report: HostReport, phase: "plan" | "verify" | "rollback"): void {
+  finished(report: HostReport, phase: keyof typeof PHASE_VERBS): void {
     if (this.batches > 0) return;
     this.active.delete(report.host);
     this.done++;

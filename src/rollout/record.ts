@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { writeAtomically } from "../writeAtomically.js";
 import { join, resolve } from "node:path";
 import type { HostReport, HostStatus } from "../report.js";
 import type { RolloutPolicy } from "./policy.js";
@@ -71,9 +72,7 @@ export function writeRecord(stateDir: string, record: RunRecord): string {
   const dir = join(stateDir, RUNS);
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `${record.id}.json`);
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
-  renameSync(tmp, file);
+  writeAtomically(file, `${JSON.stringify(record, null, 2)}\n`, 0o600);
   return file;
 }
 

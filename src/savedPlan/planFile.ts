@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
-import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { writeAtomically } from "../writeAtomically.js";
 import type { HostPlan } from "../plan.js";
 import type { HostReport } from "../report.js";
 import type { Facts } from "../role.js";
@@ -109,9 +110,7 @@ export class PlanFileError extends Error {}
 
 /** Written atomically (temp file + rename): a plan file is whole or absent. */
 export function writePlanFile(file: string, plan: SavedPlan): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, `${JSON.stringify(plan, null, 2)}\n`);
-  renameSync(tmp, file);
+  writeAtomically(file, `${JSON.stringify(plan, null, 2)}\n`);
 }
 
 export function readPlanFile(file: string): SavedPlan {

@@ -167,4 +167,31 @@ describe.each<DebianSuite>(["bookworm", "trixie"])("the default playbook on syst
     await fleet.reboot("h1");
     expect(await readSysctl(fleet, "h1", "net.ipv4.tcp_keepalive_time")).toBe("999");
   });
+
+  it("status reads a booted systemd host: its own processes, and the tuned port range less its reserved ports", async () => {
+    const r = await cli("status", "--json", "--window", "0.3");
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout) as {
+      hosts: Array<{ host: string; verdict: string; walls: Array<{ wall: string; limit: number | null; consumers: Array<{ name: string }> }> }>;
+    };
+    for (const host of ["h1", "h2"]) {
+      const h = s.hosts.find((x) => x.host === host)!;
+      expect(h.verdict).not.toBe("error");
+      const wall = (name: string) => h.walls.find((w) => w.wall === name)!;
+      // The run set 1024-65535 and reserved the host's listening ports inside it (sshd's 22 is below).
+      const reserved = (await readSysctl(fleet, host, "net.ipv4.ip_local_reserved_ports")).split(",").filter(Boolean);
+      const inRange = reserved
+        .map((r) => r.split("-").map(Number))
+        .reduce((n, [from, to]) => n + Math.max(0, Math.min(to ?? from!, 65535) - Math.max(from!, 1024) + 1), 0);
+      expect(inRange).toBeGreaterThan(0);
+      expect(wall("ephemeral-ports").limit).toBe(65535 - 1024 + 1 - inRange);
+      // The processes named are the host's own (its pid namespace), not the machine's around it.
+      const named = wall("open-files").consumers.map((c) => /\[(\d+)\]$/.exec(c.name)![1]!);
+      expect(named.length).toBeGreaterThan(0);
+      expect(await sh(host, named.map((pid) => `test -d /proc/${pid} && echo yes`).join("; "))).toBe(
+        named.map(() => "yes").join("\n"),
+      );
+      expect(wall("listen-queues").consumers.map((c) => c.name)).toContain("127.0.0.1:7070");
+    }
+  });
 });
