@@ -323,7 +323,12 @@ async function main(argv: string[]): Promise<number> {
       collect,
       [] as string[],
     )
-    .option("--critical <percent>", "critical at this % (default 90); WALL=PERCENT for one wall", collect, [] as string[])
+    .option(
+      "--critical <percent>",
+      "critical at this % (default 90); WALL=PERCENT for one wall",
+      collect,
+      [] as string[],
+    )
     .option("--json", "print machine-readable JSON instead of text", false)
     .addOption(
       new Option("--format <format>", "text, or prometheus: node_exporter's textfile collector format")

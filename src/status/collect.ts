@@ -37,7 +37,7 @@ const NOW_CS = [
   "now_cs() {",
   "  read -r up _ < /proc/uptime",
   // "12.05" → 1205; 1$f-100 keeps a leading zero from reading as octal.
-  '  s=${up%.*}; f=${up#*.}; echo $((s * 100 + 1$f - 100))',
+  "  s=${up%.*}; f=${up#*.}; echo $((s * 100 + 1$f - 100))",
   "}",
 ].join("\n");
 
@@ -159,7 +159,7 @@ export function statusScript(nonce: string, windowSeconds: number): string {
     "if command -v ss >/dev/null 2>&1; then rec listeners ok; LC_ALL=C ss -ltn | b64; else rec listeners missing; echo; fi",
     `out=$( { ${KEEPALIVE}\n} 2>&1 ) && { rec keepalive ok; printf '%s\\n' "$out" | b64; } || { rec keepalive missing; printf '%s\\n' "$out" | b64; }`,
     `left=$(( ${windowCs} - ($(now_cs) - t0) ))`,
-    "if [ \"$left\" -gt 0 ]; then sleep \"$((left / 100)).$((left % 100 / 10))$((left % 10))\"; fi",
+    'if [ "$left" -gt 0 ]; then sleep "$((left / 100)).$((left % 100 / 10))$((left % 10))"; fi',
     "counters 1",
     "rec window ok; echo $(( $(now_cs) - t0 )) | b64",
   ].join("\n");

@@ -14,11 +14,15 @@ export function decodeEndpoint(hex: string, littleEndian: boolean): Endpoint | n
   if (!m) return null;
   const bytes: number[] = [];
   for (let w = 0; w < m[1]!.length; w += 8) {
-    const word = m[1]!.slice(w, w + 8).match(/../g)!.map((b) => parseInt(b, 16));
+    const word = m[1]!
+      .slice(w, w + 8)
+      .match(/../g)!
+      .map((b) => parseInt(b, 16));
     bytes.push(...(littleEndian ? word.reverse() : word));
   }
   const port = parseInt(m[2]!, 16);
-  const mapped = bytes.length === 16 && bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 255 && bytes[11] === 255;
+  const mapped =
+    bytes.length === 16 && bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 255 && bytes[11] === 255;
   if (bytes.length === 4 || mapped) {
     const address = bytes.slice(-4).join(".");
     return { address, port, name: `${address}:${port}` };

@@ -4,7 +4,15 @@ import type { Session } from "../session.js";
 import { HostError } from "../transport/types.js";
 import { statusScript } from "./collect.js";
 import { parseStatusOutput, StatusParseError, type HostSample } from "./sample.js";
-import { closestWall, judgeHost, worstVerdict, type Thresholds, type Verdict, type Wall, type WallId } from "./walls.js";
+import {
+  closestWall,
+  judgeHost,
+  worstVerdict,
+  type Thresholds,
+  type Verdict,
+  type Wall,
+  type WallId,
+} from "./walls.js";
 
 export interface HostStatus {
   host: string;

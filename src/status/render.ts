@@ -41,7 +41,9 @@ export function usage(w: Pick<Wall, "used" | "limit" | "percent">): string {
 }
 
 function consumerText(c: Wall["consumers"][number]): string {
-  const amount = (c.limit === null ? thousands(c.used) : `${thousands(c.used)}/${thousands(c.limit)}`) + (c.unit ? ` ${c.unit}` : "");
+  const amount =
+    (c.limit === null ? thousands(c.used) : `${thousands(c.used)}/${thousands(c.limit)}`) +
+    (c.unit ? ` ${c.unit}` : "");
   return `${c.name} ${amount}${c.percent === null ? "" : ` (${c.percent}%)`}${c.detail ? `, ${c.detail}` : ""}`;
 }
 
@@ -119,7 +121,8 @@ export function wallGroups(statuses: readonly HostStatus[]): WallGroup[] {
 function fleetView(statuses: readonly HostStatus[], style: Style): string[] {
   const groups = wallGroups(statuses);
   const rows = groups.map((g) => {
-    const hosts = g.hosts.length === statuses.length ? `all ${plural(g.hosts.length, "host")}` : hostsTitleWithin(g.hosts);
+    const hosts =
+      g.hosts.length === statuses.length ? `all ${plural(g.hosts.length, "host")}` : hostsTitleWithin(g.hosts);
     const lead = g.hosts.length > 1 ? (g.verdict === "ok" ? "highest " : "worst ") + `${g.worst.host}: ` : "";
     const story = wallStory(g.worst.wall);
     const role = g.verdict === "ok" ? "" : `${story === "" ? "" : " · "}role ${WALL_INFO[g.wall].role}`;
@@ -191,4 +194,3 @@ export function statusJson(statuses: readonly HostStatus[], thresholds: Threshol
     2,
   );
 }
-

@@ -109,7 +109,8 @@ export function parseStatusOutput(stdout: string, nonce: string): HostSample {
   const sockstat = parseSockstat(get("sockstat").payload);
   const listenersRecord = get("listeners");
   const windowCs = Number(get("window").payload.trim());
-  if (!Number.isInteger(windowCs)) throw new StatusParseError(`malformed window record ${JSON.stringify(get("window").payload)}`);
+  if (!Number.isInteger(windowCs))
+    throw new StatusParseError(`malformed window record ${JSON.stringify(get("window").payload)}`);
   const keepaliveRecord = get("keepalive");
   const reserved = parsePortList(sysctl["net/ipv4/ip_local_reserved_ports"] ?? "");
   const synByPort = new Map<number, number>();

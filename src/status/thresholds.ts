@@ -16,7 +16,9 @@ export function thresholdsFrom(warn: readonly string[], critical: readonly strin
       const m = /^(?:([a-z-]+)=)?(\d+(?:\.\d+)?)$/.exec(value.trim());
       const percent = m ? Number(m[2]) : NaN;
       if (!m || !(percent > 0 && percent <= 100)) {
-        problems.push(`${flag} ${JSON.stringify(value)}: expected a percentage above 0 and at most 100, or WALL=PERCENT`);
+        problems.push(
+          `${flag} ${JSON.stringify(value)}: expected a percentage above 0 and at most 100, or WALL=PERCENT`,
+        );
         continue;
       }
       if (m[1] === undefined) {

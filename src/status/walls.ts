@@ -36,9 +36,6 @@ export const WALL_INFO: Record<WallId, { role: string; what: string }> = {
   },
 };
 
-/** A hint, not a wall: never critical, never the closest wall. */
-const HINTS: ReadonlySet<WallId> = new Set(["keepalive"]);
-
 export type Verdict = "ok" | "warn" | "critical";
 export const VERDICT_RANK: Record<Verdict, number> = { ok: 0, warn: 1, critical: 2 };
 
@@ -189,7 +186,13 @@ function ephemeralPorts(s: HostSample): Unjudged {
       const limit = usable === null ? null : usable * Math.max(1, d.sources);
       const details = [`${d.timeWait} in TIME_WAIT`];
       if (d.sources > 1) details.push(`from ${d.sources} source addresses`);
-      return { name: d.endpoint, used: d.sockets, limit, percent: percentOf(d.sockets, limit), detail: details.join(", ") };
+      return {
+        name: d.endpoint,
+        used: d.sockets,
+        limit,
+        percent: percentOf(d.sockets, limit),
+        detail: details.join(", "),
+      };
     })
     .sort((a, b) => (b.percent ?? 0) - (a.percent ?? 0) || b.used - a.used || a.name.localeCompare(b.name))
     .slice(0, CONSUMERS_KEPT);

@@ -66,7 +66,21 @@ describe("provision status: how close each host is to each wall", () => {
     const pid = fleet.hosts.find((h) => h.name === host)!.sshdPid;
     const child = spawn(
       "nsenter",
-      ["-t", String(pid), "-n", "-m", "-u", "--", "sh", "-c", `${setup}; exec python3 -u "$@"`, "load", LOAD, fleet.prefix, ...args],
+      [
+        "-t",
+        String(pid),
+        "-n",
+        "-m",
+        "-u",
+        "--",
+        "sh",
+        "-c",
+        `${setup}; exec python3 -u "$@"`,
+        "load",
+        LOAD,
+        fleet.prefix,
+        ...args,
+      ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     load.push(child);
@@ -117,9 +131,16 @@ describe("provision status: how close each host is to each wall", () => {
     for (const h of s.hosts) {
       expect(h.windowSeconds).toBeGreaterThanOrEqual(0.5);
       expect(h.windowSeconds).toBeLessThan(5);
-      expect(h.walls.map((w) => w.wall).sort()).toEqual(
-        ["conntrack", "ephemeral-ports", "file-table", "keepalive", "listen-queues", "open-files", "orphans", "time-wait"],
-      );
+      expect(h.walls.map((w) => w.wall).sort()).toEqual([
+        "conntrack",
+        "ephemeral-ports",
+        "file-table",
+        "keepalive",
+        "listen-queues",
+        "open-files",
+        "orphans",
+        "time-wait",
+      ]);
       // The kernel's default range, 32768-60999, with no reserved ports.
       expect(wallOf(s, h.host, "ephemeral-ports").limit).toBe(28232);
       // sshd's own listener, with the backlog ss reports (the kernel queues one more for accept()).
@@ -227,7 +248,14 @@ describe("provision status: how close each host is to each wall", () => {
     expect(r.code, r.stdout + r.stderr).toBe(1);
     expect(r.stdout).toMatch(/status of 2 hosts.*1 not read/);
     expect(r.stdout).toMatch(/down: unreachable/);
-    const bad = await status("--warn", "ephemeral-ports=95", "--critical", "ephemeral-ports=90", "--warn", "ephemeral-port=1");
+    const bad = await status(
+      "--warn",
+      "ephemeral-ports=95",
+      "--critical",
+      "ephemeral-ports=90",
+      "--warn",
+      "ephemeral-port=1",
+    );
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain("no wall is named ephemeral-port; did you mean ephemeral-ports?");
     expect(bad.stderr).toContain("ephemeral-ports: --warn 95 is above --critical 90");

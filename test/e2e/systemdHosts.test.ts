@@ -172,7 +172,11 @@ describe.each<DebianSuite>(["bookworm", "trixie"])("the default playbook on syst
     const r = await cli("status", "--json", "--window", "0.3");
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const s = JSON.parse(r.stdout) as {
-      hosts: Array<{ host: string; verdict: string; walls: Array<{ wall: string; limit: number | null; consumers: Array<{ name: string }> }> }>;
+      hosts: Array<{
+        host: string;
+        verdict: string;
+        walls: Array<{ wall: string; limit: number | null; consumers: Array<{ name: string }> }>;
+      }>;
     };
     for (const host of ["h1", "h2"]) {
       const h = s.hosts.find((x) => x.host === host)!;
