@@ -33,6 +33,13 @@ import {
   formatRouteResolution,
   routeResolutionTarget,
   USAGE,
+  checkStatusOutput,
+  formatStatusTable,
+  spreadOf,
+  statusTarget,
+  StatusOutputError,
+  type StatusReadout,
+  type StatusResult,
 } from "./benchCore.js";
 import { benchInventoryLoad, benchRouteResolution, INVENTORY_TARGETS, ROUTE_TARGETS } from "./benchInventory.js";
 
@@ -429,6 +436,83 @@ async function placeSnapshots(fleet: Fleet, snapshots: Record<string, string>): 
 // ---------------------------------------------------------------------------------------------
 
 /**
+ * `provision status --json` on the fleet, SAMPLES times in turns with floor samples (floor,
+ * status, floor, status, …), with the provision runs' forks so that every host is read at once.
+ * Each sample must exit 0 or 3 and list every host with no error, else the bench stops.
+ */
+async function floorAndStatus(
+  fleet: Fleet,
+  dir: string,
+  background: Record<string, number>,
+  keep: { logs: boolean },
+): Promise<StatusResult> {
+  const hosts = fleet.hosts.length;
+  const forks = Math.min(PROVISION_DEFAULT_FORKS, hosts);
+  const names = fleet.hosts.map((h) => h.name);
+  const args = [
+    "status",
+    fleet.inventoryFile,
+    "--known-hosts",
+    fleet.knownHostsFile,
+    "--forks",
+    String(forks),
+    "--json",
+  ];
+  await quietBefore("floor and status", background);
+  log(`${hosts} hosts: floor and provision status --forks ${forks} --json, ${SAMPLES} times each, in turns`);
+  const floorMs: number[] = [];
+  let failures = 0;
+  const samples: Array<{ run: Spawned; readout: StatusReadout }> = [];
+  for (let i = 0; i < SAMPLES; i++) {
+    const f = await floorSample(fleet);
+    floorMs.push(f.ms);
+    failures += f.failures;
+    const name = `provision-status-${i + 1}`;
+    const run = await provision(args, dir, name);
+    let readout: StatusReadout;
+    try {
+      readout = checkStatusOutput(run.stdout, run.exitCode, names);
+    } catch (err) {
+      if (!(err instanceof StatusOutputError)) throw err;
+      keep.logs = true;
+      throw new BenchError(`provision status (${name}) ${err.message}:\n${tail(run.stderr)}\n${tail(run.stdout, 5)}`);
+    }
+    samples.push({ run: { ...run, summary: readout.summary }, readout });
+  }
+  const statusMs = samples.map((s) => s.run.wallMs);
+  const mid = samples.find((s) => s.run.wallMs === median(statusMs)) ?? samples[0]!;
+  const floor: Floor = { wallMs: median(floorMs), samplesMs: floorMs, failures };
+  log(
+    `${hosts} hosts: status ${statusMs.map((ms) => (ms / 1000).toFixed(2)).join(", ")} s; floor ${floorMs.map((ms) => (ms / 1000).toFixed(2)).join(", ")} s`,
+  );
+  return {
+    hosts,
+    forks,
+    status: timing(mid.run),
+    samplesMs: statusMs.map(Math.round),
+    scriptSeconds: spreadOf(mid.readout.scriptSeconds),
+    floor,
+    backgroundCpuPercent: background,
+  };
+}
+
+/** With --status-only: a fleet, status against the floor, nothing else. */
+async function benchStatusOnly(hosts: number): Promise<StatusResult> {
+  const dir = mkdtempSync(join(tmpdir(), `provision-bench-status-${hosts}-`));
+  const keep = { logs: false };
+  log(`${hosts} hosts: starting the fleet`);
+  const fleet = await startFleet({ hosts });
+  try {
+    return await floorAndStatus(fleet, dir, {}, keep);
+  } finally {
+    log(`${hosts} hosts: stopping the fleet`);
+    await fleet.stop();
+    if (keep.logs) log(`${hosts} hosts: a provision run failed: its output (*.out, *.err) is kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
  * The OpenSSH-client path on a fleet just rolled back to fresh: a first run, then no-op runs in
  * turns with floor samples, then a rollback to fresh again (checked against the fresh plan).
  */
@@ -462,7 +546,7 @@ async function benchSize(
   hosts: number,
   ansibleAvailable: AnsibleAvailability,
   withOpenSsh: boolean,
-): Promise<SizeResult> {
+): Promise<{ size: SizeResult; status: StatusResult }> {
   const dir = mkdtempSync(join(tmpdir(), `provision-bench-${hosts}-`));
   /** Set when a measured provision run failed: its output stays in dir for a look. */
   const keep = { logs: false };
@@ -486,6 +570,7 @@ async function benchSize(
     );
     const { floor: floorResult, noop, noopSamplesMs } = await floorAndNoop(fleet, ssh2Args, dir, "provision-noop");
     checkNoop(noop, "ssh2", keep);
+    const status = await floorAndStatus(fleet, dir, {}, keep);
 
     await rollback(fleet, dir, "rollback-provision");
     const afterRollback = planDifferences(fresh, await planJson(fleet, dir, "plan-after-rollback", [2]));
@@ -526,11 +611,11 @@ async function benchSize(
     }
     if (!ansibleAvailable.version) {
       result.ansible.skipped = ansibleAvailable.missing;
-      return result;
+      return { size: result, status };
     }
     if (notFresh !== null) {
       result.ansible.skipped = notFresh;
-      return result;
+      return { size: result, status };
     }
     const files = writeAnsibleWork(work, dir);
     writeFileSync(join(dir, "none.cfg"), "# empty: every setting comes from the environment\n");
@@ -557,7 +642,7 @@ async function benchSize(
       result.checks.ansibleLeftNothingToDo[mode] = left.length === 0;
       if (left.length > 0) log(`after Ansible (${mode}), provision still has changes on ${left.join(", ")}`);
     }
-    return result;
+    return { size: result, status };
   } finally {
     log(`${hosts} hosts: stopping the fleet`);
     await fleet.stop();
@@ -700,25 +785,39 @@ async function main(): Promise<number> {
   }
   const startedAt = new Date();
   const loadAtStart = loadAverages();
-  const ansibleAvailable = ensureAnsible(opts.ansible && !opts.inventoryOnly);
-  if (ansibleAvailable.missing) log(`Ansible columns skipped: ${ansibleAvailable.missing}`);
+  // --status-only: per size, a fleet for status and the floor; no runs, no Ansible, no memory or inventory part.
+  const fullSizes = !opts.inventoryOnly && !opts.statusOnly;
+  const ansibleAvailable = ensureAnsible(opts.ansible && fullSizes);
+  if (ansibleAvailable.missing && fullSizes) log(`Ansible columns skipped: ${ansibleAvailable.missing}`);
 
   const sizes: SizeResult[] = [];
+  const statuses: StatusResult[] = [];
   for (const n of opts.inventoryOnly ? [] : opts.sizes) {
-    const r = await benchSize(n, ansibleAvailable, opts.openssh);
+    if (opts.statusOnly) {
+      const s = await benchStatusOnly(n);
+      statuses.push(s);
+      process.stdout.write(formatStatusTable(s));
+      continue;
+    }
+    const { size: r, status } = await benchSize(n, ansibleAvailable, opts.openssh);
     sizes.push(r);
-    process.stdout.write(formatSizeTable(r));
+    statuses.push(status);
+    process.stdout.write(formatSizeTable(r, status));
   }
-  const memory = opts.memoryHosts > 0 && !opts.inventoryOnly ? await benchMemory(opts.memoryHosts) : null;
+  const memoryHosts = fullSizes ? opts.memoryHosts : 0;
+  const memory = memoryHosts > 0 ? await benchMemory(memoryHosts) : null;
   if (memory)
     process.stdout.write(
       `\n${memory.hosts} hosts, one provision run: ${(memory.run.wallMs / 1000).toFixed(2)} s, peak RSS ${memory.run.peakRssKb === undefined ? "-" : `${(memory.run.peakRssKb / 1024).toFixed(1)} MB`} (exit ${memory.run.exitCode})\n`,
     );
 
-  const inventory = opts.inventoryHosts > 0 ? await benchInventory(opts.inventoryHosts) : null;
-  const routes = opts.inventoryHosts > 0 ? await benchRoutes(opts.inventoryHosts) : null;
+  const inventoryHosts = opts.statusOnly ? 0 : opts.inventoryHosts;
+  const inventory = inventoryHosts > 0 ? await benchInventory(inventoryHosts) : null;
+  const routes = inventoryHosts > 0 ? await benchRoutes(inventoryHosts) : null;
+  const statusVsFloor = statusTarget(statuses);
   const targets = [
-    ...evaluateTargets(sizes, memory, opts.inventoryOnly ? 0 : opts.memoryHosts),
+    ...evaluateTargets(sizes, memory, memoryHosts),
+    ...(statusVsFloor ? [statusVsFloor] : []),
     ...(inventory ? [inventoryTarget(inventory, INVENTORY_TARGETS)] : []),
     ...(routes ? [routeResolutionTarget(routes, ROUTE_TARGETS)] : []),
   ];
@@ -732,6 +831,7 @@ async function main(): Promise<number> {
     memory,
     inventory,
     routes,
+    status: statuses,
     targets,
   };
   const out = resolve(opts.out ?? join(RESULTS_DIR, resultFileName(startedAt)));

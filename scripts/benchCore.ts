@@ -19,7 +19,12 @@ export const TARGETS = {
   noopOverFloor: 1.5,
   /** Peak RSS of one `provision run` over the memory fleet, in MB (1 MB = 1024 KB here). */
   memoryMb: 300,
+  /** `provision status` wall time ÷ floor wall time must be at most this (issue 15), at STATUS_TARGET_HOSTS. */
+  statusOverFloor: 1.5,
 } as const;
+
+/** The fleet size the status target is judged at; when it was not measured, the largest size measured. */
+export const STATUS_TARGET_HOSTS = 50;
 
 export interface BenchOptions {
   sizes: number[];
@@ -34,6 +39,8 @@ export interface BenchOptions {
   inventoryOnly: boolean;
   /** Also measure the OpenSSH-client path (`--ssh-client openssh`) per size. */
   openssh: boolean;
+  /** Only `provision status` against the floor, per size: no runs, no Ansible, no memory or inventory part. */
+  statusOnly: boolean;
   /** --help: print USAGE and run nothing. */
   help: boolean;
 }
@@ -41,9 +48,9 @@ export interface BenchOptions {
 export const USAGE = `npm run bench -- [options]
 
 Per fleet size: provision's first run and no-op run over ssh2 (in-process) and over the OpenSSH
-client (--ssh-client openssh), Ansible with its defaults and tuned, and the floor (\`ssh host true\`
-to every host in parallel); one run for peak memory; loading a generated INI inventory and
-resolving its hosts' routes through ssh_config.
+client (--ssh-client openssh), \`provision status\`, Ansible with its defaults and tuned, and the
+floor (\`ssh host true\` to every host in parallel); one run for peak memory; loading a generated
+INI inventory and resolving its hosts' routes through ssh_config.
 
   --sizes 20,50          fleet sizes, 1..${MAX_FLEET_HOSTS} hosts each                  (BENCH_SIZES)
   --memory-hosts 200     hosts of the peak-memory run; 0 = none          (BENCH_MEMORY_HOSTS)
@@ -52,6 +59,8 @@ resolving its hosts' routes through ssh_config.
                          run, 3 no-op runs beside 3 floors, a rollback)  (BENCH_OPENSSH=0)
   --inventory-hosts N    hosts of the generated inventory; 0 = none      (BENCH_INVENTORY_HOSTS)
   --inventory-only       only the inventory part (load + resolve, routes; no fleet)
+  --status-only          only \`provision status\` against the floor, per size (no runs,
+                         no Ansible, no memory or inventory part)
   --out FILE             the result JSON; default bench/results/<date>.json  (BENCH_OUT)
   --help                 this text
 `;
@@ -105,6 +114,7 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
       : DEFAULT_INVENTORY_HOSTS,
     inventoryOnly: false,
     openssh: env.BENCH_OPENSSH !== "0",
+    statusOnly: false,
     help: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -121,12 +131,15 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
     else if (flag === "--inventory-hosts") opts.inventoryHosts = parseInventoryHosts(value(), "--inventory-hosts");
     else if (flag === "--inventory-only") opts.inventoryOnly = true;
     else if (flag === "--no-openssh") opts.openssh = false;
+    else if (flag === "--status-only") opts.statusOnly = true;
     else if (flag === "--help" || flag === "-h") opts.help = true;
     else
       throw new OptionError(
-        `unknown option ${flag}. Options: --sizes 20,50  --memory-hosts 200 (0 = none)  --out FILE  --no-ansible  --no-openssh  --inventory-hosts 10000 (0 = none)  --inventory-only  --help`,
+        `unknown option ${flag}. Options: --sizes 20,50  --memory-hosts 200 (0 = none)  --out FILE  --no-ansible  --no-openssh  --inventory-hosts 10000 (0 = none)  --inventory-only  --status-only  --help`,
       );
   }
+  if (opts.inventoryOnly && opts.statusOnly)
+    throw new OptionError("--inventory-only and --status-only exclude each other: give one");
   return opts;
 }
 
@@ -509,6 +522,182 @@ function speedupTarget(
 }
 
 // ---------------------------------------------------------------------------------------------
+// `provision status` against the floor: read-only, one round trip per host that samples drop
+// counters over a window (1 s by default), so it cannot take less than the floor plus that window.
+
+/** `provision status --json` as the bench reads it. */
+export interface StatusJson {
+  command: string;
+  hosts: Array<{ host: string; verdict: string; windowSeconds?: number; error?: { kind: string; message: string } }>;
+}
+
+/** Exit codes of a status that read every host: 0 (ok or warn), 3 (a wall over the critical threshold). */
+export const STATUS_EXIT_CODES: readonly number[] = [0, 3];
+
+export class StatusOutputError extends Error {}
+
+/** What one status sample read, once checked. */
+export interface StatusReadout {
+  /** Hosts per verdict: { ok: 48, warn: 2, critical: 0 }. */
+  verdicts: Record<string, number>;
+  /** Per host, how long its script took from the first counter read to the last (the window, or more when its scans took longer). */
+  scriptSeconds: number[];
+  /** "50 hosts: 0 critical, 2 warn, 48 ok". */
+  summary: string;
+}
+
+/**
+ * A status sample's exit code and stdout, checked: exit 0 or 3, JSON that lists every host of the
+ * fleet (and no other) and none with an error. Throws StatusOutputError saying what is wrong.
+ */
+export function checkStatusOutput(stdout: string, exitCode: number, hosts: readonly string[]): StatusReadout {
+  if (!STATUS_EXIT_CODES.includes(exitCode))
+    throw new StatusOutputError(`exited ${exitCode} (${STATUS_EXIT_CODES.join(" or ")} expected)`);
+  let json: StatusJson;
+  try {
+    json = JSON.parse(stdout) as StatusJson;
+  } catch (err) {
+    throw new StatusOutputError(`printed no JSON: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (json === null || typeof json !== "object" || !Array.isArray(json.hosts))
+    throw new StatusOutputError("printed JSON without a hosts list");
+  const listed = new Set(json.hosts.map((h) => h.host));
+  const problems: string[] = [];
+  const missing = hosts.filter((h) => !listed.has(h));
+  if (missing.length > 0) problems.push(`${missing.length} hosts missing from its JSON: ${firstFew(missing)}`);
+  const extra = json.hosts.filter((h) => !hosts.includes(h.host)).map((h) => h.host);
+  if (extra.length > 0) problems.push(`hosts not in the fleet: ${firstFew(extra)}`);
+  const failed = json.hosts.filter((h) => h.error !== undefined || h.verdict === "error");
+  if (failed.length > 0)
+    problems.push(
+      `${failed.length} hosts not read: ${firstFew(failed.map((h) => (h.error ? `${h.host} (${h.error.kind}: ${h.error.message})` : h.host)))}`,
+    );
+  if (problems.length > 0) throw new StatusOutputError(`exited ${exitCode}, but ${problems.join("; ")}`);
+  const verdicts: Record<string, number> = { critical: 0, warn: 0, ok: 0 };
+  for (const h of json.hosts) verdicts[h.verdict] = (verdicts[h.verdict] ?? 0) + 1;
+  return {
+    verdicts,
+    scriptSeconds: json.hosts.flatMap((h) => (typeof h.windowSeconds === "number" ? [h.windowSeconds] : [])),
+    summary: `${json.hosts.length} hosts: ${Object.entries(verdicts)
+      .map(([v, n]) => `${n} ${v}`)
+      .join(", ")}`,
+  };
+}
+
+function firstFew(items: readonly string[], n = 5): string {
+  return items.length > n ? `${items.slice(0, n).join(", ")}, … and ${items.length - n} more` : items.join(", ");
+}
+
+/** `provision status --json` on one fleet size, sampled in turns with floor samples of its own. */
+export interface StatusResult {
+  hosts: number;
+  /** --forks given: the same as the provision runs', so that up to 50 hosts are all read at once. */
+  forks: number;
+  /** The median sample (wall time, exit code 0 or 3, peak RSS, verdict summary). */
+  status: Timing;
+  samplesMs: number[];
+  /** The median sample's per-host script time (first to last counter read), in seconds: least, median, most. */
+  scriptSeconds: { min: number; median: number; max: number } | null;
+  /** The floor taken in turns with the status samples. */
+  floor: Floor;
+  /** CPU busy % of the whole machine in the second before the measurement. */
+  backgroundCpuPercent: Record<string, number>;
+}
+
+/** Least, median and most of some values; null for none. */
+export function spreadOf(values: readonly number[]): { min: number; median: number; max: number } | null {
+  if (values.length === 0) return null;
+  return { min: Math.min(...values), median: median(values), max: Math.max(...values) };
+}
+
+export function statusOverFloor(s: StatusResult): number {
+  return s.status.wallMs / s.floor.wallMs;
+}
+
+/** The status measurement the target is judged on: STATUS_TARGET_HOSTS hosts, else the largest size measured. */
+export function statusForTarget(results: readonly StatusResult[]): StatusResult | null {
+  return (
+    results.find((s) => s.hosts === STATUS_TARGET_HOSTS) ??
+    results.reduce<StatusResult | null>((big, s) => (big === null || s.hosts > big.hosts ? s : big), null)
+  );
+}
+
+/** "status vs floor": null when status was not measured at all (no fleet). */
+export function statusTarget(results: readonly StatusResult[]): TargetResult | null {
+  const s = statusForTarget(results);
+  if (s === null) return null;
+  const ratio = statusOverFloor(s);
+  const base = {
+    name: "status vs floor",
+    hosts: s.hosts,
+    target: `≤ ${TARGETS.statusOverFloor}×`,
+    measured: fmtRatio(ratio),
+  };
+  const elsewhere =
+    s.hosts === STATUS_TARGET_HOSTS
+      ? {}
+      : { reason: `${STATUS_TARGET_HOSTS} hosts not measured: judged at the largest size, ${s.hosts}` };
+  if (s.floor.failures > 0)
+    return { ...base, verdict: "MISS", reason: `${s.floor.failures} floor ssh commands failed` };
+  return { ...base, verdict: ratio <= TARGETS.statusOverFloor ? "PASS" : "MISS", ...elsewhere };
+}
+
+/** The status rows of a size's table: status, then the floor taken beside it; cells as many as `columns`, ÷ floor at floorColumn. */
+function statusRows(s: StatusResult, columns: number, floorColumn: number): string[][] {
+  const row = (first: string, wall: string, vsFloor: string, rss: string) => {
+    const cells = Array.from({ length: columns }, () => "");
+    cells[0] = first;
+    cells[1] = wall;
+    cells[floorColumn] = vsFloor;
+    cells[columns - 1] = rss;
+    return cells;
+  };
+  const rss = s.status.peakRssKb === undefined ? "-" : `${fmtMb(s.status.peakRssKb)} MB`;
+  return [
+    row(
+      `provision status (forks ${s.forks}${s.samplesMs.length > 1 ? `, median of ${s.samplesMs.length}` : ""})`,
+      timingCell(s.status),
+      fmtRatio(statusOverFloor(s)),
+      rss,
+    ),
+    row(
+      `floor, beside status${medianOf(s.floor.samplesMs.length)}`,
+      `${fmtSeconds(s.floor.wallMs)}${s.floor.failures > 0 ? ` (${s.floor.failures} failed)` : ""}`,
+      "",
+      "",
+    ),
+  ];
+}
+
+/** "status: 50 hosts: 0 critical, 0 warn, 50 ok; scripts took 1.02–1.31 s (median 1.10 s); status ÷ floor: 1.23×". */
+function statusLine(s: StatusResult): string {
+  const script = s.scriptSeconds
+    ? `; scripts took ${s.scriptSeconds.min.toFixed(2)}–${s.scriptSeconds.max.toFixed(2)} s (median ${s.scriptSeconds.median.toFixed(2)} s)`
+    : "";
+  return `status: ${s.status.summary ?? "-"}${script}; status ÷ floor: ${fmtRatio(statusOverFloor(s))}`;
+}
+
+/** With --status-only: one table per size, status and the floor beside it. */
+export function formatStatusTable(s: StatusResult): string {
+  const lines = [
+    `\n${s.hosts} hosts — provision status (read-only, one round trip per host)`,
+    textTable(["", "wall", "÷ floor", "peak RSS"], statusRows(s, 4, 2)),
+    `floor: ${s.hosts} × \`ssh host true\` in parallel, sampled in turns with the status runs`,
+    statusLine(s),
+  ];
+  const warning = busyWarning(s.backgroundCpuPercent);
+  if (warning) lines.push(warning);
+  return `${lines.join("\n")}\n`;
+}
+
+function busyWarning(background: Record<string, number>): string | null {
+  const busy = Object.entries(background).filter(([, pct]) => pct > BUSY_PERCENT);
+  return busy.length === 0
+    ? null
+    : `WARNING: another workload kept the machine busy before ${busy.map(([what, pct]) => `${what} (${pct}% CPU)`).join(", ")}: those times are skewed`;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Output.
 
 export function fmtSeconds(ms: number): string {
@@ -548,7 +737,7 @@ function medianOf(samples: number): string {
  * and the OpenSSH-client path on rows of their own. Each no-op is set against the floor sampled in
  * turns with it; Ansible against each path's first run.
  */
-export function formatSizeTable(r: SizeResult): string {
+export function formatSizeTable(r: SizeResult, status?: StatusResult): string {
   const paths = pathsOf(r);
   const q = ratios(r);
   const rss = (t: Timing | undefined) => (t?.peakRssKb === undefined ? "-" : `${fmtMb(t.peakRssKb)} MB`);
@@ -605,6 +794,12 @@ export function formatSizeTable(r: SizeResult): string {
     floorRow(paths.ssh2, "ssh2"),
     floorRow(paths.openssh, "openssh"),
   ];
+  if (status) {
+    // status beside the no-op rows, its floor after the other floors
+    const [statusRow, statusFloorRow] = statusRows(status, 6, 4);
+    rows.splice(4, 0, statusRow!);
+    rows.push(statusFloorRow!);
+  }
   const summary = (client: SshClientPath, m: PathMeasurements | null, p: PathRatios | null) => {
     if (m === null || p === null)
       return `${client}: not measured${r.provision.opensshSkipped ? ` (${r.provision.opensshSkipped})` : ""}`;
@@ -621,12 +816,10 @@ export function formatSizeTable(r: SizeResult): string {
     summary("ssh2", paths.ssh2, q),
     summary("openssh", paths.openssh, q.openssh),
   ];
+  if (status) lines.push(statusLine(status));
   if (r.ansible.skipped) lines.push(`Ansible skipped: ${r.ansible.skipped}`);
-  const busy = Object.entries(r.backgroundCpuPercent).filter(([, pct]) => pct > BUSY_PERCENT);
-  if (busy.length > 0)
-    lines.push(
-      `WARNING: another workload kept the machine busy before ${busy.map(([what, pct]) => `${what} (${pct}% CPU)`).join(", ")}: those times are skewed`,
-    );
+  const warning = busyWarning({ ...r.backgroundCpuPercent, ...status?.backgroundCpuPercent });
+  if (warning) lines.push(warning);
   return `${lines.join("\n")}\n`;
 }
 
@@ -645,6 +838,8 @@ export interface BenchResult {
   inventory: InventoryLoadResult | null;
   /** Route resolution through ssh_config for the generated inventory's hosts (absent in results from before it was measured). */
   routes?: RouteResolutionResult | null;
+  /** `provision status` against the floor, per size (absent in results from before it was measured). */
+  status?: StatusResult[];
   targets: TargetResult[];
 }
 
@@ -720,7 +915,11 @@ export function formatRouteResolution(r: RouteResolutionResult): string {
 }
 
 export function resultJson(result: BenchResult): string {
-  const withRatios = { ...result, sizes: result.sizes.map((s) => ({ ...s, ratios: ratios(s) })) };
+  const withRatios = {
+    ...result,
+    sizes: result.sizes.map((s) => ({ ...s, ratios: ratios(s) })),
+    ...(result.status ? { status: result.status.map((s) => ({ ...s, overFloor: statusOverFloor(s) })) } : {}),
+  };
   return `${JSON.stringify(withRatios, null, 2)}\n`;
 }
 

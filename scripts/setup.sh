@@ -15,6 +15,9 @@ command -v python3 >/dev/null 2>&1 || missing_debs+=(python3)
 # The systemd fleet (test/fleet/systemd) boots Debian hosts with systemd-nspawn from a rootfs debootstrap builds.
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing_debs+=(debootstrap)
 command -v systemd-nspawn >/dev/null 2>&1 || missing_debs+=(systemd-container)
+# test/e2e/statusPrometheus.test.ts has node_exporter's textfile collector (the consumer of
+# `status --format prometheus -o FILE`) read the file, to prove it accepts what we write.
+command -v prometheus-node-exporter >/dev/null 2>&1 || missing_debs+=(prometheus-node-exporter)
 
 if [ ${#missing_debs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -18,7 +18,7 @@ export function statusMetrics(statuses: readonly HostStatus[], now: Date): strin
   const up = family("up", "1 when provision status read the host, 0 when it could not");
   const used = family("used", "how much of the wall is in use (fds, ports, sockets, entries, connections)");
   const limit = family("limit", "the limit the wall is measured against");
-  const ratio = family("ratio", "used / limit, 0 to 1");
+  const ratio = family("ratio", "used / limit (1 is the limit)");
   const verdict = family("verdict", "0 ok, 1 warn, 2 critical (by provision status thresholds)");
   const increase = family("window_increase", "increase of a drop counter over the sampling window");
   const window = family("window_seconds", "length of the sampling window");
@@ -30,7 +30,11 @@ export function statusMetrics(statuses: readonly HostStatus[], now: Date): strin
       const labels = { host: s.host, wall: w.wall };
       if (w.used !== null) used.samples.push({ labels, value: w.used });
       if (w.limit !== null) limit.samples.push({ labels, value: w.limit });
-      if (w.percent !== null) ratio.samples.push({ labels, value: Math.round(w.percent * 10) / 1000 });
+      if (w.percent !== null)
+        ratio.samples.push({
+          labels,
+          value: w.used !== null && w.limit ? Number((w.used / w.limit).toPrecision(6)) : w.percent / 100,
+        });
       verdict.samples.push({ labels, value: VERDICT_RANK[w.verdict] });
       for (const [counter, value] of Object.entries(w.increase ?? {}))
         if (value !== null) increase.samples.push({ labels: { host: s.host, wall: w.wall, counter }, value });

@@ -24,8 +24,12 @@ export function summaryLine(statuses: readonly HostStatus[]): string {
   const count = (v: HostStatus["verdict"]) => statuses.filter((s) => s.verdict === v).length;
   const windows = statuses.flatMap((s) => (s.windowSeconds === null ? [] : [s.windowSeconds]));
   const window = windows.length > 0 ? `, counters sampled over ${Math.min(...windows).toFixed(1)} s` : "";
-  const parts = [`${count("critical")} critical`, `${count("warn")} warn`, `${count("ok")} ok`];
-  if (count("error") > 0) parts.push(`${count("error")} not read`);
+  const parts = [
+    `${thousands(count("critical"))} critical`,
+    `${thousands(count("warn"))} warn`,
+    `${thousands(count("ok"))} ok`,
+  ];
+  if (count("error") > 0) parts.push(`${thousands(count("error"))} not read`);
   return `status of ${plural(statuses.length, "host")}${window}: ${parts.join(", ")}`;
 }
 
@@ -111,11 +115,16 @@ export function wallGroups(statuses: readonly HostStatus[]): WallGroup[] {
       if (!g) groups.set(key, { wall: w.wall, verdict: w.verdict, hosts: [s.host], worst: { host: s.host, wall: w } });
       else {
         g.hosts.push(s.host);
-        if ((w.percent ?? -1) > (g.worst.wall.percent ?? -1)) g.worst = { host: s.host, wall: w };
+        if (fullness(w) > fullness(g.worst.wall)) g.worst = { host: s.host, wall: w };
       }
     }
   }
   return [...groups.values()].sort((a, b) => byConcern(a.worst.wall, b.worst.wall));
+}
+
+/** Unrounded, so of two hosts at "95.8%" the fuller one stands for the group. */
+function fullness(w: Wall): number {
+  return w.used !== null && w.limit !== null && w.limit > 0 ? w.used / w.limit : (w.percent ?? -1) / 100;
 }
 
 function fleetView(statuses: readonly HostStatus[], style: Style): string[] {

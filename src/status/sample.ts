@@ -108,8 +108,9 @@ export function parseStatusOutput(stdout: string, nonce: string): HostSample {
   const sockets = parseSocketLines(get("sockets").payload, littleEndian);
   const sockstat = parseSockstat(get("sockstat").payload);
   const listenersRecord = get("listeners");
-  const windowCs = Number(get("window").payload.trim());
-  if (!Number.isInteger(windowCs))
+  const windowText = get("window").payload.trim();
+  const windowCs = Number(windowText);
+  if (!/^\d+$/.test(windowText))
     throw new StatusParseError(`malformed window record ${JSON.stringify(get("window").payload)}`);
   const keepaliveRecord = get("keepalive");
   const reserved = parsePortList(sysctl["net/ipv4/ip_local_reserved_ports"] ?? "");
@@ -162,9 +163,16 @@ export function parseProcesses(payload: string): HostSample["processes"] {
   let fds = 0;
   let unreadable = 0;
   const worst: ProcessFds[] = [];
+  const whole = (s: string | undefined, line: string) => {
+    if (s === undefined || !/^\d+$/.test(s))
+      throw new StatusParseError(`unexpected line in the process table: ${JSON.stringify(line)}`);
+    return Number(s);
+  };
   for (const line of payload.split("\n")) {
     const f = line.split(" ");
     if (f[0] === "S" && f.length === 3) {
+      whole(f[1], line);
+      whole(f[2], line);
       read = Number(f[1]);
       fds = Number(f[2]);
     } else if (f[0] === "U" && f.length === 3) {
@@ -172,9 +180,9 @@ export function parseProcesses(payload: string): HostSample["processes"] {
     } else if (f[0] === "P" && f.length >= 6) {
       const hard = Number(f[5]);
       worst.push({
-        pid: Number(f[2]),
-        fds: Number(f[3]),
-        soft: Number(f[4]),
+        pid: whole(f[2], line),
+        fds: whole(f[3], line),
+        soft: whole(f[4], line),
         hard: Number.isFinite(hard) ? hard : null,
         name: f.slice(6).join(" "),
       });

@@ -201,9 +201,11 @@ function ephemeralPorts(s: HostSample): Unjudged {
     wall: "ephemeral-ports",
     used: worst?.used ?? 0,
     limit: worst?.limit ?? usable,
-    percent: worst ? worst.percent : percentOf(0, usable),
+    // Every port of the range reserved: no outbound connection can get a port at all.
+    percent: usable === 0 ? 100 : worst ? worst.percent : percentOf(0, usable),
     consumers,
     ...(usable === null ? { note: "net.ipv4.ip_local_port_range could not be read" } : {}),
+    ...(usable === 0 ? { note: "every port of ip_local_port_range is in ip_local_reserved_ports" } : {}),
   };
 }
 

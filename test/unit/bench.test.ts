@@ -24,6 +24,14 @@ import {
   snapshotsFromPlan,
   textTable,
   USAGE,
+  checkStatusOutput,
+  formatStatusTable,
+  spreadOf,
+  STATUS_TARGET_HOSTS,
+  StatusOutputError,
+  statusForTarget,
+  statusTarget,
+  type StatusResult,
   type BenchResult,
   type MemoryResult,
   type OpenSshPath,
@@ -106,6 +114,8 @@ describe("parseOptions", () => {
       { inventoryHosts: 500, inventoryOnly: true },
     ],
     ["inventory from the environment", [], { BENCH_INVENTORY_HOSTS: "0" }, { inventoryHosts: 0 }],
+    ["status defaults", [], {}, { statusOnly: false }],
+    ["--status-only", ["--status-only", "--sizes", "50"], {}, { statusOnly: true, sizes: [50] }],
   ])("%s", (_what, argv, env, expected) => {
     expect(parseOptions(argv, env)).toMatchObject(expected);
   });
@@ -116,6 +126,8 @@ describe("parseOptions", () => {
     [["--memory-hosts", "300"], /not a host count in 0\.\.250/],
     [["--fast"], /unknown option --fast.*--no-openssh.*--help/],
     [["--inventory-hosts", "lots"], /not a host count in 0\.\.1000000/],
+    [["--fast"], /unknown option --fast.*--status-only/],
+    [["--status-only", "--inventory-only"], /--inventory-only and --status-only exclude each other/],
   ])("%j is refused", (argv, message) => {
     expect(() => parseOptions(argv, {})).toThrow(message);
   });
@@ -749,6 +761,7 @@ Ansible skipped: apt-get install ansible-core failed
   it("prints its options for --help", () => {
     expect(USAGE).toMatch(/--no-openssh +skip the OpenSSH-client runs/);
     expect(USAGE).toMatch(/--inventory-only +only the inventory part \(load \+ resolve, routes; no fleet\)/);
+    expect(USAGE).toMatch(/--status-only +only `provision status` against the floor, per size/);
   });
 
   it("lists PASS/MISS per target", () => {
@@ -828,6 +841,241 @@ Ansible skipped: apt-get install ansible-core failed
 
   it("names result files by date, sortable and without colons", () => {
     expect(resultFileName(new Date("2026-11-21T05:33:15.814Z"))).toBe("2026-11-21T05-33-15Z.json");
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+/** `provision status --json` output with these hosts and verdicts (an Error for an unread host). */
+function statusStdout(hosts: Array<[string, string | Error, number?]>): string {
+  return JSON.stringify({
+    command: "status",
+    summary: { hosts: hosts.length },
+    hosts: hosts.map(([host, v, windowSeconds]) =>
+      v instanceof Error
+        ? { host, verdict: "error", error: { kind: "unreachable", message: v.message }, closest: null, walls: [] }
+        : { host, verdict: v, windowSeconds: windowSeconds ?? 1.05, closest: null, walls: [] },
+    ),
+  });
+}
+
+function statusResult(
+  hosts: number,
+  statusMs: number,
+  floorMs: number,
+  extra: Partial<StatusResult> = {},
+): StatusResult {
+  return {
+    hosts,
+    forks: Math.min(50, hosts),
+    status: ok(statusMs, { peakRssKb: 100 * 1024, summary: `${hosts} hosts: 0 critical, 1 warn, ${hosts - 1} ok` }),
+    samplesMs: [statusMs + 30, statusMs, statusMs - 30],
+    scriptSeconds: { min: 1.02, median: 1.1, max: 1.31 },
+    floor: { wallMs: floorMs, samplesMs: [floorMs - 10, floorMs, floorMs + 10], failures: 0 },
+    backgroundCpuPercent: { "floor and status": 3 },
+    ...extra,
+  };
+}
+
+describe("provision status against the floor", () => {
+  const fleet = ["h1", "h2", "h3"];
+
+  it.each<[string, number]>([
+    ["exit 0: ok or warn", 0],
+    ["exit 3: a critical wall is still a full read", 3],
+  ])("accepts %s with every host read", (_what, code) => {
+    const readout = checkStatusOutput(
+      statusStdout([
+        ["h1", "ok", 1.02],
+        ["h2", "warn", 1.31],
+        ["h3", code === 3 ? "critical" : "ok", 1.1],
+      ]),
+      code,
+      fleet,
+    );
+    expect(readout.verdicts).toEqual(code === 3 ? { critical: 1, warn: 1, ok: 1 } : { critical: 0, warn: 1, ok: 2 });
+    expect(readout.scriptSeconds).toEqual([1.02, 1.31, 1.1]);
+    expect(readout.summary).toBe(
+      code === 3 ? "3 hosts: 1 critical, 1 warn, 1 ok" : "3 hosts: 0 critical, 1 warn, 2 ok",
+    );
+  });
+
+  it.each<[string, string, number, RegExp]>([
+    [
+      "exit 1",
+      statusStdout([
+        ["h1", "ok"],
+        ["h2", "ok"],
+        ["h3", new Error("refused")],
+      ]),
+      1,
+      /^exited 1 \(0 or 3 expected\)$/,
+    ],
+    ["exit 2 (a usage error)", "", 2, /^exited 2/],
+    ["no JSON", "status of 3 hosts: 0 critical", 0, /^printed no JSON: /],
+    ["JSON without hosts", JSON.stringify({ command: "status" }), 0, /without a hosts list/],
+    [
+      "a host left out",
+      statusStdout([
+        ["h1", "ok"],
+        ["h3", "ok"],
+      ]),
+      0,
+      /1 hosts missing from its JSON: h2$/,
+    ],
+    [
+      "a host not in the fleet",
+      statusStdout([
+        ["h1", "ok"],
+        ["h2", "ok"],
+        ["h3", "ok"],
+        ["h9", "ok"],
+      ]),
+      0,
+      /hosts not in the fleet: h9/,
+    ],
+    [
+      "an unread host beside a critical one (exit 3)",
+      statusStdout([
+        ["h1", "critical"],
+        ["h2", "ok"],
+        ["h3", new Error("connection refused")],
+      ]),
+      3,
+      /^exited 3, but 1 hosts not read: h3 \(unreachable: connection refused\)$/,
+    ],
+  ])("refuses %s", (_what, stdout, code, message) => {
+    expect(() => checkStatusOutput(stdout, code, fleet)).toThrow(StatusOutputError);
+    expect(() => checkStatusOutput(stdout, code, fleet)).toThrow(message);
+  });
+
+  it("names the first few of many missing hosts", () => {
+    const many = Array.from({ length: 50 }, (_, i) => `h${i + 1}`);
+    expect(() => checkStatusOutput(statusStdout([["h1", "ok"]]), 0, many)).toThrow(
+      /49 hosts missing from its JSON: h2, h3, h4, h5, h6, … and 44 more$/,
+    );
+  });
+
+  it("spreadOf: least, median, most", () => {
+    expect(spreadOf([1.3, 1.0, 1.1])).toEqual({ min: 1.0, median: 1.1, max: 1.3 });
+    expect(spreadOf([])).toBeNull();
+  });
+
+  it.each<[string, StatusResult[], number | null]>([
+    ["50 hosts when measured", [statusResult(20, 1, 1), statusResult(50, 1, 1), statusResult(100, 1, 1)], 50],
+    ["else the largest size", [statusResult(100, 1, 1), statusResult(20, 1, 1), statusResult(30, 1, 1)], 100],
+    ["one size", [statusResult(20, 1, 1)], 20],
+    ["none", [], null],
+  ])("judges the target at %s", (_what, results, hosts) => {
+    expect(STATUS_TARGET_HOSTS).toBe(50);
+    expect(statusForTarget(results)?.hosts ?? null).toBe(hosts);
+  });
+
+  it.each<[string, StatusResult[], string | null]>([
+    ["exactly 1.5× the floor", [statusResult(50, 4500, 3000)], "PASS status vs floor (50) ≤ 1.5× 1.50×"],
+    ["just over", [statusResult(50, 4501, 3000)], "MISS status vs floor (50) ≤ 1.5× 1.50×"],
+    [
+      "at 50 hosts, whatever the other sizes measured",
+      [statusResult(20, 9000, 1000), statusResult(50, 3000, 3000)],
+      "PASS status vs floor (50) ≤ 1.5× 1.00×",
+    ],
+    [
+      "without 50 hosts, at the largest size, saying so",
+      [statusResult(20, 1000, 1000), statusResult(30, 5000, 2000)],
+      "MISS status vs floor (30) ≤ 1.5× 2.50×: 50 hosts not measured: judged at the largest size, 30",
+    ],
+    [
+      "a floor whose ssh failed is no floor",
+      [statusResult(50, 3000, 3000, { floor: { wallMs: 3000, samplesMs: [3000, 3000, 3000], failures: 2 } })],
+      "MISS status vs floor (50) ≤ 1.5× 1.00×: 2 floor ssh commands failed",
+    ],
+    ["not measured: no target", [], null],
+  ])("target: %s", (_what, results, expected) => {
+    const t = statusTarget(results);
+    expect(t && `${t.verdict} ${t.name} (${t.hosts}) ${t.target} ${t.measured}${t.reason ? `: ${t.reason}` : ""}`).toBe(
+      expected,
+    );
+  });
+
+  it("adds a status row beside the no-op rows and its floor after the other floors in the size table", () => {
+    const r = size(50, {
+      first: ok(6000),
+      noop: ok(4000),
+      def: null,
+      tuned: null,
+      floor: 3500,
+      skipped: "x",
+      opensshSkipped: "y",
+    });
+    const text = formatSizeTable(r, statusResult(50, 4200, 3000));
+    const rows = text.split("\n").filter((l) => /^(provision |Ansible, |floor, )/.test(l));
+    expect(rows.map((l) => l.replace(/ {2,}.*/, ""))).toEqual([
+      "provision first run, ssh2 (forks 50)",
+      "provision first run, openssh (forks 50)",
+      "provision no-op, ssh2 (median of 3)",
+      "provision no-op, openssh",
+      "provision status (forks 50, median of 3)",
+      "Ansible, defaults (forks 5, no pipelining)",
+      "Ansible, tuned (forks 50, pipelining)",
+      "floor, beside the ssh2 no-op (median of 3)",
+      "floor, beside the openssh no-op",
+      "floor, beside status (median of 3)",
+    ]);
+    expect(text).toMatch(/provision status \(forks 50, median of 3\) +4\.20 s +1\.40× +100\.0 MB\n/);
+    expect(text).toMatch(/floor, beside status \(median of 3\) +3\.00 s\n/);
+    expect(text).toContain(
+      "status: 50 hosts: 0 critical, 1 warn, 49 ok; scripts took 1.02–1.31 s (median 1.10 s); status ÷ floor: 1.40×",
+    );
+    // Without status, the table is as before.
+    expect(formatSizeTable(r)).not.toContain("status");
+  });
+
+  it("warns in the size table when the machine was busy before status", () => {
+    const r = size(50, { first: ok(6000), noop: ok(4000), def: null, tuned: null, floor: 3500, skipped: "x" });
+    const text = formatSizeTable(r, statusResult(50, 4200, 3000, { backgroundCpuPercent: { "floor and status": 55 } }));
+    expect(text).toContain("WARNING: another workload kept the machine busy before floor and status (55% CPU)");
+  });
+
+  it("prints a table of its own with --status-only", () => {
+    expect(formatStatusTable(statusResult(50, 2700, 2700))).toBe(`
+50 hosts — provision status (read-only, one round trip per host)
+                                            wall  ÷ floor  peak RSS
+----------------------------------------  ------  -------  --------
+provision status (forks 50, median of 3)  2.70 s    1.00×  100.0 MB
+floor, beside status (median of 3)        2.70 s
+
+floor: 50 × \`ssh host true\` in parallel, sampled in turns with the status runs
+status: 50 hosts: 0 critical, 1 warn, 49 ok; scripts took 1.02–1.31 s (median 1.10 s); status ÷ floor: 1.00×
+`);
+    const failedFloor = statusResult(50, 2700, 2700, {
+      floor: { wallMs: 2700, samplesMs: [2700], failures: 1 },
+      samplesMs: [2700],
+      scriptSeconds: null,
+      backgroundCpuPercent: { "floor and status": 40 },
+    });
+    const text = formatStatusTable(failedFloor);
+    expect(text).toMatch(/provision status \(forks 50\) +2\.70 s/);
+    expect(text).toMatch(/floor, beside status +2\.70 s \(1 failed\)/);
+    expect(text).toContain("status: 50 hosts: 0 critical, 1 warn, 49 ok; status ÷ floor: 1.00×");
+    expect(text).toContain("WARNING: another workload kept the machine busy before floor and status (40% CPU)");
+  });
+
+  it("writes each size's status result and its ratio to the floor in the JSON", () => {
+    const result: BenchResult = {
+      version: 1,
+      startedAt: "2026-11-21T05:00:00.000Z",
+      durationMs: 1000,
+      machine: { cpus: 2 },
+      sizes: [],
+      memory: null,
+      inventory: null,
+      status: [statusResult(50, 4200, 3000)],
+      targets: [],
+    };
+    const back = JSON.parse(resultJson(result));
+    expect(back.status).toEqual([{ ...statusResult(50, 4200, 3000), overFloor: 1.4 }]);
+    // Results from before status was measured have no status key.
+    expect(JSON.parse(resultJson({ ...result, status: undefined })).status).toBeUndefined();
   });
 });
 
