@@ -46,7 +46,7 @@ function environment(dir: string): Record<string, string> {
 
 function run(file: string, args: string[], opts: { cwd: string; env: Record<string, string>; timeoutMs: number }) {
   return new Promise<Result>((resolve) => {
-    execFile(
+    const child = execFile(
       file,
       args,
       { cwd: opts.cwd, env: opts.env, timeout: opts.timeoutMs, killSignal: "SIGKILL", maxBuffer: 64 * 1024 * 1024 },
@@ -55,6 +55,8 @@ function run(file: string, args: string[], opts: { cwd: string; env: Record<stri
         resolve({ code, stdout, stderr: error && code === null ? `${stderr}\n${error.message}` : stderr });
       },
     );
+    // Nothing to read: npm 11 waits on an open stdin (to ask about install scripts) until killed.
+    child.stdin?.end();
   });
 }
 
