@@ -103,7 +103,6 @@ interface CommonOptions {
 const EXIT_OK = 0;
 const EXIT_ERROR = 1;
 const EXIT_CHANGES = 2;
-const EXIT_STATUS_CRITICAL = EXIT_CRITICAL;
 
 function positiveInt(name: string) {
   return (v: string) => {
@@ -305,7 +304,7 @@ async function main(argv: string[]): Promise<number> {
 
   withConnection(withInventory(program.command("status")))
     .description(
-      `how close each host is to each wall right now (read-only, one round trip per host; exit 0 ok or warn, ${EXIT_STATUS_CRITICAL}: a wall over the critical threshold, 1: a host could not be read)`,
+      `how close each host is to each wall right now (read-only, one round trip per host; exit 0 ok or warn, ${EXIT_CRITICAL}: a wall over the critical threshold, 1: a host could not be read)`,
     )
     .option("-p, --playbook <file>", PLAYBOOK_HELP)
     .option("-l, --limit <pattern>", "only these hosts (Ansible patterns: host, group, !exclude, &intersect, a,b)")

@@ -136,3 +136,21 @@ export function processesMentioning(text: string): number[] {
     })
     .map(Number);
 }
+
+/** h1 as root, and `down`, an address of the fleet where nothing listens on the port (refused at once). */
+export function inventoryWithOneDown(fleet: Fleet, dir: string): string {
+  return writeFile(
+    dir,
+    "one-down.yml",
+    [
+      "all:",
+      "  vars:",
+      "    ansible_user: root",
+      `    ansible_ssh_private_key_file: ${fleet.clientKeyFile}`,
+      "  hosts:",
+      `    h1: { ansible_host: ${fleet.hosts[0]!.address} }`,
+      `    down: { ansible_host: ${fleet.hosts[1]!.address}, ansible_port: 1 }`,
+      "",
+    ].join("\n"),
+  );
+}

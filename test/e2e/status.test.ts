@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startFleet, type Fleet } from "../fleet/fleet.js";
 import { runCommand } from "../fleet/shell.js";
-import { PROJECT_ROOT, provision, tempDir, writeFile } from "./helpers.js";
+import { inventoryWithOneDown, PROJECT_ROOT, provision, tempDir, writeFile } from "./helpers.js";
 
 interface WallJson {
   wall: string;
@@ -225,21 +225,7 @@ describe("provision status: how close each host is to each wall", () => {
   });
 
   it("exits 1 when a host cannot be read and nothing is critical; thresholds are flags", async () => {
-    const inventory = writeFile(
-      dir,
-      "one-down.yml",
-      [
-        "all:",
-        "  vars:",
-        "    ansible_user: root",
-        `    ansible_ssh_private_key_file: ${fleet.clientKeyFile}`,
-        "  hosts:",
-        `    h1: { ansible_host: ${fleet.hosts[0]!.address} }`,
-        // Nothing listens on port 1: refused at once.
-        `    down: { ansible_host: ${fleet.hosts[1]!.address}, ansible_port: 1 }`,
-        "",
-      ].join("\n"),
-    );
+    const inventory = inventoryWithOneDown(fleet, dir);
     // Every wall at 100% before warning: nothing on an idle host reaches it.
     const r = await provision(
       ["status", inventory, "--known-hosts", fleet.knownHostsFile, "--warn", "100", "--critical", "100"],

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WALL_IDS } from "../../src/status/walls.js";
 import { startFleet, type Fleet } from "../fleet/fleet.js";
-import { provision, tempDir, writeFile } from "./helpers.js";
+import { inventoryWithOneDown, provision, tempDir } from "./helpers.js";
 
 /**
  * `provision status --format prometheus -o FILE` is for node_exporter's textfile collector: the
@@ -268,21 +268,7 @@ describe.skipIf(!EXPORTER_PRESENT)(
       const textfiles = join(dir, "textfiles-down");
       mkdirSync(textfiles);
       const prom = join(textfiles, "provision.prom");
-      const inventory = writeFile(
-        dir,
-        "one-down.yml",
-        [
-          "all:",
-          "  vars:",
-          "    ansible_user: root",
-          `    ansible_ssh_private_key_file: ${fleet.clientKeyFile}`,
-          "  hosts:",
-          `    h1: { ansible_host: ${fleet.hosts[0]!.address} }`,
-          // Nothing listens on port 1: refused at once.
-          `    down: { ansible_host: ${fleet.hosts[1]!.address}, ansible_port: 1 }`,
-          "",
-        ].join("\n"),
-      );
+      const inventory = inventoryWithOneDown(fleet, dir);
       const r = await provision(
         [
           "status",
