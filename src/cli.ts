@@ -33,8 +33,20 @@ import type { HostReport } from "./report.js";
 import { toJson } from "./output/json.js";
 import { Progress } from "./output/progress.js";
 import type { RolloutPolicy } from "./rollout/policy.js";
-import { hostsToResume, readRecord, RecordError, recordFor, STATE_DIR, writeRecord } from "./rollout/record.js";
+import {
+  hostsToResume,
+  readRecord,
+  RecordError,
+  recordFor,
+  STATE_DIR,
+  writeRecord,
+  writeRecordTo,
+} from "./rollout/record.js";
 import { rollout } from "./rollout/run.js";
+import { layoutHosts, layoutRollout, type RolloutLayout } from "./rollout/layout.js";
+import { describeShard, parseShard, ShardError, type ShardSpec } from "./rollout/shard.js";
+import { checkBudgets, mergeRecords, type RecordFile } from "./rollout/merge.js";
+import { renderRecord, renderVerdict } from "./output/recordReport.js";
 import { loadCapacityHosts } from "./capacity/hosts.js";
 import { capacityJson, renderCapacityText } from "./capacity/report.js";
 import { runCapacityProbe } from "./capacity/run.js";
@@ -75,6 +87,9 @@ interface RunOptions {
   /** A plan saved by `plan -o`, applied as reviewed. */
   plan?: string;
   stateDir: string;
+  shard?: string;
+  shardBy: string;
+  stage?: number;
 }
 
 interface CommonOptions {
@@ -283,8 +298,42 @@ async function main(argv: string[]): Promise<number> {
       "--plan <file>",
       "apply a plan saved by `plan -o` exactly as reviewed: a host whose facts changed since is refused with the difference",
     )
+    .option(
+      "--shard <K/N>",
+      "run only part K of N of the selected hosts (one job of a CI matrix or Kubernetes Indexed Job); `records merge` joins the parts",
+    )
+    .option(
+      "--shard-by <how>",
+      "name: by a hash of each host's name (stable as hosts come and go); group:G1,…,GN: part K is group GK",
+      "name",
+    )
+    .option(
+      "--stage <k>",
+      "run only batch K of the rollout (one stage of a pipeline; a `records merge --check` gate between stages)",
+      positiveInt("--stage"),
+    )
     .action(async (inventory: string[], opts: CommonOptions & RunOptions) => {
       exitCode = await runCommand(inventory, opts);
+    });
+  program
+    .command("records")
+    .description("run records: `records merge` joins the records of a sharded or staged run")
+    .command("merge")
+    .description(
+      "merge the run records of every shard (and stage) into one record and one report; --check: exit 1 when a failure budget is exceeded (the gate between stages)",
+    )
+    .argument("<records...>", "run records (JSON) written by `run --shard`/`--stage`, from every job")
+    .option(
+      "--check",
+      "apply the batch and total failure budgets: exit 0 when the next stage may start, 1 when not",
+      false,
+    )
+    .option("-o, --out <file>", "write the merged record here (default: the state directory, where --resume finds it)")
+    .option("--state-dir <dir>", "where run records are kept", STATE_DIR)
+    .option("--json", "print the merged record and the verdict as JSON", false)
+    .option("--no-color", "no colours, even on a terminal (as NO_COLOR=1)")
+    .action((files: string[], opts: MergeOptions) => {
+      exitCode = mergeCommand(files, opts);
     });
   program
     .command("show")
@@ -450,6 +499,8 @@ async function prepare(
   opts: CommonOptions & Partial<RunOptions>,
   restrictTo?: string[],
   withProgress = false,
+  /** Which of the selected hosts this run contacts (a shard's part of a stage); may be none. */
+  narrow?: (selected: ResolvedHost[], policy: RolloutPolicy) => ResolvedHost[],
 ): Promise<Prepared | number> {
   const sources = inventorySources(inventory, opts);
   if (!sources) return EXIT_ERROR;
@@ -469,10 +520,19 @@ async function prepare(
   );
   for (const problem of selected.problems) process.stderr.write(`${problem}\n`);
   if (selected.problems.length > 0) return EXIT_ERROR;
-  const hosts = selected.hosts;
-  if (hosts.length === 0) {
+  if (selected.hosts.length === 0) {
     process.stderr.write("no hosts matched the playbook (and --limit); nothing to do.\n");
     return EXIT_ERROR;
+  }
+  let hosts = selected.hosts;
+  if (narrow) {
+    try {
+      hosts = narrow(hosts, policy);
+    } catch (err) {
+      if (!(err instanceof ShardError)) throw err;
+      process.stderr.write(`${err.message}\nnothing was sent to any host.\n`);
+      return EXIT_ERROR;
+    }
   }
   if (opts.listHosts) {
     process.stdout.write(listHosts(hosts));
@@ -629,9 +689,26 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
       return EXIT_ERROR;
     }
   }
-  const prepared = await prepare(inventory, opts, restrictTo, true);
+  let shard: ShardSpec | undefined;
+  try {
+    shard = shardOf(opts);
+  } catch (err) {
+    if (!(err instanceof ShardError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    return EXIT_ERROR;
+  }
+  let layout: RolloutLayout<ResolvedHost> | undefined;
+  const narrow = (selected: ResolvedHost[], policy: RolloutPolicy) => {
+    layout = layoutRollout(selected, policy, {
+      ...(shard ? { shard } : {}),
+      ...(opts.stage ? { stage: opts.stage } : {}),
+    });
+    return layoutHosts(layout);
+  };
+  const prepared = await prepare(inventory, opts, restrictTo, true, narrow);
   if (typeof prepared === "number") return prepared;
   const { hosts, session, policy, progress, playbook } = prepared;
+  if (layout!.shard || layout!.stage !== undefined) process.stderr.write(`${describePart(layout!, hosts.length)}\n`);
   if (policy.pause === "prompt" && !process.stdin.isTTY) {
     process.stderr.write(
       'rollout pause: "prompt" needs a terminal to press Enter on; use seconds (--pause 30) in CI.\n',
@@ -646,7 +723,7 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
     progress?.finish();
     if (!opts.json) {
       if (reviewed) process.stdout.write(renderSavedPlanHeader(opts.plan!, reviewed, opts.format));
-      process.stdout.write(renderPlan(planned, opts.format, style(opts)));
+      if (hosts.length > 0) process.stdout.write(renderPlan(planned, opts.format, style(opts)));
     }
     const pending = planned.filter((r) => r.status === "changed").length;
     if (
@@ -662,9 +739,12 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
       planned,
       policy,
       progress?.hooks(pauseBetweenBatches) ?? { pause: pauseBetweenBatches },
-      reviewed
-        ? { reviewed: { explain: (fresh) => whyRefused(reviewed, fresh, session.factsOf(fresh.host)) } }
-        : { shownIsFresh: pending === 0 || opts.yes },
+      {
+        ...(reviewed
+          ? { reviewed: { explain: (fresh: HostReport) => whyRefused(reviewed, fresh, session.factsOf(fresh.host)) } }
+          : { shownIsFresh: pending === 0 || opts.yes }),
+        layout: layout!,
+      },
     );
     progress?.finish();
     const incomplete = result.reports.some((r) => r.status !== "changed" && r.status !== "unchanged");
@@ -677,14 +757,19 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
         limit: opts.limit,
         plan: opts.plan,
         policy,
+        layout: layout!,
       }),
     );
     if (opts.json)
       process.stdout.write(
-        `${toJson("run", result.reports, { stopped: result.stopped ?? null, record: recordFile })}\n`,
+        `${toJson("run", result.reports, { stopped: result.stopped ?? null, record: recordFile, ...partJson(layout!) })}\n`,
       );
     else {
-      process.stdout.write(`\n${renderRunResult(result.reports, style(opts))}`);
+      if (hosts.length === 0)
+        process.stdout.write(
+          "No host of the selection is in this part of the rollout: nothing was contacted. Its record still counts, so a merge sees every shard.\n",
+        );
+      else process.stdout.write(`\n${renderRunResult(result.reports, style(opts))}`);
       if (result.stopped) process.stdout.write(`STOPPED: ${result.stopped}\n`);
       if (result.drift) process.stdout.write(`\nThe plan now:\n${renderPlan(result.drift, opts.format, style(opts))}`);
       const resumeHint = incomplete ? " (provision run --resume retries what failed or was not reached)" : "";
@@ -694,6 +779,89 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
   } finally {
     await session.close();
   }
+}
+
+/** --shard and --shard-by as a spec (undefined when not sharded); --stage and --shard don't combine with --resume or --plan. */
+function shardOf(opts: RunOptions): ShardSpec | undefined {
+  const problems: string[] = [];
+  const parted = opts.shard !== undefined || opts.stage !== undefined;
+  if (parted && opts.resume !== undefined)
+    problems.push(
+      "--resume retries one record's hosts; with shards, merge the records (provision records merge) and resume the merged one without --shard/--stage",
+    );
+  if (parted && opts.plan !== undefined)
+    problems.push("--plan applies one saved plan to all its hosts; --shard and --stage don't combine with it yet");
+  if (opts.shard === undefined && opts.shardBy !== "name")
+    problems.push(`--shard-by ${opts.shardBy} needs --shard K/N`);
+  let spec: ShardSpec | undefined;
+  try {
+    if (opts.shard !== undefined) spec = parseShard(opts.shard, opts.shardBy);
+  } catch (err) {
+    if (!(err instanceof ShardError)) throw err;
+    problems.push(err.message);
+  }
+  if (problems.length > 0) throw new ShardError(problems.join("\n"));
+  return spec;
+}
+
+/** "shard 2/3: 34 of 100 selected hosts; stage 2 of 3 (batch 2: 40 hosts, 13 in this shard)". */
+function describePart(layout: RolloutLayout<ResolvedHost>, mine: number): string {
+  const shard = layout.shard ? `shard ${describeShard(layout.shard)}: ` : "";
+  if (layout.stage === undefined) return `${shard}${mine} of ${plural(layout.selected.hosts, "selected host")}`;
+  const batch = layout.batches[0];
+  if (!batch)
+    return `${shard}stage ${layout.stage}: the rollout has ${plural(layout.batchCount, "batch", "batches")} of ${plural(layout.selected.hosts, "host")}; nothing to do`;
+  return `${shard}stage ${layout.stage} of ${layout.batchCount}: batch ${batch.index} has ${plural(batch.size, "host")}${layout.shard ? `, ${mine} in this shard` : ""}`;
+}
+
+function partJson(layout: RolloutLayout<ResolvedHost>): Record<string, unknown> {
+  return {
+    ...(layout.shard ? { shard: { index: layout.shard.index, count: layout.shard.count } } : {}),
+    ...(layout.stage !== undefined ? { stage: layout.stage } : {}),
+  };
+}
+
+interface MergeOptions {
+  check: boolean;
+  out?: string;
+  stateDir: string;
+  json: boolean;
+  color: boolean;
+}
+
+/** `records merge`: one record and one report out of the shards' records; with --check, the gate's exit code. */
+function mergeCommand(files: string[], opts: MergeOptions): number {
+  const inputs: RecordFile[] = [];
+  const unreadable: string[] = [];
+  for (const file of files) {
+    try {
+      inputs.push(readRecord(opts.stateDir, file));
+    } catch (err) {
+      if (!(err instanceof RecordError)) throw err;
+      unreadable.push(err.message);
+    }
+  }
+  if (unreadable.length > 0) {
+    process.stderr.write(`${unreadable.join("\n")}\n`);
+    return EXIT_ERROR;
+  }
+  const merged = mergeRecords(inputs);
+  for (const note of merged.notes) process.stderr.write(`note: ${note}\n`);
+  if (merged.problems.length > 0) {
+    process.stderr.write(`${merged.problems.map((p) => `error: ${p}`).join("\n")}\nnot merged.\n`);
+    return EXIT_ERROR;
+  }
+  const out = opts.out ?? undefined;
+  const file = out === undefined ? writeRecord(opts.stateDir, merged.record) : writeRecordTo(out, merged.record);
+  const verdict = checkBudgets(merged.record);
+  if (opts.json) process.stdout.write(`${JSON.stringify({ record: merged.record, file, verdict }, null, 2)}\n`);
+  else {
+    const st = style(opts);
+    process.stdout.write(renderRecord(merged.record, st));
+    process.stdout.write(renderVerdict(verdict, st));
+    process.stdout.write(`record: ${file} (merged from ${plural(inputs.length, "record")})\n`);
+  }
+  return opts.check && !verdict.pass ? EXIT_ERROR : EXIT_OK;
 }
 
 /** The saved plan, or an exit code when it can't be read or other flags would change what it selects. */

@@ -61,6 +61,8 @@ export interface ResolvedHost {
   become: boolean;
   roles: ResolvedRole[];
   hints: InventoryHints;
+  /** Every group the host is in, `all` first (shared between hosts of the same groups). */
+  groups: readonly string[];
 }
 
 /**
@@ -169,6 +171,7 @@ export function resolveTargets(
       roles,
       connection: connectionFor(host.name, vars, inventory.file),
       hints: hintsFrom(vars),
+      groups: host.groups,
     });
   }
   return dedupe(problems, resolved);

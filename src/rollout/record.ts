@@ -5,6 +5,8 @@ import { join, resolve } from "node:path";
 import type { HostReport, HostStatus } from "../report.js";
 import type { RolloutPolicy } from "./policy.js";
 import type { RolloutResult } from "./run.js";
+import type { RolloutLayout } from "./layout.js";
+import { describeShardBy } from "./shard.js";
 
 /**
  * What a run did to each host, kept under the project's state directory so `run --resume` can
@@ -24,7 +26,28 @@ export interface RunRecord {
   plan?: string;
   policy: RolloutPolicy;
   stopped: string | null;
-  hosts: Array<{ host: string; status: HostStatus; batch: number | null; changes: number; error?: string }>;
+  /** Every host the playbook and --limit selected, before any shard: what every job of a pipeline must agree on. */
+  selection?: { hosts: number; digest: string };
+  /** `run --shard K/N`: this record holds part K. */
+  shard?: { index: number; count: number; by: string } | null;
+  /** `run --stage K`: this record holds batch K only. */
+  stage?: number | null;
+  /** Batches of the whole rollout; each this record holds part of, with its size and budget across every shard. */
+  batches?: Array<{ index: number; size: number; tolerated: number }>;
+  batchCount?: number;
+  /** Failed hosts tolerated in the whole run (max_fail_total of every selected host). */
+  totalTolerated?: number;
+  /** `records merge`: the records this one was merged from. */
+  merged?: Array<{ file: string; id: string; part: string }>;
+  hosts: RecordedHost[];
+}
+
+export interface RecordedHost {
+  host: string;
+  status: HostStatus;
+  batch: number | null;
+  changes: number;
+  error?: string;
 }
 
 export const STATE_DIR = ".provision";
@@ -39,10 +62,13 @@ export function recordFor(
     limit: string | undefined;
     plan?: string;
     policy: RolloutPolicy;
+    layout?: RolloutLayout<{ name: string }>;
   },
 ): RunRecord {
   const batchOf = new Map<string, number>();
+  for (const b of meta.layout?.batches ?? []) for (const h of b.hosts) batchOf.set(h.name, b.index);
   for (const b of result.batches) for (const h of b.hosts) batchOf.set(h, b.index);
+  const layout = meta.layout;
   return {
     version: 1,
     id: `${meta.startedAt.toISOString().replace(/[:.]/g, "-")}-${randomBytes(3).toString("hex")}`,
@@ -57,6 +83,18 @@ export function recordFor(
     ...(meta.plan !== undefined ? { plan: resolve(meta.plan) } : {}),
     policy: meta.policy,
     stopped: result.stopped ?? null,
+    ...(layout
+      ? {
+          selection: layout.selected,
+          shard: layout.shard
+            ? { index: layout.shard.index, count: layout.shard.count, by: describeShardBy(layout.shard) }
+            : null,
+          stage: layout.stage ?? null,
+          batches: layout.batches.map((b) => ({ index: b.index, size: b.size, tolerated: b.tolerated })),
+          batchCount: layout.batchCount,
+          totalTolerated: layout.totalTolerated,
+        }
+      : {}),
     hosts: result.reports.map((r: HostReport) => ({
       host: r.host,
       status: r.status,
@@ -71,7 +109,11 @@ export function recordFor(
 export function writeRecord(stateDir: string, record: RunRecord): string {
   const dir = join(stateDir, RUNS);
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, `${record.id}.json`);
+  return writeRecordTo(join(dir, `${record.id}.json`), record);
+}
+
+/** A record at a path of the user's choosing (`records merge -o`), written the same way. */
+export function writeRecordTo(file: string, record: RunRecord): string {
   writeAtomically(file, `${JSON.stringify(record, null, 2)}\n`, 0o600);
   return file;
 }

@@ -1,13 +1,17 @@
 import type { HostReport } from "../report.js";
 import type { Session } from "../session.js";
 import type { ResolvedHost } from "../resolve.js";
-import { batchSizes, exceeds, partition, resolveAmount, type RolloutPolicy } from "./policy.js";
+import { exceeds, type RolloutPolicy } from "./policy.js";
+import { layoutHosts, layoutRollout, type RolloutLayout } from "./layout.js";
 import { foldHosts } from "../output/hostList.js";
 
 export interface BatchSummary {
   index: number;
+  /** This run's hosts of the batch. */
   hosts: string[];
   failed: number;
+  /** Hosts of the whole batch, across every shard. */
+  size: number;
   tolerated: number;
 }
 
@@ -41,6 +45,8 @@ export interface RolloutOptions {
    * with `explain(freshReport)` instead of stopping the rollout, and the other hosts get what was reviewed.
    */
   reviewed?: { explain(fresh: HostReport): string };
+  /** The batches to run (a shard's part, one stage); by default every host's, cut by the policy. */
+  layout?: RolloutLayout<ResolvedHost>;
 }
 
 const isFailure = (r: HostReport) => r.status === "failed" || r.status === "unreachable";
@@ -60,20 +66,21 @@ export async function rollout(
   options: RolloutOptions = {},
 ): Promise<RolloutResult> {
   const shownByHost = new Map(shown.map((r) => [r.host, r]));
-  const batches = partition(hosts, batchSizes(hosts.length, policy.batches));
-  const totalTolerated = resolveAmount(policy.maxFailTotal, hosts.length);
+  const layout = options.layout ?? layoutRollout(hosts, policy);
+  const batches = layout.batches.filter((b) => b.hosts.length > 0);
+  const sharded = layout.shard !== undefined;
   const done = new Map<string, HostReport>();
   const summaries: BatchSummary[] = [];
   let stopped: string | undefined;
   let drift: HostReport[] | undefined;
 
-  for (const [i, batch] of batches.entries()) {
+  for (const [i, { index, hosts: batch, size, tolerated }] of batches.entries()) {
     if (i > 0 && !(await hooks.pause(policy.pause))) {
-      stopped = `stopped at the pause before batch ${i + 1}`;
+      stopped = `stopped at the pause before batch ${index}`;
       break;
     }
     const names = batch.map((h) => h.name);
-    hooks.batchStart?.(i + 1, batches.length, names);
+    hooks.batchStart?.(index, layout.batchCount, names);
     const reuseShown =
       i === 0 && options.shownIsFresh === true && !options.reviewed && batch.every((h) => shownByHost.has(h.name));
     const planned = reuseShown ? batch.map((h) => shownByHost.get(h.name)!) : await session.plan(batch);
@@ -90,7 +97,7 @@ export async function rollout(
       : planned;
     if (changed.length > 0 && !reviewed && !policy.allowPlanDrift) {
       drift = changed;
-      stopped = `batch ${i + 1}: the plan of ${foldHosts(changed.map((r) => r.host))} changed since it was shown (the hosts changed meanwhile); nothing more was applied. Review the new plan below and run again, or pass --allow-plan-drift`;
+      stopped = `batch ${index}: the plan of ${foldHosts(changed.map((r) => r.host))} changed since it was shown (the hosts changed meanwhile); nothing more was applied. Review the new plan below and run again, or pass --allow-plan-drift`;
       break;
     }
     const reachable = fresh.filter((r) => r.plan);
@@ -100,24 +107,25 @@ export async function rollout(
       done.set(r.host, r);
       hooks.hostDone?.(r);
     }
-    const summary: BatchSummary = {
-      index: i + 1,
-      hosts: names,
-      failed: reports.filter(isFailure).length,
-      tolerated: resolveAmount(policy.maxFailPerBatch, batch.length),
-    };
+    const summary: BatchSummary = { index, hosts: names, failed: reports.filter(isFailure).length, size, tolerated };
     summaries.push(summary);
-    hooks.batchEnd?.(summary, batches.length);
+    hooks.batchEnd?.(summary, layout.batchCount);
     const totalFailed = [...done.values()].filter(isFailure).length;
-    if (exceeds(summary.failed, summary.tolerated)) {
-      stopped = `batch ${i + 1}: ${summary.failed} of ${batch.length} hosts failed, more than the ${summary.tolerated} tolerated per batch (max_fail_per_batch ${String(policy.maxFailPerBatch)})`;
-    } else if (exceeds(totalFailed, totalTolerated)) {
-      stopped = `after batch ${i + 1}: ${totalFailed} of ${hosts.length} hosts failed in this run, more than the ${totalTolerated} tolerated (max_fail_total ${String(policy.maxFailTotal)})`;
+    // A shard stops as soon as its own failures exceed the whole batch's (or run's) budget: the
+    // merged count can only be higher. Below it, the gate that merges every shard decides.
+    const ofBatch = sharded ? `${batch.length} hosts of this shard (the batch has ${size})` : `${batch.length} hosts`;
+    if (exceeds(summary.failed, tolerated)) {
+      stopped = `batch ${index}: ${summary.failed} of ${ofBatch} failed, more than the ${tolerated} tolerated per batch (max_fail_per_batch ${String(policy.maxFailPerBatch)})`;
+    } else if (exceeds(totalFailed, layout.totalTolerated)) {
+      const ofRun = sharded
+        ? `hosts of this shard failed (the run has ${layout.selected.hosts})`
+        : `hosts failed in this run`;
+      stopped = `after batch ${index}: ${totalFailed} of ${layoutHosts(layout).length} ${ofRun}, more than the ${layout.totalTolerated} tolerated (max_fail_total ${String(policy.maxFailTotal)})`;
     }
     if (stopped) break;
   }
 
-  const reports = hosts.map((h) => done.get(h.name) ?? { host: h.name, status: "not-reached" as const });
+  const reports = layoutHosts(layout).map((h) => done.get(h.name) ?? { host: h.name, status: "not-reached" as const });
   return { reports, batches: summaries, ...(stopped ? { stopped } : {}), ...(drift ? { drift } : {}) };
 }
 

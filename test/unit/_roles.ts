@@ -26,6 +26,7 @@ export function hostWith(name: string, roles: Array<[AnyRole, Record<string, unk
     become: true,
     roles: roles.map(([role, over]) => ({ role, params: paramsOf(role, over), sources: {} })),
     hints: { listenPorts: [], memTotalMb: null },
+    groups: ["all"],
   };
 }
 

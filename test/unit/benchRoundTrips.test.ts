@@ -75,6 +75,7 @@ const host: ResolvedHost = {
   become: false,
   roles: [{ role: fakeRole, params: {}, sources: {} }],
   hints: { listenPorts: [], memTotalMb: null },
+  groups: ["all"],
 };
 
 /** A host that answers the gather and apply scripts by their records, and logs every round trip. */

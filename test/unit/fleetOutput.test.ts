@@ -101,7 +101,7 @@ describe("200 hosts failing alike (each message naming its host, address, key fi
       hooks.batchStart!(batch + 1, 4, hosts);
       // Hosts finish in any order.
       for (const r of reports.slice(batch * 50, batch * 50 + 50).reverse()) hooks.hostDone!(r);
-      hooks.batchEnd!({ index: batch + 1, hosts, failed: 50, tolerated: 50 }, 4);
+      hooks.batchEnd!({ index: batch + 1, hosts, failed: 50, size: 50, tolerated: 50 }, 4);
       const lines = linesOf(out.join(""));
       expect(lines.length).toBeLessThanOrEqual(MAX_SECTION_LINES);
       expect(lines[0]).toBe(`batch ${batch + 1}/4: 50 hosts (web[${hosts[0]!.slice(3)}:${hosts.at(-1)!.slice(3)}])`);
@@ -117,7 +117,7 @@ describe("200 hosts failing alike (each message naming its host, address, key fi
     const names = hostNames();
     hooks.batchStart!(1, 1, names);
     for (const h of [...names].reverse()) hooks.hostDone!({ ...appliedHost(h), checks: [] });
-    hooks.batchEnd!({ index: 1, hosts: names, failed: 0, tolerated: 0 }, 1);
+    hooks.batchEnd!({ index: 1, hosts: names, failed: 0, size: names.length, tolerated: 0 }, 1);
     expect(linesOf(out.join(""))).toEqual([
       "batch 1/1: 200 hosts (web[001:200])",
       "web[001:200] (200 hosts): changed, verified 0/0",

@@ -16,7 +16,7 @@ describe("Progress", () => {
     hooks.batchStart!(1, 2, ["a", "b"]);
     hooks.hostDone!({ ...changed("a", [REUSE]), checks: [] });
     hooks.hostDone!(failed("b", "unreachable", "connection refused"));
-    hooks.batchEnd!({ index: 1, hosts: ["a", "b"], failed: 1, tolerated: 0 }, 2);
+    hooks.batchEnd!({ index: 1, hosts: ["a", "b"], failed: 1, size: 2, tolerated: 0 }, 2);
     expect(text()).toBe(
       [
         "batch 1/2: 2 hosts (a, b)",

@@ -83,7 +83,7 @@ describe("run records", () => {
       { host: "d", status: "not-reached" as const },
       { host: "e", status: "unchanged" as const },
     ],
-    batches: [{ index: 1, hosts: ["a", "b", "c"], failed: 2, tolerated: 0 }],
+    batches: [{ index: 1, hosts: ["a", "b", "c"], failed: 2, size: 3, tolerated: 0 }],
     stopped: "batch 1: 2 of 3 hosts failed",
   };
 

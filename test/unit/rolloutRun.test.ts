@@ -11,6 +11,7 @@ const host = (name: string): ResolvedHost => ({
   become: false,
   roles: [],
   hints: { listenPorts: [], memTotalMb: null },
+  groups: ["all"],
   connection: {
     kind: "ssh",
     host: name,

@@ -38,6 +38,7 @@ function host(name: string, over: { reuse?: number; address?: string; become?: b
     become: over.become ?? false,
     roles: [{ role: twReuse, params: { tcp_tw_reuse: over.reuse ?? 1 }, sources: {} }],
     hints: { listenPorts: [], memTotalMb: null },
+    groups: ["all"],
     connection: {
       kind: "ssh",
       host: over.address ?? `198.18.0.${name.length}`,

@@ -69,6 +69,7 @@ function hostWith(roles: AnyRole[]): ResolvedHost {
     become: false,
     roles: roles.map((r) => ({ role: r, params: {}, sources: {} })),
     hints: { listenPorts: [], memTotalMb: null },
+    groups: ["all"],
   };
 }
 
