@@ -48,7 +48,7 @@ export function parseShard(text: string, by: string = "name"): ShardSpec {
   return { index, count, by: spec };
 }
 
-/** "2/3", or "2/3 by group:east,west,central". */
+/** "2/3", or "2/3 (group west)". */
 export function describeShard(s: ShardSpec): string {
   return typeof s.by === "string"
     ? `${s.index}/${s.count}`
