@@ -9,7 +9,7 @@ import { closest } from "./config/suggest.js";
 import { explainHosts, explainRoles } from "./explain.js";
 import { lintHosts } from "./lint.js";
 import { findRole, ROLES } from "./roles.js";
-import { Session } from "./session.js";
+import { Session, type SessionOptions } from "./session.js";
 import { hasErrors, loadConfig } from "./load.js";
 import {
   plainStyle,
@@ -497,11 +497,16 @@ interface Prepared {
 async function prepare(
   inventory: string[],
   opts: CommonOptions & Partial<RunOptions>,
-  restrictTo?: string[],
-  withProgress = false,
-  /** Which of the selected hosts this run contacts (a shard's part of a stage); may be none. */
-  narrow?: (selected: ResolvedHost[], policy: RolloutPolicy) => ResolvedHost[],
+  setup: {
+    /** Only these hosts (`run --resume`). */
+    restrictTo?: string[];
+    withProgress?: boolean;
+    /** Which of the selected hosts this run contacts (a shard's part of a stage); may be none. */
+    narrow?: (selected: ResolvedHost[], policy: RolloutPolicy) => ResolvedHost[];
+    session?: SessionOptions;
+  } = {},
 ): Promise<Prepared | number> {
+  const { restrictTo, withProgress = false, narrow } = setup;
   const sources = inventorySources(inventory, opts);
   if (!sources) return EXIT_ERROR;
   const playbook = playbookFor(opts);
@@ -564,7 +569,10 @@ async function prepare(
       throw err;
     }
   };
-  const session = new Session(connect, opts.forks, progress ?? {}, () => connector.close());
+  const session = new Session(connect, opts.forks, progress ?? {}, () => connector.close(), {
+    keepConnections: keptConnections(opts.forks),
+    ...setup.session,
+  });
   return { hosts, session, policy, progress, playbook };
 }
 
@@ -575,14 +583,25 @@ async function becomePassword(opts: CommonOptions, hosts: ResolvedHost[]): Promi
   return fromEnv === undefined || fromEnv === "" ? undefined : fromEnv;
 }
 
+/**
+ * Connections left open between a host's plan and its apply: past this many, a host's connection
+ * closes after its plan and reopens for its apply (one more handshake). Tied to --forks, so a
+ * controller's memory follows how many hosts it works on at once, not how many there are.
+ */
+function keptConnections(forks: number): number {
+  return forks * CONNECTIONS_KEPT_PER_FORK;
+}
+const CONNECTIONS_KEPT_PER_FORK = 4;
+
 /** Prepares the hosts and a session, runs `command` with them, and always closes the session. */
 async function withSession(
   inventory: string[],
   opts: CommonOptions,
   command: (prepared: Prepared) => Promise<number>,
+  session: SessionOptions = {},
 ): Promise<number> {
   // A status line on a terminal only: in CI the report that follows says it all.
-  const prepared = await prepare(inventory, opts, undefined, process.stderr.isTTY === true);
+  const prepared = await prepare(inventory, opts, { withProgress: process.stderr.isTTY === true, session });
   if (typeof prepared === "number") return prepared;
   try {
     return await command(prepared);
@@ -592,46 +611,51 @@ async function withSession(
 }
 
 function planCommand(inventory: string[], opts: CommonOptions & { out?: string }): Promise<number> {
-  return withSession(inventory, opts, async ({ session, hosts, playbook, progress }) => {
-    const reports = await session.plan(hosts);
-    progress?.finish();
-    if (opts.json) process.stdout.write(`${toJson("plan", reports)}\n`);
-    else
-      process.stdout.write(
-        renderPlan(reports, opts.format, opts.format === "text" ? style(opts) : plainStyle, {
-          fullOutput: fullOutputCommand(process.argv.slice(2)),
-        }),
-      );
-    const failed = reports.filter((r) => r.error).length;
-    if (opts.out !== undefined) {
-      if (failed > 0) {
-        process.stderr.write(
-          `not saved to ${opts.out}: ${plural(failed, "host")} could not be planned, and a saved plan must cover every host it names. Fix them, or leave them out with --limit.\n`,
+  return withSession(
+    inventory,
+    opts,
+    async ({ session, hosts, playbook, progress }) => {
+      const reports = await session.plan(hosts);
+      progress?.finish();
+      if (opts.json) process.stdout.write(`${toJson("plan", reports)}\n`);
+      else
+        process.stdout.write(
+          renderPlan(reports, opts.format, opts.format === "text" ? style(opts) : plainStyle, {
+            fullOutput: fullOutputCommand(process.argv.slice(2)),
+          }),
         );
-        return EXIT_ERROR;
+      const failed = reports.filter((r) => r.error).length;
+      if (opts.out !== undefined) {
+        if (failed > 0) {
+          process.stderr.write(
+            `not saved to ${opts.out}: ${plural(failed, "host")} could not be planned, and a saved plan must cover every host it names. Fix them, or leave them out with --limit.\n`,
+          );
+          return EXIT_ERROR;
+        }
+        const saved = savedPlanFor(
+          reports,
+          hosts,
+          (host) => session.factsOf(host),
+          {
+            inventory: [...inventory, ...opts.inventory],
+            playbook: resolvePath(playbook) === DEFAULT_PLAYBOOK ? BUNDLED_PLAYBOOK : playbook,
+            limit: opts.limit,
+            tags: splitTags(opts.tags),
+            skipTags: splitTags(opts.skipTags),
+          },
+          { provision: PACKAGE_VERSION, at: new Date(), playbookBytes: readFileSync(playbook) },
+        );
+        writePlanFile(opts.out, saved);
+        const changed = saved.hosts.filter((h) => h.status === "changed").length;
+        process.stderr.write(
+          `plan saved to ${opts.out} (${plural(saved.hosts.length, "host")}, ${changed} to change); after review, apply exactly it with: provision run --plan ${opts.out}\n`,
+        );
       }
-      const saved = savedPlanFor(
-        reports,
-        hosts,
-        (host) => session.factsOf(host),
-        {
-          inventory: [...inventory, ...opts.inventory],
-          playbook: resolvePath(playbook) === DEFAULT_PLAYBOOK ? BUNDLED_PLAYBOOK : playbook,
-          limit: opts.limit,
-          tags: splitTags(opts.tags),
-          skipTags: splitTags(opts.skipTags),
-        },
-        { provision: PACKAGE_VERSION, at: new Date(), playbookBytes: readFileSync(playbook) },
-      );
-      writePlanFile(opts.out, saved);
-      const changed = saved.hosts.filter((h) => h.status === "changed").length;
-      process.stderr.write(
-        `plan saved to ${opts.out} (${plural(saved.hosts.length, "host")}, ${changed} to change); after review, apply exactly it with: provision run --plan ${opts.out}\n`,
-      );
-    }
-    if (failed > 0) return EXIT_ERROR;
-    return reports.some((r) => r.status === "changed") ? EXIT_CHANGES : EXIT_OK;
-  });
+      if (failed > 0) return EXIT_ERROR;
+      return reports.some((r) => r.status === "changed") ? EXIT_CHANGES : EXIT_OK;
+    },
+    { keepFacts: opts.out !== undefined ? "all" : "none" },
+  );
 }
 
 function showCommand(file: string, opts: { json: boolean; format: Format; color: boolean }): number {
@@ -705,7 +729,7 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
     });
     return layoutHosts(layout);
   };
-  const prepared = await prepare(inventory, opts, restrictTo, true, narrow);
+  const prepared = await prepare(inventory, opts, { restrictTo, withProgress: true, narrow });
   if (typeof prepared === "number") return prepared;
   const { hosts, session, policy, progress, playbook } = prepared;
   if (layout!.shard || layout!.stage !== undefined) process.stderr.write(`${describePart(layout!, hosts.length)}\n`);

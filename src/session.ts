@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { applyChanges, type ChangeOutcome } from "./remote/apply.js";
 import { buildGatherScript, FactError, parseGatherOutput } from "./remote/gather.js";
 import { mapLimit } from "./mapLimit.js";
@@ -30,6 +31,9 @@ export class Session {
   private readonly lastFacts = new Map<string, Facts>();
   /** The facts each plan was made from: for a plan with no changes they are already the read-back. */
   private readonly factsOfPlan = new WeakMap<HostPlan, Facts>();
+  private readonly sharedPlans = new Map<string, Omit<HostPlan, "host">>();
+  private readonly keepConnections: number;
+  private readonly keepFacts: KeepFacts;
 
   constructor(
     private readonly connect: (host: ResolvedHost) => Promise<Transport>,
@@ -37,7 +41,11 @@ export class Session {
     private readonly events: SessionEvents = {},
     /** Ends what the hosts' connections shared (bastion connections, OpenSSH masters). */
     private readonly releaseShared: () => Promise<void> = async () => undefined,
-  ) {}
+    options: SessionOptions = {},
+  ) {
+    this.keepConnections = options.keepConnections ?? Infinity;
+    this.keepFacts = options.keepFacts ?? "until-done";
+  }
 
   async plan(hosts: ResolvedHost[], purpose: "plan" | "verify" = "plan"): Promise<HostReport[]> {
     return mapLimit(hosts, this.forks, async (host) => {
@@ -49,20 +57,38 @@ export class Session {
           [...factRequestsFor(host), { kind: "file", path: SNAPSHOT_PATH }],
           host.become,
         );
-        this.lastFacts.set(host.name, facts);
+        if (this.keepFacts !== "none") this.lastFacts.set(host.name, facts);
         const plan = planHost(host, facts, purpose, transport.remoteAddress);
         if (plan.refusals.length > 0)
           return { host: host.name, status: "failed", error: planningFailed(plan.refusals) };
         // Before the first change, the host's originals are recorded for `provision rollback`.
         const snapshot = purpose === "plan" ? snapshotChange(facts.files[SNAPSHOT_PATH] ?? null, plan.changes) : null;
         if (snapshot) plan.changes.unshift(snapshot);
-        this.factsOfPlan.set(plan, facts);
-        return { host: host.name, status: plan.changes.length > 0 ? "changed" : "unchanged", plan };
+        const shared = this.share(plan);
+        this.factsOfPlan.set(shared, facts);
+        return { host: host.name, status: shared.changes.length > 0 ? "changed" : "unchanged", plan: shared };
       });
+      // Beyond the connections kept open, a host's connection closes until its next step needs it:
+      // memory follows --forks, not the number of hosts, for one more handshake per host.
+      if (this.transports.size > this.keepConnections) await this.release(host.name);
       // verify reports a host when its checks are read, not when it is planned.
       if (purpose === "plan") this.events.finished?.(report, "plan");
       return report;
     });
+  }
+
+  /**
+   * Hosts alike get plans alike: one copy of the changes (rendered files and all), checks and
+   * notes serves every host whose plan has the same, so a fleet's plans cost what its distinct
+   * plans do. Plans are never changed once made.
+   */
+  private share(plan: HostPlan): HostPlan {
+    const parts = { changes: plan.changes, checks: plan.checks, notes: plan.notes, refusals: plan.refusals };
+    const key = createHash("sha256").update(JSON.stringify(parts)).digest("base64");
+    const known = this.sharedPlans.get(key);
+    if (known) return { host: plan.host, ...known };
+    this.sharedPlans.set(key, parts);
+    return plan;
   }
 
   /** The facts the latest plan of this host was made from. */
@@ -73,29 +99,38 @@ export class Session {
   /** Applies each planned host's changes, then reads every check back through the same connection. */
   async apply(hosts: ResolvedHost[], planned: HostReport[]): Promise<HostReport[]> {
     const byName = new Map(hosts.map((h) => [h.name, h]));
-    return mapLimit(planned, this.forks, (report) => {
-      if (!report.plan) return Promise.resolve(report);
+    return mapLimit(planned, this.forks, async (report) => {
+      if (!report.plan) return report;
       const plan = report.plan;
-      return this.guard(report.host, async () => {
+      const done = await this.guard(report.host, async () => {
         const host = byName.get(report.host)!;
-        const transport = await this.transport(host);
         const known = plan.changes.length === 0 ? this.factsOfPlan.get(plan) : undefined;
+        this.factsOfPlan.delete(plan);
         if (known) {
           // Nothing to apply: the facts this plan was made from are the read-back (as in verify). The
           // connection that read them logged in during this run, after the last change provision
           // made here, so it is itself a fresh login: fresh-login checks read from it too.
           this.events.stage?.(host.name, "verifying");
-          const checks = evaluateChecks(plan.checks, await this.complete(known, plan.checks, transport, host));
-          return finished(plan, [], checks, "apply", "unchanged");
+          const facts = await this.complete(known, plan.checks, () => this.transport(host), host);
+          return finished(plan, [], evaluateChecks(plan.checks, facts), "apply", "unchanged");
         }
+        const transport = await this.transport(host);
         this.events.stage?.(host.name, "applying");
         const outcomes = await applyChanges(transport, plan.changes, host.become);
         const guard = await this.lockoutGuard(host, transport, plan, outcomes);
         if (guard && "report" in guard) return guard.report;
         this.events.stage?.(host.name, "verifying");
-        const checks = await this.readChecks(host, transport, plan.checks, undefined, guard?.fresh);
+        const checks = await this.readChecks(
+          host,
+          () => Promise.resolve(transport),
+          plan.checks,
+          undefined,
+          guard?.fresh,
+        );
         return finished(plan, outcomes, checks, "apply", plan.changes.length > 0 ? "changed" : "unchanged");
       });
+      await this.done(report.host);
+      return done;
     });
   }
 
@@ -105,6 +140,7 @@ export class Session {
     const byName = new Map(hosts.map((h) => [h.name, h]));
     return mapLimit(planned, this.forks, async (planReport) => {
       const report = await this.verifyPlanned(planReport, byName);
+      await this.done(planReport.host);
       this.events.finished?.(report, "verify");
       return report;
     });
@@ -118,7 +154,7 @@ export class Session {
       const host = byName.get(report.host)!;
       // Checks read what the roles already gathered, so the plan's facts are the read-back;
       // only fresh-login checks cost a new connection.
-      const checks = await this.readChecks(host, await this.transport(host), plan.checks, facts);
+      const checks = await this.readChecks(host, () => this.transport(host), plan.checks, facts);
       return { host: report.host, plan, checks, status: checks.every((c) => c.ok) ? "unchanged" : "failed" };
     });
   }
@@ -131,6 +167,7 @@ export class Session {
   async rollback(hosts: ResolvedHost[]): Promise<HostReport[]> {
     return mapLimit(hosts, this.forks, async (host) => {
       const report = await this.rollBackHost(host);
+      await this.done(host.name);
       this.events.finished?.(report, "rollback");
       return report;
     });
@@ -254,7 +291,7 @@ export class Session {
    */
   private async readChecks(
     host: ResolvedHost,
-    transport: Transport,
+    transport: () => Promise<Transport>,
     checks: PlannedCheck[],
     known?: Facts,
     freshRead?: FreshRead,
@@ -263,7 +300,7 @@ export class Session {
     const fresh = checks.filter(isFreshCheck);
     const currentFacts = known
       ? await this.complete(known, current, transport, host)
-      : await gather(transport, factRequestsForChecks(current, probesOf(host)), host.become);
+      : await gather(await transport(), factRequestsForChecks(current, probesOf(host)), host.become);
     let freshResults: CheckResult[] = [];
     if (fresh.length > 0 && freshRead) {
       freshResults =
@@ -298,7 +335,7 @@ export class Session {
   private async complete(
     known: Facts,
     checks: PlannedCheck[],
-    transport: Transport,
+    transport: () => Promise<Transport>,
     host: ResolvedHost,
   ): Promise<Facts> {
     const missing = factRequestsForChecks(checks, probesOf(host)).filter((r) =>
@@ -311,7 +348,7 @@ export class Session {
             : false,
     );
     if (missing.length === 0) return known;
-    const extra = await gather(transport, missing, host.become);
+    const extra = await gather(await transport(), missing, host.become);
     return {
       ...known,
       sysctl: { ...known.sysctl, ...extra.sysctl },
@@ -338,6 +375,18 @@ export class Session {
       this.events.finished?.(report, phase);
       return report.error ? { host: host.name, error: report.error } : { host: host.name, value: value as T };
     });
+  }
+
+  /** A host's last step of this command is over: its facts (unless kept) and its connection go. */
+  private async done(host: string): Promise<void> {
+    if (this.keepFacts !== "all") this.lastFacts.delete(host);
+    await this.release(host);
+  }
+
+  private async release(host: string): Promise<void> {
+    const t = this.transports.get(host);
+    this.transports.delete(host);
+    await t?.close().catch(() => undefined);
   }
 
   async close(): Promise<void> {
@@ -375,6 +424,24 @@ export class Session {
     }
   }
 }
+
+/** How much a session keeps between steps; by default everything, for its whole life. */
+export interface SessionOptions {
+  /**
+   * Connections left open between steps (plan, then apply); past this many, a host's connection
+   * closes after its plan and reopens for its apply. A host's connection always closes when its
+   * last step is done.
+   */
+  keepConnections?: number;
+  /**
+   * "all": every host's facts until the session ends (`plan -o` saves them); "until-done": until
+   * the host's apply or verify is done (a reviewed run explains refusals from them); "none": not
+   * kept past planning.
+   */
+  keepFacts?: KeepFacts;
+}
+
+export type KeepFacts = "all" | "until-done" | "none";
 
 /** What the lockout guard's fresh login read for the fresh-login checks. */
 type FreshRead = { facts: Facts } | { unreadable: string };

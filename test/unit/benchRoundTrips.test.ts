@@ -208,3 +208,47 @@ describe("round trips of `provision run` per host", () => {
     expect(h.log).toEqual(["login 1", "login 1: gather", "login 1: apply", "login 1: apply"]);
   });
 });
+
+describe("connections kept between plan and apply (memory follows --forks, not the fleet)", () => {
+  /** Three hosts on one scripted machine; counts the connections open at once. */
+  function counted(h: ReturnType<typeof scriptedHost>) {
+    let open = 0;
+    let most = 0;
+    const connect = async (target: ResolvedHost): Promise<Transport> => {
+      const t = await h.connect(target);
+      most = Math.max(most, ++open);
+      return { ...t, exec: t.exec.bind(t), close: async () => void open-- };
+    };
+    return { connect, open: () => open, most: () => most };
+  }
+  const hosts = ["a", "b", "c"].map((name) => ({ ...host, name }));
+
+  it.each([
+    { keep: Infinity, logins: 3 + 3, most: 3 },
+    { keep: 3, logins: 3 + 3, most: 3 },
+    { keep: 1, logins: 3 + 2 + 3, most: 2 },
+  ])("keepConnections $keep: $logins logins, at most $most open, none left open", async ({ keep, logins, most }) => {
+    const h = scriptedHost();
+    const c = counted(h);
+    const session = new Session(c.connect, 1, {}, async () => undefined, { keepConnections: keep });
+    try {
+      const planned = await session.plan(hosts);
+      const r = await rollout(
+        session,
+        hosts,
+        planned,
+        DEFAULT_POLICY,
+        { pause: async () => true },
+        { shownIsFresh: true },
+      );
+      expect(r.reports.map((x) => x.status)).toEqual(["changed", "changed", "changed"]);
+      // Every host: one login that plans (kept or not), one more for its apply if it was not kept, one fresh login.
+      expect(h.log.filter((l) => /^login \d+$/.test(l))).toHaveLength(logins);
+      expect(c.most()).toBeLessThanOrEqual(most + 1);
+      // Each host's connection closes when its apply is done, not at the end of the run.
+      expect(c.open()).toBe(0);
+    } finally {
+      await session.close();
+    }
+  });
+});
