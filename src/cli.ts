@@ -35,6 +35,7 @@ import { Progress } from "./output/progress.js";
 import type { RolloutPolicy } from "./rollout/policy.js";
 import {
   hostsToResume,
+  newRecordId,
   readRecord,
   RecordError,
   recordFor,
@@ -42,7 +43,7 @@ import {
   writeRecord,
   writeRecordTo,
 } from "./rollout/record.js";
-import { rollout } from "./rollout/run.js";
+import { rollout, type RolloutResult } from "./rollout/run.js";
 import { layoutHosts, layoutRollout, type RolloutLayout } from "./rollout/layout.js";
 import { describeShard, parseShard, ShardError, type ShardSpec } from "./rollout/shard.js";
 import { checkBudgets, mergeRecords, type RecordFile } from "./rollout/merge.js";
@@ -756,6 +757,22 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
       !(await confirmed(`Apply these changes to ${plural(pending, "host")}?`, "apply", "not applied."))
     )
       return EXIT_ERROR;
+    const recordMeta = {
+      id: newRecordId(startedAt),
+      startedAt,
+      inventory: [...inventory, ...opts.inventory],
+      playbook,
+      limit: opts.limit,
+      plan: opts.plan,
+      policy,
+      layout: layout!,
+    };
+    // After each batch, so a controller killed mid-run leaves a record that --resume can take.
+    const checkpoint = (sofar: RolloutResult) => {
+      const last = sofar.batches.at(-1)!;
+      const why = `the run ended before it finished (the last checkpoint was after batch ${last.index} of ${layout!.batchCount})`;
+      writeRecord(opts.stateDir, recordFor({ ...sofar, stopped: why }, recordMeta));
+    };
     // Without a confirmation prompt nobody waited on the plan: the first batch applies it without re-reading.
     const result = await rollout(
       session,
@@ -768,22 +785,12 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
           ? { reviewed: { explain: (fresh: HostReport) => whyRefused(reviewed, fresh, session.factsOf(fresh.host)) } }
           : { shownIsFresh: pending === 0 || opts.yes }),
         layout: layout!,
+        checkpoint,
       },
     );
     progress?.finish();
     const incomplete = result.reports.some((r) => r.status !== "changed" && r.status !== "unchanged");
-    const recordFile = writeRecord(
-      opts.stateDir,
-      recordFor(result, {
-        startedAt,
-        inventory: [...inventory, ...opts.inventory],
-        playbook,
-        limit: opts.limit,
-        plan: opts.plan,
-        policy,
-        layout: layout!,
-      }),
-    );
+    const recordFile = writeRecord(opts.stateDir, recordFor(result, recordMeta));
     if (opts.json)
       process.stdout.write(
         `${toJson("run", result.reports, { stopped: result.stopped ?? null, record: recordFile, ...partJson(layout!) })}\n`,

@@ -63,6 +63,8 @@ export function recordFor(
     plan?: string;
     policy: RolloutPolicy;
     layout?: RolloutLayout<{ name: string }>;
+    /** The record's id: the same for every checkpoint of one run, so each replaces the last. */
+    id?: string;
   },
 ): RunRecord {
   const batchOf = new Map<string, number>();
@@ -71,7 +73,7 @@ export function recordFor(
   const layout = meta.layout;
   return {
     version: 1,
-    id: `${meta.startedAt.toISOString().replace(/[:.]/g, "-")}-${randomBytes(3).toString("hex")}`,
+    id: meta.id ?? newRecordId(meta.startedAt),
     startedAt: meta.startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
     inventory: [meta.inventory]
@@ -103,6 +105,10 @@ export function recordFor(
       ...(r.error ? { error: r.error.message } : {}),
     })),
   };
+}
+
+export function newRecordId(startedAt: Date): string {
+  return `${startedAt.toISOString().replace(/[:.]/g, "-")}-${randomBytes(3).toString("hex")}`;
 }
 
 /** Written atomically (temp file + rename), so a killed run never leaves a half record. */

@@ -45,6 +45,11 @@ export interface RolloutOptions {
    * with `explain(freshReport)` instead of stopping the rollout, and the other hosts get what was reviewed.
    */
   reviewed?: { explain(fresh: HostReport): string };
+  /**
+   * After each batch: the rollout so far, hosts of later batches "not-reached" (a run writes its
+   * record from it, so a controller killed mid-run leaves a record `--resume` can take).
+   */
+  checkpoint?(sofar: RolloutResult): void;
   /** The batches to run (a shard's part, one stage); by default every host's, cut by the policy. */
   layout?: RolloutLayout<ResolvedHost>;
 }
@@ -123,10 +128,20 @@ export async function rollout(
       stopped = `after batch ${index}: ${totalFailed} of ${layoutHosts(layout).length} ${ofRun}, more than the ${layout.totalTolerated} tolerated (max_fail_total ${String(policy.maxFailTotal)})`;
     }
     if (stopped) break;
+    if (options.checkpoint && i < batches.length - 1) options.checkpoint(resultOf(layout, done, summaries));
   }
+  return resultOf(layout, done, summaries, stopped, drift);
+}
 
+function resultOf(
+  layout: RolloutLayout<ResolvedHost>,
+  done: Map<string, HostReport>,
+  batches: BatchSummary[],
+  stopped?: string,
+  drift?: HostReport[],
+): RolloutResult {
   const reports = layoutHosts(layout).map((h) => done.get(h.name) ?? { host: h.name, status: "not-reached" as const });
-  return { reports, batches: summaries, ...(stopped ? { stopped } : {}), ...(drift ? { drift } : {}) };
+  return { reports, batches: [...batches], ...(stopped ? { stopped } : {}), ...(drift ? { drift } : {}) };
 }
 
 /** What a plan would do to a host: its changes, or its error kind. */

@@ -59,7 +59,7 @@ describe("sharded, staged rollouts (run --shard/--stage, records merge --check)"
   let dir: string;
 
   beforeAll(async () => {
-    fleet = await startFleet({ hosts: 8 });
+    fleet = await startFleet({ hosts: 11 });
     dir = tempDir("shards");
     // The fleet's own settings for hosts that are namespaces (see the fleet's group_vars), for every inventory here.
     mkdirSync(join(dir, "group_vars"));
@@ -194,6 +194,50 @@ describe("sharded, staged rollouts (run --shard/--stage, records merge --check)"
     expect(h8.code, h8.stderr).toBe(2);
     const h6 = await provision(["plan", inv, "--known-hosts", fleet.knownHostsFile, "--limit", "h6"]);
     expect(h6.code, h6.stderr).toBe(0);
+  });
+
+  it("a controller killed between batches leaves a record of what it did; --resume runs only the rest", async () => {
+    const inv = inventory("killed.yml", [
+      "  hosts:",
+      ...[9, 10, 11].map((n) => `    h${n}: { ansible_host: ${address(n)} }`),
+    ]);
+    const stateDir = join(dir, "killed");
+    const args = ["run", inv, "--known-hosts", fleet.knownHostsFile, "-y", "--batches", "1", "--state-dir", stateDir];
+    const child = spawn(process.execPath, [BIN, ...args, "--pause", "120"], {
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", NO_COLOR: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<void>((resolve) => child.on("close", () => resolve()));
+    try {
+      // Batch 1 is done when the pause before batch 2 starts.
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no pause within 90 s:\n${err}`)), 90_000);
+        child.stderr.on("data", () => {
+          if (err.includes("pausing 120 s")) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+    } finally {
+      child.kill("SIGKILL");
+      await exited;
+    }
+    const runs = join(stateDir, "runs");
+    const [name] = readdirSync(runs);
+    const record = JSON.parse(readFileSync(join(runs, name!), "utf8")) as RunRecord;
+    expect(outcomes(record)).toEqual({
+      h9: { status: "changed", changes: expect.any(Number) as number, batch: 1 },
+      h10: { status: "not-reached", changes: 0, batch: 2 },
+      h11: { status: "not-reached", changes: 0, batch: 3 },
+    });
+    expect(record.stopped).toMatch(/ended before it finished .*after batch 1 of 3/);
+    const resumed = await provision([...args, "--resume"], { timeoutMs: 120_000 });
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toContain("2 hosts failed or were not reached (h10, h11)");
+    expect(resumed.stdout).toMatch(/h10, h11 \(2 hosts\): changed/);
   });
 
   it("a gate refuses records that are not one run's: a missing shard, another selection", async () => {

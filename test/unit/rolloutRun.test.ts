@@ -204,3 +204,35 @@ describe("rollout of a reviewed plan (run --plan)", () => {
     expect(calls[0]).toBe("plan a,b");
   });
 });
+
+describe("rollout checkpoints", () => {
+  it("after every batch but the last: done hosts as they ended, later ones not reached", async () => {
+    const { session } = fakeSession({ failing: ["b"] });
+    const seen: Array<Record<string, string>> = [];
+    const r = await rollout(
+      session,
+      hosts,
+      shown,
+      policy({ batches: [1, 2], maxFailPerBatch: 1, maxFailTotal: 5 }),
+      go,
+      {
+        checkpoint: (sofar) => seen.push(statuses(sofar)),
+      },
+    );
+    expect(seen).toEqual([
+      { a: "changed", b: "not-reached", c: "not-reached", d: "not-reached", e: "not-reached" },
+      { a: "changed", b: "failed", c: "changed", d: "not-reached", e: "not-reached" },
+    ]);
+    expect(statuses(r)).toEqual({ a: "changed", b: "failed", c: "changed", d: "changed", e: "changed" });
+  });
+
+  it("none when the run stops: its final record follows at once", async () => {
+    const { session } = fakeSession({ failing: ["a"] });
+    const seen: unknown[] = [];
+    const r = await rollout(session, hosts, shown, policy({ batches: [1, 2] }), go, {
+      checkpoint: (s) => seen.push(s),
+    });
+    expect(r.stopped).toMatch(/^batch 1:/);
+    expect(seen).toEqual([]);
+  });
+});
