@@ -42,6 +42,8 @@ import {
   type StatusResult,
 } from "./benchCore.js";
 import { benchInventoryLoad, benchRouteResolution, INVENTORY_TARGETS, ROUTE_TARGETS } from "./benchInventory.js";
+import { benchScale } from "./benchScale.js";
+import { formatScale, scaleTargets } from "./benchScaleCore.js";
 
 /**
  * `npm run bench`: provision — over ssh2 and over the OpenSSH client — against Ansible and against
@@ -779,6 +781,10 @@ async function main(): Promise<number> {
     return 0;
   }
   const problems = opts.inventoryOnly ? inventoryPrerequisites() : prerequisites();
+  if (opts.scaleSizes.length > 0 && !opts.inventoryOnly && !existsSync("/usr/bin/unshare"))
+    problems.push(
+      "/usr/bin/unshare not found: install util-linux (the simulated fleet runs in its own network namespace)",
+    );
   if (problems.length > 0) {
     process.stderr.write(`bench: cannot run:\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
     return 1;
@@ -786,13 +792,13 @@ async function main(): Promise<number> {
   const startedAt = new Date();
   const loadAtStart = loadAverages();
   // --status-only: per size, a fleet for status and the floor; no runs, no Ansible, no memory or inventory part.
-  const fullSizes = !opts.inventoryOnly && !opts.statusOnly;
+  const fullSizes = !opts.inventoryOnly && !opts.statusOnly && !opts.scaleOnly;
   const ansibleAvailable = ensureAnsible(opts.ansible && fullSizes);
   if (ansibleAvailable.missing && fullSizes) log(`Ansible columns skipped: ${ansibleAvailable.missing}`);
 
   const sizes: SizeResult[] = [];
   const statuses: StatusResult[] = [];
-  for (const n of opts.inventoryOnly ? [] : opts.sizes) {
+  for (const n of opts.inventoryOnly || opts.scaleOnly ? [] : opts.sizes) {
     if (opts.statusOnly) {
       const s = await benchStatusOnly(n);
       statuses.push(s);
@@ -811,7 +817,11 @@ async function main(): Promise<number> {
       `\n${memory.hosts} hosts, one provision run: ${(memory.run.wallMs / 1000).toFixed(2)} s, peak RSS ${memory.run.peakRssKb === undefined ? "-" : `${(memory.run.peakRssKb / 1024).toFixed(1)} MB`} (exit ${memory.run.exitCode})\n`,
     );
 
-  const inventoryHosts = opts.statusOnly ? 0 : opts.inventoryHosts;
+  const scaleSizes = opts.inventoryOnly || opts.statusOnly ? [] : opts.scaleSizes;
+  const scale = scaleSizes.length > 0 ? await benchScale(scaleSizes, log) : null;
+  if (scale) process.stdout.write(formatScale(scale));
+
+  const inventoryHosts = opts.statusOnly || opts.scaleOnly ? 0 : opts.inventoryHosts;
   const inventory = inventoryHosts > 0 ? await benchInventory(inventoryHosts) : null;
   const routes = inventoryHosts > 0 ? await benchRoutes(inventoryHosts) : null;
   const statusVsFloor = statusTarget(statuses);
@@ -820,6 +830,7 @@ async function main(): Promise<number> {
     ...(statusVsFloor ? [statusVsFloor] : []),
     ...(inventory ? [inventoryTarget(inventory, INVENTORY_TARGETS)] : []),
     ...(routes ? [routeResolutionTarget(routes, ROUTE_TARGETS)] : []),
+    ...(scale ? scaleTargets(scale) : []),
   ];
   process.stdout.write(formatTargets(targets));
   const result: BenchResult = {
@@ -832,6 +843,7 @@ async function main(): Promise<number> {
     inventory,
     routes,
     status: statuses,
+    scale,
     targets,
   };
   const out = resolve(opts.out ?? join(RESULTS_DIR, resultFileName(startedAt)));

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { DEFAULT_SCALE_SIZES, MAX_SCALE_HOSTS, type ScaleResult } from "./benchScaleCore.js";
 
 /**
  * The pure half of `npm run bench`: options, the Ansible work derived from provision's own plan,
@@ -41,6 +42,10 @@ export interface BenchOptions {
   openssh: boolean;
   /** Only `provision status` against the floor, per size: no runs, no Ansible, no memory or inventory part. */
   statusOnly: boolean;
+  /** Simulated-fleet sizes of the scale part (1,000-10,000 hosts); empty = none. */
+  scaleSizes: number[];
+  /** Only the scale part: no real fleet runs, no Ansible, no memory, status or inventory part. */
+  scaleOnly: boolean;
   /** --help: print USAGE and run nothing. */
   help: boolean;
 }
@@ -61,6 +66,12 @@ INI inventory and resolving its hosts' routes through ssh_config.
   --inventory-only       only the inventory part (load + resolve, routes; no fleet)
   --status-only          only \`provision status\` against the floor, per size (no runs,
                          no Ansible, no memory or inventory part)
+  --scale-sizes 1000,5000,10000
+                         simulated-fleet sizes (one ssh2 server answering as
+                         every host with a real host's recorded answers): first
+                         and no-op run, peak RSS, record and output size; 0 = none
+                                                                 (BENCH_SCALE_SIZES)
+  --scale-only           only the simulated-fleet part
   --out FILE             the result JSON; default bench/results/<date>.json  (BENCH_OUT)
   --help                 this text
 `;
@@ -93,6 +104,20 @@ function parseHostCount(text: string, what: string, allowZero = false): number {
 
 export const DEFAULT_INVENTORY_HOSTS = 10_000;
 
+/** "1000,5000,10000" → sizes of simulated fleets; "0" → none. */
+function parseScaleSizes(text: string, what: string): number[] {
+  if (text.trim() === "0") return [];
+  const sizes = text.split(",").map((p) => {
+    const n = /^\d+$/.test(p.trim()) ? Number(p.trim()) : NaN;
+    if (!Number.isInteger(n) || n < 1 || n > MAX_SCALE_HOSTS)
+      throw new OptionError(`${what}: "${p}" is not a host count in 1..${MAX_SCALE_HOSTS} (or 0 for none)`);
+    return n;
+  });
+  const duplicate = sizes.find((n, i) => sizes.indexOf(n) !== i);
+  if (duplicate !== undefined) throw new OptionError(`${what}: ${duplicate} is listed twice`);
+  return sizes;
+}
+
 function parseInventoryHosts(text: string, what: string): number {
   const n = /^\d+$/.test(text) ? Number(text) : NaN;
   if (!Number.isInteger(n) || n > 1_000_000)
@@ -115,6 +140,10 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
     inventoryOnly: false,
     openssh: env.BENCH_OPENSSH !== "0",
     statusOnly: false,
+    scaleSizes: env.BENCH_SCALE_SIZES
+      ? parseScaleSizes(env.BENCH_SCALE_SIZES, "BENCH_SCALE_SIZES")
+      : DEFAULT_SCALE_SIZES,
+    scaleOnly: false,
     help: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -132,14 +161,17 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
     else if (flag === "--inventory-only") opts.inventoryOnly = true;
     else if (flag === "--no-openssh") opts.openssh = false;
     else if (flag === "--status-only") opts.statusOnly = true;
+    else if (flag === "--scale-sizes") opts.scaleSizes = parseScaleSizes(value(), "--scale-sizes");
+    else if (flag === "--scale-only") opts.scaleOnly = true;
     else if (flag === "--help" || flag === "-h") opts.help = true;
     else
       throw new OptionError(
-        `unknown option ${flag}. Options: --sizes 20,50  --memory-hosts 200 (0 = none)  --out FILE  --no-ansible  --no-openssh  --inventory-hosts 10000 (0 = none)  --inventory-only  --status-only  --help`,
+        `unknown option ${flag}. Options: --sizes 20,50  --memory-hosts 200 (0 = none)  --out FILE  --no-ansible  --no-openssh  --inventory-hosts 10000 (0 = none)  --inventory-only  --status-only  --scale-sizes 1000,5000,10000 (0 = none)  --scale-only  --help`,
       );
   }
-  if (opts.inventoryOnly && opts.statusOnly)
-    throw new OptionError("--inventory-only and --status-only exclude each other: give one");
+  if ([opts.inventoryOnly, opts.statusOnly, opts.scaleOnly].filter(Boolean).length > 1)
+    throw new OptionError("--inventory-only, --status-only and --scale-only exclude each other: give one");
+  if (opts.scaleOnly && opts.scaleSizes.length === 0) throw new OptionError("--scale-only with no scale sizes");
   return opts;
 }
 
@@ -840,6 +872,8 @@ export interface BenchResult {
   routes?: RouteResolutionResult | null;
   /** `provision status` against the floor, per size (absent in results from before it was measured). */
   status?: StatusResult[];
+  /** Runs against simulated fleets of 1,000-10,000 hosts (absent in results from before it was measured). */
+  scale?: ScaleResult | null;
   targets: TargetResult[];
 }
 

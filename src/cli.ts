@@ -730,7 +730,9 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
     });
     return layoutHosts(layout);
   };
-  const prepared = await prepare(inventory, opts, { restrictTo, withProgress: true, narrow });
+  // Only a reviewed run explains a refusal from the facts its batch's plan was made from.
+  const sessionOptions: SessionOptions = { keepFacts: opts.plan !== undefined ? "until-done" : "none" };
+  const prepared = await prepare(inventory, opts, { restrictTo, withProgress: true, narrow, session: sessionOptions });
   if (typeof prepared === "number") return prepared;
   const { hosts, session, policy, progress, playbook } = prepared;
   if (layout!.shard || layout!.stage !== undefined) process.stderr.write(`${describePart(layout!, hosts.length)}\n`);

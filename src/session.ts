@@ -1,9 +1,9 @@
-import { createHash } from "node:crypto";
 import { applyChanges, type ChangeOutcome } from "./remote/apply.js";
 import { buildGatherScript, FactError, parseGatherOutput } from "./remote/gather.js";
 import { mapLimit } from "./mapLimit.js";
+import { contentKey } from "./contentKey.js";
 import { changeTarget, factRequestsFor, planHost, probesOf, type HostPlan, type PlannedCheck } from "./plan.js";
-import { probeKey, type FactRequest, type Facts } from "./role.js";
+import { probeKey, type FactRequest, type Facts, type ProbeResult } from "./role.js";
 import type { ResolvedHost } from "./resolve.js";
 import { newNonce } from "./remote/records.js";
 import {
@@ -32,6 +32,8 @@ export class Session {
   /** The facts each plan was made from: for a plan with no changes they are already the read-back. */
   private readonly factsOfPlan = new WeakMap<HostPlan, Facts>();
   private readonly sharedPlans = new Map<string, Omit<HostPlan, "host">>();
+  private readonly strings = new Map<string, string>();
+  private readonly probeAnswers = new Map<string, ProbeResult>();
   private readonly keepConnections: number;
   private readonly keepFacts: KeepFacts;
 
@@ -48,33 +50,35 @@ export class Session {
   }
 
   async plan(hosts: ResolvedHost[], purpose: "plan" | "verify" = "plan"): Promise<HostReport[]> {
-    return mapLimit(hosts, this.forks, async (host) => {
-      const report = await this.guard(host.name, async () => {
-        const transport = await this.transport(host);
-        this.events.stage?.(host.name, "reading facts");
-        const facts = await gather(
-          transport,
-          [...factRequestsFor(host), { kind: "file", path: SNAPSHOT_PATH }],
-          host.become,
-        );
-        if (this.keepFacts !== "none") this.lastFacts.set(host.name, facts);
-        const plan = planHost(host, facts, purpose, transport.remoteAddress);
-        if (plan.refusals.length > 0)
-          return { host: host.name, status: "failed", error: planningFailed(plan.refusals) };
-        // Before the first change, the host's originals are recorded for `provision rollback`.
-        const snapshot = purpose === "plan" ? snapshotChange(facts.files[SNAPSHOT_PATH] ?? null, plan.changes) : null;
-        if (snapshot) plan.changes.unshift(snapshot);
-        const shared = this.share(plan);
-        this.factsOfPlan.set(shared, facts);
-        return { host: host.name, status: shared.changes.length > 0 ? "changed" : "unchanged", plan: shared };
-      });
-      // Beyond the connections kept open, a host's connection closes until its next step needs it:
-      // memory follows --forks, not the number of hosts, for one more handshake per host.
-      if (this.transports.size > this.keepConnections) await this.release(host.name);
-      // verify reports a host when its checks are read, not when it is planned.
-      if (purpose === "plan") this.events.finished?.(report, "plan");
-      return report;
+    return mapLimit(hosts, this.forks, (host) => this.planOne(host, purpose));
+  }
+
+  private async planOne(host: ResolvedHost, purpose: "plan" | "verify"): Promise<HostReport> {
+    const report = await this.guard(host.name, async () => {
+      const transport = await this.transport(host);
+      this.events.stage?.(host.name, "reading facts");
+      const facts = await gather(
+        transport,
+        [...factRequestsFor(host), { kind: "file", path: SNAPSHOT_PATH }],
+        host.become,
+      );
+      if (this.keepFacts !== "none") this.lastFacts.set(host.name, facts);
+      const plan = planHost(host, facts, purpose, transport.remoteAddress);
+      if (plan.refusals.length > 0) return { host: host.name, status: "failed", error: planningFailed(plan.refusals) };
+      // Before the first change, the host's originals are recorded for `provision rollback`.
+      const snapshot = purpose === "plan" ? snapshotChange(facts.files[SNAPSHOT_PATH] ?? null, plan.changes) : null;
+      if (snapshot) plan.changes.unshift(snapshot);
+      const shared = this.share(plan);
+      // Until its apply, an unchanged host keeps only what its checks read, each value shared with alike hosts.
+      if (shared.changes.length === 0) this.factsOfPlan.set(shared, this.checkFacts(facts, shared.checks, host));
+      return { host: host.name, status: shared.changes.length > 0 ? "changed" : "unchanged", plan: shared };
     });
+    // Beyond the connections kept open, a host's connection closes until its next step needs it:
+    // memory follows --forks, not the number of hosts, for one more handshake per host.
+    if (this.transports.size > this.keepConnections) await this.release(host.name);
+    // verify reports a host when its checks are read, not when it is planned.
+    if (purpose === "plan") this.events.finished?.(report, "plan");
+    return report;
   }
 
   /**
@@ -84,11 +88,43 @@ export class Session {
    */
   private share(plan: HostPlan): HostPlan {
     const parts = { changes: plan.changes, checks: plan.checks, notes: plan.notes, refusals: plan.refusals };
-    const key = createHash("sha256").update(JSON.stringify(parts)).digest("base64");
+    const key = contentKey(parts);
     const known = this.sharedPlans.get(key);
     if (known) return { host: plan.host, ...known };
     this.sharedPlans.set(key, parts);
     return plan;
+  }
+
+  /** The facts `checks` read, out of `facts`; strings equal to another host's are that host's. */
+  private checkFacts(facts: Facts, checks: PlannedCheck[], host: ResolvedHost): Facts {
+    const out: Facts = { sysctl: {}, files: {}, fileSha256: {}, listeningPorts: null, probes: {} };
+    const text = (v: string | null | undefined) => (v == null ? (v ?? null) : this.intern(v));
+    for (const r of factRequestsForChecks(checks, probesOf(host))) {
+      if (r.kind === "sysctl" && r.key in facts.sysctl) out.sysctl[r.key] = text(facts.sysctl[r.key]);
+      else if (r.kind === "file" && r.path in facts.files) out.files[r.path] = text(facts.files[r.path]);
+      else if (r.kind === "probe") {
+        const key = probeKey(r.probe.name, r.arg);
+        const found = facts.probes?.[key];
+        if (found) out.probes![key] = this.sharedProbe(found);
+      } else if (r.kind === "listening-ports") out.listeningPorts = facts.listeningPorts;
+    }
+    return out;
+  }
+
+  /** A probe's answer equal to one another host gave is that one (answers are never changed). */
+  private sharedProbe(result: ProbeResult): ProbeResult {
+    const key = contentKey(result);
+    const known = this.probeAnswers.get(key);
+    if (known) return known;
+    this.probeAnswers.set(key, result);
+    return result;
+  }
+
+  private intern(s: string): string {
+    const known = this.strings.get(s);
+    if (known !== undefined) return known;
+    this.strings.set(s, s);
+    return s;
   }
 
   /** The facts the latest plan of this host was made from. */
@@ -130,15 +166,19 @@ export class Session {
         return finished(plan, outcomes, checks, "apply", plan.changes.length > 0 ? "changed" : "unchanged");
       });
       await this.done(report.host);
-      return done;
+      // Kept until the run ends: each value read back is one copy for every host that read the same.
+      return done.checks
+        ? { ...done, checks: done.checks.map((c) => (c.actual === null ? c : { ...c, actual: this.intern(c.actual) })) }
+        : done;
     });
   }
 
   /** Reads back every managed value; a host whose values all match is "unchanged". */
   async verify(hosts: ResolvedHost[]): Promise<HostReport[]> {
-    const planned = await this.plan(hosts, "verify");
     const byName = new Map(hosts.map((h) => [h.name, h]));
-    return mapLimit(planned, this.forks, async (planReport) => {
+    // Each host is planned and verified in one go: its facts live only that long.
+    return mapLimit(hosts, this.forks, async (host) => {
+      const planReport = await this.planOne(host, "verify");
       const report = await this.verifyPlanned(planReport, byName);
       await this.done(planReport.host);
       this.events.finished?.(report, "verify");
@@ -358,8 +398,9 @@ export class Session {
   }
 
   /**
-   * Runs `fn` on each host's connection, `forks` at once, and keeps the connections for the next
-   * call (`status --watch`). A host that fails yields its error instead of a value.
+   * Runs `fn` on each host's connection, `forks` at once, and keeps the connections (up to
+   * keepConnections) for the next call (`status --watch`). A host that fails yields its error
+   * instead of a value.
    */
   async each<T>(
     hosts: ResolvedHost[],
@@ -372,6 +413,7 @@ export class Session {
         value = await fn(await this.transport(host), host);
         return { host: host.name, status: "unchanged" };
       });
+      if (this.transports.size > this.keepConnections) await this.release(host.name);
       this.events.finished?.(report, phase);
       return report.error ? { host: host.name, error: report.error } : { host: host.name, value: value as T };
     });

@@ -38,7 +38,8 @@ export function evaluateChecks(checks: PlannedCheck[], facts: Facts): CheckResul
     }
     if (check.kind === "file") {
       const actual = facts.files[check.path] ?? null;
-      return { check, actual, ok: actual === check.expected };
+      // A match keeps the plan's copy of the content, shared by every host with that plan, not this host's.
+      return actual === check.expected ? { check, actual: check.expected, ok: true } : { check, actual, ok: false };
     }
     const result = facts.probes?.[probeKey(check.probe, check.arg)];
     if (!result) return { check, actual: null, ok: false };

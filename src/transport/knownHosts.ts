@@ -189,6 +189,42 @@ export function globMatches(glob: string, text: string): boolean {
 }
 
 // ---------------------------------------------------------------------------
+// Lookup at fleet size
+
+/**
+ * A file's entries, indexed so that finding a host's costs the same with 10 lines or 10,000:
+ * plain host names and addresses (most lines of a fleet's known_hosts) by name; only wildcard
+ * patterns, negations and hashed names (which can't be indexed: each needs a HMAC per lookup, as
+ * in ssh(1)) are tried one by one.
+ */
+export interface KnownHostsIndex {
+  /** Entries that may match `host` at `port` or at 22 (a certificate's CA is also looked up there), in file order. */
+  candidates(host: string, port: number): KnownHostEntry[];
+}
+
+export function indexKnownHosts(entries: readonly KnownHostEntry[]): KnownHostsIndex {
+  const byName = new Map<string, number[]>();
+  const scanned: number[] = [];
+  entries.forEach((entry, at) => {
+    const literal = entry.patterns.every((p) => !p.startsWith("|") && !p.startsWith("!") && !/[*?]/.test(p));
+    if (!literal) {
+      scanned.push(at);
+      return;
+    }
+    for (const p of new Set(entry.patterns.map((p) => normaliseDefaultPort(p).toLowerCase())))
+      byName.set(p, [...(byName.get(p) ?? []), at]);
+  });
+  return {
+    candidates(host, port) {
+      const tokens = new Set([hostToken(host, port), hostToken(host, DEFAULT_SSH_PORT)]);
+      const found = new Set(scanned);
+      for (const t of tokens) for (const at of byName.get(t) ?? []) found.add(at);
+      return [...found].sort((a, b) => a - b).map((at) => entries[at]!);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
 // Verdicts
 
 export function checkHostKey(

@@ -7,12 +7,14 @@ import {
   checkHostKey,
   fingerprintSha256,
   hostKeyAlgorithmsFor,
+  indexKnownHosts,
   keyTypeOfBlob,
   knownHostsLine,
   parseKnownHosts,
   PLAIN_HOST_KEY_ALGORITHMS,
   type HostKeyVerdict,
   type KnownHostEntry,
+  type KnownHostsIndex,
 } from "./knownHosts.js";
 import { ssh2NegotiatesHostCertificates } from "./ssh2Capabilities.js";
 import { endpointLabel, type SshEndpoint } from "./route.js";
@@ -43,9 +45,9 @@ export async function openHop(
   role: string,
 ): Promise<NodeSSH> {
   const files = knownHostsFilesFor(endpoint, opts);
-  const entries = readKnownHosts(files);
   const name = endpoint.hostKeyName;
   const port = endpoint.hostKeyPort;
+  const entries = readKnownHosts(files, name, port);
   const acceptNew =
     opts.acceptNewHostKeys ||
     endpoint.strictHostKeyChecking === "accept-new" ||
@@ -151,9 +153,10 @@ function knownHostsFilesFor(endpoint: SshEndpoint, opts: HopOptions): string[] {
  * an N-line file N times. A key recorded with --accept-new-host-keys changes the file's size and
  * mtime, so the next connection reads it again.
  */
-const knownHostsCache = new Map<string, { version: string; entries: KnownHostEntry[] }>();
+const knownHostsCache = new Map<string, { version: string; index: KnownHostsIndex }>();
 
-function readKnownHosts(files: string[]): KnownHostEntry[] {
+/** The entries of `files` that may be about `host` (at `port`, or at 22), in file order; each file parsed and indexed once. */
+function readKnownHosts(files: string[], host: string, port: number): KnownHostEntry[] {
   return files.flatMap((f) => {
     let version: string;
     try {
@@ -162,11 +165,12 @@ function readKnownHosts(files: string[]): KnownHostEntry[] {
     } catch {
       return [];
     }
-    const cached = knownHostsCache.get(f);
-    if (cached?.version === version) return cached.entries;
-    const entries = parseKnownHosts(readFileSync(f, "utf8"), f);
-    knownHostsCache.set(f, { version, entries });
-    return entries;
+    let cached = knownHostsCache.get(f);
+    if (cached?.version !== version) {
+      cached = { version, index: indexKnownHosts(parseKnownHosts(readFileSync(f, "utf8"), f)) };
+      knownHostsCache.set(f, cached);
+    }
+    return cached.index.candidates(host, port);
   });
 }
 

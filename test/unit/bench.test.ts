@@ -116,6 +116,14 @@ describe("parseOptions", () => {
     ["inventory from the environment", [], { BENCH_INVENTORY_HOSTS: "0" }, { inventoryHosts: 0 }],
     ["status defaults", [], {}, { statusOnly: false }],
     ["--status-only", ["--status-only", "--sizes", "50"], {}, { statusOnly: true, sizes: [50] }],
+    ["scale defaults", [], {}, { scaleSizes: [1000, 5000, 10000], scaleOnly: false }],
+    [
+      "--scale-sizes",
+      ["--scale-sizes", "2000,20000", "--scale-only"],
+      {},
+      { scaleSizes: [2000, 20000], scaleOnly: true },
+    ],
+    ["BENCH_SCALE_SIZES=0: none", [], { BENCH_SCALE_SIZES: "0" }, { scaleSizes: [] }],
   ])("%s", (_what, argv, env, expected) => {
     expect(parseOptions(argv, env)).toMatchObject(expected);
   });
@@ -127,7 +135,11 @@ describe("parseOptions", () => {
     [["--fast"], /unknown option --fast.*--no-openssh.*--help/],
     [["--inventory-hosts", "lots"], /not a host count in 0\.\.1000000/],
     [["--fast"], /unknown option --fast.*--status-only/],
-    [["--status-only", "--inventory-only"], /--inventory-only and --status-only exclude each other/],
+    [["--status-only", "--inventory-only"], /--inventory-only, --status-only and --scale-only exclude each other/],
+    [["--scale-only", "--status-only"], /exclude each other/],
+    [["--scale-sizes", "100000"], /not a host count in 1\.\.50000/],
+    [["--scale-sizes", "1000,1000"], /1000 is listed twice/],
+    [["--scale-only", "--scale-sizes", "0"], /--scale-only with no scale sizes/],
   ])("%j is refused", (argv, message) => {
     expect(() => parseOptions(argv, {})).toThrow(message);
   });

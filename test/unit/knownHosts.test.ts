@@ -14,6 +14,7 @@ import {
   knownHostsLine,
   parseKnownHosts,
   type KnownHostEntry,
+  indexKnownHosts,
 } from "../../src/transport/knownHosts.js";
 
 // Fixture keys generated with `ssh-keygen -t <type> -N '' -C ''`; fingerprints from `ssh-keygen -lf`.
@@ -559,5 +560,48 @@ describe("hostKeyAlgorithmsFor with @cert-authority lines", () => {
     const negated = parseKnownHosts(`@cert-authority *.example,!db.example ssh-ed25519 ${ED}`, "kh");
     expect(hostKeyAlgorithmsFor(negated, "db.example", 22)).toBeNull();
     expect(hostKeyAlgorithmsFor(negated, "web.example", 22)?.[0]).toBe("ssh-ed25519-cert-v01@openssh.com");
+  });
+});
+
+describe("indexKnownHosts: the same verdicts from the index's candidates as from every entry", () => {
+  const text = [
+    `web1.example.com ssh-ed25519 ${ED}`,
+    `WEB2.example.com,198.18.0.2 ssh-ed25519 ${ED2}`,
+    `[web3.example.com]:2222 ssh-ed25519 ${ED}`,
+    `[web4.example.com]:22 ecdsa-sha2-nistp256 ${EC}`,
+    `*.example.com,!web5.example.com ssh-rsa ${RSA}`,
+    `web?.lab ssh-ed25519 ${ED2}`,
+    `${hashedToken("hashed.example.com")} ssh-ed25519 ${ED}`,
+    `${hashedToken("[hashed.example.com]:2222")} ssh-ed25519 ${ED2}`,
+    `@revoked web1.example.com ssh-ed25519 ${ED2}`,
+    `@cert-authority *.example.com ssh-ed25519 ${ED2}`,
+    `web1.example.com ssh-ed25519 ${ED2}`,
+    ...Array.from({ length: 300 }, (_, i) => `198.19.${i >> 8}.${i & 255} ssh-ed25519 ${i % 2 ? ED : ED2}`),
+  ].join("\n");
+  const entries = parseKnownHosts(text, "known_hosts");
+  const index = indexKnownHosts(entries);
+  const hosts: Array<[string, number]> = [
+    ["web1.example.com", 22],
+    ["WEB1.example.com", 22],
+    ["web2.example.com", 22],
+    ["198.18.0.2", 22],
+    ["web3.example.com", 2222],
+    ["web3.example.com", 22],
+    ["web4.example.com", 22],
+    ["web5.example.com", 22],
+    ["other.example.com", 22],
+    ["webx.lab", 22],
+    ["hashed.example.com", 22],
+    ["hashed.example.com", 2222],
+    ["198.19.0.7", 22],
+    ["198.19.1.20", 2222],
+    ["nowhere", 22],
+  ];
+  it.each(hosts)("%s port %i", (host, port) => {
+    const candidates = index.candidates(host, port);
+    expect(candidates.length).toBeLessThan(20);
+    for (const key of [ED, ED2, EC, RSA].map(blob))
+      expect(checkHostKey(candidates, host, port, key)).toEqual(checkHostKey(entries, host, port, key));
+    expect(hostKeyAlgorithmsFor(candidates, host, port)).toEqual(hostKeyAlgorithmsFor(entries, host, port));
   });
 });
