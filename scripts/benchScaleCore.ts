@@ -119,6 +119,7 @@ export function scaleTargets(result: ScaleResult): TargetResult[] {
 }
 
 function kb(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
   return bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(0)} KB` : `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }
 
