@@ -329,6 +329,12 @@ async function main(argv: string[]): Promise<number> {
       "apply the batch and total failure budgets: exit 0 when the next stage may start, 1 when not",
       false,
     )
+    .option(
+      "--stage <k>",
+      "the gate after stage K: every shard's record of stages 1..K must be there (none later)",
+      positiveInt("--stage"),
+    )
+    .option("--final", "the last stage's gate: also fail when the rollout has batches no stage ran", false)
     .option("-o, --out <file>", "write the merged record here (default: the state directory, where --resume finds it)")
     .option("--state-dir <dir>", "where run records are kept", STATE_DIR)
     .option("--json", "print the merged record and the verdict as JSON", false)
@@ -727,7 +733,14 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
     layout = layoutRollout(selected, policy, {
       ...(shard ? { shard } : {}),
       ...(opts.stage ? { stage: opts.stage } : {}),
+      configOf: configDigest,
     });
+    // Each shard would go through the batches at its own pace, each spending the whole batch's
+    // budget: with more than one batch, the stages (and the gates between them) keep them in step.
+    if (shard && opts.stage === undefined && layout.batchCount > 1)
+      throw new ShardError(
+        `--shard with a rollout of ${layout.batchCount} batches needs --stage K: one pipeline stage per batch, with records merge --check between them (or --batches 100% for a single stage)`,
+      );
     return layoutHosts(layout);
   };
   // Only a reviewed run explains a refusal from the facts its batch's plan was made from.
@@ -736,7 +749,12 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
   if (typeof prepared === "number") return prepared;
   const { hosts, session, policy, progress, playbook } = prepared;
   if (layout!.shard || layout!.stage !== undefined) process.stderr.write(`${describePart(layout!, hosts.length)}\n`);
-  if (policy.pause === "prompt" && !process.stdin.isTTY) {
+  // A single stage of a pipeline has no pause to wait at.
+  if (
+    policy.pause === "prompt" &&
+    !process.stdin.isTTY &&
+    layout!.batches.filter((b) => b.hosts.length > 0).length > 1
+  ) {
     process.stderr.write(
       'rollout pause: "prompt" needs a terminal to press Enter on; use seconds (--pause 30) in CI.\n',
     );
@@ -856,6 +874,8 @@ function partJson(layout: RolloutLayout<ResolvedHost>): Record<string, unknown> 
 
 interface MergeOptions {
   check: boolean;
+  stage?: number;
+  final: boolean;
   out?: string;
   stateDir: string;
   json: boolean;
@@ -875,10 +895,12 @@ function mergeCommand(files: string[], opts: MergeOptions): number {
     }
   }
   if (unreadable.length > 0) {
-    process.stderr.write(`${unreadable.join("\n")}\n`);
+    process.stderr.write(
+      `${unreadable.join("\n")}\nnot merged: every job's record must be there (a pattern that matched nothing is passed as it is written: did the jobs write and upload their records?)\n`,
+    );
     return EXIT_ERROR;
   }
-  const merged = mergeRecords(inputs);
+  const merged = mergeRecords(inputs, new Date(), opts.stage);
   for (const note of merged.notes) process.stderr.write(`note: ${note}\n`);
   if (merged.problems.length > 0) {
     process.stderr.write(`${merged.problems.map((p) => `error: ${p}`).join("\n")}\nnot merged.\n`);
@@ -886,7 +908,7 @@ function mergeCommand(files: string[], opts: MergeOptions): number {
   }
   const out = opts.out ?? undefined;
   const file = out === undefined ? writeRecord(opts.stateDir, merged.record) : writeRecordTo(out, merged.record);
-  const verdict = checkBudgets(merged.record);
+  const verdict = checkBudgets(merged.record, { final: opts.final });
   if (opts.json) process.stdout.write(`${JSON.stringify({ record: merged.record, file, verdict }, null, 2)}\n`);
   else {
     const st = style(opts);

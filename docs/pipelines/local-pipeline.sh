@@ -16,7 +16,8 @@ fi
 shards=$1 stages=$2 inventory=$3
 shift 3
 provision=${PROVISION:-provision}
-records=${RECORDS:-records}
+# Each rollout its own directory: a gate must never count an earlier rollout's records.
+records=${RECORDS:-records/$(date +%Y%m%dT%H%M%S)}
 mkdir -p "$records"
 
 stage=1
@@ -32,7 +33,10 @@ while [ "$stage" -le "$stages" ]; do
   done
   for pid in $pids; do wait "$pid" || true; done
   # The gate counts every stage so far: the total budget spans the whole rollout.
-  if ! $provision records merge "$records"/stage*-shard*/runs/*.json --check -o "$records/merged-stage$stage.json"; then
+  final=
+  [ "$stage" -eq "$stages" ] && final=--final
+  if ! $provision records merge "$records"/stage*-shard*/runs/*.json --check --stage "$stage" $final \
+    -o "$records/merged-stage$stage.json"; then
     echo "gate after stage $stage: STOP; stages $((stage + 1))..$stages not started" >&2
     exit 1
   fi

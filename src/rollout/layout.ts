@@ -33,7 +33,12 @@ export interface RolloutLayout<T> {
 export function layoutRollout<T extends { name: string; groups: readonly string[] }>(
   selected: readonly T[],
   policy: RolloutPolicy,
-  options: { shard?: ShardSpec; stage?: number } = {},
+  options: {
+    shard?: ShardSpec;
+    stage?: number;
+    /** What each host's run depends on besides its name (resolved roles, params, address): in the digest. */
+    configOf?: (host: T) => string;
+  } = {},
 ): RolloutLayout<T> {
   const mine = options.shard ? new Set(selectShard(selected, options.shard)) : undefined;
   const all = partition(selected, batchSizes(selected.length, policy.batches));
@@ -48,7 +53,10 @@ export function layoutRollout<T extends { name: string; groups: readonly string[
   return {
     batches,
     batchCount: all.length,
-    selected: { hosts: selected.length, digest: selectionDigest(selected.map((h) => h.name)) },
+    selected: {
+      hosts: selected.length,
+      digest: selectionDigest(selected.map((h) => (options.configOf ? `${h.name} ${options.configOf(h)}` : h.name))),
+    },
     totalTolerated: resolveAmount(policy.maxFailTotal, selected.length),
     ...(options.shard ? { shard: options.shard } : {}),
     ...(options.stage !== undefined ? { stage: options.stage } : {}),

@@ -24,7 +24,12 @@ const FAILED = new Set(["failed", "unreachable"]);
  * and policy; per stage, every shard 1..N must be there once (a retried job's newest record wins);
  * stages run from 1 without a gap, since the total budget counts every stage so far.
  */
-export function mergeRecords(files: RecordFile[], now: Date = new Date()): MergedRecords {
+export function mergeRecords(
+  files: RecordFile[],
+  now: Date = new Date(),
+  /** The gate after stage K: every shard of stages 1..K must be there, and nothing later. */
+  upTo?: number,
+): MergedRecords {
   const problems: string[] = [];
   const notes: string[] = [];
   const first = files[0];
@@ -54,7 +59,16 @@ export function mergeRecords(files: RecordFile[], now: Date = new Date()): Merge
   for (const f of kept) byStage.set(f.record.stage ?? null, [...(byStage.get(f.record.stage ?? null) ?? []), f]);
   for (const [stage, parts] of byStage) problems.push(...missingShards(stage, parts));
   const stages = [...byStage.keys()].filter((s): s is number => s !== null).sort((a, b) => a - b);
-  const last = stages.at(-1);
+  if (upTo !== undefined) {
+    const later = stages.filter((s) => s > upTo);
+    if (later.length > 0)
+      problems.push(
+        `records of stage ${later.join(", ")} given to the gate after stage ${upTo}: records of another rollout? Give each rollout its own records directory`,
+      );
+    if (staged.length === 0)
+      problems.push(`--stage ${upTo}: these are records of whole runs, not of stages (run --stage)`);
+  }
+  const last = upTo ?? stages.at(-1);
   if (last !== undefined) {
     const gaps = Array.from({ length: last }, (_, i) => i + 1).filter((s) => !byStage.has(s));
     if (gaps.length > 0)
@@ -174,9 +188,16 @@ export interface BudgetVerdict {
  * max_fail_per_batch of the whole batch, every failure so far against max_fail_total, and any
  * shard that stopped on its own (drift, its own failures, a pause).
  */
-export function checkBudgets(record: RunRecord): BudgetVerdict {
+export function checkBudgets(record: RunRecord, options: { final?: boolean } = {}): BudgetVerdict {
   const lines: string[] = [];
   let pass = true;
+  const lastBatch = Math.max(0, ...(record.batches ?? []).map((b) => b.index));
+  if (options.final && record.batchCount !== undefined && lastBatch < record.batchCount) {
+    pass = false;
+    lines.push(
+      `the rollout has ${record.batchCount} batches and these records end at batch ${lastBatch}: the pipeline needs a stage per batch (batches ${lastBatch + 1} to ${record.batchCount} were never run)`,
+    );
+  }
   for (const b of record.batches ?? []) {
     const hosts = record.hosts.filter((h) => h.batch === b.index);
     const failed = hosts.filter((h) => FAILED.has(h.status)).length;

@@ -155,8 +155,21 @@ function latestRecord(stateDir: string): string {
   return join(dir, last);
 }
 
-/** Hosts a resume retries: every one that failed, was unreachable, or was not reached. */
+/**
+ * Hosts a resume retries: every one that failed, was unreachable, or was not reached. A record of
+ * one shard, or of the stages so far of a staged pipeline, does not name the hosts of the other
+ * shards or of the stages not run: resuming it would leave them out without a word.
+ */
 export function hostsToResume(record: RunRecord): string[] {
+  if (record.shard)
+    throw new RecordError(
+      `this record holds shard ${record.shard.index}/${record.shard.count} only: merge every shard's record (provision records merge …) and resume the merged one`,
+    );
+  const lastBatch = Math.max(0, ...(record.batches ?? []).map((b) => b.index));
+  if (record.batchCount !== undefined && (record.stage != null || record.merged) && lastBatch < record.batchCount)
+    throw new RecordError(
+      `this record holds batches 1 to ${lastBatch} of ${record.batchCount}: run the remaining stages (--stage ${lastBatch + 1} …) rather than resume, or resume once every stage has a record`,
+    );
   return record.hosts
     .filter((h) => h.status === "failed" || h.status === "unreachable" || h.status === "not-reached")
     .map((h) => h.host);

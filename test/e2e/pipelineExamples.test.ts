@@ -53,11 +53,14 @@ describe("the pipeline examples in docs/pipelines", () => {
     expect(run).toContain("--stage ${{ inputs.stage }}");
     expect(stage.jobs.gate.needs).toBe("shard");
     expect(stage.jobs.gate.if).toBe("${{ !cancelled() }}");
-    expect(stage.jobs.gate.steps.some((s) => /provision records merge .*--check/.test(s.run ?? ""))).toBe(true);
+    const gate = stage.jobs.gate.steps.map((s) => s.run ?? "").find((r) => r.includes("records merge"))!;
+    expect(gate).toMatch(/--check\s+--stage \$\{\{ inputs.stage \}\} \$\{\{ inputs.final && '--final' \|\| '' \}\}/);
+    expect(stages.at(-1)![1].with).toEqual({ stage: 3, final: true });
   });
 
   it("Kubernetes: an Indexed Job of N pods, pod K running shard K+1/N, no retries; a gate Job", () => {
     const job = yamlOf("kubernetes/stage-job.yaml") as {
+      metadata: { name: string };
       spec: {
         completionMode: string;
         completions: number;
@@ -73,7 +76,13 @@ describe("the pipeline examples in docs/pipelines", () => {
     expect(script).toContain("shard=$((JOB_COMPLETION_INDEX + 1))");
     expect(script).toContain(`--shard "$shard/${job.spec.completions}"`);
     expect(read("kubernetes/gate-job.yaml")).toMatch(/provision records merge .*--check/);
-    expect(read("kubernetes/rollout.sh")).toContain(`finished "provision-stage-$stage" ${job.spec.completions}`);
+    expect(read("kubernetes/rollout.sh")).toContain(`finished "provision-$run-stage-$stage" ${job.spec.completions}`);
+    // Each rollout its own Jobs and records; every gate names its stage, the last one is final.
+    expect(job.metadata.name).toBe("provision-@RUN@-stage-@STAGE@");
+    expect(script).toContain("dir=/records/@RUN@/stage@STAGE@-shard$shard");
+    expect(read("kubernetes/gate-job.yaml")).toContain(
+      "/records/@RUN@/stage*-shard*/runs/*.json --check --stage @STAGE@ @FINAL@",
+    );
   });
 
   it("every option the examples pass exists in provision's CLI", async () => {

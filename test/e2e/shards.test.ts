@@ -240,6 +240,49 @@ describe("sharded, staged rollouts (run --shard/--stage, records merge --check)"
     expect(resumed.stdout).toMatch(/h10, h11 \(2 hosts\): changed/);
   });
 
+  it("shards without stages are refused for a rollout of several batches; a shard's or an unfinished pipeline's record is not resumed", async () => {
+    const inv = join(dir, "equal.yml");
+    const unstaged = await provision([
+      "run",
+      inv,
+      "--known-hosts",
+      fleet.knownHostsFile,
+      "-y",
+      "--shard",
+      "1/3",
+      "--batches",
+      "2,100%",
+    ]);
+    expect(unstaged.code).toBe(1);
+    expect(unstaged.stderr).toContain("--shard with a rollout of 2 batches needs --stage K");
+    const records = join(dir, "gate-records");
+    const shardRecord = join(records, "stage1-shard1", "runs", readdirSync(join(records, "stage1-shard1", "runs"))[0]!);
+    const resumeShard = await provision([
+      "run",
+      inv,
+      "--known-hosts",
+      fleet.knownHostsFile,
+      "-y",
+      "--resume",
+      shardRecord,
+    ]);
+    expect(resumeShard.code).toBe(1);
+    expect(resumeShard.stderr).toContain("this record holds shard 1/3 only: merge every shard's record");
+    const resumeStage1 = await provision([
+      "run",
+      inv,
+      "--known-hosts",
+      fleet.knownHostsFile,
+      "-y",
+      "--resume",
+      join(records, "merged-stage1.json"),
+    ]);
+    expect(resumeStage1.code).toBe(1);
+    expect(resumeStage1.stderr).toContain(
+      "this record holds batches 1 to 1 of 2: run the remaining stages (--stage 2 …)",
+    );
+  });
+
   it("a gate refuses records that are not one run's: a missing shard, another selection", async () => {
     const records = join(dir, "gate-records");
     const part = (k: number) => {

@@ -8,7 +8,14 @@ import type { ResolvedHost } from "../../src/resolve.js";
 import { DEFAULT_POLICY, type RolloutPolicy } from "../../src/rollout/policy.js";
 import { layoutHosts, layoutRollout } from "../../src/rollout/layout.js";
 import { rollout, type RolloutResult } from "../../src/rollout/run.js";
-import { readRecord, recordFor, writeRecord, type RecordedHost, type RunRecord } from "../../src/rollout/record.js";
+import {
+  hostsToResume,
+  readRecord,
+  recordFor,
+  writeRecord,
+  type RecordedHost,
+  type RunRecord,
+} from "../../src/rollout/record.js";
 import { checkBudgets, mergeRecords, partName, type RecordFile } from "../../src/rollout/merge.js";
 import { selectionDigest, type ShardSpec } from "../../src/rollout/shard.js";
 import { renderRecord, renderVerdict } from "../../src/output/recordReport.js";
@@ -930,5 +937,58 @@ describe("a sharded pipeline, end to end", () => {
     expect(mergeRecords([...s1, ...s3]).problems).toEqual([
       "no record of stage 2: the total failure budget counts every stage so far, so give the records of stages 1 to 3",
     ]);
+  });
+});
+
+describe("the gate after stage K (records merge --stage K, --final)", () => {
+  it("a stage with no record at all is missing, not skipped", () => {
+    const { problems } = mergeRecords(shards({}, 1), new Date(), 2);
+    expect(problems).toEqual([
+      "no record of stage 2: the total failure budget counts every stage so far, so give the records of stages 1 to 2",
+    ]);
+  });
+
+  it("records of a later stage (another rollout's) are refused", () => {
+    const { problems } = mergeRecords([...shards({}, 1), ...shards({}, 2), ...shards({}, 3)], new Date(), 2);
+    expect(problems).toEqual([
+      "records of stage 3 given to the gate after stage 2: records of another rollout? Give each rollout its own records directory",
+    ]);
+  });
+
+  it("records of whole runs are not a stage's", () => {
+    expect(mergeRecords(shards(), new Date(), 1).problems).toContain(
+      "--stage 1: these are records of whole runs, not of stages (run --stage)",
+    );
+  });
+
+  it("stages 1..K complete pass; --final fails while batches no stage ran remain", () => {
+    const two = mergeRecords([...shards({}, 1), ...shards({}, 2)], new Date(), 2);
+    expect(two.problems).toEqual([]);
+    expect(checkBudgets(two.record).pass).toBe(true);
+    const final = checkBudgets(two.record, { final: true });
+    expect(final.pass).toBe(false);
+    expect(final.lines[0]).toBe(
+      "the rollout has 3 batches and these records end at batch 2: the pipeline needs a stage per batch (batches 3 to 3 were never run)",
+    );
+    const all = mergeRecords([...shards({}, 1), ...shards({}, 2), ...shards({}, 3)], new Date(), 3);
+    expect(checkBudgets(all.record, { final: true }).pass).toBe(true);
+  });
+});
+
+describe("resuming a record of part of a pipeline", () => {
+  it("refuses one shard's record, and a merged record of the first stages only", () => {
+    expect(() => hostsToResume(rec({ shard: 2, stage: 1 }))).toThrow(
+      /holds shard 2\/3 only: merge every shard's record/,
+    );
+    const firstTwo = mergeRecords([...shards({}, 1), ...shards({}, 2)], new Date(), 2).record;
+    expect(() => hostsToResume(firstTwo)).toThrow(
+      /holds batches 1 to 2 of 3: run the remaining stages \(--stage 3 …\)/,
+    );
+    const all = mergeRecords(
+      [...shards({ h5: "failed" }, 1), ...shards({ h5: "failed" }, 2), ...shards({ h5: "failed" }, 3)],
+      new Date(),
+      3,
+    ).record;
+    expect(hostsToResume(all)).toEqual(["h5"]);
   });
 });

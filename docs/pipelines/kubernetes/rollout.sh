@@ -6,6 +6,9 @@
 set -eu
 stages=${1:?usage: rollout.sh STAGES}
 here=$(dirname "$0")
+# One id per rollout, in every Job's name and the records' directory: a second rollout never
+# reuses the first's Jobs or counts its records.
+run=$(date +%Y%m%d%H%M%S)
 
 # Waits until every pod of the Job ended, succeeded or failed (a failed Job never becomes
 # "complete", so waiting for that alone would hang); prints how many succeeded. At most 2 hours.
@@ -27,12 +30,14 @@ finished() {
 
 stage=1
 while [ "$stage" -le "$stages" ]; do
-  sed "s/@STAGE@/$stage/g" "$here/stage-job.yaml" | kubectl apply -f -
-  # A shard pod fails only when it wrote no record; the gate then reports it as missing.
-  finished "provision-stage-$stage" 3 >/dev/null
-  sed "s/@STAGE@/$stage/g" "$here/gate-job.yaml" | kubectl apply -f -
-  passed=$(finished "provision-gate-$stage" 1)
-  kubectl logs "job/provision-gate-$stage"
+  final=
+  [ "$stage" -eq "$stages" ] && final=--final
+  sed "s/@RUN@/$run/g; s/@STAGE@/$stage/g" "$here/stage-job.yaml" | kubectl apply -f -
+  # Every shard pod succeeds; one that wrote no record is reported missing by the gate.
+  finished "provision-$run-stage-$stage" 3 >/dev/null
+  sed "s/@RUN@/$run/g; s/@STAGE@/$stage/g; s/@FINAL@/$final/g" "$here/gate-job.yaml" | kubectl apply -f -
+  passed=$(finished "provision-$run-gate-$stage" 1)
+  kubectl logs "job/provision-$run-gate-$stage"
   if [ "$passed" != "1" ]; then
     echo "gate after stage $stage: STOP; stages $((stage + 1))..$stages not started" >&2
     exit 1
