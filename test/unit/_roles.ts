@@ -30,6 +30,11 @@ export function hostWith(name: string, roles: Array<[AnyRole, Record<string, unk
   };
 }
 
+/** A host with no roles, reached as root over SSH, in `all` and these groups. */
+export function bareHost(name: string, ...groups: string[]): ResolvedHost {
+  return { ...hostWith(name, []), become: false, groups: ["all", ...groups] };
+}
+
 export function facts(over: Partial<Facts> = {}): Facts {
   return { sysctl: {}, files: {}, listeningPorts: { tcp: [], udp: [] }, ...over };
 }

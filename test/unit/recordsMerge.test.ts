@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { bareHost } from "./_roles.js";
 import type { HostReport, HostStatus } from "../../src/report.js";
 import type { Session } from "../../src/session.js";
 import type { ResolvedHost } from "../../src/resolve.js";
@@ -689,22 +690,7 @@ describe("renderVerdict", () => {
 // ---------------------------------------------------------------------------------------------
 
 const REGIONS = ["east", "west", "central"];
-const resolved = (name: string, ...groups: string[]): ResolvedHost => ({
-  name,
-  become: false,
-  roles: [],
-  hints: { listenPorts: [], memTotalMb: null },
-  groups: ["all", ...groups],
-  connection: {
-    kind: "ssh",
-    host: name,
-    port: 22,
-    user: "root",
-    privateKeyFile: undefined,
-    sshArgs: [],
-    openSshOnlyOptions: [],
-  },
-});
+const resolved = bareHost;
 /** h1..h12, round-robin east, west, central; batches [3, 6, 3]: h1-h3 | h4-h9 | h10-h12. */
 const FLEET = Array.from({ length: 12 }, (_, i) => resolved(`h${i + 1}`, REGIONS[i % 3]!));
 const RUN_POLICY: RolloutPolicy = {

@@ -1,3 +1,4 @@
+import { bareHost } from "./_roles.js";
 import { describe, expect, it } from "vitest";
 import type { HostReport } from "../../src/report.js";
 import type { Session } from "../../src/session.js";
@@ -8,22 +9,7 @@ import { selectionDigest, type ShardSpec } from "../../src/rollout/shard.js";
 import { rollout, type BatchSummary } from "../../src/rollout/run.js";
 import { REUSE, changed } from "./_reports.js";
 
-const host = (name: string, ...groups: string[]): ResolvedHost => ({
-  name,
-  become: false,
-  roles: [],
-  hints: { listenPorts: [], memTotalMb: null },
-  groups: ["all", ...groups],
-  connection: {
-    kind: "ssh",
-    host: name,
-    port: 22,
-    user: "root",
-    privateKeyFile: undefined,
-    sshArgs: [],
-    openSshOnlyOptions: [],
-  },
-});
+const host = bareHost;
 
 const policy = (over: Partial<RolloutPolicy>): RolloutPolicy => ({ ...DEFAULT_POLICY, ...over });
 const REGIONS = ["east", "west", "central"];

@@ -1,3 +1,4 @@
+import { bareHost } from "./_roles.js";
 import { describe, expect, it } from "vitest";
 import type { HostReport } from "../../src/report.js";
 import type { Session } from "../../src/session.js";
@@ -6,22 +7,7 @@ import { DEFAULT_POLICY, type RolloutPolicy } from "../../src/rollout/policy.js"
 import { rollout } from "../../src/rollout/run.js";
 import { REUSE, changed } from "./_reports.js";
 
-const host = (name: string): ResolvedHost => ({
-  name,
-  become: false,
-  roles: [],
-  hints: { listenPorts: [], memTotalMb: null },
-  groups: ["all"],
-  connection: {
-    kind: "ssh",
-    host: name,
-    port: 22,
-    user: "root",
-    privateKeyFile: undefined,
-    sshArgs: [],
-    openSshOnlyOptions: [],
-  },
-});
+const host = (name: string) => bareHost(name);
 
 /** A session whose plan and apply outcomes are scripted per host; it records what it was asked. */
 function fakeSession(opts: { failing?: string[]; unreachable?: string[]; drifted?: string[] } = {}) {
