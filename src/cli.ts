@@ -691,6 +691,14 @@ function showCommand(file: string, opts: { json: boolean; format: Format; color:
 }
 
 async function runCommand(inventory: string[], opts: CommonOptions & RunOptions): Promise<number> {
+  let shard: ShardSpec | undefined;
+  try {
+    shard = shardOf(opts);
+  } catch (err) {
+    if (!(err instanceof ShardError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    return EXIT_ERROR;
+  }
   let restrictTo: string[] | undefined;
   let reviewed: SavedPlan | undefined;
   if (opts.plan !== undefined) {
@@ -719,14 +727,6 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
       process.stderr.write(`${err.message}\n`);
       return EXIT_ERROR;
     }
-  }
-  let shard: ShardSpec | undefined;
-  try {
-    shard = shardOf(opts);
-  } catch (err) {
-    if (!(err instanceof ShardError)) throw err;
-    process.stderr.write(`${err.message}\n`);
-    return EXIT_ERROR;
   }
   let layout: RolloutLayout<ResolvedHost> | undefined;
   const narrow = (selected: ResolvedHost[], policy: RolloutPolicy) => {

@@ -255,6 +255,9 @@ describe("sharded, staged rollouts (run --shard/--stage, records merge --check)"
     ]);
     expect(unstaged.code).toBe(1);
     expect(unstaged.stderr).toContain("--shard with a rollout of 2 batches needs --stage K");
+    const resumeAShard = await provision(["run", inv, "-y", "--shard", "1/3", "--stage", "1", "--resume"]);
+    expect(resumeAShard.code).toBe(1);
+    expect(resumeAShard.stderr).toContain("--resume retries one record's hosts; with shards, merge the records");
     const records = join(dir, "gate-records");
     const shardRecord = join(records, "stage1-shard1", "runs", readdirSync(join(records, "stage1-shard1", "runs"))[0]!);
     const resumeShard = await provision([
