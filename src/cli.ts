@@ -46,7 +46,7 @@ import {
 import { rollout, type RolloutResult } from "./rollout/run.js";
 import { layoutHosts, layoutRollout, type RolloutLayout } from "./rollout/layout.js";
 import { describeShard, parseShard, ShardError, type ShardSpec } from "./rollout/shard.js";
-import { checkBudgets, mergeRecords, type RecordFile } from "./rollout/merge.js";
+import { checkBudgets, mergeRecords, notReadyForStage, type RecordFile } from "./rollout/merge.js";
 import { renderRecord, renderVerdict } from "./output/recordReport.js";
 import { loadCapacityHosts } from "./capacity/hosts.js";
 import { capacityJson, renderCapacityText } from "./capacity/report.js";
@@ -91,6 +91,7 @@ interface RunOptions {
   shard?: string;
   shardBy: string;
   stage?: number;
+  after?: string;
 }
 
 interface CommonOptions {
@@ -312,6 +313,10 @@ async function main(argv: string[]): Promise<number> {
       "--stage <k>",
       "run only batch K of the rollout (one stage of a pipeline; a `records merge --check` gate between stages)",
       positiveInt("--stage"),
+    )
+    .option(
+      "--after <record>",
+      "with --stage K: the merged record of the gate after stage K-1; refuse to start unless that gate passed and the hosts, their config and the policy are still the same",
     )
     .action(async (inventory: string[], opts: CommonOptions & RunOptions) => {
       exitCode = await runCommand(inventory, opts);
@@ -728,6 +733,20 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
       return EXIT_ERROR;
     }
   }
+  let previous: RecordFile | undefined;
+  if (opts.after !== undefined) {
+    if (opts.stage === undefined || opts.stage < 2) {
+      process.stderr.write("--after names the record of the gate before a stage: it needs --stage 2 or later\n");
+      return EXIT_ERROR;
+    }
+    try {
+      previous = readRecord(opts.stateDir, opts.after);
+    } catch (err) {
+      if (!(err instanceof RecordError)) throw err;
+      process.stderr.write(`${err.message}\n`);
+      return EXIT_ERROR;
+    }
+  }
   let layout: RolloutLayout<ResolvedHost> | undefined;
   const narrow = (selected: ResolvedHost[], policy: RolloutPolicy) => {
     layout = layoutRollout(selected, policy, {
@@ -741,6 +760,17 @@ async function runCommand(inventory: string[], opts: CommonOptions & RunOptions)
       throw new ShardError(
         `--shard with a rollout of ${layout.batchCount} batches needs --stage K: one pipeline stage per batch, with records merge --check between them (or --batches 100% for a single stage)`,
       );
+    if (previous) {
+      const reasons = notReadyForStage(previous.record, opts.stage!, {
+        selection: layout.selected,
+        policy,
+        batchCount: layout.batchCount,
+      });
+      if (reasons.length > 0)
+        throw new ShardError(
+          `stage ${opts.stage} must not start after ${previous.file}:\n${reasons.map((r) => `  - ${r}`).join("\n")}`,
+        );
+    }
     return layoutHosts(layout);
   };
   // Only a reviewed run explains a refusal from the facts its batch's plan was made from.

@@ -22,11 +22,14 @@ mkdir -p "$records"
 
 stage=1
 while [ "$stage" -le "$stages" ]; do
+  # From stage 2 on, each shard first checks the gate before it: passed, same hosts and policy.
+  after=
+  [ "$stage" -gt 1 ] && after="--after $records/merged-stage$((stage - 1)).json"
   pids=""
   k=1
   while [ "$k" -le "$shards" ]; do
     # A shard whose hosts failed exits 1 like any run; the gate, not the shard's exit code, decides.
-    $provision run "$inventory" "$@" --shard "$k/$shards" --stage "$stage" --yes \
+    $provision run "$inventory" "$@" --shard "$k/$shards" --stage "$stage" $after --yes \
       --state-dir "$records/stage$stage-shard$k" >"$records/stage$stage-shard$k.log" 2>&1 &
     pids="$pids $!"
     k=$((k + 1))

@@ -220,3 +220,33 @@ export function checkBudgets(record: RunRecord, options: { final?: boolean } = {
   }
   return { pass, lines };
 }
+
+/**
+ * Why stage K must not start after `previous` (the merged record of the gate after stage K-1), or
+ * nothing: the same hosts with the same config and policy (else batch K would be other hosts), a
+ * record that ends at batch K-1, and a gate that passed.
+ */
+export function notReadyForStage(
+  previous: RunRecord,
+  stage: number,
+  now: { selection: { hosts: number; digest: string }; policy: RunRecord["policy"]; batchCount: number },
+): string[] {
+  const reasons: string[] = [];
+  if (previous.selection?.digest !== now.selection.digest)
+    reasons.push(
+      `the selected hosts or their config changed since the earlier stages (${now.selection.hosts} hosts, digest ${now.selection.digest}; the record has ${previous.selection?.hosts ?? "?"}, ${previous.selection?.digest ?? "none"}): batch ${stage} would be other hosts. Finish the rollout with what it started with, then roll out the change`,
+    );
+  if (JSON.stringify(previous.policy) !== JSON.stringify(now.policy))
+    reasons.push("the rollout policy changed since the earlier stages");
+  const lastBatch = Math.max(0, ...(previous.batches ?? []).map((b) => b.index));
+  if (lastBatch !== stage - 1)
+    reasons.push(
+      `the record ends at batch ${lastBatch}, not at batch ${stage - 1}: give the merged record of the gate after stage ${stage - 1}`,
+    );
+  const verdict = checkBudgets(previous);
+  if (!verdict.pass)
+    reasons.push(
+      `the gate after stage ${stage - 1} did not pass: ${verdict.lines.filter((l) => /OVER BUDGET|^stopped/.test(l)).join("; ")}`,
+    );
+  return reasons;
+}

@@ -50,7 +50,9 @@ describe("the pipeline examples in docs/pipelines", () => {
     expect(stage.jobs.shard["continue-on-error"]).toBe(true);
     const run = stage.jobs.shard.steps.map((s) => s.run ?? "").find((r) => r.includes("provision run"))!;
     expect(run).toContain(`--shard \${{ matrix.shard }}/${shards.length}`);
-    expect(run).toContain("--stage ${{ inputs.stage }}");
+    expect(run).toContain("stage=${{ inputs.stage }}");
+    expect(run).toContain('--stage "$stage" $after');
+    expect(run).toContain('[ "$stage" -gt 1 ] && after="--after gates/merged-stage$((stage - 1)).json"');
     expect(stage.jobs.gate.needs).toBe("shard");
     expect(stage.jobs.gate.if).toBe("${{ !cancelled() }}");
     const gate = stage.jobs.gate.steps.map((s) => s.run ?? "").find((r) => r.includes("records merge"))!;
@@ -98,7 +100,9 @@ describe("the pipeline examples in docs/pipelines", () => {
     const used = texts.flatMap((t) => optionsOf(t, "run"));
     const policy = [...policyEnv.matchAll(/(--[a-z-]+)/g)].map((m) => m[1]!);
     expect(used).toEqual(expect.arrayContaining(["--shard", "--stage", "--yes", "--state-dir"]));
-    for (const option of [...used, ...policy]) expect(runHelp, option).toContain(option);
+    for (const option of [...used, ...policy, "--after"]) expect(runHelp, option).toContain(option);
+    // Every example checks the gate before a stage, from stage 2 on.
+    for (const t of texts.filter((t) => t.includes("provision run"))) expect(t).toMatch(/after="--after /);
     const merged = texts.flatMap((t) => optionsOf(t, "records merge"));
     expect(merged).toEqual(expect.arrayContaining(["--check"]));
     for (const option of merged) expect(mergeHelp, option).toContain(option);

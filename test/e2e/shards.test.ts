@@ -284,6 +284,33 @@ describe("sharded, staged rollouts (run --shard/--stage, records merge --check)"
     expect(resumeStage1.stderr).toContain(
       "this record holds batches 1 to 1 of 2: run the remaining stages (--stage 2 …)",
     );
+    // A stage after a gate that stopped: refused before any host is contacted.
+    const afterStop = await provision([
+      "run",
+      join(dir, "gate.yml"),
+      "--known-hosts",
+      fleet.knownHostsFile,
+      "-y",
+      "--shard-by",
+      "group:east,west,central",
+      "--shard",
+      "3/3",
+      "--stage",
+      "2",
+      "--batches",
+      "4,100%",
+      "--max-fail-per-batch",
+      "1",
+      "--max-fail-total",
+      "5",
+      "--after",
+      join(records, "merged-stage1.json"),
+    ]);
+    expect(afterStop.code).toBe(1);
+    expect(afterStop.stderr).toMatch(
+      /stage 2 must not start after .*merged-stage1\.json:\n {2}- the gate after stage 1 did not pass: batch 1: 2 of 4 hosts failed/,
+    );
+    expect(afterStop.stderr).toContain("nothing was sent to any host");
   });
 
   it("a gate refuses records that are not one run's: a missing shard, another selection", async () => {

@@ -17,7 +17,7 @@ import {
   type RecordedHost,
   type RunRecord,
 } from "../../src/rollout/record.js";
-import { checkBudgets, mergeRecords, partName, type RecordFile } from "../../src/rollout/merge.js";
+import { checkBudgets, mergeRecords, notReadyForStage, partName, type RecordFile } from "../../src/rollout/merge.js";
 import { selectionDigest, type ShardSpec } from "../../src/rollout/shard.js";
 import { renderRecord, renderVerdict } from "../../src/output/recordReport.js";
 import { ttyStyle } from "../../src/output/format.js";
@@ -976,5 +976,32 @@ describe("resuming a record of part of a pipeline", () => {
       3,
     ).record;
     expect(hostsToResume(all)).toEqual(["h5"]);
+  });
+});
+
+describe("notReadyForStage (run --stage K --after the gate's record)", () => {
+  const gate1 = () => mergeRecords(shards({}, 1), new Date(), 1).record;
+  const now = { selection: SELECTION, policy: POLICY, batchCount: 3 };
+  it("starts after a passed gate of stage K-1 over the same hosts and policy", () => {
+    expect(notReadyForStage(gate1(), 2, now)).toEqual([]);
+  });
+  it("says every reason not to start", () => {
+    const failed = mergeRecords(shards({ h1: "failed" }, 1), new Date(), 1).record;
+    const reasons = notReadyForStage(failed, 3, {
+      selection: { hosts: 10, digest: "other" },
+      policy: { ...POLICY, maxFailTotal: 5 },
+      batchCount: 3,
+    });
+    expect(reasons).toHaveLength(4);
+    expect(reasons[0]).toMatch(
+      /^the selected hosts or their config changed since the earlier stages \(10 hosts, digest other; the record has 9/,
+    );
+    expect(reasons[1]).toBe("the rollout policy changed since the earlier stages");
+    expect(reasons[2]).toBe(
+      "the record ends at batch 1, not at batch 2: give the merged record of the gate after stage 2",
+    );
+    expect(reasons[3]).toMatch(
+      /^the gate after stage 2 did not pass: batch 1: 1 of 1 hosts failed, 0 tolerated .*OVER BUDGET/,
+    );
   });
 });
