@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { exceeds } from "./policy.js";
-import type { RecordedHost, RunRecord } from "./record.js";
+import { lastBatchOf, type RecordedHost, type RunRecord } from "./record.js";
 
 /** A run record and the file it came from (named in every problem). */
 export interface RecordFile {
@@ -191,7 +191,7 @@ export interface BudgetVerdict {
 export function checkBudgets(record: RunRecord, options: { final?: boolean } = {}): BudgetVerdict {
   const lines: string[] = [];
   let pass = true;
-  const lastBatch = Math.max(0, ...(record.batches ?? []).map((b) => b.index));
+  const lastBatch = lastBatchOf(record);
   if (options.final && record.batchCount !== undefined && lastBatch < record.batchCount) {
     pass = false;
     lines.push(
@@ -238,7 +238,7 @@ export function notReadyForStage(
     );
   if (JSON.stringify(previous.policy) !== JSON.stringify(now.policy))
     reasons.push("the rollout policy changed since the earlier stages");
-  const lastBatch = Math.max(0, ...(previous.batches ?? []).map((b) => b.index));
+  const lastBatch = lastBatchOf(previous);
   if (lastBatch !== stage - 1)
     reasons.push(
       `the record ends at batch ${lastBatch}, not at batch ${stage - 1}: give the merged record of the gate after stage ${stage - 1}`,

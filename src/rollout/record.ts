@@ -155,6 +155,11 @@ function latestRecord(stateDir: string): string {
   return join(dir, last);
 }
 
+/** The last batch a record holds part of (0 when none). */
+export function lastBatchOf(record: RunRecord): number {
+  return Math.max(0, ...(record.batches ?? []).map((b) => b.index));
+}
+
 /**
  * Hosts a resume retries: every one that failed, was unreachable, or was not reached. A record of
  * one shard, or of the stages so far of a staged pipeline, does not name the hosts of the other
@@ -165,7 +170,7 @@ export function hostsToResume(record: RunRecord): string[] {
     throw new RecordError(
       `this record holds shard ${record.shard.index}/${record.shard.count} only: merge every shard's record (provision records merge …) and resume the merged one`,
     );
-  const lastBatch = Math.max(0, ...(record.batches ?? []).map((b) => b.index));
+  const lastBatch = lastBatchOf(record);
   if (record.batchCount !== undefined && (record.stage != null || record.merged) && lastBatch < record.batchCount)
     throw new RecordError(
       `this record holds batches 1 to ${lastBatch} of ${record.batchCount}: run the remaining stages (--stage ${lastBatch + 1} …) rather than resume, or resume once every stage has a record`,

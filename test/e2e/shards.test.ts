@@ -9,6 +9,17 @@ import { PROJECT_ROOT, provision, tempDir, writeFile } from "./helpers.js";
 const PIPELINE = join(PROJECT_ROOT, "docs", "pipelines", "local-pipeline.sh");
 const BIN = join(PROJECT_ROOT, "bin", "provision.js");
 const PIPELINE_TIMEOUT_MS = 240_000;
+/** The gate test's rollout: one group per shard, batches of 4 then the rest, one failure tolerated per batch. */
+const GATE_POLICY = [
+  "--shard-by",
+  "group:east,west,central",
+  "--batches",
+  "4,100%",
+  "--max-fail-per-batch",
+  "1",
+  "--max-fail-total",
+  "5",
+];
 
 interface MergeJson {
   record: RunRecord;
@@ -163,19 +174,7 @@ describe("sharded, staged rollouts (run --shard/--stage, records merge --check)"
       `        h8: { ansible_host: ${address(8)} }`,
     ]);
     const records = join(dir, "gate-records");
-    const piped = await pipeline(records, 3, 2, [
-      inv,
-      "--known-hosts",
-      fleet.knownHostsFile,
-      "--shard-by",
-      "group:east,west,central",
-      "--batches",
-      "4,100%",
-      "--max-fail-per-batch",
-      "1",
-      "--max-fail-total",
-      "5",
-    ]);
+    const piped = await pipeline(records, 3, 2, [inv, "--known-hosts", fleet.knownHostsFile, ...GATE_POLICY]);
     expect(piped.code, piped.output).toBe(1);
     expect(piped.output).toContain("batch 1: 2 of 4 hosts failed, 1 tolerated (max_fail_per_batch 1): OVER BUDGET");
     expect(piped.output).toContain("STOP");
@@ -291,18 +290,11 @@ describe("sharded, staged rollouts (run --shard/--stage, records merge --check)"
       "--known-hosts",
       fleet.knownHostsFile,
       "-y",
-      "--shard-by",
-      "group:east,west,central",
+      ...GATE_POLICY,
       "--shard",
       "3/3",
       "--stage",
       "2",
-      "--batches",
-      "4,100%",
-      "--max-fail-per-batch",
-      "1",
-      "--max-fail-total",
-      "5",
       "--after",
       join(records, "merged-stage1.json"),
     ]);

@@ -1,4 +1,6 @@
 import type { HostReport } from "../../src/report.js";
+import type { ResolvedHost } from "../../src/resolve.js";
+import type { Session } from "../../src/session.js";
 import type { PlannedChange } from "../../src/plan.js";
 
 export const FILE: PlannedChange = {
@@ -43,4 +45,30 @@ export function changed(
 
 export function failed(host: string, status: "failed" | "unreachable", message: string): HostReport {
   return { host, status, error: { kind: status === "unreachable" ? "unreachable" : "command", message } };
+}
+
+/** A session whose plan and apply outcomes are scripted per host; it records what it was asked. */
+export function fakeSession(opts: { failing?: string[]; unreachable?: string[]; drifted?: string[] } = {}) {
+  const calls: string[] = [];
+  const session = {
+    async plan(hosts: ResolvedHost[]): Promise<HostReport[]> {
+      calls.push(`plan ${hosts.map((h) => h.name).join(",")}`);
+      return hosts.map((h) => {
+        if (opts.unreachable?.includes(h.name))
+          return { host: h.name, status: "unreachable", error: { kind: "unreachable", message: "connection refused" } };
+        return opts.drifted?.includes(h.name)
+          ? changed(h.name, [{ ...REUSE, before: "0" } as typeof REUSE])
+          : changed(h.name, [REUSE]);
+      });
+    },
+    async apply(hosts: ResolvedHost[], planned: HostReport[]): Promise<HostReport[]> {
+      calls.push(`apply ${planned.map((r) => r.host).join(",")}`);
+      return planned.map((r) =>
+        opts.failing?.includes(r.host)
+          ? { ...r, status: "failed", error: { kind: "apply", message: "boom" } }
+          : { ...r, outcomes: [], checks: [] },
+      );
+    },
+  };
+  return { session: session as unknown as Session, calls };
 }

@@ -1,13 +1,12 @@
 import { bareHost } from "./_roles.js";
 import { describe, expect, it } from "vitest";
 import type { HostReport } from "../../src/report.js";
-import type { Session } from "../../src/session.js";
 import type { ResolvedHost } from "../../src/resolve.js";
 import { DEFAULT_POLICY, type RolloutPolicy } from "../../src/rollout/policy.js";
 import { layoutHosts, layoutRollout, type RolloutLayout } from "../../src/rollout/layout.js";
 import { selectionDigest, type ShardSpec } from "../../src/rollout/shard.js";
 import { rollout, type BatchSummary } from "../../src/rollout/run.js";
-import { REUSE, changed } from "./_reports.js";
+import { REUSE, changed, fakeSession } from "./_reports.js";
 
 const host = bareHost;
 
@@ -178,26 +177,6 @@ describe("layoutRollout of a stage", () => {
     }
   });
 });
-
-/** A session whose apply fails the named hosts; it records what it was asked. */
-function fakeSession(opts: { failing?: string[] } = {}) {
-  const calls: string[] = [];
-  const session = {
-    async plan(hosts: ResolvedHost[]): Promise<HostReport[]> {
-      calls.push(`plan ${hosts.map((h) => h.name).join(",")}`);
-      return hosts.map((h) => changed(h.name, [REUSE]));
-    },
-    async apply(_hosts: ResolvedHost[], planned: HostReport[]): Promise<HostReport[]> {
-      calls.push(`apply ${planned.map((r) => r.host).join(",")}`);
-      return planned.map((r) =>
-        opts.failing?.includes(r.host)
-          ? { ...r, status: "failed", error: { kind: "apply", message: "boom" } }
-          : { ...r, outcomes: [], checks: [] },
-      );
-    },
-  };
-  return { session: session as unknown as Session, calls };
-}
 
 /** Hooks that count pauses and note every batch start and end. */
 function recordingHooks(pauseAnswers: boolean[] = []) {

@@ -1,39 +1,11 @@
 import { bareHost } from "./_roles.js";
 import { describe, expect, it } from "vitest";
 import type { HostReport } from "../../src/report.js";
-import type { Session } from "../../src/session.js";
-import type { ResolvedHost } from "../../src/resolve.js";
 import { DEFAULT_POLICY, type RolloutPolicy } from "../../src/rollout/policy.js";
 import { rollout } from "../../src/rollout/run.js";
-import { REUSE, changed } from "./_reports.js";
+import { REUSE, changed, fakeSession } from "./_reports.js";
 
 const host = (name: string) => bareHost(name);
-
-/** A session whose plan and apply outcomes are scripted per host; it records what it was asked. */
-function fakeSession(opts: { failing?: string[]; unreachable?: string[]; drifted?: string[] } = {}) {
-  const calls: string[] = [];
-  const session = {
-    async plan(hosts: ResolvedHost[]): Promise<HostReport[]> {
-      calls.push(`plan ${hosts.map((h) => h.name).join(",")}`);
-      return hosts.map((h) => {
-        if (opts.unreachable?.includes(h.name))
-          return { host: h.name, status: "unreachable", error: { kind: "unreachable", message: "connection refused" } };
-        return opts.drifted?.includes(h.name)
-          ? changed(h.name, [{ ...REUSE, before: "0" } as typeof REUSE])
-          : changed(h.name, [REUSE]);
-      });
-    },
-    async apply(hosts: ResolvedHost[], planned: HostReport[]): Promise<HostReport[]> {
-      calls.push(`apply ${planned.map((r) => r.host).join(",")}`);
-      return planned.map((r) =>
-        opts.failing?.includes(r.host)
-          ? { ...r, status: "failed", error: { kind: "apply", message: "boom" } }
-          : { ...r, outcomes: [], checks: [] },
-      );
-    },
-  };
-  return { session: session as unknown as Session, calls };
-}
 
 const hosts = ["a", "b", "c", "d", "e"].map(host);
 const shown = hosts.map((h) => changed(h.name, [REUSE]));

@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
+import { REUSE } from "./_reports.js";
 import { describe, expect, it } from "vitest";
 import { buildApplyScript, parseApplyOutput } from "../../src/remote/apply.js";
 import { buildGatherScript, parseGatherOutput } from "../../src/remote/gather.js";
-import type { PlannedChange } from "../../src/plan.js";
 import type { FactRequest } from "../../src/role.js";
 import {
   addToRecording,
@@ -31,14 +31,6 @@ const REQUESTS: FactRequest[] = [
   { kind: "sysctl", key: "net.ipv4.tcp_tw_reuse" },
   { kind: "file", path: "/etc/sysctl.d/60-provision-tw-reuse.conf" },
 ];
-const REUSE: PlannedChange = {
-  kind: "sysctl",
-  key: "net.ipv4.tcp_tw_reuse",
-  before: "2",
-  after: "1",
-  description: "set net.ipv4.tcp_tw_reuse live",
-  role: "tw-reuse",
-};
 const gatherScript = (nonce: string, requests = REQUESTS) => onWire(buildGatherScript(requests, nonce));
 const applyScript = (nonce: string) => onWire(buildApplyScript([REUSE], nonce));
 const SSH_CONNECTION_SCRIPT = onWire('set -- $SSH_CONNECTION; printf "%s" "$3"');
